@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs everything vessel needs on a fresh Debian 12 machine. Idempotent:
+# only missing packages are installed, so a second run takes a second.
+set -euo pipefail
+
+DEB_PACKAGES=(
+  # build
+  bazel-bootstrap bazel-rules-java default-jdk-headless build-essential pkg-config
+  protobuf-compiler protobuf-c-compiler libprotobuf-c-dev libprotobuf-dev
+  libgrpc-dev libgrpc++-dev protobuf-compiler-grpc libgtest-dev
+  libssl-dev libcurl4-openssl-dev libarchive-dev libjansson-dev libzstd-dev zlib1g-dev
+  libext2fs-dev libsqlite3-dev
+  # runtime peers and tools
+  openssl ca-certificates iproute2 e2fsprogs busybox-static qemu-system-x86 qemu-utils
+  docker-registry skopeo umoci cpio
+  # python clients and tests run on Debian's python3 (matches protoc 3.21)
+  python3 python3-grpcio python3-protobuf python3-pytest
+)
+GO_TOOLS=(
+  google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.6
+  google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
+  github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3
+)
+
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
+
+missing=()
+for p in "${DEB_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+# Go tools go to /usr/local/bin so that Bazel actions (which see a plain PATH) find them.
+GO=$(command -v go || echo /usr/local/go/bin/go)
+for t in "${GO_TOOLS[@]}"; do
+  name=${t%@*}; name=${name##*/}
+  [ -x "/usr/local/bin/$name" ] || { echo "setup: go install $t" >&2; $SUDO env GOBIN=/usr/local/bin "$GO" install "$t" >&2; }
+done

@@ -1,0 +1,453 @@
+/* Server side of vrpc: accept calls, run each handler on its own thread,
+ * send the status it returns. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <grpc/grpc_posix.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+#include "common/rpc_internal.h"
+
+/* Outstanding grpc_server_request_call slots; more than one keeps accepting
+ * while the poller hands a fresh call to its thread. */
+#define VRPC_ACCEPT_SLOTS 4
+
+typedef struct vrpc_entry {
+  const vrpc_method *method;
+  vrpc_handler fn;
+  void *ctx;
+} vrpc_entry;
+
+typedef struct vrpc_slot {
+  vrpc_tag tag;
+  vrpc_server *srv;
+  grpc_call *call;
+  grpc_call_details details;
+  grpc_metadata_array md;
+} vrpc_slot;
+
+struct vrpc_server {
+  grpc_server *server;
+  vrpc_cq cq;
+  size_t max_message;
+  grpc_arg argv[2];
+  grpc_channel_args args;
+
+  vrpc_entry *entries;
+  size_t n_entries, cap_entries;
+  const char **services;
+  size_t n_services;
+  void **kept;
+  size_t n_kept;
+
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int started, shutting_down, freed_grpc;
+  int active; /* handler threads running */
+  vrpc_tag shutdown_tag;
+  int shutdown_done;
+};
+
+static void server_shutdown_done(vrpc_tag *t, int ok) {
+  vrpc_server *s = (vrpc_server *)((char *)t - offsetof(vrpc_server, shutdown_tag));
+  (void)ok;
+  pthread_mutex_lock(&s->mu);
+  s->shutdown_done = 1;
+  pthread_cond_broadcast(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+}
+
+vrpc_server *vrpc_server_new(const vrpc_server_opts *opts, vs_err *err) {
+  vrpc_server *s = calloc(1, sizeof *s);
+  if (!s) {
+    vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+    return NULL;
+  }
+  grpc_init();
+  s->max_message = opts && opts->max_message_bytes ? opts->max_message_bytes
+                                                   : VRPC_DEFAULT_MAX_MESSAGE;
+  vrpc_size_args(&s->args, s->argv, s->max_message);
+  s->server = grpc_server_create(&s->args, NULL);
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->cv, NULL);
+  s->shutdown_tag.fn = server_shutdown_done;
+  if (vrpc_cq_start(&s->cq, err) < 0) {
+    grpc_server_destroy(s->server);
+    grpc_shutdown();
+    free(s);
+    return NULL;
+  }
+  grpc_server_register_completion_queue(s->server, s->cq.cq, NULL);
+  return s;
+}
+
+int vrpc_server_add_service(vrpc_server *s, const vrpc_service *svc,
+                            const vrpc_handler *handlers, void *ctx, vs_err *err) {
+  if (s->started)
+    return vs_err_set(err, VS_FAILED_PRECONDITION, "server already started");
+  size_t need = s->n_entries + svc->n_methods;
+  if (need > s->cap_entries) {
+    size_t cap = need * 2;
+    vrpc_entry *e = realloc(s->entries, cap * sizeof *e);
+    if (!e) return vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+    s->entries = e;
+    s->cap_entries = cap;
+  }
+  const char **names = realloc(s->services, (s->n_services + 1) * sizeof *names);
+  if (!names) return vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+  s->services = names;
+  s->services[s->n_services++] = svc->name;
+  for (size_t i = 0; i < svc->n_methods; i++) {
+    vrpc_entry *e = &s->entries[s->n_entries++];
+    e->method = svc->methods[i];
+    e->fn = handlers ? handlers[i] : NULL;
+    e->ctx = ctx;
+  }
+  return 0;
+}
+
+int vrpc_server_keep(vrpc_server *s, void *ptr, vs_err *err) {
+  void **k = realloc(s->kept, (s->n_kept + 1) * sizeof *k);
+  if (!k) {
+    free(ptr);
+    return vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+  }
+  s->kept = k;
+  s->kept[s->n_kept++] = ptr;
+  return 0;
+}
+
+size_t vrpc_server_services(vrpc_server *s, const char **names, size_t max) {
+  for (size_t i = 0; i < s->n_services && i < max; i++) names[i] = s->services[i];
+  return s->n_services;
+}
+
+int vrpc_server_listen(vrpc_server *s, const char *uri, const vrpc_tls *tls,
+                       int *bound_port, vs_err *err) {
+  if (s->started)
+    return vs_err_set(err, VS_FAILED_PRECONDITION, "server already started");
+  const char *target = vrpc_target(uri, err);
+  if (!target) return -1;
+  if (strncmp(target, "unix:", 5) == 0) {
+    const char *p = target + 5;
+    if (strncmp(p, "//", 2) == 0) p += 2;
+    if (strlen(p) > 107)
+      return vs_err_set(err, VS_INVALID_ARGUMENT,
+                        "unix socket path %s is longer than 107 bytes", p);
+  }
+  grpc_server_credentials *creds;
+  if (tls) {
+    if (!tls->cert_file || !tls->key_file)
+      return vs_err_set(err, VS_INVALID_ARGUMENT,
+                        "TLS on %s needs a certificate and a key", uri);
+    char *cert = vrpc_read_file(tls->cert_file, err);
+    if (!cert) return -1;
+    char *key = vrpc_read_file(tls->key_file, err);
+    if (!key) {
+      free(cert);
+      return -1;
+    }
+    char *ca = NULL;
+    if (tls->ca_file && !(ca = vrpc_read_file(tls->ca_file, err))) {
+      free(cert);
+      free(key);
+      return -1;
+    }
+    grpc_ssl_pem_key_cert_pair pair = {key, cert};
+    creds = grpc_ssl_server_credentials_create_ex(
+        ca, &pair, 1,
+        ca ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+           : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+        NULL);
+    free(cert);
+    free(key);
+    free(ca);
+  } else {
+    creds = grpc_insecure_server_credentials_create();
+  }
+  if (!creds) return vs_err_set(err, VS_INVALID_ARGUMENT, "%s: bad TLS material", uri);
+  int port = grpc_server_add_http2_port(s->server, target, creds);
+  grpc_server_credentials_release(creds);
+  if (port <= 0)
+    return vs_err_set(err, VS_UNAVAILABLE, "cannot listen on %s", uri);
+  if (bound_port) *bound_port = port;
+  return 0;
+}
+
+/* ---- per-call handler threads ---- */
+
+static const vrpc_entry *find_entry(vrpc_server *s, const char *path, size_t len) {
+  for (size_t i = 0; i < s->n_entries; i++) {
+    const char *p = s->entries[i].method->path;
+    if (strlen(p) == len && memcmp(p, path, len) == 0) return &s->entries[i];
+  }
+  return NULL;
+}
+
+static void close_done(vrpc_tag *t, int ok) {
+  vrpc_op *op = (vrpc_op *)t;
+  vrpc_call *c = op->call;
+  (void)ok;
+  if (c->close_cancelled) vrpc_call_mark_cancelled(c);
+  pthread_mutex_lock(&c->mu);
+  op->ok = ok;
+  op->done = 1;
+  pthread_cond_broadcast(&c->cv);
+  pthread_mutex_unlock(&c->mu);
+}
+
+static char *slice_str(grpc_slice s) {
+  size_t n = GRPC_SLICE_LENGTH(s);
+  char *p = malloc(n + 1);
+  if (p) {
+    memcpy(p, GRPC_SLICE_START_PTR(s), n);
+    p[n] = '\0';
+  }
+  return p;
+}
+
+const char *vrpc_metadata(vrpc_call *c, const char *key) {
+  if (!c->md_pairs) return NULL;
+  for (size_t i = 0; c->md_pairs[i]; i += 2)
+    if (strcasecmp(c->md_pairs[i], key) == 0) return c->md_pairs[i + 1];
+  return NULL;
+}
+
+vrpc_server *vrpc_call_server(vrpc_call *c) { return c->srv; }
+
+static void finish_server_call(vrpc_call *c, vs_code code, const char *msg) {
+  grpc_slice details = grpc_slice_from_copied_string(msg ? msg : "");
+  grpc_op ops[2];
+  memset(ops, 0, sizeof ops);
+  size_t k = 0;
+  if (!c->initial_md_sent) {
+    ops[k++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    c->initial_md_sent = 1;
+  }
+  ops[k].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+  ops[k].data.send_status_from_server.status = (grpc_status_code)code;
+  ops[k].data.send_status_from_server.status_details = &details;
+  k++;
+  vrpc_op op;
+  vrpc_op_init(&op, c);
+  vrpc_op_start(&op, ops, k);
+  vrpc_op_wait(&op);
+  grpc_slice_unref(details);
+  vrpc_op_wait(&c->close_op);
+}
+
+static void *handler_main(void *arg) {
+  vrpc_call *c = arg;
+  vrpc_server *s = c->srv;
+  const grpc_slice *mp = &c->details.method;
+  const vrpc_entry *e =
+      find_entry(s, (const char *)GRPC_SLICE_START_PTR(*mp), GRPC_SLICE_LENGTH(*mp));
+
+  vs_err err;
+  vs_err_clear(&err);
+  if (!e) {
+    char *path = slice_str(*mp);
+    vs_err_set(&err, VS_UNIMPLEMENTED, "unknown method %s", path ? path : "?");
+    free(path);
+  } else if (!e->fn) {
+    vs_err_set(&err, VS_UNIMPLEMENTED, "%s is not implemented yet", e->method->path);
+  } else {
+    c->method = e->method;
+    if (e->fn(c, e->ctx, &err) == 0)
+      vs_err_clear(&err);
+    else if (err.code == VS_OK)
+      vs_err_set(&err, VS_UNKNOWN, "%s failed without a reason", e->method->path);
+  }
+  finish_server_call(c, err.code, err.msg);
+
+  grpc_call_unref(c->call);
+  grpc_call_details_destroy(&c->details);
+  grpc_metadata_array_destroy(&c->request_md);
+  if (c->md_pairs) {
+    for (size_t i = 0; c->md_pairs[i]; i++) free(c->md_pairs[i]);
+    free(c->md_pairs);
+  }
+  vrpc_call_release(c);
+
+  pthread_mutex_lock(&s->mu);
+  s->active--;
+  pthread_cond_broadcast(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+  return NULL;
+}
+
+/* Placeholder method until dispatch picks the real one (unknown paths). */
+static const vrpc_method unknown_method = {"(unknown)", VRPC_UNARY, NULL, NULL};
+
+static int post_slot(vrpc_server *s);
+
+/* Runs on the poller thread: must not block. */
+static void slot_done(vrpc_tag *t, int ok) {
+  vrpc_slot *slot = (vrpc_slot *)t;
+  vrpc_server *s = slot->srv;
+  if (!ok) {
+    grpc_call_details_destroy(&slot->details);
+    grpc_metadata_array_destroy(&slot->md);
+    free(slot); /* shutting down */
+    return;
+  }
+  post_slot(s);
+
+  vs_err err;
+  vrpc_call *c = vrpc_call_alloc(&unknown_method, s->max_message, &err);
+  if (!c) {
+    grpc_call_cancel_with_status(slot->call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                 "out of memory", NULL);
+    grpc_call_unref(slot->call);
+    grpc_call_details_destroy(&slot->details);
+    grpc_metadata_array_destroy(&slot->md);
+  } else {
+    c->server_side = 1;
+    c->srv = s;
+    c->call = slot->call;
+    c->details = slot->details;
+    c->request_md = slot->md;
+    c->deadline = slot->details.deadline;
+    c->md_pairs = calloc(2 * c->request_md.count + 1, sizeof(char *));
+    for (size_t i = 0; c->md_pairs && i < c->request_md.count; i++) {
+      c->md_pairs[2 * i] = slice_str(c->request_md.metadata[i].key);
+      c->md_pairs[2 * i + 1] = slice_str(c->request_md.metadata[i].value);
+    }
+    /* Learn of cancellation (client, deadline, shutdown) as it happens. */
+    vrpc_op_init(&c->close_op, c);
+    c->close_op.tag.fn = close_done;
+    grpc_op o;
+    memset(&o, 0, sizeof o);
+    o.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    o.data.recv_close_on_server.cancelled = &c->close_cancelled;
+    vrpc_op_start(&c->close_op, &o, 1);
+
+    pthread_mutex_lock(&s->mu);
+    s->active++;
+    pthread_mutex_unlock(&s->mu);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t th;
+    int rc = pthread_create(&th, &attr, handler_main, c);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+      /* The call's ops complete on this very thread later, so don't wait:
+       * cancel, and let the close op's completion be ignored. */
+      grpc_call_cancel_with_status(c->call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                   "too many concurrent calls", NULL);
+      pthread_mutex_lock(&s->mu);
+      s->active--;
+      pthread_mutex_unlock(&s->mu);
+      /* Leak c deliberately: its close op is still pending on this queue. */
+    }
+  }
+  free(slot);
+}
+
+static int post_slot(vrpc_server *s) {
+  vrpc_slot *slot = calloc(1, sizeof *slot);
+  if (!slot) return -1;
+  slot->tag.fn = slot_done;
+  slot->srv = s;
+  grpc_call_details_init(&slot->details);
+  grpc_metadata_array_init(&slot->md);
+  grpc_call_error e = grpc_server_request_call(s->server, &slot->call, &slot->details,
+                                               &slot->md, s->cq.cq, s->cq.cq,
+                                               &slot->tag);
+  if (e != GRPC_CALL_OK) {
+    grpc_call_details_destroy(&slot->details);
+    grpc_metadata_array_destroy(&slot->md);
+    free(slot);
+    return -1;
+  }
+  return 0;
+}
+
+int vrpc_server_start(vrpc_server *s, vs_err *err) {
+  if (s->started) return vs_err_set(err, VS_FAILED_PRECONDITION, "server already started");
+  grpc_server_start(s->server);
+  s->started = 1;
+  for (int i = 0; i < VRPC_ACCEPT_SLOTS; i++)
+    if (post_slot(s) < 0) return vs_err_set(err, VS_INTERNAL, "cannot accept calls");
+  return 0;
+}
+
+int vrpc_server_serve_fd(vrpc_server *s, int fd, vs_err *err) {
+  if (!s->started) {
+    close(fd);
+    return vs_err_set(err, VS_FAILED_PRECONDITION, "server not started");
+  }
+  /* gRPC needs a non-blocking socket, else calls hang (FACTS.md). */
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+    int e = errno;
+    close(fd);
+    return vs_err_errno(err, VS_INVALID_ARGUMENT, e, "serve fd %d", fd);
+  }
+  grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+  grpc_server_add_channel_from_fd(s->server, fd, creds);
+  grpc_server_credentials_release(creds);
+  return 0;
+}
+
+static void wait_until(vrpc_server *s, struct timespec *abs, int (*cond)(vrpc_server *)) {
+  pthread_mutex_lock(&s->mu);
+  while (!cond(s)) {
+    if (abs) {
+      if (pthread_cond_timedwait(&s->cv, &s->mu, abs) == ETIMEDOUT) break;
+    } else {
+      pthread_cond_wait(&s->cv, &s->mu);
+    }
+  }
+  pthread_mutex_unlock(&s->mu);
+}
+
+static int no_handlers(vrpc_server *s) { return s->active == 0; }
+/* Accept slots still outstanding complete (failed) on the queue when the
+ * server is destroyed; the poller frees them then. */
+static int all_quiet(vrpc_server *s) { return s->active == 0 && s->shutdown_done; }
+
+void vrpc_server_shutdown(vrpc_server *s, int grace_ms) {
+  pthread_mutex_lock(&s->mu);
+  int already = s->shutting_down;
+  s->shutting_down = 1;
+  pthread_mutex_unlock(&s->mu);
+  if (already || !s->started) return;
+
+  grpc_server_shutdown_and_notify(s->server, s->cq.cq, &s->shutdown_tag);
+  if (grace_ms > 0) {
+    struct timespec abs;
+    clock_gettime(CLOCK_REALTIME, &abs);
+    abs.tv_sec += grace_ms / 1000;
+    abs.tv_nsec += (long)(grace_ms % 1000) * 1000000L;
+    if (abs.tv_nsec >= 1000000000L) {
+      abs.tv_sec++;
+      abs.tv_nsec -= 1000000000L;
+    }
+    wait_until(s, &abs, no_handlers);
+  }
+  grpc_server_cancel_all_calls(s->server);
+  wait_until(s, NULL, all_quiet);
+}
+
+void vrpc_server_free(vrpc_server *s) {
+  if (!s) return;
+  vrpc_server_shutdown(s, 0);
+  grpc_server_destroy(s->server);
+  vrpc_cq_stop(&s->cq);
+  pthread_mutex_destroy(&s->mu);
+  pthread_cond_destroy(&s->cv);
+  free(s->entries);
+  free(s->services);
+  for (size_t i = 0; i < s->n_kept; i++) free(s->kept[i]);
+  free(s->kept);
+  free(s);
+  grpc_shutdown();
+}

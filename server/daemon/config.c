@@ -1,0 +1,100 @@
+#include "server/daemon/config.h"
+
+#include <getopt.h>
+#include <string.h>
+
+const char vd_usage[] =
+    "usage: vesseld [flags]\n"
+    "\n"
+    "Serves the vessel.v1 API (Images, Containers, Events, System, Networks),\n"
+    "gRPC health and server reflection.\n"
+    "\n"
+    "  --root DIR            state directory (default " VD_DEFAULT_ROOT ")\n"
+    "  --listen URI          unix:///path or tcp://host:port; repeatable\n"
+    "                        (default " VD_DEFAULT_SOCKET ")\n"
+    "  --tls-cert FILE       server certificate (PEM) for TCP listeners\n"
+    "  --tls-key FILE        server private key (PEM)\n"
+    "  --tls-client-ca FILE  CA that client certificates must chain to (mTLS)\n"
+    "  --insecure-tcp        allow plaintext TCP listeners (anyone who can reach\n"
+    "                        the port controls vesseld; logs a warning)\n"
+    "  --version             print the version and exit\n"
+    "  --help                this text\n";
+
+int vd_is_tcp(const char *uri) { return strncmp(uri, "tcp://", 6) == 0; }
+
+int vd_config_validate(const vd_config *c, vs_err *err) {
+  int tcp = 0;
+  for (size_t i = 0; i < c->n_listen; i++) {
+    const char *u = c->listen[i];
+    if (vd_is_tcp(u)) {
+      tcp = 1;
+      if (!strchr(u + 6, ':'))
+        return vs_err_set(err, VS_INVALID_ARGUMENT, "--listen %s: missing :port", u);
+    } else if (strncmp(u, "unix://", 7) != 0 || u[7] != '/') {
+      return vs_err_set(err, VS_INVALID_ARGUMENT,
+                        "--listen %s: use unix:///absolute/path or tcp://host:port", u);
+    }
+  }
+  int any_tls = c->tls_cert || c->tls_key || c->tls_client_ca;
+  if (any_tls && !tcp)
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "TLS flags given but no tcp:// listener");
+  if (tcp && !c->insecure_tcp) {
+    if (!c->tls_cert || !c->tls_key)
+      return vs_err_set(err, VS_INVALID_ARGUMENT,
+                        "a tcp:// listener needs --tls-cert and --tls-key "
+                        "(or --insecure-tcp)");
+    if (!c->tls_client_ca)
+      return vs_err_set(err, VS_INVALID_ARGUMENT,
+                        "a tcp:// listener requires client certificates: give "
+                        "--tls-client-ca (or --insecure-tcp)");
+  }
+  if (tcp && c->insecure_tcp && any_tls)
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "--insecure-tcp conflicts with TLS flags");
+  return 0;
+}
+
+int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
+  enum { ROOT = 1, LISTEN, CERT, KEY, CA, INSECURE, VERSION, HELP };
+  static const struct option opts[] = {
+      {"root", required_argument, NULL, ROOT},
+      {"listen", required_argument, NULL, LISTEN},
+      {"tls-cert", required_argument, NULL, CERT},
+      {"tls-key", required_argument, NULL, KEY},
+      {"tls-client-ca", required_argument, NULL, CA},
+      {"insecure-tcp", no_argument, NULL, INSECURE},
+      {"version", no_argument, NULL, VERSION},
+      {"help", no_argument, NULL, HELP},
+      {NULL, 0, NULL, 0},
+  };
+  memset(c, 0, sizeof *c);
+  c->root = VD_DEFAULT_ROOT;
+  optind = 1;
+  opterr = 0;
+  for (;;) {
+    int o = getopt_long(argc, argv, "", opts, NULL);
+    if (o == -1) break;
+    switch (o) {
+      case ROOT: c->root = optarg; break;
+      case LISTEN:
+        if (c->n_listen == VD_MAX_LISTEN)
+          return vs_err_set(err, VS_INVALID_ARGUMENT, "at most %d --listen flags", VD_MAX_LISTEN);
+        c->listen[c->n_listen++] = optarg;
+        break;
+      case CERT: c->tls_cert = optarg; break;
+      case KEY: c->tls_key = optarg; break;
+      case CA: c->tls_client_ca = optarg; break;
+      case INSECURE: c->insecure_tcp = 1; break;
+      case VERSION: c->show_version = 1; return 0;
+      case HELP: c->show_help = 1; return 0;
+      default:
+        return vs_err_set(err, VS_INVALID_ARGUMENT, "unknown or incomplete flag %s",
+                          argv[optind - 1]);
+    }
+  }
+  if (optind < argc)
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "unexpected argument %s", argv[optind]);
+  if (c->n_listen == 0) c->listen[c->n_listen++] = VD_DEFAULT_SOCKET;
+  if (!c->root[0] || c->root[0] != '/')
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "--root %s: must be an absolute path", c->root);
+  return vd_config_validate(c, err);
+}

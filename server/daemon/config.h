@@ -1,0 +1,43 @@
+/* vesseld's command line: parsed into a plain struct, validated apart from
+ * any I/O so the rules (TCP needs mutual TLS) are unit-tested. */
+#ifndef VESSEL_SERVER_DAEMON_CONFIG_H
+#define VESSEL_SERVER_DAEMON_CONFIG_H
+
+#include <stddef.h>
+
+#include "common/vs_err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VD_MAX_LISTEN 8
+#define VD_DEFAULT_ROOT "/var/lib/vessel"
+#define VD_DEFAULT_SOCKET "unix:///run/vessel/vessel.sock"
+
+typedef struct vd_config {
+  const char *root;
+  const char *listen[VD_MAX_LISTEN];
+  size_t n_listen;
+  const char *tls_cert, *tls_key, *tls_client_ca;
+  int insecure_tcp; /* allow plaintext TCP (logs a warning) */
+  int show_help, show_version;
+} vd_config;
+
+/* Parses argv (argv[0] is the program). Returns 0, or -1 with err naming the
+ * bad flag. Applies defaults and validation (vd_config_validate). */
+int vd_config_parse(vd_config *cfg, int argc, char **argv, vs_err *err);
+
+/* TCP listeners need --tls-cert, --tls-key and --tls-client-ca (mutual TLS)
+ * unless --insecure-tcp; TLS files without a TCP listener are an error. */
+int vd_config_validate(const vd_config *cfg, vs_err *err);
+
+/* 1 if uri is a TCP listener (tcp://host:port). */
+int vd_is_tcp(const char *uri);
+
+extern const char vd_usage[];
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,59 @@
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "server/daemon/config.h"
+
+namespace {
+
+int Parse(std::vector<std::string> args, vd_config *c, vs_err *e) {
+  std::vector<char *> argv;
+  args.insert(args.begin(), "vesseld");
+  for (auto &a : args) argv.push_back(const_cast<char *>(a.c_str()));
+  argv.push_back(nullptr);
+  static std::vector<std::string> keep;
+  keep = args;  // optarg points into argv
+  return vd_config_parse(c, (int)args.size(), argv.data(), e);
+}
+
+TEST(Config, Defaults) {
+  vd_config c;
+  vs_err e;
+  ASSERT_EQ(Parse({}, &c, &e), 0) << e.msg;
+  EXPECT_STREQ(c.root, VD_DEFAULT_ROOT);
+  ASSERT_EQ(c.n_listen, 1u);
+  EXPECT_STREQ(c.listen[0], VD_DEFAULT_SOCKET);
+}
+
+TEST(Config, TcpNeedsMutualTls) {
+  vd_config c;
+  vs_err e;
+  EXPECT_EQ(Parse({"--listen", "tcp://127.0.0.1:7443"}, &c, &e), -1);
+  EXPECT_NE(std::string(e.msg).find("--tls-cert"), std::string::npos);
+  EXPECT_EQ(Parse({"--listen", "tcp://127.0.0.1:7443", "--tls-cert", "c", "--tls-key", "k"},
+                  &c, &e),
+            -1);
+  EXPECT_NE(std::string(e.msg).find("--tls-client-ca"), std::string::npos);
+  EXPECT_EQ(Parse({"--listen", "tcp://127.0.0.1:7443", "--tls-cert", "c", "--tls-key", "k",
+                   "--tls-client-ca", "ca"},
+                  &c, &e),
+            0)
+      << e.msg;
+  EXPECT_EQ(Parse({"--listen", "tcp://127.0.0.1:7443", "--insecure-tcp"}, &c, &e), 0);
+  EXPECT_EQ(c.insecure_tcp, 1);
+}
+
+TEST(Config, RejectsBadInput) {
+  vd_config c;
+  vs_err e;
+  EXPECT_EQ(Parse({"--root", "relative"}, &c, &e), -1);
+  EXPECT_EQ(Parse({"--listen", "http://x"}, &c, &e), -1);
+  EXPECT_EQ(Parse({"--listen", "tcp://nohost", "--insecure-tcp"}, &c, &e), -1);
+  EXPECT_EQ(Parse({"--bogus"}, &c, &e), -1);
+  EXPECT_NE(std::string(e.msg).find("--bogus"), std::string::npos);
+  EXPECT_EQ(Parse({"--tls-cert", "c"}, &c, &e), -1);  // TLS without TCP
+  EXPECT_EQ(Parse({"stray"}, &c, &e), -1);
+}
+
+}  // namespace

@@ -1,0 +1,24 @@
+/* vesseld's process-wide state, passed to every service as its context. */
+#ifndef VESSEL_SERVER_DAEMON_DAEMON_H
+#define VESSEL_SERVER_DAEMON_DAEMON_H
+
+#include <time.h>
+
+#include "common/rpc.h"
+#include "server/daemon/config.h"
+
+#define VESSEL_VERSION "0.1.0"
+#define VESSEL_API_VERSION "vessel.v1"
+
+typedef struct vd_daemon {
+  vd_config cfg;
+  struct timespec started; /* CLOCK_REALTIME */
+  const char *listen_uris[VD_MAX_LISTEN]; /* as bound: tcp port 0 resolved */
+  char listen_buf[VD_MAX_LISTEN][160];
+  size_t n_listen;
+} vd_daemon;
+
+/* Registers vessel.v1.System on srv with d as its context. */
+int vd_system_register(vrpc_server *srv, vd_daemon *d, vs_err *err);
+
+#endif

@@ -1,0 +1,156 @@
+/* vesseld: the vessel host server. Parses flags, prepares the state
+ * directory, serves the API until SIGINT/SIGTERM. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/rpc.h"
+#include "common/vs_log.h"
+#include "grpc_proto_rpc.h"
+#include "server/daemon/daemon.h"
+#include "vessel_proto_rpc.h"
+
+#define LOG(level, ...) vs_log("vesseld", level, __VA_ARGS__)
+
+static int mkdir_p(const char *path, mode_t mode, vs_err *err) {
+  char buf[4096];
+  if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "path too long: %s", path);
+  for (char *p = buf + 1;; p++) {
+    if (*p == '/' || *p == '\0') {
+      char c = *p;
+      *p = '\0';
+      if (mkdir(buf, mode) < 0 && errno != EEXIST)
+        return vs_err_errno(err, VS_INTERNAL, errno, "mkdir %s", buf);
+      *p = c;
+      if (c == '\0') break;
+    }
+  }
+  return 0;
+}
+
+/* One vesseld per root: a second one would corrupt the stores. */
+static int lock_root(const char *root, vs_err *err) {
+  if (mkdir_p(root, 0700, err) < 0) return -1;
+  char path[4096];
+  snprintf(path, sizeof path, "%s/vesseld.lock", root);
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return vs_err_errno(err, VS_INTERNAL, errno, "open %s", path);
+  if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    close(fd);
+    return vs_err_set(err, VS_FAILED_PRECONDITION,
+                      "another vesseld is using root %s", root);
+  }
+  char pid[32];
+  int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+  if (ftruncate(fd, 0) < 0 || write(fd, pid, (size_t)n) != n) {
+    /* the pid is informational only */
+  }
+  return fd;
+}
+
+static int setup_listeners(vd_daemon *d, vrpc_server *srv, vs_err *err) {
+  const vd_config *c = &d->cfg;
+  for (size_t i = 0; i < c->n_listen; i++) {
+    const char *uri = c->listen[i];
+    vrpc_tls tls = {c->tls_cert, c->tls_key, c->tls_client_ca, NULL};
+    const vrpc_tls *t = NULL;
+    if (vd_is_tcp(uri)) {
+      if (c->insecure_tcp)
+        LOG(VS_LOG_WARN,
+            "%s: plaintext TCP without client authentication: anyone who can "
+            "reach this port controls vesseld", uri);
+      else
+        t = &tls;
+    } else {
+      /* unix:///run/vessel/vessel.sock: make its directory, private. */
+      char dir[4096];
+      snprintf(dir, sizeof dir, "%s", uri + 7);
+      char *slash = strrchr(dir, '/');
+      if (slash && slash != dir) {
+        *slash = '\0';
+        if (mkdir_p(dir, 0755, err) < 0) return -1;
+      }
+    }
+    int port = 0;
+    if (vrpc_server_listen(srv, uri, t, &port, err) < 0) return -1;
+    if (vd_is_tcp(uri)) {
+      char host[128];
+      const char *hp = uri + 6;
+      const char *colon = strrchr(hp, ':');
+      snprintf(host, sizeof host, "%.*s", (int)(colon - hp), hp);
+      snprintf(d->listen_buf[i], sizeof d->listen_buf[i], "tcp://%s:%d", host, port);
+    } else {
+      snprintf(d->listen_buf[i], sizeof d->listen_buf[i], "%s", uri);
+    }
+    d->listen_uris[i] = d->listen_buf[i];
+    d->n_listen = i + 1;
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  vd_daemon d;
+  memset(&d, 0, sizeof d);
+  vs_err err;
+  vs_err_clear(&err);
+  if (vd_config_parse(&d.cfg, argc, argv, &err) < 0) {
+    fprintf(stderr, "vesseld: %s\n\n%s", err.msg, vd_usage);
+    return 2;
+  }
+  if (d.cfg.show_help) {
+    fputs(vd_usage, stdout);
+    return 0;
+  }
+  if (d.cfg.show_version) {
+    printf("vesseld %s (API %s)\n", VESSEL_VERSION, VESSEL_API_VERSION);
+    return 0;
+  }
+  clock_gettime(CLOCK_REALTIME, &d.started);
+
+  /* Signals are taken synchronously by main; every thread created from here
+   * on inherits the blocked mask. */
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  int lock_fd = lock_root(d.cfg.root, &err);
+  if (lock_fd < 0) {
+    LOG(VS_LOG_ERROR, "%s", err.msg);
+    return 1;
+  }
+
+  vrpc_server *srv = vrpc_server_new(NULL, &err);
+  const vrpc_descriptor_pool *pools[] = {&vessel_proto_pool, &grpc_proto_pool};
+  if (!srv || vd_system_register(srv, &d, &err) < 0 ||
+      vrpc_health_register(srv, &err) < 0 ||
+      vrpc_reflection_register(srv, pools, 2, &err) < 0 ||
+      setup_listeners(&d, srv, &err) < 0 || vrpc_server_start(srv, &err) < 0) {
+    LOG(VS_LOG_ERROR, "%s", err.msg);
+    vrpc_server_free(srv);
+    return 1;
+  }
+  for (size_t i = 0; i < d.n_listen; i++)
+    LOG(VS_LOG_INFO, "listening on %s", d.listen_uris[i]);
+  LOG(VS_LOG_INFO, "vesseld %s ready (root %s)", VESSEL_VERSION, d.cfg.root);
+
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  LOG(VS_LOG_INFO, "signal %d: shutting down", sig);
+  vrpc_server_shutdown(srv, 2000);
+  vrpc_server_free(srv);
+  for (size_t i = 0; i < d.cfg.n_listen; i++)
+    if (!vd_is_tcp(d.cfg.listen[i])) unlink(d.cfg.listen[i] + 7);
+  close(lock_fd);
+  LOG(VS_LOG_INFO, "stopped");
+  return 0;
+}
