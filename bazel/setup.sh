@@ -20,6 +20,7 @@ GO_TOOLS=(
   google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.6
   google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
   github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3
+  github.com/grpc-ecosystem/grpc-health-probe@v0.4.62
 )
 
 SUDO=""
@@ -41,3 +42,6 @@ for t in "${GO_TOOLS[@]}"; do
   name=${t%@*}; name=${name##*/}
   [ -x "/usr/local/bin/$name" ] || { echo "setup: go install $t" >&2; $SUDO env GOBIN=/usr/local/bin "$GO" install "$t" >&2; }
 done
+
+# The Go client's module dependencies, so its tests need no download later.
+(cd "$(dirname "$0")/../clients/go" && "$GO" mod download >&2)

@@ -55,6 +55,17 @@ static int lock_root(const char *root, vs_err *err) {
   return fd;
 }
 
+/* Services whose implementation lands later are registered without handlers:
+ * reflection shows the whole API and calls get UNIMPLEMENTED, not "unknown
+ * method". */
+static int register_pending_services(vrpc_server *srv, vs_err *err) {
+  const vrpc_service *const pending[] = {&vessel_v1_Images_service, &vessel_v1_Containers_service,
+                                         &vessel_v1_Events_service, &vessel_v1_Networks_service};
+  for (size_t i = 0; i < sizeof pending / sizeof pending[0]; i++)
+    if (vrpc_server_add_service(srv, pending[i], NULL, NULL, err) < 0) return -1;
+  return 0;
+}
+
 static int setup_listeners(vd_daemon *d, vrpc_server *srv, vs_err *err) {
   const vd_config *c = &d->cfg;
   for (size_t i = 0; i < c->n_listen; i++) {
@@ -131,7 +142,7 @@ int main(int argc, char **argv) {
 
   vrpc_server *srv = vrpc_server_new(NULL, &err);
   const vrpc_descriptor_pool *pools[] = {&vessel_proto_pool, &grpc_proto_pool};
-  if (!srv || vd_system_register(srv, &d, &err) < 0 ||
+  if (!srv || vd_system_register(srv, &d, &err) < 0 || register_pending_services(srv, &err) < 0 ||
       vrpc_health_register(srv, &err) < 0 ||
       vrpc_reflection_register(srv, pools, 2, &err) < 0 ||
       setup_listeners(&d, srv, &err) < 0 || vrpc_server_start(srv, &err) < 0) {

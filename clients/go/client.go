@@ -1,0 +1,143 @@
+// Package vessel is the Go client of vessel: Linux containers, each in its
+// own lightweight VM, managed through the vessel.v1 gRPC API.
+//
+//	c, err := vessel.Dial(ctx, "unix:///run/vessel/vessel.sock")
+//	v, err := c.Version(ctx)
+//
+// The generated stubs live in the vesselpb package; Client exposes one stub
+// per service and small helpers on top.
+package vessel
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/vessel/vessel/clients/go/vesselpb"
+)
+
+// DefaultAddress is where a local vesseld listens by default.
+const DefaultAddress = "unix:///run/vessel/vessel.sock"
+
+// TLS names the PEM files for a TCP connection with mutual TLS.
+type TLS struct {
+	CAFile     string // CA that signed vesseld's certificate
+	CertFile   string // client certificate
+	KeyFile    string // client key
+	ServerName string // overrides the name checked in vesseld's certificate
+}
+
+type options struct {
+	tls      *TLS
+	insecure bool
+	dial     []grpc.DialOption
+}
+
+// Option configures Dial.
+type Option func(*options)
+
+// WithTLS connects over TLS with a client certificate (mutual TLS).
+func WithTLS(t TLS) Option { return func(o *options) { o.tls = &t } }
+
+// WithInsecure allows plaintext TCP (vesseld started with --insecure-tcp).
+func WithInsecure() Option { return func(o *options) { o.insecure = true } }
+
+// WithDialOptions passes extra grpc.DialOptions.
+func WithDialOptions(d ...grpc.DialOption) Option {
+	return func(o *options) { o.dial = append(o.dial, d...) }
+}
+
+// Client is a connection to vesseld.
+type Client struct {
+	conn       *grpc.ClientConn
+	System     vesselpb.SystemClient
+	Images     vesselpb.ImagesClient
+	Containers vesselpb.ContainersClient
+	Events     vesselpb.EventsClient
+	Networks   vesselpb.NetworksClient
+}
+
+// Dial connects to vesseld at address: "unix:///path" or "tcp://host:port".
+// TCP needs WithTLS (vesseld requires client certificates) or WithInsecure.
+func Dial(ctx context.Context, address string, opts ...Option) (*Client, error) {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	target := address
+	var creds credentials.TransportCredentials
+	switch {
+	case strings.HasPrefix(address, "unix://"):
+		creds = insecure.NewCredentials()
+	case strings.HasPrefix(address, "tcp://"):
+		target = strings.TrimPrefix(address, "tcp://")
+		switch {
+		case o.tls != nil:
+			c, err := tlsConfig(o.tls)
+			if err != nil {
+				return nil, err
+			}
+			creds = credentials.NewTLS(c)
+		case o.insecure:
+			creds = insecure.NewCredentials()
+		default:
+			return nil, fmt.Errorf("vessel: %s: TCP needs WithTLS (or WithInsecure)", address)
+		}
+	default:
+		return nil, fmt.Errorf("vessel: address %q: use unix:///path or tcp://host:port", address)
+	}
+	dial := append([]grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(128 << 20)),
+	}, o.dial...)
+	conn, err := grpc.NewClient(target, dial...)
+	if err != nil {
+		return nil, fmt.Errorf("vessel: dial %s: %w", address, err)
+	}
+	return &Client{
+		conn:       conn,
+		System:     vesselpb.NewSystemClient(conn),
+		Images:     vesselpb.NewImagesClient(conn),
+		Containers: vesselpb.NewContainersClient(conn),
+		Events:     vesselpb.NewEventsClient(conn),
+		Networks:   vesselpb.NewNetworksClient(conn),
+	}, nil
+}
+
+func tlsConfig(t *TLS) (*tls.Config, error) {
+	pool := x509.NewCertPool()
+	ca, err := os.ReadFile(t.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("vessel: CA: %w", err)
+	}
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, fmt.Errorf("vessel: %s holds no PEM certificate", t.CAFile)
+	}
+	cfg := &tls.Config{RootCAs: pool, ServerName: t.ServerName, MinVersion: tls.VersionTLS12}
+	if t.CertFile != "" || t.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("vessel: client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// Conn returns the underlying gRPC connection.
+func (c *Client) Conn() *grpc.ClientConn { return c.conn }
+
+// Version returns vesseld's version information.
+func (c *Client) Version(ctx context.Context) (*vesselpb.SystemVersionResponse, error) {
+	return c.System.Version(ctx, &vesselpb.SystemVersionRequest{})
+}

@@ -1,0 +1,121 @@
+"""vesseld's skeleton through the real Python client (grpcio): System over
+unix and TCP+mTLS, refused connections, health, flags, shutdown."""
+import os
+import signal
+import subprocess
+
+import grpc
+import pytest
+
+import vessel
+from vesseld import Vesseld, vesseld_path
+
+
+def test_version_over_unix(daemon):
+    with vessel.Client(daemon.address) as c:
+        v = c.version()
+    assert v.api_version == "vessel.v1"
+    assert v.version
+
+
+def test_info_reports_root_and_listeners(daemon):
+    with vessel.Client(daemon.address) as c:
+        info = c.info()
+    assert info.root_dir == daemon.root
+    assert daemon.address in info.listen_addresses
+    assert info.accelerator in ("kvm", "tcg")
+    assert info.cpus >= 1 and info.memory_bytes > 0
+    assert info.started_at.seconds > 0
+
+
+def test_disk_usage_answers(daemon):
+    from vessel.v1 import system_pb2
+    with vessel.Client(daemon.address) as c:
+        du = c.system.DiskUsage(system_pb2.SystemDiskUsageRequest(), timeout=10)
+    assert du.content_store_bytes >= 0
+
+
+def test_version_over_tcp_with_mutual_tls(certs):
+    good = os.path.join(certs, "good")
+    with Vesseld(tcp=True, certs=good) as d:
+        assert d.tcp_address.startswith("tcp://127.0.0.1:")
+        tls = vessel.TLS(f"{good}/ca.pem", f"{good}/client.pem", f"{good}/client.key")
+        with vessel.Client(d.tcp_address, tls=tls) as c:
+            assert c.version().api_version == "vessel.v1"
+
+
+@pytest.mark.parametrize("who", ["no-cert", "other-ca-cert", "plaintext"])
+def test_tcp_refuses_clients_without_a_trusted_certificate(certs, who):
+    good, other = os.path.join(certs, "good"), os.path.join(certs, "other")
+    with Vesseld(tcp=True, certs=good) as d:
+        if who == "no-cert":
+            c = vessel.Client(d.tcp_address, tls=vessel.TLS(f"{good}/ca.pem"), timeout=5)
+        elif who == "other-ca-cert":
+            c = vessel.Client(d.tcp_address, timeout=5, tls=vessel.TLS(
+                f"{good}/ca.pem", f"{other}/client.pem", f"{other}/client.key"))
+        else:
+            c = vessel.Client(d.tcp_address, insecure=True, timeout=5)
+        with c, pytest.raises(vessel.VesselError) as e:
+            c.version()
+        assert e.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+def test_tcp_without_tls_flags_is_refused_at_start():
+    r = subprocess.run([vesseld_path(), "--root", "/tmp/vsl-never", "--listen",
+                        "tcp://127.0.0.1:0"], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2
+    assert "--tls-cert" in r.stderr
+    assert not os.path.exists("/tmp/vsl-never")
+
+
+def test_insecure_tcp_works_and_warns():
+    with Vesseld(tcp=True, insecure_tcp=True) as d:
+        assert "plaintext TCP" in d.log and "WARN" in d.log
+        with vessel.Client(d.tcp_address, insecure=True) as c:
+            assert c.version().api_version == "vessel.v1"
+
+
+def test_health_check(daemon):
+    ch = grpc.insecure_channel(daemon.address)
+    check = ch.unary_unary("/grpc.health.v1.Health/Check")
+    # HealthCheckRequest{service=""} is empty; the reply is {status: SERVING=1}.
+    assert check(b"", timeout=5) == b"\x08\x01"
+    svc = b"\x0a" + bytes([len("vessel.v1.System")]) + b"vessel.v1.System"
+    assert check(svc, timeout=5) == b"\x08\x01"
+    with pytest.raises(grpc.RpcError) as e:
+        check(b"\x0a\x03foo", timeout=5)
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    ch.close()
+
+
+def test_unimplemented_rpc_is_a_clean_error(daemon):
+    from vessel.v1 import networks_pb2
+    with vessel.Client(daemon.address) as c:
+        with pytest.raises(grpc.RpcError) as e:
+            c.networks.List(networks_pb2.NetworksListRequest(), timeout=5)
+    assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "/vessel.v1.Networks/List" in e.value.details()
+
+
+def test_second_daemon_on_same_root_is_refused(daemon):
+    r = subprocess.run([vesseld_path(), "--root", daemon.root, "--listen",
+                        "unix:///tmp/vsl-second.sock"], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 1
+    assert "another vesseld" in r.stderr
+
+
+def test_sigterm_stops_cleanly_and_removes_socket():
+    d = Vesseld()
+    try:
+        assert os.path.exists(d.socket)
+        assert d.stop(signal.SIGTERM) == 0
+        assert not os.path.exists(d.socket)
+        assert "stopped" in d.log
+    finally:
+        d.cleanup()
+
+
+def test_bad_flag_names_the_problem():
+    r = subprocess.run([vesseld_path(), "--nope"], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2 and "--nope" in r.stderr

@@ -1,0 +1,102 @@
+"""Starts real vesseld processes for integration tests."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+
+
+def vesseld_path() -> str:
+    p = os.environ.get("VESSELD")
+    if not p or not os.access(p, os.X_OK):
+        raise RuntimeError("set VESSELD to the vesseld binary (bazel test sets it)")
+    return p
+
+
+def make_certs(directory: str) -> str:
+    script = os.environ.get("VESSEL_CERTS")
+    if not script:
+        raise RuntimeError("set VESSEL_CERTS to server/daemon/vessel-certs.sh")
+    subprocess.run(["bash", script, directory], check=True, stdout=subprocess.DEVNULL)
+    return directory
+
+
+class Vesseld:
+    """One vesseld with its own root and unix socket (paths kept short:
+    unix sockets are limited to 107 bytes)."""
+
+    def __init__(self, *extra: str, tcp: bool = False, certs: str | None = None,
+                 insecure_tcp: bool = False, root: str | None = None):
+        self.tmp = tempfile.mkdtemp(prefix="vsl-", dir="/tmp")
+        self.root = root or os.path.join(self.tmp, "root")
+        self.socket = os.path.join(self.tmp, "v.sock")
+        self.address = "unix://" + self.socket
+        self.tcp_address = None
+        args = [vesseld_path(), "--root", self.root, "--listen", self.address]
+        if tcp:
+            args += ["--listen", "tcp://127.0.0.1:0"]
+            if insecure_tcp:
+                args.append("--insecure-tcp")
+            if certs:
+                args += ["--tls-cert", f"{certs}/server.pem", "--tls-key", f"{certs}/server.key",
+                         "--tls-client-ca", f"{certs}/ca.pem"]
+        args += list(extra)
+        self.args = args
+        self.log_lines: list[str] = []
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)
+        self._ready = threading.Event()
+        threading.Thread(target=self._pump, daemon=True).start()
+        if not self._ready.wait(30):
+            self.stop()
+            raise RuntimeError("vesseld did not start:\n" + self.log)
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"vesseld exited {self.proc.returncode}:\n" + self.log)
+
+    def _pump(self):
+        for line in self.proc.stdout:
+            self.log_lines.append(line)
+            m = re.search(r"listening on (tcp://\S+)", line)
+            if m:
+                self.tcp_address = m.group(1)
+            if " ready " in line:
+                self._ready.set()
+        self._ready.set()
+
+    @property
+    def log(self) -> str:
+        return "".join(self.log_lines)
+
+    def stop(self, sig=signal.SIGTERM, timeout=20) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.cleanup()
+
+
+def wait_for(pred, timeout=10.0, interval=0.05):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(interval)
+    return pred()

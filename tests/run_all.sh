@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test of vessel: installs what is missing, then `bazel test //...`
+# (unit tests, integration tests against real daemons and clients), then the
+# unit tests again under AddressSanitizer + UBSan. Ends with one line:
+#   N passed, N failed
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash bazel/setup.sh || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
+
+log=$(mktemp /tmp/vessel-tests-XXXXXX.log)
+trap 'rm -f "$log"' EXIT
+rc=0
+bazel test //... --test_summary=short 2>&1 | tee "$log" || rc=1
+# Unit tests (not tagged local) again under the sanitizers.
+bazel test --config=asan --test_tag_filters=-local //... --test_summary=short 2>&1 \
+  | sed -E 's|^(//[^ ]+)|asan:\1|' | tee -a "$log" || rc=1
+
+passed=$(grep -cE '^(asan:)?//[^ ]+ +(\(cached\) )?PASSED' "$log")
+failed=$(grep -cE '^(asan:)?//[^ ]+ +(\(cached\) )?(FAILED|TIMEOUT|NO STATUS|FLAKY|INCOMPLETE|FAILED TO BUILD|REMOTE FAILURE)' "$log")
+if [ "$rc" != 0 ] && [ "$failed" = 0 ]; then failed=1; fi  # build broke before any test ran
+echo "$passed passed, $failed failed"
+exit $rc
