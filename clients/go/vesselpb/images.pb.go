@@ -684,7 +684,7 @@ type ImagesPullRequest struct {
 	Insecure bool `protobuf:"varint,3,opt,name=insecure,proto3" json:"insecure,omitempty"`
 	// Credentials; absent = stored ones (Login) or anonymous.
 	Auth *RegistryAuth `protobuf:"bytes,4,opt,name=auth,proto3" json:"auth,omitempty"`
-	// Parallel blob downloads. 0 = server default (3).
+	// Parallel blob downloads. 0 = server default (4).
 	MaxConcurrentDownloads int32 `protobuf:"varint,5,opt,name=max_concurrent_downloads,json=maxConcurrentDownloads,proto3" json:"max_concurrent_downloads,omitempty"`
 	unknownFields          protoimpl.UnknownFields
 	sizeCache              protoimpl.SizeCache
