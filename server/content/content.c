@@ -1,0 +1,321 @@
+#include "server/content/content.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "server/oci/oci.h"
+
+struct cs_store {
+  char dir[4000];
+  char blobs[4100];
+  char ingest[4100];
+};
+
+struct cs_writer {
+  cs_store *cs;
+  char digest[72];
+  char partial[4200];
+  int fd;
+  int64_t size, offset;
+  oci_sha256 hash;
+};
+
+static int mkdirs(const char *path, vs_err *err) {
+  char buf[4200];
+  snprintf(buf, sizeof buf, "%s", path);
+  for (char *p = buf + 1;; p++) {
+    if (*p == '/' || !*p) {
+      char c = *p;
+      *p = '\0';
+      if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+        return vs_err_errno(err, VS_INTERNAL, errno, "mkdir %s", buf);
+      *p = c;
+      if (!c) break;
+    }
+  }
+  return 0;
+}
+
+static int fsync_dir(const char *dir) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  int rc = fsync(fd);
+  close(fd);
+  return rc;
+}
+
+cs_store *cs_open(const char *dir, vs_err *err) {
+  if (strlen(dir) > 3900) {
+    vs_err_set(err, VS_INVALID_ARGUMENT, "content store path too long");
+    return NULL;
+  }
+  cs_store *cs = calloc(1, sizeof *cs);
+  if (!cs) {
+    vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+    return NULL;
+  }
+  snprintf(cs->dir, sizeof cs->dir, "%s", dir);
+  snprintf(cs->blobs, sizeof cs->blobs, "%s/blobs/sha256", dir);
+  snprintf(cs->ingest, sizeof cs->ingest, "%s/ingest", dir);
+  if (mkdirs(cs->blobs, err) < 0 || mkdirs(cs->ingest, err) < 0) {
+    free(cs);
+    return NULL;
+  }
+  /* A crash between writing a small blob's temp file and its rename leaves
+   * *.tmp behind: never visible, safe to remove. Partials stay to resume. */
+  DIR *d = opendir(cs->ingest);
+  for (struct dirent *e; d && (e = readdir(d));) {
+    size_t n = strlen(e->d_name);
+    if (n > 4 && strcmp(e->d_name + n - 4, ".tmp") == 0) unlinkat(dirfd(d), e->d_name, 0);
+  }
+  if (d) closedir(d);
+  return cs;
+}
+
+void cs_close(cs_store *cs) { free(cs); }
+
+int cs_blob_path(cs_store *cs, const char *digest, char *buf, size_t n) {
+  if (!oci_digest_valid(digest)) return -1;
+  snprintf(buf, n, "%s/%s", cs->blobs, digest + 7);
+  return 0;
+}
+
+int cs_exists(cs_store *cs, const char *digest, int64_t *size) {
+  char path[4200];
+  struct stat st;
+  if (cs_blob_path(cs, digest, path, sizeof path) < 0 || stat(path, &st) < 0) return 0;
+  if (size) *size = st.st_size;
+  return 1;
+}
+
+int cs_read(cs_store *cs, const char *digest, size_t max, char **data, size_t *len, vs_err *err) {
+  *data = NULL;
+  char path[4200];
+  if (cs_blob_path(cs, digest, path, sizeof path) < 0)
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "invalid digest %s", digest);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return vs_err_set(err, VS_NOT_FOUND, "blob %s is not in the content store", digest);
+  struct stat st;
+  if (fstat(fd, &st) < 0 || (size_t)st.st_size > max) {
+    close(fd);
+    return vs_err_set(err, VS_RESOURCE_EXHAUSTED, "blob %s is larger than %zu bytes", digest, max);
+  }
+  char *buf = malloc((size_t)st.st_size + 1);
+  size_t got = 0;
+  while (buf && got < (size_t)st.st_size) {
+    ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+    if (n <= 0) break;
+    got += (size_t)n;
+  }
+  close(fd);
+  if (!buf || got != (size_t)st.st_size) {
+    free(buf);
+    return vs_err_set(err, VS_INTERNAL, "cannot read blob %s", digest);
+  }
+  buf[got] = '\0';
+  char have[72];
+  oci_sha256_bytes(buf, got, have);
+  if (strcmp(have, digest) != 0) {
+    free(buf);
+    return vs_err_set(err, VS_DATA_LOSS, "blob %s is corrupt on disk (hashes to %s)", digest, have);
+  }
+  *data = buf;
+  *len = got;
+  return 0;
+}
+
+static int write_all(int fd, const void *data, size_t len) {
+  const char *p = data;
+  while (len) {
+    ssize_t n = write(fd, p, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+int cs_put(cs_store *cs, const void *data, size_t len, const char *expected, char out[72],
+           vs_err *err) {
+  char digest[72];
+  oci_sha256_bytes(data, len, digest);
+  if (expected && strcmp(expected, digest) != 0)
+    return vs_err_set(err, VS_DATA_LOSS, "content hashes to %s, expected %s", digest, expected);
+  if (out) memcpy(out, digest, sizeof digest);
+  if (cs_exists(cs, digest, NULL)) return 0;
+  char tmp[4200], path[4200];
+  snprintf(tmp, sizeof tmp, "%s/%s.%d.tmp", cs->ingest, digest + 7, (int)getpid());
+  cs_blob_path(cs, digest, path, sizeof path);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return vs_err_errno(err, VS_INTERNAL, errno, "create %s", tmp);
+  if (write_all(fd, data, len) < 0 || fsync(fd) < 0) {
+    int e = errno;
+    close(fd);
+    unlink(tmp);
+    return vs_err_errno(err, e == ENOSPC ? VS_RESOURCE_EXHAUSTED : VS_INTERNAL, e, "write %s", tmp);
+  }
+  close(fd);
+  if (rename(tmp, path) < 0) {
+    int e = errno;
+    unlink(tmp);
+    return vs_err_errno(err, VS_INTERNAL, e, "rename into %s", path);
+  }
+  fsync_dir(cs->blobs);
+  return 0;
+}
+
+/* Feeds the bytes already in the partial file to the hash. */
+static int rehash(cs_writer *w, vs_err *err) {
+  char buf[1 << 16];
+  int64_t done = 0;
+  if (lseek(w->fd, 0, SEEK_SET) < 0) return vs_err_errno(err, VS_INTERNAL, errno, "seek");
+  for (;;) {
+    ssize_t n = read(w->fd, buf, sizeof buf);
+    if (n < 0) return vs_err_errno(err, VS_INTERNAL, errno, "read %s", w->partial);
+    if (n == 0) break;
+    oci_sha256_update(&w->hash, buf, (size_t)n);
+    done += n;
+  }
+  w->offset = done;
+  return 0;
+}
+
+int cs_writer_open(cs_store *cs, const char *digest, int64_t size, cs_writer **out, vs_err *err) {
+  *out = NULL;
+  if (!oci_digest_valid(digest))
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "invalid digest \"%s\"", digest);
+  if (cs_exists(cs, digest, NULL)) return 1;
+  cs_writer *w = calloc(1, sizeof *w);
+  if (!w) return vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+  w->cs = cs;
+  w->size = size;
+  snprintf(w->digest, sizeof w->digest, "%s", digest);
+  snprintf(w->partial, sizeof w->partial, "%s/%s.partial", cs->ingest, digest + 7);
+  w->fd = open(w->partial, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (w->fd < 0) {
+    int e = errno;
+    free(w);
+    return vs_err_errno(err, VS_INTERNAL, e, "open %s", cs->ingest);
+  }
+  /* Waits while another ingest of this digest runs. */
+  while (flock(w->fd, LOCK_EX) < 0 && errno == EINTR) {
+  }
+  if (cs_exists(cs, digest, NULL)) { /* the other ingest finished it */
+    close(w->fd);
+    free(w);
+    return 1;
+  }
+  /* The file we locked may have been committed (renamed away) and a fresh
+   * one created by now; lock the current one instead. */
+  struct stat a, b;
+  if (fstat(w->fd, &a) < 0 || stat(w->partial, &b) < 0 || a.st_ino != b.st_ino) {
+    close(w->fd);
+    free(w);
+    return cs_writer_open(cs, digest, size, out, err);
+  }
+  if (oci_sha256_init(&w->hash, err) < 0 || rehash(w, err) < 0) {
+    cs_writer_abort(w, 1);
+    return -1;
+  }
+  if (size >= 0 && w->offset > size) { /* junk from an earlier bad source */
+    if (cs_writer_restart(w, err) < 0) {
+      cs_writer_abort(w, 0);
+      return -1;
+    }
+  }
+  *out = w;
+  return 0;
+}
+
+int64_t cs_writer_offset(cs_writer *w) { return w->offset; }
+
+int cs_writer_write(cs_writer *w, const void *data, size_t len, vs_err *err) {
+  if (w->size >= 0 && w->offset + (int64_t)len > w->size)
+    return vs_err_set(err, VS_DATA_LOSS, "blob %s: source sent more than the %lld bytes announced",
+                      w->digest, (long long)w->size);
+  if (write_all(w->fd, data, len) < 0)
+    return vs_err_errno(err, errno == ENOSPC ? VS_RESOURCE_EXHAUSTED : VS_INTERNAL, errno,
+                        "write %s", w->partial);
+  oci_sha256_update(&w->hash, data, len);
+  w->offset += (int64_t)len;
+  return 0;
+}
+
+int cs_writer_restart(cs_writer *w, vs_err *err) {
+  if (ftruncate(w->fd, 0) < 0 || lseek(w->fd, 0, SEEK_SET) < 0)
+    return vs_err_errno(err, VS_INTERNAL, errno, "truncate %s", w->partial);
+  oci_sha256_free(&w->hash);
+  if (oci_sha256_init(&w->hash, err) < 0) return -1;
+  w->offset = 0;
+  return 0;
+}
+
+int cs_writer_commit(cs_writer *w, vs_err *err) {
+  char have[72];
+  oci_sha256_final(&w->hash, have);
+  int rc = 0;
+  if (w->size >= 0 && w->offset != w->size) {
+    rc = vs_err_set(err, VS_DATA_LOSS, "blob %s: got %lld bytes, expected %lld", w->digest,
+                    (long long)w->offset, (long long)w->size);
+  } else if (strcmp(have, w->digest) != 0) {
+    rc = vs_err_set(err, VS_DATA_LOSS, "blob %s: content hashes to %s", w->digest, have);
+  } else if (fsync(w->fd) < 0) {
+    rc = vs_err_errno(err, VS_INTERNAL, errno, "fsync %s", w->partial);
+  } else {
+    char path[4200];
+    cs_blob_path(w->cs, w->digest, path, sizeof path);
+    if (rename(w->partial, path) < 0)
+      rc = vs_err_errno(err, VS_INTERNAL, errno, "rename into %s", path);
+    else
+      fsync_dir(w->cs->blobs);
+  }
+  if (rc < 0) unlink(w->partial); /* bad bytes are never resumed */
+  close(w->fd);                   /* releases the lock */
+  free(w);
+  return rc;
+}
+
+void cs_writer_abort(cs_writer *w, int keep_partial) {
+  if (!w) return;
+  if (!keep_partial) unlink(w->partial);
+  if (w->hash.ctx) oci_sha256_free(&w->hash);
+  close(w->fd);
+  free(w);
+}
+
+int cs_delete(cs_store *cs, const char *digest, vs_err *err) {
+  char path[4200];
+  if (cs_blob_path(cs, digest, path, sizeof path) < 0)
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "invalid digest \"%s\"", digest);
+  if (unlink(path) < 0 && errno != ENOENT)
+    return vs_err_errno(err, VS_INTERNAL, errno, "delete %s", path);
+  return 0;
+}
+
+int cs_walk(cs_store *cs, int (*fn)(const char *, int64_t, void *), void *arg) {
+  DIR *d = opendir(cs->blobs);
+  if (!d) return -1;
+  int rc = 0;
+  for (struct dirent *e; !rc && (e = readdir(d));) {
+    char digest[72];
+    if (strlen(e->d_name) != 64) continue;
+    snprintf(digest, sizeof digest, "sha256:%s", e->d_name);
+    if (!oci_digest_valid(digest)) continue;
+    struct stat st;
+    if (fstatat(dirfd(d), e->d_name, &st, 0) < 0) continue;
+    rc = fn(digest, st.st_size, arg);
+  }
+  closedir(d);
+  return rc;
+}
