@@ -14,7 +14,7 @@ DEB_PACKAGES=(
   openssl ca-certificates iproute2 e2fsprogs busybox-static qemu-system-x86 qemu-utils
   docker-registry skopeo umoci cpio
   # python clients and tests run on Debian's python3 (matches protoc 3.21)
-  python3 python3-grpcio python3-protobuf python3-pytest
+  python3 python3-grpcio python3-protobuf python3-pytest python3-jwt python3-cryptography python3-bcrypt zstd
 )
 GO_TOOLS=(
   google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.6

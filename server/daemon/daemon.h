@@ -6,6 +6,7 @@
 
 #include "common/rpc.h"
 #include "server/daemon/config.h"
+#include "server/images/images.h"
 
 #define VESSEL_VERSION "0.1.0"
 #define VESSEL_API_VERSION "vessel.v1"
@@ -16,9 +17,12 @@ typedef struct vd_daemon {
   const char *listen_uris[VD_MAX_LISTEN]; /* as bound: tcp port 0 resolved */
   char listen_buf[VD_MAX_LISTEN][160];
   size_t n_listen;
+  img_store *images; /* <root>/images.db + <root>/content */
 } vd_daemon;
 
 /* Registers vessel.v1.System on srv with d as its context. */
 int vd_system_register(vrpc_server *srv, vd_daemon *d, vs_err *err);
+/* Registers vessel.v1.Images. */
+int vd_images_register(vrpc_server *srv, vd_daemon *d, vs_err *err);
 
 #endif

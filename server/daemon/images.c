@@ -1,0 +1,416 @@
+/* vessel.v1.Images: a thin adapter between the API messages and
+ * server/images. Messages are built from malloc'd parts so that
+ * protobuf_c_message_free_unpacked releases them in one call. */
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "server/daemon/daemon.h"
+#include "server/images/images.h"
+#include "vessel/v1/images.pb-c.h"
+#include "vessel_proto_rpc.h"
+
+/* ---- building messages ---- */
+
+static char *dup(const char *s) { return strdup(s ? s : ""); }
+
+static char **dupv(char *const *v, size_t n) {
+  if (!n) return NULL;
+  char **out = calloc(n, sizeof *out);
+  for (size_t i = 0; out && i < n; i++) out[i] = dup(v[i]);
+  return out;
+}
+
+static Google__Protobuf__Timestamp *ts(int64_t secs) {
+  if (secs <= 0) return NULL;
+  Google__Protobuf__Timestamp *t = malloc(sizeof *t);
+  google__protobuf__timestamp__init(t);
+  t->seconds = secs;
+  return t;
+}
+
+static Vessel__V1__Platform *platform_msg(const oci_platform *p) {
+  Vessel__V1__Platform *m = malloc(sizeof *m);
+  vessel__v1__platform__init(m);
+  m->os = dup(p->os);
+  m->architecture = dup(p->arch);
+  m->variant = dup(p->variant);
+  return m;
+}
+
+static Vessel__V1__Descriptor *desc_msg(const oci_descriptor *d) {
+  Vessel__V1__Descriptor *m = malloc(sizeof *m);
+  vessel__v1__descriptor__init(m);
+  m->media_type = dup(d->media_type);
+  m->digest = dup(d->digest);
+  m->size = d->size;
+  if (d->has_platform) m->platform = platform_msg(&d->platform);
+  return m;
+}
+
+static Vessel__V1__Image *image_msg(const img_info *i) {
+  Vessel__V1__Image *m = malloc(sizeof *m);
+  vessel__v1__image__init(m);
+  m->name = dup(i->name);
+  m->target = desc_msg(&i->target);
+  m->platform = platform_msg(&i->platform);
+  Vessel__V1__ImageConfig *c = malloc(sizeof *c);
+  vessel__v1__image_config__init(c);
+  const oci_config *oc = &i->config;
+  c->entrypoint = dupv(oc->entrypoint, c->n_entrypoint = oc->n_entrypoint);
+  c->cmd = dupv(oc->cmd, c->n_cmd = oc->n_cmd);
+  c->env = dupv(oc->env, c->n_env = oc->n_env);
+  c->working_dir = dup(oc->working_dir);
+  c->user = dup(oc->user);
+  c->stop_signal = dup(oc->stop_signal);
+  c->exposed_ports = dupv(oc->exposed_ports, c->n_exposed_ports = oc->n_exposed_ports);
+  c->volumes = dupv(oc->volumes, c->n_volumes = oc->n_volumes);
+  if (oc->n_labels) {
+    c->labels = calloc(oc->n_labels, sizeof *c->labels);
+    for (size_t k = 0; c->labels && k < oc->n_labels; k++) {
+      Vessel__V1__ImageConfig__LabelsEntry *e = malloc(sizeof *e);
+      vessel__v1__image_config__labels_entry__init(e);
+      e->key = dup(oc->labels[2 * k]);
+      e->value = dup(oc->labels[2 * k + 1]);
+      c->labels[c->n_labels++] = e;
+    }
+  }
+  m->config = c;
+  if (i->n_layers) {
+    m->layers = calloc(i->n_layers, sizeof *m->layers);
+    for (size_t k = 0; m->layers && k < i->n_layers; k++) m->layers[m->n_layers++] = desc_msg(&i->layers[k]);
+  }
+  m->size = i->size;
+  if (i->n_platforms) {
+    m->platforms = calloc(i->n_platforms, sizeof *m->platforms);
+    for (size_t k = 0; m->platforms && k < i->n_platforms; k++)
+      m->platforms[m->n_platforms++] = platform_msg(&i->platforms[k]);
+  }
+  m->created = ts(oc->created);
+  m->updated = ts(i->updated);
+  return m;
+}
+
+static void platform_from(const Vessel__V1__Platform *m, oci_platform *p) {
+  memset(p, 0, sizeof *p);
+  if (!m) return;
+  snprintf(p->os, sizeof p->os, "%s", m->os);
+  snprintf(p->arch, sizeof p->arch, "%s", m->architecture);
+  snprintf(p->variant, sizeof p->variant, "%s", m->variant);
+  oci_platform_normalize(p);
+}
+
+static Vessel__V1__TransferProgress *progress_msg(const img_progress *p) {
+  Vessel__V1__TransferProgress *m = malloc(sizeof *m);
+  vessel__v1__transfer_progress__init(m);
+  switch (p->phase) {
+    case IMG_PHASE_RESOLVING: m->phase = VESSEL__V1__TRANSFER_PHASE__TRANSFER_PHASE_RESOLVING; break;
+    case IMG_PHASE_DOWNLOADING: m->phase = VESSEL__V1__TRANSFER_PHASE__TRANSFER_PHASE_DOWNLOADING; break;
+    case IMG_PHASE_UPLOADING: m->phase = VESSEL__V1__TRANSFER_PHASE__TRANSFER_PHASE_UPLOADING; break;
+    case IMG_PHASE_DONE: m->phase = VESSEL__V1__TRANSFER_PHASE__TRANSFER_PHASE_DONE; break;
+  }
+  if (p->n_blobs) m->layers = calloc(p->n_blobs, sizeof *m->layers);
+  for (size_t i = 0; m->layers && i < p->n_blobs; i++) {
+    const img_blob_progress *b = &p->blobs[i];
+    Vessel__V1__LayerProgress *l = malloc(sizeof *l);
+    vessel__v1__layer_progress__init(l);
+    l->digest = dup(b->digest);
+    l->media_type = dup(b->media_type);
+    l->bytes_done = b->done;
+    l->bytes_total = b->total;
+    l->state = (Vessel__V1__LayerState)b->state; /* same numbering as LayerState */
+    m->layers[m->n_layers++] = l;
+    m->bytes_done += b->done;
+    m->bytes_total += b->total;
+  }
+  return m;
+}
+
+/* ---- progress streaming ---- */
+
+typedef struct stream {
+  vrpc_call *call;
+  int push; /* Push stream instead of Pull */
+  struct timespec last;
+  img_phase last_phase;
+  int cancelled;
+} stream;
+
+static int64_t ms_since(const struct timespec *t) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
+}
+
+/* At most ~10 snapshots a second, plus every phase change. */
+static void on_progress(void *arg, const img_progress *p) {
+  stream *s = arg;
+  if (s->cancelled || vrpc_cancelled(s->call)) {
+    s->cancelled = 1;
+    return;
+  }
+  if (p->phase == s->last_phase && ms_since(&s->last) < 100) return;
+  s->last_phase = p->phase;
+  clock_gettime(CLOCK_MONOTONIC, &s->last);
+  vs_err ignore;
+  int rc;
+  if (s->push) {
+    Vessel__V1__ImagesPushResponse r;
+    vessel__v1__images_push_response__init(&r);
+    r.kind_case = VESSEL__V1__IMAGES_PUSH_RESPONSE__KIND_PROGRESS;
+    r.progress = progress_msg(p);
+    rc = vrpc_send(s->call, &r.base, &ignore);
+    protobuf_c_message_free_unpacked(&r.progress->base, NULL);
+  } else {
+    Vessel__V1__ImagesPullResponse r;
+    vessel__v1__images_pull_response__init(&r);
+    r.kind_case = VESSEL__V1__IMAGES_PULL_RESPONSE__KIND_PROGRESS;
+    r.progress = progress_msg(p);
+    rc = vrpc_send(s->call, &r.base, &ignore);
+    protobuf_c_message_free_unpacked(&r.progress->base, NULL);
+  }
+  if (rc < 0) s->cancelled = 1;
+}
+
+/* ---- handlers ---- */
+
+#define RECV(type, var)                                  \
+  ProtobufCMessage *var##_msg;                           \
+  if (vrpc_recv(call, &var##_msg, err) != 1) return -1;  \
+  type *var = (type *)var##_msg
+
+static int pull(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Vessel__V1__ImagesPullRequest, req);
+  stream st = {call, 0, {0, 0}, 0, 0};
+  img_pull_opts o;
+  memset(&o, 0, sizeof o);
+  platform_from(req->platform, &o.platform);
+  o.insecure = req->insecure;
+  if (req->auth && *req->auth->username) {
+    o.username = req->auth->username;
+    o.password = req->auth->password;
+  }
+  o.max_concurrent = req->max_concurrent_downloads;
+  o.progress = on_progress;
+  o.progress_arg = &st;
+  o.cancelled = &st.cancelled;
+  img_info info;
+  int rc = img_pull(d->images, req->reference, &o, &info, err);
+  vrpc_msg_free(req_msg);
+  if (rc < 0) return -1;
+  Vessel__V1__ImagesPullResponse r;
+  vessel__v1__images_pull_response__init(&r);
+  r.kind_case = VESSEL__V1__IMAGES_PULL_RESPONSE__KIND_IMAGE;
+  r.image = image_msg(&info);
+  img_info_free(&info);
+  rc = vrpc_send(call, &r.base, err);
+  protobuf_c_message_free_unpacked(&r.image->base, NULL);
+  return rc;
+}
+
+static int push(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Vessel__V1__ImagesPushRequest, req);
+  stream st = {call, 1, {0, 0}, 0, 0};
+  img_push_opts o;
+  memset(&o, 0, sizeof o);
+  o.destination = req->destination;
+  o.insecure = req->insecure;
+  if (req->auth && *req->auth->username) {
+    o.username = req->auth->username;
+    o.password = req->auth->password;
+  }
+  o.progress = on_progress;
+  o.progress_arg = &st;
+  oci_descriptor pushed;
+  int rc = req->platform ? vs_err_set(err, VS_UNIMPLEMENTED, "pushing a single platform is not supported yet")
+                         : img_push(d->images, req->reference, &o, &pushed, err);
+  vrpc_msg_free(req_msg);
+  if (rc < 0) return -1;
+  Vessel__V1__ImagesPushResponse r;
+  vessel__v1__images_push_response__init(&r);
+  r.kind_case = VESSEL__V1__IMAGES_PUSH_RESPONSE__KIND_PUSHED;
+  r.pushed = desc_msg(&pushed);
+  oci_descriptor_free(&pushed);
+  rc = vrpc_send(call, &r.base, err);
+  protobuf_c_message_free_unpacked(&r.pushed->base, NULL);
+  return rc;
+}
+
+/* Filters: reference=<glob>, label=<k>[=<v>], dangling=true|false. Same key
+ * ORs, different keys AND. */
+static int filter_ok(const img_info *i, char **filters, size_t n, vs_err *err) {
+  static const char *const keys[] = {"reference", "label", "dangling"};
+  for (size_t k = 0; k < 3; k++) {
+    int seen = 0, any = 0;
+    for (size_t f = 0; f < n; f++) {
+      size_t kl = strlen(keys[k]);
+      if (strncmp(filters[f], keys[k], kl) != 0 || filters[f][kl] != '=') continue;
+      seen = 1;
+      const char *v = filters[f] + kl + 1;
+      if (k == 0) {
+        any |= fnmatch(v, i->name, 0) == 0;
+      } else if (k == 1) {
+        const char *eq = strchr(v, '=');
+        size_t vk = eq ? (size_t)(eq - v) : strlen(v);
+        for (size_t l = 0; l < i->config.n_labels; l++)
+          if (strlen(i->config.labels[2 * l]) == vk && !strncmp(i->config.labels[2 * l], v, vk) &&
+              (!eq || !strcmp(i->config.labels[2 * l + 1], eq + 1)))
+            any = 1;
+      } else {
+        int dangling = !strncmp(i->name, "<none>", 6);
+        any |= (!strcmp(v, "true") && dangling) || (!strcmp(v, "false") && !dangling);
+      }
+    }
+    if (seen && !any) return 0;
+  }
+  for (size_t f = 0; f < n; f++)
+    if (strncmp(filters[f], "reference=", 10) && strncmp(filters[f], "label=", 6) &&
+        strncmp(filters[f], "dangling=", 9))
+      return vs_err_set(err, VS_INVALID_ARGUMENT,
+                        "unknown filter \"%s\" (use reference=, label= or dangling=)", filters[f]);
+  return 1;
+}
+
+static int list(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Vessel__V1__ImagesListRequest, req);
+  img_info *all;
+  size_t n;
+  int rc = img_list(d->images, &all, &n, err);
+  Vessel__V1__ImagesListResponse r;
+  vessel__v1__images_list_response__init(&r);
+  if (rc == 0 && n) r.images = calloc(n, sizeof *r.images);
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    int ok = filter_ok(&all[i], req->filters, req->n_filters, err);
+    if (ok < 0) rc = -1;
+    else if (ok) r.images[r.n_images++] = image_msg(&all[i]);
+  }
+  if (rc == 0) rc = vrpc_send(call, &r.base, err);
+  for (size_t i = 0; i < r.n_images; i++) protobuf_c_message_free_unpacked(&r.images[i]->base, NULL);
+  free(r.images);
+  img_list_free(all, n);
+  vrpc_msg_free(req_msg);
+  return rc;
+}
+
+static int inspect(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Vessel__V1__ImagesInspectRequest, req);
+  oci_platform p;
+  platform_from(req->platform, &p);
+  img_info info;
+  int rc = img_inspect(d->images, req->reference, &p, &info, err);
+  vrpc_msg_free(req_msg);
+  if (rc < 0) return -1;
+  Vessel__V1__ImagesInspectResponse r;
+  vessel__v1__images_inspect_response__init(&r);
+  r.image = image_msg(&info);
+  img_info_free(&info);
+  rc = vrpc_send(call, &r.base, err);
+  protobuf_c_message_free_unpacked(&r.image->base, NULL);
+  return rc;
+}
+
+static int tag(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Vessel__V1__ImagesTagRequest, req);
+  img_info info;
+  int rc = img_tag(d->images, req->source, req->target, &info, err);
+  vrpc_msg_free(req_msg);
+  if (rc < 0) return -1;
+  Vessel__V1__ImagesTagResponse r;
+  vessel__v1__images_tag_response__init(&r);
+  r.image = image_msg(&info);
+  img_info_free(&info);
+  rc = vrpc_send(call, &r.base, err);
+  protobuf_c_message_free_unpacked(&r.image->base, NULL);
+  return rc;
+}
+
+static int del(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Vessel__V1__ImagesDeleteRequest, req);
+  char **untagged, **deleted;
+  size_t nu, nd;
+  int rc = img_delete(d->images, req->reference, &untagged, &nu, &deleted, &nd, err);
+  vrpc_msg_free(req_msg);
+  if (rc < 0) return -1;
+  Vessel__V1__ImagesDeleteResponse r;
+  vessel__v1__images_delete_response__init(&r);
+  r.untagged = untagged;
+  r.n_untagged = nu;
+  r.deleted = deleted;
+  r.n_deleted = nd;
+  rc = vrpc_send(call, &r.base, err);
+  img_strv_free(untagged, nu);
+  img_strv_free(deleted, nd);
+  return rc;
+}
+
+static int prune(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Vessel__V1__ImagesPruneRequest, req);
+  char **untagged, **deleted;
+  size_t nu, nd;
+  int64_t reclaimed = 0;
+  int rc = req->n_filters
+               ? vs_err_set(err, VS_UNIMPLEMENTED, "prune filters are not supported yet")
+               : img_prune(d->images, req->all, &untagged, &nu, &deleted, &nd, &reclaimed, err);
+  vrpc_msg_free(req_msg);
+  if (rc < 0) return -1;
+  Vessel__V1__ImagesPruneResponse r;
+  vessel__v1__images_prune_response__init(&r);
+  r.untagged = untagged;
+  r.n_untagged = nu;
+  r.deleted = deleted;
+  r.n_deleted = nd;
+  r.bytes_reclaimed = reclaimed;
+  rc = vrpc_send(call, &r.base, err);
+  img_strv_free(untagged, nu);
+  img_strv_free(deleted, nd);
+  return rc;
+}
+
+static int login(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Vessel__V1__ImagesLoginRequest, req);
+  const char *server = *req->server ? req->server : "docker.io";
+  int rc = !*req->username ? vs_err_set(err, VS_INVALID_ARGUMENT, "login needs a username")
+                           : img_login(d->images, server, req->username, req->password,
+                                       req->insecure, err);
+  Vessel__V1__ImagesLoginResponse r;
+  vessel__v1__images_login_response__init(&r);
+  r.server = (char *)server;
+  if (rc == 0) rc = vrpc_send(call, &r.base, err);
+  vrpc_msg_free(req_msg);
+  return rc;
+}
+
+static int logout(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Vessel__V1__ImagesLogoutRequest, req);
+  int rc = img_logout(d->images, *req->server ? req->server : "docker.io", err);
+  vrpc_msg_free(req_msg);
+  Vessel__V1__ImagesLogoutResponse r;
+  vessel__v1__images_logout_response__init(&r);
+  return rc < 0 ? -1 : vrpc_send(call, &r.base, err);
+}
+
+int vd_images_register(vrpc_server *srv, vd_daemon *d, vs_err *err) {
+  vessel_v1_Images_handlers h;
+  memset(&h, 0, sizeof h); /* Import, Export, CreateRootfs: not yet */
+  h.Pull = pull;
+  h.Push = push;
+  h.List = list;
+  h.Inspect = inspect;
+  h.Tag = tag;
+  h.Delete = del;
+  h.Prune = prune;
+  h.Login = login;
+  h.Logout = logout;
+  return vessel_v1_Images_register(srv, &h, d, err);
+}

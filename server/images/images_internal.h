@@ -1,0 +1,42 @@
+/* Internals shared by the image store's files. */
+#ifndef VESSEL_SERVER_IMAGES_INTERNAL_H
+#define VESSEL_SERVER_IMAGES_INTERNAL_H
+
+#include <pthread.h>
+
+#include <sqlite3.h>
+
+#include "server/images/images.h"
+
+/* Digests a running pull or push needs, kept alive through a concurrent GC. */
+typedef struct img_pin {
+  char (*d)[72];
+  size_t n;
+  struct img_pin *next;
+} img_pin;
+
+struct img_store {
+  char root[4000];
+  char auth_path[4100];
+  char certs_dir[4100];
+  sqlite3 *db;
+  cs_store *cs;
+  pthread_mutex_t mu; /* GC vs. recording references; guards pins */
+  img_pin *pins;
+};
+
+int img_build_info(img_store *s, const char *name, const oci_descriptor *target,
+                   const oci_platform *want, int64_t updated, img_info *info, vs_err *err);
+int img_strv_push(char ***v, size_t *n, const char *s);
+
+/* Pins digest for the pin's lifetime (GC treats it as live). */
+void img_pin_add(img_store *s, img_pin *pin, const char *digest);
+void img_pin_release(img_store *s, img_pin *pin);
+int img_pinned(img_store *s, const char *digest); /* with s->mu held */
+
+/* Credentials for a registry host: explicit ones win, then Login's store,
+ * then the Docker config. */
+void img_creds(img_store *s, const char *domain, const char *user, const char *pass, char **u,
+               char **p);
+
+#endif

@@ -1,0 +1,245 @@
+"""Images through the real Python client against a real vesseld and a real
+registry (Debian's docker-registry), with skopeo as the peer."""
+import hashlib
+import os
+import subprocess
+
+import grpc
+import pytest
+
+import vessel
+from oci_layout import Layout, busybox_layer, skopeo_push, skopeo_raw_digest, tar_layer
+from registry import Registry
+from vesseld import Vesseld
+from vessel.v1 import images_pb2, types_pb2
+
+
+@pytest.fixture(scope="module")
+def registry():
+    with Registry() as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
+def layout(tmp_path_factory):
+    """busybox image (2 gzip layers), a zstd image, a 2-platform index."""
+    lay = Layout(str(tmp_path_factory.mktemp("layout")))
+    bb = busybox_layer()
+    extra = tar_layer({"etc": None, "etc/motd": b"hello from vessel\n"}, mode=0o644)
+    lay.tag(lay.image([bb, extra], config_extra={"Labels": {"app": "demo"}}), "busybox")
+    lay.tag(lay.image([bb, extra], compression="zstd"), "zstd")
+    lay.tag(lay.image([extra], compression="none"), "plain")
+    amd = lay.image([bb, extra], arch="amd64")
+    arm = lay.image([extra, tar_layer({"arm": b"64"})], arch="arm64")
+    lay.multi([amd, arm], "multi")
+    return lay
+
+
+@pytest.fixture(scope="module")
+def pushed(registry, layout):
+    skopeo_push(layout.path, "busybox", f"{registry.host}/test/busybox:1")
+    skopeo_push(layout.path, "zstd", f"{registry.host}/test/zstd:1")
+    skopeo_push(layout.path, "plain", f"{registry.host}/test/plain:1", "--preserve-digests")
+    skopeo_push(layout.path, "multi", f"{registry.host}/test/multi:1", "--all")
+    skopeo_push(layout.path, "busybox", f"{registry.host}/test/docker:1", "--format", "v2s2")
+    return registry
+
+
+@pytest.fixture
+def client():
+    with Vesseld() as d, vessel.Client(d.address, timeout=120) as c:
+        c.daemon = d
+        yield c
+
+
+def pull(c, ref, **kw):
+    """Runs Images.Pull; returns (progress messages, final image)."""
+    progress, image = [], None
+    for msg in c.images.Pull(images_pb2.ImagesPullRequest(reference=ref, **kw), timeout=120):
+        if msg.HasField("progress"):
+            progress.append(msg.progress)
+        else:
+            image = msg.image
+    return progress, image
+
+
+def store_is_consistent(root):
+    """Every blob in the content store hashes to its name."""
+    blobs = os.path.join(root, "content", "blobs", "sha256")
+    for name in os.listdir(blobs):
+        with open(os.path.join(blobs, name), "rb") as f:
+            assert hashlib.sha256(f.read()).hexdigest() == name, f"corrupt blob {name}"
+    return True
+
+
+def test_pull_matches_skopeo_digests(client, pushed):
+    ref = f"{pushed.host}/test/busybox:1"
+    progress, image = pull(client, ref)
+    assert image.name == ref
+    assert image.target.digest == skopeo_raw_digest(ref)
+    assert len(image.layers) == 2
+    assert image.config.cmd == ["/bin/busybox", "echo", "hi"]
+    assert dict(image.config.labels) == {"app": "demo"}
+    assert image.platform.architecture == "amd64"
+    assert image.created.seconds == 1704164645
+    # Progress went through resolving and downloading to done, bytes add up.
+    phases = [p.phase for p in progress]
+    assert phases[0] == images_pb2.TRANSFER_PHASE_RESOLVING
+    assert phases[-1] == images_pb2.TRANSFER_PHASE_DONE
+    assert progress[-1].bytes_done == progress[-1].bytes_total > 1_000_000
+    assert store_is_consistent(client.daemon.root)
+
+
+def test_second_pull_reuses_blobs(client, pushed):
+    ref = f"{pushed.host}/test/busybox:1"
+    pull(client, ref)
+    progress, _ = pull(client, ref)
+    states = {l.state for l in progress[-1].layers}
+    assert states == {images_pb2.LAYER_STATE_EXISTS}
+
+
+@pytest.mark.parametrize("repo", ["zstd", "plain", "docker"])
+def test_pull_layer_and_manifest_formats(client, pushed, repo):
+    ref = f"{pushed.host}/test/{repo}:1"
+    _, image = pull(client, ref)
+    assert image.target.digest == skopeo_raw_digest(ref)
+    want = {"zstd": "application/vnd.oci.image.layer.v1.tar+zstd",
+            "plain": "application/vnd.oci.image.layer.v1.tar",
+            "docker": "application/vnd.docker.image.rootfs.diff.tar.gzip"}[repo]
+    assert {l.media_type for l in image.layers} == {want}
+    if repo == "docker":
+        assert image.target.media_type == "application/vnd.docker.distribution.manifest.v2+json"
+
+
+def test_multi_platform_selection(client, pushed):
+    ref = f"{pushed.host}/test/multi:1"
+    _, host = pull(client, ref)
+    assert host.target.media_type == "application/vnd.oci.image.index.v1+json"
+    assert host.platform.architecture == "amd64"
+    _, arm = pull(client, ref, platform=types_pb2.Platform(os="linux", architecture="aarch64"))
+    assert arm.platform.architecture == "arm64"
+    assert {p.architecture for p in arm.platforms} == {"amd64", "arm64"}
+    with pytest.raises(grpc.RpcError) as e:
+        pull(client, ref, platform=types_pb2.Platform(os="linux", architecture="s390x"))
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "linux/amd64" in e.value.details() and "linux/arm64" in e.value.details()
+
+
+def test_list_inspect_tag_delete_prune(client, pushed):
+    ref = f"{pushed.host}/test/busybox:1"
+    _, image = pull(client, ref)
+    c = client.images
+    tagged = c.Tag(images_pb2.ImagesTagRequest(source=ref, target="mine:v1")).image
+    assert tagged.name == "docker.io/library/mine:v1"
+    names = [i.name for i in c.List(images_pb2.ImagesListRequest()).images]
+    assert names == sorted([ref, "docker.io/library/mine:v1"])
+    only = c.List(images_pb2.ImagesListRequest(filters=["reference=docker.io/*"])).images
+    assert [i.name for i in only] == ["docker.io/library/mine:v1"]
+    by_label = c.List(images_pb2.ImagesListRequest(filters=["label=app=demo"])).images
+    assert len(by_label) == 2
+    with pytest.raises(grpc.RpcError) as e:
+        c.List(images_pb2.ImagesListRequest(filters=["bogus=1"]))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # Inspect by digest prefix.
+    got = c.Inspect(images_pb2.ImagesInspectRequest(reference=image.target.digest[7:19])).image
+    assert got.target.digest == image.target.digest
+    # Deleting one of two names keeps the blobs.
+    r = c.Delete(images_pb2.ImagesDeleteRequest(reference="mine:v1"))
+    assert list(r.untagged) == ["docker.io/library/mine:v1"] and not r.deleted
+    # Deleting the last one removes them.
+    r = c.Delete(images_pb2.ImagesDeleteRequest(reference=ref))
+    assert len(r.deleted) == 4  # manifest, config, 2 layers
+    blobs = os.path.join(client.daemon.root, "content", "blobs", "sha256")
+    assert os.listdir(blobs) == []
+    with pytest.raises(grpc.RpcError) as e:
+        c.Inspect(images_pb2.ImagesInspectRequest(reference=ref))
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    pull(client, ref)
+    r = c.Prune(images_pb2.ImagesPruneRequest(all=True))
+    assert r.bytes_reclaimed > 1_000_000 and list(r.untagged) == [ref]
+
+
+def test_bad_references_are_clear_errors(client, pushed):
+    cases = {"": "empty", "UPPER/case": "lowercase", "x@sha256:123": "digest"}
+    for ref, word in cases.items():
+        with pytest.raises(grpc.RpcError) as e:
+            pull(client, ref)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, ref
+        assert word in e.value.details()
+    with pytest.raises(grpc.RpcError) as e:
+        pull(client, f"{pushed.host}/test/nothere:1")
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_push_to_registry_verified_by_skopeo(client, pushed, tmp_path):
+    src = f"{pushed.host}/test/busybox:1"
+    _, image = pull(client, src)
+    dest = f"{pushed.host}/copy/pushed:2"
+    progress, final = [], None
+    for m in client.images.Push(images_pb2.ImagesPushRequest(reference=src, destination=dest),
+                                timeout=120):
+        if m.HasField("progress"):
+            progress.append(m.progress)
+        else:
+            final = m.pushed
+    assert final.digest == image.target.digest
+    assert skopeo_raw_digest(dest) == image.target.digest
+    # skopeo pulls it back and verifies every blob.
+    subprocess.run(["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{dest}",
+                    f"oci:{tmp_path}/out:x"], check=True)
+    # A multi-platform index pushes too (both platforms present locally).
+    multi = f"{pushed.host}/test/multi:1"
+    pull(client, multi)
+    pull(client, multi, platform=types_pb2.Platform(os="linux", architecture="arm64"))
+    out = list(client.images.Push(images_pb2.ImagesPushRequest(
+        reference=multi, destination=f"{pushed.host}/copy/multi:1"), timeout=120))
+    assert out[-1].pushed.digest == skopeo_raw_digest(multi)
+
+
+def test_basic_auth_login_logout(layout):
+    with Registry(htpasswd=("alice", "s3cret")) as reg, Vesseld() as d, \
+            vessel.Client(d.address, timeout=60) as c:
+        subprocess.run(["skopeo", "copy", "-q", "--dest-tls-verify=false", "--dest-creds",
+                        "alice:s3cret", f"oci:{layout.path}:plain",
+                        f"docker://{reg.host}/private/app:1"], check=True)
+        ref = f"{reg.host}/private/app:1"
+        with pytest.raises(grpc.RpcError) as e:
+            pull(c, ref)
+        assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with pytest.raises(grpc.RpcError) as e:
+            c.images.Login(images_pb2.ImagesLoginRequest(server=reg.host, username="alice",
+                                                         password="wrong"))
+        assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        c.images.Login(images_pb2.ImagesLoginRequest(server=reg.host, username="alice",
+                                                     password="s3cret"))
+        assert os.stat(os.path.join(d.root, "auth.json")).st_mode & 0o077 == 0
+        _, image = pull(c, ref)
+        assert image.target.digest == skopeo_raw_digest(ref, "--creds", "alice:s3cret")
+        c.images.Logout(images_pb2.ImagesLogoutRequest(server=reg.host))
+        c.images.Delete(images_pb2.ImagesDeleteRequest(reference=ref))
+        with pytest.raises(grpc.RpcError) as e:
+            pull(c, ref)
+        assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        # Per-request credentials work without Login.
+        _, image = pull(c, ref, auth=images_pb2.RegistryAuth(username="alice", password="s3cret"))
+        assert image.name == ref
+
+
+def test_tls_registry_with_per_registry_ca(layout, certs):
+    good = os.path.join(certs, "good")
+    with Registry(tls_dir=good) as reg, Vesseld() as d, vessel.Client(d.address, timeout=60) as c:
+        subprocess.run(["skopeo", "copy", "-q", "--dest-tls-verify=false",
+                        f"oci:{layout.path}:plain", f"docker://{reg.host}/tls/app:1"], check=True)
+        ref = f"{reg.host}/tls/app:1"
+        # Unknown CA: refused (no silent downgrade to plain HTTP).
+        with pytest.raises(grpc.RpcError) as e:
+            pull(c, ref)
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "not trusted" in e.value.details()
+        cadir = os.path.join(d.root, "certs.d", reg.host)
+        os.makedirs(cadir)
+        with open(os.path.join(good, "ca.pem"), "rb") as f, \
+                open(os.path.join(cadir, "ca.crt"), "wb") as g:
+            g.write(f.read())
+        _, image = pull(c, ref)
+        assert image.target.digest == skopeo_raw_digest(ref)
