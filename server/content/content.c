@@ -155,9 +155,10 @@ int cs_put(cs_store *cs, const void *data, size_t len, const char *expected, cha
   if (out) memcpy(out, digest, sizeof digest);
   if (cs_exists(cs, digest, NULL)) return 0;
   char tmp[4200], path[4200];
-  snprintf(tmp, sizeof tmp, "%s/%s.%d.tmp", cs->ingest, digest + 7, (int)getpid());
+  /* Unique per writer: two threads may store the same manifest at once. */
+  snprintf(tmp, sizeof tmp, "%s/%s.XXXXXX.tmp", cs->ingest, digest + 7);
   cs_blob_path(cs, digest, path, sizeof path);
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  int fd = mkostemps(tmp, 4, O_CLOEXEC);
   if (fd < 0) return vs_err_errno(err, VS_INTERNAL, errno, "create %s", tmp);
   if (write_all(fd, data, len) < 0 || fsync(fd) < 0) {
     int e = errno;
