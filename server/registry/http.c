@@ -366,13 +366,20 @@ static int authenticate(reg_client *c, const char *challenge, vs_err *err) {
     vs_err_set(err, VS_UNAUTHENTICATED, "%s: bearer challenge without a usable realm", c->host);
     goto out;
   }
-  char our_scope[1024], esc_scope[2048] = "", esc_service[1024] = "";
+  /* Ask for our own scope plus whatever the challenge named (a blob mount
+   * also needs pull on the source repository); each as its own scope=. */
+  char our_scope[1024], esc[2048], esc_service[1024] = "", url[8192];
   snprintf(our_scope, sizeof our_scope, "repository:%s:%s", c->repo, c->push ? "pull,push" : "pull");
-  url_escape_into(esc_scope, sizeof esc_scope, scope && !c->push ? scope : our_scope);
+  url_escape_into(esc, sizeof esc, our_scope);
   if (service) url_escape_into(esc_service, sizeof esc_service, service);
-  char url[4096];
-  snprintf(url, sizeof url, "%s%sscope=%s%s%s", realm, strchr(realm, '?') ? "&" : "?", esc_scope,
-           service ? "&service=" : "", esc_service);
+  int n = snprintf(url, sizeof url, "%s%sscope=%s%s%s", realm, strchr(realm, '?') ? "&" : "?", esc,
+                   service ? "&service=" : "", esc_service);
+  char *save = NULL;
+  for (char *tok = scope ? strtok_r(scope, " ", &save) : NULL; tok; tok = strtok_r(NULL, " ", &save)) {
+    if (!strcmp(tok, our_scope) || (size_t)n >= sizeof url - 1) continue;
+    url_escape_into(esc, sizeof esc, tok);
+    n += snprintf(url + n, sizeof url - (size_t)n, "&scope=%s", esc);
+  }
 
   reg_req r;
   reg_req_init(&r);

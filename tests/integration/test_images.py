@@ -243,3 +243,35 @@ def test_tls_registry_with_per_registry_ca(layout, certs):
             g.write(f.read())
         _, image = pull(c, ref)
         assert image.target.digest == skopeo_raw_digest(ref)
+
+
+def test_bearer_token_auth(layout, tmp_path):
+    from token_server import TokenServer
+    ts = TokenServer(str(tmp_path), {"bob": "pw"}, anonymous_pull=True)
+    try:
+        with Registry(token=ts.registry_config()) as reg, Vesseld() as d, \
+                vessel.Client(d.address, timeout=60) as c:
+            subprocess.run(["skopeo", "copy", "-q", "--dest-tls-verify=false", "--dest-creds",
+                            "bob:pw", f"oci:{layout.path}:plain",
+                            f"docker://{reg.host}/tok/app:1"], check=True)
+            ref = f"{reg.host}/tok/app:1"
+            issued = ts.issued
+            _, image = pull(c, ref)  # anonymous token with pull scope
+            assert ts.issued == issued + 1  # one token, cached for every blob
+            assert image.target.digest == skopeo_raw_digest(ref, "--creds", "bob:pw")
+            # Push needs credentials: anonymous is refused, bob may.
+            with pytest.raises(grpc.RpcError) as e:
+                list(c.images.Push(images_pb2.ImagesPushRequest(
+                    reference=ref, destination=f"{reg.host}/tok/copy:1"), timeout=60))
+            assert e.value.code() in (grpc.StatusCode.UNAUTHENTICATED,
+                                      grpc.StatusCode.PERMISSION_DENIED)
+            out = list(c.images.Push(images_pb2.ImagesPushRequest(
+                reference=ref, destination=f"{reg.host}/tok/copy:1",
+                auth=images_pb2.RegistryAuth(username="bob", password="pw")), timeout=60))
+            assert out[-1].pushed.digest == image.target.digest
+            with pytest.raises(grpc.RpcError) as e:
+                c.images.Login(images_pb2.ImagesLoginRequest(server=reg.host, username="bob",
+                                                             password="nope"))
+            assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        ts.stop()
