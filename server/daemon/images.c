@@ -1,8 +1,12 @@
 /* vessel.v1.Images: a thin adapter between the API messages and
  * server/images. Messages are built from malloc'd parts so that
  * protobuf_c_message_free_unpacked releases them in one call. */
+#include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -14,12 +18,12 @@
 
 /* ---- building messages ---- */
 
-static char *dup(const char *s) { return strdup(s ? s : ""); }
+static char *sdup(const char *s) { return strdup(s ? s : ""); }
 
 static char **dupv(char *const *v, size_t n) {
   if (!n) return NULL;
   char **out = calloc(n, sizeof *out);
-  for (size_t i = 0; out && i < n; i++) out[i] = dup(v[i]);
+  for (size_t i = 0; out && i < n; i++) out[i] = sdup(v[i]);
   return out;
 }
 
@@ -34,17 +38,17 @@ static Google__Protobuf__Timestamp *ts(int64_t secs) {
 static Vessel__V1__Platform *platform_msg(const oci_platform *p) {
   Vessel__V1__Platform *m = malloc(sizeof *m);
   vessel__v1__platform__init(m);
-  m->os = dup(p->os);
-  m->architecture = dup(p->arch);
-  m->variant = dup(p->variant);
+  m->os = sdup(p->os);
+  m->architecture = sdup(p->arch);
+  m->variant = sdup(p->variant);
   return m;
 }
 
 static Vessel__V1__Descriptor *desc_msg(const oci_descriptor *d) {
   Vessel__V1__Descriptor *m = malloc(sizeof *m);
   vessel__v1__descriptor__init(m);
-  m->media_type = dup(d->media_type);
-  m->digest = dup(d->digest);
+  m->media_type = sdup(d->media_type);
+  m->digest = sdup(d->digest);
   m->size = d->size;
   if (d->has_platform) m->platform = platform_msg(&d->platform);
   return m;
@@ -53,7 +57,7 @@ static Vessel__V1__Descriptor *desc_msg(const oci_descriptor *d) {
 static Vessel__V1__Image *image_msg(const img_info *i) {
   Vessel__V1__Image *m = malloc(sizeof *m);
   vessel__v1__image__init(m);
-  m->name = dup(i->name);
+  m->name = sdup(i->name);
   m->target = desc_msg(&i->target);
   m->platform = platform_msg(&i->platform);
   Vessel__V1__ImageConfig *c = malloc(sizeof *c);
@@ -62,9 +66,9 @@ static Vessel__V1__Image *image_msg(const img_info *i) {
   c->entrypoint = dupv(oc->entrypoint, c->n_entrypoint = oc->n_entrypoint);
   c->cmd = dupv(oc->cmd, c->n_cmd = oc->n_cmd);
   c->env = dupv(oc->env, c->n_env = oc->n_env);
-  c->working_dir = dup(oc->working_dir);
-  c->user = dup(oc->user);
-  c->stop_signal = dup(oc->stop_signal);
+  c->working_dir = sdup(oc->working_dir);
+  c->user = sdup(oc->user);
+  c->stop_signal = sdup(oc->stop_signal);
   c->exposed_ports = dupv(oc->exposed_ports, c->n_exposed_ports = oc->n_exposed_ports);
   c->volumes = dupv(oc->volumes, c->n_volumes = oc->n_volumes);
   if (oc->n_labels) {
@@ -72,8 +76,8 @@ static Vessel__V1__Image *image_msg(const img_info *i) {
     for (size_t k = 0; c->labels && k < oc->n_labels; k++) {
       Vessel__V1__ImageConfig__LabelsEntry *e = malloc(sizeof *e);
       vessel__v1__image_config__labels_entry__init(e);
-      e->key = dup(oc->labels[2 * k]);
-      e->value = dup(oc->labels[2 * k + 1]);
+      e->key = sdup(oc->labels[2 * k]);
+      e->value = sdup(oc->labels[2 * k + 1]);
       c->labels[c->n_labels++] = e;
     }
   }
@@ -116,8 +120,8 @@ static Vessel__V1__TransferProgress *progress_msg(const img_progress *p) {
     const img_blob_progress *b = &p->blobs[i];
     Vessel__V1__LayerProgress *l = malloc(sizeof *l);
     vessel__v1__layer_progress__init(l);
-    l->digest = dup(b->digest);
-    l->media_type = dup(b->media_type);
+    l->digest = sdup(b->digest);
+    l->media_type = sdup(b->media_type);
     l->bytes_done = b->done;
     l->bytes_total = b->total;
     l->state = (Vessel__V1__LayerState)b->state; /* same numbering as LayerState */
@@ -400,9 +404,117 @@ static int logout(vrpc_call *call, void *ctx, vs_err *err) {
   return rc < 0 ? -1 : vrpc_send(call, &r.base, err);
 }
 
+/* Export streams the tar in chunks of up to 1 MiB. */
+typedef struct chunker {
+  vrpc_call *call;
+  uint8_t buf[1 << 20];
+  size_t len;
+} chunker;
+
+static int flush_chunk(chunker *c, vs_err *err) {
+  if (!c->len) return 0;
+  Vessel__V1__ImagesExportResponse r;
+  vessel__v1__images_export_response__init(&r);
+  r.data.data = c->buf;
+  r.data.len = c->len;
+  c->len = 0;
+  return vrpc_send(c->call, &r.base, err);
+}
+
+static int chunk_write(void *arg, const void *data, size_t len, vs_err *err) {
+  chunker *c = arg;
+  while (len) {
+    size_t k = sizeof c->buf - c->len < len ? sizeof c->buf - c->len : len;
+    memcpy(c->buf + c->len, data, k);
+    c->len += k;
+    data = (const char *)data + k;
+    len -= k;
+    if (c->len == sizeof c->buf && flush_chunk(c, err) < 0) return -1;
+  }
+  return 0;
+}
+
+static int export(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Vessel__V1__ImagesExportRequest, req);
+  int rc;
+  if (req->format != VESSEL__V1__ARCHIVE_FORMAT__ARCHIVE_FORMAT_OCI)
+    rc = vs_err_set(err, req->format ? VS_UNIMPLEMENTED : VS_INVALID_ARGUMENT,
+                    req->format ? "only ARCHIVE_FORMAT_OCI can be exported"
+                                : "export needs a format (ARCHIVE_FORMAT_OCI)");
+  else if (req->platform)
+    rc = vs_err_set(err, VS_UNIMPLEMENTED, "exporting a single platform is not supported yet");
+  else {
+    chunker *c = malloc(sizeof *c);
+    c->call = call;
+    c->len = 0;
+    rc = img_export(d->images, req->references, req->n_references, chunk_write, c, err);
+    if (rc == 0) rc = flush_chunk(c, err);
+    free(c);
+  }
+  vrpc_msg_free(req_msg);
+  return rc;
+}
+
+/* Import spools the client's stream to a file under the root (never /tmp:
+ * it may be large and must not leave the state directory), then loads it. */
+static int import(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Vessel__V1__ImagesImportRequest, first);
+  if (first->kind_case != VESSEL__V1__IMAGES_IMPORT_REQUEST__KIND_HEADER) {
+    vrpc_msg_free(first_msg);
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "the first Import message must be a header");
+  }
+  Vessel__V1__ImagesImportHeader *h = first->header;
+  if (h->format == VESSEL__V1__ARCHIVE_FORMAT__ARCHIVE_FORMAT_DOCKER || h->platform) {
+    vrpc_msg_free(first_msg);
+    return vs_err_set(err, VS_UNIMPLEMENTED,
+                      "importing Docker archives or a single platform is not supported yet");
+  }
+  char dir[4200], path[4300];
+  snprintf(dir, sizeof dir, "%s/tmp", d->cfg.root);
+  mkdir(dir, 0700);
+  snprintf(path, sizeof path, "%s/import-XXXXXX", dir);
+  int fd = mkostemp(path, O_CLOEXEC);
+  int rc = fd < 0 ? vs_err_errno(err, VS_INTERNAL, errno, "create %s", path) : 0;
+  while (rc == 0) {
+    ProtobufCMessage *m;
+    int r = vrpc_recv(call, &m, err);
+    if (r <= 0) {
+      rc = r;
+      break;
+    }
+    Vessel__V1__ImagesImportRequest *q = (Vessel__V1__ImagesImportRequest *)m;
+    if (q->kind_case != VESSEL__V1__IMAGES_IMPORT_REQUEST__KIND_DATA)
+      rc = vs_err_set(err, VS_INVALID_ARGUMENT, "only data may follow the Import header");
+    else if (write(fd, q->data.data, q->data.len) != (ssize_t)q->data.len)
+      rc = vs_err_errno(err, errno == ENOSPC ? VS_RESOURCE_EXHAUSTED : VS_INTERNAL, errno,
+                        "spool import");
+    vrpc_msg_free(m);
+  }
+  if (fd >= 0) close(fd);
+  img_info *infos = NULL;
+  size_t n = 0;
+  if (rc == 0) rc = img_import(d->images, path, h->reference, &infos, &n, err);
+  unlink(path);
+  vrpc_msg_free(first_msg);
+  if (rc < 0) return -1;
+  Vessel__V1__ImagesImportResponse r;
+  vessel__v1__images_import_response__init(&r);
+  r.images = calloc(n ? n : 1, sizeof *r.images);
+  for (size_t i = 0; r.images && i < n; i++) r.images[r.n_images++] = image_msg(&infos[i]);
+  rc = vrpc_send(call, &r.base, err);
+  for (size_t i = 0; i < r.n_images; i++) protobuf_c_message_free_unpacked(&r.images[i]->base, NULL);
+  free(r.images);
+  img_list_free(infos, n);
+  return rc;
+}
+
 int vd_images_register(vrpc_server *srv, vd_daemon *d, vs_err *err) {
   vessel_v1_Images_handlers h;
-  memset(&h, 0, sizeof h); /* Import, Export, CreateRootfs: not yet */
+  memset(&h, 0, sizeof h); /* CreateRootfs: not yet */
+  h.Import = import;
+  h.Export = export;
   h.Pull = pull;
   h.Push = push;
   h.List = list;

@@ -128,6 +128,18 @@ int img_prune(img_store *s, int all, char ***untagged, size_t *n_untagged, char 
 /* Records name -> descriptor (used by pull and import). */
 int img_set_ref(img_store *s, const char *name, const oci_descriptor *target, vs_err *err);
 
+/* Writes an OCI image-layout tar of the images (and every blob they need)
+ * through fn, in order. */
+typedef int (*img_write_fn)(void *arg, const void *data, size_t len, vs_err *err);
+int img_export(img_store *s, char *const *refs, size_t n, img_write_fn fn, void *arg, vs_err *err);
+
+/* Loads an OCI image-layout tar (optionally gzip/zstd compressed) from
+ * path: verifies and stores its blobs, records its images (named by
+ * reference if given and the archive holds one image, else by the names in
+ * the archive, else "<none>@digest"). */
+int img_import(img_store *s, const char *path, const char *reference, img_info **out, size_t *n,
+               vs_err *err);
+
 int img_login(img_store *s, const char *server, const char *username, const char *password,
               int insecure, vs_err *err);
 int img_logout(img_store *s, const char *server, vs_err *err);

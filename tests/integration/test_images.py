@@ -275,3 +275,83 @@ def test_bearer_token_auth(layout, tmp_path):
             assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
     finally:
         ts.stop()
+
+
+def export(c, refs):
+    req = images_pb2.ImagesExportRequest(references=refs, format=images_pb2.ARCHIVE_FORMAT_OCI)
+    return b"".join(m.data for m in c.images.Export(req, timeout=120))
+
+
+def import_(c, data, reference=""):
+    def gen():
+        yield images_pb2.ImagesImportRequest(header=images_pb2.ImagesImportHeader(reference=reference))
+        for i in range(0, len(data), 1 << 20):
+            yield images_pb2.ImagesImportRequest(data=data[i:i + (1 << 20)])
+    return c.images.Import(gen(), timeout=120).images
+
+
+def test_export_is_read_by_skopeo_and_reimported(client, pushed, tmp_path):
+    ref = f"{pushed.host}/test/busybox:1"
+    _, image = pull(client, ref)
+    tar = tmp_path / "img.tar"
+    tar.write_bytes(export(client, [ref]))
+    # skopeo reads vessel's archive and pushes it: same manifest digest.
+    subprocess.run(["skopeo", "copy", "-q", "--dest-tls-verify=false", "--preserve-digests",
+                    f"oci-archive:{tar}", f"docker://{pushed.host}/fromtar/app:1"], check=True)
+    assert skopeo_raw_digest(f"{pushed.host}/fromtar/app:1") == image.target.digest
+    # Load into a fresh daemon: same image back.
+    with Vesseld() as d2, vessel.Client(d2.address, timeout=60) as c2:
+        imgs = import_(c2, tar.read_bytes())
+        assert [i.name for i in imgs] == [ref]
+        assert imgs[0].target.digest == image.target.digest
+        assert store_is_consistent(d2.root)
+
+
+def test_import_skopeo_archive_with_index(client, pushed, tmp_path):
+    src = f"{pushed.host}/test/multi:1"
+    tar = tmp_path / "multi.tar"
+    subprocess.run(["skopeo", "copy", "-q", "--all", "--src-tls-verify=false", f"docker://{src}",
+                    f"oci-archive:{tar}:multi"], check=True)
+    imgs = import_(client, tar.read_bytes(), reference="example.com/loaded/multi:2")
+    assert imgs[0].name == "example.com/loaded/multi:2"
+    assert imgs[0].target.digest == skopeo_raw_digest(src)
+    assert {p.architecture for p in imgs[0].platforms} == {"amd64", "arm64"}
+    # Exported again, skopeo reads it with --all.
+    out = tmp_path / "again.tar"
+    out.write_bytes(export(client, ["example.com/loaded/multi:2"]))
+    subprocess.run(["skopeo", "copy", "-q", "--all", "--preserve-digests", f"oci-archive:{out}",
+                    f"oci:{tmp_path}/again:x"], check=True)
+
+
+def test_import_rejects_bad_archives(client, tmp_path):
+    cases = {
+        b"not a tar at all": "not a tar",
+        export_tar({"oci-layout": b"{}"}): "no index.json",
+        export_tar({"oci-layout": b"{}", "index.json": b'{"manifests":[{"digest":"sha256:'
+                   + b"a" * 64 + b'","mediaType":"x","size":1}]}'}): "missing blob",
+        export_tar({"blobs/sha256/" + "b" * 64: b"does not hash to its name"}): "hashes to",
+    }
+    for data, word in cases.items():
+        with pytest.raises(grpc.RpcError) as e:
+            import_(client, data)
+        assert e.value.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.DATA_LOSS)
+        assert word in e.value.details(), (word, e.value.details())
+    blobs = os.path.join(client.daemon.root, "content", "blobs", "sha256")
+    assert "b" * 64 not in os.listdir(blobs)
+    # Paths that try to escape are just not blobs: nothing is written by name.
+    data = export_tar({"../../escape": b"x", "/abs": b"y"})
+    with pytest.raises(grpc.RpcError):
+        import_(client, data)
+    assert not os.path.exists(os.path.join(os.path.dirname(client.daemon.root), "escape"))
+
+
+def export_tar(files):
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()

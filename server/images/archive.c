@@ -1,0 +1,396 @@
+/* Save/load of OCI image-layout archives (what `skopeo copy oci-archive:`
+ * reads and writes), with libarchive. Archive contents are hostile: names
+ * only select blobs (nothing is written by path), every blob is verified
+ * against its digest on the way into the content store, documents are
+ * size-limited. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <jansson.h>
+
+#include "server/images/images_internal.h"
+
+/* ---- export ---- */
+
+typedef struct writer {
+  img_write_fn fn;
+  void *arg;
+  vs_err *err;
+  int failed;
+} writer;
+
+static la_ssize_t on_write(struct archive *a, void *arg, const void *buf, size_t len) {
+  writer *w = arg;
+  (void)a;
+  if (w->failed || w->fn(w->arg, buf, len, w->err) < 0) {
+    w->failed = 1;
+    return -1;
+  }
+  return (la_ssize_t)len;
+}
+
+static int add_bytes(struct archive *a, const char *name, const void *data, size_t len) {
+  struct archive_entry *e = archive_entry_new();
+  archive_entry_set_pathname(e, name);
+  archive_entry_set_size(e, (la_int64_t)len);
+  archive_entry_set_filetype(e, AE_IFREG);
+  archive_entry_set_perm(e, 0644);
+  archive_entry_set_mtime(e, 0, 0);
+  int rc = archive_write_header(a, e) == ARCHIVE_OK &&
+           archive_write_data(a, data, len) == (la_ssize_t)len ? 0 : -1;
+  archive_entry_free(e);
+  return rc;
+}
+
+static int add_blob(img_store *s, struct archive *a, const char *digest, vs_err *err) {
+  char path[4200], name[100];
+  cs_blob_path(s->cs, digest, path, sizeof path);
+  FILE *f = fopen(path, "rb");
+  if (!f) return vs_err_set(err, VS_NOT_FOUND, "blob %s is missing from the content store", digest);
+  fseek(f, 0, SEEK_END);
+  long size = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  snprintf(name, sizeof name, "blobs/sha256/%s", digest + 7);
+  struct archive_entry *e = archive_entry_new();
+  archive_entry_set_pathname(e, name);
+  archive_entry_set_size(e, size);
+  archive_entry_set_filetype(e, AE_IFREG);
+  archive_entry_set_perm(e, 0644);
+  archive_entry_set_mtime(e, 0, 0);
+  int rc = archive_write_header(a, e) == ARCHIVE_OK ? 0 : -1;
+  char buf[1 << 16];
+  for (size_t n; rc == 0 && (n = fread(buf, 1, sizeof buf, f)) > 0;)
+    if (archive_write_data(a, buf, n) != (la_ssize_t)n) rc = -1;
+  archive_entry_free(e);
+  fclose(f);
+  if (rc < 0 && err->code == VS_OK)
+    vs_err_set(err, VS_INTERNAL, "archive: %s", archive_error_string(a));
+  return rc;
+}
+
+typedef struct seen {
+  char (*d)[72];
+  size_t n;
+} seen;
+
+static int seen_add(seen *s, const char *d) {
+  for (size_t i = 0; i < s->n; i++)
+    if (!strcmp(s->d[i], d)) return 0;
+  void *nd = realloc(s->d, (s->n + 1) * sizeof *s->d);
+  if (!nd) return 0;
+  s->d = nd;
+  snprintf(s->d[s->n++], 72, "%s", d);
+  return 1;
+}
+
+/* Writes a manifest and everything it references (once per archive). */
+static int add_manifest(img_store *s, struct archive *a, seen *done, const char *digest,
+                        vs_err *err) {
+  if (!seen_add(done, digest)) return 0;
+  char *data;
+  size_t len;
+  if (cs_read(s->cs, digest, OCI_MAX_DOCUMENT, &data, &len, err) < 0) return -1;
+  oci_manifest m;
+  int rc = oci_manifest_parse(data, len, &m, err);
+  free(data);
+  if (rc < 0) return -1;
+  if (seen_add(done, m.config.digest)) rc = add_blob(s, a, m.config.digest, err);
+  for (size_t i = 0; rc == 0 && i < m.n_layers; i++)
+    if (!oci_layer_is_foreign(m.layers[i].media_type) && seen_add(done, m.layers[i].digest))
+      rc = add_blob(s, a, m.layers[i].digest, err);
+  oci_manifest_free(&m);
+  return rc == 0 ? add_blob(s, a, digest, err) : -1;
+}
+
+static json_t *descriptor_json(const oci_descriptor *d) {
+  json_t *j = json_pack("{s:s,s:s,s:I}", "mediaType", d->media_type, "digest", d->digest, "size",
+                        (json_int_t)d->size);
+  if (d->has_platform) {
+    json_t *p = json_pack("{s:s,s:s}", "os", d->platform.os, "architecture", d->platform.arch);
+    if (d->platform.variant[0]) json_object_set_new(p, "variant", json_string(d->platform.variant));
+    json_object_set_new(j, "platform", p);
+  }
+  return j;
+}
+
+/* An index image whose manifests are not all local is exported with an
+ * index of just the local ones (a new digest, but a loadable archive). */
+static int add_image(img_store *s, struct archive *a, seen *done, const img_info *info,
+                     oci_descriptor *top, vs_err *err) {
+  memset(top, 0, sizeof *top);
+  if (oci_kind_of(info->target.media_type) != OCI_KIND_INDEX) {
+    top->media_type = strdup(info->target.media_type);
+    memcpy(top->digest, info->target.digest, sizeof top->digest);
+    top->size = info->target.size;
+    return add_manifest(s, a, done, info->target.digest, err);
+  }
+  char *data;
+  size_t len;
+  if (cs_read(s->cs, info->target.digest, OCI_MAX_DOCUMENT, &data, &len, err) < 0) return -1;
+  oci_index idx;
+  int rc = oci_index_parse(data, len, &idx, err);
+  if (rc < 0) {
+    free(data);
+    return -1;
+  }
+  size_t present = 0;
+  json_t *list = json_array();
+  for (size_t i = 0; rc == 0 && i < idx.n_manifests; i++) {
+    if (!cs_exists(s->cs, idx.manifests[i].digest, NULL)) continue;
+    present++;
+    json_array_append_new(list, descriptor_json(&idx.manifests[i]));
+    rc = add_manifest(s, a, done, idx.manifests[i].digest, err);
+  }
+  if (rc == 0 && present == idx.n_manifests) {
+    top->media_type = strdup(info->target.media_type);
+    memcpy(top->digest, info->target.digest, sizeof top->digest);
+    top->size = info->target.size;
+    if (seen_add(done, info->target.digest)) rc = add_blob(s, a, info->target.digest, err);
+  } else if (rc == 0) {
+    json_t *j = json_pack("{s:i,s:s,s:o}", "schemaVersion", 2, "mediaType", OCI_MT_INDEX,
+                          "manifests", list);
+    list = NULL;
+    char *out = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(j);
+    char d[72];
+    if (!out || cs_put(s->cs, out, strlen(out), NULL, d, err) < 0) {
+      rc = -1;
+    } else {
+      top->media_type = strdup(OCI_MT_INDEX);
+      memcpy(top->digest, d, sizeof top->digest);
+      top->size = (int64_t)strlen(out);
+      if (seen_add(done, d)) rc = add_blob(s, a, d, err);
+    }
+    free(out);
+  }
+  json_decref(list);
+  oci_index_free(&idx);
+  free(data);
+  return rc;
+}
+
+int img_export(img_store *s, char *const *refs, size_t n, img_write_fn fn, void *arg, vs_err *err) {
+  if (!n) return vs_err_set(err, VS_INVALID_ARGUMENT, "export needs at least one image");
+  img_info *infos = calloc(n, sizeof *infos);
+  if (!infos) return vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+  size_t got = 0;
+  int rc = 0;
+  for (; got < n; got++)
+    if ((rc = img_inspect(s, refs[got], NULL, &infos[got], err)) < 0) break;
+  struct archive *a = NULL;
+  writer w = {fn, arg, err, 0};
+  seen done = {0};
+  json_t *manifests = json_array();
+  if (rc == 0) {
+    a = archive_write_new();
+    archive_write_set_format_pax_restricted(a);
+    archive_write_set_bytes_per_block(a, 0); /* stream as it comes */
+    if (archive_write_open(a, &w, NULL, on_write, NULL) != ARCHIVE_OK)
+      rc = vs_err_set(err, VS_INTERNAL, "archive: %s", archive_error_string(a));
+  }
+  const char layout[] = "{\"imageLayoutVersion\":\"1.0.0\"}";
+  if (rc == 0 && add_bytes(a, "oci-layout", layout, sizeof layout - 1) < 0) rc = -1;
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    oci_descriptor top;
+    if ((rc = add_image(s, a, &done, &infos[i], &top, err)) < 0) break;
+    json_t *d = descriptor_json(&top);
+    oci_ref ref;
+    vs_err ignore;
+    json_t *ann = json_object();
+    json_object_set_new(ann, "io.containerd.image.name", json_string(infos[i].name));
+    if (oci_ref_parse(infos[i].name, &ref, &ignore) == 0) {
+      if (ref.tag) json_object_set_new(ann, "org.opencontainers.image.ref.name", json_string(ref.tag));
+      oci_ref_free(&ref);
+    }
+    json_object_set_new(d, "annotations", ann);
+    json_array_append_new(manifests, d);
+    oci_descriptor_free(&top);
+  }
+  if (rc == 0) {
+    json_t *index = json_pack("{s:i,s:s,s:O}", "schemaVersion", 2, "mediaType", OCI_MT_INDEX,
+                              "manifests", manifests);
+    char *out = json_dumps(index, JSON_COMPACT);
+    json_decref(index);
+    if (!out || add_bytes(a, "index.json", out, strlen(out)) < 0) rc = -1;
+    free(out);
+  }
+  if (a) {
+    if (archive_write_close(a) != ARCHIVE_OK && rc == 0) rc = -1;
+    archive_write_free(a);
+  }
+  if (rc < 0 && err->code == VS_OK) vs_err_set(err, VS_INTERNAL, "export failed");
+  json_decref(manifests);
+  free(done.d);
+  for (size_t i = 0; i < got && i < n; i++) img_info_free(&infos[i]);
+  free(infos);
+  return rc;
+}
+
+/* ---- import ---- */
+
+static const char *blob_name(const char *path) {
+  if (!strncmp(path, "./", 2)) path += 2;
+  if (strncmp(path, "blobs/sha256/", 13) != 0) return NULL;
+  return path + 13;
+}
+
+static int ingest(img_store *s, struct archive *a, const char *hex, int64_t size, vs_err *err) {
+  char digest[80];
+  snprintf(digest, sizeof digest, "sha256:%s", hex);
+  if (!oci_digest_valid(digest))
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "archive entry blobs/sha256/%s: not a digest", hex);
+  cs_writer *w;
+  int o = cs_writer_open(s->cs, digest, size, &w, err);
+  if (o != 0) return o < 0 ? -1 : 0;
+  if (cs_writer_offset(w) && cs_writer_restart(w, err) < 0) {
+    cs_writer_abort(w, 0);
+    return -1;
+  }
+  char buf[1 << 16];
+  for (;;) {
+    la_ssize_t n = archive_read_data(a, buf, sizeof buf);
+    if (n < 0) {
+      cs_writer_abort(w, 0);
+      return vs_err_set(err, VS_INVALID_ARGUMENT, "archive: %s", archive_error_string(a));
+    }
+    if (n == 0) break;
+    if (cs_writer_write(w, buf, (size_t)n, err) < 0) {
+      cs_writer_abort(w, 0);
+      return -1;
+    }
+  }
+  return cs_writer_commit(w, err);
+}
+
+static char *read_small(struct archive *a, int64_t size, const char *what, vs_err *err) {
+  if (size < 0 || size > OCI_MAX_DOCUMENT) {
+    vs_err_set(err, VS_INVALID_ARGUMENT, "archive: %s is too large", what);
+    return NULL;
+  }
+  char *buf = malloc((size_t)size + 1);
+  la_ssize_t got = buf ? archive_read_data(a, buf, (size_t)size) : -1;
+  if (got != size) {
+    free(buf);
+    vs_err_set(err, VS_INVALID_ARGUMENT, "archive: cannot read %s", what);
+    return NULL;
+  }
+  buf[size] = '\0';
+  return buf;
+}
+
+int img_import(img_store *s, const char *path, const char *reference, img_info **out, size_t *n_out,
+               vs_err *err) {
+  *out = NULL;
+  *n_out = 0;
+  struct archive *a = archive_read_new();
+  archive_read_support_format_tar(a);
+  archive_read_support_filter_gzip(a);
+  archive_read_support_filter_zstd(a);
+  archive_read_support_filter_none(a);
+  if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK) {
+    vs_err_set(err, VS_INVALID_ARGUMENT, "not a tar archive: %s", archive_error_string(a));
+    archive_read_free(a);
+    return -1;
+  }
+  char *index = NULL;
+  int layout = 0, docker = 0, rc = 0;
+  img_pin pin = {0};
+  struct archive_entry *e;
+  while (rc == 0) {
+    int r = archive_read_next_header(a, &e);
+    if (r == ARCHIVE_EOF) break;
+    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+      rc = vs_err_set(err, VS_INVALID_ARGUMENT, "corrupt archive: %s", archive_error_string(a));
+      break;
+    }
+    const char *name = archive_entry_pathname(e);
+    if (!name || archive_entry_filetype(e) != AE_IFREG) continue;
+    if (!strncmp(name, "./", 2)) name += 2;
+    const char *hex = blob_name(name);
+    if (hex) {
+      char d[80];
+      snprintf(d, sizeof d, "sha256:%s", hex);
+      img_pin_add(s, &pin, d);
+      rc = ingest(s, a, hex, archive_entry_size(e), err);
+    } else if (!strcmp(name, "index.json")) {
+      free(index);
+      index = read_small(a, archive_entry_size(e), "index.json", err);
+      if (!index) rc = -1;
+    } else if (!strcmp(name, "oci-layout")) {
+      layout = 1;
+    } else if (!strcmp(name, "manifest.json")) {
+      docker = 1;
+    }
+  }
+  archive_read_free(a);
+  json_t *j = NULL;
+  if (rc == 0 && !index)
+    rc = vs_err_set(err, VS_INVALID_ARGUMENT,
+                    docker ? "Docker save archives are not supported yet (use an OCI archive)"
+                           : "not an OCI image layout archive (no index.json)");
+  if (rc == 0 && !layout)
+    rc = vs_err_set(err, VS_INVALID_ARGUMENT, "not an OCI image layout archive (no oci-layout)");
+  if (rc == 0 && !(j = json_loads(index, 0, NULL)))
+    rc = vs_err_set(err, VS_INVALID_ARGUMENT, "archive: index.json is not valid JSON");
+  json_t *list = j ? json_object_get(j, "manifests") : NULL;
+  if (rc == 0 && (!json_is_array(list) || !json_array_size(list)))
+    rc = vs_err_set(err, VS_INVALID_ARGUMENT, "archive: index.json lists no images");
+  if (rc == 0 && reference && *reference && json_array_size(list) != 1)
+    rc = vs_err_set(err, VS_INVALID_ARGUMENT,
+                    "a reference was given but the archive holds %zu images",
+                    json_array_size(list));
+  size_t i;
+  json_t *m;
+  if (rc == 0) *out = calloc(json_array_size(list), sizeof **out);
+  json_array_foreach(list, i, m) {
+    if (rc < 0) break;
+    const char *digest = json_string_value(json_object_get(m, "digest"));
+    const char *mt = json_string_value(json_object_get(m, "mediaType"));
+    if (!oci_digest_valid(digest) || !mt || !cs_exists(s->cs, digest, NULL)) {
+      rc = vs_err_set(err, VS_INVALID_ARGUMENT, "archive: index entry %zu names a missing blob", i);
+      break;
+    }
+    json_t *ann = json_object_get(m, "annotations");
+    const char *full = json_string_value(json_object_get(ann, "io.containerd.image.name"));
+    const char *refname = json_string_value(json_object_get(ann, "org.opencontainers.image.ref.name"));
+    char name[600];
+    oci_ref ref;
+    vs_err ignore;
+    const char *want = reference && *reference ? reference : full ? full : refname;
+    if (want && oci_ref_parse(want, &ref, &ignore) == 0 && (want == reference || want == full ||
+                                                            strchr(want, '/'))) {
+      char *n = oci_ref_string(&ref);
+      snprintf(name, sizeof name, "%s", n);
+      free(n);
+      oci_ref_free(&ref);
+    } else {
+      snprintf(name, sizeof name, "<none>@%s", digest);
+    }
+    oci_descriptor top = {0};
+    top.media_type = (char *)mt;
+    snprintf(top.digest, sizeof top.digest, "%s", digest);
+    top.size = (int64_t)json_integer_value(json_object_get(m, "size"));
+    pthread_mutex_lock(&s->mu);
+    rc = img_set_ref(s, name, &top, err);
+    pthread_mutex_unlock(&s->mu);
+    if (rc == 0) {
+      vs_err e2;
+      if (img_build_info(s, name, &top, NULL, time(NULL), &(*out)[*n_out], &e2) == 0)
+        (*n_out)++;
+    }
+  }
+  json_decref(j);
+  free(index);
+  img_pin_release(s, &pin);
+  if (rc < 0) {
+    img_list_free(*out, *n_out);
+    *out = NULL;
+    *n_out = 0;
+  }
+  return rc;
+}
