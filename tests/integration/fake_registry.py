@@ -15,7 +15,14 @@ class FakeRegistry:
     actions consumed one per request: "503", "429:<secs>", "408", "truncate",
     "corrupt", "slow:<secs>", "ok". A path without actions behaves."""
 
-    def __init__(self, layout: str, repo: str = "test/app"):
+    def __init__(self, layout: str, repo: str = "test/app", basic: tuple | None = None,
+                 redirect_blobs_to: str | None = None):
+        """basic: (user, password) required on /v2/ requests; redirect_blobs_to:
+        a base URL that blob GETs are redirected to (another host)."""
+        self.basic = basic
+        self.redirect_blobs_to = redirect_blobs_to
+        self.seen_auth: list[str] = []  # Authorization headers, by path
+        self.proxied = 0  # requests that arrived as proxy requests
         self.layout = layout
         self.repo = repo
         self.faults: dict[str, list[str]] = {}
@@ -41,6 +48,32 @@ class FakeRegistry:
 
             def do_GET(self, head=False):
                 path = self.path.split("?")[0]
+                if path.startswith("http://"):  # we are being used as a proxy
+                    with reg.lock:
+                        reg.proxied += 1
+                    path = "/" + path.split("/", 3)[3]
+                with reg.lock:
+                    reg.seen_auth.append(f"{path} {self.headers.get('Authorization', '-')}")
+                if path.startswith("/storage/"):  # the blob storage "host"
+                    body = reg._blob(path[len("/storage/"):])
+                    return self._send(200 if body else 404, body or b"", "application/octet-stream",
+                                      head)
+                if reg.basic:
+                    import base64
+                    want = "Basic " + base64.b64encode(":".join(reg.basic).encode()).decode()
+                    if self.headers.get("Authorization") != want:
+                        self.send_response(401)
+                        self.send_header("WWW-Authenticate", 'Basic realm="fake"')
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                if reg.redirect_blobs_to and "/blobs/" in path:
+                    self.send_response(307)
+                    self.send_header("Location",
+                                     reg.redirect_blobs_to + "/storage/" + path.split("/blobs/")[1])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if path == "/v2/":
                     return self._send(200, b"{}", "application/json", head)
                 prefix = f"/v2/{reg.repo}/"

@@ -143,3 +143,29 @@ def test_kill_9_mid_pull_then_restart_completes(layout):
             assert store_is_consistent(root)
         import shutil
         shutil.rmtree(os.path.dirname(root), ignore_errors=True)
+
+
+def test_redirect_to_blob_storage_does_not_leak_credentials(layout):
+    # "localhost" and "127.0.0.1" are different hosts to an HTTP client.
+    with FakeRegistry(layout.path, basic=("u", "p")) as reg:
+        port = reg.host.split(":")[1]
+        reg.redirect_blobs_to = f"http://localhost:{port}"
+        with Vesseld() as d, vessel.Client(d.address, timeout=60) as c:
+            _, image = pull(c, f"{reg.host}/test/app:1",
+                            auth=images_pb2.RegistryAuth(username="u", password="p"))
+            assert len(image.layers) == 2
+    storage = [s for s in reg.seen_auth if s.startswith("/storage/")]
+    assert len(storage) == 3  # config + 2 layers
+    assert all(s.endswith(" -") for s in storage), storage
+    registry_side = [s for s in reg.seen_auth if s.startswith("/v2/test/app/blobs/")]
+    assert registry_side and all("Basic" in s for s in registry_side)
+
+
+def test_http_proxy_from_environment(layout):
+    with FakeRegistry(layout.path) as reg, FakeRegistry(layout.path) as proxy:
+        # The second instance acts as the proxy: it serves what it is asked.
+        env = {"http_proxy": f"http://{proxy.host}", "HTTP_PROXY": f"http://{proxy.host}",
+               "no_proxy": "", "NO_PROXY": ""}
+        with Vesseld(env=env) as d, vessel.Client(d.address, timeout=60) as c:
+            pull(c, f"{reg.host}/test/app:1")
+        assert proxy.proxied >= 4  # manifest, config, layers went through it

@@ -31,7 +31,7 @@ class Vesseld:
     unix sockets are limited to 107 bytes)."""
 
     def __init__(self, *extra: str, tcp: bool = False, certs: str | None = None,
-                 insecure_tcp: bool = False, root: str | None = None):
+                 insecure_tcp: bool = False, root: str | None = None, env: dict | None = None):
         self.tmp = tempfile.mkdtemp(prefix="vsl-", dir="/tmp")
         self.root = root or os.path.join(self.tmp, "root")
         self.socket = os.path.join(self.tmp, "v.sock")
@@ -49,7 +49,7 @@ class Vesseld:
         self.args = args
         self.log_lines: list[str] = []
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True)
+                                     text=True, env={**os.environ, **(env or {})})
         self._ready = threading.Event()
         threading.Thread(target=self._pump, daemon=True).start()
         if not self._ready.wait(30):
