@@ -10,9 +10,9 @@ bash bazel/setup.sh || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1;
 log=$(mktemp /tmp/vessel-tests-XXXXXX.log)
 trap 'rm -f "$log"' EXIT
 rc=0
-bazel test //... --test_summary=short 2>&1 | tee "$log" || rc=1
+bazel test //... --keep_going --test_summary=short 2>&1 | tee "$log" || rc=1
 # Unit tests (not tagged local) again under the sanitizers.
-bazel test --config=asan --test_tag_filters=-local //... --test_summary=short 2>&1 \
+bazel test --config=asan --keep_going --test_tag_filters=-local //... --test_summary=short 2>&1 \
   | sed -E 's|^(//[^ ]+)|asan:\1|' | tee -a "$log" || rc=1
 
 passed=$(grep -cE '^(asan:)?//[^ ]+ +(\(cached\) )?PASSED' "$log")
