@@ -1,0 +1,487 @@
+/* QEMU microvm launcher for container VMs. */
+#include "server/vm/vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vessel/v1/agent.pb-c.h"
+#include "vessel_proto_rpc.h"
+
+struct vm {
+  pid_t pid;
+  int exited;
+  int status;
+  vrpc_channel *ch;
+  char sock[108];
+  char log[4096];
+  char initrd_tmp[4096]; /* concatenated initrd we created, removed on free */
+  struct timespec started;
+  int64_t ready_ms;
+  int detached; /* QEMU left running on purpose */
+};
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t since_ms(const struct timespec *t) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)(ts.tv_sec - t->tv_sec) * 1000 + (ts.tv_nsec - t->tv_nsec) / 1000000;
+}
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+int vm_kvm_usable(void) {
+  FILE *f = fopen("/proc/cpuinfo", "re");
+  if (!f) return 0;
+  char line[8192];
+  int hw = 0;
+  while (!hw && fgets(line, sizeof line, f))
+    if (strncmp(line, "flags", 5) == 0 && (strstr(line, " vmx") || strstr(line, " svm"))) hw = 1;
+  fclose(f);
+  return hw && access("/dev/kvm", R_OK | W_OK) == 0;
+}
+
+long vm_host_tsc_khz(void) {
+  FILE *f = fopen("/proc/cpuinfo", "re");
+  if (!f) return 0;
+  char line[512];
+  double mhz = 0;
+  while (fgets(line, sizeof line, f)) {
+    if (strncmp(line, "cpu MHz", 7) == 0) {
+      char *colon = strchr(line, ':');
+      if (colon) mhz = strtod(colon + 1, NULL);
+      break;
+    }
+  }
+  fclose(f);
+  return (long)(mhz * 1000 + 0.5);
+}
+
+void vm_tail(const char *path, int n, char *out, size_t out_len) {
+  out[0] = '\0';
+  if (!path) return;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  char buf[4096];
+  off_t size = lseek(fd, 0, SEEK_END);
+  off_t from = size > (off_t)sizeof buf - 1 ? size - (off_t)sizeof buf + 1 : 0;
+  ssize_t got = pread(fd, buf, sizeof buf - 1, from);
+  close(fd);
+  if (got <= 0) return;
+  buf[got] = '\0';
+  while (got > 0 && (buf[got - 1] == '\n' || buf[got - 1] == '\r')) buf[--got] = '\0';
+  char *p = buf + got;
+  int lines = 0;
+  while (p > buf) {
+    if (p[-1] == '\n' && ++lines == n) break;
+    p--;
+  }
+  snprintf(out, out_len, "%s", p);
+}
+
+/* ---- argv ---- */
+
+typedef struct argv_b {
+  char **v;
+  size_t n, cap;
+  int oom;
+} argv_b;
+
+__attribute__((format(printf, 2, 3))) static void add(argv_b *b, const char *fmt, ...) {
+  if (b->n + 2 > b->cap) {
+    size_t cap = b->cap ? b->cap * 2 : 32;
+    char **v = realloc(b->v, cap * sizeof *v);
+    if (!v) {
+      b->oom = 1;
+      return;
+    }
+    b->v = v;
+    b->cap = cap;
+  }
+  va_list ap;
+  va_start(ap, fmt);
+  char *s = NULL;
+  if (vasprintf(&s, fmt, ap) < 0) s = NULL;
+  va_end(ap);
+  if (!s) {
+    b->oom = 1;
+    return;
+  }
+  b->v[b->n++] = s;
+  b->v[b->n] = NULL;
+}
+
+void vm_argv_free(char **argv) {
+  if (!argv) return;
+  for (char **p = argv; *p; p++) free(*p);
+  free(argv);
+}
+
+/* QEMU's -drive/-chardev option syntax doubles commas inside values. */
+static char *qesc(const char *s, char *buf, size_t n) {
+  size_t k = 0;
+  for (; *s && k + 2 < n; s++) {
+    if (*s == ',') buf[k++] = ',';
+    buf[k++] = *s;
+  }
+  buf[k] = '\0';
+  return buf;
+}
+
+char **vm_build_argv(const vm_config *c, const char *initrd, vm_accel accel, vs_err *err) {
+  argv_b b = {0};
+  char e1[4200];
+  add(&b, "%s", c->qemu ? c->qemu : "qemu-system-x86_64");
+  /* microvm: no PCI, no firmware option ROMs; ISA serial for the console. */
+  add(&b, "-M");
+  add(&b, "microvm,x-option-roms=off,isa-serial=on,rtc=on");
+  add(&b, "-accel");
+  add(&b, "%s", accel == VM_ACCEL_KVM ? "kvm" : "tcg");
+  add(&b, "-cpu");
+  add(&b, "%s", accel == VM_ACCEL_KVM ? "host" : "max");
+  add(&b, "-smp");
+  add(&b, "%d", c->vcpus > 0 ? c->vcpus : 1);
+  add(&b, "-m");
+  add(&b, "%dM", c->memory_mib > 0 ? c->memory_mib : 256);
+  add(&b, "-nodefaults");
+  add(&b, "-no-user-config");
+  add(&b, "-nographic");
+  /* A guest reset (panic, reboot without ACPI power-off) ends QEMU. */
+  add(&b, "-no-reboot");
+  add(&b, "-kernel");
+  add(&b, "%s", c->kernel);
+  if (initrd) {
+    add(&b, "-initrd");
+    add(&b, "%s", initrd);
+  }
+  char cmd[2048];
+  int n = snprintf(cmd, sizeof cmd, "console=ttyS0 quiet panic=-1 rdinit=/sbin/vminitd");
+  if (accel != VM_ACCEL_KVM) {
+    long khz = vm_host_tsc_khz();
+    if (khz > 0) n += snprintf(cmd + n, sizeof cmd - (size_t)n, " tsc_early_khz=%ld", khz);
+  }
+  if (c->cmdline_extra && *c->cmdline_extra)
+    snprintf(cmd + n, sizeof cmd - (size_t)n, " %s", c->cmdline_extra);
+  add(&b, "-append");
+  add(&b, "%s", cmd);
+  if (c->console_log) {
+    add(&b, "-chardev");
+    add(&b, "file,id=con,path=%s,append=on", qesc(c->console_log, e1, sizeof e1));
+    add(&b, "-serial");
+    add(&b, "chardev:con");
+  } else {
+    add(&b, "-serial");
+    add(&b, "null");
+  }
+  /* Disks first so the root disk is /dev/vda. */
+  size_t nd = 0;
+  if (c->root_disk) {
+    add(&b, "-drive");
+    add(&b, "id=d0,file=%s,format=raw,if=none,cache=unsafe,discard=unmap",
+        qesc(c->root_disk, e1, sizeof e1));
+    add(&b, "-device");
+    add(&b, "virtio-blk-device,drive=d0");
+    nd++;
+  }
+  for (size_t i = 0; i < c->n_disks; i++, nd++) {
+    add(&b, "-drive");
+    add(&b, "id=d%zu,file=%s,format=raw,if=none,cache=unsafe%s", nd,
+        qesc(c->disks[i].path, e1, sizeof e1), c->disks[i].read_only ? ",readonly=on" : "");
+    add(&b, "-device");
+    add(&b, "virtio-blk-device,drive=d%zu", nd);
+  }
+  add(&b, "-chardev");
+  add(&b, "socket,id=agent,path=%s,server=on,wait=off", qesc(c->agent_socket, e1, sizeof e1));
+  add(&b, "-device");
+  add(&b, "virtio-serial-device,max_ports=2");
+  add(&b, "-device");
+  add(&b, "virtserialport,chardev=agent,name=vessel.agent");
+  add(&b, "-device");
+  add(&b, "virtio-rng-device");
+  if (c->tap) {
+    add(&b, "-netdev");
+    add(&b, "tap,id=n0,ifname=%s,script=no,downscript=no", c->tap);
+    add(&b, "-device");
+    if (c->mac)
+      add(&b, "virtio-net-device,netdev=n0,mac=%s", c->mac);
+    else
+      add(&b, "virtio-net-device,netdev=n0");
+  }
+  if (b.oom) {
+    vm_argv_free(b.v);
+    vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+    return NULL;
+  }
+  return b.v;
+}
+
+/* ---- lifecycle ---- */
+
+static int reap(vm *v, int block) {
+  if (v->exited) return 1;
+  int st;
+  pid_t r = waitpid(v->pid, &st, block ? 0 : WNOHANG);
+  if (r == v->pid) {
+    v->exited = 1;
+    v->status = st;
+    return 1;
+  }
+  return 0;
+}
+
+static int fail_with_log(vm *v, vs_code code, vs_err *err, const char *what) {
+  char tail[1500];
+  vm_tail(v->log[0] ? v->log : NULL, 12, tail, sizeof tail);
+  if (v->exited && WIFEXITED(v->status))
+    return vs_err_set(err, code, "%s: QEMU exited with status %d; console log:\n%s", what,
+                      WEXITSTATUS(v->status), tail);
+  if (v->exited && WIFSIGNALED(v->status))
+    return vs_err_set(err, code, "%s: QEMU killed by signal %d; console log:\n%s", what,
+                      WTERMSIG(v->status), tail);
+  return vs_err_set(err, code, "%s; console log:\n%s", what, tail);
+}
+
+static int concat(const char *a, const char *b, const char *out, vs_err *err) {
+  int o = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (o < 0) return vs_err_errno(err, VS_INTERNAL, errno, "create %s", out);
+  const char *in[2] = {a, b};
+  char buf[65536];
+  for (int i = 0; i < 2; i++) {
+    int fd = open(in[i], O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      int e = errno;
+      close(o);
+      return vs_err_errno(err, VS_NOT_FOUND, e, "open %s", in[i]);
+    }
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0)
+      if (write(o, buf, (size_t)n) != n) {
+        close(fd);
+        close(o);
+        return vs_err_errno(err, VS_INTERNAL, errno, "write %s", out);
+      }
+    close(fd);
+  }
+  return close(o) < 0 ? vs_err_errno(err, VS_INTERNAL, errno, "close %s", out) : 0;
+}
+
+static int connect_sock(const char *path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  struct sockaddr_un a;
+  memset(&a, 0, sizeof a);
+  a.sun_family = AF_UNIX;
+  snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+vm *vm_start(const vm_config *c, vs_err *err) {
+  if (!c->kernel || !c->agent_socket) {
+    vs_err_set(err, VS_INVALID_ARGUMENT, "vm: kernel and agent_socket are required");
+    return NULL;
+  }
+  if (strlen(c->agent_socket) >= sizeof((struct sockaddr_un *)0)->sun_path) {
+    vs_err_set(err, VS_INVALID_ARGUMENT, "vm: agent socket path too long (max 107 bytes): %s",
+               c->agent_socket);
+    return NULL;
+  }
+  const char *paths[] = {c->kernel, c->initrd, c->initrd_extra, c->root_disk};
+  for (size_t i = 0; i < 4; i++)
+    if (paths[i] && access(paths[i], R_OK) < 0) {
+      vs_err_errno(err, VS_NOT_FOUND, errno, "vm: %s", paths[i]);
+      return NULL;
+    }
+  vm *v = calloc(1, sizeof *v);
+  if (!v) {
+    vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+    return NULL;
+  }
+  snprintf(v->sock, sizeof v->sock, "%s", c->agent_socket);
+  if (c->console_log) snprintf(v->log, sizeof v->log, "%s", c->console_log);
+  vm_accel accel = c->accel;
+  if (accel == VM_ACCEL_AUTO) accel = vm_kvm_usable() ? VM_ACCEL_KVM : VM_ACCEL_TCG;
+  const char *initrd = c->initrd;
+  if (c->initrd && c->initrd_extra) {
+    /* QEMU takes one initrd; the kernel unpacks concatenated archives. */
+    snprintf(v->initrd_tmp, sizeof v->initrd_tmp, "%s.initrd", c->agent_socket);
+    if (concat(c->initrd, c->initrd_extra, v->initrd_tmp, err) < 0) {
+      free(v);
+      return NULL;
+    }
+    initrd = v->initrd_tmp;
+  }
+  char **argv = vm_build_argv(c, initrd, accel, err);
+  if (!argv) {
+    vm_free(v);
+    return NULL;
+  }
+  unlink(c->agent_socket);
+  int logfd = -1;
+  if (c->console_log) {
+    logfd = open(c->console_log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    if (logfd < 0) {
+      vs_err_errno(err, VS_INTERNAL, errno, "vm: console log %s", c->console_log);
+      vm_argv_free(argv);
+      vm_free(v);
+      return NULL;
+    }
+  }
+  clock_gettime(CLOCK_MONOTONIC, &v->started);
+  pid_t pid = fork();
+  if (pid < 0) {
+    vs_err_errno(err, VS_INTERNAL, errno, "vm: fork");
+    if (logfd >= 0) close(logfd);
+    vm_argv_free(argv);
+    vm_free(v);
+    return NULL;
+  }
+  if (pid == 0) {
+    /* Own session: a terminal's ^C or a daemon restart does not hit QEMU. */
+    setsid();
+    int null = open("/dev/null", O_RDWR);
+    if (null >= 0) dup2(null, 0);
+    if (logfd >= 0) {
+      dup2(logfd, 1);
+      dup2(logfd, 2);
+    } else if (null >= 0) {
+      dup2(null, 1);
+      dup2(null, 2);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execvp(argv[0], argv);
+    fprintf(stderr, "vm: exec %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+  }
+  if (logfd >= 0) close(logfd);
+  vm_argv_free(argv);
+  v->pid = pid;
+  /* QEMU creates the listening socket during startup. */
+  int64_t deadline = now_ms() + 10000;
+  int fd = -1;
+  while (fd < 0) {
+    fd = connect_sock(v->sock);
+    if (fd >= 0) break;
+    if (reap(v, 0)) {
+      fail_with_log(v, VS_FAILED_PRECONDITION, err, "vm: QEMU failed to start");
+      vm_free(v);
+      return NULL;
+    }
+    if (now_ms() > deadline) {
+      fail_with_log(v, VS_DEADLINE_EXCEEDED, err, "vm: QEMU did not open the agent socket");
+      vm_kill(v);
+      vm_free(v);
+      return NULL;
+    }
+    sleep_ms(2);
+  }
+  v->ch = vrpc_dial_fd(fd, NULL, err);
+  if (!v->ch) {
+    vm_kill(v);
+    vm_free(v);
+    return NULL;
+  }
+  return v;
+}
+
+int vm_wait_ready(vm *v, int timeout_ms, vs_err *err) {
+  if (!v->ch) return vs_err_set(err, VS_FAILED_PRECONDITION, "vm: not connected");
+  int64_t deadline = now_ms() + timeout_ms;
+  for (;;) {
+    if (reap(v, 0)) return fail_with_log(v, VS_UNAVAILABLE, err, "vm: QEMU exited during boot");
+    int64_t left = deadline - now_ms();
+    if (left <= 0) return fail_with_log(v, VS_DEADLINE_EXCEEDED, err, "vm: agent did not answer");
+    /* Short attempts, so that a QEMU that died is noticed quickly. */
+    Vessel__V1__AgentInfoRequest req = VESSEL__V1__AGENT_INFO_REQUEST__INIT;
+    ProtobufCMessage *resp = NULL;
+    vrpc_call_opts o = {left < 1000 ? left : 1000, NULL};
+    vs_err e;
+    if (vrpc_unary(v->ch, &vessel_v1_Agent_Info, &req.base, &resp, &o, &e) == 0) {
+      vrpc_msg_free(resp);
+      if (!v->ready_ms) v->ready_ms = since_ms(&v->started);
+      return 0;
+    }
+    if (e.code != VS_DEADLINE_EXCEEDED && e.code != VS_UNAVAILABLE) {
+      *err = e;
+      return -1;
+    }
+    if (e.code == VS_UNAVAILABLE) sleep_ms(5);
+  }
+}
+
+vrpc_channel *vm_channel(vm *v) { return v->ch; }
+pid_t vm_pid(vm *v) { return v->pid; }
+int64_t vm_ready_ms(vm *v) { return v->ready_ms; }
+
+void vm_kill(vm *v) {
+  if (!v->pid || v->exited) return;
+  kill(v->pid, SIGKILL);
+  reap(v, 1);
+}
+
+int vm_stop(vm *v, int timeout_ms, vs_err *err) {
+  if (v->exited || !v->pid) return 0;
+  if (v->ch) {
+    Vessel__V1__AgentShutdownRequest req = VESSEL__V1__AGENT_SHUTDOWN_REQUEST__INIT;
+    req.action = VESSEL__V1__SHUTDOWN_ACTION__SHUTDOWN_ACTION_POWEROFF;
+    ProtobufCMessage *resp = NULL;
+    vrpc_call_opts o = {timeout_ms, NULL};
+    vs_err e;
+    if (vrpc_unary(v->ch, &vessel_v1_Agent_Shutdown, &req.base, &resp, &o, &e) == 0)
+      vrpc_msg_free(resp);
+  }
+  int64_t deadline = now_ms() + timeout_ms;
+  while (!reap(v, 0) && now_ms() < deadline) sleep_ms(10);
+  if (!v->exited) {
+    vm_kill(v);
+    (void)err;
+  }
+  return 0;
+}
+
+void vm_detach(vm *v) {
+  if (v->ch) vrpc_channel_free(v->ch);
+  v->ch = NULL;
+  v->detached = 1;
+}
+
+int vm_reconnect(vm *v, vs_err *err) {
+  if (v->ch) vrpc_channel_free(v->ch);
+  v->ch = NULL;
+  int fd = connect_sock(v->sock);
+  if (fd < 0) return vs_err_errno(err, VS_UNAVAILABLE, errno, "vm: connect %s", v->sock);
+  v->ch = vrpc_dial_fd(fd, NULL, err);
+  if (v->ch) v->detached = 0;
+  return v->ch ? 0 : -1;
+}
+
+void vm_free(vm *v) {
+  if (!v) return;
+  if (v->ch) vrpc_channel_free(v->ch);
+  if (!v->detached) vm_kill(v);
+  if (v->initrd_tmp[0]) unlink(v->initrd_tmp);
+  free(v);
+}

@@ -1,0 +1,112 @@
+/* vm: launches one container VM under QEMU (-M microvm) and connects to its
+ * guest agent (vminitd) over the virtio-serial "vessel.agent" port.
+ *
+ *   vm_config c = {...};
+ *   vm *v = vm_start(&c, &err);          QEMU running, agent socket connected
+ *   vm_wait_ready(v, 10000, &err);       agent answered Info
+ *   vrpc_unary(vm_channel(v), &vessel_v1_Agent_..., ...);
+ *   vm_stop(v, 5000, &err);              Agent.Shutdown, SIGKILL after timeout
+ *   vm_free(v);
+ *
+ * TCG is used when the CPU shows no vmx/svm (a /dev/kvm without them is a
+ * software hypervisor that is slower or fails: FACTS.md), KVM otherwise.
+ * Under TCG the kernel gets tsc_early_khz=<host TSC> against the microvm
+ * boot hang ("Unable to calibrate against PIT"). */
+#ifndef VESSEL_SERVER_VM_VM_H
+#define VESSEL_SERVER_VM_VM_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "common/rpc.h"
+#include "common/vs_err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum vm_flavour {
+  VM_KERNEL_VESSEL = 0, /* kernel/build.sh: everything built in; vmlinux via PVH */
+  VM_KERNEL_STOCK = 1,  /* Debian cloud kernel: virtio modules from the initramfs */
+} vm_flavour;
+
+typedef enum vm_accel {
+  VM_ACCEL_AUTO = 0,
+  VM_ACCEL_TCG = 1,
+  VM_ACCEL_KVM = 2,
+} vm_accel;
+
+typedef struct vm_disk {
+  const char *path; /* raw image */
+  int read_only;
+} vm_disk;
+
+typedef struct vm_config {
+  const char *qemu;          /* NULL = "qemu-system-x86_64" from PATH */
+  const char *kernel;        /* vmlinux / bzImage / vmlinuz */
+  vm_flavour flavour;
+  const char *initrd;        /* initramfs.cpio */
+  const char *initrd_extra;  /* appended archive (stock kernel modules), or NULL */
+  const char *cmdline_extra; /* appended to the kernel command line */
+  int vcpus;                 /* 0 = 1 */
+  int memory_mib;            /* 0 = 256 */
+  const char *root_disk;     /* ext4 image: the guest's /dev/vda, or NULL */
+  const vm_disk *disks;      /* further disks: /dev/vdb, /dev/vdc, ... */
+  size_t n_disks;
+  const char *agent_socket;  /* unix socket QEMU listens on (< 108 bytes) */
+  const char *tap;           /* tap interface for a virtio-net NIC, or NULL */
+  const char *mac;           /* its MAC, or NULL for QEMU's default */
+  const char *console_log;   /* guest serial console and QEMU's stderr */
+  vm_accel accel;
+} vm_config;
+
+typedef struct vm vm;
+
+/* Starts QEMU and connects to the agent socket. QEMU failing to start
+ * (bad path, bad option, early exit) is FAILED_PRECONDITION/INTERNAL with
+ * the last lines of the console log in the message. */
+vm *vm_start(const vm_config *cfg, vs_err *err);
+
+/* Waits until the agent answers Agent.Info (the VM is ready). */
+int vm_wait_ready(vm *v, int timeout_ms, vs_err *err);
+
+/* The agent channel (owned by v); NULL after vm_detach. */
+vrpc_channel *vm_channel(vm *v);
+pid_t vm_pid(vm *v);
+
+/* Milliseconds from vm_start to the first Info answer (0 before). */
+int64_t vm_ready_ms(vm *v);
+
+/* Agent.Shutdown(POWEROFF), then waits up to timeout_ms for QEMU to exit
+ * and SIGKILLs it after that. Returns 0 once QEMU is gone. */
+int vm_stop(vm *v, int timeout_ms, vs_err *err);
+
+/* Kills QEMU at once (SIGKILL) and reaps it. */
+void vm_kill(vm *v);
+
+/* Drops the agent connection but leaves QEMU running (another client, e.g.
+ * a restarted vesseld, may connect to the socket; the agent serves it). */
+void vm_detach(vm *v);
+
+/* Reconnects to the agent socket of a running VM. */
+int vm_reconnect(vm *v, vs_err *err);
+
+/* Frees v; kills QEMU if it still runs and was not detached. */
+void vm_free(vm *v);
+
+/* Helpers exposed for tests. */
+/* 1 when /proc/cpuinfo shows vmx or svm and /dev/kvm is usable. */
+int vm_kvm_usable(void);
+/* Host TSC frequency in kHz from /proc/cpuinfo, 0 if unknown. */
+long vm_host_tsc_khz(void);
+/* Builds QEMU's argv (NULL-terminated, strings owned by the returned
+ * array's storage; free with vm_argv_free). */
+char **vm_build_argv(const vm_config *cfg, const char *initrd, vm_accel accel, vs_err *err);
+void vm_argv_free(char **argv);
+/* Last n lines of a file into out (for error messages). */
+void vm_tail(const char *path, int n, char *out, size_t out_len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

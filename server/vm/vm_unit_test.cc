@@ -1,0 +1,90 @@
+// Unit tests of the launcher's pure parts (no QEMU started).
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <string>
+#include <vector>
+
+extern "C" {
+#include "server/vm/vm.h"
+}
+
+static std::vector<std::string> Argv(const vm_config &c, vm_accel a) {
+  vs_err err;
+  char **v = vm_build_argv(&c, c.initrd, a, &err);
+  EXPECT_NE(v, nullptr) << err.msg;
+  std::vector<std::string> out;
+  for (char **p = v; p && *p; p++) out.push_back(*p);
+  vm_argv_free(v);
+  return out;
+}
+
+static bool Has(const std::vector<std::string> &v, const std::string &s) {
+  for (auto &x : v)
+    if (x.find(s) != std::string::npos) return true;
+  return false;
+}
+
+TEST(VmArgv, MicrovmWithDisksChannelAndNic) {
+  vm_config c = {};
+  c.kernel = "/k/vmlinux";
+  c.initrd = "/k/initrd.cpio";
+  c.agent_socket = "/tmp/a,b.sock";
+  c.root_disk = "/img/root.ext4";
+  vm_disk extra[] = {{"/img/data.img", 1}};
+  c.disks = extra;
+  c.n_disks = 1;
+  c.vcpus = 2;
+  c.memory_mib = 512;
+  c.tap = "tap0";
+  c.mac = "02:00:00:00:00:01";
+  c.console_log = "/tmp/console.log";
+  auto v = Argv(c, VM_ACCEL_TCG);
+  EXPECT_EQ(v[0], "qemu-system-x86_64");
+  EXPECT_TRUE(Has(v, "microvm"));
+  EXPECT_TRUE(Has(v, "tcg"));
+  EXPECT_TRUE(Has(v, "512M"));
+  EXPECT_TRUE(Has(v, "file=/img/root.ext4"));
+  EXPECT_TRUE(Has(v, "file=/img/data.img,format=raw,if=none,cache=unsafe,readonly=on"));
+  // Commas in paths are doubled for QEMU's option parser.
+  EXPECT_TRUE(Has(v, "path=/tmp/a,,b.sock"));
+  EXPECT_TRUE(Has(v, "name=vessel.agent"));
+  EXPECT_TRUE(Has(v, "ifname=tap0"));
+  EXPECT_TRUE(Has(v, "mac=02:00:00:00:00:01"));
+  EXPECT_TRUE(Has(v, "console=ttyS0"));
+  // The root disk comes first, so it is /dev/vda.
+  size_t root = 0, data = 0;
+  for (size_t i = 0; i < v.size(); i++) {
+    if (v[i].find("root.ext4") != std::string::npos) root = i;
+    if (v[i].find("data.img") != std::string::npos) data = i;
+  }
+  EXPECT_LT(root, data);
+}
+
+TEST(VmArgv, TscGuardOnlyUnderTcg) {
+  vm_config c = {};
+  c.kernel = "/k";
+  c.agent_socket = "/tmp/s";
+  if (vm_host_tsc_khz() > 0) EXPECT_TRUE(Has(Argv(c, VM_ACCEL_TCG), "tsc_early_khz="));
+  auto k = Argv(c, VM_ACCEL_KVM);
+  EXPECT_FALSE(Has(k, "tsc_early_khz="));
+  EXPECT_TRUE(Has(k, "kvm"));
+  EXPECT_TRUE(Has(k, "host"));
+}
+
+TEST(VmTail, LastLines) {
+  std::string p = testing::TempDir() + "/log";
+  std::ofstream(p) << "one\ntwo\nthree\nfour\n";
+  char out[256];
+  vm_tail(p.c_str(), 2, out, sizeof out);
+  EXPECT_STREQ(out, "three\nfour");
+}
+
+TEST(VmStart, MissingKernelIsNotFound) {
+  vm_config c = {};
+  c.kernel = "/nonexistent/vmlinux";
+  c.agent_socket = "/tmp/vessel-vm-unit.sock";
+  vs_err err;
+  EXPECT_EQ(vm_start(&c, &err), nullptr);
+  EXPECT_EQ(err.code, VS_NOT_FOUND);
+}
