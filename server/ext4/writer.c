@@ -252,7 +252,7 @@ static int make_fs(const char *path, int fd, const plan *p, const rfs_options *o
   } else {
     blocks = content + free_req + inodes_used / 16 + 2048;
   }
-  if (blocks < 2048) blocks = 2048; /* 8 MiB: room for a journal */
+  if (!o->size_bytes && blocks < 2048) blocks = 2048; /* 8 MiB: room for a journal */
   for (int attempt = 0; attempt < 12; attempt++) {
     uint64_t slack = 2 * (blocks / 32768 + 8);
     uint64_t free_inodes = o->free_inodes;
@@ -584,7 +584,8 @@ static int setup_fs(ext2_filsys fs, const rfs_options *o, time_t now, vs_err *er
   errcode_t e = ext2fs_update_bb_inode(fs, NULL);
   if (!e && ext2fs_has_feature_resize_inode(sb)) e = ext2fs_create_resize_inode(fs);
   if (e) return vs_err_set(err, VS_INTERNAL, "creating reserved inodes: %s", error_message(e));
-  if (o->journal) {
+  /* Tiny filesystems (under 8 MiB) get no journal, as with mke2fs. */
+  if (o->journal && ext2fs_default_journal_size(ext2fs_blocks_count(sb)) > 0) {
     struct ext2fs_journal_params jp;
     e = ext2fs_get_journal_params(&jp, fs);
     if (!e)
