@@ -65,7 +65,9 @@ TEST(VmArgv, TscGuardOnlyUnderTcg) {
   vm_config c = {};
   c.kernel = "/k";
   c.agent_socket = "/tmp/s";
-  if (vm_host_tsc_khz() > 0) EXPECT_TRUE(Has(Argv(c, VM_ACCEL_TCG), "tsc_early_khz="));
+  if (vm_host_tsc_khz() > 0) {
+    EXPECT_TRUE(Has(Argv(c, VM_ACCEL_TCG), "tsc_early_khz="));
+  }
   auto k = Argv(c, VM_ACCEL_KVM);
   EXPECT_FALSE(Has(k, "tsc_early_khz="));
   EXPECT_TRUE(Has(k, "kvm"));
