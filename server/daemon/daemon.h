@@ -6,6 +6,7 @@
 
 #include "common/rpc.h"
 #include "server/daemon/config.h"
+#include "server/events/events.h"
 #include "server/images/images.h"
 
 #define VESSEL_VERSION "0.1.0"
@@ -18,10 +19,15 @@ typedef struct vd_daemon {
   char listen_buf[VD_MAX_LISTEN][160];
   size_t n_listen;
   img_store *images; /* <root>/images.db + <root>/content */
+  evb_bus *events;
 } vd_daemon;
 
 /* Registers vessel.v1.System on srv with d as its context. */
 int vd_system_register(vrpc_server *srv, vd_daemon *d, vs_err *err);
+/* Registers vessel.v1.Events. */
+int vd_events_register(vrpc_server *srv, vd_daemon *d, vs_err *err);
+/* Publishes an image/network event with one optional attribute. */
+void vd_emit(vd_daemon *d, int type, const char *image, const char *key, const char *value);
 /* Registers vessel.v1.Images. */
 int vd_images_register(vrpc_server *srv, vd_daemon *d, vs_err *err);
 

@@ -209,6 +209,7 @@ static int pull(vrpc_call *call, void *ctx, vs_err *err) {
   vessel__v1__images_pull_response__init(&r);
   r.kind_case = VESSEL__V1__IMAGES_PULL_RESPONSE__KIND_IMAGE;
   r.image = image_msg(&info);
+  vd_emit(d, EVB_IMAGE_PULLED, info.name, "digest", info.target.digest);
   img_info_free(&info);
   rc = vrpc_send(call, &r.base, err);
   protobuf_c_message_free_unpacked(&r.image->base, NULL);
@@ -230,6 +231,9 @@ static int push(vrpc_call *call, void *ctx, vs_err *err) {
   o.progress = on_progress;
   o.progress_arg = &st;
   oci_descriptor pushed;
+  char req_ref[600], req_dest[600];
+  snprintf(req_ref, sizeof req_ref, "%s", req->reference);
+  snprintf(req_dest, sizeof req_dest, "%s", req->destination);
   int rc = req->platform ? vs_err_set(err, VS_UNIMPLEMENTED, "pushing a single platform is not supported yet")
                          : img_push(d->images, req->reference, &o, &pushed, err);
   vrpc_msg_free(req_msg);
@@ -238,6 +242,7 @@ static int push(vrpc_call *call, void *ctx, vs_err *err) {
   vessel__v1__images_push_response__init(&r);
   r.kind_case = VESSEL__V1__IMAGES_PUSH_RESPONSE__KIND_PUSHED;
   r.pushed = desc_msg(&pushed);
+  vd_emit(d, EVB_IMAGE_PUSHED, *req_dest ? req_dest : req_ref, "digest", pushed.digest);
   oci_descriptor_free(&pushed);
   rc = vrpc_send(call, &r.base, err);
   protobuf_c_message_free_unpacked(&r.pushed->base, NULL);
@@ -329,6 +334,7 @@ static int tag(vrpc_call *call, void *ctx, vs_err *err) {
   Vessel__V1__ImagesTagResponse r;
   vessel__v1__images_tag_response__init(&r);
   r.image = image_msg(&info);
+  vd_emit(d, EVB_IMAGE_TAGGED, info.name, "digest", info.target.digest);
   img_info_free(&info);
   rc = vrpc_send(call, &r.base, err);
   protobuf_c_message_free_unpacked(&r.image->base, NULL);
@@ -343,6 +349,7 @@ static int del(vrpc_call *call, void *ctx, vs_err *err) {
   int rc = img_delete(d->images, req->reference, &untagged, &nu, &deleted, &nd, err);
   vrpc_msg_free(req_msg);
   if (rc < 0) return -1;
+  for (size_t i = 0; i < nu; i++) vd_emit(d, EVB_IMAGE_DELETED, untagged[i], NULL, NULL);
   Vessel__V1__ImagesDeleteResponse r;
   vessel__v1__images_delete_response__init(&r);
   r.untagged = untagged;
@@ -366,6 +373,7 @@ static int prune(vrpc_call *call, void *ctx, vs_err *err) {
                : img_prune(d->images, req->all, &untagged, &nu, &deleted, &nd, &reclaimed, err);
   vrpc_msg_free(req_msg);
   if (rc < 0) return -1;
+  for (size_t i = 0; i < nu; i++) vd_emit(d, EVB_IMAGE_DELETED, untagged[i], NULL, NULL);
   Vessel__V1__ImagesPruneResponse r;
   vessel__v1__images_prune_response__init(&r);
   r.untagged = untagged;
@@ -502,7 +510,10 @@ static int import(vrpc_call *call, void *ctx, vs_err *err) {
   Vessel__V1__ImagesImportResponse r;
   vessel__v1__images_import_response__init(&r);
   r.images = calloc(n ? n : 1, sizeof *r.images);
-  for (size_t i = 0; r.images && i < n; i++) r.images[r.n_images++] = image_msg(&infos[i]);
+  for (size_t i = 0; r.images && i < n; i++) {
+    r.images[r.n_images++] = image_msg(&infos[i]);
+    vd_emit(d, EVB_IMAGE_IMPORTED, infos[i].name, "digest", infos[i].target.digest);
+  }
   rc = vrpc_send(call, &r.base, err);
   for (size_t i = 0; i < r.n_images; i++) protobuf_c_message_free_unpacked(&r.images[i]->base, NULL);
   free(r.images);

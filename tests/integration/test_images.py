@@ -3,6 +3,7 @@ registry (Debian's docker-registry), with skopeo as the peer."""
 import hashlib
 import os
 import subprocess
+import time
 
 import grpc
 import pytest
@@ -355,3 +356,43 @@ def export_tar(files):
             info.size = len(data)
             t.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+def test_image_events_in_order(client, pushed):
+    import queue
+    import threading
+    from vessel.v1 import events_pb2
+    got = queue.Queue()
+    stream = client.events.Subscribe(events_pb2.EventsSubscribeRequest(), timeout=60)
+
+    def reader():
+        try:
+            for m in stream:
+                got.put(m.event)
+        except grpc.RpcError:
+            pass
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    time.sleep(0.3)  # subscribed before the first event
+    ref = f"{pushed.host}/test/busybox:1"
+    pull(client, ref)
+    client.images.Tag(images_pb2.ImagesTagRequest(source=ref, target="ev:1"))
+    client.images.Delete(images_pb2.ImagesDeleteRequest(reference="ev:1"))
+    events = [got.get(timeout=10) for _ in range(3)]
+    stream.cancel()
+    assert [e.type for e in events] == [types_pb2.EVENT_TYPE_IMAGE_PULLED, types_pb2.EVENT_TYPE_IMAGE_TAGGED,
+                                        types_pb2.EVENT_TYPE_IMAGE_DELETED]
+    assert events[0].image == ref and events[0].attributes["digest"].startswith("sha256:")
+    assert events[1].image == "docker.io/library/ev:1"
+    seqs = [e.sequence for e in events]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 3
+    # Replay: a late subscriber asks for what came after the first event.
+    replay = client.events.Subscribe(events_pb2.EventsSubscribeRequest(
+        after_sequence=seqs[0], types=[42]), timeout=5)
+    first = next(iter(replay))
+    assert first.event.sequence == seqs[2] and first.event.type == 42
+    replay.cancel()
+    with pytest.raises(grpc.RpcError) as e:
+        next(iter(client.events.Subscribe(events_pb2.EventsSubscribeRequest(
+            after_sequence=1, since=events[0].timestamp), timeout=5)))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
