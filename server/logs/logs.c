@@ -1,0 +1,284 @@
+#include "server/logs/logs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+struct lg_writer {
+  char dir[4000];
+  int fd;
+  int64_t size, max_bytes;
+  int max_files;
+  pthread_mutex_t mu;
+};
+
+static void path_of(const char *dir, int n, char *buf, size_t len) {
+  if (n == 0)
+    snprintf(buf, len, "%s/container.log", dir);
+  else
+    snprintf(buf, len, "%s/container.log.%d", dir, n);
+}
+
+lg_writer *lg_open(const char *dir, int64_t max_bytes, int max_files, vs_err *err) {
+  lg_writer *w = calloc(1, sizeof *w);
+  if (!w) {
+    vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+    return NULL;
+  }
+  snprintf(w->dir, sizeof w->dir, "%s", dir);
+  w->max_bytes = max_bytes > 0 ? max_bytes : 10 << 20;
+  w->max_files = max_files > 0 ? max_files : 3;
+  char p[4100];
+  path_of(dir, 0, p, sizeof p);
+  w->fd = open(p, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  if (w->fd < 0) {
+    vs_err_errno(err, VS_INTERNAL, errno, "open %s", p);
+    free(w);
+    return NULL;
+  }
+  struct stat st;
+  fstat(w->fd, &st);
+  w->size = st.st_size;
+  pthread_mutex_init(&w->mu, NULL);
+  return w;
+}
+
+void lg_close(lg_writer *w) {
+  if (!w) return;
+  close(w->fd);
+  pthread_mutex_destroy(&w->mu);
+  free(w);
+}
+
+static int rotate(lg_writer *w, vs_err *err) {
+  char from[4100], to[4100];
+  path_of(w->dir, w->max_files - 1, to, sizeof to);
+  unlink(to);
+  for (int i = w->max_files - 2; i >= 0; i--) {
+    path_of(w->dir, i, from, sizeof from);
+    path_of(w->dir, i + 1, to, sizeof to);
+    rename(from, to);
+  }
+  close(w->fd);
+  path_of(w->dir, 0, from, sizeof from);
+  w->fd = open(from, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  w->size = 0;
+  if (w->fd < 0) return vs_err_errno(err, VS_INTERNAL, errno, "open %s", from);
+  return 0;
+}
+
+int lg_write(lg_writer *w, int stream, const void *data, size_t len, vs_err *err) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  struct tm tm;
+  gmtime_r(&ts.tv_sec, &tm);
+  char when[64];
+  size_t n = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(when + n, sizeof when - n, ".%09ldZ", ts.tv_nsec);
+  /* Output is bytes and JSON wants UTF-8: a chunk that is not valid UTF-8
+   * keeps its ASCII and gets U+FFFD for every other byte. */
+  json_t *s = json_stringn(data, len);
+  if (!s) {
+    char *esc = malloc(len * 3 + 1);
+    size_t k = 0;
+    for (size_t i = 0; esc && i < len; i++) {
+      unsigned char c = ((const unsigned char *)data)[i];
+      if (c < 0x80) {
+        esc[k++] = (char)c;
+      } else {
+        memcpy(esc + k, "\xEF\xBF\xBD", 3);
+        k += 3;
+      }
+    }
+    s = json_stringn(esc ? esc : "", esc ? k : 0);
+    free(esc);
+  }
+  json_t *rec = json_pack("{s:o,s:s,s:s}", "log", s, "stream", stream == LG_STDERR ? "stderr" : "stdout",
+                          "time", when);
+  char *line = json_dumps(rec, JSON_COMPACT);
+  json_decref(rec);
+  if (!line) return vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+  size_t ll = strlen(line);
+  line[ll++] = '\n'; /* json_dumps leaves room for the NUL we overwrite */
+  pthread_mutex_lock(&w->mu);
+  int rc = 0;
+  if (w->size > 0 && w->size + (int64_t)ll > w->max_bytes) rc = rotate(w, err);
+  if (rc == 0) {
+    ssize_t k = write(w->fd, line, ll);
+    if (k != (ssize_t)ll) rc = vs_err_errno(err, VS_INTERNAL, errno, "write log");
+    else w->size += k;
+  }
+  pthread_mutex_unlock(&w->mu);
+  free(line);
+  return rc;
+}
+
+/* ---- reading ---- */
+
+static int64_t parse_time(const char *s) {
+  struct tm tm;
+  memset(&tm, 0, sizeof tm);
+  const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+  if (!p) return 0;
+  int64_t ns = (int64_t)timegm(&tm) * 1000000000;
+  if (*p == '.') {
+    int64_t frac = 0, scale = 100000000;
+    for (p++; *p >= '0' && *p <= '9'; p++, scale /= 10) frac += (*p - '0') * scale;
+    ns += frac;
+  }
+  return ns;
+}
+
+/* Parses one line; 0 on success (e->data malloc'd). */
+static int parse_line(const char *line, size_t len, lg_entry *e) {
+  json_t *j = json_loadb(line, len, 0, NULL);
+  if (!j) return -1;
+  json_t *log = json_object_get(j, "log");
+  const char *stream = json_string_value(json_object_get(j, "stream"));
+  const char *when = json_string_value(json_object_get(j, "time"));
+  if (!json_is_string(log) || !stream || !when) {
+    json_decref(j);
+    return -1;
+  }
+  e->stream = !strcmp(stream, "stderr") ? LG_STDERR : LG_STDOUT;
+  e->time_ns = parse_time(when);
+  e->len = json_string_length(log);
+  e->data = malloc(e->len + 1);
+  if (e->data) memcpy(e->data, json_string_value(log), e->len + 1);
+  json_decref(j);
+  return e->data ? 0 : -1;
+}
+
+typedef struct line_buf {
+  char *data;
+  size_t len, cap;
+} line_buf;
+
+/* Reads lines from fd starting at *off; calls emit per complete line. */
+static int read_lines(int fd, off_t *off, line_buf *lb,
+                      int (*emit)(void *arg, const char *line, size_t len), void *arg) {
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t n = pread(fd, buf, sizeof buf, *off);
+    if (n <= 0) return 0;
+    *off += n;
+    for (ssize_t i = 0; i < n; i++) {
+      if (buf[i] == '\n') {
+        int stop = emit(arg, lb->data ? lb->data : "", lb->len);
+        lb->len = 0;
+        if (stop) return 1;
+        continue;
+      }
+      if (lb->len + 1 >= lb->cap) {
+        size_t cap = lb->cap ? lb->cap * 2 : 4096;
+        char *d = realloc(lb->data, cap);
+        if (!d) return -1;
+        lb->data = d;
+        lb->cap = cap;
+      }
+      lb->data[lb->len++] = buf[i];
+    }
+  }
+}
+
+typedef struct reader {
+  const lg_read_opts *o;
+  int (*fn)(void *, const lg_entry *);
+  void *arg;
+  int64_t skip; /* records to skip for tail */
+  int64_t count;
+  int counting;
+} reader;
+
+static int emit(void *arg, const char *line, size_t len) {
+  reader *r = arg;
+  lg_entry e;
+  if (parse_line(line, len, &e) < 0) return 0; /* a torn last line: skip */
+  int stop = 0;
+  int want = (!r->o->streams || (r->o->streams & e.stream)) && e.time_ns >= r->o->since_ns;
+  if (want) {
+    if (r->counting) r->count++;
+    else if (r->skip > 0) r->skip--;
+    else stop = r->fn(r->arg, &e);
+  }
+  free(e.data);
+  return stop;
+}
+
+int lg_read(const char *dir, const lg_read_opts *o, int (*fn)(void *, const lg_entry *),
+            void *arg, vs_err *err) {
+  reader r = {o, fn, arg, 0, 0, 0};
+  line_buf lb = {0};
+  char p[4100];
+  int nfiles = 0;
+  for (int i = 0; i < 100; i++) {
+    path_of(dir, i, p, sizeof p);
+    if (access(p, F_OK) < 0) break;
+    nfiles = i + 1;
+  }
+  if (nfiles == 0 && !o->follow) return 0;
+  if (o->tail >= 0) { /* count first, then skip all but the last N */
+    r.counting = 1;
+    for (int i = nfiles - 1; i >= 0; i--) {
+      path_of(dir, i, p, sizeof p);
+      int fd = open(p, O_RDONLY | O_CLOEXEC);
+      if (fd < 0) continue;
+      off_t off = 0;
+      read_lines(fd, &off, &lb, emit, &r);
+      lb.len = 0;
+      close(fd);
+    }
+    r.counting = 0;
+    r.skip = r.count > o->tail ? r.count - o->tail : 0;
+  }
+  int stop = 0;
+  for (int i = nfiles - 1; i >= 1 && !stop; i--) {
+    path_of(dir, i, p, sizeof p);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    off_t off = 0;
+    stop = read_lines(fd, &off, &lb, emit, &r) != 0;
+    lb.len = 0;
+    close(fd);
+  }
+  /* The current file; when following, keep reading as it grows and move
+   * to the new one when it is rotated. */
+  path_of(dir, 0, p, sizeof p);
+  int fd = stop ? -1 : open(p, O_RDONLY | O_CLOEXEC);
+  off_t off = 0;
+  struct stat st0;
+  while (fd >= 0 || (o->follow && !stop)) {
+    if (fd >= 0) stop = read_lines(fd, &off, &lb, emit, &r) != 0;
+    if (stop || !o->follow) break;
+    int finished = o->done && o->done(o->done_arg);
+    struct stat now;
+    if (fd >= 0 && fstat(fd, &st0) == 0 && stat(p, &now) == 0 && now.st_ino != st0.st_ino) {
+      read_lines(fd, &off, &lb, emit, &r); /* rest of the rotated file */
+      close(fd);
+      fd = open(p, O_RDONLY | O_CLOEXEC);
+      off = 0;
+      lb.len = 0;
+      continue;
+    }
+    if (fd < 0) fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (finished) {
+      if (fd >= 0) read_lines(fd, &off, &lb, emit, &r);
+      break;
+    }
+    struct pollfd pf = {o->cancel_fd, POLLIN, 0};
+    if (poll(&pf, o->cancel_fd >= 0 ? 1 : 0, 100) > 0) break;
+  }
+  if (fd >= 0) close(fd);
+  free(lb.data);
+  (void)err;
+  return 0;
+}

@@ -1,0 +1,55 @@
+/* logs: container output kept on disk as JSON lines, Docker json-file style
+ * ({"log":"...","stream":"stdout","time":"2026-11-28T05:19:54.123456789Z"}),
+ * written whether or not anybody is attached, rotated by size, and read
+ * back with tail / since / follow. */
+#ifndef VESSEL_SERVER_LOGS_LOGS_H
+#define VESSEL_SERVER_LOGS_LOGS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/vs_err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { LG_STDOUT = 1, LG_STDERR = 2 };
+
+typedef struct lg_writer lg_writer;
+
+/* Appends to <dir>/container.log; when it passes max_bytes it becomes
+ * container.log.1 (older ones shift, at most max_files files in all). */
+lg_writer *lg_open(const char *dir, int64_t max_bytes, int max_files, vs_err *err);
+/* One record per call (a chunk of output as it arrived). Thread-safe. */
+int lg_write(lg_writer *w, int stream, const void *data, size_t len, vs_err *err);
+void lg_close(lg_writer *w);
+
+typedef struct lg_entry {
+  int stream;
+  int64_t time_ns;
+  char *data;
+  size_t len;
+} lg_entry;
+
+typedef struct lg_read_opts {
+  int64_t tail;     /* last N records (-1 = all) */
+  int64_t since_ns; /* records at or after (0 = any) */
+  int streams;      /* LG_STDOUT|LG_STDERR, 0 = both */
+  int follow;       /* keep reading new records until cancel */
+  int cancel_fd;    /* readable = stop following (-1 = none) */
+  /* While following: stop once this returns non-zero and no more data
+   * arrived (the container exited). May be NULL. */
+  int (*done)(void *arg);
+  void *done_arg;
+} lg_read_opts;
+
+/* Calls fn for each record in order, across rotated files; fn returning
+ * non-zero stops. Returns 0, or -1 with err. */
+int lg_read(const char *dir, const lg_read_opts *o, int (*fn)(void *arg, const lg_entry *e),
+            void *arg, vs_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,107 @@
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "server/logs/logs.h"
+
+namespace {
+
+struct Got {
+  std::vector<std::string> lines;
+  std::vector<int> streams;
+  std::vector<int64_t> times;
+};
+
+int Collect(void *arg, const lg_entry *e) {
+  auto *g = static_cast<Got *>(arg);
+  g->lines.emplace_back(e->data, e->len);
+  g->streams.push_back(e->stream);
+  g->times.push_back(e->time_ns);
+  return 0;
+}
+
+class LogsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/vsl-logs-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+  }
+  void TearDown() override { ASSERT_EQ(system(("rm -rf " + dir_).c_str()), 0); }
+  Got Read(lg_read_opts o) {
+    Got g;
+    vs_err e;
+    EXPECT_EQ(lg_read(dir_.c_str(), &o, Collect, &g, &e), 0);
+    return g;
+  }
+  std::string dir_;
+};
+
+TEST_F(LogsTest, WriteReadTailStreamsSince) {
+  vs_err e;
+  lg_writer *w = lg_open(dir_.c_str(), 0, 0, &e);
+  ASSERT_NE(w, nullptr);
+  for (int i = 0; i < 10; i++) {
+    std::string s = "line " + std::to_string(i) + "\n";
+    ASSERT_EQ(lg_write(w, i % 2 ? LG_STDERR : LG_STDOUT, s.data(), s.size(), &e), 0);
+  }
+  const char bin[] = "\xff\xfe binary \"quoted\"";
+  ASSERT_EQ(lg_write(w, LG_STDOUT, bin, sizeof bin - 1, &e), 0);
+  lg_close(w);
+  Got all = Read({-1, 0, 0, 0, -1, nullptr, nullptr});
+  ASSERT_EQ(all.lines.size(), 11u);
+  EXPECT_EQ(all.lines[3], "line 3\n");
+  EXPECT_EQ(all.streams[3], LG_STDERR);
+  EXPECT_NE(all.lines[10].find("binary \"quoted\""), std::string::npos);
+  Got tail = Read({3, 0, 0, 0, -1, nullptr, nullptr});
+  ASSERT_EQ(tail.lines.size(), 3u);
+  EXPECT_EQ(tail.lines[0], "line 8\n");
+  Got err_only = Read({-1, 0, LG_STDERR, 0, -1, nullptr, nullptr});
+  EXPECT_EQ(err_only.lines.size(), 5u);
+  Got since = Read({-1, all.times[5], 0, 0, -1, nullptr, nullptr});
+  EXPECT_EQ(since.lines.front(), "line 5\n");
+}
+
+TEST_F(LogsTest, RotationKeepsOrderAndBoundsFiles) {
+  vs_err e;
+  lg_writer *w = lg_open(dir_.c_str(), 2000, 3, &e);
+  for (int i = 0; i < 200; i++) {
+    std::string s = "record " + std::to_string(i);
+    ASSERT_EQ(lg_write(w, LG_STDOUT, s.data(), s.size(), &e), 0);
+  }
+  lg_close(w);
+  EXPECT_EQ(access((dir_ + "/container.log.2").c_str(), F_OK), 0);
+  EXPECT_NE(access((dir_ + "/container.log.3").c_str(), F_OK), 0);
+  Got g = Read({-1, 0, 0, 0, -1, nullptr, nullptr});
+  ASSERT_GT(g.lines.size(), 10u);
+  EXPECT_LT(g.lines.size(), 200u);  // old ones rotated away
+  EXPECT_EQ(g.lines.back(), "record 199");
+  for (size_t i = 1; i < g.lines.size(); i++)
+    EXPECT_EQ(std::stoi(g.lines[i].substr(7)), std::stoi(g.lines[i - 1].substr(7)) + 1);
+}
+
+TEST_F(LogsTest, FollowSeesNewRecordsUntilCancelled) {
+  vs_err e;
+  lg_writer *w = lg_open(dir_.c_str(), 0, 0, &e);
+  lg_write(w, LG_STDOUT, "before", 6, &e);
+  int cancel = eventfd(0, EFD_CLOEXEC);
+  std::thread t([&] {
+    usleep(150000);
+    lg_write(w, LG_STDOUT, "after", 5, &e);
+    usleep(300000);
+    uint64_t one = 1;
+    ASSERT_EQ(write(cancel, &one, 8), 8);
+  });
+  Got g = Read({-1, 0, 0, 1, cancel, nullptr, nullptr});
+  t.join();
+  close(cancel);
+  lg_close(w);
+  ASSERT_EQ(g.lines.size(), 2u);
+  EXPECT_EQ(g.lines[1], "after");
+}
+
+}  // namespace
