@@ -15,6 +15,8 @@ DEB_PACKAGES=(
   docker-registry skopeo umoci cpio
   # python clients and tests run on Debian's python3 (matches protoc 3.21)
   python3 python3-grpcio python3-protobuf python3-pytest python3-jwt python3-cryptography python3-bcrypt zstd
+  # rootfs builder fuzzing (server/ext4/fuzz/run.sh): clang with libFuzzer
+  clang libclang-rt-14-dev
 )
 GO_TOOLS=(
   google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.6
