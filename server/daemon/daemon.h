@@ -8,6 +8,7 @@
 #include "server/daemon/config.h"
 #include "server/events/events.h"
 #include "server/images/images.h"
+#include "server/net/net.h"
 
 #define VESSEL_VERSION "0.1.0"
 #define VESSEL_API_VERSION "vessel.v1"
@@ -20,6 +21,7 @@ typedef struct vd_daemon {
   size_t n_listen;
   img_store *images; /* <root>/images.db + <root>/content */
   evb_bus *events;
+  net_store *networks; /* <root>/networks */
 } vd_daemon;
 
 /* Registers vessel.v1.System on srv with d as its context. */
@@ -28,6 +30,8 @@ int vd_system_register(vrpc_server *srv, vd_daemon *d, vs_err *err);
 int vd_events_register(vrpc_server *srv, vd_daemon *d, vs_err *err);
 /* Publishes an image/network event with one optional attribute. */
 void vd_emit(vd_daemon *d, int type, const char *image, const char *key, const char *value);
+/* Registers vessel.v1.Networks. */
+int vd_networks_register(vrpc_server *srv, vd_daemon *d, vs_err *err);
 /* Registers vessel.v1.Images. */
 int vd_images_register(vrpc_server *srv, vd_daemon *d, vs_err *err);
 

@@ -59,8 +59,7 @@ static int lock_root(const char *root, vs_err *err) {
  * reflection shows the whole API and calls get UNIMPLEMENTED, not "unknown
  * method". */
 static int register_pending_services(vrpc_server *srv, vs_err *err) {
-  const vrpc_service *const pending[] = {&vessel_v1_Containers_service,
-                                         &vessel_v1_Networks_service};
+  const vrpc_service *const pending[] = {&vessel_v1_Containers_service};
   for (size_t i = 0; i < sizeof pending / sizeof pending[0]; i++)
     if (vrpc_server_add_service(srv, pending[i], NULL, NULL, err) < 0) return -1;
   return 0;
@@ -142,14 +141,15 @@ int main(int argc, char **argv) {
 
   d.images = img_open(d.cfg.root, &err);
   d.events = d.images ? evb_new(4096, &err) : NULL;
-  if (!d.events) {
+  d.networks = d.events ? net_open(d.cfg.root, &err) : NULL;
+  if (!d.networks) {
     LOG(VS_LOG_ERROR, "%s", err.msg);
     return 1;
   }
   vrpc_server *srv = vrpc_server_new(NULL, &err);
   const vrpc_descriptor_pool *pools[] = {&vessel_proto_pool, &grpc_proto_pool};
   if (!srv || vd_system_register(srv, &d, &err) < 0 || vd_images_register(srv, &d, &err) < 0 ||
-      vd_events_register(srv, &d, &err) < 0 ||
+      vd_events_register(srv, &d, &err) < 0 || vd_networks_register(srv, &d, &err) < 0 ||
       register_pending_services(srv, &err) < 0 ||
       vrpc_health_register(srv, &err) < 0 ||
       vrpc_reflection_register(srv, pools, 2, &err) < 0 ||
@@ -158,6 +158,7 @@ int main(int argc, char **argv) {
     vrpc_server_free(srv);
     img_close(d.images);
     evb_free(d.events);
+    net_close(d.networks);
     return 1;
   }
   for (size_t i = 0; i < d.n_listen; i++)
@@ -171,6 +172,7 @@ int main(int argc, char **argv) {
   vrpc_server_free(srv);
   img_close(d.images);
   evb_free(d.events);
+  net_close(d.networks);
   for (size_t i = 0; i < d.cfg.n_listen; i++)
     if (!vd_is_tcp(d.cfg.listen[i])) unlink(d.cfg.listen[i] + 7);
   close(lock_fd);

@@ -89,12 +89,12 @@ def test_health_check(daemon):
 
 
 def test_unimplemented_rpc_is_a_clean_error(daemon):
-    from vessel.v1 import networks_pb2
+    from vessel.v1 import containers_pb2
     with vessel.Client(daemon.address) as c:
         with pytest.raises(grpc.RpcError) as e:
-            c.networks.List(networks_pb2.NetworksListRequest(), timeout=5)
+            c.containers.List(containers_pb2.ContainersListRequest(), timeout=5)
     assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "/vessel.v1.Networks/List" in e.value.details()
+    assert "/vessel.v1.Containers/List" in e.value.details()
 
 
 def test_second_daemon_on_same_root_is_refused(daemon):
@@ -119,3 +119,31 @@ def test_sigterm_stops_cleanly_and_removes_socket():
 def test_bad_flag_names_the_problem():
     r = subprocess.run([vesseld_path(), "--nope"], capture_output=True, text=True, timeout=10)
     assert r.returncode == 2 and "--nope" in r.stderr
+
+
+def test_networks_crud(daemon):
+    from vessel.v1 import networks_pb2 as n
+    with vessel.Client(daemon.address) as c:
+        nets = c.networks.List(n.NetworksListRequest(), timeout=5).networks
+        assert [x.name for x in nets] == ["default"] and nets[0].builtin
+        made = c.networks.Create(n.NetworksCreateRequest(name="blue", subnet="10.77.0.0/24"),
+                                 timeout=5).network
+        assert made.gateway == "10.77.0.1" and made.driver == "bridge" and made.bridge
+        with pytest.raises(grpc.RpcError) as e:
+            c.networks.Create(n.NetworksCreateRequest(name="green", subnet="10.77.0.128/25"),
+                              timeout=5)
+        assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        with pytest.raises(grpc.RpcError) as e:
+            c.networks.Create(n.NetworksCreateRequest(name="x", subnet="nonsense"), timeout=5)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        got = c.networks.Inspect(n.NetworksInspectRequest(name="blue"), timeout=5).network
+        assert got.id == made.id and got.subnet == "10.77.0.0/24"
+        only = c.networks.List(n.NetworksListRequest(filters=["name=bl*"]), timeout=5).networks
+        assert [x.name for x in only] == ["blue"]
+        c.networks.Delete(n.NetworksDeleteRequest(name="blue"), timeout=5)
+        with pytest.raises(grpc.RpcError) as e:
+            c.networks.Inspect(n.NetworksInspectRequest(name="blue"), timeout=5)
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.RpcError) as e:
+            c.networks.Delete(n.NetworksDeleteRequest(name="default"), timeout=5)
+        assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
