@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "server/daemon/daemon.h"
+#include "server/ext4/ext4.h"
 #include "server/images/images.h"
 #include "vessel/v1/images.pb-c.h"
 #include "vessel_proto_rpc.h"
@@ -521,9 +522,43 @@ static int import(vrpc_call *call, void *ctx, vs_err *err) {
   return rc;
 }
 
+static int create_rootfs(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Vessel__V1__ImagesCreateRootfsRequest, req);
+  oci_platform p;
+  platform_from(req->platform, &p);
+  char path[4200], key[72];
+  int cached = 0, rc = 0;
+  const char *out = req->output_path;
+  if (req->size_bytes < 0 || req->free_bytes < 0)
+    rc = vs_err_set(err, VS_INVALID_ARGUMENT, "sizes must not be negative");
+  else if (*out && out[0] != '/')
+    rc = vs_err_set(err, VS_INVALID_ARGUMENT, "output_path %s must be absolute", out);
+  else if (*out && access(out, F_OK) == 0)
+    rc = vs_err_set(err, VS_ALREADY_EXISTS, "output_path %s exists", out);
+  if (rc == 0)
+    rc = img_rootfs(d->images, req->reference, &p, (uint64_t)req->size_bytes,
+                    req->free_bytes ? (uint64_t)req->free_bytes : (1ull << 30), path, sizeof path,
+                    key, &cached, err);
+  if (rc == 0 && *out) rc = rfs_copy_writable(path, out, err);
+  Vessel__V1__ImagesCreateRootfsResponse r;
+  vessel__v1__images_create_rootfs_response__init(&r);
+  struct stat st;
+  if (rc == 0) {
+    r.path = *out ? (char *)out : path;
+    r.size_bytes = stat(r.path, &st) == 0 ? st.st_size : 0;
+    r.cache_key = key;
+    r.cached = cached;
+    rc = vrpc_send(call, &r.base, err);
+  }
+  vrpc_msg_free(req_msg);
+  return rc;
+}
+
 int vd_images_register(vrpc_server *srv, vd_daemon *d, vs_err *err) {
   vessel_v1_Images_handlers h;
-  memset(&h, 0, sizeof h); /* CreateRootfs: not yet */
+  memset(&h, 0, sizeof h);
+  h.CreateRootfs = create_rootfs;
   h.Import = import;
   h.Export = export;
   h.Pull = pull;

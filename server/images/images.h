@@ -140,6 +140,13 @@ int img_export(img_store *s, char *const *refs, size_t n, img_write_fn fn, void 
 int img_import(img_store *s, const char *path, const char *reference, img_info **out, size_t *n,
                vs_err *err);
 
+/* The cached ext4 root filesystem of an image (built on first use): its
+ * path, a key naming (manifest, sizes), and whether it already existed.
+ * size_bytes 0 = content + free_bytes. */
+int img_rootfs(img_store *s, const char *reference, const oci_platform *platform,
+               uint64_t size_bytes, uint64_t free_bytes, char *path, size_t path_len,
+               char key[72], int *cached, vs_err *err);
+
 int img_login(img_store *s, const char *server, const char *username, const char *password,
               int insecure, vs_err *err);
 int img_logout(img_store *s, const char *server, vs_err *err);

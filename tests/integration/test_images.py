@@ -396,3 +396,31 @@ def test_image_events_in_order(client, pushed):
         next(iter(client.events.Subscribe(events_pb2.EventsSubscribeRequest(
             after_sequence=1, since=events[0].timestamp), timeout=5)))
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_create_rootfs_cached_and_checked(client, pushed, tmp_path):
+    ref = f"{pushed.host}/test/busybox:1"
+    pull(client, ref)
+    req = images_pb2.ImagesCreateRootfsRequest(reference=ref, free_bytes=64 << 20)
+    r1 = client.images.CreateRootfs(req, timeout=120)
+    assert not r1.cached and r1.path.startswith(client.daemon.root)
+    r2 = client.images.CreateRootfs(req, timeout=120)
+    assert r2.cached and r2.path == r1.path and r2.cache_key == r1.cache_key
+    fsck = subprocess.run(["e2fsck", "-fn", r1.path], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+    motd = subprocess.run(["debugfs", "-R", "cat /etc/motd", r1.path], capture_output=True,
+                          text=True).stdout
+    assert motd == "hello from vessel\n"
+    out = str(tmp_path / "copy.ext4")
+    r3 = client.images.CreateRootfs(images_pb2.ImagesCreateRootfsRequest(
+        reference=ref, free_bytes=64 << 20, output_path=out), timeout=120)
+    assert r3.path == out and os.path.getsize(out) == os.path.getsize(r1.path)
+    for bad, code in [("relative.ext4", grpc.StatusCode.INVALID_ARGUMENT),
+                      (out, grpc.StatusCode.ALREADY_EXISTS)]:
+        with pytest.raises(grpc.RpcError) as e:
+            client.images.CreateRootfs(images_pb2.ImagesCreateRootfsRequest(
+                reference=ref, output_path=bad), timeout=60)
+        assert e.value.code() == code
+    with pytest.raises(grpc.RpcError) as e:
+        client.images.CreateRootfs(images_pb2.ImagesCreateRootfsRequest(reference="nope:1"))
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
