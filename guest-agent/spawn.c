@@ -17,7 +17,6 @@
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
-#include <grp.h>
 
 #include <linux/capability.h>
 
@@ -291,6 +290,11 @@ static void setup_root(const sp_rootfs *r, int sw) {
   const char *root = r->root;
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
     fail(sw, 13, 1, "make / private: %s", errname(errno));
+  /* pivot_root refuses to move the initramfs root (it has no parent
+   * mount). Make the current root a bind mount of itself first; afterwards
+   * the old root is detached, so the initramfs stays unreachable. */
+  if (mount("/", "/mnt", NULL, MS_BIND | MS_REC, NULL) < 0 || chroot("/mnt") < 0 || chdir("/") < 0)
+    fail(sw, 13, 1, "rebind /: %s", errname(errno));
   if (r->hostname[0] && sethostname(r->hostname, strlen(r->hostname)) < 0)
     fail(sw, 13, 1, "sethostname: %s", errname(errno));
   mnt(sw, root, "/proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
@@ -387,11 +391,14 @@ __attribute__((noreturn)) static void child_exec(const sp_exec *x, int sw) {
     if (x->caps & (1ull << c)) continue;
     if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno == EINVAL) break;
   }
-  if (setgroups(x->user.n_groups, x->user.groups) < 0)
+  /* Raw system calls: glibc's setuid() & co. broadcast the change to every
+   * thread it believes exists (the parent's, which this clone lacks) and
+   * would wait for them forever. */
+  if (syscall(SYS_setgroups, x->user.n_groups, x->user.groups) < 0)
     fail(sw, 13, 1, "setgroups: %s", errname(errno));
-  if (setgid(x->user.gid) < 0) fail(sw, 13, 1, "setgid %u: %s", x->user.gid, errname(errno));
+  if (syscall(SYS_setgid, x->user.gid) < 0) fail(sw, 13, 1, "setgid %u: %s", x->user.gid, errname(errno));
   if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) fail(sw, 13, 1, "keepcaps: %s", errname(errno));
-  if (setuid(x->user.uid) < 0) fail(sw, 13, 1, "setuid %u: %s", x->user.uid, errname(errno));
+  if (syscall(SYS_setuid, x->user.uid) < 0) fail(sw, 13, 1, "setuid %u: %s", x->user.uid, errname(errno));
   set_caps(sw, x->caps);
   prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
   if (x->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)

@@ -62,7 +62,12 @@ class Cpio:
 
 
 def ldd_deps(binary):
-    out = subprocess.run(["ldd", binary], check=True, capture_output=True, text=True).stdout
+    r = subprocess.run(["ldd", binary], capture_output=True, text=True)
+    if r.returncode != 0:
+        if "not a dynamic executable" in r.stdout + r.stderr:
+            return [], None  # static: nothing else to carry
+        sys.exit("mkinitfs: ldd failed: " + r.stderr)
+    out = r.stdout
     libs, loader = [], None
     for line in out.splitlines():
         line = line.strip()
