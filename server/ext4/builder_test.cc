@@ -469,6 +469,29 @@ TEST_F(Builder, WritableCopy) {
   EXPECT_EQ(err.code, VS_ALREADY_EXISTS);
 }
 
+TEST_F(Builder, Qcow2Overlay) {
+  {
+    Tar t(P("l1.tar"));
+    t.File("f", "x");
+  }
+  auto img = Ok({P("l1.tar")});
+  ASSERT_TRUE(img);
+  vs_err err = {};
+  std::string src = P("img0.ext4"), dst = P("overlay.qcow2");
+  ASSERT_EQ(rfs_create_overlay(src.c_str(), dst.c_str(), &err), 0) << err.msg;
+  FILE* f = fopen(dst.c_str(), "rb");
+  ASSERT_TRUE(f);
+  char magic[4];
+  ASSERT_EQ(fread(magic, 1, 4, f), 4u);
+  fclose(f);
+  EXPECT_EQ(std::string(magic, 4), std::string("QFI\xfb", 4));
+  // qemu-img sees the backing image through the overlay.
+  std::string cmd = "qemu-img info --output=json '" + dst + "' | grep -q '\"backing-filename\": \"" + src + "\"'";
+  EXPECT_EQ(system(cmd.c_str()), 0);
+  EXPECT_EQ(rfs_create_overlay(src.c_str(), dst.c_str(), &err), -1);
+  EXPECT_EQ(err.code, VS_ALREADY_EXISTS);
+}
+
 TEST_F(Builder, CancelStopsTheBuild) {
   {
     Tar t(P("l1.tar"));

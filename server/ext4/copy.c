@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <spawn.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "server/ext4/ext4.h"
@@ -86,5 +88,38 @@ int rfs_copy_writable(const char *src, const char *dst, vs_err *err) {
   unlink(tmp);
   close(out);
   close(in);
+  return rc;
+}
+
+extern char **environ;
+
+int rfs_create_overlay(const char *src, const char *dst, vs_err *err) {
+  struct stat st;
+  if (src[0] != '/')
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "backing image path must be absolute: %s", src);
+  if (stat(src, &st) < 0)
+    return vs_err_errno(err, errno == ENOENT ? VS_NOT_FOUND : VS_INTERNAL, errno, "%s", src);
+  if (lstat(dst, &st) == 0)
+    return vs_err_set(err, VS_ALREADY_EXISTS, "%s already exists", dst);
+  char tmp[PATH_MAX];
+  if (snprintf(tmp, sizeof tmp, "%s.tmp-%d", dst, (int)getpid()) >= (int)sizeof tmp)
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "path too long: %s", dst);
+  char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", "-b", (char *)src,
+                  "-F", "raw", tmp, NULL};
+  pid_t pid;
+  /* posix_spawn, not fork: vesseld is multithreaded. */
+  int e = posix_spawnp(&pid, "qemu-img", NULL, NULL, argv, environ);
+  if (e) return vs_err_errno(err, VS_FAILED_PRECONDITION, e, "running qemu-img");
+  int status;
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR) return vs_err_errno(err, VS_INTERNAL, errno, "waiting for qemu-img");
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    unlink(tmp);
+    return vs_err_set(err, VS_INTERNAL, "qemu-img create failed for %s", dst);
+  }
+  int rc = 0;
+  if (link(tmp, dst) < 0)
+    rc = vs_err_errno(err, errno == EEXIST ? VS_ALREADY_EXISTS : VS_INTERNAL, errno, "creating %s", dst);
+  unlink(tmp);
   return rc;
 }

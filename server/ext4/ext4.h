@@ -96,6 +96,12 @@ int rfs_build(const rfs_layer *layers, size_t nlayers, const char *out_path,
  * is atomic like rfs_build's output. ALREADY_EXISTS if dst exists. */
 int rfs_copy_writable(const char *src, const char *dst, vs_err *err);
 
+/* The other cheap writable copy: a qcow2 overlay whose backing file is
+ * the cached image (qemu-img create -f qcow2 -b src -F raw dst). The VM
+ * writes only to the overlay; src must stay in place, unmodified, for as
+ * long as the overlay is used. ALREADY_EXISTS if dst exists. */
+int rfs_create_overlay(const char *src, const char *dst, vs_err *err);
+
 #ifdef __cplusplus
 }
 #endif
