@@ -196,6 +196,12 @@ int vrpc_cancel_fd(vrpc_call *call);
 /* Milliseconds until the call's deadline; -1 = none. */
 int64_t vrpc_remaining_ms(vrpc_call *call);
 
+/* Server side: sends the final status now (OK when status is NULL or its
+ * code is VS_OK) instead of when the handler returns; later sends fail and
+ * a receive blocked in another thread returns. For handlers whose helper
+ * threads must be released before they return. */
+int vrpc_server_finish(vrpc_call *call, const vs_err *status);
+
 /* Server side: the value of request metadata key, or NULL. */
 const char *vrpc_metadata(vrpc_call *call, const char *key);
 

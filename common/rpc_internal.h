@@ -55,6 +55,7 @@ struct vrpc_call {
   grpc_metadata_array request_md;
   char **md_pairs; /* key, value, ..., NULL (copied from request_md) */
   int initial_md_sent;
+  int status_sent;
   int close_cancelled;
   vrpc_op close_op;
 

@@ -221,7 +221,13 @@ const char *vrpc_metadata(vrpc_call *c, const char *key) {
 
 vrpc_server *vrpc_call_server(vrpc_call *c) { return c->srv; }
 
-static void finish_server_call(vrpc_call *c, vs_code code, const char *msg) {
+static void send_status(vrpc_call *c, vs_code code, const char *msg) {
+  pthread_mutex_lock(&c->send_mu);
+  if (c->status_sent) {
+    pthread_mutex_unlock(&c->send_mu);
+    return;
+  }
+  c->status_sent = 1;
   grpc_slice details = grpc_slice_from_copied_string(msg ? msg : "");
   grpc_op ops[2];
   memset(ops, 0, sizeof ops);
@@ -238,7 +244,18 @@ static void finish_server_call(vrpc_call *c, vs_code code, const char *msg) {
   vrpc_op_init(&op, c);
   vrpc_op_start(&op, ops, k);
   vrpc_op_wait(&op);
+  pthread_mutex_unlock(&c->send_mu);
   grpc_slice_unref(details);
+}
+
+int vrpc_server_finish(vrpc_call *c, const vs_err *status) {
+  if (!c->server_side) return -1;
+  send_status(c, status ? status->code : VS_OK, status ? status->msg : "");
+  return 0;
+}
+
+static void finish_server_call(vrpc_call *c, vs_code code, const char *msg) {
+  send_status(c, code, msg);
   vrpc_op_wait(&c->close_op);
 }
 

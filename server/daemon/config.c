@@ -17,6 +17,9 @@ const char vd_usage[] =
     "  --tls-client-ca FILE  CA that client certificates must chain to (mTLS)\n"
     "  --insecure-tcp        allow plaintext TCP listeners (anyone who can reach\n"
     "                        the port controls vesseld; logs a warning)\n"
+    "  --kernel FILE         guest kernel for container VMs (kernel/build.sh)\n"
+    "  --initrd FILE         vminitd initramfs (//guest-agent:initramfs)\n"
+    "  --qemu FILE           QEMU binary (default qemu-system-x86_64 on PATH)\n"
     "  --version             print the version and exit\n"
     "  --help                this text\n";
 
@@ -54,7 +57,7 @@ int vd_config_validate(const vd_config *c, vs_err *err) {
 }
 
 int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
-  enum { ROOT = 1, LISTEN, CERT, KEY, CA, INSECURE, VERSION, HELP };
+  enum { ROOT = 1, LISTEN, CERT, KEY, CA, INSECURE, VERSION, HELP, KERNEL, INITRD, QEMU };
   static const struct option opts[] = {
       {"root", required_argument, NULL, ROOT},
       {"listen", required_argument, NULL, LISTEN},
@@ -62,6 +65,9 @@ int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
       {"tls-key", required_argument, NULL, KEY},
       {"tls-client-ca", required_argument, NULL, CA},
       {"insecure-tcp", no_argument, NULL, INSECURE},
+      {"kernel", required_argument, NULL, KERNEL},
+      {"initrd", required_argument, NULL, INITRD},
+      {"qemu", required_argument, NULL, QEMU},
       {"version", no_argument, NULL, VERSION},
       {"help", no_argument, NULL, HELP},
       {NULL, 0, NULL, 0},
@@ -84,6 +90,9 @@ int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
       case KEY: c->tls_key = optarg; break;
       case CA: c->tls_client_ca = optarg; break;
       case INSECURE: c->insecure_tcp = 1; break;
+      case KERNEL: c->kernel = optarg; break;
+      case INITRD: c->initrd = optarg; break;
+      case QEMU: c->qemu = optarg; break;
       case VERSION: c->show_version = 1; return 0;
       case HELP: c->show_help = 1; return 0;
       default:

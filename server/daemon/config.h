@@ -21,6 +21,7 @@ typedef struct vd_config {
   size_t n_listen;
   const char *tls_cert, *tls_key, *tls_client_ca;
   int insecure_tcp; /* allow plaintext TCP (logs a warning) */
+  const char *kernel, *initrd, *qemu; /* guest boot files; NULL = none */
   int show_help, show_version;
 } vd_config;
 

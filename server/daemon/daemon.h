@@ -9,6 +9,7 @@
 #include "server/events/events.h"
 #include "server/images/images.h"
 #include "server/net/net.h"
+#include "server/runtime/runtime.h"
 
 #define VESSEL_VERSION "0.1.0"
 #define VESSEL_API_VERSION "vessel.v1"
@@ -22,6 +23,7 @@ typedef struct vd_daemon {
   img_store *images; /* <root>/images.db + <root>/content */
   evb_bus *events;
   net_store *networks; /* <root>/networks */
+  rt_runtime *runtime; /* <root>/containers */
 } vd_daemon;
 
 /* Registers vessel.v1.System on srv with d as its context. */
@@ -30,6 +32,8 @@ int vd_system_register(vrpc_server *srv, vd_daemon *d, vs_err *err);
 int vd_events_register(vrpc_server *srv, vd_daemon *d, vs_err *err);
 /* Publishes an image/network event with one optional attribute. */
 void vd_emit(vd_daemon *d, int type, const char *image, const char *key, const char *value);
+/* Registers vessel.v1.Containers. */
+int vd_containers_register(vrpc_server *srv, vd_daemon *d, vs_err *err);
 /* Registers vessel.v1.Networks. */
 int vd_networks_register(vrpc_server *srv, vd_daemon *d, vs_err *err);
 /* Registers vessel.v1.Images. */

@@ -55,16 +55,6 @@ static int lock_root(const char *root, vs_err *err) {
   return fd;
 }
 
-/* Services whose implementation lands later are registered without handlers:
- * reflection shows the whole API and calls get UNIMPLEMENTED, not "unknown
- * method". */
-static int register_pending_services(vrpc_server *srv, vs_err *err) {
-  const vrpc_service *const pending[] = {&vessel_v1_Containers_service};
-  for (size_t i = 0; i < sizeof pending / sizeof pending[0]; i++)
-    if (vrpc_server_add_service(srv, pending[i], NULL, NULL, err) < 0) return -1;
-  return 0;
-}
-
 static int setup_listeners(vd_daemon *d, vrpc_server *srv, vs_err *err) {
   const vd_config *c = &d->cfg;
   for (size_t i = 0; i < c->n_listen; i++) {
@@ -142,7 +132,13 @@ int main(int argc, char **argv) {
   d.images = img_open(d.cfg.root, &err);
   d.events = d.images ? evb_new(4096, &err) : NULL;
   d.networks = d.events ? net_open(d.cfg.root, &err) : NULL;
-  if (!d.networks) {
+  if (d.networks) {
+    rt_config rc = {.root = d.cfg.root, .kernel = d.cfg.kernel, .initrd = d.cfg.initrd,
+                    .qemu = d.cfg.qemu, .images = d.images, .networks = d.networks,
+                    .events = d.events};
+    d.runtime = rt_open(&rc, &err);
+  }
+  if (!d.runtime) {
     LOG(VS_LOG_ERROR, "%s", err.msg);
     return 1;
   }
@@ -150,13 +146,14 @@ int main(int argc, char **argv) {
   const vrpc_descriptor_pool *pools[] = {&vessel_proto_pool, &grpc_proto_pool};
   if (!srv || vd_system_register(srv, &d, &err) < 0 || vd_images_register(srv, &d, &err) < 0 ||
       vd_events_register(srv, &d, &err) < 0 || vd_networks_register(srv, &d, &err) < 0 ||
-      register_pending_services(srv, &err) < 0 ||
+      vd_containers_register(srv, &d, &err) < 0 ||
       vrpc_health_register(srv, &err) < 0 ||
       vrpc_reflection_register(srv, pools, 2, &err) < 0 ||
       setup_listeners(&d, srv, &err) < 0 || vrpc_server_start(srv, &err) < 0) {
     LOG(VS_LOG_ERROR, "%s", err.msg);
     vrpc_server_free(srv);
     img_close(d.images);
+    rt_close(d.runtime);
     evb_free(d.events);
     net_close(d.networks);
     return 1;
@@ -170,6 +167,7 @@ int main(int argc, char **argv) {
   LOG(VS_LOG_INFO, "signal %d: shutting down", sig);
   vrpc_server_shutdown(srv, 2000);
   vrpc_server_free(srv);
+  rt_close(d.runtime);
   img_close(d.images);
   evb_free(d.events);
   net_close(d.networks);

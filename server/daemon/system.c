@@ -88,6 +88,9 @@ static int info(vrpc_call *call, void *ctx, vs_err *err) {
   r.n_listen_addresses = d->n_listen;
   r.listen_addresses = (char **)d->listen_uris;
   r.started_at = &started;
+  rt_counts(d->runtime, &r.containers, &r.containers_running, &r.containers_created,
+            &r.containers_stopped);
+  r.images = (uint32_t)img_count(d->images);
   return vrpc_send(call, &r.base, err);
 }
 

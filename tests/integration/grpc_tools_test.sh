@@ -62,7 +62,7 @@ if "$PROBE" -addr "unix://$tmp/v.sock" -service no.such.Service >/dev/null 2>&1;
 fi
 
 # An unimplemented RPC is a clean gRPC error, not a hang.
-if out=$(g -max-time 5 vessel.v1.Containers/List 2>&1); then fail "Containers/List succeeded?"; fi
+if out=$(g -max-time 5 vessel.v1.Containers/CopyOut 2>&1); then fail "Containers/CopyOut succeeded?"; fi
 grep -q "Unimplemented" <<<"$out" || fail "want Unimplemented, got: $out"
 
 # Remote: TCP + mutual TLS; refused without a client certificate.

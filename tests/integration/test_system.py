@@ -92,9 +92,9 @@ def test_unimplemented_rpc_is_a_clean_error(daemon):
     from vessel.v1 import containers_pb2
     with vessel.Client(daemon.address) as c:
         with pytest.raises(grpc.RpcError) as e:
-            c.containers.List(containers_pb2.ContainersListRequest(), timeout=5)
+            list(c.containers.CopyOut(containers_pb2.ContainersCopyOutRequest(), timeout=5))
     assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "/vessel.v1.Containers/List" in e.value.details()
+    assert "/vessel.v1.Containers/CopyOut" in e.value.details()
 
 
 def test_second_daemon_on_same_root_is_refused(daemon):

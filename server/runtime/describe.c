@@ -1,0 +1,124 @@
+/* Containers as the API shows them (List, Inspect, Start's answer). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "server/runtime/runtime_internal.h"
+
+static Google__Protobuf__Timestamp *ts(int64_t ns) {
+  if (ns <= 0) return NULL;
+  Google__Protobuf__Timestamp *t = malloc(sizeof *t);
+  google__protobuf__timestamp__init(t);
+  t->seconds = ns / 1000000000;
+  t->nanos = (int32_t)(ns % 1000000000);
+  return t;
+}
+
+Vessel__V1__ExitStatus *rt_exit_msg(const rt_exit *e) {
+  Vessel__V1__ExitStatus *x = malloc(sizeof *x);
+  vessel__v1__exit_status__init(x);
+  x->code = e->code;
+  x->signal = e->signal;
+  x->oom_killed = e->oom_killed;
+  x->exited_at = ts(e->exited_ns);
+  x->reason = strdup(e->reason);
+  return x;
+}
+
+static Vessel__V1__ContainerState api_state(rt_state s) {
+  return (Vessel__V1__ContainerState)s; /* same numbering */
+}
+
+/* With c->mu held. */
+static Vessel__V1__Container *describe(rt_container *c) {
+  Vessel__V1__Container *m = malloc(sizeof *m);
+  vessel__v1__container__init(m);
+  m->id = strdup(c->id);
+  m->image = strdup(c->spec->image);
+  m->image_digest = strdup(c->image_digest);
+  m->state = api_state(c->state);
+  m->pid = c->state == RT_RUNNING ? c->init.pid : 0;
+  if (c->has_exit && c->state == RT_STOPPED) m->exit_status = rt_exit_msg(&c->last_exit);
+  m->created_at = ts(c->created_ns);
+  m->started_at = ts(c->started_ns);
+  m->finished_at = c->state == RT_STOPPED ? ts(c->finished_ns) : NULL;
+  if (c->spec->n_labels) {
+    m->labels = calloc(c->spec->n_labels, sizeof *m->labels);
+    for (size_t i = 0; m->labels && i < c->spec->n_labels; i++) {
+      Vessel__V1__Container__LabelsEntry *e = malloc(sizeof *e);
+      vessel__v1__container__labels_entry__init(e);
+      e->key = strdup(c->spec->labels[i]->key);
+      e->value = strdup(c->spec->labels[i]->value);
+      m->labels[m->n_labels++] = e;
+    }
+  }
+  if (c->spec->process) m->process = (Vessel__V1__ProcessSpec *)rt_copy_msg(&c->spec->process->base);
+  if (c->spec->resources) m->resources = (Vessel__V1__Resources *)rt_copy_msg(&c->spec->resources->base);
+  if (c->network[0]) {
+    Vessel__V1__NetworkAttachment *a = malloc(sizeof *a);
+    vessel__v1__network_attachment__init(a);
+    a->network = strdup(c->network);
+    a->ip_address = strdup(c->ip);
+    a->mac_address = strdup(c->mac);
+    a->interface = strdup("eth0");
+    a->gateway = strdup(c->gateway);
+    a->prefix_length = c->prefix;
+    m->networks = malloc(sizeof *m->networks);
+    m->networks[0] = a;
+    m->n_networks = 1;
+  }
+  m->hostname = strdup(c->spec->hostname);
+  m->auto_remove = c->spec->auto_remove;
+  if (c->vm) {
+    Vessel__V1__VmInfo *v = malloc(sizeof *v);
+    vessel__v1__vm_info__init(v);
+    v->qemu_pid = c->qemu_pid;
+    v->kernel = strdup("optimized");
+    v->kernel_path = strdup(c->rt->cfg.kernel ? c->rt->cfg.kernel : "");
+    v->boot_mode = VESSEL__V1__BOOT_MODE__BOOT_MODE_COLD;
+    v->vcpus = (uint32_t)c->vcpus;
+    v->memory_bytes = (int64_t)c->memory_mib << 20;
+    v->accelerator = strdup(vm_kvm_usable() ? "kvm" : "tcg");
+    v->boot_duration_ms = c->boot_ms;
+    m->vm = v;
+  }
+  size_t ne = 0;
+  for (rt_proc *p = c->execs; p; p = p->next) ne++;
+  if (ne) m->exec_ids = calloc(ne, sizeof *m->exec_ids);
+  for (rt_proc *p = c->execs; m->exec_ids && p; p = p->next) m->exec_ids[m->n_exec_ids++] = strdup(p->id);
+  char rootfs[4400];
+  struct stat st;
+  snprintf(rootfs, sizeof rootfs, "%s/rootfs.ext4", c->dir);
+  if (stat(rootfs, &st) == 0) m->rootfs_size_bytes = (int64_t)st.st_blocks * 512;
+  return m;
+}
+
+Vessel__V1__Container *rt_describe(rt_runtime *rt, const char *id, vs_err *err) {
+  rt_container *c = rt_find(rt, id, err);
+  if (!c) return NULL;
+  pthread_mutex_lock(&c->mu);
+  Vessel__V1__Container *m = describe(c);
+  pthread_mutex_unlock(&c->mu);
+  return m;
+}
+
+int rt_list(rt_runtime *rt, Vessel__V1__Container ***out, size_t *n, vs_err *err) {
+  pthread_mutex_lock(&rt->mu);
+  *n = 0;
+  *out = calloc(rt->n ? rt->n : 1, sizeof **out);
+  for (size_t i = 0; *out && i < rt->n; i++) {
+    rt_container *c = rt->list[rt->n - 1 - i]; /* newest first */
+    pthread_mutex_lock(&c->mu);
+    (*out)[(*n)++] = describe(c);
+    pthread_mutex_unlock(&c->mu);
+  }
+  pthread_mutex_unlock(&rt->mu);
+  if (!*out) return vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+  return 0;
+}
+
+void rt_list_free(Vessel__V1__Container **list, size_t n) {
+  for (size_t i = 0; i < n; i++) protobuf_c_message_free_unpacked(&list[i]->base, NULL);
+  free(list);
+}

@@ -1,0 +1,92 @@
+/* Host side of a container's network: the network's bridge (created on
+ * first use, with the gateway address) and one tap device per VM, enslaved
+ * to it. Done with iproute2's `ip` for now; a shared netlink module can
+ * replace these calls without changing the interface. */
+#include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "server/oci/oci.h"
+#include "server/runtime/runtime_internal.h"
+
+extern char **environ;
+
+/* Runs argv; 0 on exit status 0, else -1 with its stderr in err. */
+static int run(vs_err *err, const char *const *argv) {
+  int pipefd[2];
+  if (pipe2(pipefd, O_CLOEXEC) < 0) return vs_err_errno(err, VS_INTERNAL, errno, "pipe");
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  pid_t pid;
+  int rc = posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  close(pipefd[1]);
+  if (rc != 0) {
+    close(pipefd[0]);
+    return vs_err_errno(err, VS_FAILED_PRECONDITION, rc, "cannot run %s", argv[0]);
+  }
+  char msg[300];
+  ssize_t n = read(pipefd[0], msg, sizeof msg - 1);
+  close(pipefd[0]);
+  msg[n > 0 ? n : 0] = '\0';
+  msg[strcspn(msg, "\n")] = '\0';
+  int status;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
+  char cmd[256] = "";
+  for (int i = 0; argv[i]; i++) {
+    size_t l = strlen(cmd);
+    snprintf(cmd + l, sizeof cmd - l, "%s%s", i ? " " : "", argv[i]);
+  }
+  return vs_err_set(err, VS_INTERNAL, "%s: %s", cmd, msg[0] ? msg : "failed");
+}
+
+#define RUN(err, ...) run(err, (const char *const[]){__VA_ARGS__, NULL})
+
+static int ensure_bridge(const net_network *n, int prefix, vs_err *err) {
+  vs_err ignore;
+  if (RUN(&ignore, "ip", "link", "show", "dev", n->bridge) != 0) {
+    if (RUN(err, "ip", "link", "add", n->bridge, "type", "bridge") < 0) {
+      /* a concurrent start may have created it */
+      if (RUN(&ignore, "ip", "link", "show", "dev", n->bridge) != 0) return -1;
+    }
+  }
+  char cidr[40];
+  snprintf(cidr, sizeof cidr, "%s/%d", n->gateway, prefix);
+  if (RUN(&ignore, "ip", "addr", "add", cidr, "dev", n->bridge) < 0 &&
+      !strstr(ignore.msg, "exists"))
+    return vs_err_set(err, VS_INTERNAL, "%s", ignore.msg);
+  return RUN(err, "ip", "link", "set", n->bridge, "up");
+}
+
+int rt_net_setup(rt_container *c, const net_network *n, vs_err *err) {
+  int prefix = net_prefix_len(n->subnet);
+  if (ensure_bridge(n, prefix, err) < 0) return -1;
+  /* tap names are at most 15 bytes: "vt" + 12 hex digits of the ID's hash */
+  char d[72];
+  oci_sha256_bytes(c->id, strlen(c->id), d);
+  snprintf(c->tap, sizeof c->tap, "vt%.12s", d + 7);
+  vs_err ignore;
+  RUN(&ignore, "ip", "link", "del", c->tap); /* a leftover from a crash */
+  if (RUN(err, "ip", "tuntap", "add", "dev", c->tap, "mode", "tap") < 0) return -1;
+  if (RUN(err, "ip", "link", "set", c->tap, "master", n->bridge, "up") < 0) {
+    RUN(&ignore, "ip", "link", "del", c->tap);
+    return -1;
+  }
+  return 0;
+}
+
+void rt_net_teardown(rt_container *c) {
+  if (!c->tap[0]) return;
+  vs_err ignore;
+  RUN(&ignore, "ip", "link", "del", c->tap);
+  c->tap[0] = '\0';
+}

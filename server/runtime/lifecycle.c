@@ -1,0 +1,920 @@
+/* Container lifecycle: create (rootfs copy, network, VM boot, agent
+ * CreateContainer), start, exec, signal, wait, stop, delete, and the state
+ * kept on disk. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "server/ext4/ext4.h"
+#include "server/runtime/runtime_internal.h"
+#include "vessel/v1/agent.pb-c.h"
+#include "vessel_proto_rpc.h"
+
+#define BOOT_TIMEOUT_MS 60000
+#define AGENT_TIMEOUT_MS 30000
+
+void rt_now(int64_t *ns) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  *ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void emit(rt_container *c, int type, const char *exec_id, const rt_exit *e) {
+  evb_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.type = type;
+  snprintf(ev.container_id, sizeof ev.container_id, "%s", c->id);
+  snprintf(ev.process_id, sizeof ev.process_id, "%s", exec_id ? exec_id : "");
+  if (type == EVB_CONTAINER_CREATED && c->spec)
+    snprintf(ev.image, sizeof ev.image, "%s", c->spec->image);
+  if (e) {
+    ev.has_exit = 1;
+    ev.exit_code = e->code;
+    ev.exit_signal = e->signal;
+    ev.oom_killed = e->oom_killed;
+    ev.exited_ns = e->exited_ns;
+    snprintf(ev.reason, sizeof ev.reason, "%s", e->reason);
+  }
+  evb_publish(c->rt->cfg.events, &ev);
+}
+
+/* ---- persistence ---- */
+
+static const char *state_name(rt_state s) {
+  static const char *const n[] = {"", "creating", "created", "running", "stopping", "stopped"};
+  return s >= RT_CREATING && s <= RT_STOPPED ? n[s] : "unknown";
+}
+
+/* state.json beside spec.pb; temp file + rename. Called with c->mu held or
+ * before c is shared. */
+int rt_save(rt_container *c, vs_err *err) {
+  json_t *j = json_pack(
+      "{s:s,s:s,s:s,s:I,s:I,s:I,s:s,s:s,s:s,s:s,s:s,s:i,s:i,s:I,s:i,s:i}", "id", c->id, "state",
+      state_name(c->state), "image_digest", c->image_digest, "created_ns", (json_int_t)c->created_ns,
+      "started_ns", (json_int_t)c->started_ns, "finished_ns", (json_int_t)c->finished_ns,
+      "network", c->network, "ip", c->ip, "mac", c->mac, "gateway", c->gateway, "platform",
+      c->platform, "prefix", c->prefix, "qemu_pid", c->qemu_pid, "boot_ms", (json_int_t)c->boot_ms,
+      "vcpus", c->vcpus, "memory_mib", c->memory_mib);
+  if (c->has_exit)
+    json_object_set_new(j, "exit", json_pack("{s:i,s:i,s:b,s:I,s:s}", "code", c->last_exit.code,
+                                             "signal", c->last_exit.signal, "oom",
+                                             c->last_exit.oom_killed, "exited_ns",
+                                             (json_int_t)c->last_exit.exited_ns, "reason",
+                                             c->last_exit.reason));
+  char p[4400], tmp[4500];
+  snprintf(p, sizeof p, "%s/state.json", c->dir);
+  snprintf(tmp, sizeof tmp, "%s.tmp", p);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  int rc = 0;
+  if (fd < 0 || json_dumpfd(j, fd, JSON_COMPACT) < 0 || fsync(fd) < 0)
+    rc = vs_err_errno(err, VS_INTERNAL, errno, "write %s", tmp);
+  else if (rename(tmp, p) < 0)
+    rc = vs_err_errno(err, VS_INTERNAL, errno, "rename %s", p);
+  if (fd >= 0) close(fd);
+  json_decref(j);
+  return rc;
+}
+
+static int save_spec(rt_container *c, vs_err *err) {
+  size_t n = protobuf_c_message_get_packed_size(&c->spec->base);
+  uint8_t *buf = malloc(n ? n : 1);
+  protobuf_c_message_pack(&c->spec->base, buf);
+  char p[4400];
+  snprintf(p, sizeof p, "%s/spec.pb", c->dir);
+  int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  int rc = 0;
+  if (fd < 0 || write(fd, buf, n) != (ssize_t)n || fsync(fd) < 0)
+    rc = vs_err_errno(err, VS_INTERNAL, errno, "write %s", p);
+  if (fd >= 0) close(fd);
+  free(buf);
+  return rc;
+}
+
+/* ---- lookup ---- */
+
+static int valid_id(const char *id) {
+  size_t n = strlen(id);
+  if (n == 0 || n > 127) return 0;
+  for (size_t i = 0; i < n; i++) {
+    char ch = id[i];
+    int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+             (i > 0 && (ch == '_' || ch == '.' || ch == '-'));
+    if (!ok) return 0;
+  }
+  return 1;
+}
+
+rt_container *rt_find(rt_runtime *rt, const char *id, vs_err *err) {
+  pthread_mutex_lock(&rt->mu);
+  rt_container *found = NULL;
+  for (size_t i = 0; i < rt->n && !found; i++)
+    if (!strcmp(rt->list[i]->id, id)) found = rt->list[i];
+  /* An unambiguous ID prefix names a container too (like docker). */
+  for (size_t i = 0; i < rt->n && !found && strlen(id) >= 4; i++)
+    if (!strncmp(rt->list[i]->id, id, strlen(id))) {
+      for (size_t k = i + 1; k < rt->n; k++)
+        if (!strncmp(rt->list[k]->id, id, strlen(id))) goto ambiguous;
+      found = rt->list[i];
+    }
+  pthread_mutex_unlock(&rt->mu);
+  if (!found) vs_err_set(err, VS_NOT_FOUND, "no container %s", id);
+  return found;
+ambiguous:
+  pthread_mutex_unlock(&rt->mu);
+  vs_err_set(err, VS_FAILED_PRECONDITION, "container ID prefix %s is ambiguous", id);
+  return NULL;
+}
+
+int rt_agent(rt_container *c, const vrpc_method *m, const ProtobufCMessage *req,
+             ProtobufCMessage **resp, int64_t timeout_ms, vs_err *err) {
+  vrpc_channel *ch = c->vm ? vm_channel(c->vm) : NULL;
+  if (!ch) return vs_err_set(err, VS_UNAVAILABLE, "container %s has no running VM", c->id);
+  vrpc_call_opts o = {timeout_ms, NULL};
+  ProtobufCMessage *r = NULL;
+  int rc = vrpc_unary(ch, m, req, &r, &o, err);
+  if (resp) *resp = r;
+  else vrpc_msg_free(r);
+  return rc;
+}
+
+/* ---- VM ---- */
+
+static void sock_path(rt_container *c, char *buf, size_t n) {
+  char d[72];
+  oci_sha256_bytes(c->id, strlen(c->id), d);
+  snprintf(buf, n, "%s/run/%.16s.sock", c->rt->root, d + 7);
+}
+
+static int boot(rt_container *c, vs_err *err) {
+  rt_runtime *rt = c->rt;
+  char root[4400], console[4400], sock[4200];
+  snprintf(root, sizeof root, "%s/rootfs.ext4", c->dir);
+  snprintf(console, sizeof console, "%s/console.log", c->dir);
+  sock_path(c, sock, sizeof sock);
+  unlink(sock);
+  vm_config vc;
+  memset(&vc, 0, sizeof vc);
+  vc.qemu = rt->cfg.qemu;
+  vc.kernel = rt->cfg.kernel;
+  vc.initrd = rt->cfg.initrd;
+  vc.vcpus = c->vcpus;
+  vc.memory_mib = c->memory_mib;
+  vc.root_disk = root;
+  vc.agent_socket = sock;
+  vc.console_log = console;
+  vc.tap = c->tap[0] ? c->tap : NULL;
+  vc.mac = c->tap[0] ? c->mac : NULL;
+  c->vm = vm_start(&vc, err);
+  if (!c->vm) return -1;
+  if (vm_wait_ready(c->vm, BOOT_TIMEOUT_MS, err) < 0) {
+    vm_kill(c->vm);
+    vm_free(c->vm);
+    c->vm = NULL;
+    return vs_err_wrap(err, "boot VM of %s", c->id);
+  }
+  c->qemu_pid = vm_pid(c->vm);
+  c->boot_ms = vm_ready_ms(c->vm);
+  return 0;
+}
+
+static void shutdown_vm(rt_container *c) {
+  if (!c->vm) return;
+  vs_err ignore;
+  if (vm_stop(c->vm, 5000, &ignore) < 0) vm_kill(c->vm);
+  vm_free(c->vm);
+  c->vm = NULL;
+  c->qemu_pid = 0;
+}
+
+/* The guest side of a booted VM: eth0 and the container itself. */
+static int configure_guest(rt_container *c, vs_err *err) {
+  if (c->ip[0]) {
+    Vessel__V1__NetworkInterface nif;
+    vessel__v1__network_interface__init(&nif);
+    char addr[40];
+    snprintf(addr, sizeof addr, "%s/%d", c->ip, c->prefix);
+    char *addrs[1] = {addr};
+    nif.name = (char *)"eth0";
+    nif.mac = c->mac;
+    nif.addresses = addrs;
+    nif.n_addresses = 1;
+    nif.gateway_v4 = c->gateway;
+    Vessel__V1__AgentConfigureInterfaceRequest req;
+    vessel__v1__agent_configure_interface_request__init(&req);
+    req.interface = &nif;
+    if (rt_agent(c, &vessel_v1_Agent_ConfigureInterface, &req.base, NULL, AGENT_TIMEOUT_MS, err) < 0)
+      return vs_err_wrap(err, "configure eth0");
+  }
+  Vessel__V1__Mount rootfs;
+  vessel__v1__mount__init(&rootfs);
+  rootfs.type = (char *)"ext4";
+  rootfs.source = (char *)"/dev/vda";
+  Vessel__V1__AgentCreateContainerRequest req;
+  vessel__v1__agent_create_container_request__init(&req);
+  req.container_id = c->id;
+  req.rootfs = &rootfs;
+  req.mounts = c->spec->mounts;
+  req.n_mounts = c->spec->n_mounts;
+  req.hostname = c->spec->hostname;
+  req.dns = c->spec->dns;
+  req.hosts = c->spec->extra_hosts;
+  req.n_hosts = c->spec->n_extra_hosts;
+  req.resources = c->spec->resources;
+  req.n_sysctls = c->spec->n_sysctls;
+  req.sysctls = (Vessel__V1__AgentCreateContainerRequest__SysctlsEntry **)c->spec->sysctls;
+  req.process = c->spec->process;
+  return rt_agent(c, &vessel_v1_Agent_CreateContainer, &req.base, NULL, AGENT_TIMEOUT_MS, err);
+}
+
+/* ---- create ---- */
+
+static void random_id(char out[128]) {
+  unsigned char b[16];
+  FILE *f = fopen("/dev/urandom", "rb");
+  if (!f || fread(b, 1, sizeof b, f) != sizeof b) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    memcpy(b, &ts, sizeof b < sizeof ts ? sizeof b : sizeof ts);
+  }
+  if (f) fclose(f);
+  for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", b[i]);
+}
+
+static int rm_rf(const char *path) {
+  struct stat st;
+  if (lstat(path, &st) < 0) return 0;
+  if (S_ISDIR(st.st_mode)) {
+    DIR *d = opendir(path);
+    for (struct dirent *e; d && (e = readdir(d));) {
+      if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+      char sub[4400];
+      snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+      rm_rf(sub);
+    }
+    if (d) closedir(d);
+    return rmdir(path);
+  }
+  return unlink(path);
+}
+
+static void container_free(rt_container *c) {
+  if (!c) return;
+  rt_proc_free(&c->init);
+  for (rt_proc *p = c->execs; p;) {
+    rt_proc *n = p->next;
+    rt_proc_free(p);
+    free(p);
+    p = n;
+  }
+  lg_close(c->logs);
+  if (c->spec) protobuf_c_message_free_unpacked(&c->spec->base, NULL);
+  pthread_mutex_destroy(&c->mu);
+  pthread_mutex_destroy(&c->op);
+  free(c);
+}
+
+static void list_remove(rt_runtime *rt, rt_container *c) {
+  pthread_mutex_lock(&rt->mu);
+  for (size_t i = 0; i < rt->n; i++)
+    if (rt->list[i] == c) {
+      memmove(&rt->list[i], &rt->list[i + 1], (rt->n - i - 1) * sizeof *rt->list);
+      rt->n--;
+      break;
+    }
+  pthread_mutex_unlock(&rt->mu);
+}
+
+static int validate(const Vessel__V1__ContainersCreateRequest *req, vs_err *err) {
+  if (!*req->image) return vs_err_set(err, VS_INVALID_ARGUMENT, "create needs an image");
+  if (*req->id && !valid_id(req->id))
+    return vs_err_set(err, VS_INVALID_ARGUMENT,
+                      "container ID \"%s\": use [A-Za-z0-9][A-Za-z0-9_.-]{0,127}", req->id);
+  const Vessel__V1__Resources *r = req->resources;
+  if (r && (r->milli_cpus < 0 || r->memory_bytes < 0 || r->pids_max < 0))
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "resources must not be negative");
+  if (r && r->memory_bytes && r->memory_bytes < (64 << 20))
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "memory_bytes %lld is below the 64 MiB minimum",
+                      (long long)r->memory_bytes);
+  for (size_t i = 0; i < req->n_mounts; i++) {
+    const Vessel__V1__Mount *m = req->mounts[i];
+    if (!*m->destination || m->destination[0] != '/')
+      return vs_err_set(err, VS_INVALID_ARGUMENT, "mount destination \"%s\" must be absolute",
+                        m->destination);
+    if (strcmp(m->type, "tmpfs") != 0)
+      return vs_err_set(err, VS_UNIMPLEMENTED,
+                        "mount %s: host directory volumes are not supported yet (tmpfs is)",
+                        m->destination);
+  }
+  if (req->n_ports)
+    return vs_err_set(err, VS_UNIMPLEMENTED, "port publishing is not supported yet");
+  if (req->n_networks > 1)
+    return vs_err_set(err, VS_UNIMPLEMENTED, "more than one network is not supported yet");
+  if (*req->kernel && strcmp(req->kernel, "optimized") != 0)
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "kernel \"%s\": this vesseld offers \"optimized\"",
+                      req->kernel);
+  return 0;
+}
+
+int rt_create(rt_runtime *rt, const Vessel__V1__ContainersCreateRequest *req, char id_out[128],
+              vs_err *err) {
+  if (validate(req, err) < 0) return -1;
+  oci_platform plat;
+  memset(&plat, 0, sizeof plat);
+  if (req->platform) {
+    snprintf(plat.os, sizeof plat.os, "%s", req->platform->os);
+    snprintf(plat.arch, sizeof plat.arch, "%s", req->platform->architecture);
+    snprintf(plat.variant, sizeof plat.variant, "%s", req->platform->variant);
+  }
+  img_info info;
+  if (img_inspect(rt->cfg.images, req->image, &plat, &info, err) < 0) return -1;
+
+  rt_container *c = calloc(1, sizeof *c);
+  c->rt = rt;
+  pthread_mutex_init(&c->mu, NULL);
+  pthread_mutex_init(&c->op, NULL);
+  rt_proc_init(&c->init, "");
+  if (*req->id)
+    snprintf(c->id, sizeof c->id, "%s", req->id);
+  else
+    random_id(c->id);
+  snprintf(c->dir, sizeof c->dir, "%s/containers/%s", rt->root, c->id);
+  snprintf(c->image_digest, sizeof c->image_digest, "%s", info.manifest.digest);
+  oci_platform_format(&info.platform, c->platform, sizeof c->platform);
+  c->state = RT_CREATING;
+  rt_now(&c->created_ns);
+  const Vessel__V1__Resources *res = req->resources;
+  c->vcpus = res && res->milli_cpus > 0 ? (int)((res->milli_cpus + 999) / 1000) : rt->cfg.vcpus;
+  /* The VM gets the container's memory limit plus room for the guest kernel. */
+  c->memory_mib = res && res->memory_bytes ? (int)(res->memory_bytes >> 20) + 64 : rt->cfg.memory_mib;
+
+  /* Claim the ID (ALREADY_EXISTS) before any slow work. */
+  pthread_mutex_lock(&rt->mu);
+  for (size_t i = 0; i < rt->n; i++)
+    if (!strcmp(rt->list[i]->id, c->id)) {
+      pthread_mutex_unlock(&rt->mu);
+      vs_err_set(err, VS_ALREADY_EXISTS, "a container named %s exists", c->id);
+      img_info_free(&info);
+      container_free(c);
+      return -1;
+    }
+  rt_container **l = realloc(rt->list, (rt->n + 1) * sizeof *l);
+  if (l) {
+    rt->list = l;
+    rt->list[rt->n++] = c;
+  }
+  pthread_mutex_unlock(&rt->mu);
+  pthread_mutex_lock(&c->op);
+
+  int rc = 0;
+  char hostname[64];
+  snprintf(hostname, sizeof hostname, "%.12s", c->id);
+  c->spec = (Vessel__V1__ContainersCreateRequest *)rt_copy_msg(&req->base);
+  if (!*c->spec->hostname) rt_set_str(&c->spec->hostname, hostname);
+  rt_set_str(&c->spec->id, c->id);
+  Vessel__V1__ProcessSpec *merged =
+      rt_merge_spec(req->process, req->entrypoint, &info.config, c->spec->hostname, err);
+  if (!merged) rc = -1;
+  else {
+    if (c->spec->process) protobuf_c_message_free_unpacked(&c->spec->process->base, NULL);
+    c->spec->process = merged;
+  }
+  char logs[4400], rootfs[4400], cached[4200], key[72];
+  int was_cached;
+  if (rc == 0 && (mkdir(c->dir, 0700) < 0 ||
+                  (snprintf(logs, sizeof logs, "%s/logs", c->dir), mkdir(logs, 0700) < 0)))
+    rc = vs_err_errno(err, VS_INTERNAL, errno, "mkdir %s", c->dir);
+  if (rc == 0) rc = save_spec(c, err);
+  if (rc == 0) rc = rt_save(c, err);
+  if (rc == 0 && !(c->logs = lg_open(logs, 0, 0, err))) rc = -1;
+  /* rootfs: the image's cached ext4, copied (reflink or sparse) */
+  uint64_t free_bytes = req->rootfs_free_bytes > 0 ? (uint64_t)req->rootfs_free_bytes : 1ull << 30;
+  if (rc == 0)
+    rc = img_rootfs(rt->cfg.images, req->image, &plat, 0, free_bytes, cached, sizeof cached, key,
+                    &was_cached, err);
+  snprintf(rootfs, sizeof rootfs, "%s/rootfs.ext4", c->dir);
+  if (rc == 0) rc = rfs_copy_writable(cached, rootfs, err);
+  /* network */
+  const char *netname = req->n_networks ? req->networks[0]->network : NET_DEFAULT;
+  if (rc == 0 && strcmp(netname, "none") != 0) {
+    net_network n;
+    net_lease lease;
+    if (net_get(rt->cfg.networks, netname, &n, err) < 0) {
+      rc = -1;
+    } else {
+      const char *want = req->n_networks ? req->networks[0]->ip_address : "";
+      rc = net_allocate(rt->cfg.networks, netname, c->id, want, &lease, err);
+      if (rc == 0) {
+        snprintf(c->network, sizeof c->network, "%s", netname);
+        snprintf(c->ip, sizeof c->ip, "%s", lease.ip);
+        snprintf(c->mac, sizeof c->mac, "%s",
+                 req->n_networks && *req->networks[0]->mac_address ? req->networks[0]->mac_address
+                                                                   : lease.mac);
+        snprintf(c->gateway, sizeof c->gateway, "%s", n.gateway);
+        c->prefix = net_prefix_len(n.subnet);
+        rc = rt_net_setup(c, &n, err);
+      }
+      net_network_free(&n);
+    }
+  }
+  char runs[4200];
+  snprintf(runs, sizeof runs, "%s/run", rt->root);
+  mkdir(runs, 0700);
+  if (rc == 0) rc = boot(c, err);
+  if (rc == 0) rc = configure_guest(c, err);
+  img_info_free(&info);
+  if (rc < 0) {
+    shutdown_vm(c);
+    rt_net_teardown(c);
+    if (c->network[0]) net_release(rt->cfg.networks, c->network, c->id, NULL);
+    pthread_mutex_unlock(&c->op);
+    list_remove(rt, c);
+    rm_rf(c->dir);
+    container_free(c);
+    return -1;
+  }
+  pthread_mutex_lock(&c->mu);
+  c->state = RT_CREATED;
+  rt_save(c, NULL);
+  pthread_mutex_unlock(&c->mu);
+  pthread_mutex_unlock(&c->op);
+  emit(c, EVB_CONTAINER_CREATED, NULL, NULL);
+  snprintf(id_out, 128, "%s", c->id);
+  return 0;
+}
+
+/* ---- start / exec ---- */
+
+static int start_process(rt_container *c, rt_proc *p, vs_err *err) {
+  if (rt_proc_open_stdio(c, p, err) < 0) return -1;
+  Vessel__V1__AgentStartProcessRequest req;
+  vessel__v1__agent_start_process_request__init(&req);
+  req.container_id = c->id;
+  req.process_id = p->id[0] ? p->id : c->id;
+  ProtobufCMessage *resp;
+  if (rt_agent(c, &vessel_v1_Agent_StartProcess, &req.base, &resp, AGENT_TIMEOUT_MS, err) < 0) {
+    rt_proc_join(p);
+    return -1;
+  }
+  pthread_mutex_lock(&c->mu);
+  p->pid = ((Vessel__V1__AgentStartProcessResponse *)resp)->pid;
+  p->started = 1;
+  pthread_mutex_unlock(&c->mu);
+  vrpc_msg_free(resp);
+  return 0;
+}
+
+int rt_start(rt_runtime *rt, const char *id, vs_err *err) {
+  rt_container *c = rt_find(rt, id, err);
+  if (!c) return -1;
+  pthread_mutex_lock(&c->op);
+  int rc = 0;
+  pthread_mutex_lock(&c->mu);
+  rt_state st = c->state;
+  pthread_mutex_unlock(&c->mu);
+  if (st == RT_RUNNING) rc = vs_err_set(err, VS_FAILED_PRECONDITION, "container %s is already running", id);
+  else if (st != RT_CREATED)
+    rc = vs_err_set(err, VS_FAILED_PRECONDITION, "container %s is %s; only a created container starts",
+                    id, state_name(st));
+  if (rc == 0) rc = start_process(c, &c->init, err);
+  if (rc == 0) {
+    pthread_mutex_lock(&c->mu);
+    c->state = c->init.exited ? c->state : RT_RUNNING;
+    rt_now(&c->started_ns);
+    rt_save(c, NULL);
+    pthread_mutex_unlock(&c->mu);
+    emit(c, EVB_CONTAINER_STARTED, NULL, NULL);
+  }
+  pthread_mutex_unlock(&c->op);
+  return rc;
+}
+
+int rt_exec(rt_runtime *rt, const char *id, const char *exec_id, const Vessel__V1__ProcessSpec *spec,
+            char exec_out[128], int *pid, vs_err *err) {
+  rt_container *c = rt_find(rt, id, err);
+  if (!c) return -1;
+  pthread_mutex_lock(&c->mu);
+  int running = c->state == RT_RUNNING;
+  pthread_mutex_unlock(&c->mu);
+  if (!running) return vs_err_set(err, VS_FAILED_PRECONDITION, "container %s is not running", id);
+  char eid[128];
+  if (exec_id && *exec_id) {
+    if (!valid_id(exec_id))
+      return vs_err_set(err, VS_INVALID_ARGUMENT, "exec ID \"%s\" is not valid", exec_id);
+    snprintf(eid, sizeof eid, "%s", exec_id);
+  } else {
+    random_id(eid);
+    eid[12] = '\0';
+  }
+  Vessel__V1__ProcessSpec *p = rt_exec_spec(spec, c->spec->process, err);
+  if (!p) return -1;
+  rt_proc *proc = calloc(1, sizeof *proc);
+  rt_proc_init(proc, eid);
+  pthread_mutex_lock(&c->mu);
+  for (rt_proc *q = c->execs; q; q = q->next)
+    if (!strcmp(q->id, eid)) {
+      pthread_mutex_unlock(&c->mu);
+      protobuf_c_message_free_unpacked(&p->base, NULL);
+      rt_proc_free(proc);
+      free(proc);
+      return vs_err_set(err, VS_ALREADY_EXISTS, "exec %s exists in %s", eid, id);
+    }
+  proc->next = c->execs;
+  c->execs = proc;
+  pthread_mutex_unlock(&c->mu);
+
+  Vessel__V1__AgentCreateProcessRequest req;
+  vessel__v1__agent_create_process_request__init(&req);
+  req.container_id = c->id;
+  req.process_id = eid;
+  req.process = p;
+  int rc = rt_agent(c, &vessel_v1_Agent_CreateProcess, &req.base, NULL, AGENT_TIMEOUT_MS, err);
+  protobuf_c_message_free_unpacked(&p->base, NULL);
+  if (rc == 0) rc = start_process(c, proc, err);
+  if (rc < 0) { /* a failed exec leaves no trace */
+    pthread_mutex_lock(&c->mu);
+    for (rt_proc **q = &c->execs; *q; q = &(*q)->next)
+      if (*q == proc) {
+        *q = proc->next;
+        break;
+      }
+    pthread_mutex_unlock(&c->mu);
+    Vessel__V1__AgentDeleteProcessRequest d;
+    vessel__v1__agent_delete_process_request__init(&d);
+    d.container_id = c->id;
+    d.process_id = eid;
+    vs_err ignore;
+    rt_agent(c, &vessel_v1_Agent_DeleteProcess, &d.base, NULL, 5000, &ignore);
+    rt_proc_free(proc);
+    free(proc);
+    return -1;
+  }
+  snprintf(exec_out, 128, "%s", eid);
+  *pid = proc->pid;
+  emit(c, EVB_PROCESS_STARTED, eid, NULL);
+  return 0;
+}
+
+static rt_proc *proc_of(rt_container *c, const char *exec_id, vs_err *err) {
+  if (!exec_id || !*exec_id) return &c->init;
+  for (rt_proc *p = c->execs; p; p = p->next)
+    if (!strcmp(p->id, exec_id)) return p;
+  vs_err_set(err, VS_NOT_FOUND, "container %s has no exec %s", c->id, exec_id);
+  return NULL;
+}
+
+int rt_signal(rt_runtime *rt, const char *id, const char *exec_id, int sig, int all, vs_err *err) {
+  rt_container *c = rt_find(rt, id, err);
+  if (!c) return -1;
+  if (sig < 1 || sig > 64) return vs_err_set(err, VS_INVALID_ARGUMENT, "signal %d is not 1..64", sig);
+  pthread_mutex_lock(&c->mu);
+  rt_proc *p = proc_of(c, exec_id, err);
+  int live = p && p->started && !p->exited;
+  pthread_mutex_unlock(&c->mu);
+  if (!p) return -1;
+  if (!live) return vs_err_set(err, VS_FAILED_PRECONDITION, "process is not running");
+  Vessel__V1__AgentSignalProcessRequest req;
+  vessel__v1__agent_signal_process_request__init(&req);
+  req.container_id = c->id;
+  req.process_id = exec_id && *exec_id ? (char *)exec_id : c->id;
+  req.signal = sig;
+  req.all = all;
+  return rt_agent(c, &vessel_v1_Agent_SignalProcess, &req.base, NULL, AGENT_TIMEOUT_MS, err);
+}
+
+int rt_wait(rt_runtime *rt, const char *id, const char *exec_id, int cancel_fd, rt_exit *out,
+            vs_err *err) {
+  rt_container *c = rt_find(rt, id, err);
+  if (!c) return -1;
+  for (;;) {
+    pthread_mutex_lock(&c->mu);
+    rt_proc *p = proc_of(c, exec_id, err);
+    int done = 0, efd = -1;
+    if (p) {
+      /* init: a stopped container reports its last exit */
+      if (p->exited) {
+        *out = p->exit;
+        done = 1;
+      } else if (!p->id[0] && c->state == RT_STOPPED && c->has_exit) {
+        *out = c->last_exit;
+        done = 1;
+      }
+      efd = p->exit_fd;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (!p) return -1;
+    if (done) return 0;
+    struct pollfd pf[2] = {{efd, POLLIN, 0}, {cancel_fd, POLLIN, 0}};
+    int n = poll(pf, cancel_fd >= 0 ? 2 : 1, 1000);
+    if (n > 0 && (pf[1].revents & POLLIN)) return vs_err_set(err, VS_CANCELLED, "wait cancelled");
+  }
+}
+
+int rt_resize(rt_runtime *rt, const char *id, const char *exec_id, uint32_t rows, uint32_t cols,
+              vs_err *err) {
+  rt_container *c = rt_find(rt, id, err);
+  if (!c) return -1;
+  if (!rows || !cols) return vs_err_set(err, VS_INVALID_ARGUMENT, "rows and cols must be > 0");
+  Vessel__V1__ConsoleSize size;
+  vessel__v1__console_size__init(&size);
+  size.rows = rows;
+  size.cols = cols;
+  Vessel__V1__AgentResizeProcessRequest req;
+  vessel__v1__agent_resize_process_request__init(&req);
+  req.container_id = c->id;
+  req.process_id = exec_id && *exec_id ? (char *)exec_id : c->id;
+  req.size = &size;
+  return rt_agent(c, &vessel_v1_Agent_ResizeProcess, &req.base, NULL, AGENT_TIMEOUT_MS, err);
+}
+
+int rt_close_stdin(rt_runtime *rt, const char *id, const char *exec_id, vs_err *err) {
+  rt_container *c = rt_find(rt, id, err);
+  if (!c) return -1;
+  Vessel__V1__AgentCloseStdinRequest req;
+  vessel__v1__agent_close_stdin_request__init(&req);
+  req.container_id = c->id;
+  req.process_id = exec_id && *exec_id ? (char *)exec_id : c->id;
+  return rt_agent(c, &vessel_v1_Agent_CloseStdin, &req.base, NULL, AGENT_TIMEOUT_MS, err);
+}
+
+/* ---- exit / stop / delete ---- */
+
+/* Called by init's relay thread once init has exited (or the VM went away):
+ * the container is stopped and its VM shut down. */
+void rt_container_exited(rt_container *c) {
+  pthread_mutex_lock(&c->mu);
+  if (c->state == RT_STOPPED || c->deleted) {
+    pthread_mutex_unlock(&c->mu);
+    return;
+  }
+  c->state = RT_STOPPED;
+  c->last_exit = c->init.exit;
+  c->has_exit = 1;
+  c->finished_ns = c->init.exit.exited_ns;
+  rt_save(c, NULL);
+  rt_exit e = c->last_exit;
+  pthread_mutex_unlock(&c->mu);
+  emit(c, EVB_CONTAINER_EXITED, NULL, &e);
+}
+
+static int wait_exit(rt_container *c, int64_t ms) {
+  struct pollfd pf = {c->init.exit_fd, POLLIN, 0};
+  return poll(&pf, 1, ms > 0x7fffffff ? 0x7fffffff : (int)ms) > 0;
+}
+
+int rt_stop(rt_runtime *rt, const char *id, int sig, int64_t timeout_ms, rt_exit *out, vs_err *err) {
+  rt_container *c = rt_find(rt, id, err);
+  if (!c) return -1;
+  pthread_mutex_lock(&c->op);
+  pthread_mutex_lock(&c->mu);
+  rt_state st = c->state;
+  int live = c->init.started && !c->init.exited;
+  if (st == RT_RUNNING) c->state = RT_STOPPING;
+  pthread_mutex_unlock(&c->mu);
+  if (st == RT_CREATING) {
+    pthread_mutex_unlock(&c->op);
+    return vs_err_set(err, VS_FAILED_PRECONDITION, "container %s is still being created", id);
+  }
+  if (live) {
+    if (!sig) sig = SIGTERM;
+    if (timeout_ms <= 0) timeout_ms = 10000;
+    vs_err ignore;
+    Vessel__V1__AgentSignalProcessRequest req;
+    vessel__v1__agent_signal_process_request__init(&req);
+    req.container_id = c->id;
+    req.process_id = c->id;
+    req.signal = sig;
+    rt_agent(c, &vessel_v1_Agent_SignalProcess, &req.base, NULL, AGENT_TIMEOUT_MS, &ignore);
+    if (sig != SIGKILL && !wait_exit(c, timeout_ms)) {
+      req.signal = SIGKILL;
+      rt_agent(c, &vessel_v1_Agent_SignalProcess, &req.base, NULL, AGENT_TIMEOUT_MS, &ignore);
+    }
+    wait_exit(c, 10000);
+  }
+  rt_proc_join(&c->init); /* the relay marked the container stopped */
+  shutdown_vm(c);
+  pthread_mutex_lock(&c->mu);
+  if (!c->has_exit) { /* never started: stopping just ends the VM */
+    c->has_exit = 1;
+    rt_now(&c->last_exit.exited_ns);
+    c->last_exit.signal = 0;
+    snprintf(c->last_exit.reason, sizeof c->last_exit.reason, "stopped before it was started");
+  }
+  c->state = RT_STOPPED;
+  rt_save(c, NULL);
+  if (out) *out = c->last_exit;
+  pthread_mutex_unlock(&c->mu);
+  pthread_mutex_unlock(&c->op);
+  return 0;
+}
+
+int rt_delete(rt_runtime *rt, const char *id, int force, vs_err *err) {
+  rt_container *c = rt_find(rt, id, err);
+  if (!c) return -1;
+  pthread_mutex_lock(&c->mu);
+  rt_state st = c->state;
+  pthread_mutex_unlock(&c->mu);
+  if ((st == RT_RUNNING || st == RT_STOPPING) && !force)
+    return vs_err_set(err, VS_FAILED_PRECONDITION,
+                      "container %s is running; stop it first or delete with force", id);
+  if (st == RT_CREATING)
+    return vs_err_set(err, VS_FAILED_PRECONDITION, "container %s is still being created", id);
+  if (rt_stop(rt, id, SIGKILL, 1, NULL, err) < 0) return -1;
+  pthread_mutex_lock(&c->op);
+  pthread_mutex_lock(&c->mu);
+  c->deleted = 1;
+  pthread_mutex_unlock(&c->mu);
+  list_remove(rt, c);
+  rt_net_teardown(c);
+  if (c->network[0]) net_release(rt->cfg.networks, c->network, c->id, NULL);
+  char sock[4200];
+  sock_path(c, sock, sizeof sock);
+  unlink(sock);
+  rm_rf(c->dir);
+  pthread_mutex_unlock(&c->op);
+  emit(c, EVB_CONTAINER_DELETED, NULL, NULL);
+  /* Attachers and waiters may still hold c; it is freed with the runtime. */
+  pthread_mutex_lock(&rt->mu);
+  rt_container **g = realloc(rt->dead, (rt->n_dead + 1) * sizeof *g);
+  if (g) {
+    rt->dead = g;
+    rt->dead[rt->n_dead++] = c;
+  }
+  pthread_mutex_unlock(&rt->mu);
+  return 0;
+}
+
+/* ---- open / close ---- */
+
+rt_runtime *rt_open(const rt_config *cfg, vs_err *err) {
+  rt_runtime *rt = calloc(1, sizeof *rt);
+  if (!rt) {
+    vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+    return NULL;
+  }
+  rt->cfg = *cfg;
+  if (!rt->cfg.vcpus) rt->cfg.vcpus = 1;
+  if (!rt->cfg.memory_mib) rt->cfg.memory_mib = 256;
+  snprintf(rt->root, sizeof rt->root, "%s", cfg->root);
+  pthread_mutex_init(&rt->mu, NULL);
+  char dir[4200];
+  snprintf(dir, sizeof dir, "%s/containers", rt->root);
+  if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+    vs_err_errno(err, VS_INTERNAL, errno, "mkdir %s", dir);
+    free(rt);
+    return NULL;
+  }
+  /* Containers of an earlier vesseld: their VMs did not survive it (re-
+   * adoption is not implemented yet), so they are loaded as stopped. */
+  DIR *d = opendir(dir);
+  for (struct dirent *e; d && (e = readdir(d));) {
+    if (e->d_name[0] == '.' || !valid_id(e->d_name)) continue;
+    char p[4400];
+    snprintf(p, sizeof p, "%s/%.127s/spec.pb", dir, e->d_name);
+    FILE *f = fopen(p, "rb");
+    if (!f) continue;
+    uint8_t buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    Vessel__V1__ContainersCreateRequest *spec =
+        vessel__v1__containers_create_request__unpack(NULL, n, buf);
+    snprintf(p, sizeof p, "%s/%.127s/state.json", dir, e->d_name);
+    json_t *j = json_load_file(p, 0, NULL);
+    if (!spec || !j) {
+      if (spec) protobuf_c_message_free_unpacked(&spec->base, NULL);
+      json_decref(j);
+      continue;
+    }
+    rt_container *c = calloc(1, sizeof *c);
+    c->rt = rt;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_mutex_init(&c->op, NULL);
+    rt_proc_init(&c->init, "");
+    snprintf(c->id, sizeof c->id, "%.127s", e->d_name);
+    snprintf(c->dir, sizeof c->dir, "%.4000s/%.127s", dir, e->d_name);
+    c->spec = spec;
+#define S(k, dst) snprintf(dst, sizeof dst, "%s", json_string_value(json_object_get(j, k)) ?: "")
+    S("image_digest", c->image_digest);
+    S("network", c->network);
+    S("ip", c->ip);
+    S("mac", c->mac);
+    S("gateway", c->gateway);
+    S("platform", c->platform);
+#undef S
+    c->prefix = (int)json_integer_value(json_object_get(j, "prefix"));
+    c->created_ns = json_integer_value(json_object_get(j, "created_ns"));
+    c->started_ns = json_integer_value(json_object_get(j, "started_ns"));
+    c->finished_ns = json_integer_value(json_object_get(j, "finished_ns"));
+    c->vcpus = (int)json_integer_value(json_object_get(j, "vcpus"));
+    c->memory_mib = (int)json_integer_value(json_object_get(j, "memory_mib"));
+    json_t *x = json_object_get(j, "exit");
+    const char *state = json_string_value(json_object_get(j, "state"));
+    int qemu = (int)json_integer_value(json_object_get(j, "qemu_pid"));
+    c->state = RT_STOPPED;
+    if (x) {
+      c->has_exit = 1;
+      c->last_exit.code = (int)json_integer_value(json_object_get(x, "code"));
+      c->last_exit.signal = (int)json_integer_value(json_object_get(x, "signal"));
+      c->last_exit.oom_killed = json_is_true(json_object_get(x, "oom"));
+      c->last_exit.exited_ns = json_integer_value(json_object_get(x, "exited_ns"));
+      snprintf(c->last_exit.reason, sizeof c->last_exit.reason, "%s",
+               json_string_value(json_object_get(x, "reason")) ?: "");
+    } else if (state && strcmp(state, "stopped") != 0) {
+      c->has_exit = 1;
+      c->last_exit.code = -1;
+      rt_now(&c->last_exit.exited_ns);
+      snprintf(c->last_exit.reason, sizeof c->last_exit.reason,
+               "vesseld restarted while the container was %s", state);
+      if (qemu > 0) kill(qemu, SIGKILL); /* its VM cannot be re-adopted yet */
+      rt_save(c, NULL);
+    }
+    json_decref(j);
+    char logs[4400];
+    snprintf(logs, sizeof logs, "%s/logs", c->dir);
+    c->logs = lg_open(logs, 0, 0, NULL);
+    rt_container **l = realloc(rt->list, (rt->n + 1) * sizeof *l);
+    if (!l) {
+      container_free(c);
+      continue;
+    }
+    rt->list = l;
+    rt->list[rt->n++] = c;
+  }
+  if (d) closedir(d);
+  return rt;
+}
+
+void rt_close(rt_runtime *rt) {
+  if (!rt) return;
+  for (size_t i = 0; i < rt->n; i++) {
+    rt_container *c = rt->list[i];
+    /* Leave running VMs running; just stop relaying. */
+    if (c->vm) vm_detach(c->vm);
+    container_free(c);
+  }
+  free(rt->list);
+  for (size_t i = 0; i < rt->n_dead; i++) container_free(rt->dead[i]);
+  free(rt->dead);
+  pthread_mutex_destroy(&rt->mu);
+  free(rt);
+}
+
+int rt_log_dir(rt_runtime *rt, const char *id, char *buf, size_t n, vs_err *err) {
+  rt_container *c = rt_find(rt, id, err);
+  if (!c) return -1;
+  snprintf(buf, n, "%s/logs", c->dir);
+  return 0;
+}
+
+int rt_running(rt_runtime *rt, const char *id) {
+  rt_container *c = rt_find(rt, id, NULL);
+  if (!c) return 0;
+  pthread_mutex_lock(&c->mu);
+  int r = c->init.started && !c->init.exited;
+  pthread_mutex_unlock(&c->mu);
+  return r;
+}
+
+void rt_counts(rt_runtime *rt, uint32_t *total, uint32_t *running, uint32_t *created,
+               uint32_t *stopped) {
+  *total = *running = *created = *stopped = 0;
+  pthread_mutex_lock(&rt->mu);
+  for (size_t i = 0; i < rt->n; i++) {
+    rt_state s = rt->list[i]->state;
+    (*total)++;
+    if (s == RT_RUNNING) (*running)++;
+    else if (s == RT_CREATED || s == RT_CREATING) (*created)++;
+    else (*stopped)++;
+  }
+  pthread_mutex_unlock(&rt->mu);
+}
+
+int rt_stats(rt_runtime *rt, const char *id, ProtobufCMessage **stats, vs_err *err) {
+  rt_container *c = rt_find(rt, id, err);
+  if (!c) return -1;
+  Vessel__V1__AgentStatisticsRequest req;
+  vessel__v1__agent_statistics_request__init(&req);
+  char *ids[1] = {c->id};
+  req.container_ids = ids;
+  req.n_container_ids = 1;
+  ProtobufCMessage *resp;
+  if (rt_agent(c, &vessel_v1_Agent_Statistics, &req.base, &resp, AGENT_TIMEOUT_MS, err) < 0)
+    return -1;
+  Vessel__V1__AgentStatisticsResponse *r = (Vessel__V1__AgentStatisticsResponse *)resp;
+  if (!r->n_statistics) {
+    vrpc_msg_free(resp);
+    return vs_err_set(err, VS_INTERNAL, "agent returned no statistics for %s", id);
+  }
+  *stats = rt_copy_msg(&r->statistics[0]->base);
+  vrpc_msg_free(resp);
+  return 0;
+}

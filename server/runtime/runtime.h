@@ -1,0 +1,112 @@
+/* runtime: containers in VMs. Each container is one QEMU VM (server/vm)
+ * running vminitd; the runtime boots it on Create, drives the guest agent
+ * with the same vessel.v1 messages the host API receives, relays the
+ * processes' stdio to logs and attached clients, and keeps every
+ * container's state on disk under <root>/containers/<id>. */
+#ifndef VESSEL_SERVER_RUNTIME_RUNTIME_H
+#define VESSEL_SERVER_RUNTIME_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/vs_err.h"
+#include "server/events/events.h"
+#include "server/images/images.h"
+#include "server/net/net.h"
+#include "vessel/v1/containers.pb-c.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct rt_config {
+  const char *root;   /* vesseld's state directory */
+  const char *kernel; /* guest kernel (vmlinux / bzImage) */
+  const char *initrd; /* vminitd initramfs */
+  const char *qemu;   /* NULL = qemu-system-x86_64 from PATH */
+  int vcpus;          /* default per VM: 1 */
+  int memory_mib;     /* default per VM: 256 */
+  img_store *images;
+  net_store *networks;
+  evb_bus *events;
+} rt_config;
+
+typedef struct rt_runtime rt_runtime;
+
+/* Loads the containers recorded under <root>/containers. */
+rt_runtime *rt_open(const rt_config *cfg, vs_err *err);
+/* Stops relaying and frees; running VMs are left running. */
+void rt_close(rt_runtime *rt);
+
+/* How a process ended. */
+typedef struct rt_exit {
+  int code, signal, oom_killed;
+  int64_t exited_ns;
+  char reason[128];
+} rt_exit;
+
+/* Builds the rootfs copy, boots the VM, creates the container in it (init
+ * not started). id_out gets the (possibly generated) ID. */
+int rt_create(rt_runtime *rt, const Vessel__V1__ContainersCreateRequest *req, char id_out[128],
+              vs_err *err);
+int rt_start(rt_runtime *rt, const char *id, vs_err *err);
+/* Starts a process in a running container; its output is buffered until a
+ * client attaches. */
+int rt_exec(rt_runtime *rt, const char *id, const char *exec_id, const Vessel__V1__ProcessSpec *p,
+            char exec_out[128], int *pid, vs_err *err);
+int rt_signal(rt_runtime *rt, const char *id, const char *exec_id, int sig, int all, vs_err *err);
+/* Blocks until the process exited (0) or cancel_fd is readable (-1,
+ * CANCELLED). */
+int rt_wait(rt_runtime *rt, const char *id, const char *exec_id, int cancel_fd, rt_exit *out,
+            vs_err *err);
+int rt_resize(rt_runtime *rt, const char *id, const char *exec_id, uint32_t rows, uint32_t cols,
+              vs_err *err);
+int rt_close_stdin(rt_runtime *rt, const char *id, const char *exec_id, vs_err *err);
+/* Signal (0 = image STOPSIGNAL or SIGTERM), SIGKILL after timeout_ms (0 =
+ * 10 s), then the VM is shut down. Stopping a stopped container returns its
+ * last exit status. */
+int rt_stop(rt_runtime *rt, const char *id, int sig, int64_t timeout_ms, rt_exit *out, vs_err *err);
+/* Removes everything: VM, tap, IP lease, rootfs, logs. FAILED_PRECONDITION
+ * while running unless force. */
+int rt_delete(rt_runtime *rt, const char *id, int force, vs_err *err);
+
+/* A snapshot as the API shows it; free with protobuf_c_message_free_unpacked. */
+Vessel__V1__Container *rt_describe(rt_runtime *rt, const char *id, vs_err *err);
+/* All containers, newest first. */
+int rt_list(rt_runtime *rt, Vessel__V1__Container ***out, size_t *n, vs_err *err);
+void rt_list_free(Vessel__V1__Container **list, size_t n);
+
+/* An ExitStatus message of e (malloc'd). */
+Vessel__V1__ExitStatus *rt_exit_msg(const rt_exit *e);
+
+/* Statistics from the guest agent. */
+int rt_stats(rt_runtime *rt, const char *id, ProtobufCMessage **stats, vs_err *err);
+
+/* Counts for System.Info. */
+void rt_counts(rt_runtime *rt, uint32_t *total, uint32_t *running, uint32_t *created,
+               uint32_t *stopped);
+
+/* ---- attach ---- */
+
+typedef struct rt_attach rt_attach;
+
+enum { RT_ATTACH_STDOUT = 1, RT_ATTACH_STDERR = 2, RT_ATTACH_STDIN = 4, RT_ATTACH_LOGS = 8 };
+
+rt_attach *rt_attach_open(rt_runtime *rt, const char *id, const char *exec_id, int flags,
+                          vs_err *err);
+/* Next output: 1 with *stream (1 stdout, 2 stderr) and data (malloc'd);
+ * 0 when the process exited (*exit filled); -1 when cancel_fd fired or on
+ * error. */
+int rt_attach_next(rt_attach *a, int cancel_fd, int *stream, char **data, size_t *len,
+                   rt_exit *exit, vs_err *err);
+int rt_attach_stdin(rt_attach *a, const void *data, size_t len, int eof, vs_err *err);
+void rt_attach_close(rt_attach *a);
+
+/* The container's log directory (for Logs), and whether init still runs. */
+int rt_log_dir(rt_runtime *rt, const char *id, char *buf, size_t n, vs_err *err);
+int rt_running(rt_runtime *rt, const char *id);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

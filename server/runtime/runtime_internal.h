@@ -1,0 +1,121 @@
+/* Internals shared by the runtime's files. */
+#ifndef VESSEL_SERVER_RUNTIME_INTERNAL_H
+#define VESSEL_SERVER_RUNTIME_INTERNAL_H
+
+#include <pthread.h>
+
+#include "common/rpc.h"
+#include "server/logs/logs.h"
+#include "server/runtime/runtime.h"
+#include "server/vm/vm.h"
+
+typedef enum rt_state {
+  RT_CREATING = 1,
+  RT_CREATED = 2,
+  RT_RUNNING = 3,
+  RT_STOPPING = 4,
+  RT_STOPPED = 5,
+} rt_state;
+
+/* Output waiting for one attacher, or kept for late attachers of an exec. */
+typedef struct rt_chunk {
+  struct rt_chunk *next;
+  int stream;
+  size_t len;
+  char data[];
+} rt_chunk;
+
+struct rt_attach {
+  struct rt_container *c;
+  struct rt_proc *p;
+  int flags;
+  int wake_fd; /* eventfd: output or exit arrived */
+  rt_chunk *head, *tail;
+  struct rt_attach *next;
+};
+
+typedef struct rt_proc {
+  char id[128]; /* exec ID; "" = init */
+  int pid;
+  int started, exited;
+  rt_exit exit;
+  int exit_fd;       /* eventfd written once the process exited */
+  vrpc_call *stdio;  /* the agent's Stdio stream for this process */
+  pthread_t relay;
+  int relay_running;
+  rt_chunk *kept, *kept_tail; /* exec output for late attachers */
+  size_t kept_bytes;
+  rt_attach *attachers;
+  struct rt_proc *next;
+} rt_proc;
+
+typedef struct rt_container {
+  struct rt_runtime *rt;
+  char id[128];
+  char dir[4200];
+  pthread_mutex_t mu; /* state, processes, attachers */
+  pthread_mutex_t op; /* one lifecycle operation at a time */
+  rt_state state;
+  Vessel__V1__ContainersCreateRequest *spec; /* as created, process merged */
+  char image_digest[72];
+  char platform[80];
+  int64_t created_ns, started_ns, finished_ns;
+  rt_exit last_exit;
+  int has_exit;
+  /* network */
+  char network[64], ip[16], mac[18], gateway[16], tap[16];
+  int prefix;
+  /* VM */
+  vm *vm;
+  int qemu_pid;
+  int64_t boot_ms;
+  int vcpus, memory_mib;
+  rt_proc init;
+  rt_proc *execs;
+  lg_writer *logs;
+  int deleted;
+} rt_container;
+
+struct rt_runtime {
+  rt_config cfg;
+  char root[4000];
+  pthread_mutex_t mu; /* the list */
+  rt_container **list;
+  size_t n;
+  rt_container **dead; /* deleted; freed at close (attachers may hold them) */
+  size_t n_dead;
+};
+
+/* lifecycle.c */
+rt_container *rt_find(rt_runtime *rt, const char *id, vs_err *err);
+int rt_agent(rt_container *c, const vrpc_method *m, const ProtobufCMessage *req,
+             ProtobufCMessage **resp, int64_t timeout_ms, vs_err *err);
+void rt_now(int64_t *ns);
+int rt_save(rt_container *c, vs_err *err);
+
+/* spec.c */
+Vessel__V1__ProcessSpec *rt_merge_spec(const Vessel__V1__ProcessSpec *req,
+                                       const Vessel__V1__EntrypointOverride *ep,
+                                       const oci_config *image, const char *hostname,
+                                       vs_err *err);
+Vessel__V1__ProcessSpec *rt_exec_spec(const Vessel__V1__ProcessSpec *req,
+                                      const Vessel__V1__ProcessSpec *init, vs_err *err);
+/* Replaces a string field of an unpacked message. */
+void rt_set_str(char **field, const char *v);
+/* Deep copy of any message (pack + unpack). */
+ProtobufCMessage *rt_copy_msg(const ProtobufCMessage *m);
+
+/* stdio.c */
+int rt_proc_open_stdio(rt_container *c, rt_proc *p, vs_err *err);
+void rt_proc_init(rt_proc *p, const char *id);
+void rt_proc_finish(rt_container *c, rt_proc *p, const rt_exit *e);
+void rt_proc_free(rt_proc *p);
+void rt_proc_join(rt_proc *p);
+
+void rt_container_exited(rt_container *c);
+
+/* hostnet.c */
+int rt_net_setup(rt_container *c, const net_network *n, vs_err *err);
+void rt_net_teardown(rt_container *c);
+
+#endif
