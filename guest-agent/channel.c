@@ -78,13 +78,29 @@ static int drain(ring *r, int fd) {
   return n < 0 && (errno == EAGAIN || errno == EINTR) ? 2 : -1;
 }
 
-int ch_relay(int port, int sock) {
+/* HTTP/2 client connection preface: every new host connection starts with
+ * it. When the host reconnects faster than the guest notices the hang-up,
+ * the new connection's bytes arrive on the same open port; the preface at
+ * the start of a read marks the switch. (A DATA frame that happens to carry
+ * these 24 bytes exactly at a read boundary would be misread; virtio
+ * buffers make that practically impossible.) */
+static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+#define PREFACE_LEN 24
+
+int ch_relay(int port, int sock, ch_carry *carry) {
   set_nonblock(port);
   set_nonblock(sock);
   ring up = {malloc(RELAY_BUF), 0, 0};   /* port -> sock */
   ring down = {malloc(RELAY_BUF), 0, 0}; /* sock -> port */
   int rc = 0;
+  size_t forwarded = 0; /* bytes from the host on this connection */
   if (!up.buf || !down.buf) goto out;
+  if (carry && carry->len) {
+    memcpy(up.buf, carry->buf, carry->len);
+    up.len = carry->len;
+    forwarded = carry->len;
+    carry->len = 0;
+  }
   for (;;) {
     struct pollfd p[2] = {{port, 0, 0}, {sock, 0, 0}};
     if (up.off + up.len < RELAY_BUF) p[0].events |= POLLIN;
@@ -96,9 +112,22 @@ int ch_relay(int port, int sock) {
       goto out;
     }
     if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      size_t at = up.off + up.len;
       int r = fill(&up, port);
       /* read() 0 / POLLHUP without data: the host closed its socket. */
       if (r == 0 || r < 0 || ((p[0].revents & POLLHUP) && r == 2)) goto out;
+      if (r == 1) {
+        size_t n = up.off + up.len - at;
+        if (forwarded > 0 && n >= PREFACE_LEN && memcmp(up.buf + at, preface, PREFACE_LEN) == 0) {
+          if (carry) {
+            memcpy(carry->buf, up.buf + at, n);
+            carry->len = n;
+          }
+          rc = 2;
+          goto out;
+        }
+        forwarded += n;
+      }
     }
     if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
       int r = fill(&down, sock);
@@ -146,8 +175,9 @@ static void *serial_main(void *arg) {
     LOG(VS_LOG_ERROR, "open %s: %s", c->dev, strerror(errno));
     return NULL;
   }
+  static ch_carry carry; /* one serial channel per agent */
   for (;;) {
-    wait_host(port);
+    if (!carry.len) wait_host(port);
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
       LOG(VS_LOG_ERROR, "socketpair: %s", strerror(errno));
@@ -161,9 +191,10 @@ static void *serial_main(void *arg) {
       sleep_ms(100);
       continue;
     }
-    int r = ch_relay(port, sv[1]);
+    int r = ch_relay(port, sv[1], &carry);
     close(sv[1]); /* gRPC sees EOF and drops the connection's calls */
     if (r == 0) LOG(VS_LOG_INFO, "host disconnected from %s; waiting", c->dev);
+    if (r == 2) LOG(VS_LOG_INFO, "host reconnected on %s", c->dev);
   }
   return NULL;
 }

@@ -22,10 +22,18 @@ extern "C" {
  * 1 found, 0 not (yet), -1 error. */
 int ch_find_port(const char *sysfs_dir, const char *name, char *dev, size_t dev_len);
 
+/* Bytes of a new host connection read while relaying the old one. */
+typedef struct ch_carry {
+  char buf[256 * 1024];
+  size_t len;
+} ch_carry;
+
 /* Relays bytes between a virtio-serial port fd and a socket fd until the
- * host side disconnects (returns 0) or the socket side closes (returns 1).
- * Both fds are switched to non-blocking. */
-int ch_relay(int port_fd, int sock_fd);
+ * host side disconnects (returns 0), the socket side closes (returns 1), or
+ * a new host connection starts (returns 2, its first bytes in *carry). Bytes
+ * in *carry at entry are sent to the socket first. Both fds are switched to
+ * non-blocking. */
+int ch_relay(int port_fd, int sock_fd, ch_carry *carry);
 
 /* Starts the channel threads serving srv (already started). Waits up to
  * wait_ms for the port / vsock device to appear. */

@@ -472,15 +472,29 @@ pid_t sp_spawn_exec(pid_t init_pid, const sp_exec *x, int status_w, vs_err *err)
                           "container init (pid %d) is gone", (int)init_pid);
     }
   }
+  /* setns(mnt) puts the caller at the namespace's root mount, which is the
+   * initramfs; the container's root is where its init pivoted to. */
+  char rpath[64];
+  snprintf(rpath, sizeof rpath, "/proc/%d/root", (int)init_pid);
+  int rootfd = open(rpath, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (rootfd < 0) {
+    int e = errno;
+    for (int i = 0; i < 4; i++) close(fds[i]);
+    return vs_err_errno(err, VS_FAILED_PRECONDITION, e, "container init (pid %d) is gone",
+                        (int)init_pid);
+  }
   pid_t helper = raw_clone(SIGCHLD);
   if (helper != 0) {
     int e = errno;
+    close(rootfd);
     for (int i = 0; i < 4; i++) close(fds[i]);
     if (helper < 0) return vs_err_errno(err, VS_INTERNAL, e, "clone");
     return helper;
   }
   for (int i = 0; i < 4; i++)
     if (setns(fds[i], ns[i].type) < 0) fail(status_w, 13, 1, "setns %s: %s", ns[i].name, errname(errno));
+  if (fchdir(rootfd) < 0 || chroot(".") < 0 || chdir("/") < 0)
+    fail(status_w, 13, 1, "enter container root: %s", errname(errno));
   /* CLONE_PARENT: the process is vminitd's child, inside the container's
    * PID namespace (setns(pid) applies to children only). */
   pid_t pid = raw_clone(CLONE_PARENT | SIGCHLD);

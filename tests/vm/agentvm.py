@@ -38,7 +38,7 @@ def env(name):
 
 class AgentVM:
     def __init__(self, kernel=None, initrd_extra=None, stock=False, memory=256, vcpus=1,
-                 rootfs=True, extra_args=()):
+                 rootfs=True, extra_args=(), wrap=()):
         self.dir = tempfile.mkdtemp(prefix="vvm-", dir="/tmp")
         self.sock = os.path.join(self.dir, "agent.sock")
         self.console = os.path.join(self.dir, "console.log")
@@ -55,7 +55,7 @@ class AgentVM:
             args += ["--stock"]
         if initrd_extra:
             args += ["--initrd-extra", initrd_extra]
-        args += list(extra_args)
+        args = list(wrap) + args + list(extra_args)
         t0 = time.monotonic()
         r = subprocess.run(args, capture_output=True, text=True)
         if r.returncode != 0:
