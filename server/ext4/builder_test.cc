@@ -469,6 +469,25 @@ TEST_F(Builder, WritableCopy) {
   EXPECT_EQ(err.code, VS_ALREADY_EXISTS);
 }
 
+TEST_F(Builder, SpoolOnAnotherFilesystem) {
+  // /dev/shm is tmpfs: the spool -> image copy cannot use copy_file_range
+  // across filesystems everywhere and falls back to read/write.
+  struct stat st;
+  if (stat("/dev/shm", &st) != 0) GTEST_SKIP() << "no /dev/shm";
+  std::string data(300000, 'q');
+  for (size_t i = 0; i < data.size(); i += 7) data[i] = (char)i;
+  {
+    Tar t(P("l1.tar"));
+    t.File("f", data);
+  }
+  rfs_options o;
+  rfs_options_init(&o);
+  o.tmp_dir = "/dev/shm";
+  auto img = Ok({P("l1.tar")}, &o);
+  ASSERT_TRUE(img);
+  EXPECT_TRUE(img->Read("f") == data);
+}
+
 TEST_F(Builder, Qcow2Overlay) {
   {
     Tar t(P("l1.tar"));
