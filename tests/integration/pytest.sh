@@ -5,4 +5,11 @@ set -euo pipefail
 ws=$PWD
 export VESSELD=$ws/server/daemon/vesseld VESSEL_CERTS=$ws/server/daemon/vessel-certs.sh
 export PYTHONDONTWRITEBYTECODE=1
+# Tests that boot VMs find the initramfs in the runfiles and the guest kernel
+# in kernel/build.sh's cache (built once per machine; instant afterwards).
+if [ -e "$ws/guest-agent/initramfs.cpio" ]; then
+  export VESSEL_INITRD=$ws/guest-agent/initramfs.cpio
+  src=$(cd "$(dirname "$(readlink -f "$ws/tests/integration/pytest.sh")")/../.." && pwd)
+  export VESSEL_KERNEL=${VESSEL_KERNEL:-$(bash "$src/kernel/build.sh" | tail -n 1)/vmlinux}
+fi
 exec /usr/bin/python3 -m pytest -p no:cacheprovider -q -rfE "$@"

@@ -1,0 +1,219 @@
+"""Containers in real QEMU VMs (real kernel, real vminitd) through the
+Python client against a real vesseld."""
+import io
+import os
+import subprocess
+import tarfile
+import threading
+import time
+
+import grpc
+import pytest
+
+import vessel
+from oci_layout import Layout, tar_layer
+from vesseld import Vesseld
+from vessel.v1 import containers_pb2 as cp
+from vessel.v1 import events_pb2, images_pb2, types_pb2
+
+KERNEL = os.environ.get("VESSEL_KERNEL", "")
+INITRD = os.environ.get("VESSEL_INITRD", "")
+
+
+def busybox_image_tar(tmp) -> bytes:
+    """An OCI archive of a busybox-static image with applet symlinks."""
+    lay = Layout(os.path.join(tmp, "layout"))
+    with open("/bin/busybox", "rb") as f:
+        bb = f.read()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        def add(name, data=None, link=None, mode=0o755):
+            info = tarfile.TarInfo(name)
+            info.mtime = 1700000000
+            if link:
+                info.type, info.linkname = tarfile.SYMTYPE, link
+            elif data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+            else:
+                info.size, info.mode = len(data), mode
+            t.addfile(info, io.BytesIO(data) if data is not None else None)
+        for d in ["bin", "etc", "tmp", "root", "var", "var/www"]:
+            add(d)
+        add("bin/busybox", bb)
+        for applet in ["sh", "echo", "cat", "sleep", "ls", "id", "hostname", "env", "true",
+                       "false", "ip", "wget", "httpd", "head", "wc", "kill", "pwd"]:
+            add(f"bin/{applet}", link="busybox")
+        add("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n",
+            mode=0o644)
+        add("etc/group", b"root:x:0:\nnogroup:x:65534:\n", mode=0o644)
+        add("var/www/index.html", b"hello over the bridge\n", mode=0o644)
+    lay.tag(lay.image([buf.getvalue()], compression="gzip",
+                      config_extra={"Cmd": ["echo", "hello from a vessel VM"],
+                                    "Env": ["PATH=/bin", "FROM_IMAGE=1"]}), "busybox")
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as t:
+        t.add(lay.path, arcname=".")
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    assert KERNEL and os.path.exists(KERNEL), "VESSEL_KERNEL must name the guest kernel"
+    assert INITRD and os.path.exists(INITRD), "VESSEL_INITRD must name the initramfs"
+    data = busybox_image_tar(str(tmp_path_factory.mktemp("img")))
+    with Vesseld("--kernel", KERNEL, "--initrd", INITRD) as d, \
+            vessel.Client(d.address, timeout=180) as c:
+        def gen():
+            yield images_pb2.ImagesImportRequest(
+                header=images_pb2.ImagesImportHeader(reference="busybox:test"))
+            yield images_pb2.ImagesImportRequest(data=data)
+        c.images.Import(gen(), timeout=60)
+        c.daemon = d
+        yield c
+
+
+def run(c, args=None, id=None, **kw):
+    """Create + start + wait; returns (exit status, stdout, stderr, id)."""
+    proc = types_pb2.ProcessSpec(args=args or [], **kw.pop("process", {}))
+    ct = c.containers.Create(cp.ContainersCreateRequest(
+        id=id or "", image="busybox:test", process=proc, **kw), timeout=180).container
+    att = c.containers.Attach(iter([cp.ContainersAttachRequest(
+        open=cp.ContainersAttachOpen(container_id=ct.id, logs=True))]), timeout=120)
+    c.containers.Start(cp.ContainersStartRequest(container_id=ct.id), timeout=60)
+    out, err, status = b"", b"", None
+    for m in att:
+        if m.HasField("frame"):
+            if m.frame.stream == types_pb2.STDIO_STREAM_STDERR:
+                err += m.frame.data
+            else:
+                out += m.frame.data
+        else:
+            status = m.exit
+    return status, out, err, ct.id
+
+
+def test_run_captures_output_and_exit_code(env):
+    status, out, _, cid = run(env)
+    assert out == b"hello from a vessel VM\n"
+    assert status.code == 0
+    ct = env.containers.Inspect(cp.ContainersInspectRequest(container_id=cid)).container
+    assert ct.state == cp.CONTAINER_STATE_STOPPED and ct.exit_status.code == 0
+    env.containers.Delete(cp.ContainersDeleteRequest(container_id=cid))
+    status, out, err, cid = run(env, ["sh", "-c", "echo out; echo err >&2; exit 3"])
+    assert (status.code, out, err) == (3, b"out\n", b"err\n")
+    env.containers.Delete(cp.ContainersDeleteRequest(container_id=cid))
+
+
+def test_image_config_merged(env):
+    status, out, _, cid = run(env, ["sh", "-c", "echo $FROM_IMAGE $MINE $HOSTNAME; pwd"],
+                              hostname="box", process={"env": ["MINE=2"], "cwd": "/tmp"})
+    assert out == b"1 2 box\n/tmp\n"
+    env.containers.Delete(cp.ContainersDeleteRequest(container_id=cid))
+
+
+def test_exec_logs_stats_stop_delete(env):
+    c = env
+    ct = c.containers.Create(cp.ContainersCreateRequest(
+        id="long", image="busybox:test",
+        process=types_pb2.ProcessSpec(args=["sh", "-c", "echo started; sleep 600"])),
+        timeout=180).container
+    c.containers.Start(cp.ContainersStartRequest(container_id="long"))
+    ex = c.containers.Exec(cp.ContainersExecRequest(
+        container_id="long", process=types_pb2.ProcessSpec(args=["cat", "/etc/hostname"])))
+    att = c.containers.Attach(iter([cp.ContainersAttachRequest(open=cp.ContainersAttachOpen(
+        container_id="long", exec_id=ex.exec_id, logs=True))]))
+    frames = list(att)
+    assert frames[-1].exit.code == 0
+    time.sleep(0.5)
+    logs = b"".join(e.data for m in c.containers.Logs(cp.ContainersLogsRequest(
+        container_id="long")) for e in m.entries)
+    assert logs == b"started\n"
+    stats = c.containers.Stats(cp.ContainersStatsRequest(container_id="long")).statistics
+    assert stats.memory.usage_bytes > 0
+    running = c.containers.List(cp.ContainersListRequest()).containers
+    assert [x.id for x in running] == ["long"] and running[0].state == cp.CONTAINER_STATE_RUNNING
+    with pytest.raises(grpc.RpcError) as e:
+        c.containers.Delete(cp.ContainersDeleteRequest(container_id="long"))
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    t0 = time.monotonic()
+    st = c.containers.Stop(cp.ContainersStopRequest(container_id="long", timeout_ms=2000),
+                           timeout=60).exit_status
+    assert st.signal in (15, 9) and time.monotonic() - t0 < 30
+    qemu = ct.vm.qemu_pid
+    c.containers.Delete(cp.ContainersDeleteRequest(container_id="long"))
+    assert not os.path.exists(f"/proc/{qemu}") or "zombie" in open(f"/proc/{qemu}/status").read().lower()
+    assert not os.path.exists(os.path.join(c.daemon.root, "containers", "long"))
+    with pytest.raises(grpc.RpcError) as e:
+        c.containers.Inspect(cp.ContainersInspectRequest(container_id="long"))
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_bad_requests_are_clear_errors(env):
+    c = env
+    cases = [
+        (cp.ContainersCreateRequest(image="nope:1"), grpc.StatusCode.NOT_FOUND),
+        (cp.ContainersCreateRequest(image="busybox:test", id="bad id!"),
+         grpc.StatusCode.INVALID_ARGUMENT),
+        (cp.ContainersCreateRequest(image="busybox:test", resources=types_pb2.Resources(
+            memory_bytes=-1)), grpc.StatusCode.INVALID_ARGUMENT),
+        (cp.ContainersCreateRequest(image="busybox:test", mounts=[types_pb2.Mount(
+            type="tmpfs", destination="relative")]), grpc.StatusCode.INVALID_ARGUMENT),
+    ]
+    for req, code in cases:
+        with pytest.raises(grpc.RpcError) as e:
+            c.containers.Create(req, timeout=60)
+        assert e.value.code() == code, req
+    with pytest.raises(grpc.RpcError) as e:
+        c.containers.Start(cp.ContainersStartRequest(container_id="ghost"))
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_missing_executable_is_an_error(env):
+    c = env
+    c.containers.Create(cp.ContainersCreateRequest(
+        id="noexe", image="busybox:test",
+        process=types_pb2.ProcessSpec(args=["/no/such/binary"])), timeout=180)
+    with pytest.raises(grpc.RpcError) as e:
+        c.containers.Start(cp.ContainersStartRequest(container_id="noexe"), timeout=60)
+    assert "no/such/binary" in e.value.details()
+    c.containers.Delete(cp.ContainersDeleteRequest(container_id="noexe", force=True))
+
+
+def test_events_in_order(env):
+    c = env
+    got = []
+    stream = c.containers and env.events.Subscribe(events_pb2.EventsSubscribeRequest(
+        container_id="evc"), timeout=180)
+
+    def reader():
+        try:
+            for m in stream:
+                got.append(m.event.type)
+        except grpc.RpcError:
+            pass
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    time.sleep(0.3)
+    run(c, ["true"], id="evc")
+    c.containers.Delete(cp.ContainersDeleteRequest(container_id="evc"))
+    deadline = time.time() + 10
+    while len(got) < 4 and time.time() < deadline:
+        time.sleep(0.1)
+    stream.cancel()
+    assert got == [types_pb2.EVENT_TYPE_CONTAINER_CREATED, types_pb2.EVENT_TYPE_CONTAINER_STARTED,
+                   types_pb2.EVENT_TYPE_CONTAINER_EXITED, types_pb2.EVENT_TYPE_CONTAINER_DELETED]
+
+
+def test_five_containers_concurrently(env):
+    results = {}
+
+    def one(i):
+        status, out, _, cid = run(env, ["echo", f"c{i}"], id=f"par{i}")
+        results[i] = (status.code, out)
+        env.containers.Delete(cp.ContainersDeleteRequest(container_id=cid))
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {i: (0, f"c{i}\n".encode()) for i in range(5)}
