@@ -308,10 +308,13 @@ TEST_F(Builder, LongNames) {
 
 TEST_F(Builder, HugeDirectoryGetsAnHtreeIndex) {
   const int n = 100000;
+  // Names long enough that the leaves outnumber one index block's 507
+  // entries: the index gets a second level.
+  const std::string pre = "entry-with-a-name-long-enough-for-two-levels-";
   {
     Tar t(P("l1.tar"), "gzip");
     t.Dir("many");
-    for (int i = 0; i < n; i++) t.File("many/entry-" + std::to_string(i), "");
+    for (int i = 0; i < n; i++) t.File("many/" + pre + std::to_string(i), "");
     t.Dir("medium");
     for (int i = 0; i < 500; i++) t.Symlink("medium/s" + std::to_string(i), "x");
   }
@@ -323,7 +326,15 @@ TEST_F(Builder, HugeDirectoryGetsAnHtreeIndex) {
   // Lookups go through the index (ext2fs_namei uses linear search; the
   // kernel uses the index, which e2fsck has verified above).
   for (int i : {0, 1, 4242, 99999})
-    EXPECT_TRUE(img->Exists("many/entry-" + std::to_string(i))) << i;
+    EXPECT_TRUE(img->Exists("many/" + pre + std::to_string(i))) << i;
+  // Two index levels: the root's indirect_levels byte (offset 24 + 6).
+  ext2_inode_large in = img->Inode("many");
+  blk64_t root_blk = 0;
+  ASSERT_EQ(ext2fs_bmap2(img->fs(), img->Ino("many"), (ext2_inode*)&in, nullptr, 0, 0,
+                         nullptr, &root_blk), 0);
+  std::vector<char> blk(4096);
+  ASSERT_EQ(io_channel_read_blk64(img->fs()->io, root_blk, 1, blk.data()), 0);
+  EXPECT_EQ(blk[30], 1);
   // All distinct inodes, all in the one directory.
   std::set<std::string> names;
   for (auto& s : img->List("many")) names.insert(s);
