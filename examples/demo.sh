@@ -16,10 +16,15 @@ demo=/tmp/vessel-demo
 root=${VESSEL_ROOT:-$demo/root}
 sock=${VESSEL_SOCK:-$demo/vessel.sock}
 mkdir -p "$(dirname "$sock")" "$demo"
-bazel-bin/server/daemon/vesseld --root "$root" --listen "unix://$sock" \
+# The demo keeps its bridge and VMs in a network namespace of its own.
+ns=vessel-demo
+ip netns del $ns 2>/dev/null || true
+ip netns add $ns
+ip -n $ns link set lo up
+ip netns exec $ns bazel-bin/server/daemon/vesseld --root "$root" --listen "unix://$sock" \
   --kernel "$kdir/vmlinux" --initrd bazel-bin/guest-agent/initramfs.cpio 2> "$demo/vesseld.log" &
 pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; ip netns del $ns 2>/dev/null' EXIT
 for _ in $(seq 100); do grep -q " ready " "$demo/vesseld.log" && break; sleep 0.1; done
 grep -q " ready " "$demo/vesseld.log" || { cat "$demo/vesseld.log"; exit 1; }
 

@@ -62,7 +62,7 @@ static int ensure_bridge(const net_network *n, int prefix, vs_err *err) {
   char cidr[40];
   snprintf(cidr, sizeof cidr, "%s/%d", n->gateway, prefix);
   if (RUN(&ignore, "ip", "addr", "add", cidr, "dev", n->bridge) < 0 &&
-      !strstr(ignore.msg, "exists"))
+      !strstr(ignore.msg, "exists") && !strstr(ignore.msg, "already"))
     return vs_err_set(err, VS_INTERNAL, "%s", ignore.msg);
   return RUN(err, "ip", "link", "set", n->bridge, "up");
 }

@@ -61,7 +61,7 @@ def env(tmp_path_factory):
     assert KERNEL and os.path.exists(KERNEL), "VESSEL_KERNEL must name the guest kernel"
     assert INITRD and os.path.exists(INITRD), "VESSEL_INITRD must name the initramfs"
     data = busybox_image_tar(str(tmp_path_factory.mktemp("img")))
-    with Vesseld("--kernel", KERNEL, "--initrd", INITRD) as d, \
+    with Vesseld("--kernel", KERNEL, "--initrd", INITRD, netns=True) as d, \
             vessel.Client(d.address, timeout=180) as c:
         def gen():
             yield images_pb2.ImagesImportRequest(

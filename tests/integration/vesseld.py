@@ -31,7 +31,11 @@ class Vesseld:
     unix sockets are limited to 107 bytes)."""
 
     def __init__(self, *extra: str, tcp: bool = False, certs: str | None = None,
-                 insecure_tcp: bool = False, root: str | None = None, env: dict | None = None):
+                 insecure_tcp: bool = False, root: str | None = None, env: dict | None = None,
+                 netns: bool = False):
+        """netns: run vesseld in a network namespace of its own (made here,
+        removed on cleanup), so its bridges, taps and VMs never touch the
+        host's network (the tests' network rule)."""
         self.tmp = tempfile.mkdtemp(prefix="vsl-", dir="/tmp")
         self.root = root or os.path.join(self.tmp, "root")
         self.socket = os.path.join(self.tmp, "v.sock")
@@ -46,6 +50,12 @@ class Vesseld:
                 args += ["--tls-cert", f"{certs}/server.pem", "--tls-key", f"{certs}/server.key",
                          "--tls-client-ca", f"{certs}/ca.pem"]
         args += list(extra)
+        self.netns = None
+        if netns:
+            self.netns = "vsl-" + os.path.basename(self.tmp)[4:].replace("_", "")[:10]
+            subprocess.run(["ip", "netns", "add", self.netns], check=True)
+            subprocess.run(["ip", "-n", self.netns, "link", "set", "lo", "up"], check=True)
+            args = ["ip", "netns", "exec", self.netns] + args
         self.args = args
         self.log_lines: list[str] = []
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -84,7 +94,14 @@ class Vesseld:
 
     def cleanup(self):
         self.stop()
+        if self.netns:
+            subprocess.run(["ip", "netns", "del", self.netns], check=False)
+            self.netns = None
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def in_netns(self, *cmd: str, **kw):
+        """Runs a command in vesseld's network namespace."""
+        return subprocess.run(["ip", "netns", "exec", self.netns, *cmd], **kw)
 
     def __enter__(self):
         return self
