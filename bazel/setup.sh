@@ -17,6 +17,8 @@ DEB_PACKAGES=(
   python3 python3-grpcio python3-protobuf python3-pytest python3-jwt python3-cryptography python3-bcrypt zstd
   # rootfs builder fuzzing (server/ext4/fuzz/run.sh): clang with libFuzzer
   clang libclang-rt-14-dev
+  # guest kernel build (kernel/build.sh) from Debian's kernel source
+  linux-source-6.1 flex bison bc libelf-dev
 )
 GO_TOOLS=(
   google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.6

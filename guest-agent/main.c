@@ -108,6 +108,12 @@ static void loopback_up(void) {
   nl_close(&s);
 }
 
+static long uptime_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_BOOTTIME, &ts);
+  return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void power(int action) {
   sync();
   /* Stop everything so filesystems are quiet, then sync again. */
@@ -137,6 +143,7 @@ int main(int argc, char **argv) {
   sigprocmask(SIG_BLOCK, &set, NULL);
   signal(SIGPIPE, SIG_IGN);
   umask(022);
+  long start_ms = uptime_ms();
 
   mount_early();
   load_modules();
@@ -159,6 +166,8 @@ int main(int argc, char **argv) {
     LOG(VS_LOG_ERROR, "%s", err.msg);
     power(1);
   }
+  LOG(VS_LOG_INFO, "vminitd %s: started at %ld ms of uptime, serving at %ld ms", AG_VERSION,
+      start_ms, uptime_ms());
   uint64_t v;
   while (read(a.shutdown_fd, &v, sizeof v) < 0 && errno == EINTR) {
   }

@@ -247,9 +247,28 @@ static int reap(vm *v, int block) {
   return 0;
 }
 
+/* The kernel's panic line, which the stack dump after it pushes out of the
+ * tail, or "" if there is none. */
+static void panic_line(const char *path, char *out, size_t n) {
+  out[0] = '\0';
+  char buf[8192];
+  vm_tail(path, 80, buf, sizeof buf);
+  char *p = NULL;
+  for (char *q = buf; (q = strstr(q, "Kernel panic")) != NULL; q++) p = q;
+  if (!p) return;
+  size_t len = strcspn(p, "\r\n");
+  snprintf(out, n, "%.*s\n...\n", (int)(len < n - 6 ? len : n - 6), p);
+}
+
 static int fail_with_log(vm *v, vs_code code, vs_err *err, const char *what) {
-  char tail[1500];
-  vm_tail(v->log[0] ? v->log : NULL, 12, tail, sizeof tail);
+  char tail[1500], pl[256] = "";
+  if (v->log[0]) panic_line(v->log, pl, sizeof pl);
+  vm_tail(v->log[0] ? v->log : NULL, pl[0] ? 6 : 12, tail, sizeof tail);
+  if (pl[0]) {
+    char both[1500];
+    snprintf(both, sizeof both, "%s%s", pl, tail);
+    snprintf(tail, sizeof tail, "%s", both);
+  }
   if (v->exited && WIFEXITED(v->status))
     return vs_err_set(err, code, "%s: QEMU exited with status %d; console log:\n%s", what,
                       WEXITSTATUS(v->status), tail);
