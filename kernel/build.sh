@@ -3,7 +3,7 @@
 # it by the hash of (config fragments, source version, arch, recipe), so it is
 # built once per machine and every later call returns at once.
 #
-#   kernel/build.sh [--arch x86_64|arm64] [--print-hash]
+#   kernel/build.sh [--arch x86_64|arm64] [--print-hash] [--config-only]
 #
 # Prints the cache directory on stdout (last line). It holds:
 #   vmlinux   stripped ELF, booted directly through PVH (x86_64)
@@ -14,7 +14,8 @@
 # Cache root: $VESSEL_KERNEL_CACHE, default /var/cache/vessel/kernel.
 # Needs: linux-source-6.1 make gcc flex bison bc libelf-dev (bazel/setup.sh).
 # arm64 additionally needs a cross compiler (gcc-aarch64-linux-gnu) unless the
-# host is arm64.
+# host is arm64. --config-only stops after generating and checking .config
+# (prints its path): a quick check of a fragment change.
 set -euo pipefail
 
 # Bump when the way the kernel is built changes (not for comments here).
@@ -24,11 +25,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 cache=${VESSEL_KERNEL_CACHE:-/var/cache/vessel/kernel}
 arch=$(uname -m)
 print_hash=0
+config_only=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --arch) arch=$2; shift 2 ;;
     --print-hash) print_hash=1; shift ;;
-    *) echo "usage: $0 [--arch x86_64|arm64] [--print-hash]" >&2; exit 2 ;;
+    --config-only) config_only=1; shift ;;
+    *) echo "usage: $0 [--arch x86_64|arm64] [--print-hash] [--config-only]" >&2; exit 2 ;;
   esac
 done
 case "$arch" in
@@ -51,7 +54,7 @@ hash=$( {
 } | sha256sum | cut -c1-16)
 out=$cache/$arch-$hash
 if [ "$print_hash" = 1 ]; then echo "$out"; exit 0; fi
-if [ -f "$out/release" ]; then echo "$out"; exit 0; fi
+if [ -f "$out/release" ] && [ "$config_only" = 0 ]; then echo "$out"; exit 0; fi
 
 for t in make gcc flex bison bc; do
   command -v "$t" >/dev/null || { echo "build.sh: missing tool $t (run bazel/setup.sh)" >&2; exit 1; }
@@ -62,7 +65,7 @@ mkdir -p "$cache"
 # One build at a time per machine: a second caller waits, then finds the cache.
 exec 9>"$cache/.lock"
 flock 9
-if [ -f "$out/release" ]; then echo "$out"; exit 0; fi
+if [ -f "$out/release" ] && [ "$config_only" = 0 ]; then echo "$out"; exit 0; fi
 
 cross=()
 if [ "$arch" = arm64 ] && [ "$(uname -m)" != aarch64 ]; then
@@ -100,6 +103,7 @@ while IFS= read -r line; do
   esac
 done < <(cat "$here/configs/common.config" "$here/configs/$arch.config")
 [ "$bad" = 0 ] || exit 1
+if [ "$config_only" = 1 ]; then echo "$work/.config"; exit 0; fi
 
 echo "build.sh: building $arch kernel from $pkg $srcver (several minutes)" >&2
 jobs=$(nproc)
