@@ -68,6 +68,16 @@ static Vessel__V1__Container *describe(rt_container *c) {
     m->networks[0] = a;
     m->n_networks = 1;
   }
+  if (c->n_ports) m->ports = calloc(c->n_ports, sizeof *m->ports);
+  for (size_t i = 0; m->ports && i < c->n_ports; i++) {
+    Vessel__V1__PortMapping *pm = malloc(sizeof *pm);
+    vessel__v1__port_mapping__init(pm);
+    pm->host_ip = strdup(c->ports[i].host_ip);
+    pm->host_port = (uint32_t)c->ports[i].host_port;
+    pm->container_port = (uint32_t)c->ports[i].container_port;
+    pm->protocol = VESSEL__V1__PORT_PROTOCOL__PORT_PROTOCOL_TCP;
+    m->ports[m->n_ports++] = pm;
+  }
   m->hostname = strdup(c->spec->hostname);
   m->auto_remove = c->spec->auto_remove;
   if (c->vm) {

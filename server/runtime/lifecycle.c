@@ -315,8 +315,14 @@ static int validate(const Vessel__V1__ContainersCreateRequest *req, vs_err *err)
                         "mount %s: host directory volumes are not supported yet (tmpfs is)",
                         m->destination);
   }
-  if (req->n_ports)
-    return vs_err_set(err, VS_UNIMPLEMENTED, "port publishing is not supported yet");
+  for (size_t i = 0; i < req->n_ports; i++) {
+    const Vessel__V1__PortMapping *m = req->ports[i];
+    if (m->protocol == VESSEL__V1__PORT_PROTOCOL__PORT_PROTOCOL_UDP)
+      return vs_err_set(err, VS_UNIMPLEMENTED, "UDP port publishing is not supported yet");
+    if (!m->container_port || m->container_port > 65535 || m->host_port > 65535)
+      return vs_err_set(err, VS_INVALID_ARGUMENT, "port mapping %u->%u: ports are 1..65535",
+                        m->host_port, m->container_port);
+  }
   if (req->n_networks > 1)
     return vs_err_set(err, VS_UNIMPLEMENTED, "more than one network is not supported yet");
   if (*req->kernel && strcmp(req->kernel, "optimized") != 0)
@@ -431,8 +437,10 @@ int rt_create(rt_runtime *rt, const Vessel__V1__ContainersCreateRequest *req, ch
   mkdir(runs, 0700);
   if (rc == 0) rc = boot(c, err);
   if (rc == 0) rc = configure_guest(c, err);
+  if (rc == 0) rc = rt_ports_start(c, err);
   img_info_free(&info);
   if (rc < 0) {
+    rt_ports_stop(c);
     shutdown_vm(c);
     rt_net_teardown(c);
     if (c->network[0]) net_release(rt->cfg.networks, c->network, c->id, NULL);
@@ -734,6 +742,7 @@ int rt_delete(rt_runtime *rt, const char *id, int force, vs_err *err) {
   c->deleted = 1;
   pthread_mutex_unlock(&c->mu);
   list_remove(rt, c);
+  rt_ports_stop(c);
   rt_net_teardown(c);
   if (c->network[0]) net_release(rt->cfg.networks, c->network, c->id, NULL);
   char sock[4200];

@@ -49,6 +49,14 @@ typedef struct rt_proc {
   struct rt_proc *next;
 } rt_proc;
 
+/* One published port: a listener and its accept thread. */
+typedef struct rt_port {
+  char host_ip[16], container_ip[16];
+  int host_port, container_port;
+  int listen_fd, stop_fd;
+  pthread_t thread;
+} rt_port;
+
 typedef struct rt_container {
   struct rt_runtime *rt;
   char id[128];
@@ -65,6 +73,8 @@ typedef struct rt_container {
   /* network */
   char network[64], ip[16], mac[18], gateway[16], tap[16];
   int prefix;
+  rt_port *ports;
+  size_t n_ports;
   /* VM */
   vm *vm;
   int qemu_pid;
@@ -113,6 +123,10 @@ void rt_proc_free(rt_proc *p);
 void rt_proc_join(rt_proc *p);
 
 void rt_container_exited(rt_container *c);
+
+/* ports.c */
+int rt_ports_start(rt_container *c, vs_err *err);
+void rt_ports_stop(rt_container *c);
 
 /* hostnet.c */
 int rt_net_setup(rt_container *c, const net_network *n, vs_err *err);

@@ -17,6 +17,8 @@ from vessel.v1 import containers_pb2 as cp
 from vessel.v1 import events_pb2, images_pb2, types_pb2
 
 KERNEL = os.environ.get("VESSEL_KERNEL", "")
+FETCH = ("import sys, urllib.request; "
+         "sys.stdout.buffer.write(urllib.request.urlopen(sys.argv[1], timeout=3).read())")
 INITRD = os.environ.get("VESSEL_INITRD", "")
 
 
@@ -217,3 +219,39 @@ def test_five_containers_concurrently(env):
     for t in threads:
         t.join()
     assert results == {i: (0, f"c{i}\n".encode()) for i in range(5)}
+
+
+def test_networking_host_container_and_published_port(env):
+    c, d = env, env.daemon
+    web = c.containers.Create(cp.ContainersCreateRequest(
+        id="web", image="busybox:test",
+        process=types_pb2.ProcessSpec(args=["httpd", "-f", "-p", "80", "-h", "/var/www"]),
+        ports=[cp.PortMapping(host_ip="127.0.0.1", container_port=80)]), timeout=180).container
+    c.containers.Start(cp.ContainersStartRequest(container_id="web"))
+    ip = web.networks[0].ip_address
+    port = web.ports[0].host_port
+    assert ip.startswith("10.88.") and port > 0
+
+    def fetch(url):
+        for _ in range(50):  # httpd needs a moment to listen
+            r = d.in_netns("/usr/bin/python3", "-c", FETCH, url, capture_output=True)
+            if r.returncode == 0:
+                return r.stdout
+            time.sleep(0.2)
+        return r.stdout + r.stderr
+    # host (vesseld's namespace) -> container, by its IP: no port forwarding
+    assert fetch(f"http://{ip}/index.html") == b"hello over the bridge\n"
+    # a published port on the namespace's loopback
+    assert fetch(f"http://127.0.0.1:{port}/index.html") == b"hello over the bridge\n"
+    # container -> container by IP
+    # (no -T: busybox 1.35 wget crashes with it)
+    status, out, _, cid = run(c, ["wget", "-qO-", f"http://{ip}/index.html"])
+    assert (status.code, out) == (0, b"hello over the bridge\n")
+    c.containers.Delete(cp.ContainersDeleteRequest(container_id=cid))
+    c.containers.Delete(cp.ContainersDeleteRequest(container_id="web", force=True))
+    # delete released everything: no tap left, the IP is free again
+    links = d.in_netns("ip", "-br", "link", capture_output=True, text=True).stdout
+    assert "vt" not in "".join(l.split()[0][:2] for l in links.splitlines())
+    from vessel.v1 import networks_pb2
+    net = c.networks.Inspect(networks_pb2.NetworksInspectRequest(name="default")).network
+    assert dict(net.containers) == {}
