@@ -137,11 +137,19 @@ ambiguous:
 
 int rt_agent(rt_container *c, const vrpc_method *m, const ProtobufCMessage *req,
              ProtobufCMessage **resp, int64_t timeout_ms, vs_err *err) {
+  pthread_rwlock_rdlock(&c->vm_lock);
+  pthread_mutex_lock(&c->mu);
   vrpc_channel *ch = c->vm ? vm_channel(c->vm) : NULL;
-  if (!ch) return vs_err_set(err, VS_UNAVAILABLE, "container %s has no running VM", c->id);
-  vrpc_call_opts o = {timeout_ms, NULL};
+  pthread_mutex_unlock(&c->mu);
+  int rc;
   ProtobufCMessage *r = NULL;
-  int rc = vrpc_unary(ch, m, req, &r, &o, err);
+  if (!ch) {
+    rc = vs_err_set(err, VS_UNAVAILABLE, "container %s has no running VM", c->id);
+  } else {
+    vrpc_call_opts o = {timeout_ms, NULL};
+    rc = vrpc_unary(ch, m, req, &r, &o, err);
+  }
+  pthread_rwlock_unlock(&c->vm_lock);
   if (resp) *resp = r;
   else vrpc_msg_free(r);
   return rc;
@@ -187,14 +195,23 @@ static int boot(rt_container *c, vs_err *err) {
   return 0;
 }
 
-static void shutdown_vm(rt_container *c) {
-  if (!c->vm) return;
-  vs_err ignore;
-  if (vm_stop(c->vm, 5000, &ignore) < 0) vm_kill(c->vm);
-  vm_free(c->vm);
+void rt_teardown_vm(rt_container *c) {
+  pthread_mutex_lock(&c->mu);
+  vm *v = c->vm;
   c->vm = NULL;
   c->qemu_pid = 0;
+  pthread_mutex_unlock(&c->mu);
+  if (!v) return;
+  /* exec streams run on the VM's channel: end them first */
+  for (rt_proc *p = c->execs; p; p = p->next) rt_proc_join(p);
+  pthread_rwlock_wrlock(&c->vm_lock); /* no agent call in flight any more */
+  pthread_rwlock_unlock(&c->vm_lock);
+  vs_err ignore;
+  if (vm_stop(v, 5000, &ignore) < 0) vm_kill(v);
+  vm_free(v);
 }
+
+static void shutdown_vm(rt_container *c) { rt_teardown_vm(c); }
 
 /* The guest side of a booted VM: eth0 and the container itself. */
 static int configure_guest(rt_container *c, vs_err *err) {
@@ -280,6 +297,7 @@ static void container_free(rt_container *c) {
   if (c->spec) protobuf_c_message_free_unpacked(&c->spec->base, NULL);
   pthread_mutex_destroy(&c->mu);
   pthread_mutex_destroy(&c->op);
+  pthread_rwlock_destroy(&c->vm_lock);
   free(c);
 }
 
@@ -348,6 +366,7 @@ int rt_create(rt_runtime *rt, const Vessel__V1__ContainersCreateRequest *req, ch
   c->rt = rt;
   pthread_mutex_init(&c->mu, NULL);
   pthread_mutex_init(&c->op, NULL);
+  pthread_rwlock_init(&c->vm_lock, NULL);
   rt_proc_init(&c->init, "");
   if (*req->id)
     snprintf(c->id, sizeof c->id, "%s", req->id);
@@ -807,6 +826,7 @@ rt_runtime *rt_open(const rt_config *cfg, vs_err *err) {
     c->rt = rt;
     pthread_mutex_init(&c->mu, NULL);
     pthread_mutex_init(&c->op, NULL);
+    pthread_rwlock_init(&c->vm_lock, NULL);
     rt_proc_init(&c->init, "");
     snprintf(c->id, sizeof c->id, "%.127s", e->d_name);
     snprintf(c->dir, sizeof c->dir, "%.4000s/%.127s", dir, e->d_name);

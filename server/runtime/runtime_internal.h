@@ -40,6 +40,7 @@ typedef struct rt_proc {
   int started, exited;
   rt_exit exit;
   int exit_fd;       /* eventfd written once the process exited */
+  pthread_mutex_t stdio_mu; /* guards stdio: senders vs. the relay freeing it */
   vrpc_call *stdio;  /* the agent's Stdio stream for this process */
   pthread_t relay;
   int relay_running;
@@ -75,7 +76,9 @@ typedef struct rt_container {
   int prefix;
   rt_port *ports;
   size_t n_ports;
-  /* VM */
+  /* VM: agent calls hold vm_lock shared; tearing the VM down holds it
+   * exclusively, after taking vm out of the container under mu. */
+  pthread_rwlock_t vm_lock;
   vm *vm;
   int qemu_pid;
   int64_t boot_ms;
@@ -123,6 +126,9 @@ void rt_proc_free(rt_proc *p);
 void rt_proc_join(rt_proc *p);
 
 void rt_container_exited(rt_container *c);
+/* Shuts the VM down (once, whoever calls first) after ending the exec
+ * relays; not from an exec relay thread. */
+void rt_teardown_vm(rt_container *c);
 
 /* ports.c */
 int rt_ports_start(rt_container *c, vs_err *err);

@@ -26,6 +26,7 @@ void rt_proc_init(rt_proc *p, const char *id) {
   memset(p, 0, sizeof *p);
   snprintf(p->id, sizeof p->id, "%s", id ? id : "");
   p->exit_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  pthread_mutex_init(&p->stdio_mu, NULL);
 }
 
 static rt_chunk *chunk_new(int stream, const void *data, size_t len) {
@@ -138,7 +139,17 @@ static void *relay(void *arg) {
     vrpc_msg_free(m);
   }
   rt_proc_finish(c, p, &e);
-  if (!p->id[0]) rt_container_exited(c);
+  /* The stream is done: free it here, before the VM (and its channel) can
+   * be torn down. */
+  pthread_mutex_lock(&p->stdio_mu);
+  vrpc_call *call = p->stdio;
+  p->stdio = NULL;
+  pthread_mutex_unlock(&p->stdio_mu);
+  vrpc_call_free(call);
+  if (!p->id[0]) {
+    rt_container_exited(c);
+    rt_teardown_vm(c); /* init is gone: so is the VM */
+  }
   return NULL;
 }
 
@@ -157,27 +168,33 @@ int rt_proc_open_stdio(rt_container *c, rt_proc *p, vs_err *err) {
     vrpc_call_free(call);
     return -1;
   }
+  pthread_mutex_lock(&p->stdio_mu);
   p->stdio = call;
+  pthread_mutex_unlock(&p->stdio_mu);
   relay_arg *ra = malloc(sizeof *ra);
   ra->c = c;
   ra->p = p;
   int rc = pthread_create(&p->relay, NULL, relay, ra);
   if (rc != 0) {
     free(ra);
-    vrpc_call_free(call);
+    pthread_mutex_lock(&p->stdio_mu);
     p->stdio = NULL;
+    pthread_mutex_unlock(&p->stdio_mu);
+    vrpc_call_free(call);
     return vs_err_errno(err, VS_RESOURCE_EXHAUSTED, rc, "relay thread");
   }
   p->relay_running = 1;
   return 0;
 }
 
+/* Ends the relay (cancelling its stream if it still runs) and waits for it;
+ * the relay frees the stream itself. */
 void rt_proc_join(rt_proc *p) {
+  pthread_mutex_lock(&p->stdio_mu);
   if (p->stdio) vrpc_cancel(p->stdio);
-  if (p->relay_running) pthread_join(p->relay, NULL);
+  pthread_mutex_unlock(&p->stdio_mu);
+  if (p->relay_running && !pthread_equal(p->relay, pthread_self())) pthread_join(p->relay, NULL);
   p->relay_running = 0;
-  if (p->stdio) vrpc_call_free(p->stdio);
-  p->stdio = NULL;
 }
 
 void rt_proc_free(rt_proc *p) {
@@ -186,6 +203,7 @@ void rt_proc_free(rt_proc *p) {
   p->kept = p->kept_tail = NULL;
   if (p->exit_fd >= 0) close(p->exit_fd);
   p->exit_fd = -1;
+  pthread_mutex_destroy(&p->stdio_mu);
 }
 
 /* ---- attach ---- */
@@ -274,11 +292,7 @@ int rt_attach_next(rt_attach *a, int cancel_fd, int *stream, char **data, size_t
 }
 
 int rt_attach_stdin(rt_attach *a, const void *data, size_t len, int eof, vs_err *err) {
-  rt_container *c = a->c;
-  pthread_mutex_lock(&c->mu);
-  vrpc_call *call = a->p->exited ? NULL : a->p->stdio;
-  pthread_mutex_unlock(&c->mu);
-  if (!call) return vs_err_set(err, VS_FAILED_PRECONDITION, "process is not running");
+  rt_proc *p = a->p;
   Vessel__V1__StdioFrame f;
   vessel__v1__stdio_frame__init(&f);
   f.stream = VESSEL__V1__STDIO_STREAM__STDIO_STREAM_STDIN;
@@ -289,7 +303,11 @@ int rt_attach_stdin(rt_attach *a, const void *data, size_t len, int eof, vs_err 
   vessel__v1__agent_stdio_request__init(&req);
   req.kind_case = VESSEL__V1__AGENT_STDIO_REQUEST__KIND_FRAME;
   req.frame = &f;
-  return vrpc_send(call, &req.base, err);
+  pthread_mutex_lock(&p->stdio_mu);
+  int rc = p->stdio ? vrpc_send(p->stdio, &req.base, err)
+                    : vs_err_set(err, VS_FAILED_PRECONDITION, "process is not running");
+  pthread_mutex_unlock(&p->stdio_mu);
+  return rc;
 }
 
 void rt_attach_close(rt_attach *a) {

@@ -255,3 +255,73 @@ def test_networking_host_container_and_published_port(env):
     from vessel.v1 import networks_pb2
     net = c.networks.Inspect(networks_pb2.NetworksInspectRequest(name="default")).network
     assert dict(net.containers) == {}
+
+
+def test_attach_detach_reattach_and_follow_logs(env):
+    c = env
+    c.containers.Create(cp.ContainersCreateRequest(
+        id="chat", image="busybox:test", process=types_pb2.ProcessSpec(
+            args=["sh", "-c", "while read line; do echo got:$line; done; echo bye"])),
+        timeout=180)
+    c.containers.Start(cp.ContainersStartRequest(container_id="chat"))
+    import queue
+    q1 = queue.Queue()
+
+    def frames(q):
+        yield cp.ContainersAttachRequest(open=cp.ContainersAttachOpen(
+            container_id="chat", attach_stdin=True, attach_stdout=True))
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            yield item
+    a1 = c.containers.Attach(frames(q1), timeout=60)
+    q1.put(cp.ContainersAttachRequest(frame=types_pb2.StdioFrame(
+        stream=types_pb2.STDIO_STREAM_STDIN, data=b"one\n")))
+    assert next(a1).frame.data == b"got:one\n"
+    a1.cancel()  # detach: the container keeps running
+    time.sleep(0.3)
+    ct = c.containers.Inspect(cp.ContainersInspectRequest(container_id="chat")).container
+    assert ct.state == cp.CONTAINER_STATE_RUNNING
+    # follow the logs while a second client attaches, writes and closes stdin
+    follow = c.containers.Logs(cp.ContainersLogsRequest(container_id="chat", follow=True),
+                               timeout=60)
+    q2 = queue.Queue()
+    a2 = c.containers.Attach(frames(q2), timeout=60)
+    q2.put(cp.ContainersAttachRequest(frame=types_pb2.StdioFrame(
+        stream=types_pb2.STDIO_STREAM_STDIN, data=b"two\n", eof=True)))
+    rest = list(a2)
+    q2.put(None)
+    assert [m.frame.data for m in rest if m.HasField("frame")] == [b"got:two\n", b"bye\n"]
+    assert rest[-1].exit.code == 0
+    logged = b"".join(e.data for m in follow for e in m.entries)  # ends: container stopped
+    assert logged == b"got:one\ngot:two\nbye\n"
+    c.containers.Delete(cp.ContainersDeleteRequest(container_id="chat"))
+
+
+def test_qemu_killed_from_outside(env):
+    c = env
+    events = c.events.Subscribe(events_pb2.EventsSubscribeRequest(container_id="victim"),
+                                timeout=120)
+    ct = c.containers.Create(cp.ContainersCreateRequest(
+        id="victim", image="busybox:test", process=types_pb2.ProcessSpec(args=["sleep", "600"])),
+        timeout=180).container
+    c.containers.Start(cp.ContainersStartRequest(container_id="victim"))
+    os.kill(ct.vm.qemu_pid, 9)
+    st = c.containers.Wait(cp.ContainersWaitRequest(container_id="victim"), timeout=60).exit_status
+    assert st.code == -1 and "lost" in st.reason
+    seen = []
+    for m in events:
+        seen.append(m.event.type)
+        if m.event.type == types_pb2.EVENT_TYPE_CONTAINER_EXITED:
+            assert m.event.exit_status.reason == st.reason
+            break
+    events.cancel()
+    assert types_pb2.EVENT_TYPE_CONTAINER_EXITED in seen
+    for _ in range(50):
+        got = c.containers.Inspect(cp.ContainersInspectRequest(container_id="victim")).container
+        if not got.HasField("vm"):
+            break
+        time.sleep(0.1)
+    assert got.state == cp.CONTAINER_STATE_STOPPED and not got.HasField("vm")
+    c.containers.Delete(cp.ContainersDeleteRequest(container_id="victim"))
