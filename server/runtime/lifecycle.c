@@ -65,6 +65,7 @@ int rt_save(rt_container *c, vs_err *err) {
       "network", c->network, "ip", c->ip, "mac", c->mac, "gateway", c->gateway, "platform",
       c->platform, "prefix", c->prefix, "qemu_pid", c->qemu_pid, "boot_ms", (json_int_t)c->boot_ms,
       "vcpus", c->vcpus, "memory_mib", c->memory_mib);
+  json_object_set_new(j, "init_pid", json_integer(c->init.pid));
   if (c->has_exit)
     json_object_set_new(j, "exit", json_pack("{s:i,s:i,s:b,s:I,s:s}", "code", c->last_exit.code,
                                              "signal", c->last_exit.signal, "oom",
@@ -783,6 +784,55 @@ int rt_delete(rt_runtime *rt, const char *id, int force, vs_err *err) {
 
 /* ---- open / close ---- */
 
+static void mark_lost(rt_container *c, const char *why) {
+  pthread_mutex_lock(&c->mu);
+  c->state = RT_STOPPED;
+  c->has_exit = 1;
+  c->last_exit.code = -1;
+  rt_now(&c->last_exit.exited_ns);
+  c->finished_ns = c->last_exit.exited_ns;
+  snprintf(c->last_exit.reason, sizeof c->last_exit.reason, "%s", why);
+  rt_save(c, NULL);
+  rt_exit e = c->last_exit;
+  pthread_mutex_unlock(&c->mu);
+  emit(c, EVB_CONTAINER_EXITED, NULL, &e);
+}
+
+/* A VM that outlived the previous vesseld: connect to its agent again and
+ * resume relaying init's output. One whose QEMU is gone becomes stopped. */
+static void readopt_vm(rt_container *c) {
+  char sock[4200], console[4400];
+  sock_path(c, sock, sizeof sock);
+  snprintf(console, sizeof console, "%s/console.log", c->dir);
+  char d[72];
+  oci_sha256_bytes(c->id, strlen(c->id), d);
+  if (c->network[0]) snprintf(c->tap, sizeof c->tap, "vt%.12s", d + 7);
+  vs_err err;
+  vm *v = c->qemu_pid > 0 ? vm_adopt(c->qemu_pid, sock, console, &err) : NULL;
+  if (v && vm_wait_ready(v, 10000, &err) < 0) {
+    vm_kill(v);
+    vm_free(v);
+    v = NULL;
+  }
+  if (!v) {
+    if (c->qemu_pid > 0) kill(c->qemu_pid, SIGKILL);
+    c->qemu_pid = 0;
+    mark_lost(c, "the VM died while vesseld was not running");
+    return;
+  }
+  c->vm = v;
+  if (c->state == RT_RUNNING) {
+    c->init.started = 1;
+    if (rt_proc_open_stdio(c, &c->init, &err) < 0) {
+      rt_teardown_vm(c);
+      mark_lost(c, "could not re-attach to the VM after a vesseld restart");
+      return;
+    }
+  }
+  vs_err ignore;
+  rt_ports_start(c, &ignore);
+}
+
 rt_runtime *rt_open(const rt_config *cfg, vs_err *err) {
   rt_runtime *rt = calloc(1, sizeof *rt);
   if (!rt) {
@@ -801,8 +851,10 @@ rt_runtime *rt_open(const rt_config *cfg, vs_err *err) {
     free(rt);
     return NULL;
   }
-  /* Containers of an earlier vesseld: their VMs did not survive it (re-
-   * adoption is not implemented yet), so they are loaded as stopped. */
+  /* Containers of an earlier vesseld; the VMs of those that were created
+   * or running are re-adopted below. */
+  rt_container *readopt[1024];
+  size_t n_readopt = 0;
   DIR *d = opendir(dir);
   for (struct dirent *e; d && (e = readdir(d));) {
     if (e->d_name[0] == '.' || !valid_id(e->d_name)) continue;
@@ -858,13 +910,10 @@ rt_runtime *rt_open(const rt_config *cfg, vs_err *err) {
       snprintf(c->last_exit.reason, sizeof c->last_exit.reason, "%s",
                json_string_value(json_object_get(x, "reason")) ?: "");
     } else if (state && strcmp(state, "stopped") != 0) {
-      c->has_exit = 1;
-      c->last_exit.code = -1;
-      rt_now(&c->last_exit.exited_ns);
-      snprintf(c->last_exit.reason, sizeof c->last_exit.reason,
-               "vesseld restarted while the container was %s", state);
-      if (qemu > 0) kill(qemu, SIGKILL); /* its VM cannot be re-adopted yet */
-      rt_save(c, NULL);
+      c->init.pid = (int)json_integer_value(json_object_get(j, "init_pid"));
+      c->state = !strcmp(state, "running") ? RT_RUNNING : RT_CREATED;
+      c->qemu_pid = qemu;
+      readopt[n_readopt++] = c;
     }
     json_decref(j);
     char logs[4400];
@@ -879,15 +928,26 @@ rt_runtime *rt_open(const rt_config *cfg, vs_err *err) {
     rt->list[rt->n++] = c;
   }
   if (d) closedir(d);
+  for (size_t i = 0; i < n_readopt; i++) readopt_vm(readopt[i]);
   return rt;
 }
 
 void rt_close(rt_runtime *rt) {
   if (!rt) return;
+  rt->closing = 1;
   for (size_t i = 0; i < rt->n; i++) {
     rt_container *c = rt->list[i];
-    /* Leave running VMs running; just stop relaying. */
-    if (c->vm) vm_detach(c->vm);
+    /* Leave running VMs running: end the relays (their streams first, the
+     * channel after), then drop the connection. A restarted vesseld
+     * re-adopts them. */
+    rt_ports_stop(c);
+    rt_proc_join(&c->init);
+    for (rt_proc *p = c->execs; p; p = p->next) rt_proc_join(p);
+    if (c->vm) {
+      vm_detach(c->vm);
+      vm_free(c->vm);
+      c->vm = NULL;
+    }
     container_free(c);
   }
   free(rt->list);

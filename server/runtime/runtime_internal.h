@@ -95,6 +95,7 @@ struct rt_runtime {
   pthread_mutex_t mu; /* the list */
   rt_container **list;
   size_t n;
+  int closing; /* vesseld is exiting: relays end quietly, VMs live on */
   rt_container **dead; /* deleted; freed at close (attachers may hold them) */
   size_t n_dead;
 };

@@ -138,6 +138,14 @@ static void *relay(void *arg) {
     }
     vrpc_msg_free(m);
   }
+  if (c->rt->closing && e.code == -1) { /* vesseld exits; the process lives on */
+    pthread_mutex_lock(&p->stdio_mu);
+    vrpc_call *call = p->stdio;
+    p->stdio = NULL;
+    pthread_mutex_unlock(&p->stdio_mu);
+    vrpc_call_free(call);
+    return NULL;
+  }
   rt_proc_finish(c, p, &e);
   /* The stream is done: free it here, before the VM (and its channel) can
    * be torn down. */

@@ -244,6 +244,14 @@ static int reap(vm *v, int block) {
     v->status = st;
     return 1;
   }
+  /* An adopted QEMU is not our child: it is gone when kill(0) says so. */
+  if (r < 0 && errno == ECHILD) {
+    for (int i = 0; block && i < 500 && kill(v->pid, 0) == 0; i++) sleep_ms(10);
+    if (kill(v->pid, 0) < 0 && errno == ESRCH) {
+      v->exited = 1;
+      return 1;
+    }
+  }
   return 0;
 }
 
@@ -485,6 +493,32 @@ void vm_detach(vm *v) {
   if (v->ch) vrpc_channel_free(v->ch);
   v->ch = NULL;
   v->detached = 1;
+}
+
+vm *vm_adopt(pid_t pid, const char *agent_socket, const char *console_log, vs_err *err) {
+  if (pid <= 0 || kill(pid, 0) < 0) {
+    vs_err_set(err, VS_NOT_FOUND, "QEMU process %d is gone", (int)pid);
+    return NULL;
+  }
+  if (strlen(agent_socket) >= sizeof(((vm *)0)->sock)) {
+    vs_err_set(err, VS_INVALID_ARGUMENT, "agent socket path too long");
+    return NULL;
+  }
+  vm *v = calloc(1, sizeof *v);
+  if (!v) {
+    vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+    return NULL;
+  }
+  v->pid = pid;
+  snprintf(v->sock, sizeof v->sock, "%s", agent_socket);
+  snprintf(v->log, sizeof v->log, "%s", console_log ? console_log : "");
+  clock_gettime(CLOCK_MONOTONIC, &v->started);
+  if (vm_reconnect(v, err) < 0) {
+    v->detached = 1; /* do not kill what we failed to adopt */
+    vm_free(v);
+    return NULL;
+  }
+  return v;
 }
 
 int vm_reconnect(vm *v, vs_err *err) {

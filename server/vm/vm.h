@@ -88,6 +88,10 @@ void vm_kill(vm *v);
  * a restarted vesseld, may connect to the socket; the agent serves it). */
 void vm_detach(vm *v);
 
+/* A handle for a VM started by an earlier vesseld (pid and agent socket as
+ * recorded then): connects to its agent. NOT_FOUND if QEMU is gone. */
+vm *vm_adopt(pid_t pid, const char *agent_socket, const char *console_log, vs_err *err);
+
 /* Reconnects to the agent socket of a running VM. */
 int vm_reconnect(vm *v, vs_err *err);
 

@@ -325,3 +325,55 @@ def test_qemu_killed_from_outside(env):
         time.sleep(0.1)
     assert got.state == cp.CONTAINER_STATE_STOPPED and not got.HasField("vm")
     c.containers.Delete(cp.ContainersDeleteRequest(container_id="victim"))
+
+
+@pytest.mark.parametrize("how", [signal_name for signal_name in ("SIGTERM", "SIGKILL")])
+def test_restart_readopts_running_vms(env, tmp_path, how):
+    import signal as sig
+    data = busybox_image_tar(str(tmp_path))
+    root = str(tmp_path / "root")
+    first = Vesseld("--kernel", KERNEL, "--initrd", INITRD, netns=True, root=root)
+    try:
+        with vessel.Client(first.address, timeout=180) as c:
+            def gen():
+                yield images_pb2.ImagesImportRequest(
+                    header=images_pb2.ImagesImportHeader(reference="busybox:test"))
+                yield images_pb2.ImagesImportRequest(data=data)
+            c.images.Import(gen(), timeout=60)
+            c.containers.Create(cp.ContainersCreateRequest(
+                id="keep", image="busybox:test", process=types_pb2.ProcessSpec(
+                    args=["sh", "-c", "echo before; read x; echo after:$x"])), timeout=180)
+            c.containers.Start(cp.ContainersStartRequest(container_id="keep"))
+            doomed = c.containers.Create(cp.ContainersCreateRequest(
+                id="doomed", image="busybox:test",
+                process=types_pb2.ProcessSpec(args=["sleep", "600"])), timeout=180).container
+            c.containers.Start(cp.ContainersStartRequest(container_id="doomed"))
+            time.sleep(0.5)
+        first.stop(getattr(sig, how))
+        os.kill(doomed.vm.qemu_pid, 9)  # dies while no vesseld watches
+        second = Vesseld("--kernel", KERNEL, "--initrd", INITRD, netns=first.netns, root=root)
+        try:
+            with vessel.Client(second.address, timeout=180) as c:
+                keep = c.containers.Inspect(cp.ContainersInspectRequest(container_id="keep")).container
+                assert keep.state == cp.CONTAINER_STATE_RUNNING, keep
+                gone = c.containers.Inspect(cp.ContainersInspectRequest(
+                    container_id="doomed")).container
+                assert gone.state == cp.CONTAINER_STATE_STOPPED
+                assert "not running" in gone.exit_status.reason
+                # The re-adopted init still takes stdin and its output is logged.
+                att = c.containers.Attach(iter([
+                    cp.ContainersAttachRequest(open=cp.ContainersAttachOpen(
+                        container_id="keep", attach_stdin=True, attach_stdout=True)),
+                    cp.ContainersAttachRequest(frame=types_pb2.StdioFrame(
+                        stream=types_pb2.STDIO_STREAM_STDIN, data=b"yes\n"))]), timeout=60)
+                out = [m for m in att]
+                assert out[-1].exit.code == 0
+                logs = b"".join(e.data for m in c.containers.Logs(cp.ContainersLogsRequest(
+                    container_id="keep")) for e in m.entries)
+                assert logs == b"before\nafter:yes\n"
+                for cid in ("keep", "doomed"):
+                    c.containers.Delete(cp.ContainersDeleteRequest(container_id=cid, force=True))
+        finally:
+            second.cleanup()
+    finally:
+        first.cleanup()

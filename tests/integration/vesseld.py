@@ -50,9 +50,13 @@ class Vesseld:
                 args += ["--tls-cert", f"{certs}/server.pem", "--tls-key", f"{certs}/server.key",
                          "--tls-client-ca", f"{certs}/ca.pem"]
         args += list(extra)
-        self.netns = None
-        if netns:
+        self.netns, self.own_netns = None, False
+        if isinstance(netns, str):  # join an existing one (a restarted vesseld)
+            self.netns = netns
+            args = ["ip", "netns", "exec", self.netns] + args
+        elif netns:
             self.netns = "vsl-" + os.path.basename(self.tmp)[4:].replace("_", "")[:10]
+            self.own_netns = True
             subprocess.run(["ip", "netns", "add", self.netns], check=True)
             subprocess.run(["ip", "-n", self.netns, "link", "set", "lo", "up"], check=True)
             args = ["ip", "netns", "exec", self.netns] + args
@@ -94,9 +98,9 @@ class Vesseld:
 
     def cleanup(self):
         self.stop()
-        if self.netns:
+        if self.own_netns:
             subprocess.run(["ip", "netns", "del", self.netns], check=False)
-            self.netns = None
+            self.own_netns = False
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def in_netns(self, *cmd: str, **kw):
