@@ -449,3 +449,30 @@ def test_guest_files_mount_and_binfmt(vm, sleeper):
     assert code == 0, err
     assert out.strip() == "/tmp/prog arg1"
     vm.stub.Umount(A.AgentUmountRequest(path="/mnt/rootdisk", flags=2), timeout=10)
+
+
+def test_container_mounts_and_readonly_root(vm):
+    vm.stub.WriteFile(A.AgentWriteFileRequest(path="/run/share/file.txt", data=b"shared", create_parents=True), timeout=10)
+    out, err, ex = vm.run("t-mnt", ["sh", "-c", "cat /data/file.txt; echo; grep ' /scratch ' /proc/mounts | cut -d' ' -f3,4; "
+                                              "touch /data/x 2>/dev/null && echo rw || echo ro; touch /y 2>/dev/null && echo rw || echo ro"],
+                          mounts=[T.Mount(type="bind", source="/run/share", destination="/data", options=["ro"]),
+                                  T.Mount(type="tmpfs", source="tmpfs", destination="/scratch", options=["nosuid", "size=1m"])])
+    lines = out.decode().split("\n")
+    assert ex.code == 0, err
+    assert lines[0] == "shared"
+    assert lines[1].startswith("tmpfs rw,nosuid")
+    assert lines[2] == "ro"
+    assert lines[3] == "rw"
+    req = A.AgentCreateContainerRequest(container_id="t-ro", rootfs=T.Mount(type="ext4", source="/dev/vda", options=["ro"]),
+                                        process=T.ProcessSpec(args=["sh", "-c", "touch /z 2>/dev/null && echo rw || echo ro"]))
+    vm.stub.CreateContainer(req, timeout=60)
+    try:
+        out, _, _ = vm.stdio("t-ro")
+    finally:
+        vm.delete("t-ro")
+    assert out == b"ro\n"
+    with pytest.raises(grpc.RpcError) as e:
+        vm.stub.CreateContainer(A.AgentCreateContainerRequest(
+            container_id="t-nodisk", rootfs=T.Mount(type="ext4", source="/dev/vdz"),
+            process=T.ProcessSpec(args=["true"])), timeout=60)
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
