@@ -183,6 +183,20 @@ static int boot(rt_container *c, vs_err *err) {
   vc.console_log = console;
   vc.tap = c->tap[0] ? c->tap : NULL;
   vc.mac = c->tap[0] ? c->mac : NULL;
+  vm_share shares[16];
+  char tags[16][24];
+  for (size_t i = 0; i < c->spec->n_mounts && vc.n_shares < 16; i++) {
+    const Vessel__V1__Mount *m = c->spec->mounts[i];
+    if (strcmp(m->type, "bind") && *m->type) continue;
+    int ro = 0;
+    for (size_t k = 0; k < m->n_options; k++) ro |= !strcmp(m->options[k], "ro");
+    snprintf(tags[vc.n_shares], sizeof tags[0], "vol%zu", i);
+    shares[vc.n_shares].path = m->source;
+    shares[vc.n_shares].tag = tags[vc.n_shares];
+    shares[vc.n_shares].read_only = ro;
+    vc.n_shares++;
+  }
+  vc.shares = shares;
   c->vm = vm_start(&vc, err);
   if (!c->vm) return -1;
   if (vm_wait_ready(c->vm, BOOT_TIMEOUT_MS, err) < 0) {
@@ -241,8 +255,30 @@ static int configure_guest(rt_container *c, vs_err *err) {
   vessel__v1__agent_create_container_request__init(&req);
   req.container_id = c->id;
   req.rootfs = &rootfs;
-  req.mounts = c->spec->mounts;
-  req.n_mounts = c->spec->n_mounts;
+  /* Host directories arrive as 9p shares tagged vol<i> (see boot). */
+  Vessel__V1__Mount guest[64], *gp[64];
+  char *opts[64][4];
+  char tags[64][16];
+  size_t nm = c->spec->n_mounts < 64 ? c->spec->n_mounts : 64;
+  for (size_t i = 0; i < nm; i++) {
+    const Vessel__V1__Mount *m = c->spec->mounts[i];
+    guest[i] = *m;
+    gp[i] = &guest[i];
+    if (strcmp(m->type, "bind") && *m->type) continue;
+    int ro = 0;
+    for (size_t k = 0; k < m->n_options; k++) ro |= !strcmp(m->options[k], "ro");
+    snprintf(tags[i], sizeof tags[i], "vol%zu", i);
+    opts[i][0] = (char *)"trans=virtio";
+    opts[i][1] = (char *)"version=9p2000.L";
+    opts[i][2] = (char *)"msize=262144";
+    opts[i][3] = (char *)"ro";
+    guest[i].type = (char *)"9p";
+    guest[i].source = tags[i];
+    guest[i].options = opts[i];
+    guest[i].n_options = ro ? 4 : 3;
+  }
+  req.mounts = gp;
+  req.n_mounts = nm;
   req.hostname = c->spec->hostname;
   req.dns = c->spec->dns;
   req.hosts = c->spec->extra_hosts;
@@ -329,10 +365,19 @@ static int validate(const Vessel__V1__ContainersCreateRequest *req, vs_err *err)
     if (!*m->destination || m->destination[0] != '/')
       return vs_err_set(err, VS_INVALID_ARGUMENT, "mount destination \"%s\" must be absolute",
                         m->destination);
-    if (strcmp(m->type, "tmpfs") != 0)
-      return vs_err_set(err, VS_UNIMPLEMENTED,
-                        "mount %s: host directory volumes are not supported yet (tmpfs is)",
-                        m->destination);
+    if (!strcmp(m->type, "bind") || !*m->type) {
+      struct stat st;
+      if (!*m->source || m->source[0] != '/')
+        return vs_err_set(err, VS_INVALID_ARGUMENT, "volume %s: host path \"%s\" must be absolute",
+                          m->destination, m->source);
+      if (stat(m->source, &st) < 0 || !S_ISDIR(st.st_mode))
+        return vs_err_set(err, VS_INVALID_ARGUMENT, "volume %s: host path %s is not a directory",
+                          m->destination, m->source);
+    } else if (strcmp(m->type, "tmpfs") != 0) {
+      return vs_err_set(err, VS_INVALID_ARGUMENT,
+                        "mount %s: type \"%s\" (use \"bind\" for a host directory or \"tmpfs\")",
+                        m->destination, m->type);
+    }
   }
   for (size_t i = 0; i < req->n_ports; i++) {
     const Vessel__V1__PortMapping *m = req->ports[i];

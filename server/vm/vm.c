@@ -225,6 +225,14 @@ char **vm_build_argv(const vm_config *c, const char *initrd, vm_accel accel, vs_
     else
       add(&b, "virtio-net-device,netdev=n0");
   }
+  /* Host directories over virtio-9p (the guest mounts them by tag). */
+  for (size_t i = 0; i < c->n_shares; i++) {
+    add(&b, "-fsdev");
+    add(&b, "local,id=fs%zu,path=%s,security_model=none%s", i,
+        qesc(c->shares[i].path, e1, sizeof e1), c->shares[i].read_only ? ",readonly=on" : "");
+    add(&b, "-device");
+    add(&b, "virtio-9p-device,fsdev=fs%zu,mount_tag=%s", i, c->shares[i].tag);
+  }
   if (b.oom) {
     vm_argv_free(b.v);
     vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");

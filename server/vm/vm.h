@@ -41,6 +41,14 @@ typedef struct vm_disk {
   int read_only;
 } vm_disk;
 
+/* A host directory shared into the guest over virtio-9p; the guest mounts
+ * it with mount -t 9p -o trans=virtio,version=9p2000.L TAG DIR. */
+typedef struct vm_share {
+  const char *path;
+  const char *tag; /* at most 31 bytes */
+  int read_only;
+} vm_share;
+
 typedef struct vm_config {
   const char *qemu;          /* NULL = "qemu-system-x86_64" from PATH */
   const char *kernel;        /* vmlinux / bzImage / vmlinuz */
@@ -53,6 +61,8 @@ typedef struct vm_config {
   const char *root_disk;     /* ext4 image: the guest's /dev/vda, or NULL */
   const vm_disk *disks;      /* further disks: /dev/vdb, /dev/vdc, ... */
   size_t n_disks;
+  const vm_share *shares;    /* host directories for 9p mounts */
+  size_t n_shares;
   const char *agent_socket;  /* unix socket QEMU listens on (< 108 bytes) */
   const char *tap;           /* tap interface for a virtio-net NIC, or NULL */
   const char *mac;           /* its MAC, or NULL for QEMU's default */

@@ -377,3 +377,25 @@ def test_restart_readopts_running_vms(env, tmp_path, how):
             second.cleanup()
     finally:
         first.cleanup()
+
+
+def test_volumes_read_write_and_read_only(env, tmp_path):
+    rw, ro = tmp_path / "rw", tmp_path / "ro"
+    rw.mkdir()
+    ro.mkdir()
+    (ro / "given.txt").write_text("from the host\n")
+    status, out, err, cid = run(env, ["sh", "-c",
+                                      "cat /in/given.txt; echo written > /out/made.txt; "
+                                      "echo x > /in/nope.txt || echo refused"],
+                                mounts=[types_pb2.Mount(type="bind", source=str(rw), destination="/out"),
+                                        types_pb2.Mount(type="bind", source=str(ro), destination="/in",
+                                                        options=["ro"])])
+    assert status.code == 0, err
+    assert out.startswith(b"from the host\n") and out.endswith(b"refused\n")
+    assert (rw / "made.txt").read_text() == "written\n"
+    assert not (ro / "nope.txt").exists()
+    env.containers.Delete(cp.ContainersDeleteRequest(container_id=cid))
+    with pytest.raises(grpc.RpcError) as e:
+        env.containers.Create(cp.ContainersCreateRequest(image="busybox:test", mounts=[
+            types_pb2.Mount(type="bind", source="/no/such/dir", destination="/x")]))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
