@@ -1,0 +1,164 @@
+/* vesselctl: global flags, dispatch, and the helpers every verb uses. */
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "clients/cli/vesselctl.h"
+
+static const char usage[] =
+    "usage: vesselctl [global flags] COMMAND [ARGS...]\n"
+    "\n"
+    "Containers, each in its own VM, through vesseld's vessel.v1 API.\n"
+    "\n"
+    "Containers:\n"
+    "  run [-i] [-t] [-d] [--rm] [--name N] [-e K=V] [-v HOST:CTR[:ro]] [-p [IP:]HOST:CTR]\n"
+    "      [-w DIR] [-u USER] [--cpus N] [--memory BYTES] [--network NET] [--platform P]\n"
+    "      IMAGE [CMD...]               create, start and attach; exits with the container's code\n"
+    "  create [run flags] IMAGE [CMD...]  create (the VM boots) without starting\n"
+    "  start [-a] ID                    start a created container\n"
+    "  exec [-i] [-t] [-e K=V] [-w DIR] [-u USER] ID CMD...\n"
+    "  ps [-a]                          list containers (running ones without -a)\n"
+    "  logs [-f] [--tail N] ID          stored output (follow until it stops with -f)\n"
+    "  stop [-s SIG] [-t SECONDS] ID    signal, wait, then kill; shuts the VM down\n"
+    "  kill [-s SIG] ID                 send a signal to init\n"
+    "  rm [-f] ID...                    delete (running ones with -f)\n"
+    "  inspect ID                       details as JSON\n"
+    "  stats ID                         cgroup statistics from the guest\n"
+    "  cp SRC DST                       copy files in or out (ID:PATH)\n"
+    "  events [--container ID]          stream events until interrupted\n"
+    "Images:\n"
+    "  image pull|push|ls|rm|tag|inspect|save|load|prune ...\n"
+    "  login [-u USER] [-p PASSWORD] [--insecure] [SERVER]\n"
+    "  logout [SERVER]\n"
+    "  rootfs create [--size BYTES|--free BYTES] IMAGE PATH\n"
+    "Networks and the daemon:\n"
+    "  network create|ls|rm ...\n"
+    "  system info|df\n"
+    "  version\n"
+    "\n"
+    "Global flags:\n"
+    "  --host ADDR      unix:///path or tcp://host:port (env VESSEL_HOST;\n"
+    "                   default unix:///run/vessel/vessel.sock)\n"
+    "  --tls-ca FILE    CA of vesseld's certificate (TCP)\n"
+    "  --tls-cert FILE  client certificate (TCP; vesseld requires one)\n"
+    "  --tls-key FILE   client key\n"
+    "  --json           machine-readable output\n"
+    "  -h, --help       this text; COMMAND --help for a command's\n";
+
+vrpc_channel *vc_channel(vc_ctx *c) {
+  if (c->ch) return c->ch;
+  vs_err err;
+  c->ch = vrpc_dial(c->host, c->use_tls ? &c->tls : NULL, NULL, &err);
+  if (!c->ch) {
+    fprintf(stderr, "vesselctl: %s\n", err.msg);
+    exit(1);
+  }
+  return c->ch;
+}
+
+int vc_fail(const vs_err *err) {
+  const char *hint = "";
+  if (err->code == VS_UNAVAILABLE) hint = " (is vesseld running? see --host)";
+  fprintf(stderr, "vesselctl: %s%s [%s]\n", err->msg, hint, vs_code_name(err->code));
+  return 1;
+}
+
+int vc_call(vc_ctx *c, const vrpc_method *m, const ProtobufCMessage *req, ProtobufCMessage **resp) {
+  vs_err err;
+  vrpc_call_opts o = {0, NULL};
+  if (vrpc_unary(vc_channel(c), m, req, resp, &o, &err) < 0) {
+    vc_fail(&err);
+    return -1;
+  }
+  return 0;
+}
+
+int vc_usage_error(const char *verb, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "vesselctl %s: ", verb);
+  vfprintf(stderr, fmt, ap);
+  fprintf(stderr, "\nsee: vesselctl %s --help\n", verb);
+  va_end(ap);
+  return 2;
+}
+
+void vc_human_size(int64_t b, char *buf, size_t n) {
+  const char *u[] = {"B", "kB", "MB", "GB", "TB"};
+  double v = (double)b;
+  int i = 0;
+  while (v >= 1000 && i < 4) v /= 1000, i++;
+  snprintf(buf, n, i ? "%.1f %s" : "%.0f %s", v, u[i]);
+}
+
+void vc_ago(int64_t secs, char *buf, size_t n) {
+  if (secs <= 0) {
+    snprintf(buf, n, "-");
+    return;
+  }
+  int64_t d = (int64_t)time(NULL) - secs;
+  if (d < 60) snprintf(buf, n, "%lld seconds ago", (long long)(d < 0 ? 0 : d));
+  else if (d < 3600) snprintf(buf, n, "%lld minutes ago", (long long)d / 60);
+  else if (d < 86400) snprintf(buf, n, "%lld hours ago", (long long)d / 3600);
+  else snprintf(buf, n, "%lld days ago", (long long)d / 86400);
+}
+
+typedef struct verb {
+  const char *name;
+  int (*fn)(vc_ctx *, int, char **);
+} verb;
+
+static const verb verbs[] = {
+    {"run", vc_run},       {"create", vc_create},   {"start", vc_start},   {"exec", vc_exec},
+    {"ps", vc_ps},         {"logs", vc_logs},       {"stop", vc_stop},     {"kill", vc_kill},
+    {"rm", vc_rm},         {"inspect", vc_inspect}, {"stats", vc_stats},   {"cp", vc_cp},
+    {"events", vc_events}, {"image", vc_image},     {"images", vc_image},  {"login", vc_login},
+    {"logout", vc_logout}, {"rootfs", vc_rootfs},   {"network", vc_network},
+    {"system", vc_system}, {"version", vc_version},
+};
+
+int main(int argc, char **argv) {
+  vc_ctx c;
+  memset(&c, 0, sizeof c);
+  c.host = getenv("VESSEL_HOST");
+  if (!c.host || !*c.host) c.host = "unix:///run/vessel/vessel.sock";
+  enum { HOST = 1, CA, CERT, KEY, JSON };
+  static const struct option opts[] = {
+      {"host", required_argument, NULL, HOST}, {"tls-ca", required_argument, NULL, CA},
+      {"tls-cert", required_argument, NULL, CERT}, {"tls-key", required_argument, NULL, KEY},
+      {"json", no_argument, NULL, JSON},         {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0}};
+  int o;
+  /* '+': stop at the command; its flags are its own */
+  while ((o = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+    switch (o) {
+      case HOST: c.host = optarg; break;
+      case CA: c.tls.ca_file = optarg, c.use_tls = 1; break;
+      case CERT: c.tls.cert_file = optarg, c.use_tls = 1; break;
+      case KEY: c.tls.key_file = optarg, c.use_tls = 1; break;
+      case JSON: c.json = 1; break;
+      case 'h': fputs(usage, stdout); return 0;
+      default: fputs(usage, stderr); return 2;
+    }
+  }
+  if (optind >= argc) {
+    fputs(usage, stderr);
+    return 2;
+  }
+  if (!strncmp(c.host, "tcp://", 6) && !c.use_tls) {
+    fprintf(stderr, "vesselctl: %s is TCP: give --tls-ca, --tls-cert and --tls-key "
+                    "(vesseld requires mutual TLS)\n", c.host);
+    return 2;
+  }
+  for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+    if (!strcmp(argv[optind], verbs[i].name)) {
+      int rc = verbs[i].fn(&c, argc - optind, argv + optind);
+      vrpc_channel_free(c.ch);
+      return rc;
+    }
+  fprintf(stderr, "vesselctl: unknown command \"%s\"\n\n%s", argv[optind], usage);
+  return 2;
+}
