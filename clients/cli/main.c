@@ -111,6 +111,25 @@ typedef struct verb {
   int (*fn)(vc_ctx *, int, char **);
 } verb;
 
+/* "vesselctl VERB --help": the verb's lines of the overview, unless the
+ * verb has a fuller text of its own (run, create, exec, image). */
+static int verb_help(const char *name) {
+  printf("usage: vesselctl ");
+  const char *p = usage;
+  size_t n = strlen(name);
+  int found = 0;
+  while ((p = strstr(p, name))) {
+    if (p[-1] == ' ' && p[-2] == ' ' && (p[n] == ' ' || p[n] == '\n')) {
+      const char *e = strchr(p, '\n');
+      printf("%s%.*s\n", found ? "       vesselctl " : "", (int)(e - p), p);
+      found = 1;
+    }
+    p += n;
+  }
+  if (!found) printf("%s\n", name);
+  return 0;
+}
+
 static const verb verbs[] = {
     {"run", vc_run},       {"create", vc_create},   {"start", vc_start},   {"exec", vc_exec},
     {"ps", vc_ps},         {"logs", vc_logs},       {"stop", vc_stop},     {"kill", vc_kill},
@@ -153,8 +172,14 @@ int main(int argc, char **argv) {
                     "(vesseld requires mutual TLS)\n", c.host);
     return 2;
   }
+  int asks_help = optind + 1 < argc && (!strcmp(argv[optind + 1], "--help") ||
+                                        !strcmp(argv[optind + 1], "-h"));
+  static const char *const own_help[] = {"run", "create", "exec", "image", "images"};
+  for (size_t i = 0; asks_help && i < sizeof own_help / sizeof own_help[0]; i++)
+    if (!strcmp(argv[optind], own_help[i])) asks_help = 0;
   for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
     if (!strcmp(argv[optind], verbs[i].name)) {
+      if (asks_help) return verb_help(verbs[i].name);
       int rc = verbs[i].fn(&c, argc - optind, argv + optind);
       vrpc_channel_free(c.ch);
       return rc;

@@ -4,6 +4,7 @@
 set -euo pipefail
 ws=$PWD
 export VESSELD=$ws/server/daemon/vesseld VESSEL_CERTS=$ws/server/daemon/vessel-certs.sh
+export VESSELCTL=$ws/clients/cli/vesselctl
 export PYTHONDONTWRITEBYTECODE=1
 # Tests that boot VMs find the initramfs in the runfiles and the guest kernel
 # in kernel/build.sh's cache (built once per machine; instant afterwards).

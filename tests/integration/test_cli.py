@@ -1,0 +1,93 @@
+"""vesselctl against a real vesseld and real VMs."""
+import json
+import os
+import subprocess
+
+import pytest
+
+from test_containers import INITRD, KERNEL, busybox_image_tar
+from vesseld import Vesseld, make_certs
+
+VESSELCTL = os.environ.get("VESSELCTL", "")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    archive = tmp / "busybox.tar"
+    archive.write_bytes(busybox_image_tar(str(tmp)))
+    certs = make_certs(str(tmp / "certs"))
+    with Vesseld("--kernel", KERNEL, "--initrd", INITRD, tcp=True, certs=certs, netns=True) as d:
+        d.archive, d.certs = str(archive), certs
+        yield d
+
+
+def ctl(d, *args, input=None, host=None, tls=False):
+    argv = [VESSELCTL, "--host", host or d.address]
+    if tls:
+        argv += ["--tls-ca", f"{d.certs}/ca.pem", "--tls-cert", f"{d.certs}/client.pem",
+                 "--tls-key", f"{d.certs}/client.key"]
+    if host:  # vesseld's TCP listener is on its namespace's loopback
+        argv = ["ip", "netns", "exec", d.netns] + argv
+    return subprocess.run(argv + list(args), input=input, capture_output=True, timeout=180)
+
+
+def test_tour_example_runs(env):
+    r = subprocess.run(["bash", os.path.join(os.path.dirname(__file__), "..", "..", "examples",
+                                             "cli-tour.sh"), env.archive],
+                       env={**os.environ, "VESSELCTL": VESSELCTL, "VESSEL_HOST": env.address},
+                       capture_output=True, timeout=300)
+    out = r.stdout.decode()
+    assert r.returncode == 0, out + r.stderr.decode()
+    assert "hello from a VM" in out and "exit code: 3" in out
+    assert "hello over the bridge" in out and "serving" in out
+
+
+def test_run_semantics(env):
+    ctl(env, "image", "load", "-i", env.archive, "--name", "cli/bb:1")
+    r = ctl(env, "run", "--rm", "cli/bb:1", "sh", "-c", "echo out; echo err >&2; exit 5")
+    assert (r.returncode, r.stdout, r.stderr) == (5, b"out\n", b"err\n")
+    r = ctl(env, "run", "-i", "--rm", "cli/bb:1", "sh", "-c", "read a; echo got:$a",
+            input=b"typed\n")
+    assert (r.returncode, r.stdout) == (0, b"got:typed\n")
+    r = ctl(env, "run", "--rm", "-e", "X=1", "-w", "/tmp", "cli/bb:1", "sh", "-c", "echo $X; pwd")
+    assert r.stdout == b"1\n/tmp\n"
+
+
+def test_json_inspect_and_errors(env):
+    ctl(env, "image", "load", "-i", env.archive, "--name", "cli/bb:1")
+    cid = ctl(env, "create", "--name", "js", "cli/bb:1", "true").stdout.decode().strip()
+    assert cid == "js"
+    doc = json.loads(ctl(env, "inspect", "js").stdout)
+    assert doc["id"] == "js" and doc["state"] == "CONTAINER_STATE_CREATED"
+    assert doc["networks"][0]["ip_address"].startswith("10.88.")
+    listed = json.loads(ctl(env, "--json", "ps", "-a").stdout)
+    assert [c["id"] for c in listed["containers"]] == ["js"]
+    assert ctl(env, "rm", "js").returncode == 0
+    r = ctl(env, "inspect", "js")
+    assert r.returncode == 1 and b"no container js" in r.stderr and b"NOT_FOUND" in r.stderr
+    r = ctl(env, "run", "no/such:image")
+    assert r.returncode == 125 and b"no local image" in r.stderr
+    r = ctl(env, "frobnicate")
+    assert r.returncode == 2 and b"unknown command" in r.stderr
+
+
+def test_help_on_every_verb(env):
+    for verb in ["run", "exec", "image", "logs", "stop", "rm", "network", "system", "start",
+                 "kill", "inspect", "stats", "cp", "events", "login", "rootfs", "create", "ps"]:
+        r = ctl(env, verb, "--help")
+        assert r.returncode in (0, 2), verb
+        assert b"usage" in (r.stdout + r.stderr).lower(), verb
+
+
+def test_remote_over_mutual_tls(env):
+    r = ctl(env, "version", host=env.tcp_address, tls=True)
+    assert r.returncode == 0 and b"vessel.v1" in r.stdout
+    r = ctl(env, "version", host=env.tcp_address)
+    assert r.returncode == 2 and b"mutual TLS" in r.stderr
+    other = make_certs(os.path.join(env.tmp, "other"))
+    r = subprocess.run(["ip", "netns", "exec", env.netns,
+                        VESSELCTL, "--host", env.tcp_address, "--tls-ca", f"{env.certs}/ca.pem",
+                        "--tls-cert", f"{other}/client.pem", "--tls-key", f"{other}/client.key",
+                        "version"], capture_output=True, timeout=60)
+    assert r.returncode == 1 and b"UNAVAILABLE" in r.stderr
