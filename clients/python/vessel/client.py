@@ -2,24 +2,20 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+import types
+from typing import List, Mapping, Optional
 
 import grpc
 
-from vessel.v1 import (containers_pb2_grpc, events_pb2_grpc, images_pb2_grpc,
+from vessel.containers import Containers
+from vessel.errors import VesselError, call
+from vessel.events import Events
+from vessel.images import Filters, Images, filters_list
+from vessel.v1 import (containers_pb2_grpc, events_pb2_grpc, images_pb2_grpc, networks_pb2,
                        networks_pb2_grpc, system_pb2, system_pb2_grpc)
 
 DEFAULT_ADDRESS = "unix:///run/vessel/vessel.sock"
 _MAX_MESSAGE = 128 << 20
-
-
-class VesselError(Exception):
-    """A failed call; carries the gRPC status code and vesseld's message."""
-
-    def __init__(self, code: grpc.StatusCode, message: str):
-        super().__init__(f"{code.name}: {message}")
-        self.code = code
-        self.message = message
 
 
 @dataclasses.dataclass
@@ -38,13 +34,54 @@ def _read(path: Optional[str]) -> Optional[bytes]:
         return f.read()
 
 
+class Networks:
+    """``client.networks``: container networks. The raw gRPC methods stay
+    reachable as ``client.networks.List(request)`` etc."""
+
+    def __init__(self, client: "Client", stub):
+        self._client = client
+        self.stub = stub
+
+    def __getattr__(self, name: str):
+        return getattr(self.stub, name)
+
+    def create(self, name: str, subnet: str = "", gateway: str = "", internal: bool = False,
+               labels: Optional[Mapping[str, str]] = None) -> networks_pb2.Network:
+        """Creates a bridge network (subnet "" = allocate one)."""
+        req = networks_pb2.NetworksCreateRequest(name=name, subnet=subnet, gateway=gateway,
+                                                 internal=internal, labels=labels or {})
+        return call(self.stub.Create, req, self._client.timeout).network
+
+    def list(self, filters: Filters = None) -> List[networks_pb2.Network]:
+        """Networks; filters e.g. {"name": "bl*"}."""
+        req = networks_pb2.NetworksListRequest(filters=filters_list(filters))
+        return list(call(self.stub.List, req, self._client.timeout).networks)
+
+    def inspect(self, name: str) -> networks_pb2.Network:
+        """One network by name."""
+        req = networks_pb2.NetworksInspectRequest(name=name)
+        return call(self.stub.Inspect, req, self._client.timeout).network
+
+    def delete(self, name: str, force: bool = False) -> None:
+        """Deletes a network."""
+        req = networks_pb2.NetworksDeleteRequest(name=name, force=force)
+        call(self.stub.Delete, req, self._client.timeout)
+
+
 class Client:
     """A connection to vesseld.
 
     address: "unix:///path" (default: the local daemon) or "tcp://host:port"
     with tls=TLS(...) (or insecure=True for a daemon run with --insecure-tcp).
-    The stubs of every service are attributes: system, images, containers,
-    events, networks.
+    timeout: default deadline in seconds of unary calls (None = none);
+    streams (pull, logs, events, attach) have no deadline unless given one.
+
+    Services: ``images``, ``containers``, ``networks`` (idiomatic methods,
+    plus the raw gRPC methods under their proto names, e.g.
+    ``client.images.Pull(request)``), ``events(...)`` (an iterator),
+    ``version()``, ``info()``, ``disk_usage()``. ``stubs`` holds the raw
+    generated stubs. Every failure raises VesselError (with ``.code``).
+    Use as a context manager to close the channel.
     """
 
     def __init__(self, address: str = DEFAULT_ADDRESS, tls: Optional[TLS] = None,
@@ -69,18 +106,25 @@ class Client:
                 raise ValueError(f"{address}: TCP needs tls=TLS(...) (or insecure=True)")
         else:
             raise ValueError(f"address {address!r}: use unix:///path or tcp://host:port")
+        self.address = address
         self.timeout = timeout
-        self.system = system_pb2_grpc.SystemStub(self._channel)
-        self.images = images_pb2_grpc.ImagesStub(self._channel)
-        self.containers = containers_pb2_grpc.ContainersStub(self._channel)
-        self.events = events_pb2_grpc.EventsStub(self._channel)
-        self.networks = networks_pb2_grpc.NetworksStub(self._channel)
+        self.stubs = types.SimpleNamespace(
+            system=system_pb2_grpc.SystemStub(self._channel),
+            images=images_pb2_grpc.ImagesStub(self._channel),
+            containers=containers_pb2_grpc.ContainersStub(self._channel),
+            events=events_pb2_grpc.EventsStub(self._channel),
+            networks=networks_pb2_grpc.NetworksStub(self._channel))
+        self.system = self.stubs.system
+        self.images = Images(self, self.stubs.images)
+        self.containers = Containers(self, self.stubs.containers)
+        self.events = Events(self, self.stubs.events)
+        self.networks = Networks(self, self.stubs.networks)
+
+    def __repr__(self) -> str:
+        return f"<vessel.Client {self.address}>"
 
     def _call(self, method, request):
-        try:
-            return method(request, timeout=self.timeout)
-        except grpc.RpcError as e:  # one exception type for callers
-            raise VesselError(e.code(), e.details()) from None
+        return call(method, request, self.timeout)
 
     def version(self) -> system_pb2.SystemVersionResponse:
         """vesseld's version and API version."""
@@ -90,7 +134,17 @@ class Client:
         """Host, configuration and inventory information."""
         return self._call(self.system.Info, system_pb2.SystemInfoRequest())
 
+    def disk_usage(self) -> system_pb2.SystemDiskUsageResponse:
+        """Disk space used by images, containers and caches."""
+        return self._call(self.system.DiskUsage, system_pb2.SystemDiskUsageRequest())
+
+    @property
+    def channel(self) -> grpc.Channel:
+        """The underlying gRPC channel."""
+        return self._channel
+
     def close(self) -> None:
+        """Closes the channel (streams still open are cancelled)."""
         self._channel.close()
 
     def __enter__(self) -> "Client":
