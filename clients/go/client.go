@@ -4,8 +4,18 @@
 //	c, err := vessel.Dial(ctx, "unix:///run/vessel/vessel.sock")
 //	v, err := c.Version(ctx)
 //
-// The generated stubs live in the vesselpb package; Client exposes one stub
-// per service and small helpers on top.
+// Helpers take a context first and return generated vesselpb messages;
+// errors are gRPC status errors (status.Code(err) gives the code):
+//
+//	img, err := c.Pull(ctx, "docker.io/library/busybox:latest",
+//		vessel.WithProgress(func(p *vesselpb.TransferProgress) { ... }))
+//	res, err := c.Run(ctx, "busybox", []string{"echo", "hi"})  // res.ExitCode, res.Stdout
+//	st, err := c.Exec(ctx, id, []string{"ls"}, vessel.Stdio{Stdout: os.Stdout})
+//	err = c.Logs(ctx, id, vessel.LogsOptions{Follow: true}, func(e *vesselpb.LogEntry) error { ... })
+//	events, errc := c.Events(ctx, vessel.EventFilter{ContainerID: id})
+//
+// The generated stubs of every service (package vesselpb) are in c.API for
+// everything the helpers do not cover.
 package vessel
 
 import (
@@ -54,14 +64,20 @@ func WithDialOptions(d ...grpc.DialOption) Option {
 	return func(o *options) { o.dial = append(o.dial, d...) }
 }
 
-// Client is a connection to vesseld.
-type Client struct {
-	conn       *grpc.ClientConn
+// API holds the generated stub of each vessel.v1 service.
+type API struct {
 	System     vesselpb.SystemClient
 	Images     vesselpb.ImagesClient
 	Containers vesselpb.ContainersClient
 	Events     vesselpb.EventsClient
 	Networks   vesselpb.NetworksClient
+}
+
+// Client is a connection to vesseld. It is safe for concurrent use.
+type Client struct {
+	conn *grpc.ClientConn
+	// API gives the raw generated stubs, e.g. c.API.Containers.Signal(ctx, req).
+	API API
 }
 
 // Dial connects to vesseld at address: "unix:///path" or "tcp://host:port".
@@ -101,14 +117,13 @@ func Dial(ctx context.Context, address string, opts ...Option) (*Client, error) 
 	if err != nil {
 		return nil, fmt.Errorf("vessel: dial %s: %w", address, err)
 	}
-	return &Client{
-		conn:       conn,
+	return &Client{conn: conn, API: API{
 		System:     vesselpb.NewSystemClient(conn),
 		Images:     vesselpb.NewImagesClient(conn),
 		Containers: vesselpb.NewContainersClient(conn),
 		Events:     vesselpb.NewEventsClient(conn),
 		Networks:   vesselpb.NewNetworksClient(conn),
-	}, nil
+	}}, nil
 }
 
 func tlsConfig(t *TLS) (*tls.Config, error) {
@@ -139,5 +154,10 @@ func (c *Client) Conn() *grpc.ClientConn { return c.conn }
 
 // Version returns vesseld's version information.
 func (c *Client) Version(ctx context.Context) (*vesselpb.SystemVersionResponse, error) {
-	return c.System.Version(ctx, &vesselpb.SystemVersionRequest{})
+	return c.API.System.Version(ctx, &vesselpb.SystemVersionRequest{})
+}
+
+// Info returns host, configuration and inventory information.
+func (c *Client) Info(ctx context.Context) (*vesselpb.SystemInfoResponse, error) {
+	return c.API.System.Info(ctx, &vesselpb.SystemInfoRequest{})
 }
