@@ -591,11 +591,98 @@ int vc_stats(vc_ctx *c, int argc, char **argv) {
   return 0;
 }
 
-int vc_cp(vc_ctx *c, int argc, char **argv) {
-  (void)c, (void)argv;
-  if (argc != 3) return vc_usage_error("cp", "give SRC DST (one of them ID:PATH)");
-  fprintf(stderr, "vesselctl: cp: copying files is not supported by vesseld yet [UNIMPLEMENTED]\n");
+/* "ID:/path" -> id and path; 0 if arg is a local path. */
+static int split_remote(const char *arg, char *id, size_t idn, const char **path) {
+  const char *colon = strchr(arg, ':');
+  if (!colon || colon == arg || arg[0] == '/' || arg[0] == '.') return 0;
+  snprintf(id, idn, "%.*s", (int)(colon - arg), arg);
+  *path = colon + 1;
   return 1;
+}
+
+/* Local side of a copy: the host's tar, fed or drained through a pipe. */
+static FILE *local_tar(const char *mode, const char *dir, const char *name) {
+  char cmd[8192];
+  if (*mode == 'r')
+    snprintf(cmd, sizeof cmd, "tar -c -f - -C '%s' '%s'", dir, name);
+  else
+    snprintf(cmd, sizeof cmd, "tar -x -f - -C '%s'", dir);
+  if (strchr(dir, '\'') || strchr(name, '\'')) return NULL;
+  return popen(cmd, mode);
+}
+
+int vc_cp(vc_ctx *c, int argc, char **argv) {
+  if (argc != 3) return vc_usage_error("cp", "give SRC DST (one of them ID:PATH)");
+  char id[256];
+  const char *rpath;
+  vs_err err;
+  if (split_remote(argv[1], id, sizeof id, &rpath)) { /* container -> host */
+    Vessel__V1__ContainersCopyOutRequest req;
+    vessel__v1__containers_copy_out_request__init(&req);
+    req.container_id = id;
+    req.path = (char *)rpath;
+    FILE *out = local_tar("w", argv[2], "");
+    if (!out) return fprintf(stderr, "vesselctl: cannot run tar into %s\n", argv[2]), 1;
+    vrpc_call *call = vrpc_call_start(vc_channel(c), &vessel_v1_Containers_CopyOut, NULL, &err);
+    int rc = call && vrpc_send(call, &req.base, &err) == 0 && vrpc_close_send(call, &err) == 0 ? 0 : -1;
+    while (rc == 0) {
+      ProtobufCMessage *m;
+      int r = vrpc_recv(call, &m, &err);
+      if (r <= 0) {
+        rc = r;
+        break;
+      }
+      Vessel__V1__ContainersCopyOutResponse *resp = (Vessel__V1__ContainersCopyOutResponse *)m;
+      fwrite(resp->data.data, 1, resp->data.len, out);
+      vrpc_msg_free(m);
+    }
+    vrpc_call_free(call);
+    int st = pclose(out);
+    if (rc < 0) return vc_fail(&err);
+    return st == 0 ? 0 : (fprintf(stderr, "vesselctl: local tar failed\n"), 1);
+  }
+  if (!split_remote(argv[2], id, sizeof id, &rpath))
+    return vc_usage_error("cp", "one side must be ID:PATH");
+  char dir[4096], name[4096]; /* host -> container */
+  snprintf(dir, sizeof dir, "%s", argv[1]);
+  char *slash = strrchr(dir, '/');
+  if (slash && slash[1]) {
+    snprintf(name, sizeof name, "%s", slash + 1);
+    if (slash == dir) dir[1] = '\0';
+    else *slash = '\0';
+  } else {
+    snprintf(name, sizeof name, "%s", argv[1]);
+    snprintf(dir, sizeof dir, ".");
+  }
+  FILE *in = local_tar("r", dir, name);
+  if (!in) return fprintf(stderr, "vesselctl: cannot run tar on %s\n", argv[1]), 1;
+  vrpc_call *call = vrpc_call_start(vc_channel(c), &vessel_v1_Containers_CopyIn, NULL, &err);
+  Vessel__V1__ContainersCopyInHeader h;
+  vessel__v1__containers_copy_in_header__init(&h);
+  h.container_id = id;
+  h.path = (char *)rpath;
+  Vessel__V1__ContainersCopyInRequest req;
+  vessel__v1__containers_copy_in_request__init(&req);
+  req.kind_case = VESSEL__V1__CONTAINERS_COPY_IN_REQUEST__KIND_HEADER;
+  req.header = &h;
+  int rc = call && vrpc_send(call, &req.base, &err) == 0 ? 0 : -1;
+  static uint8_t buf[1 << 20];
+  while (rc == 0) {
+    size_t n = fread(buf, 1, sizeof buf, in);
+    if (n == 0) break;
+    vessel__v1__containers_copy_in_request__init(&req);
+    req.kind_case = VESSEL__V1__CONTAINERS_COPY_IN_REQUEST__KIND_DATA;
+    req.data.data = buf;
+    req.data.len = n;
+    rc = vrpc_send(call, &req.base, &err);
+  }
+  int st = pclose(in);
+  ProtobufCMessage *m = NULL;
+  if (rc == 0 && (vrpc_close_send(call, &err) < 0 || vrpc_recv(call, &m, &err) != 1)) rc = -1;
+  vrpc_msg_free(m);
+  vrpc_call_free(call);
+  if (rc < 0) return vc_fail(&err);
+  return st == 0 ? 0 : (fprintf(stderr, "vesselctl: local tar failed\n"), 1);
 }
 
 int vc_events(vc_ctx *c, int argc, char **argv) {

@@ -383,9 +383,71 @@ static int logs(vrpc_call *call, void *ctx, vs_err *err) {
   return rc;
 }
 
+/* ---- copy in / out (tar streams) ---- */
+
+typedef struct copy_in_src {
+  vrpc_call *call;
+  ProtobufCMessage *last;
+} copy_in_src;
+
+static int read_chunk(void *arg, const void **data, size_t *len, vs_err *err) {
+  copy_in_src *s = arg;
+  vrpc_msg_free(s->last);
+  s->last = NULL;
+  int r = vrpc_recv(s->call, &s->last, err);
+  if (r <= 0) return r;
+  Vessel__V1__ContainersCopyInRequest *q = (Vessel__V1__ContainersCopyInRequest *)s->last;
+  if (q->kind_case != VESSEL__V1__CONTAINERS_COPY_IN_REQUEST__KIND_DATA)
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "only data may follow the CopyIn header");
+  *data = q->data.data;
+  *len = q->data.len;
+  return 1;
+}
+
+static int copy_in(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Vessel__V1__ContainersCopyInRequest, first);
+  int rc;
+  int64_t bytes = 0;
+  if (first->kind_case != VESSEL__V1__CONTAINERS_COPY_IN_REQUEST__KIND_HEADER) {
+    rc = vs_err_set(err, VS_INVALID_ARGUMENT, "the first CopyIn message must be a header");
+  } else if (first->header->chown) {
+    rc = vs_err_set(err, VS_UNIMPLEMENTED, "CopyIn with chown is not supported yet");
+  } else {
+    copy_in_src src = {call, NULL};
+    rc = rt_copy_in(d->runtime, first->header->container_id, first->header->path, read_chunk, &src,
+                    &bytes, err);
+    vrpc_msg_free(src.last);
+  }
+  vrpc_msg_free(first_msg);
+  if (rc < 0) return -1;
+  Vessel__V1__ContainersCopyInResponse r;
+  vessel__v1__containers_copy_in_response__init(&r);
+  r.bytes_received = bytes;
+  return vrpc_send(call, &r.base, err);
+}
+
+static int send_chunk(void *arg, const void *data, size_t len, vs_err *err) {
+  Vessel__V1__ContainersCopyOutResponse r;
+  vessel__v1__containers_copy_out_response__init(&r);
+  r.data.data = (uint8_t *)data;
+  r.data.len = len;
+  return vrpc_send(arg, &r.base, err);
+}
+
+static int copy_out(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Vessel__V1__ContainersCopyOutRequest, req);
+  int rc = rt_copy_out(d->runtime, req->container_id, req->path, send_chunk, call, err);
+  vrpc_msg_free(req_msg);
+  return rc;
+}
+
 int vd_containers_register(vrpc_server *srv, vd_daemon *d, vs_err *err) {
   vessel_v1_Containers_handlers h;
-  memset(&h, 0, sizeof h); /* CopyIn, CopyOut: not yet */
+  memset(&h, 0, sizeof h);
+  h.CopyIn = copy_in;
+  h.CopyOut = copy_out;
   h.Create = create;
   h.Start = start;
   h.Exec = exec;

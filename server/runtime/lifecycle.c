@@ -571,8 +571,11 @@ int rt_start(rt_runtime *rt, const char *id, vs_err *err) {
   return rc;
 }
 
-int rt_exec(rt_runtime *rt, const char *id, const char *exec_id, const Vessel__V1__ProcessSpec *spec,
-            char exec_out[128], int *pid, vs_err *err) {
+/* exec; with att, an attacher is registered before the process starts, so
+ * no output can precede it. */
+static int exec_attached(rt_runtime *rt, const char *id, const char *exec_id,
+                         const Vessel__V1__ProcessSpec *spec, int att_flags, rt_attach **att,
+                         char exec_out[128], int *pid, vs_err *err) {
   rt_container *c = rt_find(rt, id, err);
   if (!c) return -1;
   pthread_mutex_lock(&c->mu);
@@ -612,7 +615,12 @@ int rt_exec(rt_runtime *rt, const char *id, const char *exec_id, const Vessel__V
   req.process = p;
   int rc = rt_agent(c, &vessel_v1_Agent_CreateProcess, &req.base, NULL, AGENT_TIMEOUT_MS, err);
   protobuf_c_message_free_unpacked(&p->base, NULL);
+  if (rc == 0 && att && !(*att = rt_attach_open(rt, c->id, eid, att_flags, err))) rc = -1;
   if (rc == 0) rc = start_process(c, proc, err);
+  if (rc < 0 && att && *att) {
+    rt_attach_close(*att);
+    *att = NULL;
+  }
   if (rc < 0) { /* a failed exec leaves no trace */
     pthread_mutex_lock(&c->mu);
     for (rt_proc **q = &c->execs; *q; q = &(*q)->next)
@@ -717,6 +725,117 @@ int rt_close_stdin(rt_runtime *rt, const char *id, const char *exec_id, vs_err *
   req.container_id = c->id;
   req.process_id = exec_id && *exec_id ? (char *)exec_id : c->id;
   return rt_agent(c, &vessel_v1_Agent_CloseStdin, &req.base, NULL, AGENT_TIMEOUT_MS, err);
+}
+
+int rt_exec(rt_runtime *rt, const char *id, const char *exec_id, const Vessel__V1__ProcessSpec *spec,
+            char exec_out[128], int *pid, vs_err *err) {
+  return exec_attached(rt, id, exec_id, spec, 0, NULL, exec_out, pid, err);
+}
+
+/* Runs argv in the container with its output on att; fails with the
+ * process's stderr when tar is missing or fails. */
+static int run_tar(rt_runtime *rt, const char *id, char **argv, size_t argc, int flags,
+                   rt_attach **att, char eid[128], vs_err *err) {
+  Vessel__V1__ProcessSpec spec;
+  vessel__v1__process_spec__init(&spec);
+  spec.args = argv;
+  spec.n_args = argc;
+  int pid;
+  if (exec_attached(rt, id, NULL, &spec, flags, att, eid, &pid, err) < 0) {
+    if (strstr(err->msg, "tar"))
+      err->code = VS_FAILED_PRECONDITION; /* typically: no tar in the image */
+    return -1;
+  }
+  return 0;
+}
+
+/* Drains att until exit: stdout to write (if any), stderr kept for errors. */
+static int finish_tar(rt_attach *att, const char *what,
+                      int (*write)(void *, const void *, size_t, vs_err *), void *arg, vs_err *err) {
+  char errbuf[300] = "";
+  size_t errlen = 0;
+  rt_exit e;
+  int rc = 0;
+  for (;;) {
+    int stream;
+    char *data;
+    size_t len;
+    int r = rt_attach_next(att, -1, &stream, &data, &len, &e, err);
+    if (r < 0) return -1;
+    if (r == 0) break;
+    if (stream == LG_STDERR) {
+      size_t k = len < sizeof errbuf - 1 - errlen ? len : sizeof errbuf - 1 - errlen;
+      memcpy(errbuf + errlen, data, k);
+      errlen += k;
+      errbuf[errlen] = '\0';
+    } else if (write && rc == 0) {
+      rc = write(arg, data, len, err);
+    }
+    free(data);
+  }
+  if (rc < 0) return -1;
+  if (e.code != 0) {
+    errbuf[strcspn(errbuf, "\n")] = '\0';
+    return vs_err_set(err, e.code == 127 ? VS_FAILED_PRECONDITION : VS_INVALID_ARGUMENT,
+                      "%s: tar exited %d%s%s", what, e.code, errbuf[0] ? ": " : "", errbuf);
+  }
+  return 0;
+}
+
+int rt_copy_in(rt_runtime *rt, const char *id, const char *dst,
+               int (*read)(void *, const void **, size_t *, vs_err *), void *arg, int64_t *bytes,
+               vs_err *err) {
+  if (!dst || dst[0] != '/')
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "copy destination \"%s\" must be absolute", dst);
+  char *argv[] = {(char *)"tar", (char *)"-x", (char *)"-f", (char *)"-", (char *)"-C", (char *)dst};
+  rt_attach *att = NULL;
+  char eid[128];
+  if (run_tar(rt, id, argv, 6, RT_ATTACH_STDOUT | RT_ATTACH_STDERR | RT_ATTACH_STDIN, &att, eid,
+              err) < 0)
+    return -1;
+  int rc = 0;
+  *bytes = 0;
+  for (;;) {
+    const void *data;
+    size_t len;
+    int r = read(arg, &data, &len, err);
+    if (r < 0) {
+      rc = -1;
+      break;
+    }
+    if (r == 0) break;
+    if (rt_attach_stdin(att, data, len, 0, err) < 0) {
+      rc = -1;
+      break;
+    }
+    *bytes += (int64_t)len;
+  }
+  vs_err ignore;
+  rt_attach_stdin(att, "", 0, 1, &ignore); /* EOF either way: tar ends */
+  if (rc < 0) rt_signal(rt, id, eid, 9, 0, &ignore);
+  int frc = finish_tar(att, "copy in", NULL, NULL, rc < 0 ? &ignore : err);
+  rt_attach_close(att);
+  return rc < 0 ? -1 : frc;
+}
+
+int rt_copy_out(rt_runtime *rt, const char *id, const char *path,
+                int (*write)(void *, const void *, size_t, vs_err *), void *arg, vs_err *err) {
+  if (!path || path[0] != '/')
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "copy source \"%s\" must be absolute", path);
+  char dir[4096], base[4096];
+  snprintf(dir, sizeof dir, "%s", path);
+  while (strlen(dir) > 1 && dir[strlen(dir) - 1] == '/') dir[strlen(dir) - 1] = '\0';
+  char *slash = strrchr(dir, '/');
+  snprintf(base, sizeof base, "%s", slash[1] ? slash + 1 : ".");
+  if (slash == dir) dir[1] = '\0';
+  else *slash = '\0';
+  char *argv[] = {(char *)"tar", (char *)"-c", (char *)"-f", (char *)"-", (char *)"-C", dir, base};
+  rt_attach *att = NULL;
+  char eid[128];
+  if (run_tar(rt, id, argv, 7, RT_ATTACH_STDOUT | RT_ATTACH_STDERR, &att, eid, err) < 0) return -1;
+  int rc = finish_tar(att, "copy out", write, arg, err);
+  rt_attach_close(att);
+  return rc;
 }
 
 /* ---- exit / stop / delete ---- */

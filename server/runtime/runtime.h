@@ -54,6 +54,17 @@ int rt_start(rt_runtime *rt, const char *id, vs_err *err);
  * client attaches. */
 int rt_exec(rt_runtime *rt, const char *id, const char *exec_id, const Vessel__V1__ProcessSpec *p,
             char exec_out[128], int *pid, vs_err *err);
+
+/* Copies a tar stream into directory dst of a running container (read
+ * from `read` until it returns 0) or a tar of path out of it (written to
+ * `write`). Done by running tar inside the container, so the image needs a
+ * tar (FAILED_PRECONDITION otherwise). */
+int rt_copy_in(rt_runtime *rt, const char *id, const char *dst,
+               int (*read)(void *arg, const void **data, size_t *len, vs_err *err), void *arg,
+               int64_t *bytes, vs_err *err);
+int rt_copy_out(rt_runtime *rt, const char *id, const char *path,
+                int (*write)(void *arg, const void *data, size_t len, vs_err *err), void *arg,
+                vs_err *err);
 int rt_signal(rt_runtime *rt, const char *id, const char *exec_id, int sig, int all, vs_err *err);
 /* Blocks until the process exited (0) or cancel_fd is readable (-1,
  * CANCELLED). */

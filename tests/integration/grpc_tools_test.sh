@@ -61,9 +61,11 @@ if "$PROBE" -addr "unix://$tmp/v.sock" -service no.such.Service >/dev/null 2>&1;
   fail "probe of an unknown service succeeded"
 fi
 
-# An unimplemented RPC is a clean gRPC error, not a hang.
-if out=$(g -max-time 5 vessel.v1.Containers/CopyOut 2>&1); then fail "Containers/CopyOut succeeded?"; fi
-grep -q "Unimplemented" <<<"$out" || fail "want Unimplemented, got: $out"
+# Bad input is a clean gRPC error naming the problem, not a hang.
+if out=$(g -max-time 5 -d '{"container_id":"nope"}' vessel.v1.Containers/Inspect 2>&1); then
+  fail "Inspect of a missing container succeeded?"
+fi
+grep -q "NotFound" <<<"$out" && grep -q "no container nope" <<<"$out" || fail "want NotFound, got: $out"
 
 # Remote: TCP + mutual TLS; refused without a client certificate.
 "$GRPCURL" -cacert "$tmp/certs/ca.pem" -cert "$tmp/certs/client.pem" -key "$tmp/certs/client.key" \

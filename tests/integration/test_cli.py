@@ -91,3 +91,21 @@ def test_remote_over_mutual_tls(env):
                         "--tls-cert", f"{other}/client.pem", "--tls-key", f"{other}/client.key",
                         "version"], capture_output=True, timeout=60)
     assert r.returncode == 1 and b"UNAVAILABLE" in r.stderr
+
+
+def test_cp_both_ways(env, tmp_path):
+    ctl(env, "image", "load", "-i", env.archive, "--name", "cli/bb:1")
+    assert ctl(env, "run", "-d", "--name", "cp1", "cli/bb:1", "sleep", "600").returncode == 0
+    src = tmp_path / "payload"
+    src.mkdir()
+    (src / "f.txt").write_text("copied in\n")
+    r = ctl(env, "cp", str(src), "cp1:/tmp")
+    assert r.returncode == 0, r.stderr
+    r = ctl(env, "exec", "cp1", "cat", "/tmp/payload/f.txt")
+    assert r.stdout == b"copied in\n"
+    out = tmp_path / "back"
+    out.mkdir()
+    r = ctl(env, "cp", "cp1:/tmp/payload", str(out))
+    assert r.returncode == 0, r.stderr
+    assert (out / "payload" / "f.txt").read_text() == "copied in\n"
+    ctl(env, "rm", "-f", "cp1")

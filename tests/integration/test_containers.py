@@ -43,7 +43,7 @@ def busybox_image_tar(tmp) -> bytes:
             add(d)
         add("bin/busybox", bb)
         for applet in ["sh", "echo", "cat", "sleep", "ls", "id", "hostname", "env", "true",
-                       "false", "ip", "wget", "httpd", "head", "wc", "kill", "pwd"]:
+                       "false", "ip", "wget", "httpd", "head", "wc", "kill", "pwd", "tar"]:
             add(f"bin/{applet}", link="busybox")
         add("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n",
             mode=0o644)
@@ -399,3 +399,40 @@ def test_volumes_read_write_and_read_only(env, tmp_path):
         env.containers.Create(cp.ContainersCreateRequest(image="busybox:test", mounts=[
             types_pb2.Mount(type="bind", source="/no/such/dir", destination="/x")]))
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_copy_in_and_out(env):
+    c = env
+    c.containers.Create(cp.ContainersCreateRequest(
+        id="cpy", image="busybox:test", process=types_pb2.ProcessSpec(args=["sleep", "600"])),
+        timeout=180)
+    c.containers.Start(cp.ContainersStartRequest(container_id="cpy"))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for name, data in {"dir/a.txt": b"alpha\n", "dir/b.bin": bytes(range(256)) * 4000}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    payload = buf.getvalue()
+
+    def chunks():
+        yield cp.ContainersCopyInRequest(header=cp.ContainersCopyInHeader(
+            container_id="cpy", path="/tmp"))
+        for i in range(0, len(payload), 100000):
+            yield cp.ContainersCopyInRequest(data=payload[i:i + 100000])
+    r = c.containers.CopyIn(chunks(), timeout=60)
+    assert r.bytes_received == len(payload)
+    out = b"".join(m.data for m in c.containers.CopyOut(cp.ContainersCopyOutRequest(
+        container_id="cpy", path="/tmp/dir"), timeout=60))
+    with tarfile.open(fileobj=io.BytesIO(out)) as t:
+        got = {m.name: t.extractfile(m).read() for m in t.getmembers() if m.isfile()}
+    assert got == {"dir/a.txt": b"alpha\n", "dir/b.bin": bytes(range(256)) * 4000}
+    with pytest.raises(grpc.RpcError) as e:
+        list(c.containers.CopyOut(cp.ContainersCopyOutRequest(container_id="cpy",
+                                                               path="/no/such"), timeout=60))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "tar" in e.value.details()
+    with pytest.raises(grpc.RpcError) as e:
+        list(c.containers.CopyOut(cp.ContainersCopyOutRequest(container_id="cpy",
+                                                               path="relative"), timeout=60))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    c.containers.Delete(cp.ContainersDeleteRequest(container_id="cpy", force=True))
