@@ -225,6 +225,7 @@ func (c *Client) Run(ctx context.Context, image string, cmd []string, opts ...Co
 	if _, err := c.Start(ctx, id); err != nil {
 		return nil, err
 	}
+	a.startStdin()
 	st, err := a.wait()
 	if err != nil {
 		return nil, err
@@ -256,6 +257,7 @@ func (c *Client) Attach(ctx context.Context, id, execID string, stdio Stdio, log
 	if err != nil {
 		return nil, err
 	}
+	a.startStdin()
 	return a.wait()
 }
 
@@ -276,11 +278,16 @@ func (c *Client) attach(ctx context.Context, open *vesselpb.ContainersAttachOpen
 		_, err = s.Recv() // the real status
 		return nil, err
 	}
-	if stdio.Stdin != nil {
-		go pumpStdin(s, stdio.Stdin)
-	}
 	// The request side stays open until the call ends: half-closing detaches.
 	return &attachment{stream: s, stdio: stdio}, nil
+}
+
+// startStdin feeds Stdin to the process (once it runs: stdin sent to a
+// CREATED container's init before Start is not delivered).
+func (a *attachment) startStdin() {
+	if a.stdio.Stdin != nil {
+		go pumpStdin(a.stream, a.stdio.Stdin)
+	}
 }
 
 func pumpStdin(s vesselpb.Containers_AttachClient, r io.Reader) {
@@ -354,6 +361,9 @@ func (c *Client) Logs(ctx context.Context, id string, o LogsOptions, fn func(*ve
 	defer cancel()
 	s, err := c.API.Containers.Logs(lctx, req)
 	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		return err
 	}
 	for {

@@ -35,6 +35,9 @@ func (c *Client) Events(ctx context.Context, f EventFilter) (<-chan *vesselpb.Ev
 		defer close(events)
 		s, err := c.API.Events.Subscribe(ctx, req)
 		if err != nil {
+			if ctx.Err() != nil {
+				err = nil
+			}
 			errc <- err
 			return
 		}
