@@ -229,22 +229,6 @@ def test_every_failure_is_a_vessel_error_with_the_status(vm):
         c.containers.Inspect(cp.ContainersInspectRequest(container_id="ghost"))
 
 
-def test_copy_in_and_out_surface_unimplemented(vm, tmp_path):
-    """vesseld does not implement CopyIn/CopyOut yet: the client exposes
-    them and the status arrives as UnimplementedError."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as t:
-        info = tarfile.TarInfo("hello.txt")
-        info.size = 3
-        t.addfile(info, io.BytesIO(b"hi\n"))
-    with pytest.raises(vessel.UnimplementedError) as e:
-        vm.containers.copy_in("any", "/tmp", buf.getvalue())
-    assert e.value.code == grpc.StatusCode.UNIMPLEMENTED
-    with pytest.raises(vessel.UnimplementedError):
-        vm.containers.copy_out("any", "/etc/passwd", str(tmp_path / "out.tar"))
-    assert not (tmp_path / "out.tar").exists()
-
-
 # ---------------------------------------------------------------------------
 # Containers (real VMs)
 # ---------------------------------------------------------------------------
@@ -267,7 +251,7 @@ def test_run_returns_output_and_exit_code(vm):
     assert r.container_id not in [x.id for x in c.containers.list(all=True)]
 
 
-def test_container_lifecycle_exec_logs_stats_events(vm):
+def test_container_lifecycle_exec_copy_logs_stats_events(vm, tmp_path):
     c = vm
     events = c.events(container_id="py-life", timeout=120)
     with c.containers.create(IMAGE, ["sh", "-c", "echo started; echo warn >&2; sleep 600"],
@@ -310,6 +294,26 @@ def test_container_lifecycle_exec_logs_stats_events(vm):
         assert [e.data for e in ct.logs(stderr=False)] == [b"started\n"]
         assert len(list(ct.logs(tail=1))) == 1
 
+        # copy a tar archive in (bytes) and a directory out (to a file)
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as t:
+            for name, data in {"d/a.txt": b"alpha\n", "d/b.bin": bytes(range(256)) * 3000}.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+        assert ct.copy_in("/tmp", buf.getvalue()) == len(buf.getvalue())
+        assert ct.exec(["cat", "/tmp/d/a.txt"]).stdout.read() == b"alpha\n"
+        out = tmp_path / "out.tar"
+        info = ct.copy_out("/tmp/d", str(out))
+        assert isinstance(info, types_pb2.FileInfo)  # (vesseld leaves it empty for now)
+        with tarfile.open(out) as t:
+            got = {m.name: t.extractfile(m).read() for m in t.getmembers() if m.isfile()}
+        assert got == {"d/a.txt": b"alpha\n", "d/b.bin": bytes(range(256)) * 3000}
+        with pytest.raises(vessel.VesselError) as e:
+            ct.copy_out("/no/such", str(tmp_path / "none.tar"))
+        assert e.value.code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT)
+        assert not (tmp_path / "none.tar").exists()
+
         stats = ct.stats()
         assert stats.container_id == "py-life" and stats.memory.usage_bytes > 0
         assert [x.id for x in c.containers.list(filters={"label": "suite=py"})] == ["py-life"]
@@ -338,7 +342,7 @@ def test_container_lifecycle_exec_logs_stats_events(vm):
             events.cancel()
     assert seen[:2] == [types_pb2.EVENT_TYPE_CONTAINER_CREATED,
                         types_pb2.EVENT_TYPE_CONTAINER_STARTED]
-    assert seen.count(types_pb2.EVENT_TYPE_PROCESS_STARTED) == 4  # the four execs
+    assert seen.count(types_pb2.EVENT_TYPE_PROCESS_STARTED) >= 5  # the execs (copies exec tar)
     assert seen[-2:] == [types_pb2.EVENT_TYPE_CONTAINER_EXITED,
                          types_pb2.EVENT_TYPE_CONTAINER_DELETED]
 

@@ -454,11 +454,11 @@ class Container:
         return self._c.stats(self.id)
 
     def copy_in(self, path: str, archive: Union[PathOrFile, bytes], **kw) -> int:
-        """See Containers.copy_in (not implemented by vesseld yet)."""
+        """Extracts a tar archive into directory ``path`` (see Containers.copy_in)."""
         return self._c.copy_in(self.id, path, archive, **kw)
 
     def copy_out(self, path: str, dest: PathOrFile) -> types_pb2.FileInfo:
-        """See Containers.copy_out (not implemented by vesseld yet)."""
+        """Writes ``path`` as a tar archive to ``dest`` (see Containers.copy_out)."""
         return self._c.copy_out(self.id, path, dest)
 
     def __enter__(self) -> "Container":
@@ -576,7 +576,8 @@ class Containers:
                logs: bool = False, timeout: Optional[float] = None) -> Process:
         """Attaches to the init (or an exec'd) process: a Process whose
         output can be iterated or read. logs=True first replays earlier
-        output. Attaching to a CREATED container waits for its start."""
+        output. Attaching to a CREATED container waits for its start; write
+        stdin only after start() (vesseld drops stdin sent earlier)."""
         return Process(self, container_id, exec_id, stdin=stdin, logs=logs, timeout=timeout)
 
     def exec(self, container_id: str, cmd: Command, *, env: EnvLike = None, workdir: str = "",
@@ -677,8 +678,9 @@ class Containers:
                 timeout: Optional[float] = None) -> int:
         """Extracts a tar archive (file name, binary file or bytes) into
         directory ``path`` of the container; returns the bytes sent. uid/gid:
-        own every entry. Not implemented by vesseld yet: raises
-        UnimplementedError (code UNIMPLEMENTED)."""
+        own every entry. The container must be RUNNING and its image must
+        have a ``tar`` (vesseld runs it inside; FailedPreconditionError
+        otherwise). A vesseld without copy support raises UnimplementedError."""
         chown = uid is not None or gid is not None
         header = cp.ContainersCopyInHeader(container_id=container_id, path=path, uid=uid or 0,
                                            gid=gid or 0, chown=chown)
@@ -692,9 +694,9 @@ class Containers:
     def copy_out(self, container_id: str, path: str, dest: PathOrFile,
                  timeout: Optional[float] = None) -> types_pb2.FileInfo:
         """Writes file or directory ``path`` of the container as a tar
-        archive to ``dest`` (file name or binary file); returns its FileInfo.
-        Not implemented by vesseld yet: raises UnimplementedError (code
-        UNIMPLEMENTED)."""
+        archive to ``dest`` (file name or binary file; not created when the
+        call fails first); returns the FileInfo of the first message (vesseld
+        may leave it empty). Needs ``tar`` in the image, like copy_in."""
         stream = Stream(self.stub.CopyOut(cp.ContainersCopyOutRequest(
             container_id=container_id, path=path), timeout=timeout), lambda m: [m])
         first = next(stream)  # fails before dest is created
