@@ -61,8 +61,8 @@ ag_process *pr_new(const char *id, int is_init, sp_exec *x, vs_err *err) {
     ioctl(m, TIOCSWINSZ, &ws);
     p->pty_master = m;
     ex->stdin_r = s;
-    ex->stdout_w = dup(s);
-    ex->stderr_w = dup(s);
+    ex->stdout_w = fcntl(s, F_DUPFD_CLOEXEC, 0);
+    ex->stderr_w = fcntl(s, F_DUPFD_CLOEXEC, 0);
     p->stdout_r = -1;
   } else {
     int in[2], out[2], er[2];

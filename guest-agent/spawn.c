@@ -170,6 +170,25 @@ static const char *errname(int e) {
   }
 }
 
+/* Closes every fd except 0-2 and keep[]: a child that waits (an init
+ * before StartProcess) must not hold other processes' pipe ends, or their
+ * readers would not see EOF until it execs. */
+static void keep_only(int *keep, int n) {
+  for (int i = 1; i < n; i++) /* insertion sort, n is tiny */
+    for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+      int t = keep[j];
+      keep[j] = keep[j - 1];
+      keep[j - 1] = t;
+    }
+  unsigned next = 3;
+  for (int i = 0; i < n; i++) {
+    if (keep[i] < 0 || (unsigned)keep[i] < next) continue;
+    if ((unsigned)keep[i] > next) syscall(SYS_close_range, next, (unsigned)keep[i] - 1, 0);
+    next = (unsigned)keep[i] + 1;
+  }
+  syscall(SYS_close_range, next, ~0U, 0);
+}
+
 static int mkdir_p(const char *path, mode_t mode) {
   char buf[1024];
   size_t len = strlen(path);
@@ -444,6 +463,8 @@ pid_t sp_spawn_init(const sp_rootfs *r, const sp_exec *x, int status_w,
   pid_t pid = raw_clone(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD);
   if (pid < 0) return vs_err_errno(err, VS_INTERNAL, errno, "clone");
   if (pid > 0) return pid;
+  int keep[] = {status_w, start_r, x->stdin_r, x->stdout_w, x->stderr_w, x->cgroup_fd};
+  keep_only(keep, 6);
   setup_root(r, status_w);
   put_all(status_w, "R", 1);
   char b;
@@ -491,6 +512,9 @@ pid_t sp_spawn_exec(pid_t init_pid, const sp_exec *x, int status_w, vs_err *err)
     if (helper < 0) return vs_err_errno(err, VS_INTERNAL, e, "clone");
     return helper;
   }
+  int keep[] = {status_w, fds[0], fds[1], fds[2], fds[3], rootfd,
+                x->stdin_r, x->stdout_w, x->stderr_w, x->cgroup_fd};
+  keep_only(keep, 10);
   for (int i = 0; i < 4; i++)
     if (setns(fds[i], ns[i].type) < 0) fail(status_w, 13, 1, "setns %s: %s", ns[i].name, errname(errno));
   if (fchdir(rootfd) < 0 || chroot(".") < 0 || chdir("/") < 0)

@@ -30,7 +30,7 @@ static void write_stdin(sio *s, const uint8_t *data, size_t len, int eof) {
   int fd;
   pthread_mutex_lock(&s->a->mu);
   fd = p->terminal ? p->pty_master : p->stdin_w;
-  fd = fd >= 0 && !p->stdin_closed ? dup(fd) : -1;
+  fd = fd >= 0 && !p->stdin_closed ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
   pthread_mutex_unlock(&s->a->mu);
   /* A dup so that CloseStdin can close the original while this write
    * blocks; the process sees EOF once both are closed. */
@@ -137,7 +137,7 @@ int sio_serve(agent *a, vrpc_call *call, vs_err *err) {
   if (p->terminal) {
     /* The pty master also carries stdin and resizes: read from a dup. */
     pthread_mutex_lock(&a->mu);
-    out_fd = p->pty_master >= 0 ? dup(p->pty_master) : -1;
+    out_fd = p->pty_master >= 0 ? fcntl(p->pty_master, F_DUPFD_CLOEXEC, 0) : -1;
     pthread_mutex_unlock(&a->mu);
   }
   int out_open = out_fd >= 0, err_open = err_fd >= 0;

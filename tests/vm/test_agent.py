@@ -476,3 +476,17 @@ def test_container_mounts_and_readonly_root(vm):
             container_id="t-nodisk", rootfs=T.Mount(type="ext4", source="/dev/vdz"),
             process=T.ProcessSpec(args=["true"])), timeout=60)
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_waiting_init_holds_no_foreign_pipes(vm, sleeper):
+    # An exec'd process is created (its pipes exist), then another container
+    # is created whose init waits for StartProcess. The exec's output must
+    # still reach EOF when it exits (the waiting init keeps no copies).
+    vm.stub.CreateProcess(A.AgentCreateProcessRequest(
+        container_id=sleeper, process_id="early", process=T.ProcessSpec(args=["echo", "early"])), timeout=30)
+    vm.create("t-waiting", ["true"])
+    try:
+        out, _, ex = vm.stdio(sleeper, "early", timeout=30)
+        assert (out, ex.code) == (b"early\n", 0)
+    finally:
+        vm.delete("t-waiting")
