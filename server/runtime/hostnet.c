@@ -1,6 +1,6 @@
 /* Host side of a container's network: the network's bridge (created on
- * first use, with the gateway address) and one tap device per VM, enslaved
- * to it. Done with iproute2's `ip` for now; a shared netlink module can
+ * first use, with the gateway address, and NAT for egress unless the
+ * network is internal) and one tap device per VM, enslaved to it. Done with iproute2's `ip` for now; a shared netlink module can
  * replace these calls without changing the interface. */
 #include <errno.h>
 #include <fcntl.h>
@@ -64,7 +64,23 @@ static int ensure_bridge(const net_network *n, int prefix, vs_err *err) {
   if (RUN(&ignore, "ip", "addr", "add", cidr, "dev", n->bridge) < 0 &&
       !strstr(ignore.msg, "exists") && !strstr(ignore.msg, "already"))
     return vs_err_set(err, VS_INTERNAL, "%s", ignore.msg);
-  return RUN(err, "ip", "link", "set", n->bridge, "up");
+  if (RUN(err, "ip", "link", "set", n->bridge, "up") < 0) return -1;
+  if (n->internal) { /* nothing leaves: refuse at once rather than time out */
+    if (RUN(&ignore, "iptables", "-C", "FORWARD", "-i", n->bridge, "!", "-o", n->bridge, "-j",
+            "REJECT") == 0)
+      return 0;
+    return RUN(err, "iptables", "-A", "FORWARD", "-i", n->bridge, "!", "-o", n->bridge, "-j",
+               "REJECT");
+  }
+  /* NAT for egress: forward and masquerade what leaves by another link. */
+  FILE *f = fopen("/proc/sys/net/ipv4/ip_forward", "w");
+  if (!f || fputs("1", f) < 0 || fclose(f) != 0)
+    return vs_err_errno(err, VS_INTERNAL, errno, "enable IPv4 forwarding");
+  if (RUN(&ignore, "iptables", "-t", "nat", "-C", "POSTROUTING", "-s", n->subnet, "!", "-o",
+          n->bridge, "-j", "MASQUERADE") == 0)
+    return 0;
+  return RUN(err, "iptables", "-t", "nat", "-A", "POSTROUTING", "-s", n->subnet, "!", "-o",
+             n->bridge, "-j", "MASQUERADE");
 }
 
 int rt_net_setup(rt_container *c, const net_network *n, vs_err *err) {

@@ -437,3 +437,47 @@ def test_copy_in_and_out(env):
                                                                path="relative"), timeout=60))
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     c.containers.Delete(cp.ContainersDeleteRequest(container_id="cpy", force=True))
+
+
+def test_nat_for_egress(env):
+    """A non-internal network masquerades egress. "Outside" is a second
+    namespace made here, linked to vesseld's by a veth pair."""
+    from vessel.v1 import networks_pb2
+    c, d = env, env.daemon
+    out_ns = d.netns + "o"
+    sh = lambda *a: subprocess.run(a, check=True)  # noqa: E731
+    sh("ip", "netns", "add", out_ns)
+    server = None
+    try:
+        sh("ip", "-n", d.netns, "link", "add", "vout", "type", "veth", "peer", "name", "vin",
+           "netns", out_ns)
+        sh("ip", "-n", d.netns, "addr", "add", "192.0.2.2/24", "dev", "vout")
+        sh("ip", "-n", d.netns, "link", "set", "vout", "up")
+        sh("ip", "-n", out_ns, "addr", "add", "192.0.2.1/24", "dev", "vin")
+        sh("ip", "-n", out_ns, "link", "set", "vin", "up")
+        sh("ip", "-n", out_ns, "link", "set", "lo", "up")
+        # a server that answers with the address it sees
+        server = subprocess.Popen(["ip", "netns", "exec", out_ns, "/usr/bin/python3", "-c",
+            "import http.server\n"
+            "class H(http.server.BaseHTTPRequestHandler):\n"
+            "    def do_GET(self):\n"
+            "        b = self.client_address[0].encode()\n"
+            "        self.send_response(200); self.send_header('Content-Length', str(len(b)))\n"
+            "        self.end_headers(); self.wfile.write(b)\n"
+            "    def log_message(self, *a): pass\n"
+            "http.server.HTTPServer(('192.0.2.1', 8000), H).serve_forever()"])
+        time.sleep(0.5)
+        c.networks.Create(networks_pb2.NetworksCreateRequest(name="natnet"))
+        status, out, err, cid = run(c, ["wget", "-qO-", "http://192.0.2.1:8000/"],
+                                    networks=[cp.NetworkAttachment(network="natnet")])
+        assert (status.code, out) == (0, b"192.0.2.2"), err  # masqueraded
+        c.containers.Delete(cp.ContainersDeleteRequest(container_id=cid))
+        # the default network is internal: no way out
+        status, out, _, cid = run(c, ["wget", "-qO-", "http://192.0.2.1:8000/"])
+        assert status.code != 0
+        c.containers.Delete(cp.ContainersDeleteRequest(container_id=cid))
+        c.networks.Delete(networks_pb2.NetworksDeleteRequest(name="natnet"))
+    finally:
+        if server:
+            server.kill()
+        subprocess.run(["ip", "netns", "del", out_ns])
