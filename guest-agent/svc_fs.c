@@ -1,5 +1,6 @@
 /* Agent handlers: Mount, Umount, Mkdir, WriteFile, Stat, CopyIn (files). */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 
 #include "guest-agent/fs.h"
 #include "guest-agent/service.h"
+#include "guest-agent/tar.h"
 
 /* Resolves a request path in the guest or inside a container's root. */
 static int resolve(agent *a, const char *cid, const char *path, char *out, size_t n, vs_err *err) {
@@ -152,7 +154,27 @@ static int stat_(vrpc_call *call, void *ctx, vs_err *err) {
   return rc;
 }
 
-/* CopyIn of a single file (archive=false). Archives are not supported yet. */
+typedef struct extract_job {
+  int fd;
+  char dest[4096];
+  tar_extract_opts opts;
+  vs_err err;
+  int rc;
+} extract_job;
+
+static void *extract_main(void *arg) {
+  extract_job *j = arg;
+  j->rc = tar_extract_fd(j->fd, j->dest, &j->opts, &j->err);
+  /* Drain what the handler still writes, so it never blocks on a pipe
+   * nobody reads after an early error. */
+  char buf[65536];
+  while (read(j->fd, buf, sizeof buf) > 0) {
+  }
+  return NULL;
+}
+
+/* CopyIn: one file (archive=false) or a tar stream extracted into a
+ * directory by a thread reading a pipe the stream is fed into. */
 static int copy_in(vrpc_call *call, void *ctx, vs_err *err) {
   ProtobufCMessage *m;
   int r = vrpc_recv(call, &m, err);
@@ -164,11 +186,36 @@ static int copy_in(vrpc_call *call, void *ctx, vs_err *err) {
   }
   Vessel__V1__AgentCopyInHeader *h = req->header;
   char path[4096];
-  int rc = 0, fd = -1;
-  if (h->archive) rc = vs_err_set(err, VS_UNIMPLEMENTED, "CopyIn of archives is not implemented");
-  if (rc == 0) rc = resolve(ctx, h->container_id, h->path, path, sizeof path, err);
-  if (rc == 0 && h->create_parents) rc = parent_dirs(path, err);
-  if (rc == 0) {
+  int rc = 0, fd = -1, archive = h->archive;
+  extract_job *job = NULL;
+  pthread_t th;
+  int have_thread = 0;
+  rc = resolve(ctx, h->container_id, h->path, path, sizeof path, err);
+  if (rc == 0 && h->create_parents) rc = archive ? fs_mkdir_all(path, 0755, err) : parent_dirs(path, err);
+  if (rc == 0 && archive) {
+    struct stat st;
+    int p[2];
+    if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
+      rc = vs_err_set(err, VS_NOT_FOUND, "CopyIn: %s is not a directory", h->path);
+    } else if (!(job = calloc(1, sizeof *job)) || pipe2(p, O_CLOEXEC) < 0) {
+      rc = vs_err_errno(err, VS_INTERNAL, errno, "pipe");
+    } else {
+      fcntl(p[1], F_SETPIPE_SZ, 1 << 20);
+      job->fd = p[0];
+      fd = p[1];
+      snprintf(job->dest, sizeof job->dest, "%s", path);
+      job->opts.chown = h->chown;
+      job->opts.uid = h->uid;
+      job->opts.gid = h->gid;
+      if (pthread_create(&th, NULL, extract_main, job) != 0) {
+        rc = vs_err_set(err, VS_INTERNAL, "cannot start extractor");
+        close(p[0]);
+        job->fd = -1;
+      } else {
+        have_thread = 1;
+      }
+    }
+  } else if (rc == 0) {
     fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, h->mode ? h->mode & 07777 : 0644);
     if (fd < 0)
       rc = vs_err_errno(err, errno == ENOENT ? VS_NOT_FOUND : VS_INTERNAL, errno, "open %s",
@@ -178,6 +225,7 @@ static int copy_in(vrpc_call *call, void *ctx, vs_err *err) {
   }
   vrpc_msg_free(m);
   int64_t total = 0;
+  int write_failed = 0;
   while (rc == 0) {
     r = vrpc_recv(call, &m, err);
     if (r == 0) break;
@@ -192,20 +240,98 @@ static int copy_in(vrpc_call *call, void *ctx, vs_err *err) {
       const uint8_t *p = req->data.data;
       size_t len = req->data.len;
       total += (int64_t)len;
-      while (len > 0 && rc == 0) {
+      while (len > 0 && rc == 0 && !write_failed) {
         ssize_t w = write(fd, p, len);
         if (w < 0 && errno == EINTR) continue;
-        if (w < 0) rc = vs_err_errno(err, VS_INTERNAL, errno, "write %s", path);
+        if (w < 0 && archive) write_failed = 1; /* the extractor stopped: its error wins */
+        else if (w < 0) rc = vs_err_errno(err, VS_INTERNAL, errno, "write %s", path);
         else p += w, len -= (size_t)w;
       }
     }
     vrpc_msg_free(m);
   }
-  if (fd >= 0 && close(fd) < 0 && rc == 0) rc = vs_err_errno(err, VS_INTERNAL, errno, "close");
+  if (fd >= 0 && close(fd) < 0 && rc == 0 && !archive)
+    rc = vs_err_errno(err, VS_INTERNAL, errno, "close");
+  if (have_thread) {
+    pthread_join(th, NULL);
+    close(job->fd);
+    if (rc == 0 && job->rc < 0) {
+      *err = job->err;
+      rc = -1;
+    }
+  }
+  free(job);
   if (rc < 0) return -1;
   Vessel__V1__AgentCopyInResponse resp = VESSEL__V1__AGENT_COPY_IN_RESPONSE__INIT;
   resp.bytes_received = total;
   return vrpc_send(call, &resp.base, err);
+}
+
+#define OUT_CHUNK (1 << 20)
+
+typedef struct out_stream {
+  vrpc_call *call;
+  uint8_t *buf;
+  size_t len;
+  Vessel__V1__FileInfo *info; /* sent with the first message, then NULL */
+} out_stream;
+
+static int out_flush(out_stream *o, vs_err *err) {
+  Vessel__V1__AgentCopyOutResponse r = VESSEL__V1__AGENT_COPY_OUT_RESPONSE__INIT;
+  r.info = o->info;
+  r.data.data = o->buf;
+  r.data.len = o->len;
+  o->info = NULL;
+  o->len = 0;
+  return vrpc_send(o->call, &r.base, err);
+}
+
+static int out_sink(void *ctx, const void *data, size_t len, vs_err *err) {
+  out_stream *o = ctx;
+  const uint8_t *p = data;
+  while (len > 0) {
+    size_t k = OUT_CHUNK - o->len < len ? OUT_CHUNK - o->len : len;
+    memcpy(o->buf + o->len, p, k);
+    o->len += k;
+    p += k;
+    len -= k;
+    if (o->len == OUT_CHUNK && out_flush(o, err) < 0) return -1;
+  }
+  return 0;
+}
+
+static int copy_out(vrpc_call *call, void *ctx, vs_err *err) {
+  SVC_RECV(call, Vessel__V1__AgentCopyOutRequest, req, err);
+  char path[4096], target[4096] = "";
+  struct stat st;
+  int rc = resolve(ctx, req->container_id, req->path, path, sizeof path, err);
+  if (rc == 0 && lstat(path, &st) < 0)
+    rc = vs_err_errno(err, errno == ENOENT ? VS_NOT_FOUND : VS_INTERNAL, errno, "stat %s", req->path);
+  if (rc == 0) {
+    if (S_ISLNK(st.st_mode)) {
+      ssize_t n = readlink(path, target, sizeof target - 1);
+      target[n > 0 ? n : 0] = '\0';
+    }
+    Google__Protobuf__Timestamp mt = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    mt.seconds = st.st_mtim.tv_sec;
+    mt.nanos = (int32_t)st.st_mtim.tv_nsec;
+    Vessel__V1__FileInfo fi = VESSEL__V1__FILE_INFO__INIT;
+    fi.path = req->path;
+    fi.mode = st.st_mode & 07777;
+    fi.size = st.st_size;
+    fi.uid = st.st_uid;
+    fi.gid = st.st_gid;
+    fi.mtime = &mt;
+    fi.type = file_type(st.st_mode);
+    fi.link_target = target;
+    out_stream o = {call, malloc(OUT_CHUNK), 0, &fi};
+    if (!o.buf) rc = vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+    if (rc == 0) rc = tar_write_path(path, out_sink, &o, err);
+    if (rc == 0 && (o.len || o.info)) rc = out_flush(&o, err);
+    free(o.buf);
+  }
+  vrpc_msg_free(req_msg);
+  return rc;
 }
 
 void svc_fs_handlers(vessel_v1_Agent_handlers *h) {
@@ -215,4 +341,5 @@ void svc_fs_handlers(vessel_v1_Agent_handlers *h) {
   h->WriteFile = write_file;
   h->Stat = stat_;
   h->CopyIn = copy_in;
+  h->CopyOut = copy_out;
 }

@@ -490,3 +490,61 @@ def test_waiting_init_holds_no_foreign_pipes(vm, sleeper):
         assert (out, ex.code) == (b"early\n", 0)
     finally:
         vm.delete("t-waiting")
+
+
+def test_copy_in_and_out(vm, sleeper):
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+        for name, data in [("d/hello.txt", b"hello"), ("d/sub/big.bin", os.urandom(3 << 20))]:
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            ti.mode = 0o640
+            t.addfile(ti, io.BytesIO(data))
+        ln = tarfile.TarInfo("d/link")
+        ln.type = tarfile.SYMTYPE
+        ln.linkname = "hello.txt"
+        t.addfile(ln)
+    blob = buf.getvalue()
+
+    def reqs():
+        yield A.AgentCopyInRequest(header=A.AgentCopyInHeader(
+            container_id=sleeper, path="/copied", archive=True, create_parents=True,
+            chown=True, uid=1000, gid=1000))
+        for i in range(0, len(blob), 65536):
+            yield A.AgentCopyInRequest(data=blob[i:i + 65536])
+
+    r = vm.stub.CopyIn(reqs(), timeout=120)
+    assert r.bytes_received == len(blob)
+    out, code, err = vm.sh(sleeper, "cat /copied/d/hello.txt; echo; stat -c '%u %a' /copied/d/hello.txt; readlink /copied/d/link")
+    assert code == 0, err
+    assert out.split("\n")[:3] == ["hello", "1000 640", "hello.txt"]
+    # A single file.
+    vm.stub.CopyIn(iter([A.AgentCopyInRequest(header=A.AgentCopyInHeader(container_id=sleeper, path="/copied/one.txt", mode=0o600)),
+                         A.AgentCopyInRequest(data=b"one")]), timeout=30)
+    out, _, _ = vm.sh(sleeper, "cat /copied/one.txt; stat -c ' %a' /copied/one.txt")
+    assert out.strip() == "one 600"
+    # Out again, as a tar stream with the directory as the top entry.
+    chunks = list(vm.stub.CopyOut(A.AgentCopyOutRequest(container_id=sleeper, path="/copied/d"), timeout=120))
+    assert chunks[0].info.type == T.FILE_TYPE_DIRECTORY and chunks[0].info.path == "/copied/d"
+    data = b"".join(c.data for c in chunks)
+    with tarfile.open(fileobj=io.BytesIO(data)) as t:
+        names = sorted(t.getnames())
+        assert names == ["d", "d/hello.txt", "d/link", "d/sub", "d/sub/big.bin"]
+        src = tarfile.open(fileobj=io.BytesIO(blob))
+        assert t.extractfile("d/sub/big.bin").read() == src.extractfile("d/sub/big.bin").read()
+        assert t.getmember("d/link").linkname == "hello.txt"
+    with pytest.raises(grpc.RpcError) as e:
+        list(vm.stub.CopyOut(A.AgentCopyOutRequest(container_id=sleeper, path="/nope"), timeout=30))
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    # An archive that tries to leave the destination is refused.
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        ti = tarfile.TarInfo("../escape")
+        ti.size = 1
+        t.addfile(ti, io.BytesIO(b"x"))
+    with pytest.raises(grpc.RpcError) as e:
+        vm.stub.CopyIn(iter([A.AgentCopyInRequest(header=A.AgentCopyInHeader(container_id=sleeper, path="/copied", archive=True)),
+                             A.AgentCopyInRequest(data=buf.getvalue())]), timeout=30)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
