@@ -86,7 +86,8 @@ static Vessel__V1__Container *describe(rt_container *c) {
     v->qemu_pid = c->qemu_pid;
     v->kernel = strdup("optimized");
     v->kernel_path = strdup(c->rt->cfg.kernel ? c->rt->cfg.kernel : "");
-    v->boot_mode = VESSEL__V1__BOOT_MODE__BOOT_MODE_COLD;
+    v->boot_mode = c->from_template ? VESSEL__V1__BOOT_MODE__BOOT_MODE_TEMPLATE
+                                    : VESSEL__V1__BOOT_MODE__BOOT_MODE_COLD;
     v->vcpus = (uint32_t)c->vcpus;
     v->memory_bytes = (int64_t)c->memory_mib << 20;
     v->accelerator = strdup(vm_kvm_usable() ? "kvm" : "tcg");

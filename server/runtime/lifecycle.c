@@ -158,10 +158,40 @@ int rt_agent(rt_container *c, const vrpc_method *m, const ProtobufCMessage *req,
 
 /* ---- VM ---- */
 
+static int rt_agent_vm(rt_container *c, const vrpc_method *m, const ProtobufCMessage *req,
+                       vs_err *err) {
+  return rt_agent(c, m, req, NULL, AGENT_TIMEOUT_MS, err);
+}
+
 static void sock_path(rt_container *c, char *buf, size_t n) {
   char d[72];
   oci_sha256_bytes(c->id, strlen(c->id), d);
   snprintf(buf, n, "%s/run/%.16s.sock", c->rt->root, d + 7);
+}
+
+/* A restored VM shares the template's clock, entropy pool and MAC:
+ * set the time, mix in fresh entropy (the MAC comes with eth0's config). */
+static int after_restore(rt_container *c, vs_err *err) {
+  int64_t now;
+  rt_now(&now);
+  Google__Protobuf__Timestamp ts;
+  google__protobuf__timestamp__init(&ts);
+  ts.seconds = now / 1000000000;
+  ts.nanos = (int32_t)(now % 1000000000);
+  Vessel__V1__AgentSetTimeRequest st;
+  vessel__v1__agent_set_time_request__init(&st);
+  st.time = &ts;
+  if (rt_agent_vm(c, &vessel_v1_Agent_SetTime, &st.base, err) < 0) return -1;
+  uint8_t rnd[256];
+  FILE *f = fopen("/dev/urandom", "rb");
+  size_t n = f ? fread(rnd, 1, sizeof rnd, f) : 0;
+  if (f) fclose(f);
+  if (n != sizeof rnd) return vs_err_set(err, VS_INTERNAL, "cannot read /dev/urandom");
+  Vessel__V1__AgentAddEntropyRequest ae;
+  vessel__v1__agent_add_entropy_request__init(&ae);
+  ae.data.data = rnd;
+  ae.data.len = n;
+  return rt_agent_vm(c, &vessel_v1_Agent_AddEntropy, &ae.base, err);
 }
 
 static int boot(rt_container *c, vs_err *err) {
@@ -197,6 +227,33 @@ static int boot(rt_container *c, vs_err *err) {
     vc.n_shares++;
   }
   vc.shares = shares;
+  /* From a template when one is ready (not with volumes: their devices
+   * are not in it); a failed restore falls back to a cold boot. */
+  c->from_template = 0;
+  if (!c->spec->no_template && !vc.n_shares) {
+    rt_template t;
+    rt_template_paths(c, c->tap[0] != 0, &t);
+    if (rt_template_ready(c, &t)) {
+      vm_config tc = vc;
+      tc.incoming = t.state;
+      tc.root_disk = root;
+      tc.mac = c->tap[0] ? rt_template_mac() : NULL; /* the guest gets c->mac after */
+      vs_err terr;
+      c->vm = vm_start(&tc, &terr);
+      if (c->vm && vm_wait_ready(c->vm, 10000, &terr) == 0 && after_restore(c, &terr) == 0) {
+        c->from_template = 1;
+        c->qemu_pid = vm_pid(c->vm);
+        c->boot_ms = vm_ready_ms(c->vm);
+        return 0;
+      }
+      if (c->vm) {
+        vm_kill(c->vm);
+        vm_free(c->vm);
+        c->vm = NULL;
+      }
+      unlink(sock);
+    }
+  }
   c->vm = vm_start(&vc, err);
   if (!c->vm) return -1;
   if (vm_wait_ready(c->vm, BOOT_TIMEOUT_MS, err) < 0) {
@@ -1098,7 +1155,16 @@ rt_runtime *rt_open(const rt_config *cfg, vs_err *err) {
 
 void rt_close(rt_runtime *rt) {
   if (!rt) return;
+  pthread_mutex_lock(&rt->mu);
   rt->closing = 1;
+  pthread_mutex_unlock(&rt->mu);
+  for (int i = 0; i < 900; i++) { /* a template build in flight finishes first */
+    pthread_mutex_lock(&rt->mu);
+    int b = rt->building;
+    pthread_mutex_unlock(&rt->mu);
+    if (!b) break;
+    usleep(100000);
+  }
   for (size_t i = 0; i < rt->n; i++) {
     rt_container *c = rt->list[i];
     /* Leave running VMs running: end the relays (their streams first, the

@@ -82,6 +82,7 @@ typedef struct rt_container {
   vm *vm;
   int qemu_pid;
   int64_t boot_ms;
+  int from_template;
   int vcpus, memory_mib;
   rt_proc init;
   rt_proc *execs;
@@ -96,6 +97,7 @@ struct rt_runtime {
   rt_container **list;
   size_t n;
   int closing; /* vesseld is exiting: relays end quietly, VMs live on */
+  int building; /* template builds running */
   rt_container **dead; /* deleted; freed at close (attachers may hold them) */
   size_t n_dead;
 };
@@ -130,6 +132,17 @@ void rt_container_exited(rt_container *c);
 /* Shuts the VM down (once, whoever calls first) after ending the exec
  * relays; not from an exec relay thread. */
 void rt_teardown_vm(rt_container *c);
+
+/* templates.c */
+typedef struct rt_template {
+  char dir[4200], state[4300], disk[4300];
+  int with_nic, memory_mib, vcpus;
+} rt_template;
+void rt_template_paths(rt_container *c, int with_nic, rt_template *t);
+/* 1 if the template's state exists; else starts building it (once) and
+ * returns 0: cold-boot this time. */
+int rt_template_ready(rt_container *c, rt_template *t);
+const char *rt_template_mac(void);
 
 /* ports.c */
 int rt_ports_start(rt_container *c, vs_err *err);

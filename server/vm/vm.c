@@ -216,6 +216,14 @@ char **vm_build_argv(const vm_config *c, const char *initrd, vm_accel accel, vs_
   add(&b, "virtserialport,chardev=agent,name=vessel.agent");
   add(&b, "-device");
   add(&b, "virtio-rng-device");
+  if (c->qmp_socket) {
+    add(&b, "-qmp");
+    add(&b, "unix:%s,server=on,wait=off", qesc(c->qmp_socket, e1, sizeof e1));
+  }
+  if (c->incoming) { /* QEMU runs "cat PATH" itself: keep the path plain */
+    add(&b, "-incoming");
+    add(&b, "exec:cat %s", c->incoming);
+  }
   if (c->tap) {
     add(&b, "-netdev");
     add(&b, "tap,id=n0,ifname=%s,script=no,downscript=no", c->tap);
@@ -333,6 +341,12 @@ static int connect_sock(const char *path) {
 }
 
 vm *vm_start(const vm_config *c, vs_err *err) {
+  for (const char *p = c->incoming; p && *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+          strchr("/._-", *p))) {
+      vs_err_set(err, VS_INVALID_ARGUMENT, "vm: snapshot path %s has unsafe characters", c->incoming);
+      return NULL;
+    }
   if (!c->kernel || !c->agent_socket) {
     vs_err_set(err, VS_INVALID_ARGUMENT, "vm: kernel and agent_socket are required");
     return NULL;
@@ -527,6 +541,57 @@ vm *vm_adopt(pid_t pid, const char *agent_socket, const char *console_log, vs_er
     return NULL;
   }
   return v;
+}
+
+/* One QMP command; 0 when a "return" (not an "error") came back. The reply
+ * (events skipped) is left in buf. */
+static int qmp_cmd(FILE *f, const char *json, char *buf, size_t n) {
+  fputs(json, f);
+  fputc('\n', f);
+  fflush(f);
+  while (fgets(buf, (int)n, f)) {
+    if (strstr(buf, "\"event\"")) continue;
+    return strstr(buf, "\"return\"") ? 0 : -1;
+  }
+  return -1;
+}
+
+int vm_save(vm *v, const char *qmp_socket, const char *state_path, vs_err *err) {
+  for (const char *p = state_path; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+          strchr("/._-", *p)))
+      return vs_err_set(err, VS_INVALID_ARGUMENT, "snapshot path %s has unsafe characters", state_path);
+  int fd = connect_sock(qmp_socket);
+  if (fd < 0) return vs_err_errno(err, VS_UNAVAILABLE, errno, "QMP %s", qmp_socket);
+  FILE *f = fdopen(fd, "r+");
+  char buf[4096], cmd[4600];
+  int rc = 0;
+  if (!f || !fgets(buf, sizeof buf, f) || /* greeting */
+      qmp_cmd(f, "{\"execute\":\"qmp_capabilities\"}", buf, sizeof buf) < 0) {
+    rc = vs_err_set(err, VS_UNAVAILABLE, "QMP handshake failed");
+    goto out;
+  }
+  snprintf(cmd, sizeof cmd,
+           "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"exec:cat > %s\"}}", state_path);
+  if (qmp_cmd(f, cmd, buf, sizeof buf) < 0) {
+    rc = vs_err_set(err, VS_INTERNAL, "QMP migrate: %.200s", buf);
+    goto out;
+  }
+  for (int i = 0; i < 6000; i++) { /* up to 60 s */
+    if (qmp_cmd(f, "{\"execute\":\"query-migrate\"}", buf, sizeof buf) < 0) break;
+    if (strstr(buf, "\"completed\"")) goto done;
+    if (strstr(buf, "\"failed\"") || strstr(buf, "\"cancelled\"")) break;
+    sleep_ms(10);
+  }
+  rc = vs_err_set(err, VS_INTERNAL, "saving the VM state failed: %.200s", buf);
+  goto out;
+done:
+  qmp_cmd(f, "{\"execute\":\"quit\"}", buf, sizeof buf);
+out:
+  if (f) fclose(f);
+  else close(fd);
+  vm_kill(v);
+  return rc;
 }
 
 int vm_reconnect(vm *v, vs_err *err) {

@@ -68,6 +68,11 @@ typedef struct vm_config {
   const char *mac;           /* its MAC, or NULL for QEMU's default */
   const char *console_log;   /* guest serial console and QEMU's stderr */
   vm_accel accel;
+  /* Snapshots: qmp_socket makes QEMU listen for QMP (vm_save needs it);
+   * incoming restores a state saved by vm_save instead of booting. The
+   * restored VM must have the same devices (disk, NIC, ...) and memory. */
+  const char *qmp_socket;
+  const char *incoming;
 } vm_config;
 
 typedef struct vm vm;
@@ -90,6 +95,11 @@ int64_t vm_ready_ms(vm *v);
 /* Agent.Shutdown(POWEROFF), then waits up to timeout_ms for QEMU to exit
  * and SIGKILLs it after that. Returns 0 once QEMU is gone. */
 int vm_stop(vm *v, int timeout_ms, vs_err *err);
+
+/* Saves the running VM's state (devices, memory) to state_path through QMP
+ * (the VM was started with qmp_socket) and then ends QEMU. Drop the agent
+ * connection first (vm_detach) so the restored agent waits for a new host. */
+int vm_save(vm *v, const char *qmp_socket, const char *state_path, vs_err *err);
 
 /* Kills QEMU at once (SIGKILL) and reaps it. */
 void vm_kill(vm *v);

@@ -43,7 +43,8 @@ def busybox_image_tar(tmp) -> bytes:
             add(d)
         add("bin/busybox", bb)
         for applet in ["sh", "echo", "cat", "sleep", "ls", "id", "hostname", "env", "true",
-                       "false", "ip", "wget", "httpd", "head", "wc", "kill", "pwd", "tar"]:
+                       "false", "ip", "wget", "httpd", "head", "wc", "kill", "pwd", "tar",
+                       "od", "date", "sync", "md5sum"]:
             add(f"bin/{applet}", link="busybox")
         add("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n",
             mode=0o644)
@@ -481,3 +482,79 @@ def test_nat_for_egress(env):
         if server:
             server.kill()
         subprocess.run(["ip", "netns", "del", out_ns])
+
+
+def test_template_restore_is_correct(env):
+    """Containers restored from the VM template: each gets fresh entropy,
+    its own MAC and IP, the host's time, its own root disk, a working
+    network; no_template cold-boots."""
+    c = env
+    # the template is built in the background after the first boot
+    for _ in range(120):
+        ct = c.containers.Create(cp.ContainersCreateRequest(
+            image="busybox:test", process=types_pb2.ProcessSpec(args=["true"])),
+            timeout=180).container
+        c.containers.Delete(cp.ContainersDeleteRequest(container_id=ct.id, force=True))
+        if ct.vm.boot_mode == cp.BOOT_MODE_TEMPLATE:
+            break
+        time.sleep(1)
+    assert ct.vm.boot_mode == cp.BOOT_MODE_TEMPLATE
+
+    probe = ("head -c 32 /dev/urandom | md5sum; date +%s; "
+             "cat /sys/class/net/eth0/address; ip -4 -o addr show eth0; "
+             "cat /marker 2>/dev/null || echo no-marker; echo mine > /marker; sync")
+    results = []
+    for i in range(2):
+        ct = c.containers.Create(cp.ContainersCreateRequest(
+            id=f"tpl{i}", image="busybox:test", process=types_pb2.ProcessSpec(
+                args=["sh", "-c", probe])), timeout=180).container
+        assert ct.vm.boot_mode == cp.BOOT_MODE_TEMPLATE
+        status, out, err, _ = run_existing(c, ct.id)
+        assert status.code == 0, err
+        lines = out.decode().split("\n")
+        results.append((lines, ct))
+    (a, ca), (b, cb) = results
+    assert a[0] != b[0]  # entropy differs
+    for lines, ct in results:
+        assert abs(int(lines[1]) - time.time()) < 30  # clock set to the host's
+        assert lines[2] == ct.networks[0].mac_address  # its own MAC
+        assert ct.networks[0].ip_address + "/" in lines[3]  # its own IP
+        assert lines[4] == "no-marker"  # its own root disk, nothing cached
+    assert ca.networks[0].mac_address != cb.networks[0].mac_address
+    assert ca.networks[0].ip_address != cb.networks[0].ip_address
+    for i in range(2):
+        c.containers.Delete(cp.ContainersDeleteRequest(container_id=f"tpl{i}"))
+    # network after restore: a restored web server answers another restored container
+    web = c.containers.Create(cp.ContainersCreateRequest(
+        id="tplweb", image="busybox:test",
+        process=types_pb2.ProcessSpec(args=["httpd", "-f", "-p", "80", "-h", "/var/www"])),
+        timeout=180).container
+    assert web.vm.boot_mode == cp.BOOT_MODE_TEMPLATE
+    c.containers.Start(cp.ContainersStartRequest(container_id="tplweb"))
+    time.sleep(0.5)
+    status, out, _, cid = run(c, ["wget", "-qO-", f"http://{web.networks[0].ip_address}/"])
+    assert (status.code, out) == (0, b"hello over the bridge\n")
+    c.containers.Delete(cp.ContainersDeleteRequest(container_id=cid))
+    c.containers.Delete(cp.ContainersDeleteRequest(container_id="tplweb", force=True))
+    cold = c.containers.Create(cp.ContainersCreateRequest(
+        image="busybox:test", no_template=True, process=types_pb2.ProcessSpec(args=["true"])),
+        timeout=180).container
+    assert cold.vm.boot_mode == cp.BOOT_MODE_COLD
+    c.containers.Delete(cp.ContainersDeleteRequest(container_id=cold.id, force=True))
+
+
+def run_existing(c, cid):
+    """Attach to a created container, start it, collect its output."""
+    att = c.containers.Attach(iter([cp.ContainersAttachRequest(
+        open=cp.ContainersAttachOpen(container_id=cid, logs=True))]), timeout=120)
+    c.containers.Start(cp.ContainersStartRequest(container_id=cid), timeout=60)
+    out, err, status = b"", b"", None
+    for m in att:
+        if m.HasField("frame"):
+            if m.frame.stream == types_pb2.STDIO_STREAM_STDERR:
+                err += m.frame.data
+            else:
+                out += m.frame.data
+        else:
+            status = m.exit
+    return status, out, err, cid
