@@ -200,3 +200,59 @@ int fs_join(const char *root, const char *path, char *out, size_t out_len,
     return vs_err_set(err, VS_INVALID_ARGUMENT, "path too long");
   return 0;
 }
+
+int fs_secure_join(const char *root, const char *path, int follow_last, char *out,
+                   size_t out_len, vs_err *err) {
+  if (!path || path[0] != '/')
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "path \"%s\" is not absolute", path ? path : "");
+  const char *r = root && strcmp(root, "/") != 0 ? root : "";
+  size_t rl = strlen(r);
+  /* todo: the components still to resolve; cur: resolved part, relative
+   * to root, always starting with '/' or empty. */
+  char todo[4096], cur[4096] = "", full[8192], link[4096];
+  if (snprintf(todo, sizeof todo, "%s", path) >= (int)sizeof todo)
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "path too long");
+  int links = 0;
+  char *p = todo;
+  while (*p) {
+    while (*p == '/') p++;
+    if (!*p) break;
+    char *end = strchr(p, '/');
+    size_t n = end ? (size_t)(end - p) : strlen(p);
+    char comp[256];
+    if (n >= sizeof comp) return vs_err_set(err, VS_INVALID_ARGUMENT, "path component too long");
+    memcpy(comp, p, n);
+    comp[n] = '\0';
+    p += n;
+    int last = strspn(p, "/") == strlen(p);
+    if (strcmp(comp, ".") == 0) continue;
+    if (strcmp(comp, "..") == 0) {
+      char *slash = strrchr(cur, '/');
+      if (slash) *slash = '\0';
+      continue;
+    }
+    size_t cl = strlen(cur);
+    if (cl + 1 + n + 1 > sizeof cur) return vs_err_set(err, VS_INVALID_ARGUMENT, "path too long");
+    cur[cl] = '/';
+    memcpy(cur + cl + 1, comp, n + 1);
+    snprintf(full, sizeof full, "%s%s", r, cur);
+    struct stat st;
+    if (lstat(full, &st) < 0 || !S_ISLNK(st.st_mode) || (last && !follow_last)) continue;
+    if (++links > 40) return vs_err_set(err, VS_INVALID_ARGUMENT, "too many symlinks in %s", path);
+    ssize_t ln = readlink(full, link, sizeof link - 1);
+    if (ln < 0) return vs_err_errno(err, VS_INTERNAL, errno, "readlink %s", full);
+    link[ln] = '\0';
+    /* The link replaces the component: continue with target + rest. */
+    char rest[4096];
+    snprintf(rest, sizeof rest, "%s", p);
+    cur[cl] = '\0';
+    if (link[0] == '/') cur[0] = '\0';
+    if ((size_t)snprintf(todo, sizeof todo, "%s%s", link, rest) >= sizeof todo)
+      return vs_err_set(err, VS_INVALID_ARGUMENT, "path too long");
+    p = todo;
+  }
+  if ((size_t)snprintf(out, out_len, "%s%s", r, cur[0] ? cur : (rl ? "" : "/")) >= out_len)
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "path too long");
+  if (!out[0]) snprintf(out, out_len, "/");
+  return 0;
+}

@@ -49,6 +49,14 @@ ssize_t fs_read_small(const char *path, char *buf, size_t cap);
 int fs_join(const char *root, const char *path, char *out, size_t out_len,
             vs_err *err);
 
+/* Resolves an absolute path inside root the way the container sees it:
+ * symlinks (absolute ones too) are followed with root as "/", ".." never
+ * climbs above root, at most 40 links. follow_last: also resolve a symlink
+ * in the final component. Missing components are appended as they are (for
+ * creating). Writes root + resolved path to out. */
+int fs_secure_join(const char *root, const char *path, int follow_last, char *out,
+                   size_t out_len, vs_err *err);
+
 #ifdef __cplusplus
 }
 #endif

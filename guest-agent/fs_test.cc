@@ -77,3 +77,37 @@ TEST(FsJoin, StaysInsideRoot) {
   EXPECT_EQ(fs_join("/r", "relative", out, sizeof out, &err), -1);
   ASSERT_EQ(fs_join("/r", "/a..b/c", out, sizeof out, &err), 0);
 }
+
+TEST(FsSecureJoin, SymlinksStayInsideRoot) {
+  std::string root = testing::TempDir() + "/sj";
+  vs_err err;
+  ASSERT_EQ(fs_mkdir_all((root + "/etc/real").c_str(), 0755, &err), 0);
+  ASSERT_EQ(fs_mkdir_all((root + "/data").c_str(), 0755, &err), 0);
+  unlink((root + "/abs").c_str());
+  unlink((root + "/rel").c_str());
+  unlink((root + "/escape").c_str());
+  unlink((root + "/data/loop").c_str());
+  ASSERT_EQ(symlink("/etc/real", (root + "/abs").c_str()), 0);
+  ASSERT_EQ(symlink("etc/real", (root + "/rel").c_str()), 0);
+  ASSERT_EQ(symlink("../../../../../etc", (root + "/escape").c_str()), 0);
+  ASSERT_EQ(symlink("loop", (root + "/data/loop").c_str()), 0);
+  char out[4096];
+  ASSERT_EQ(fs_secure_join(root.c_str(), "/abs/file", 1, out, sizeof out, &err), 0) << err.msg;
+  EXPECT_EQ(std::string(out), root + "/etc/real/file");
+  ASSERT_EQ(fs_secure_join(root.c_str(), "/rel/x", 1, out, sizeof out, &err), 0);
+  EXPECT_EQ(std::string(out), root + "/etc/real/x");
+  ASSERT_EQ(fs_secure_join(root.c_str(), "/escape/passwd", 1, out, sizeof out, &err), 0);
+  EXPECT_EQ(std::string(out), root + "/etc/passwd");  // not the guest's /etc
+  ASSERT_EQ(fs_secure_join(root.c_str(), "/../../etc/hosts", 1, out, sizeof out, &err), 0);
+  EXPECT_EQ(std::string(out), root + "/etc/hosts");
+  ASSERT_EQ(fs_secure_join(root.c_str(), "/abs", 0, out, sizeof out, &err), 0);
+  EXPECT_EQ(std::string(out), root + "/abs");  // last component kept
+  ASSERT_EQ(fs_secure_join(root.c_str(), "/abs", 1, out, sizeof out, &err), 0);
+  EXPECT_EQ(std::string(out), root + "/etc/real");
+  ASSERT_EQ(fs_secure_join(root.c_str(), "/", 1, out, sizeof out, &err), 0);
+  EXPECT_EQ(std::string(out), root);
+  EXPECT_EQ(fs_secure_join(root.c_str(), "/data/loop/x", 1, out, sizeof out, &err), -1);
+  EXPECT_EQ(fs_secure_join(root.c_str(), "relative", 1, out, sizeof out, &err), -1);
+  ASSERT_EQ(fs_secure_join("/", "/etc/./hosts", 1, out, sizeof out, &err), 0);
+  EXPECT_STREQ(out, "/etc/hosts");
+}

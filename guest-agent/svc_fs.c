@@ -13,8 +13,11 @@
 #include "guest-agent/service.h"
 #include "guest-agent/tar.h"
 
-/* Resolves a request path in the guest or inside a container's root. */
-static int resolve(agent *a, const char *cid, const char *path, char *out, size_t n, vs_err *err) {
+/* Resolves a request path in the guest or inside a container's root, where
+ * symlinks are followed with the container root as "/" (follow_last: also
+ * a symlink in the last component). */
+static int resolve_ex(agent *a, const char *cid, const char *path, int follow_last, char *out,
+                      size_t n, vs_err *err) {
   if (!cid || !*cid) return fs_join("/", path, out, n, err);
   pthread_mutex_lock(&a->mu);
   ag_container *c = ag_find_container(a, cid);
@@ -22,7 +25,11 @@ static int resolve(agent *a, const char *cid, const char *path, char *out, size_
   if (c && !c->creating) snprintf(root, sizeof root, "%s", c->rootfs);
   pthread_mutex_unlock(&a->mu);
   if (!c) return vs_err_set(err, VS_NOT_FOUND, "no container %s", cid);
-  return fs_join(root, path, out, n, err);
+  return fs_secure_join(root, path, follow_last, out, n, err);
+}
+
+static int resolve(agent *a, const char *cid, const char *path, char *out, size_t n, vs_err *err) {
+  return resolve_ex(a, cid, path, 1, out, n, err);
 }
 
 static int mount_(vrpc_call *call, void *ctx, vs_err *err) {
@@ -125,7 +132,7 @@ static int stat_(vrpc_call *call, void *ctx, vs_err *err) {
   SVC_RECV(call, Vessel__V1__AgentStatRequest, req, err);
   char path[4096], target[4096] = "";
   struct stat st;
-  int rc = resolve(ctx, req->container_id, req->path, path, sizeof path, err);
+  int rc = resolve_ex(ctx, req->container_id, req->path, req->follow_symlinks, path, sizeof path, err);
   if (rc == 0 && (req->follow_symlinks ? stat(path, &st) : lstat(path, &st)) < 0)
     rc = vs_err_errno(err, errno == ENOENT ? VS_NOT_FOUND : VS_INTERNAL, errno, "stat %s",
                       req->path);
@@ -304,7 +311,7 @@ static int copy_out(vrpc_call *call, void *ctx, vs_err *err) {
   SVC_RECV(call, Vessel__V1__AgentCopyOutRequest, req, err);
   char path[4096], target[4096] = "";
   struct stat st;
-  int rc = resolve(ctx, req->container_id, req->path, path, sizeof path, err);
+  int rc = resolve_ex(ctx, req->container_id, req->path, 0, path, sizeof path, err);
   if (rc == 0 && lstat(path, &st) < 0)
     rc = vs_err_errno(err, errno == ENOENT ? VS_NOT_FOUND : VS_INTERNAL, errno, "stat %s", req->path);
   if (rc == 0) {
