@@ -278,8 +278,19 @@ void rt_teardown_vm(rt_container *c) {
   for (rt_proc *p = c->execs; p; p = p->next) rt_proc_join(p);
   pthread_rwlock_wrlock(&c->vm_lock); /* no agent call in flight any more */
   pthread_rwlock_unlock(&c->vm_lock);
+  /* Nothing runs in the VM any more: flush the guest's writes to the root
+   * disk, then end QEMU (a full guest power-off costs more under TCG). */
   vs_err ignore;
-  if (vm_stop(v, 5000, &ignore) < 0) vm_kill(v);
+  Vessel__V1__AgentSyncRequest sync;
+  vessel__v1__agent_sync_request__init(&sync);
+  ProtobufCMessage *r = NULL;
+  vrpc_call_opts o = {5000, NULL};
+  if (vm_channel(v) && vrpc_unary(vm_channel(v), &vessel_v1_Agent_Sync, &sync.base, &r, &o, &ignore) == 0) {
+    vrpc_msg_free(r);
+    vm_kill(v);
+  } else if (vm_stop(v, 5000, &ignore) < 0) {
+    vm_kill(v);
+  }
   vm_free(v);
 }
 
