@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 bash bazel/setup.sh
 kdir=$(bash kernel/build.sh | tail -n 1)
 bazel build //server/daemon:vesseld //guest-agent:initramfs >&2
+bin=$(bazel info output_path 2>/dev/null)/k8-fastbuild/bin
 
 demo=/tmp/vessel-demo
 root=${VESSEL_ROOT:-$demo/root}
@@ -21,8 +22,8 @@ ns=vessel-demo
 ip netns del $ns 2>/dev/null || true
 ip netns add $ns
 ip -n $ns link set lo up
-ip netns exec $ns bazel-bin/server/daemon/vesseld --root "$root" --listen "unix://$sock" \
-  --kernel "$kdir/vmlinux" --initrd bazel-bin/guest-agent/initramfs.cpio 2> "$demo/vesseld.log" &
+ip netns exec $ns "$bin/server/daemon/vesseld" --root "$root" --listen "unix://$sock" \
+  --kernel "$kdir/vmlinux" --initrd "$bin/guest-agent/initramfs.cpio" 2> "$demo/vesseld.log" &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; ip netns del $ns 2>/dev/null' EXIT
 for _ in $(seq 100); do grep -q " ready " "$demo/vesseld.log" && break; sleep 0.1; done

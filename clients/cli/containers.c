@@ -33,7 +33,8 @@ static const char run_usage[] =
     "      --memory BYTES     memory limit (suffixes k, m, g)\n"
     "      --network NET      network name (\"none\": loopback only)\n"
     "      --platform OS/ARCH platform of a multi-platform image\n"
-    "      --entrypoint CMD   replace the image ENTRYPOINT\n";
+    "      --entrypoint CMD   replace the image ENTRYPOINT\n"
+    "      --no-template      cold-boot the VM instead of restoring a template\n";
 
 typedef struct run_opts {
   int interactive, tty, detach, rm;
@@ -69,6 +70,7 @@ static int parse_run(int argc, char **argv, Vessel__V1__ContainersCreateRequest 
       {"cpus", required_argument, NULL, 'C'},  {"memory", required_argument, NULL, 'M'},
       {"network", required_argument, NULL, 'n'}, {"platform", required_argument, NULL, 'P'},
       {"entrypoint", required_argument, NULL, 'E'}, {"help", no_argument, NULL, 'h'},
+      {"no-template", no_argument, NULL, 'T'},
       {NULL, 0, NULL, 0}};
   static Vessel__V1__Resources res;
   static Vessel__V1__User user;
@@ -147,6 +149,7 @@ static int parse_run(int argc, char **argv, Vessel__V1__ContainersCreateRequest 
         req->ports = (Vessel__V1__PortMapping **)push((char **)req->ports, &req->n_ports, (char *)pm);
         break;
       }
+      case 'T': req->no_template = 1; break;
       case 'h': fputs(run_usage, stdout); return -2;
       default: return vc_usage_error(verb, "unknown flag"), -1;
     }

@@ -98,6 +98,21 @@ class Vesseld:
 
     def cleanup(self):
         self.stop()
+        # vesseld leaves VMs running when it exits (a restarted one re-adopts
+        # them): a test's leftovers are ended here.
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmd = f.read()
+            except OSError:
+                continue
+            if b"qemu-system" in cmd and self.tmp.encode() in cmd:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except OSError:
+                    pass
         if self.own_netns:
             subprocess.run(["ip", "netns", "del", self.netns], check=False)
             self.own_netns = False
