@@ -46,8 +46,9 @@ class Events:
                  timeout: Optional[float] = None) -> Stream[types_pb2.Event]:
         """Subscribes to events; returns an iterator of Event messages
         (``.type``, ``.sequence``, ``.container_id``, ``.exit_status``...)
-        that runs until ``cancel()`` (or the end of a ``with`` block, or the
-        timeout in seconds).
+        that runs until ``cancel()`` or the end of a ``with`` block (then it
+        simply stops); with ``timeout`` (seconds) it raises
+        DeadlineExceededError when that passes.
 
         types: only these (numbers or names like "container_exited");
         container_id: only about this container; since (datetime / epoch
