@@ -274,8 +274,9 @@ void rt_teardown_vm(rt_container *c) {
   c->qemu_pid = 0;
   pthread_mutex_unlock(&c->mu);
   if (!v) return;
-  /* exec streams run on the VM's channel: end them first */
+  /* streams on the VM's channel end first: execs, the events relay */
   for (rt_proc *p = c->execs; p; p = p->next) rt_proc_join(p);
+  rt_agent_events_stop(c);
   pthread_rwlock_wrlock(&c->vm_lock); /* no agent call in flight any more */
   pthread_rwlock_unlock(&c->vm_lock);
   /* Nothing runs in the VM any more: flush the guest's writes to the root
@@ -403,6 +404,7 @@ static void container_free(rt_container *c) {
   pthread_mutex_destroy(&c->mu);
   pthread_mutex_destroy(&c->op);
   pthread_rwlock_destroy(&c->vm_lock);
+  pthread_mutex_destroy(&c->events_mu);
   free(c);
 }
 
@@ -481,6 +483,7 @@ int rt_create(rt_runtime *rt, const Vessel__V1__ContainersCreateRequest *req, ch
   pthread_mutex_init(&c->mu, NULL);
   pthread_mutex_init(&c->op, NULL);
   pthread_rwlock_init(&c->vm_lock, NULL);
+  pthread_mutex_init(&c->events_mu, NULL);
   rt_proc_init(&c->init, "");
   if (*req->id)
     snprintf(c->id, sizeof c->id, "%s", req->id);
@@ -570,6 +573,7 @@ int rt_create(rt_runtime *rt, const Vessel__V1__ContainersCreateRequest *req, ch
   mkdir(runs, 0700);
   if (rc == 0) rc = boot(c, err);
   if (rc == 0) rc = configure_guest(c, err);
+  if (rc == 0) rc = rt_agent_events_start(c, err);
   if (rc == 0) rc = rt_ports_start(c, err);
   img_info_free(&info);
   if (rc < 0) {
@@ -1062,6 +1066,7 @@ static void readopt_vm(rt_container *c) {
     }
   }
   vs_err ignore;
+  rt_agent_events_start(c, &ignore);
   rt_ports_start(c, &ignore);
 }
 
@@ -1111,6 +1116,7 @@ rt_runtime *rt_open(const rt_config *cfg, vs_err *err) {
     pthread_mutex_init(&c->mu, NULL);
     pthread_mutex_init(&c->op, NULL);
     pthread_rwlock_init(&c->vm_lock, NULL);
+    pthread_mutex_init(&c->events_mu, NULL);
     rt_proc_init(&c->init, "");
     snprintf(c->id, sizeof c->id, "%.127s", e->d_name);
     snprintf(c->dir, sizeof c->dir, "%.4000s/%.127s", dir, e->d_name);
@@ -1184,6 +1190,7 @@ void rt_close(rt_runtime *rt) {
     rt_ports_stop(c);
     rt_proc_join(&c->init);
     for (rt_proc *p = c->execs; p; p = p->next) rt_proc_join(p);
+    rt_agent_events_stop(c);
     if (c->vm) {
       vm_detach(c->vm);
       vm_free(c->vm);

@@ -83,6 +83,11 @@ typedef struct rt_container {
   int qemu_pid;
   int64_t boot_ms;
   int from_template;
+  /* the agent's Events stream (OOM kills), relayed to the bus */
+  pthread_mutex_t events_mu;
+  vrpc_call *events_call;
+  pthread_t events_thread;
+  int events_running;
   int vcpus, memory_mib;
   rt_proc init;
   rt_proc *execs;
@@ -143,6 +148,10 @@ void rt_template_paths(rt_container *c, int with_nic, rt_template *t);
  * returns 0: cold-boot this time. */
 int rt_template_ready(rt_container *c, rt_template *t);
 const char *rt_template_mac(void);
+
+/* agent_events.c */
+int rt_agent_events_start(rt_container *c, vs_err *err);
+void rt_agent_events_stop(rt_container *c);
 
 /* ports.c */
 int rt_ports_start(rt_container *c, vs_err *err);

@@ -558,3 +558,22 @@ def run_existing(c, cid):
         else:
             status = m.exit
     return status, out, err, cid
+
+
+def test_memory_limit_oom_event_and_name_clash(env):
+    c = env
+    events = c.events.Subscribe(events_pb2.EventsSubscribeRequest(container_id="oom"), timeout=120)
+    status, _, _, cid = run(c, ["sh", "-c", "a=$(head -c 100000000 /dev/zero | busybox tr '\\0' x); echo survived"],
+                            id="oom", resources=types_pb2.Resources(memory_bytes=64 << 20))
+    assert status.code != 0 and (status.signal == 9 or status.oom_killed)
+    seen = []
+    for m in events:
+        seen.append(m.event.type)
+        if m.event.type == types_pb2.EVENT_TYPE_CONTAINER_EXITED:
+            break
+    events.cancel()
+    assert types_pb2.EVENT_TYPE_CONTAINER_OOM in seen, seen
+    with pytest.raises(grpc.RpcError) as e:  # the name is taken until deleted
+        c.containers.Create(cp.ContainersCreateRequest(id="oom", image="busybox:test"), timeout=60)
+    assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    c.containers.Delete(cp.ContainersDeleteRequest(container_id=cid))
