@@ -109,3 +109,17 @@ def test_cp_both_ways(env, tmp_path):
     assert r.returncode == 0, r.stderr
     assert (out / "payload" / "f.txt").read_text() == "copied in\n"
     ctl(env, "rm", "-f", "cp1")
+
+
+def test_rootfs_create(env, tmp_path):
+    ctl(env, "image", "load", "-i", env.archive, "--name", "cli/bb:1")
+    out = tmp_path / "rootfs.ext4"
+    r = ctl(env, "rootfs", "create", "--free", str(32 << 20), "cli/bb:1", str(out))
+    assert r.returncode == 0, r.stderr
+    assert str(out).encode() in r.stdout
+    fsck = subprocess.run(["e2fsck", "-fn", str(out)], capture_output=True)
+    assert fsck.returncode == 0, fsck.stdout
+    ls = subprocess.run(["debugfs", "-R", "ls -l /bin", str(out)], capture_output=True, text=True)
+    assert "busybox" in ls.stdout
+    r = ctl(env, "rootfs", "create", "cli/bb:1", str(out))
+    assert r.returncode == 1 and b"exists" in r.stderr
