@@ -8,7 +8,7 @@ from typing import List, Mapping, Optional
 import grpc
 
 from vessel.containers import Containers
-from vessel.errors import VesselError, call
+from vessel.errors import VesselError, call  # noqa: F401 (vessel.client.VesselError)
 from vessel.events import Events
 from vessel.images import Filters, Images, filters_list
 from vessel.v1 import (containers_pb2_grpc, events_pb2_grpc, images_pb2_grpc, networks_pb2,

@@ -12,22 +12,21 @@ are defined here.
 """
 from __future__ import annotations
 
-import collections
 import dataclasses
 import datetime
 import io
 import queue
 import shlex
 import threading
-from typing import (TYPE_CHECKING, BinaryIO, Deque, Iterator, List, Mapping, NamedTuple, Optional,
+from typing import (TYPE_CHECKING, BinaryIO, Iterator, List, Mapping, NamedTuple, Optional,
                     Sequence, Tuple, Union)
 
 import grpc
 from google.protobuf import timestamp_pb2
 
 from vessel._streams import Stream
-from vessel.errors import NotFoundError, VesselError, call, error_from_rpc
-from vessel.images import CHUNK, Filters, PathOrFile, PlatformLike, _read_chunks, filters_list, \
+from vessel.errors import NotFoundError, call, error_from_rpc
+from vessel.images import Filters, PathOrFile, PlatformLike, _read_chunks, filters_list, \
     platform_message
 from vessel.v1 import containers_pb2 as cp
 from vessel.v1 import types_pb2
@@ -713,4 +712,4 @@ class Containers:
 
 
 __all__ = ["Container", "ContainerError", "Containers", "Output", "Process", "RunResult",
-           "process_spec", "CHUNK", "VesselError"]
+           "process_spec"]
