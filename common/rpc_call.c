@@ -311,7 +311,12 @@ void vrpc_size_args(grpc_channel_args *ca, grpc_arg *args, size_t max_message) {
   args[1].type = GRPC_ARG_INTEGER;
   args[1].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
   args[1].value.integer = max;
-  ca->num_args = 2;
+  /* A large HTTP/2 window from the start: streams (stdio, pulls) should
+   * not stall on window updates over a slow link (a TCG guest). */
+  args[2].type = GRPC_ARG_INTEGER;
+  args[2].key = (char *)GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES;
+  args[2].value.integer = 8 << 20;
+  ca->num_args = 3;
   ca->args = args;
 }
 

@@ -66,14 +66,14 @@ vrpc_channel *vrpc_dial(const char *uri, const vrpc_tls *tls,
     grpc_channel_credentials_release(creds);
     return NULL;
   }
-  grpc_arg argv[3];
+  grpc_arg argv[4];
   grpc_channel_args args;
   vrpc_size_args(&args, argv, opts ? opts->max_message_bytes : 0);
   if (tls && tls->server_name) {
-    argv[2].type = GRPC_ARG_STRING;
-    argv[2].key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
-    argv[2].value.string = (char *)tls->server_name;
-    args.num_args = 3;
+    argv[3].type = GRPC_ARG_STRING;
+    argv[3].key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
+    argv[3].value.string = (char *)tls->server_name;
+    args.num_args = 4;
   }
   c->ch = grpc_channel_create(target, creds, &args);
   grpc_channel_credentials_release(creds);
@@ -92,7 +92,7 @@ vrpc_channel *vrpc_dial_fd(int fd, const vrpc_channel_opts *opts, vs_err *err) {
     close(fd);
     return NULL;
   }
-  grpc_arg argv[2];
+  grpc_arg argv[3];
   grpc_channel_args args;
   vrpc_size_args(&args, argv, opts ? opts->max_message_bytes : 0);
   grpc_channel_credentials *creds = grpc_insecure_credentials_create();

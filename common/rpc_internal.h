@@ -94,7 +94,7 @@ int vrpc_server_keep(vrpc_server *srv, void *ptr, vs_err *err);
 /* Reads a whole file (PEM material) into a NUL-terminated buffer. */
 char *vrpc_read_file(const char *path, vs_err *err);
 
-/* Channel args for message size limits; args must hold 2 entries. */
+/* Channel args for message sizes and flow control; args must hold 3. */
 void vrpc_size_args(grpc_channel_args *ca, grpc_arg *args, size_t max_message);
 
 /* "tcp://h:p" -> "h:p"; other URIs unchanged. Returns NULL if unsupported. */

@@ -36,7 +36,7 @@ struct vrpc_server {
   grpc_server *server;
   vrpc_cq cq;
   size_t max_message;
-  grpc_arg argv[2];
+  grpc_arg argv[3];
   grpc_channel_args args;
 
   vrpc_entry *entries;

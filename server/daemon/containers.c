@@ -229,10 +229,10 @@ static const char *state_word(Vessel__V1__ContainerState s) {
   return (unsigned)s < 6 ? w[s] : "";
 }
 
-/* Filters: id=<prefix>, label=<k>[=<v>], state=<word>, image=<ref>,
- * network=<name>. Same key ORs, different keys AND. */
-static int matches(const Vessel__V1__Container *c, char **f, size_t n, vs_err *err) {
-  static const char *const keys[] = {"id", "label", "state", "image", "network"};
+static const char *const filter_keys[] = {"id", "label", "state", "image", "network"};
+
+static int filters_valid(char **f, size_t n, vs_err *err) {
+  const char *const *keys = filter_keys;
   for (size_t i = 0; i < n; i++) {
     int known = 0;
     for (size_t k = 0; k < 5; k++) {
@@ -243,6 +243,13 @@ static int matches(const Vessel__V1__Container *c, char **f, size_t n, vs_err *e
       return vs_err_set(err, VS_INVALID_ARGUMENT,
                         "unknown filter \"%s\" (use id=, label=, state=, image=, network=)", f[i]);
   }
+  return 0;
+}
+
+/* Filters: id=<prefix>, label=<k>[=<v>], state=<word>, image=<ref>,
+ * network=<name>. Same key ORs, different keys AND. */
+static int matches(const Vessel__V1__Container *c, char **f, size_t n) {
+  const char *const *keys = filter_keys;
   for (size_t k = 0; k < 5; k++) {
     int seen = 0, any = 0;
     size_t l = strlen(keys[k]);
@@ -276,21 +283,20 @@ static int matches(const Vessel__V1__Container *c, char **f, size_t n, vs_err *e
 static int list(vrpc_call *call, void *ctx, vs_err *err) {
   vd_daemon *d = ctx;
   RECV(Vessel__V1__ContainersListRequest, req);
-  Vessel__V1__Container **all;
-  size_t n;
-  int rc = rt_list(d->runtime, &all, &n, err);
+  Vessel__V1__Container **all = NULL;
+  size_t n = 0;
+  int rc = filters_valid(req->filters, req->n_filters, err);
+  if (rc == 0) rc = rt_list(d->runtime, &all, &n, err);
   Vessel__V1__ContainersListResponse r;
   vessel__v1__containers_list_response__init(&r);
   if (rc == 0) r.containers = calloc(n ? n : 1, sizeof *r.containers);
   for (size_t i = 0; rc == 0 && i < n; i++) {
     if (!req->all && all[i]->state != VESSEL__V1__CONTAINER_STATE__CONTAINER_STATE_RUNNING) continue;
-    int ok = matches(all[i], req->filters, req->n_filters, err);
-    if (ok < 0) rc = -1;
-    else if (ok) r.containers[r.n_containers++] = all[i];
+    if (matches(all[i], req->filters, req->n_filters)) r.containers[r.n_containers++] = all[i];
   }
   if (rc == 0) rc = vrpc_send(call, &r.base, err);
   free(r.containers);
-  if (rc == 0 || all) rt_list_free(all, n);
+  if (all) rt_list_free(all, n);
   vrpc_msg_free(req_msg);
   return rc;
 }

@@ -277,20 +277,25 @@ static int filter_ok(const img_info *i, char **filters, size_t n, vs_err *err) {
     }
     if (seen && !any) return 0;
   }
+  return 1;
+}
+
+static int filters_valid(char **filters, size_t n, vs_err *err) {
   for (size_t f = 0; f < n; f++)
     if (strncmp(filters[f], "reference=", 10) && strncmp(filters[f], "label=", 6) &&
         strncmp(filters[f], "dangling=", 9))
       return vs_err_set(err, VS_INVALID_ARGUMENT,
                         "unknown filter \"%s\" (use reference=, label= or dangling=)", filters[f]);
-  return 1;
+  return 0;
 }
 
 static int list(vrpc_call *call, void *ctx, vs_err *err) {
   vd_daemon *d = ctx;
   RECV(Vessel__V1__ImagesListRequest, req);
-  img_info *all;
-  size_t n;
-  int rc = img_list(d->images, &all, &n, err);
+  img_info *all = NULL;
+  size_t n = 0;
+  int rc = filters_valid(req->filters, req->n_filters, err);
+  if (rc == 0) rc = img_list(d->images, &all, &n, err);
   Vessel__V1__ImagesListResponse r;
   vessel__v1__images_list_response__init(&r);
   if (rc == 0 && n) r.images = calloc(n, sizeof *r.images);

@@ -930,6 +930,13 @@ void rt_container_exited(rt_container *c) {
   emit(c, EVB_CONTAINER_EXITED, NULL, &e);
 }
 
+void rt_emit_process_exited(rt_container *c, rt_proc *p) {
+  pthread_mutex_lock(&c->mu);
+  rt_exit e = p->exit;
+  pthread_mutex_unlock(&c->mu);
+  emit(c, EVB_PROCESS_EXITED, p->id, &e);
+}
+
 static int wait_exit(rt_container *c, int64_t ms) {
   struct pollfd pf = {c->init.exit_fd, POLLIN, 0};
   return poll(&pf, 1, ms > 0x7fffffff ? 0x7fffffff : (int)ms) > 0;

@@ -45,6 +45,7 @@ typedef struct rt_proc {
   pthread_t relay;
   int relay_running;
   rt_chunk *kept, *kept_tail; /* exec output for late attachers */
+  rt_chunk *stdin_head, *stdin_tail; /* stdin sent before the start */
   size_t kept_bytes;
   rt_attach *attachers;
   struct rt_proc *next;
@@ -134,6 +135,7 @@ void rt_proc_free(rt_proc *p);
 void rt_proc_join(rt_proc *p);
 
 void rt_container_exited(rt_container *c);
+void rt_emit_process_exited(rt_container *c, rt_proc *p);
 /* Shuts the VM down (once, whoever calls first) after ending the exec
  * relays; not from an exec relay thread. */
 void rt_teardown_vm(rt_container *c);

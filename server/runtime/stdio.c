@@ -157,9 +157,13 @@ static void *relay(void *arg) {
   if (!p->id[0]) {
     rt_container_exited(c);
     rt_teardown_vm(c); /* init is gone: so is the VM */
+  } else {
+    rt_emit_process_exited(c, p);
   }
   return NULL;
 }
+
+static int flush_early_stdin(rt_proc *p, vs_err *err);
 
 int rt_proc_open_stdio(rt_container *c, rt_proc *p, vs_err *err) {
   vrpc_call *call = vrpc_call_start(vm_channel(c->vm), &vessel_v1_Agent_Stdio, NULL, err);
@@ -178,6 +182,8 @@ int rt_proc_open_stdio(rt_container *c, rt_proc *p, vs_err *err) {
   }
   pthread_mutex_lock(&p->stdio_mu);
   p->stdio = call;
+  vs_err ignore;
+  flush_early_stdin(p, &ignore);
   pthread_mutex_unlock(&p->stdio_mu);
   relay_arg *ra = malloc(sizeof *ra);
   ra->c = c;
@@ -209,6 +215,8 @@ void rt_proc_free(rt_proc *p) {
   rt_proc_join(p);
   chunks_free(p->kept);
   p->kept = p->kept_tail = NULL;
+  chunks_free(p->stdin_head);
+  p->stdin_head = p->stdin_tail = NULL;
   if (p->exit_fd >= 0) close(p->exit_fd);
   p->exit_fd = -1;
   pthread_mutex_destroy(&p->stdio_mu);
@@ -312,9 +320,45 @@ int rt_attach_stdin(rt_attach *a, const void *data, size_t len, int eof, vs_err 
   req.kind_case = VESSEL__V1__AGENT_STDIO_REQUEST__KIND_FRAME;
   req.frame = &f;
   pthread_mutex_lock(&p->stdio_mu);
-  int rc = p->stdio ? vrpc_send(p->stdio, &req.base, err)
-                    : vs_err_set(err, VS_FAILED_PRECONDITION, "process is not running");
+  int rc;
+  if (p->stdio) {
+    rc = vrpc_send(p->stdio, &req.base, err);
+  } else if (!p->started && !p->exited) {
+    /* Not started yet: kept, and sent as soon as the stream opens. */
+    rt_chunk *k = chunk_new(eof ? -1 : 0, data, len);
+    if (k) {
+      if (p->stdin_tail) p->stdin_tail->next = k;
+      else p->stdin_head = k;
+      p->stdin_tail = k;
+    }
+    rc = k ? 0 : vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+  } else {
+    rc = vs_err_set(err, VS_FAILED_PRECONDITION, "process is not running");
+  }
   pthread_mutex_unlock(&p->stdio_mu);
+  return rc;
+}
+
+/* Sends stdin that arrived before the stream existed (stdio_mu held). */
+static int flush_early_stdin(rt_proc *p, vs_err *err) {
+  int rc = 0;
+  while (p->stdin_head && rc == 0) {
+    rt_chunk *k = p->stdin_head;
+    p->stdin_head = k->next;
+    Vessel__V1__StdioFrame f;
+    vessel__v1__stdio_frame__init(&f);
+    f.stream = VESSEL__V1__STDIO_STREAM__STDIO_STREAM_STDIN;
+    f.data.data = (uint8_t *)k->data;
+    f.data.len = k->len;
+    f.eof = k->stream == -1;
+    Vessel__V1__AgentStdioRequest req;
+    vessel__v1__agent_stdio_request__init(&req);
+    req.kind_case = VESSEL__V1__AGENT_STDIO_REQUEST__KIND_FRAME;
+    req.frame = &f;
+    rc = vrpc_send(p->stdio, &req.base, err);
+    free(k);
+  }
+  if (!p->stdin_head) p->stdin_tail = NULL;
   return rc;
 }
 

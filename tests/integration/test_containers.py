@@ -577,3 +577,35 @@ def test_memory_limit_oom_event_and_name_clash(env):
         c.containers.Create(cp.ContainersCreateRequest(id="oom", image="busybox:test"), timeout=60)
     assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS
     c.containers.Delete(cp.ContainersDeleteRequest(container_id=cid))
+
+
+def test_stdin_before_start_and_process_exit_events(env):
+    c = env
+    c.containers.Create(cp.ContainersCreateRequest(
+        id="early", image="busybox:test", process=types_pb2.ProcessSpec(
+            args=["sh", "-c", "read x; echo got:$x"])), timeout=180)
+    att = c.containers.Attach(iter([
+        cp.ContainersAttachRequest(open=cp.ContainersAttachOpen(
+            container_id="early", attach_stdin=True, attach_stdout=True)),
+        cp.ContainersAttachRequest(frame=types_pb2.StdioFrame(
+            stream=types_pb2.STDIO_STREAM_STDIN, data=b"early\n", eof=True))]), timeout=60)
+    time.sleep(0.5)  # the stdin frame reaches vesseld before Start
+    c.containers.Start(cp.ContainersStartRequest(container_id="early"))
+    out = list(att)
+    assert b"".join(m.frame.data for m in out if m.HasField("frame")) == b"got:early\n"
+    events = c.events.Subscribe(events_pb2.EventsSubscribeRequest(
+        container_id="early", types=[types_pb2.EVENT_TYPE_PROCESS_EXITED]), timeout=60)
+    c.containers.Delete(cp.ContainersDeleteRequest(container_id="early"))
+    c.containers.Create(cp.ContainersCreateRequest(
+        id="early", image="busybox:test", process=types_pb2.ProcessSpec(args=["sleep", "60"])),
+        timeout=180)
+    c.containers.Start(cp.ContainersStartRequest(container_id="early"))
+    ex = c.containers.Exec(cp.ContainersExecRequest(
+        container_id="early", exec_id="x1", process=types_pb2.ProcessSpec(args=["sh", "-c", "exit 4"])))
+    ev = next(iter(events)).event
+    events.cancel()
+    assert (ev.process_id, ev.exit_status.code) == ("x1", 4)
+    with pytest.raises(grpc.RpcError) as e:
+        c.containers.List(cp.ContainersListRequest(filters=["bogus=1"]))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    c.containers.Delete(cp.ContainersDeleteRequest(container_id="early", force=True))
