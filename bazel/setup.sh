@@ -11,7 +11,7 @@ DEB_PACKAGES=(
   libssl-dev libcurl4-openssl-dev libarchive-dev libjansson-dev libzstd-dev zlib1g-dev
   libext2fs-dev libsqlite3-dev
   # runtime peers and tools
-  openssl ca-certificates iproute2 iptables e2fsprogs busybox-static qemu-system-x86 qemu-utils
+  openssl ca-certificates iproute2 iptables tmux e2fsprogs busybox-static qemu-system-x86 qemu-utils
   docker-registry skopeo umoci cpio
   # python clients and tests run on Debian's python3 (matches protoc 3.21)
   python3 python3-grpcio python3-protobuf python3-pytest python3-jwt python3-cryptography python3-bcrypt zstd

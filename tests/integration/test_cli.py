@@ -123,3 +123,40 @@ def test_rootfs_create(env, tmp_path):
     assert "busybox" in ls.stdout
     r = ctl(env, "rootfs", "create", "cli/bb:1", str(out))
     assert r.returncode == 1 and b"exists" in r.stderr
+
+
+def test_run_interactive_tty_in_tmux(env):
+    """`run -it` in a real terminal (tmux): raw mode, TERM, the window size,
+    and a resize reaching the process."""
+    import shutil
+    import time
+    ctl(env, "image", "load", "-i", env.archive, "--name", "cli/bb:1")
+    session = "vsl" + os.path.basename(env.tmp)[-6:]
+    cmd = f"{VESSELCTL} --host {env.address} run -it --rm --name tty1 cli/bb:1 sh"
+    tmux = shutil.which("tmux")
+    subprocess.run([tmux, "new-session", "-d", "-s", session, "-x", "100", "-y", "30", cmd],
+                   check=True)
+
+    def screen():
+        return subprocess.run([tmux, "capture-pane", "-p", "-t", session], capture_output=True,
+                              text=True).stdout
+
+    def wait_for(text, timeout=60):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if text in screen():
+                return True
+            time.sleep(0.2)
+        return False
+    try:
+        assert wait_for("#"), screen()  # the shell prompt in the container
+        subprocess.run([tmux, "send-keys", "-t", session, "echo T=$TERM; stty size", "Enter"])
+        assert wait_for("T=xterm"), screen()
+        assert wait_for("30 100") or wait_for("29 100"), screen()
+        subprocess.run([tmux, "resize-window", "-t", session, "-x", "120", "-y", "40"])
+        time.sleep(1)
+        subprocess.run([tmux, "send-keys", "-t", session, "stty size", "Enter"])
+        assert wait_for("40 120") or wait_for("39 120"), screen()
+        subprocess.run([tmux, "send-keys", "-t", session, "exit", "Enter"])
+    finally:
+        subprocess.run([tmux, "kill-session", "-t", session], capture_output=True)
