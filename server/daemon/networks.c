@@ -117,7 +117,13 @@ static int del(vrpc_call *call, void *ctx, vs_err *err) {
   RECV(Vessel__V1__NetworksDeleteRequest, req);
   char name[64];
   snprintf(name, sizeof name, "%s", req->name);
+  net_network n;
+  int have = net_get(d->networks, req->name, &n, NULL) == 0;
   int rc = net_delete(d->networks, req->name, req->force, err);
+  if (have) {
+    if (rc == 0) rt_net_remove(d->runtime, &n);
+    net_network_free(&n);
+  }
   vrpc_msg_free(req_msg);
   if (rc < 0) return -1;
   evb_event e;

@@ -83,9 +83,25 @@ static int ensure_bridge(const net_network *n, int prefix, vs_err *err) {
              n->bridge, "-j", "MASQUERADE");
 }
 
+/* Bridge, address and firewall rules once per network and vesseld: each
+ * `ip`/`iptables` run costs milliseconds on every container start. */
+static int bridge_once(rt_runtime *rt, const net_network *n, vs_err *err) {
+  pthread_mutex_lock(&rt->mu);
+  for (size_t i = 0; i < rt->n_bridges; i++)
+    if (!strcmp(rt->bridges[i], n->bridge)) {
+      pthread_mutex_unlock(&rt->mu);
+      return 0;
+    }
+  pthread_mutex_unlock(&rt->mu);
+  if (ensure_bridge(n, net_prefix_len(n->subnet), err) < 0) return -1;
+  pthread_mutex_lock(&rt->mu);
+  if (rt->n_bridges < 32) snprintf(rt->bridges[rt->n_bridges++], 16, "%s", n->bridge);
+  pthread_mutex_unlock(&rt->mu);
+  return 0;
+}
+
 int rt_net_setup(rt_container *c, const net_network *n, vs_err *err) {
-  int prefix = net_prefix_len(n->subnet);
-  if (ensure_bridge(n, prefix, err) < 0) return -1;
+  if (bridge_once(c->rt, n, err) < 0) return -1;
   /* tap names are at most 15 bytes: "vt" + 12 hex digits of the ID's hash */
   char d[72];
   oci_sha256_bytes(c->id, strlen(c->id), d);
@@ -105,4 +121,20 @@ void rt_net_teardown(rt_container *c) {
   vs_err ignore;
   RUN(&ignore, "ip", "link", "del", c->tap);
   c->tap[0] = '\0';
+}
+
+void rt_net_remove(rt_runtime *rt, const net_network *n) {
+  vs_err ignore;
+  pthread_mutex_lock(&rt->mu);
+  for (size_t i = 0; i < rt->n_bridges; i++)
+    if (!strcmp(rt->bridges[i], n->bridge)) {
+      memmove(rt->bridges[i], rt->bridges[i + 1], (rt->n_bridges - i - 1) * sizeof rt->bridges[0]);
+      rt->n_bridges--;
+      break;
+    }
+  pthread_mutex_unlock(&rt->mu);
+  RUN(&ignore, "iptables", "-D", "FORWARD", "-i", n->bridge, "!", "-o", n->bridge, "-j", "REJECT");
+  RUN(&ignore, "iptables", "-t", "nat", "-D", "POSTROUTING", "-s", n->subnet, "!", "-o", n->bridge,
+      "-j", "MASQUERADE");
+  RUN(&ignore, "ip", "link", "del", n->bridge);
 }

@@ -93,6 +93,9 @@ Vessel__V1__ExitStatus *rt_exit_msg(const rt_exit *e);
 /* Statistics from the guest agent. */
 int rt_stats(rt_runtime *rt, const char *id, ProtobufCMessage **stats, vs_err *err);
 
+/* Removes a deleted network's bridge and firewall rules from the host. */
+void rt_net_remove(rt_runtime *rt, const net_network *n);
+
 /* Counts for System.Info. */
 void rt_counts(rt_runtime *rt, uint32_t *total, uint32_t *running, uint32_t *created,
                uint32_t *stopped);

@@ -104,6 +104,8 @@ struct rt_runtime {
   size_t n;
   int closing; /* vesseld is exiting: relays end quietly, VMs live on */
   int building; /* template builds running */
+  char bridges[32][16]; /* bridges set up by this vesseld (skip the checks) */
+  size_t n_bridges;
   rt_container **dead; /* deleted; freed at close (attachers may hold them) */
   size_t n_dead;
 };

@@ -477,7 +477,10 @@ def test_nat_for_egress(env):
         status, out, _, cid = run(c, ["wget", "-qO-", "http://192.0.2.1:8000/"])
         assert status.code != 0
         c.containers.Delete(cp.ContainersDeleteRequest(container_id=cid))
+        bridge = c.networks.Inspect(networks_pb2.NetworksInspectRequest(name="natnet")).network.bridge
+        assert bridge in d.in_netns("ip", "-br", "link", capture_output=True, text=True).stdout
         c.networks.Delete(networks_pb2.NetworksDeleteRequest(name="natnet"))
+        assert bridge not in d.in_netns("ip", "-br", "link", capture_output=True, text=True).stdout
     finally:
         if server:
             server.kill()
