@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/vs_fs.h"
 #include "server/oci/oci.h"
 
 struct cs_store {
@@ -26,22 +27,6 @@ struct cs_writer {
   int64_t size, offset;
   oci_sha256 hash;
 };
-
-static int mkdirs(const char *path, vs_err *err) {
-  char buf[4200];
-  snprintf(buf, sizeof buf, "%s", path);
-  for (char *p = buf + 1;; p++) {
-    if (*p == '/' || !*p) {
-      char c = *p;
-      *p = '\0';
-      if (mkdir(buf, 0700) < 0 && errno != EEXIST)
-        return vs_err_errno(err, VS_INTERNAL, errno, "mkdir %s", buf);
-      *p = c;
-      if (!c) break;
-    }
-  }
-  return 0;
-}
 
 static int fsync_dir(const char *dir) {
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -64,7 +49,7 @@ cs_store *cs_open(const char *dir, vs_err *err) {
   snprintf(cs->dir, sizeof cs->dir, "%s", dir);
   snprintf(cs->blobs, sizeof cs->blobs, "%s/blobs/sha256", dir);
   snprintf(cs->ingest, sizeof cs->ingest, "%s/ingest", dir);
-  if (mkdirs(cs->blobs, err) < 0 || mkdirs(cs->ingest, err) < 0) {
+  if (vs_mkdir_p(cs->blobs, 0700, err) < 0 || vs_mkdir_p(cs->ingest, 0700, err) < 0) {
     free(cs);
     return NULL;
   }

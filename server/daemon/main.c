@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/rpc.h"
+#include "common/vs_fs.h"
 #include "common/vs_log.h"
 #include "grpc_proto_rpc.h"
 #include "server/daemon/daemon.h"
@@ -18,26 +19,9 @@
 
 #define LOG(level, ...) vs_log("vesseld", level, __VA_ARGS__)
 
-static int mkdir_p(const char *path, mode_t mode, vs_err *err) {
-  char buf[4096];
-  if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-    return vs_err_set(err, VS_INVALID_ARGUMENT, "path too long: %s", path);
-  for (char *p = buf + 1;; p++) {
-    if (*p == '/' || *p == '\0') {
-      char c = *p;
-      *p = '\0';
-      if (mkdir(buf, mode) < 0 && errno != EEXIST)
-        return vs_err_errno(err, VS_INTERNAL, errno, "mkdir %s", buf);
-      *p = c;
-      if (c == '\0') break;
-    }
-  }
-  return 0;
-}
-
 /* One vesseld per root: a second one would corrupt the stores. */
 static int lock_root(const char *root, vs_err *err) {
-  if (mkdir_p(root, 0700, err) < 0) return -1;
+  if (vs_mkdir_p(root, 0700, err) < 0) return -1;
   char path[4096];
   snprintf(path, sizeof path, "%s/vesseld.lock", root);
   int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -75,7 +59,7 @@ static int setup_listeners(vd_daemon *d, vrpc_server *srv, vs_err *err) {
       char *slash = strrchr(dir, '/');
       if (slash && slash != dir) {
         *slash = '\0';
-        if (mkdir_p(dir, 0755, err) < 0) return -1;
+        if (vs_mkdir_p(dir, 0755, err) < 0) return -1;
       }
     }
     int port = 0;

@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 
+#include "common/vs_fs.h"
 #include "server/oci/oci.h"
 
 struct net_store {
@@ -113,7 +114,7 @@ static int load(net_store *s, const char *name, net_network *n, vs_err *err) {
   return 0;
 }
 
-/* Temp file + fsync + rename: a crash leaves the old or the new state. */
+/* Atomically: a crash leaves the old or the new state. */
 static int save(net_store *s, const net_network *n, vs_err *err) {
   json_t *leases = json_array();
   for (size_t i = 0; i < n->n_leases; i++)
@@ -122,18 +123,13 @@ static int save(net_store *s, const net_network *n, vs_err *err) {
   json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:b,s:I,s:o}", "name", n->name, "id", n->id,
                         "subnet", n->subnet, "gateway", n->gateway, "bridge", n->bridge, "internal",
                         n->internal, "created", (json_int_t)n->created, "leases", leases);
-  char p[4200], tmp[4300];
+  char p[4200];
   path_of(s, n->name, p, sizeof p);
-  snprintf(tmp, sizeof tmp, "%s.tmp", p);
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  int rc = 0;
-  if (fd < 0 || json_dumpfd(j, fd, JSON_INDENT(2)) < 0 || fsync(fd) < 0)
-    rc = vs_err_errno(err, VS_INTERNAL, errno, "write %s", tmp);
-  else if (rename(tmp, p) < 0)
-    rc = vs_err_errno(err, VS_INTERNAL, errno, "rename %s", p);
-  if (fd >= 0) close(fd);
-  if (rc < 0) unlink(tmp);
+  char *text = json_dumps(j, JSON_INDENT(2));
   json_decref(j);
+  int rc = text ? vs_write_atomic(p, text, strlen(text), 0600, err)
+                : vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+  free(text);
   return rc;
 }
 

@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
+#include "common/vs_fs.h"
 #include "server/registry/registry.h"
 
 /* Docker stores Docker Hub under its v1 URL; other hosts may carry a scheme. */
@@ -175,17 +176,10 @@ int reg_creds_store(const char *store, const char *host, const char *user, const
   } else {
     json_object_del(auths, host);
   }
-  char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s.tmp", store);
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  int rc = 0;
-  if (fd < 0 || json_dumpfd(j, fd, JSON_INDENT(2)) < 0 || fsync(fd) < 0) {
-    rc = vs_err_errno(err, VS_INTERNAL, errno, "write %s", tmp);
-  } else if (rename(tmp, store) < 0) {
-    rc = vs_err_errno(err, VS_INTERNAL, errno, "rename %s", store);
-  }
-  if (fd >= 0) close(fd);
-  if (rc < 0) unlink(tmp);
+  char *text = json_dumps(j, JSON_INDENT(2));
   json_decref(j);
+  int rc = text ? vs_write_atomic(store, text, strlen(text), 0600, err)
+                : vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+  free(text);
   return rc;
 }

@@ -15,6 +15,7 @@
 
 #include <jansson.h>
 
+#include "common/vs_fs.h"
 #include "server/ext4/ext4.h"
 #include "server/runtime/runtime_internal.h"
 #include "vessel/v1/agent.pb-c.h"
@@ -72,17 +73,13 @@ int rt_save(rt_container *c, vs_err *err) {
                                              c->last_exit.oom_killed, "exited_ns",
                                              (json_int_t)c->last_exit.exited_ns, "reason",
                                              c->last_exit.reason));
-  char p[4400], tmp[4500];
+  char p[4400];
   snprintf(p, sizeof p, "%s/state.json", c->dir);
-  snprintf(tmp, sizeof tmp, "%s.tmp", p);
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  int rc = 0;
-  if (fd < 0 || json_dumpfd(j, fd, JSON_COMPACT) < 0 || fsync(fd) < 0)
-    rc = vs_err_errno(err, VS_INTERNAL, errno, "write %s", tmp);
-  else if (rename(tmp, p) < 0)
-    rc = vs_err_errno(err, VS_INTERNAL, errno, "rename %s", p);
-  if (fd >= 0) close(fd);
+  char *text = json_dumps(j, JSON_COMPACT);
   json_decref(j);
+  int rc = text ? vs_write_atomic(p, text, strlen(text), 0600, err)
+                : vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+  free(text);
   return rc;
 }
 
@@ -92,11 +89,7 @@ static int save_spec(rt_container *c, vs_err *err) {
   protobuf_c_message_pack(&c->spec->base, buf);
   char p[4400];
   snprintf(p, sizeof p, "%s/spec.pb", c->dir);
-  int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  int rc = 0;
-  if (fd < 0 || write(fd, buf, n) != (ssize_t)n || fsync(fd) < 0)
-    rc = vs_err_errno(err, VS_INTERNAL, errno, "write %s", p);
-  if (fd >= 0) close(fd);
+  int rc = vs_write_atomic(p, buf, n, 0600, err);
   free(buf);
   return rc;
 }
