@@ -15,6 +15,7 @@
 #include <grpc/support/time.h>
 
 #include "common/rpc_internal.h"
+#include "common/vs_fs.h"
 
 /* ---- completion queue poller ---- */
 
@@ -276,30 +277,8 @@ int vrpc_recv(vrpc_call *c, ProtobufCMessage **msg, vs_err *err) {
 /* ---- helpers ---- */
 
 char *vrpc_read_file(const char *path, vs_err *err) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    vs_err_errno(err, VS_INVALID_ARGUMENT, errno, "cannot open %s", path);
-    return NULL;
-  }
-  struct stat st;
-  if (fstat(fd, &st) < 0 || st.st_size > (16 << 20)) {
-    close(fd);
-    vs_err_set(err, VS_INVALID_ARGUMENT, "%s: not a readable PEM file", path);
-    return NULL;
-  }
-  char *buf = malloc((size_t)st.st_size + 1);
-  size_t got = 0;
-  while (buf && got < (size_t)st.st_size) {
-    ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-    if (n <= 0) break;
-    got += (size_t)n;
-  }
-  close(fd);
-  if (!buf) {
-    vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
-    return NULL;
-  }
-  buf[got] = '\0';
+  char *buf = vs_read_file(path, 16 << 20, NULL, err);
+  if (!buf) err->code = VS_INVALID_ARGUMENT; /* a bad --tls-* option */
   return buf;
 }
 

@@ -10,14 +10,15 @@
 
 int vs_mkdir_p(const char *path, mode_t mode, vs_err *err) {
   char buf[4096];
-  if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-    return vs_err_set(err, VS_INVALID_ARGUMENT, "path too long: %s", path);
+  if (!*path || snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "bad path \"%s\"", path);
   for (char *p = buf + 1;; p++) {
     if (*p == '/' || *p == '\0') {
       char c = *p;
       *p = '\0';
       if (mkdir(buf, mode) < 0 && errno != EEXIST)
-        return vs_err_errno(err, VS_INTERNAL, errno, "mkdir %s", buf);
+        return vs_err_errno(err, errno == ENOENT ? VS_NOT_FOUND : VS_INTERNAL, errno, "mkdir %s",
+                            buf);
       *p = c;
       if (c == '\0') break;
     }
@@ -47,4 +48,47 @@ int vs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
   if (rc == 0 && rename(tmp, path) < 0) rc = vs_err_errno(err, VS_INTERNAL, errno, "rename %s", path);
   if (rc < 0) unlink(tmp);
   return rc;
+}
+
+char *vs_read_file(const char *path, size_t max, size_t *len, vs_err *err) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    vs_err_errno(err, errno == ENOENT ? VS_NOT_FOUND : VS_INTERNAL, errno, "open %s", path);
+    return NULL;
+  }
+  struct stat st;
+  if (fstat(fd, &st) < 0 || (size_t)st.st_size > max) {
+    close(fd);
+    vs_err_set(err, VS_OUT_OF_RANGE, "%s is larger than %zu bytes", path, max);
+    return NULL;
+  }
+  size_t size = (size_t)st.st_size, got = 0;
+  char *buf = malloc(size + 1);
+  while (buf && got < size) {
+    ssize_t n = read(fd, buf + got, size - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += (size_t)n;
+  }
+  close(fd);
+  if (!buf || got != size) {
+    if (buf) vs_err_set(err, VS_INTERNAL, "cannot read %s", path);
+    else vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+    free(buf);
+    return NULL;
+  }
+  buf[got] = '\0';
+  if (len) *len = got;
+  return buf;
+}
+
+int vs_valid_name(const char *name, size_t max) {
+  size_t n = name ? strlen(name) : 0;
+  if (n == 0 || n > max) return 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = name[i];
+    int alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    if (!alnum && (i == 0 || !strchr("_.-", c))) return 0;
+  }
+  return 1;
 }

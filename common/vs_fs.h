@@ -18,6 +18,15 @@ int vs_mkdir_p(const char *path, mode_t mode, vs_err *err);
  * renamed, so a crash leaves the old content or the new, never a mix. */
 int vs_write_atomic(const char *path, const void *data, size_t len, mode_t mode, vs_err *err);
 
+/* Reads a whole file of at most max bytes into a NUL-terminated buffer the
+ * caller frees; *len (if not NULL) gets its size. ENOENT is VS_NOT_FOUND, a
+ * larger file VS_OUT_OF_RANGE, so callers can word each for their users. */
+char *vs_read_file(const char *path, size_t max, size_t *len, vs_err *err);
+
+/* 1 if name is safe as one path component and a user-facing id:
+ * [A-Za-z0-9][A-Za-z0-9_.-]*, 1 to max characters. */
+int vs_valid_name(const char *name, size_t max);
+
 #ifdef __cplusplus
 }
 #endif

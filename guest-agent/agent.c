@@ -4,6 +4,8 @@
 #include <string.h>
 #include <sys/eventfd.h>
 
+#include "common/vs_fs.h"
+
 int ag_init(agent *a, vs_err *err) {
   memset(a, 0, sizeof *a);
   pthread_mutex_init(&a->mu, NULL);
@@ -28,14 +30,4 @@ ag_process *ag_find_process(ag_container *c, const char *process_id) {
   return NULL;
 }
 
-int ag_valid_id(const char *id) {
-  if (!id) return 0;
-  size_t n = strlen(id);
-  if (n == 0 || n > AG_ID_MAX) return 0;
-  for (size_t i = 0; i < n; i++) {
-    char ch = id[i];
-    int alnum = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
-    if (!alnum && (i == 0 || (ch != '_' && ch != '.' && ch != '-'))) return 0;
-  }
-  return 1;
-}
+int ag_valid_id(const char *id) { return vs_valid_name(id, AG_ID_MAX); }

@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/vs_fs.h"
+
 typedef struct flag_word {
   const char *name;
   int clear; /* 1: the word clears the flag ("rw", "suid") */
@@ -77,22 +79,7 @@ int fs_parse_options(const char *const *opts, size_t n, unsigned long *flags,
 }
 
 int fs_mkdir_all(const char *path, mode_t mode, vs_err *err) {
-  char buf[4096];
-  size_t len = strlen(path);
-  if (len == 0 || len >= sizeof buf)
-    return vs_err_set(err, VS_INVALID_ARGUMENT, "bad path \"%s\"", path);
-  memcpy(buf, path, len + 1);
-  for (char *p = buf + 1;; p++) {
-    if (*p == '/' || *p == '\0') {
-      char saved = *p;
-      *p = '\0';
-      if (mkdir(buf, mode) < 0 && errno != EEXIST)
-        return vs_err_errno(err, errno == ENOENT ? VS_NOT_FOUND : VS_INTERNAL,
-                            errno, "mkdir %s", buf);
-      *p = saved;
-      if (saved == '\0') break;
-    }
-  }
+  if (vs_mkdir_p(path, mode, err) < 0) return -1;
   struct stat st;
   if (stat(path, &st) < 0) return vs_err_errno(err, VS_INTERNAL, errno, "stat %s", path);
   if (!S_ISDIR(st.st_mode))

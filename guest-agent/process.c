@@ -156,6 +156,20 @@ static void set_exit(agent *a, ag_container *c, ag_process *p, int status) {
   publish(a, c, p, 1);
 }
 
+void pr_exit_status(agent *a, ag_process *p, Vessel__V1__ExitStatus *st,
+                    Google__Protobuf__Timestamp *ts) {
+  vessel__v1__exit_status__init(st);
+  google__protobuf__timestamp__init(ts);
+  pthread_mutex_lock(&a->mu);
+  st->code = p->exit_code;
+  st->signal = p->exit_signal;
+  st->oom_killed = p->oom_killed;
+  ts->seconds = p->exited_at.tv_sec;
+  ts->nanos = (int32_t)p->exited_at.tv_nsec;
+  pthread_mutex_unlock(&a->mu);
+  st->exited_at = ts;
+}
+
 void pr_record_exit(agent *a, pid_t pid, int status) {
   for (ag_container *c = a->containers; c; c = c->next)
     for (ag_process *p = c->procs; p; p = p->next)

@@ -8,6 +8,7 @@
 #include "common/vs_err.h"
 #include "guest-agent/agent.h"
 #include "guest-agent/spawn.h"
+#include "vessel/v1/types.pb-c.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -28,6 +29,10 @@ int pr_signal(agent *a, ag_container *c, ag_process *p, int sig, int all, vs_err
 /* Blocks until p exited; cancelled() is polled every 100 ms (returns
  * nonzero to stop waiting -> CANCELLED). Caller must hold a reference. */
 int pr_wait(agent *a, ag_process *p, int (*cancelled)(void *), void *arg, vs_err *err);
+
+/* Fills st with how p exited (ts is the storage for its time). */
+void pr_exit_status(agent *a, ag_process *p, Vessel__V1__ExitStatus *st,
+                    Google__Protobuf__Timestamp *ts);
 
 int pr_resize(agent *a, ag_process *p, unsigned rows, unsigned cols, vs_err *err);
 int pr_close_stdin(agent *a, ag_process *p);

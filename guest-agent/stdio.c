@@ -181,16 +181,9 @@ int sio_serve(agent *a, vrpc_call *call, vs_err *err) {
   free(buf);
   if (rc == 0) rc = pr_wait(a, p, is_cancelled, call, err);
   if (rc == 0) {
-    Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
-    Vessel__V1__ExitStatus st = VESSEL__V1__EXIT_STATUS__INIT;
-    pthread_mutex_lock(&a->mu);
-    st.code = p->exit_code;
-    st.signal = p->exit_signal;
-    st.oom_killed = p->oom_killed;
-    ts.seconds = p->exited_at.tv_sec;
-    ts.nanos = (int32_t)p->exited_at.tv_nsec;
-    pthread_mutex_unlock(&a->mu);
-    st.exited_at = &ts;
+    Google__Protobuf__Timestamp ts;
+    Vessel__V1__ExitStatus st;
+    pr_exit_status(a, p, &st, &ts);
     Vessel__V1__AgentStdioResponse resp = VESSEL__V1__AGENT_STDIO_RESPONSE__INIT;
     resp.kind_case = VESSEL__V1__AGENT_STDIO_RESPONSE__KIND_EXIT;
     resp.exit = &st;

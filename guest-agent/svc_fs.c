@@ -128,33 +128,50 @@ static int file_type(mode_t m) {
   return VESSEL__V1__FILE_TYPE__FILE_TYPE_UNSPECIFIED;
 }
 
+/* A FileInfo with the storage it points into. */
+typedef struct {
+  Vessel__V1__FileInfo fi;
+  Google__Protobuf__Timestamp mt;
+  char target[4096];
+} file_info;
+
+/* Describe `path` (named `shown` to the caller) without following a final
+ * symlink unless `follow`. */
+static int file_info_of(const char *path, const char *shown, int follow, file_info *f,
+                        vs_err *err) {
+  struct stat st;
+  if ((follow ? stat(path, &st) : lstat(path, &st)) < 0)
+    return vs_err_errno(err, errno == ENOENT ? VS_NOT_FOUND : VS_INTERNAL, errno, "stat %s",
+                        shown);
+  f->target[0] = '\0';
+  if (S_ISLNK(st.st_mode)) {
+    ssize_t n = readlink(path, f->target, sizeof f->target - 1);
+    f->target[n > 0 ? n : 0] = '\0';
+  }
+  google__protobuf__timestamp__init(&f->mt);
+  f->mt.seconds = st.st_mtim.tv_sec;
+  f->mt.nanos = (int32_t)st.st_mtim.tv_nsec;
+  vessel__v1__file_info__init(&f->fi);
+  f->fi.path = (char *)shown;
+  f->fi.mode = st.st_mode & 07777;
+  f->fi.size = st.st_size;
+  f->fi.uid = st.st_uid;
+  f->fi.gid = st.st_gid;
+  f->fi.mtime = &f->mt;
+  f->fi.type = file_type(st.st_mode);
+  f->fi.link_target = f->target;
+  return 0;
+}
+
 static int stat_(vrpc_call *call, void *ctx, vs_err *err) {
   SVC_RECV(call, Vessel__V1__AgentStatRequest, req, err);
-  char path[4096], target[4096] = "";
-  struct stat st;
+  char path[4096];
+  file_info f;
   int rc = resolve_ex(ctx, req->container_id, req->path, req->follow_symlinks, path, sizeof path, err);
-  if (rc == 0 && (req->follow_symlinks ? stat(path, &st) : lstat(path, &st)) < 0)
-    rc = vs_err_errno(err, errno == ENOENT ? VS_NOT_FOUND : VS_INTERNAL, errno, "stat %s",
-                      req->path);
-  if (rc == 0 && S_ISLNK(st.st_mode)) {
-    ssize_t n = readlink(path, target, sizeof target - 1);
-    target[n > 0 ? n : 0] = '\0';
-  }
+  if (rc == 0) rc = file_info_of(path, req->path, req->follow_symlinks, &f, err);
   if (rc == 0) {
-    Google__Protobuf__Timestamp mt = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
-    mt.seconds = st.st_mtim.tv_sec;
-    mt.nanos = (int32_t)st.st_mtim.tv_nsec;
-    Vessel__V1__FileInfo fi = VESSEL__V1__FILE_INFO__INIT;
-    fi.path = req->path;
-    fi.mode = st.st_mode & 07777;
-    fi.size = st.st_size;
-    fi.uid = st.st_uid;
-    fi.gid = st.st_gid;
-    fi.mtime = &mt;
-    fi.type = file_type(st.st_mode);
-    fi.link_target = target;
     Vessel__V1__AgentStatResponse r = VESSEL__V1__AGENT_STAT_RESPONSE__INIT;
-    r.info = &fi;
+    r.info = &f.fi;
     rc = vrpc_send(call, &r.base, err);
   }
   vrpc_msg_free(req_msg);
@@ -309,29 +326,12 @@ static int out_sink(void *ctx, const void *data, size_t len, vs_err *err) {
 
 static int copy_out(vrpc_call *call, void *ctx, vs_err *err) {
   SVC_RECV(call, Vessel__V1__AgentCopyOutRequest, req, err);
-  char path[4096], target[4096] = "";
-  struct stat st;
+  char path[4096];
+  file_info f;
   int rc = resolve_ex(ctx, req->container_id, req->path, 0, path, sizeof path, err);
-  if (rc == 0 && lstat(path, &st) < 0)
-    rc = vs_err_errno(err, errno == ENOENT ? VS_NOT_FOUND : VS_INTERNAL, errno, "stat %s", req->path);
+  if (rc == 0) rc = file_info_of(path, req->path, 0, &f, err);
   if (rc == 0) {
-    if (S_ISLNK(st.st_mode)) {
-      ssize_t n = readlink(path, target, sizeof target - 1);
-      target[n > 0 ? n : 0] = '\0';
-    }
-    Google__Protobuf__Timestamp mt = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
-    mt.seconds = st.st_mtim.tv_sec;
-    mt.nanos = (int32_t)st.st_mtim.tv_nsec;
-    Vessel__V1__FileInfo fi = VESSEL__V1__FILE_INFO__INIT;
-    fi.path = req->path;
-    fi.mode = st.st_mode & 07777;
-    fi.size = st.st_size;
-    fi.uid = st.st_uid;
-    fi.gid = st.st_gid;
-    fi.mtime = &mt;
-    fi.type = file_type(st.st_mode);
-    fi.link_target = target;
-    out_stream o = {call, malloc(OUT_CHUNK), 0, &fi};
+    out_stream o = {call, malloc(OUT_CHUNK), 0, &f.fi};
     if (!o.buf) rc = vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
     if (rc == 0) rc = tar_write_path(path, out_sink, &o, err);
     if (rc == 0 && (o.len || o.info)) rc = out_flush(&o, err);

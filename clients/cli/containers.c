@@ -461,6 +461,17 @@ int vc_ps(vc_ctx *c, int argc, char **argv) {
   return 0;
 }
 
+static int on_logs(void *arg, const ProtobufCMessage *m) {
+  (void)arg;
+  const Vessel__V1__ContainersLogsResponse *resp = (const Vessel__V1__ContainersLogsResponse *)m;
+  for (size_t i = 0; i < resp->n_entries; i++) {
+    FILE *f = resp->entries[i]->stream == VESSEL__V1__STDIO_STREAM__STDIO_STREAM_STDERR ? stderr : stdout;
+    fwrite(resp->entries[i]->data.data, 1, resp->entries[i]->data.len, f);
+    fflush(f);
+  }
+  return 0;
+}
+
 int vc_logs(vc_ctx *c, int argc, char **argv) {
   Vessel__V1__ContainersLogsRequest req;
   vessel__v1__containers_logs_request__init(&req);
@@ -477,27 +488,7 @@ int vc_logs(vc_ctx *c, int argc, char **argv) {
   req.container_id = argv[optind];
   req.include_stdout = req.include_stderr = 1;
   vs_err err;
-  vrpc_call *call = vrpc_call_start(vc_channel(c), &vessel_v1_Containers_Logs, NULL, &err);
-  if (!call || vrpc_send(call, &req.base, &err) < 0 || vrpc_close_send(call, &err) < 0) {
-    vrpc_call_free(call);
-    return vc_fail(&err);
-  }
-  int rc = 0;
-  for (;;) {
-    ProtobufCMessage *m;
-    int r = vrpc_recv(call, &m, &err);
-    if (r < 0) rc = vc_fail(&err);
-    if (r <= 0) break;
-    Vessel__V1__ContainersLogsResponse *resp = (Vessel__V1__ContainersLogsResponse *)m;
-    for (size_t i = 0; i < resp->n_entries; i++) {
-      FILE *f = resp->entries[i]->stream == VESSEL__V1__STDIO_STREAM__STDIO_STREAM_STDERR ? stderr : stdout;
-      fwrite(resp->entries[i]->data.data, 1, resp->entries[i]->data.len, f);
-      fflush(f);
-    }
-    vrpc_msg_free(m);
-  }
-  vrpc_call_free(call);
-  return rc;
+  return vc_stream(c, &vessel_v1_Containers_Logs, &req.base, on_logs, NULL, &err) < 0 ? vc_fail(&err) : 0;
 }
 
 static int signal_number(const char *s) {
@@ -614,6 +605,11 @@ static FILE *local_tar(const char *mode, const char *dir, const char *name) {
   return popen(cmd, mode);
 }
 
+static int write_tar(void *arg, const ProtobufCMessage *m) {
+  const ProtobufCBinaryData *d = &((const Vessel__V1__ContainersCopyOutResponse *)m)->data;
+  return fwrite(d->data, 1, d->len, arg) != d->len;
+}
+
 int vc_cp(vc_ctx *c, int argc, char **argv) {
   if (argc != 3) return vc_usage_error("cp", "give SRC DST (one of them ID:PATH)");
   char id[256];
@@ -626,20 +622,7 @@ int vc_cp(vc_ctx *c, int argc, char **argv) {
     req.path = (char *)rpath;
     FILE *out = local_tar("w", argv[2], "");
     if (!out) return fprintf(stderr, "vesselctl: cannot run tar into %s\n", argv[2]), 1;
-    vrpc_call *call = vrpc_call_start(vc_channel(c), &vessel_v1_Containers_CopyOut, NULL, &err);
-    int rc = call && vrpc_send(call, &req.base, &err) == 0 && vrpc_close_send(call, &err) == 0 ? 0 : -1;
-    while (rc == 0) {
-      ProtobufCMessage *m;
-      int r = vrpc_recv(call, &m, &err);
-      if (r <= 0) {
-        rc = r;
-        break;
-      }
-      Vessel__V1__ContainersCopyOutResponse *resp = (Vessel__V1__ContainersCopyOutResponse *)m;
-      fwrite(resp->data.data, 1, resp->data.len, out);
-      vrpc_msg_free(m);
-    }
-    vrpc_call_free(call);
+    int rc = vc_stream(c, &vessel_v1_Containers_CopyOut, &req.base, write_tar, out, &err);
     int st = pclose(out);
     if (rc < 0) return vc_fail(&err);
     return st == 0 ? 0 : (fprintf(stderr, "vesselctl: local tar failed\n"), 1);
@@ -688,6 +671,25 @@ int vc_cp(vc_ctx *c, int argc, char **argv) {
   return st == 0 ? 0 : (fprintf(stderr, "vesselctl: local tar failed\n"), 1);
 }
 
+static int on_event(void *arg, const ProtobufCMessage *m) {
+  vc_ctx *c = arg;
+  const Vessel__V1__Event *e = ((const Vessel__V1__EventsSubscribeResponse *)m)->event;
+  if (c->json) {
+    vc_json(stdout, &e->base, 0);
+    putchar('\n');
+  } else {
+    const ProtobufCEnumValue *v =
+        protobuf_c_enum_descriptor_get_value(&vessel__v1__event_type__descriptor, e->type);
+    const char *what = v ? v->name + strlen("EVENT_TYPE_") : "?";
+    printf("%llu %s %s%s%s", (unsigned long long)e->sequence, what, e->container_id, e->image,
+           e->network);
+    if (e->exit_status) printf(" exit=%d", e->exit_status->code);
+    putchar('\n');
+  }
+  fflush(stdout);
+  return 0;
+}
+
 int vc_events(vc_ctx *c, int argc, char **argv) {
   Vessel__V1__EventsSubscribeRequest req;
   vessel__v1__events_subscribe_request__init(&req);
@@ -699,33 +701,5 @@ int vc_events(vc_ctx *c, int argc, char **argv) {
     else return vc_usage_error("events", "usage: events [--container ID]");
   }
   vs_err err;
-  vrpc_call *call = vrpc_call_start(vc_channel(c), &vessel_v1_Events_Subscribe, NULL, &err);
-  if (!call || vrpc_send(call, &req.base, &err) < 0 || vrpc_close_send(call, &err) < 0) {
-    vrpc_call_free(call);
-    return vc_fail(&err);
-  }
-  int rc = 0;
-  for (;;) {
-    ProtobufCMessage *m;
-    int r = vrpc_recv(call, &m, &err);
-    if (r < 0) rc = vc_fail(&err);
-    if (r <= 0) break;
-    Vessel__V1__Event *e = ((Vessel__V1__EventsSubscribeResponse *)m)->event;
-    if (c->json) {
-      vc_json(stdout, &e->base, 0);
-      putchar('\n');
-    } else {
-      const ProtobufCEnumValue *v =
-          protobuf_c_enum_descriptor_get_value(&vessel__v1__event_type__descriptor, e->type);
-      const char *what = v ? v->name + strlen("EVENT_TYPE_") : "?";
-      printf("%llu %s %s%s%s", (unsigned long long)e->sequence, what, e->container_id, e->image,
-             e->network);
-      if (e->exit_status) printf(" exit=%d", e->exit_status->code);
-      putchar('\n');
-    }
-    fflush(stdout);
-    vrpc_msg_free(m);
-  }
-  vrpc_call_free(call);
-  return rc;
+  return vc_stream(c, &vessel_v1_Events_Subscribe, &req.base, on_event, c, &err) < 0 ? vc_fail(&err) : 0;
 }

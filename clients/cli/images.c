@@ -55,6 +55,40 @@ static void show_progress(const Vessel__V1__TransferProgress *p, int tty) {
   }
 }
 
+typedef struct transfer {
+  vc_ctx *c;
+  int tty;
+} transfer;
+
+static int on_pull(void *arg, const ProtobufCMessage *m) {
+  transfer *t = arg;
+  const Vessel__V1__ImagesPullResponse *resp = (const Vessel__V1__ImagesPullResponse *)m;
+  if (resp->kind_case == VESSEL__V1__IMAGES_PULL_RESPONSE__KIND_PROGRESS && !t->c->json) {
+    show_progress(resp->progress, t->tty);
+  } else if (resp->kind_case == VESSEL__V1__IMAGES_PULL_RESPONSE__KIND_IMAGE) {
+    if (t->tty && !t->c->json) fputc('\n', stderr);
+    if (t->c->json) {
+      vc_json(stdout, &resp->image->base, 0);
+      putchar('\n');
+    } else {
+      printf("%s\n%s\n", resp->image->name, resp->image->target->digest);
+    }
+  }
+  return 0;
+}
+
+static int on_push(void *arg, const ProtobufCMessage *m) {
+  transfer *t = arg;
+  const Vessel__V1__ImagesPushResponse *resp = (const Vessel__V1__ImagesPushResponse *)m;
+  if (resp->kind_case == VESSEL__V1__IMAGES_PUSH_RESPONSE__KIND_PROGRESS && !t->c->json) {
+    show_progress(resp->progress, t->tty);
+  } else if (resp->kind_case == VESSEL__V1__IMAGES_PUSH_RESPONSE__KIND_PUSHED) {
+    if (t->tty && !t->c->json) fputc('\n', stderr);
+    printf("%s\n", resp->pushed->digest);
+  }
+  return 0;
+}
+
 static int pull(vc_ctx *c, int argc, char **argv) {
   Vessel__V1__ImagesPullRequest req;
   vessel__v1__images_pull_request__init(&req);
@@ -75,38 +109,14 @@ static int pull(vc_ctx *c, int argc, char **argv) {
   }
   if (optind != argc - 1) return vc_usage_error("image pull", "give one image reference");
   req.reference = argv[optind];
+  int tty = isatty(2);
+  transfer t = {c, tty};
   vs_err err;
-  vrpc_call *call = vrpc_call_start(vc_channel(c), &vessel_v1_Images_Pull, NULL, &err);
-  if (!call || vrpc_send(call, &req.base, &err) < 0 || vrpc_close_send(call, &err) < 0) {
-    vrpc_call_free(call);
+  if (vc_stream(c, &vessel_v1_Images_Pull, &req.base, on_pull, &t, &err) < 0) {
+    if (tty) fputc('\n', stderr);
     return vc_fail(&err);
   }
-  int tty = isatty(2), rc = 0;
-  for (;;) {
-    ProtobufCMessage *m;
-    int r = vrpc_recv(call, &m, &err);
-    if (r < 0) {
-      if (tty) fputc('\n', stderr);
-      rc = vc_fail(&err);
-      break;
-    }
-    if (r == 0) break;
-    Vessel__V1__ImagesPullResponse *resp = (Vessel__V1__ImagesPullResponse *)m;
-    if (resp->kind_case == VESSEL__V1__IMAGES_PULL_RESPONSE__KIND_PROGRESS && !c->json)
-      show_progress(resp->progress, tty);
-    else if (resp->kind_case == VESSEL__V1__IMAGES_PULL_RESPONSE__KIND_IMAGE) {
-      if (tty && !c->json) fputc('\n', stderr);
-      if (c->json) {
-        vc_json(stdout, &resp->image->base, 0);
-        putchar('\n');
-      } else {
-        printf("%s\n%s\n", resp->image->name, resp->image->target->digest);
-      }
-    }
-    vrpc_msg_free(m);
-  }
-  vrpc_call_free(call);
-  return rc;
+  return 0;
 }
 
 static int push(vc_ctx *c, int argc, char **argv) {
@@ -127,32 +137,9 @@ static int push(vc_ctx *c, int argc, char **argv) {
   if (optind >= argc || argc - optind > 2) return vc_usage_error("image push", "give REF [DEST]");
   req.reference = argv[optind];
   if (argc - optind == 2) req.destination = argv[optind + 1];
+  transfer t = {c, isatty(2)};
   vs_err err;
-  vrpc_call *call = vrpc_call_start(vc_channel(c), &vessel_v1_Images_Push, NULL, &err);
-  if (!call || vrpc_send(call, &req.base, &err) < 0 || vrpc_close_send(call, &err) < 0) {
-    vrpc_call_free(call);
-    return vc_fail(&err);
-  }
-  int tty = isatty(2), rc = 0;
-  for (;;) {
-    ProtobufCMessage *m;
-    int r = vrpc_recv(call, &m, &err);
-    if (r < 0) {
-      rc = vc_fail(&err);
-      break;
-    }
-    if (r == 0) break;
-    Vessel__V1__ImagesPushResponse *resp = (Vessel__V1__ImagesPushResponse *)m;
-    if (resp->kind_case == VESSEL__V1__IMAGES_PUSH_RESPONSE__KIND_PROGRESS && !c->json)
-      show_progress(resp->progress, tty);
-    else if (resp->kind_case == VESSEL__V1__IMAGES_PUSH_RESPONSE__KIND_PUSHED) {
-      if (tty && !c->json) fputc('\n', stderr);
-      printf("%s\n", resp->pushed->digest);
-    }
-    vrpc_msg_free(m);
-  }
-  vrpc_call_free(call);
-  return rc;
+  return vc_stream(c, &vessel_v1_Images_Push, &req.base, on_push, &t, &err) < 0 ? vc_fail(&err) : 0;
 }
 
 static int ls(vc_ctx *c) {
@@ -189,6 +176,12 @@ static int simple(vc_ctx *c, const vrpc_method *method, ProtobufCMessage *req) {
   return 0;
 }
 
+/* Export and copy-out chunks to a file; a write error stops the stream. */
+static int write_chunk(void *arg, const ProtobufCMessage *m) {
+  const ProtobufCBinaryData *d = &((const Vessel__V1__ImagesExportResponse *)m)->data;
+  return fwrite(d->data, 1, d->len, arg) != d->len;
+}
+
 static int save(vc_ctx *c, int argc, char **argv) {
   const char *out = NULL;
   int ch;
@@ -208,21 +201,9 @@ static int save(vc_ctx *c, int argc, char **argv) {
   FILE *f = fopen(tmp, "wb");
   if (!f) return fprintf(stderr, "vesselctl: %s: %s\n", tmp, strerror(errno)), 1;
   vs_err err;
-  int rc = 0;
-  vrpc_call *call = vrpc_call_start(vc_channel(c), &vessel_v1_Images_Export, NULL, &err);
-  if (!call || vrpc_send(call, &req.base, &err) < 0 || vrpc_close_send(call, &err) < 0) rc = -1;
-  while (rc == 0) {
-    ProtobufCMessage *m;
-    int r = vrpc_recv(call, &m, &err);
-    if (r <= 0) {
-      rc = r;
-      break;
-    }
-    Vessel__V1__ImagesExportResponse *resp = (Vessel__V1__ImagesExportResponse *)m;
-    if (fwrite(resp->data.data, 1, resp->data.len, f) != resp->data.len) rc = -1;
-    vrpc_msg_free(m);
-  }
-  vrpc_call_free(call);
+  vs_err_clear(&err);
+  int rc = vc_stream(c, &vessel_v1_Images_Export, &req.base, write_chunk, f, &err);
+  if (ferror(f)) rc = -1;
   if (fclose(f) != 0) rc = -1;
   if (rc < 0) { /* no half-written archive under the name asked for */
     unlink(tmp);

@@ -76,6 +76,26 @@ int vc_call(vc_ctx *c, const vrpc_method *m, const ProtobufCMessage *req, Protob
   return 0;
 }
 
+int vc_stream(vc_ctx *c, const vrpc_method *m, const ProtobufCMessage *req,
+              int (*on_msg)(void *arg, const ProtobufCMessage *msg), void *arg, vs_err *err) {
+  vrpc_call *call = vrpc_call_start(vc_channel(c), m, NULL, err);
+  if (!call) return -1;
+  int rc = vrpc_send(call, req, err) < 0 || vrpc_close_send(call, err) < 0 ? -1 : 0;
+  while (rc == 0) {
+    ProtobufCMessage *msg;
+    int r = vrpc_recv(call, &msg, err);
+    if (r <= 0) {
+      rc = r;
+      break;
+    }
+    int stop = on_msg(arg, msg);
+    vrpc_msg_free(msg);
+    if (stop) break;
+  }
+  vrpc_call_free(call);
+  return rc;
+}
+
 int vc_usage_error(const char *verb, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);

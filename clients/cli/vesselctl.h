@@ -18,6 +18,11 @@ typedef struct vc_ctx {
 vrpc_channel *vc_channel(vc_ctx *c);
 /* Unary call; on error prints "vesselctl: <message>" and returns -1. */
 int vc_call(vc_ctx *c, const vrpc_method *m, const ProtobufCMessage *req, ProtobufCMessage **resp);
+/* A server-streaming call: sends req, calls on_msg for every response
+ * (a non-zero return stops early). 0 at the end, -1 with err on failure. */
+int vc_stream(vc_ctx *c, const vrpc_method *m, const ProtobufCMessage *req,
+              int (*on_msg)(void *arg, const ProtobufCMessage *msg), void *arg, vs_err *err);
+
 /* Prints an error (with the gRPC code name) and returns exit status 1. */
 int vc_fail(const vs_err *err);
 int vc_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

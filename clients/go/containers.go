@@ -312,14 +312,7 @@ func pumpStdin(s vesselpb.Containers_AttachClient, r io.Reader) {
 
 func (a *attachment) wait() (*vesselpb.ExitStatus, error) {
 	var exit *vesselpb.ExitStatus
-	for {
-		m, err := a.stream.Recv()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
+	err := drain(a.stream, func(m *vesselpb.ContainersAttachResponse) error {
 		if f := m.GetFrame(); f != nil && len(f.Data) > 0 {
 			w := a.stdio.Stdout
 			if f.Stream == vesselpb.StdioStream_STDIO_STREAM_STDERR {
@@ -327,13 +320,17 @@ func (a *attachment) wait() (*vesselpb.ExitStatus, error) {
 			}
 			if w != nil {
 				if _, err := w.Write(f.Data); err != nil {
-					return nil, err
+					return err
 				}
 			}
 		}
 		if e := m.GetExit(); e != nil {
 			exit = e
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if exit == nil {
 		return nil, errors.New("vessel: attach ended without an exit status")
@@ -360,27 +357,18 @@ func (c *Client) Logs(ctx context.Context, id string, o LogsOptions, fn func(*ve
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s, err := c.API.Containers.Logs(lctx, req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return err
-	}
-	for {
-		m, err := s.Recv()
-		if err == io.EOF {
+	if err == nil {
+		err = drain(s, func(m *vesselpb.ContainersLogsResponse) error {
+			for _, e := range m.Entries {
+				if err := fn(e); err != nil {
+					return err
+				}
+			}
 			return nil
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return err
-		}
-		for _, e := range m.Entries {
-			if err := fn(e); err != nil {
-				return err
-			}
-		}
+		})
 	}
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
 }

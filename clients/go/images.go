@@ -64,6 +64,22 @@ func ParsePlatform(p string) *vesselpb.Platform {
 	return pl
 }
 
+// drain calls each with every message of a server stream until it ends.
+func drain[M any](s interface{ Recv() (M, error) }, each func(M) error) error {
+	for {
+		m, err := s.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := each(m); err != nil {
+			return err
+		}
+	}
+}
+
 func transferOptions(opts []TransferOption) transfer {
 	var t transfer
 	for _, o := range opts {
@@ -81,20 +97,17 @@ func (c *Client) Pull(ctx context.Context, ref string, opts ...TransferOption) (
 		return nil, err
 	}
 	var img *vesselpb.Image
-	for {
-		m, err := stream.Recv()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
+	err = drain(stream, func(m *vesselpb.ImagesPullResponse) error {
 		if p := m.GetProgress(); p != nil && t.progress != nil {
 			t.progress(p)
 		}
 		if i := m.GetImage(); i != nil {
 			img = i
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if img == nil {
 		return nil, errors.New("vessel: pull ended without an image")
@@ -112,20 +125,17 @@ func (c *Client) Push(ctx context.Context, ref string, opts ...TransferOption) (
 		return nil, err
 	}
 	var pushed *vesselpb.Descriptor
-	for {
-		m, err := stream.Recv()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
+	err = drain(stream, func(m *vesselpb.ImagesPushResponse) error {
 		if p := m.GetProgress(); p != nil && t.progress != nil {
 			t.progress(p)
 		}
 		if d := m.GetPushed(); d != nil {
 			pushed = d
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if pushed == nil {
 		return nil, errors.New("vessel: push ended without a result")
@@ -202,18 +212,10 @@ func (c *Client) Save(ctx context.Context, w io.Writer, refs ...string) error {
 	if err != nil {
 		return err
 	}
-	for {
-		m, err := stream.Recv()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if _, err := w.Write(m.Data); err != nil {
-			return err
-		}
-	}
+	return drain(stream, func(m *vesselpb.ImagesExportResponse) error {
+		_, err := w.Write(m.Data)
+		return err
+	})
 }
 
 // Login verifies and stores registry credentials; it returns the registry

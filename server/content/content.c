@@ -85,27 +85,15 @@ int cs_read(cs_store *cs, const char *digest, size_t max, char **data, size_t *l
   char path[4200];
   if (cs_blob_path(cs, digest, path, sizeof path) < 0)
     return vs_err_set(err, VS_INVALID_ARGUMENT, "invalid digest %s", digest);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return vs_err_set(err, VS_NOT_FOUND, "blob %s is not in the content store", digest);
-  struct stat st;
-  if (fstat(fd, &st) < 0 || (size_t)st.st_size > max) {
-    close(fd);
-    return vs_err_set(err, VS_RESOURCE_EXHAUSTED, "blob %s is larger than %zu bytes", digest, max);
-  }
-  char *buf = malloc((size_t)st.st_size + 1);
-  size_t got = 0;
-  while (buf && got < (size_t)st.st_size) {
-    ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-    if (n <= 0) break;
-    got += (size_t)n;
-  }
-  close(fd);
-  if (!buf || got != (size_t)st.st_size) {
-    free(buf);
+  size_t got;
+  char *buf = vs_read_file(path, max, &got, err);
+  if (!buf) {
+    if (err->code == VS_NOT_FOUND)
+      return vs_err_set(err, VS_NOT_FOUND, "blob %s is not in the content store", digest);
+    if (err->code == VS_OUT_OF_RANGE)
+      return vs_err_set(err, VS_RESOURCE_EXHAUSTED, "blob %s is larger than %zu bytes", digest, max);
     return vs_err_set(err, VS_INTERNAL, "cannot read blob %s", digest);
   }
-  buf[got] = '\0';
   char have[72];
   oci_sha256_bytes(buf, got, have);
   if (strcmp(have, digest) != 0) {

@@ -11,11 +11,6 @@
 #include "vessel/v1/containers.pb-c.h"
 #include "vessel_proto_rpc.h"
 
-#define RECV(type, var)                                 \
-  ProtobufCMessage *var##_msg;                          \
-  if (vrpc_recv(call, &var##_msg, err) != 1) return -1; \
-  type *var = (type *)var##_msg
-
 static int send_container(vrpc_call *call, ProtobufCMessage *resp, Vessel__V1__Container **slot,
                           Vessel__V1__Container *c, vs_err *err) {
   if (!c) return -1;

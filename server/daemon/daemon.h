@@ -26,6 +26,13 @@ typedef struct vd_daemon {
   rt_runtime *runtime; /* <root>/containers */
 } vd_daemon;
 
+/* In a handler: receives the one request message as `type *var` (and
+ * var##_msg for vrpc_msg_free), or returns -1 with err set. */
+#define RECV(type, var)                                 \
+  ProtobufCMessage *var##_msg;                          \
+  if (vrpc_recv(call, &var##_msg, err) != 1) return -1; \
+  type *var = (type *)var##_msg
+
 /* Registers vessel.v1.System on srv with d as its context. */
 int vd_system_register(vrpc_server *srv, vd_daemon *d, vs_err *err);
 /* Registers vessel.v1.Events. */

@@ -8,33 +8,21 @@
 #include "vessel/v1/events.pb-c.h"
 #include "vessel_proto_rpc.h"
 
-static Google__Protobuf__Timestamp *ts_ns(int64_t ns) {
-  Google__Protobuf__Timestamp *t = malloc(sizeof *t);
-  google__protobuf__timestamp__init(t);
-  t->seconds = ns / 1000000000;
-  t->nanos = (int32_t)(ns % 1000000000);
-  return t;
-}
-
 static Vessel__V1__Event *event_msg(const evb_event *e) {
   Vessel__V1__Event *m = malloc(sizeof *m);
   vessel__v1__event__init(m);
   m->sequence = e->seq;
-  m->timestamp = ts_ns(e->time_ns);
+  m->timestamp = rt_timestamp(e->time_ns);
   m->type = (Vessel__V1__EventType)e->type;
   m->container_id = strdup(e->container_id);
   m->process_id = strdup(e->process_id);
   m->image = strdup(e->image);
   m->network = strdup(e->network);
   if (e->has_exit) {
-    Vessel__V1__ExitStatus *x = malloc(sizeof *x);
-    vessel__v1__exit_status__init(x);
-    x->code = e->exit_code;
-    x->signal = e->exit_signal;
-    x->oom_killed = e->oom_killed;
-    x->reason = strdup(e->reason);
-    if (e->exited_ns) x->exited_at = ts_ns(e->exited_ns);
-    m->exit_status = x;
+    rt_exit x = {.code = e->exit_code, .signal = e->exit_signal, .oom_killed = e->oom_killed,
+                 .exited_ns = e->exited_ns};
+    snprintf(x.reason, sizeof x.reason, "%s", e->reason);
+    m->exit_status = rt_exit_msg(&x);
   }
   /* attrs are "k=v\n" lines */
   size_t n = 0;

@@ -28,14 +28,6 @@ static char **dupv(char *const *v, size_t n) {
   return out;
 }
 
-static Google__Protobuf__Timestamp *ts(int64_t secs) {
-  if (secs <= 0) return NULL;
-  Google__Protobuf__Timestamp *t = malloc(sizeof *t);
-  google__protobuf__timestamp__init(t);
-  t->seconds = secs;
-  return t;
-}
-
 static Vessel__V1__Platform *platform_msg(const oci_platform *p) {
   Vessel__V1__Platform *m = malloc(sizeof *m);
   vessel__v1__platform__init(m);
@@ -93,8 +85,8 @@ static Vessel__V1__Image *image_msg(const img_info *i) {
     for (size_t k = 0; m->platforms && k < i->n_platforms; k++)
       m->platforms[m->n_platforms++] = platform_msg(&i->platforms[k]);
   }
-  m->created = ts(oc->created);
-  m->updated = ts(i->updated);
+  m->created = rt_timestamp(oc->created * 1000000000);
+  m->updated = rt_timestamp(i->updated * 1000000000);
   return m;
 }
 
@@ -180,11 +172,6 @@ static void on_progress(void *arg, const img_progress *p) {
 }
 
 /* ---- handlers ---- */
-
-#define RECV(type, var)                                  \
-  ProtobufCMessage *var##_msg;                           \
-  if (vrpc_recv(call, &var##_msg, err) != 1) return -1;  \
-  type *var = (type *)var##_msg
 
 static int pull(vrpc_call *call, void *ctx, vs_err *err) {
   vd_daemon *d = ctx;

@@ -20,10 +20,7 @@ static Vessel__V1__Network *network_msg(const net_network *n) {
   m->bridge = strdup(n->bridge);
   m->internal = n->internal;
   m->builtin = !strcmp(n->name, NET_DEFAULT);
-  Google__Protobuf__Timestamp *t = malloc(sizeof *t);
-  google__protobuf__timestamp__init(t);
-  t->seconds = n->created;
-  m->created_at = t;
+  m->created_at = rt_timestamp(n->created * 1000000000);
   if (n->n_leases) m->containers = calloc(n->n_leases, sizeof *m->containers);
   for (size_t i = 0; m->containers && i < n->n_leases; i++) {
     Vessel__V1__Network__ContainersEntry *e = malloc(sizeof *e);
@@ -34,11 +31,6 @@ static Vessel__V1__Network *network_msg(const net_network *n) {
   }
   return m;
 }
-
-#define RECV(type, var)                                 \
-  ProtobufCMessage *var##_msg;                          \
-  if (vrpc_recv(call, &var##_msg, err) != 1) return -1; \
-  type *var = (type *)var##_msg
 
 static int create(vrpc_call *call, void *ctx, vs_err *err) {
   vd_daemon *d = ctx;

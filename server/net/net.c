@@ -22,17 +22,7 @@ struct net_store {
   pthread_mutex_t mu;
 };
 
-static int valid_name(const char *n) {
-  size_t l = strlen(n);
-  if (l == 0 || l > 63) return 0;
-  for (size_t i = 0; i < l; i++) {
-    char c = n[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-          (i > 0 && (c == '-' || c == '_' || c == '.'))))
-      return 0;
-  }
-  return 1;
-}
+static int valid_name(const char *n) { return vs_valid_name(n, 63); }
 
 /* "a.b.c.d/len" -> network address and prefix; -1 if malformed. */
 static int parse_cidr(const char *s, uint32_t *net, int *len) {

@@ -6,7 +6,7 @@
 
 #include "server/runtime/runtime_internal.h"
 
-static Google__Protobuf__Timestamp *ts(int64_t ns) {
+Google__Protobuf__Timestamp *rt_timestamp(int64_t ns) {
   if (ns <= 0) return NULL;
   Google__Protobuf__Timestamp *t = malloc(sizeof *t);
   google__protobuf__timestamp__init(t);
@@ -21,7 +21,7 @@ Vessel__V1__ExitStatus *rt_exit_msg(const rt_exit *e) {
   x->code = e->code;
   x->signal = e->signal;
   x->oom_killed = e->oom_killed;
-  x->exited_at = ts(e->exited_ns);
+  x->exited_at = rt_timestamp(e->exited_ns);
   x->reason = strdup(e->reason);
   return x;
 }
@@ -40,9 +40,9 @@ static Vessel__V1__Container *describe(rt_container *c) {
   m->state = api_state(c->state);
   m->pid = c->state == RT_RUNNING ? c->init.pid : 0;
   if (c->has_exit && c->state == RT_STOPPED) m->exit_status = rt_exit_msg(&c->last_exit);
-  m->created_at = ts(c->created_ns);
-  m->started_at = ts(c->started_ns);
-  m->finished_at = c->state == RT_STOPPED ? ts(c->finished_ns) : NULL;
+  m->created_at = rt_timestamp(c->created_ns);
+  m->started_at = rt_timestamp(c->started_ns);
+  m->finished_at = c->state == RT_STOPPED ? rt_timestamp(c->finished_ns) : NULL;
   if (c->spec->n_labels) {
     m->labels = calloc(c->spec->n_labels, sizeof *m->labels);
     for (size_t i = 0; m->labels && i < c->spec->n_labels; i++) {

@@ -17,7 +17,7 @@
 extern char **environ;
 
 /* Runs argv; 0 on exit status 0, else -1 with its stderr in err. */
-static int run(vs_err *err, const char *const *argv) {
+int rt_run(vs_err *err, const char *const *argv) {
   int pipefd[2];
   if (pipe2(pipefd, O_CLOEXEC) < 0) return vs_err_errno(err, VS_INTERNAL, errno, "pipe");
   posix_spawn_file_actions_t fa;
@@ -49,37 +49,36 @@ static int run(vs_err *err, const char *const *argv) {
   return vs_err_set(err, VS_INTERNAL, "%s: %s", cmd, msg[0] ? msg : "failed");
 }
 
-#define RUN(err, ...) run(err, (const char *const[]){__VA_ARGS__, NULL})
 
 static int ensure_bridge(const net_network *n, int prefix, vs_err *err) {
   vs_err ignore;
-  if (RUN(&ignore, "ip", "link", "show", "dev", n->bridge) != 0) {
-    if (RUN(err, "ip", "link", "add", n->bridge, "type", "bridge") < 0) {
+  if (RT_RUN(&ignore, "ip", "link", "show", "dev", n->bridge) != 0) {
+    if (RT_RUN(err, "ip", "link", "add", n->bridge, "type", "bridge") < 0) {
       /* a concurrent start may have created it */
-      if (RUN(&ignore, "ip", "link", "show", "dev", n->bridge) != 0) return -1;
+      if (RT_RUN(&ignore, "ip", "link", "show", "dev", n->bridge) != 0) return -1;
     }
   }
   char cidr[40];
   snprintf(cidr, sizeof cidr, "%s/%d", n->gateway, prefix);
-  if (RUN(&ignore, "ip", "addr", "add", cidr, "dev", n->bridge) < 0 &&
+  if (RT_RUN(&ignore, "ip", "addr", "add", cidr, "dev", n->bridge) < 0 &&
       !strstr(ignore.msg, "exists") && !strstr(ignore.msg, "already"))
     return vs_err_set(err, VS_INTERNAL, "%s", ignore.msg);
-  if (RUN(err, "ip", "link", "set", n->bridge, "up") < 0) return -1;
+  if (RT_RUN(err, "ip", "link", "set", n->bridge, "up") < 0) return -1;
   if (n->internal) { /* nothing leaves: refuse at once rather than time out */
-    if (RUN(&ignore, "iptables", "-C", "FORWARD", "-i", n->bridge, "!", "-o", n->bridge, "-j",
+    if (RT_RUN(&ignore, "iptables", "-C", "FORWARD", "-i", n->bridge, "!", "-o", n->bridge, "-j",
             "REJECT") == 0)
       return 0;
-    return RUN(err, "iptables", "-A", "FORWARD", "-i", n->bridge, "!", "-o", n->bridge, "-j",
+    return RT_RUN(err, "iptables", "-A", "FORWARD", "-i", n->bridge, "!", "-o", n->bridge, "-j",
                "REJECT");
   }
   /* NAT for egress: forward and masquerade what leaves by another link. */
   FILE *f = fopen("/proc/sys/net/ipv4/ip_forward", "w");
   if (!f || fputs("1", f) < 0 || fclose(f) != 0)
     return vs_err_errno(err, VS_INTERNAL, errno, "enable IPv4 forwarding");
-  if (RUN(&ignore, "iptables", "-t", "nat", "-C", "POSTROUTING", "-s", n->subnet, "!", "-o",
+  if (RT_RUN(&ignore, "iptables", "-t", "nat", "-C", "POSTROUTING", "-s", n->subnet, "!", "-o",
           n->bridge, "-j", "MASQUERADE") == 0)
     return 0;
-  return RUN(err, "iptables", "-t", "nat", "-A", "POSTROUTING", "-s", n->subnet, "!", "-o",
+  return RT_RUN(err, "iptables", "-t", "nat", "-A", "POSTROUTING", "-s", n->subnet, "!", "-o",
              n->bridge, "-j", "MASQUERADE");
 }
 
@@ -107,10 +106,10 @@ int rt_net_setup(rt_container *c, const net_network *n, vs_err *err) {
   oci_sha256_bytes(c->id, strlen(c->id), d);
   snprintf(c->tap, sizeof c->tap, "vt%.12s", d + 7);
   vs_err ignore;
-  RUN(&ignore, "ip", "link", "del", c->tap); /* a leftover from a crash */
-  if (RUN(err, "ip", "tuntap", "add", "dev", c->tap, "mode", "tap") < 0) return -1;
-  if (RUN(err, "ip", "link", "set", c->tap, "master", n->bridge, "up") < 0) {
-    RUN(&ignore, "ip", "link", "del", c->tap);
+  RT_RUN(&ignore, "ip", "link", "del", c->tap); /* a leftover from a crash */
+  if (RT_RUN(err, "ip", "tuntap", "add", "dev", c->tap, "mode", "tap") < 0) return -1;
+  if (RT_RUN(err, "ip", "link", "set", c->tap, "master", n->bridge, "up") < 0) {
+    RT_RUN(&ignore, "ip", "link", "del", c->tap);
     return -1;
   }
   return 0;
@@ -119,7 +118,7 @@ int rt_net_setup(rt_container *c, const net_network *n, vs_err *err) {
 void rt_net_teardown(rt_container *c) {
   if (!c->tap[0]) return;
   vs_err ignore;
-  RUN(&ignore, "ip", "link", "del", c->tap);
+  RT_RUN(&ignore, "ip", "link", "del", c->tap);
   c->tap[0] = '\0';
 }
 
@@ -133,8 +132,8 @@ void rt_net_remove(rt_runtime *rt, const net_network *n) {
       break;
     }
   pthread_mutex_unlock(&rt->mu);
-  RUN(&ignore, "iptables", "-D", "FORWARD", "-i", n->bridge, "!", "-o", n->bridge, "-j", "REJECT");
-  RUN(&ignore, "iptables", "-t", "nat", "-D", "POSTROUTING", "-s", n->subnet, "!", "-o", n->bridge,
+  RT_RUN(&ignore, "iptables", "-D", "FORWARD", "-i", n->bridge, "!", "-o", n->bridge, "-j", "REJECT");
+  RT_RUN(&ignore, "iptables", "-t", "nat", "-D", "POSTROUTING", "-s", n->subnet, "!", "-o", n->bridge,
       "-j", "MASQUERADE");
-  RUN(&ignore, "ip", "link", "del", n->bridge);
+  RT_RUN(&ignore, "ip", "link", "del", n->bridge);
 }

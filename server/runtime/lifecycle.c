@@ -96,17 +96,7 @@ static int save_spec(rt_container *c, vs_err *err) {
 
 /* ---- lookup ---- */
 
-static int valid_id(const char *id) {
-  size_t n = strlen(id);
-  if (n == 0 || n > 127) return 0;
-  for (size_t i = 0; i < n; i++) {
-    char ch = id[i];
-    int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-             (i > 0 && (ch == '_' || ch == '.' || ch == '-'));
-    if (!ok) return 0;
-  }
-  return 1;
-}
+static int valid_id(const char *id) { return vs_valid_name(id, 127); }
 
 rt_container *rt_find(rt_runtime *rt, const char *id, vs_err *err) {
   pthread_mutex_lock(&rt->mu);
@@ -151,10 +141,7 @@ int rt_agent(rt_container *c, const vrpc_method *m, const ProtobufCMessage *req,
 
 /* ---- VM ---- */
 
-static int rt_agent_vm(rt_container *c, const vrpc_method *m, const ProtobufCMessage *req,
-                       vs_err *err) {
-  return rt_agent(c, m, req, NULL, AGENT_TIMEOUT_MS, err);
-}
+
 
 static void sock_path(rt_container *c, char *buf, size_t n) {
   char d[72];
@@ -174,7 +161,7 @@ static int after_restore(rt_container *c, vs_err *err) {
   Vessel__V1__AgentSetTimeRequest st;
   vessel__v1__agent_set_time_request__init(&st);
   st.time = &ts;
-  if (rt_agent_vm(c, &vessel_v1_Agent_SetTime, &st.base, err) < 0) return -1;
+  if (rt_agent(c, &vessel_v1_Agent_SetTime, &st.base, NULL, AGENT_TIMEOUT_MS, err) < 0) return -1;
   uint8_t rnd[256];
   FILE *f = fopen("/dev/urandom", "rb");
   size_t n = f ? fread(rnd, 1, sizeof rnd, f) : 0;
@@ -184,7 +171,20 @@ static int after_restore(rt_container *c, vs_err *err) {
   vessel__v1__agent_add_entropy_request__init(&ae);
   ae.data.data = rnd;
   ae.data.len = n;
-  return rt_agent_vm(c, &vessel_v1_Agent_AddEntropy, &ae.base, err);
+  return rt_agent(c, &vessel_v1_Agent_AddEntropy, &ae.base, NULL, AGENT_TIMEOUT_MS, err);
+}
+
+void rt_vm_config(rt_runtime *rt, vm_config *vc, int vcpus, int memory_mib, const char *disk,
+                  const char *agent_socket, const char *console) {
+  memset(vc, 0, sizeof *vc);
+  vc->qemu = rt->cfg.qemu;
+  vc->kernel = rt->cfg.kernel;
+  vc->initrd = rt->cfg.initrd;
+  vc->vcpus = vcpus;
+  vc->memory_mib = memory_mib;
+  vc->root_disk = disk;
+  vc->agent_socket = agent_socket;
+  vc->console_log = console;
 }
 
 static int boot(rt_container *c, vs_err *err) {
@@ -195,15 +195,7 @@ static int boot(rt_container *c, vs_err *err) {
   sock_path(c, sock, sizeof sock);
   unlink(sock);
   vm_config vc;
-  memset(&vc, 0, sizeof vc);
-  vc.qemu = rt->cfg.qemu;
-  vc.kernel = rt->cfg.kernel;
-  vc.initrd = rt->cfg.initrd;
-  vc.vcpus = c->vcpus;
-  vc.memory_mib = c->memory_mib;
-  vc.root_disk = root;
-  vc.agent_socket = sock;
-  vc.console_log = console;
+  rt_vm_config(rt, &vc, c->vcpus, c->memory_mib, root, sock, console);
   vc.tap = c->tap[0] ? c->tap : NULL;
   vc.mac = c->tap[0] ? c->mac : NULL;
   vm_share shares[16];
@@ -288,7 +280,6 @@ void rt_teardown_vm(rt_container *c) {
   vm_free(v);
 }
 
-static void shutdown_vm(rt_container *c) { rt_teardown_vm(c); }
 
 /* The guest side of a booted VM: eth0 and the container itself. */
 static int configure_guest(rt_container *c, vs_err *err) {
@@ -383,6 +374,17 @@ static int rm_rf(const char *path) {
   return unlink(path);
 }
 
+static rt_container *container_new(rt_runtime *rt) {
+  rt_container *c = calloc(1, sizeof *c);
+  c->rt = rt;
+  pthread_mutex_init(&c->mu, NULL);
+  pthread_mutex_init(&c->op, NULL);
+  pthread_rwlock_init(&c->vm_lock, NULL);
+  pthread_mutex_init(&c->events_mu, NULL);
+  rt_proc_init(&c->init, "");
+  return c;
+}
+
 static void container_free(rt_container *c) {
   if (!c) return;
   rt_proc_free(&c->init);
@@ -471,13 +473,7 @@ int rt_create(rt_runtime *rt, const Vessel__V1__ContainersCreateRequest *req, ch
   img_info info;
   if (img_inspect(rt->cfg.images, req->image, &plat, &info, err) < 0) return -1;
 
-  rt_container *c = calloc(1, sizeof *c);
-  c->rt = rt;
-  pthread_mutex_init(&c->mu, NULL);
-  pthread_mutex_init(&c->op, NULL);
-  pthread_rwlock_init(&c->vm_lock, NULL);
-  pthread_mutex_init(&c->events_mu, NULL);
-  rt_proc_init(&c->init, "");
+  rt_container *c = container_new(rt);
   if (*req->id)
     snprintf(c->id, sizeof c->id, "%s", req->id);
   else
@@ -571,7 +567,7 @@ int rt_create(rt_runtime *rt, const Vessel__V1__ContainersCreateRequest *req, ch
   img_info_free(&info);
   if (rc < 0) {
     rt_ports_stop(c);
-    shutdown_vm(c);
+    rt_teardown_vm(c);
     rt_net_teardown(c);
     if (c->network[0]) net_release(rt->cfg.networks, c->network, c->id, NULL);
     pthread_mutex_unlock(&c->op);
@@ -797,8 +793,8 @@ int rt_exec(rt_runtime *rt, const char *id, const char *exec_id, const Vessel__V
   return exec_attached(rt, id, exec_id, spec, 0, NULL, exec_out, pid, err);
 }
 
-/* Runs argv in the container with its output on att; fails with the
- * process's stderr when tar is missing or fails. */
+/* Runs argv in the container with its output on att (a missing tar is the
+ * agent's FAILED_PRECONDITION). */
 static int run_tar(rt_runtime *rt, const char *id, char **argv, size_t argc, int flags,
                    rt_attach **att, char eid[128], vs_err *err) {
   Vessel__V1__ProcessSpec spec;
@@ -806,12 +802,7 @@ static int run_tar(rt_runtime *rt, const char *id, char **argv, size_t argc, int
   spec.args = argv;
   spec.n_args = argc;
   int pid;
-  if (exec_attached(rt, id, NULL, &spec, flags, att, eid, &pid, err) < 0) {
-    if (strstr(err->msg, "tar"))
-      err->code = VS_FAILED_PRECONDITION; /* typically: no tar in the image */
-    return -1;
-  }
-  return 0;
+  return exec_attached(rt, id, NULL, &spec, flags, att, eid, &pid, err);
 }
 
 /* Drains att until exit: stdout to write (if any), stderr kept for errors. */
@@ -965,7 +956,7 @@ int rt_stop(rt_runtime *rt, const char *id, int sig, int64_t timeout_ms, rt_exit
     wait_exit(c, 10000);
   }
   rt_proc_join(&c->init); /* the relay marked the container stopped */
-  shutdown_vm(c);
+  rt_teardown_vm(c);
   pthread_mutex_lock(&c->mu);
   if (!c->has_exit) { /* never started: stopping just ends the VM */
     c->has_exit = 1;
@@ -1111,13 +1102,7 @@ rt_runtime *rt_open(const rt_config *cfg, vs_err *err) {
       json_decref(j);
       continue;
     }
-    rt_container *c = calloc(1, sizeof *c);
-    c->rt = rt;
-    pthread_mutex_init(&c->mu, NULL);
-    pthread_mutex_init(&c->op, NULL);
-    pthread_rwlock_init(&c->vm_lock, NULL);
-    pthread_mutex_init(&c->events_mu, NULL);
-    rt_proc_init(&c->init, "");
+    rt_container *c = container_new(rt);
     snprintf(c->id, sizeof c->id, "%.127s", e->d_name);
     snprintf(c->dir, sizeof c->dir, "%.4000s/%.127s", dir, e->d_name);
     c->spec = spec;

@@ -87,6 +87,9 @@ Vessel__V1__Container *rt_describe(rt_runtime *rt, const char *id, vs_err *err);
 int rt_list(rt_runtime *rt, Vessel__V1__Container ***out, size_t *n, vs_err *err);
 void rt_list_free(Vessel__V1__Container **list, size_t n);
 
+/* A Timestamp message (malloc'd) of unix nanoseconds; NULL for ns <= 0. */
+Google__Protobuf__Timestamp *rt_timestamp(int64_t ns);
+
 /* An ExitStatus message of e (malloc'd). */
 Vessel__V1__ExitStatus *rt_exit_msg(const rt_exit *e);
 

@@ -138,6 +138,9 @@ void rt_proc_join(rt_proc *p);
 
 void rt_container_exited(rt_container *c);
 void rt_emit_process_exited(rt_container *c, rt_proc *p);
+/* The settings every VM of this runtime shares. */
+void rt_vm_config(rt_runtime *rt, vm_config *vc, int vcpus, int memory_mib, const char *disk,
+                  const char *agent_socket, const char *console);
 /* Shuts the VM down (once, whoever calls first) after ending the exec
  * relays; not from an exec relay thread. */
 void rt_teardown_vm(rt_container *c);
@@ -162,6 +165,9 @@ int rt_ports_start(rt_container *c, vs_err *err);
 void rt_ports_stop(rt_container *c);
 
 /* hostnet.c */
+/* Runs argv (no shell); -1 with its stderr in err unless it exits 0. */
+int rt_run(vs_err *err, const char *const *argv);
+#define RT_RUN(err, ...) rt_run(err, (const char *const[]){__VA_ARGS__, NULL})
 int rt_net_setup(rt_container *c, const net_network *n, vs_err *err);
 void rt_net_teardown(rt_container *c);
 

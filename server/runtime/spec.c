@@ -39,7 +39,8 @@ void rt_set_str(char **field, const char *v) {
   *field = strdup(v ? v : "");
 }
 
-/* env: base, then over (same key: over wins), then defaults if missing. */
+/* env: base, then over (same key: over wins), then defaults if missing.
+ * over may be p->env itself: the new array is complete before it is freed. */
 static void merge_env(Vessel__V1__ProcessSpec *p, char *const *base, size_t nb, char *const *over,
                       size_t no, const char *hostname) {
   char **v = calloc(nb + no + 2, sizeof *v);
@@ -105,14 +106,7 @@ Vessel__V1__ProcessSpec *rt_merge_spec(const Vessel__V1__ProcessSpec *req,
                "no command: the image has no ENTRYPOINT or CMD and the request gives no args");
     return NULL;
   }
-  char **own_env = NULL;
-  size_t n_own = p->n_env;
-  if (n_own) {
-    own_env = calloc(n_own, sizeof *own_env);
-    for (size_t i = 0; own_env && i < n_own; i++) own_env[i] = strdup(p->env[i]);
-  }
-  merge_env(p, img->env, img->n_env, own_env, own_env ? n_own : 0, hostname);
-  free_strv(own_env, n_own);
+  merge_env(p, img->env, img->n_env, p->env, p->n_env, hostname);
   if (!*p->cwd) rt_set_str(&p->cwd, img->working_dir && *img->working_dir ? img->working_dir : "/");
   if (!p->user && img->user && *img->user) {
     p->user = malloc(sizeof *p->user);
@@ -133,14 +127,7 @@ Vessel__V1__ProcessSpec *rt_exec_spec(const Vessel__V1__ProcessSpec *req,
     vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
     return NULL;
   }
-  char **own = NULL;
-  size_t n_own = p->n_env;
-  if (n_own) {
-    own = calloc(n_own, sizeof *own);
-    for (size_t i = 0; own && i < n_own; i++) own[i] = strdup(p->env[i]);
-  }
-  merge_env(p, init->env, init->n_env, own, own ? n_own : 0, NULL);
-  free_strv(own, n_own);
+  merge_env(p, init->env, init->n_env, p->env, p->n_env, NULL);
   if (!*p->cwd) rt_set_str(&p->cwd, init->cwd);
   if (!p->user && init->user)
     p->user = (Vessel__V1__User *)rt_copy_msg(&init->user->base);

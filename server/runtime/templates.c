@@ -71,20 +71,10 @@ static void *build_main(void *arg) {
   fd = -1;
   if (t->with_nic) { /* any tap will do: the NIC only has to exist */
     snprintf(tap, sizeof tap, "vtt%.10s", d + 7);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "ip tuntap add dev %s mode tap 2>/dev/null", tap);
-    if (system(cmd) != 0) goto fail;
+    if (RT_RUN(&err, "ip", "tuntap", "add", "dev", tap, "mode", "tap") < 0) goto fail;
   }
   vm_config vc;
-  memset(&vc, 0, sizeof vc);
-  vc.qemu = rt->cfg.qemu;
-  vc.kernel = rt->cfg.kernel;
-  vc.initrd = rt->cfg.initrd;
-  vc.vcpus = t->vcpus;
-  vc.memory_mib = t->memory_mib;
-  vc.root_disk = t->disk;
-  vc.agent_socket = sock;
-  vc.console_log = console;
+  rt_vm_config(rt, &vc, t->vcpus, t->memory_mib, t->disk, sock, console);
   vc.tap = t->with_nic ? tap : NULL;
   vc.mac = t->with_nic ? TEMPLATE_MAC : NULL;
   vc.qmp_socket = qmp;
@@ -101,12 +91,7 @@ static void *build_main(void *arg) {
   }
   unlink(sock);
   unlink(qmp);
-  if (tap[0]) {
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "ip link del %s 2>/dev/null", tap);
-    if (system(cmd) != 0) { /* gone with QEMU already */
-    }
-  }
+  if (tap[0]) RT_RUN(&err, "ip", "link", "del", tap); /* may be gone with QEMU */
   if (!ok) goto fail;
   goto out;
 fail:

@@ -340,13 +340,21 @@ static int connect_sock(const char *path) {
   return fd;
 }
 
-vm *vm_start(const vm_config *c, vs_err *err) {
-  for (const char *p = c->incoming; p && *p; p++)
+/* Snapshot paths go into QEMU's option and QMP syntax, where ',' or '"'
+ * would change their meaning. */
+static int safe_path(const char *p) {
+  for (; *p; p++)
     if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-          strchr("/._-", *p))) {
-      vs_err_set(err, VS_INVALID_ARGUMENT, "vm: snapshot path %s has unsafe characters", c->incoming);
-      return NULL;
-    }
+          strchr("/._-", *p)))
+      return 0;
+  return 1;
+}
+
+vm *vm_start(const vm_config *c, vs_err *err) {
+  if (c->incoming && !safe_path(c->incoming)) {
+    vs_err_set(err, VS_INVALID_ARGUMENT, "vm: snapshot path %s has unsafe characters", c->incoming);
+    return NULL;
+  }
   if (!c->kernel || !c->agent_socket) {
     vs_err_set(err, VS_INVALID_ARGUMENT, "vm: kernel and agent_socket are required");
     return NULL;
@@ -557,10 +565,8 @@ static int qmp_cmd(FILE *f, const char *json, char *buf, size_t n) {
 }
 
 int vm_save(vm *v, const char *qmp_socket, const char *state_path, vs_err *err) {
-  for (const char *p = state_path; *p; p++)
-    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-          strchr("/._-", *p)))
-      return vs_err_set(err, VS_INVALID_ARGUMENT, "snapshot path %s has unsafe characters", state_path);
+  if (!safe_path(state_path))
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "snapshot path %s has unsafe characters", state_path);
   int fd = connect_sock(qmp_socket);
   if (fd < 0) return vs_err_errno(err, VS_UNAVAILABLE, errno, "QMP %s", qmp_socket);
   FILE *f = fdopen(fd, "r+");

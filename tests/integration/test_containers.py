@@ -75,14 +75,11 @@ def env(tmp_path_factory):
         yield c
 
 
-def run(c, args=None, id=None, **kw):
-    """Create + start + wait; returns (exit status, stdout, stderr, id)."""
-    proc = types_pb2.ProcessSpec(args=args or [], **kw.pop("process", {}))
-    ct = c.containers.Create(cp.ContainersCreateRequest(
-        id=id or "", image="busybox:test", process=proc, **kw), timeout=180).container
+def run_existing(c, cid):
+    """Attach to a created container, start it, collect its output."""
     att = c.containers.Attach(iter([cp.ContainersAttachRequest(
-        open=cp.ContainersAttachOpen(container_id=ct.id, logs=True))]), timeout=120)
-    c.containers.Start(cp.ContainersStartRequest(container_id=ct.id), timeout=60)
+        open=cp.ContainersAttachOpen(container_id=cid, logs=True))]), timeout=120)
+    c.containers.Start(cp.ContainersStartRequest(container_id=cid), timeout=60)
     out, err, status = b"", b"", None
     for m in att:
         if m.HasField("frame"):
@@ -92,7 +89,15 @@ def run(c, args=None, id=None, **kw):
                 out += m.frame.data
         else:
             status = m.exit
-    return status, out, err, ct.id
+    return status, out, err, cid
+
+
+def run(c, args=None, id=None, **kw):
+    """Create + start + wait; returns (exit status, stdout, stderr, id)."""
+    proc = types_pb2.ProcessSpec(args=args or [], **kw.pop("process", {}))
+    ct = c.containers.Create(cp.ContainersCreateRequest(
+        id=id or "", image="busybox:test", process=proc, **kw), timeout=180).container
+    return run_existing(c, ct.id)
 
 
 def test_run_captures_output_and_exit_code(env):
@@ -544,23 +549,6 @@ def test_template_restore_is_correct(env):
         timeout=180).container
     assert cold.vm.boot_mode == cp.BOOT_MODE_COLD
     c.containers.Delete(cp.ContainersDeleteRequest(container_id=cold.id, force=True))
-
-
-def run_existing(c, cid):
-    """Attach to a created container, start it, collect its output."""
-    att = c.containers.Attach(iter([cp.ContainersAttachRequest(
-        open=cp.ContainersAttachOpen(container_id=cid, logs=True))]), timeout=120)
-    c.containers.Start(cp.ContainersStartRequest(container_id=cid), timeout=60)
-    out, err, status = b"", b"", None
-    for m in att:
-        if m.HasField("frame"):
-            if m.frame.stream == types_pb2.STDIO_STREAM_STDERR:
-                err += m.frame.data
-            else:
-                out += m.frame.data
-        else:
-            status = m.exit
-    return status, out, err, cid
 
 
 def test_memory_limit_oom_event_and_name_clash(env):

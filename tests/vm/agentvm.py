@@ -36,6 +36,22 @@ def env(name):
     return v
 
 
+def request_stream(first):
+    """A queue to put stream requests on (None ends the stream) and the
+    iterator a streaming stub reads them from; `first` is already queued."""
+    q = queue.Queue()
+    q.put(first)
+
+    def reqs():
+        while True:
+            m = q.get()
+            if m is None:
+                return
+            yield m
+
+    return q, reqs()
+
+
 class AgentVM:
     def __init__(self, kernel=None, initrd_extra=None, stock=False, memory=256, vcpus=1,
                  rootfs=True, extra_args=(), wrap=()):
@@ -133,17 +149,9 @@ class AgentVM:
     def stdio(self, cid, pid="", stdin=b"", stdin_chunks=None, close_stdin=True, on_start=None,
               timeout=120):
         """Opens Stdio, starts the process, feeds stdin, returns (stdout, stderr, exit)."""
-        q = queue.Queue()
-        q.put(A.AgentStdioRequest(open=A.AgentStdioOpen(container_id=cid, process_id=pid)))
-
-        def reqs():
-            while True:
-                m = q.get()
-                if m is None:
-                    return
-                yield m
-
-        it = self.stub.Stdio(reqs(), timeout=timeout)
+        q, reqs = request_stream(
+            A.AgentStdioRequest(open=A.AgentStdioOpen(container_id=cid, process_id=pid)))
+        it = self.stub.Stdio(reqs, timeout=timeout)
         out, err_, exit_ = [], [], None
         started = threading.Event()
 

@@ -10,7 +10,7 @@ import time
 import grpc
 import pytest
 
-from agentvm import A, T, STDOUT, STDIN
+from agentvm import A, T, STDOUT, STDIN, request_stream
 
 SIGTERM, SIGKILL = 15, 9
 
@@ -100,18 +100,8 @@ def test_output_of_fast_exit_is_not_lost(vm):
 def test_tty_term_and_resize(vm):
     vm.create("t-tty", ["sh", "-c", "echo T=$TERM; stty size; read x; stty size"],
               terminal=True, console_size=T.ConsoleSize(rows=24, cols=80))
-    import queue
-    q = queue.Queue()
-    q.put(A.AgentStdioRequest(open=A.AgentStdioOpen(container_id="t-tty")))
-
-    def reqs():
-        while True:
-            m = q.get()
-            if m is None:
-                return
-            yield m
-
-    it = vm.stub.Stdio(reqs(), timeout=60)
+    q, reqs = request_stream(A.AgentStdioRequest(open=A.AgentStdioOpen(container_id="t-tty")))
+    it = vm.stub.Stdio(reqs, timeout=60)
     vm.stub.StartProcess(A.AgentStartProcessRequest(container_id="t-tty"), timeout=30)
     out = b""
     resized = False
