@@ -1,5 +1,6 @@
 #include "common/vs_fs.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -91,4 +92,22 @@ int vs_valid_name(const char *name, size_t max) {
     if (!alnum && (i == 0 || !strchr("_.-", c))) return 0;
   }
   return 1;
+}
+
+int vs_rm_rf(const char *path) {
+  struct stat st;
+  if (lstat(path, &st) < 0) return errno == ENOENT ? 0 : -1;
+  if (!S_ISDIR(st.st_mode)) return unlink(path);
+  DIR *d = opendir(path);
+  for (struct dirent *e; d && (e = readdir(d));) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    size_t n = strlen(path) + strlen(e->d_name) + 2;
+    char *sub = malloc(n);
+    if (!sub) break;
+    snprintf(sub, n, "%s/%s", path, e->d_name);
+    vs_rm_rf(sub);
+    free(sub);
+  }
+  if (d) closedir(d);
+  return rmdir(path);
 }

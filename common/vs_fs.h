@@ -23,6 +23,10 @@ int vs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
  * larger file VS_OUT_OF_RANGE, so callers can word each for their users. */
 char *vs_read_file(const char *path, size_t max, size_t *len, vs_err *err);
 
+/* rm -r: removes path and, if it is a directory, everything in it (symlinks
+ * are removed, never followed). 0 if path is gone afterwards. */
+int vs_rm_rf(const char *path);
+
 /* 1 if name is safe as one path component and a user-facing id:
  * [A-Za-z0-9][A-Za-z0-9_.-]*, 1 to max characters. */
 int vs_valid_name(const char *name, size_t max);

@@ -12,6 +12,12 @@ typedef enum vs_log_level { VS_LOG_DEBUG, VS_LOG_INFO, VS_LOG_WARN, VS_LOG_ERROR
 void vs_log(const char *prog, vs_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* On SIGSEGV, SIGBUS, SIGFPE, SIGILL or SIGABRT: write the signal and a
+ * backtrace to stderr, then die of the signal as before (a crash in a test
+ * run then leaves its trace in the log). A no-op under the sanitizers,
+ * whose own reports are better. */
+void vs_log_crashes(const char *prog);
+
 #ifdef __cplusplus
 }
 #endif

@@ -142,6 +142,7 @@ int main(int argc, char **argv) {
   sigaddset(&set, SIGCHLD);
   sigprocmask(SIG_BLOCK, &set, NULL);
   signal(SIGPIPE, SIG_IGN);
+  vs_log_crashes("vminitd");
   umask(022);
   long start_ms = uptime_ms();
 

@@ -39,6 +39,11 @@ int sy_add_entropy(const void *data, size_t len, vs_err *err) {
   } else {
     if (ioctl(fd, RNDADDENTROPY, info) < 0)
       rc = vs_err_errno(err, VS_INTERNAL, errno, "RNDADDENTROPY");
+    /* Added entropy reaches the crng only at its next reseed, which may be
+     * a minute away: a VM restored from a template would keep producing
+     * the template's numbers until then. Reseed now. */
+    else if (ioctl(fd, RNDRESEEDCRNG) < 0)
+      rc = vs_err_errno(err, VS_INTERNAL, errno, "RNDRESEEDCRNG");
     close(fd);
   }
   free(info);

@@ -106,6 +106,7 @@ int main(int argc, char **argv) {
   sigaddset(&sigs, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &sigs, NULL);
   signal(SIGPIPE, SIG_IGN);
+  vs_log_crashes("vesseld");
 
   int lock_fd = lock_root(d.cfg.root, &err);
   if (lock_fd < 0) {

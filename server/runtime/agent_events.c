@@ -1,18 +1,28 @@
 /* Relays a VM agent's own events (OOM kills found in memory.events) to
  * vesseld's bus. Process exits arrive through the stdio streams instead. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "server/runtime/runtime_internal.h"
 #include "vessel/v1/agent.pb-c.h"
 #include "vessel_proto_rpc.h"
 
+/* The call is the thread's own argument, never re-read from c: stop
+ * clears c->events_call before it cancels, maybe before this even runs. */
+typedef struct relay_arg {
+  rt_container *c;
+  vrpc_call *call;
+} relay_arg;
+
 static void *events_main(void *arg) {
-  rt_container *c = arg;
+  relay_arg ra = *(relay_arg *)arg;
+  free(arg);
+  rt_container *c = ra.c;
   for (;;) {
     ProtobufCMessage *m;
     vs_err err;
-    if (vrpc_recv(c->events_call, &m, &err) != 1) break;
+    if (vrpc_recv(ra.call, &m, &err) != 1) break;
     Vessel__V1__Event *e = ((Vessel__V1__AgentEventsResponse *)m)->event;
     if (e && e->type == VESSEL__V1__EVENT_TYPE__EVENT_TYPE_CONTAINER_OOM) {
       evb_event ev;
@@ -37,10 +47,18 @@ int rt_agent_events_start(rt_container *c, vs_err *err) {
     vrpc_call_free(call);
     return -1;
   }
+  relay_arg *ra = malloc(sizeof *ra);
   pthread_mutex_lock(&c->events_mu);
   c->events_call = call;
-  c->events_running = pthread_create(&c->events_thread, NULL, events_main, c) == 0;
-  if (!c->events_running) c->events_call = NULL;
+  c->events_running = 0;
+  if (ra) {
+    *ra = (relay_arg){c, call};
+    c->events_running = pthread_create(&c->events_thread, NULL, events_main, ra) == 0;
+  }
+  if (!c->events_running) {
+    free(ra);
+    c->events_call = NULL;
+  }
   pthread_mutex_unlock(&c->events_mu);
   if (!c->events_running) {
     vrpc_call_free(call);

@@ -357,23 +357,6 @@ static void random_id(char out[128]) {
   for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", b[i]);
 }
 
-static int rm_rf(const char *path) {
-  struct stat st;
-  if (lstat(path, &st) < 0) return 0;
-  if (S_ISDIR(st.st_mode)) {
-    DIR *d = opendir(path);
-    for (struct dirent *e; d && (e = readdir(d));) {
-      if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-      char sub[4400];
-      snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-      rm_rf(sub);
-    }
-    if (d) closedir(d);
-    return rmdir(path);
-  }
-  return unlink(path);
-}
-
 static rt_container *container_new(rt_runtime *rt) {
   rt_container *c = calloc(1, sizeof *c);
   c->rt = rt;
@@ -572,7 +555,7 @@ int rt_create(rt_runtime *rt, const Vessel__V1__ContainersCreateRequest *req, ch
     if (c->network[0]) net_release(rt->cfg.networks, c->network, c->id, NULL);
     pthread_mutex_unlock(&c->op);
     list_remove(rt, c);
-    rm_rf(c->dir);
+    vs_rm_rf(c->dir);
     container_free(c);
     return -1;
   }
@@ -995,7 +978,7 @@ int rt_delete(rt_runtime *rt, const char *id, int force, vs_err *err) {
   char sock[4200];
   sock_path(c, sock, sizeof sock);
   unlink(sock);
-  rm_rf(c->dir);
+  vs_rm_rf(c->dir);
   pthread_mutex_unlock(&c->op);
   emit(c, EVB_CONTAINER_DELETED, NULL, NULL);
   /* Attachers and waiters may still hold c; it is freed with the runtime. */
@@ -1041,8 +1024,7 @@ static void readopt_vm(rt_container *c) {
     vm_free(v);
     v = NULL;
   }
-  if (!v) {
-    if (c->qemu_pid > 0) kill(c->qemu_pid, SIGKILL);
+  if (!v) { /* its PID is not touched: it may be another process's by now */
     c->qemu_pid = 0;
     mark_lost(c, "the VM died while vesseld was not running");
     return;
@@ -1152,6 +1134,7 @@ rt_runtime *rt_open(const rt_config *cfg, vs_err *err) {
   }
   if (d) closedir(d);
   for (size_t i = 0; i < n_readopt; i++) readopt_vm(readopt[i]);
+  rt_templates_prune(rt);
   return rt;
 }
 

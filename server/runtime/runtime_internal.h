@@ -148,6 +148,7 @@ void rt_teardown_vm(rt_container *c);
 /* templates.c */
 typedef struct rt_template {
   char dir[4200], state[4300], disk[4300];
+  char inputs[4096]; /* what the key hashes; kept beside the state */
   int with_nic, memory_mib, vcpus;
 } rt_template;
 void rt_template_paths(rt_container *c, int with_nic, rt_template *t);
@@ -155,6 +156,8 @@ void rt_template_paths(rt_container *c, int with_nic, rt_template *t);
  * returns 0: cold-boot this time. */
 int rt_template_ready(rt_container *c, rt_template *t);
 const char *rt_template_mac(void);
+/* Removes templates whose kernel or initramfs is not this vesseld's. */
+void rt_templates_prune(rt_runtime *rt);
 
 /* agent_events.c */
 int rt_agent_events_start(rt_container *c, vs_err *err);

@@ -3,7 +3,9 @@
  * containers by restoring it (~0.3 s instead of a ~1.5 s cold boot under
  * TCG). Built in the background the first time a kind of VM is needed;
  * until then, and whenever a restore fails, containers cold-boot. The key
- * hashes every input, so a new kernel or initramfs means a new template. */
+ * hashes every input, so a new kernel or initramfs means a new template;
+ * templates of inputs no longer in use are pruned when vesseld starts. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -12,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/vs_fs.h"
 #include "server/oci/oci.h"
 #include "server/runtime/runtime_internal.h"
 
@@ -30,13 +33,21 @@ static void file_id(const char *path, char *out, size_t n) {
     snprintf(out, n, "%s:missing", path ? path : "");
 }
 
-void rt_template_paths(rt_container *c, int with_nic, rt_template *t) {
-  rt_runtime *rt = c->rt;
-  char k[4096], a[1200], b[1200], d[72];
+/* The inputs every template of this vesseld shares: format, kernel, initramfs. */
+static void shared_inputs(rt_runtime *rt, char *out, size_t n) {
+  char a[1200], b[1200];
   file_id(rt->cfg.kernel, a, sizeof a);
   file_id(rt->cfg.initrd, b, sizeof b);
-  snprintf(k, sizeof k, "%s|%s|%s|%d|%d|%d|%s", TEMPLATE_FORMAT, a, b, c->memory_mib, c->vcpus,
+  snprintf(out, n, "%s|%s|%s|", TEMPLATE_FORMAT, a, b);
+}
+
+void rt_template_paths(rt_container *c, int with_nic, rt_template *t) {
+  rt_runtime *rt = c->rt;
+  char shared[2600], d[72];
+  shared_inputs(rt, shared, sizeof shared);
+  snprintf(t->inputs, sizeof t->inputs, "%s%d|%d|%d|%s", shared, c->memory_mib, c->vcpus,
            with_nic, vm_kvm_usable() ? "kvm" : "tcg");
+  const char *k = t->inputs;
   oci_sha256_bytes(k, strlen(k), d);
   snprintf(t->dir, sizeof t->dir, "%s/templates/%.24s", rt->root, d + 7);
   snprintf(t->state, sizeof t->state, "%s/state", t->dir);
@@ -83,7 +94,11 @@ static void *build_main(void *arg) {
   if (ok) {
     vm_detach(v); /* the agent sees the host leave and waits for the next */
     usleep(300000);
-    ok = vm_save(v, qmp, tmp, &err) == 0 && rename(tmp, t->state) == 0;
+    char inputs[4400];
+    snprintf(inputs, sizeof inputs, "%s/inputs", t->dir);
+    ok = vm_save(v, qmp, tmp, &err) == 0 &&
+         vs_write_atomic(inputs, t->inputs, strlen(t->inputs), 0600, &err) == 0 &&
+         rename(tmp, t->state) == 0;
   }
   if (v) {
     vm_kill(v);
@@ -135,3 +150,21 @@ int rt_template_ready(rt_container *c, rt_template *t) {
 }
 
 const char *rt_template_mac(void) { return TEMPLATE_MAC; }
+
+void rt_templates_prune(rt_runtime *rt) {
+  char dir[4200], shared[2600];
+  snprintf(dir, sizeof dir, "%s/templates", rt->root);
+  shared_inputs(rt, shared, sizeof shared);
+  DIR *d = opendir(dir);
+  for (struct dirent *e; d && (e = readdir(d));) {
+    if (e->d_name[0] == '.') continue;
+    char sub[4500], inputs[4600];
+    snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
+    snprintf(inputs, sizeof inputs, "%s/inputs", sub);
+    vs_err ignore;
+    char *have = vs_read_file(inputs, 8192, NULL, &ignore);
+    if (!have || strncmp(have, shared, strlen(shared)) != 0) vs_rm_rf(sub);
+    free(have);
+  }
+  if (d) closedir(d);
+}

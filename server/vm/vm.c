@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -29,6 +31,9 @@ struct vm {
   struct timespec started;
   int64_t ready_ms;
   int detached; /* QEMU left running on purpose */
+  /* An adopted QEMU is not our child: once it is gone its PID can be
+   * reused at once, so it is watched and signalled through a pidfd. */
+  int pidfd;
 };
 
 static int64_t now_ms(void) {
@@ -253,20 +258,17 @@ char **vm_build_argv(const vm_config *c, const char *initrd, vm_accel accel, vs_
 
 static int reap(vm *v, int block) {
   if (v->exited) return 1;
+  if (v->pidfd >= 0) { /* adopted: readable once the process is gone */
+    struct pollfd pf = {v->pidfd, POLLIN, 0};
+    if (poll(&pf, 1, block ? 5000 : 0) > 0) v->exited = 1;
+    return v->exited;
+  }
   int st;
   pid_t r = waitpid(v->pid, &st, block ? 0 : WNOHANG);
   if (r == v->pid) {
     v->exited = 1;
     v->status = st;
     return 1;
-  }
-  /* An adopted QEMU is not our child: it is gone when kill(0) says so. */
-  if (r < 0 && errno == ECHILD) {
-    for (int i = 0; block && i < 500 && kill(v->pid, 0) == 0; i++) sleep_ms(10);
-    if (kill(v->pid, 0) < 0 && errno == ESRCH) {
-      v->exited = 1;
-      return 1;
-    }
   }
   return 0;
 }
@@ -375,6 +377,7 @@ vm *vm_start(const vm_config *c, vs_err *err) {
     vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
     return NULL;
   }
+  v->pidfd = -1;
   snprintf(v->sock, sizeof v->sock, "%s", c->agent_socket);
   if (c->console_log) snprintf(v->log, sizeof v->log, "%s", c->console_log);
   vm_accel accel = c->accel;
@@ -495,7 +498,8 @@ int64_t vm_ready_ms(vm *v) { return v->ready_ms; }
 
 void vm_kill(vm *v) {
   if (!v->pid || v->exited) return;
-  kill(v->pid, SIGKILL);
+  if (v->pidfd >= 0) syscall(SYS_pidfd_send_signal, v->pidfd, SIGKILL, NULL, 0);
+  else kill(v->pid, SIGKILL);
   reap(v, 1);
 }
 
@@ -525,29 +529,48 @@ void vm_detach(vm *v) {
   v->detached = 1;
 }
 
+/* 1 if pid is a QEMU serving agent_socket: its command line names it. */
+static int is_our_qemu(pid_t pid, const char *agent_socket) {
+  char path[64], cmd[16384];
+  snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, cmd, sizeof cmd - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  for (ssize_t i = 0; i < n; i++)
+    if (!cmd[i]) cmd[i] = ' ';
+  cmd[n] = '\0';
+  return strstr(cmd, "qemu-system") && strstr(cmd, agent_socket);
+}
+
 vm *vm_adopt(pid_t pid, const char *agent_socket, const char *console_log, vs_err *err) {
-  if (pid <= 0 || kill(pid, 0) < 0) {
-    vs_err_set(err, VS_NOT_FOUND, "QEMU process %d is gone", (int)pid);
-    return NULL;
-  }
   if (strlen(agent_socket) >= sizeof(((vm *)0)->sock)) {
     vs_err_set(err, VS_INVALID_ARGUMENT, "agent socket path too long");
     return NULL;
   }
+  /* The pidfd first, then the check: if the check passes, the pidfd is
+   * that QEMU's, whatever happens to the PID afterwards. */
+  int pidfd = pid > 0 ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
+  if (pidfd < 0 || !is_our_qemu(pid, agent_socket)) {
+    if (pidfd >= 0) close(pidfd);
+    vs_err_set(err, VS_NOT_FOUND, "QEMU process %d is gone", (int)pid);
+    return NULL;
+  }
   vm *v = calloc(1, sizeof *v);
   if (!v) {
+    close(pidfd);
     vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
     return NULL;
   }
   v->pid = pid;
+  v->pidfd = pidfd;
   snprintf(v->sock, sizeof v->sock, "%s", agent_socket);
   snprintf(v->log, sizeof v->log, "%s", console_log ? console_log : "");
   clock_gettime(CLOCK_MONOTONIC, &v->started);
-  if (vm_reconnect(v, err) < 0) {
-    v->detached = 1; /* do not kill what we failed to adopt */
-    vm_free(v);
-    return NULL;
-  }
+  /* Not connected yet is fine: vm_wait_ready says whether it answers. */
+  vs_err ignore;
+  vm_reconnect(v, &ignore);
   return v;
 }
 
@@ -615,5 +638,6 @@ void vm_free(vm *v) {
   if (v->ch) vrpc_channel_free(v->ch);
   if (!v->detached) vm_kill(v);
   if (v->initrd_tmp[0]) unlink(v->initrd_tmp);
+  if (v->pidfd >= 0) close(v->pidfd);
   free(v);
 }

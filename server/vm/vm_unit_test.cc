@@ -1,6 +1,10 @@
 // Unit tests of the launcher's pure parts (no QEMU started).
 #include <gtest/gtest.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <fstream>
 #include <string>
 #include <vector>
@@ -89,4 +93,22 @@ TEST(VmStart, MissingKernelIsNotFound) {
   vs_err err;
   EXPECT_EQ(vm_start(&c, &err), nullptr);
   EXPECT_EQ(err.code, VS_NOT_FOUND);
+}
+
+// A PID recorded by an earlier vesseld may belong to anything by now: a
+// live process that is not a QEMU serving that socket is not adopted (and
+// so never signalled).
+TEST(VmAdopt, ForeignProcessIsNotAdopted) {
+  pid_t child = fork();
+  if (child == 0) {
+    pause();
+    _exit(0);
+  }
+  vs_err err;
+  EXPECT_EQ(vm_adopt(child, "/tmp/vessel-vm-unit.sock", nullptr, &err), nullptr);
+  EXPECT_EQ(err.code, VS_NOT_FOUND);
+  EXPECT_EQ(kill(child, 0), 0);  // untouched
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  EXPECT_EQ(vm_adopt(child, "/tmp/vessel-vm-unit.sock", nullptr, &err), nullptr);
 }

@@ -2,6 +2,7 @@
 Python client against a real vesseld."""
 import io
 import os
+import shutil
 import subprocess
 import tarfile
 import threading
@@ -492,21 +493,28 @@ def test_nat_for_egress(env):
         subprocess.run(["ip", "netns", "del", out_ns])
 
 
+def wait_for_template(c, **kw):
+    """Creates containers until one is restored from a template (built in
+    the background after the first boot of its kind); the boot modes seen."""
+    modes = []
+    for _ in range(120):
+        ct = c.containers.Create(cp.ContainersCreateRequest(
+            image="busybox:test", process=types_pb2.ProcessSpec(args=["true"]), **kw),
+            timeout=180).container
+        c.containers.Delete(cp.ContainersDeleteRequest(container_id=ct.id, force=True))
+        modes.append(ct.vm.boot_mode)
+        if ct.vm.boot_mode == cp.BOOT_MODE_TEMPLATE:
+            return modes
+        time.sleep(1)
+    return None
+
+
 def test_template_restore_is_correct(env):
     """Containers restored from the VM template: each gets fresh entropy,
     its own MAC and IP, the host's time, its own root disk, a working
     network; no_template cold-boots."""
     c = env
-    # the template is built in the background after the first boot
-    for _ in range(120):
-        ct = c.containers.Create(cp.ContainersCreateRequest(
-            image="busybox:test", process=types_pb2.ProcessSpec(args=["true"])),
-            timeout=180).container
-        c.containers.Delete(cp.ContainersDeleteRequest(container_id=ct.id, force=True))
-        if ct.vm.boot_mode == cp.BOOT_MODE_TEMPLATE:
-            break
-        time.sleep(1)
-    assert ct.vm.boot_mode == cp.BOOT_MODE_TEMPLATE
+    assert wait_for_template(c)
 
     probe = ("head -c 32 /dev/urandom | md5sum; date +%s; "
              "cat /sys/class/net/eth0/address; ip -4 -o addr show eth0; "
@@ -549,6 +557,50 @@ def test_template_restore_is_correct(env):
         timeout=180).container
     assert cold.vm.boot_mode == cp.BOOT_MODE_COLD
     c.containers.Delete(cp.ContainersDeleteRequest(container_id=cold.id, force=True))
+
+
+def test_templates_follow_their_inputs(env, tmp_path):
+    """A template serves only the inputs it was made from: another memory
+    size gets its own, a changed initramfs makes new ones (cold boots until
+    then), and templates of replaced inputs are removed."""
+    initrd = tmp_path / "initrd.cpio"
+    shutil.copy(INITRD, initrd)
+    root = str(tmp_path / "root")
+    tdir = os.path.join(root, "templates")
+    data = busybox_image_tar(str(tmp_path))
+
+    def daemon(**kw):
+        return Vesseld("--kernel", KERNEL, "--initrd", str(initrd), root=root, **kw)
+
+    first = daemon(netns=True)
+    try:
+        with vessel.Client(first.address, timeout=180) as c:
+            c.images.Import(iter([images_pb2.ImagesImportRequest(
+                header=images_pb2.ImagesImportHeader(reference="busybox:test")),
+                images_pb2.ImagesImportRequest(data=data)]), timeout=60)
+            modes = wait_for_template(c)
+            assert modes and modes[0] == cp.BOOT_MODE_COLD
+            small = set(os.listdir(tdir))
+            assert len(small) == 1
+            big = types_pb2.Resources(memory_bytes=384 << 20)
+            modes = wait_for_template(c, resources=big)
+            assert modes and modes[0] == cp.BOOT_MODE_COLD  # not the 256 MiB one
+            assert len(set(os.listdir(tdir)) - small) == 1
+        first.stop()
+        with open(initrd, "ab") as f:  # same archive to the kernel, other bytes
+            f.write(b"\0" * 512)
+        second = daemon(netns=first.netns)
+        try:
+            assert os.listdir(tdir) == []  # made from the old initramfs: pruned
+            with vessel.Client(second.address, timeout=180) as c:
+                modes = wait_for_template(c)
+                assert modes and modes[0] == cp.BOOT_MODE_COLD
+                status, out, _, cid = run(c, ["echo", "from the new template"])
+                assert (status.code, out) == (0, b"from the new template\n")
+        finally:
+            second.cleanup()
+    finally:
+        first.cleanup()
 
 
 def test_memory_limit_oom_event_and_name_clash(env):

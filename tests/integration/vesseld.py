@@ -97,7 +97,17 @@ class Vesseld:
         return self.proc.returncode
 
     def cleanup(self):
-        self.stop()
+        died = self.proc.poll()
+        code = self.stop()
+        if died is not None and code != 0:
+            # It ended on its own: its last words are the clue.
+            import sys
+            sys.stderr.write(f"vesseld exited {code} by itself; its log ends:\n"
+                             + "".join(self.log_lines[-60:]))
+        out = os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR")
+        if out:
+            with open(os.path.join(out, os.path.basename(self.tmp) + "-vesseld.log"), "w") as f:
+                f.write(self.log)
         # vesseld leaves VMs running when it exits (a restarted one re-adopts
         # them): a test's leftovers are ended here.
         for pid in os.listdir("/proc"):
