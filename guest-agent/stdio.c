@@ -12,7 +12,7 @@
 #include "guest-agent/process.h"
 #include "vessel/v1/agent.pb-c.h"
 
-#define FRAME 32768
+#define FRAME (1024 * 1024) /* per message: fewer, larger frames cost less under TCG */
 /* After `exit`, how long the client may take to half-close its side. */
 #define HALF_CLOSE_GRACE_MS 3000
 

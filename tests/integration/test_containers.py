@@ -45,7 +45,7 @@ def busybox_image_tar(tmp) -> bytes:
         add("bin/busybox", bb)
         for applet in ["sh", "echo", "cat", "sleep", "ls", "id", "hostname", "env", "true",
                        "false", "ip", "wget", "httpd", "head", "wc", "kill", "pwd", "tar",
-                       "od", "date", "sync", "md5sum"]:
+                       "od", "date", "sync", "md5sum", "dd"]:
             add(f"bin/{applet}", link="busybox")
         add("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n",
             mode=0o644)
