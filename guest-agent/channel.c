@@ -50,11 +50,15 @@ static void set_nonblock(int fd) {
 typedef struct ring {
   char *buf;
   size_t off, len;
+  size_t safe; /* of len, the bytes known to belong to this connection */
 } ring;
 
 /* Reads into r from fd: 1 progress, 0 EOF, -1 error, 2 would block. */
 static int fill(ring *r, int fd) {
-  if (r->off > 0 && r->len == 0) r->off = 0;
+  if (r->off > 0 && r->off + r->len == RELAY_BUF) { /* make room behind a held-back tail */
+    memmove(r->buf, r->buf + r->off, r->len);
+    r->off = 0;
+  }
   size_t space = RELAY_BUF - r->off - r->len;
   if (space == 0) return 2;
   ssize_t n = read(fd, r->buf + r->off + r->len, space);
@@ -66,12 +70,15 @@ static int fill(ring *r, int fd) {
   return errno == EAGAIN || errno == EINTR ? 2 : -1;
 }
 
-static int drain(ring *r, int fd) {
-  if (r->len == 0) return 2;
-  ssize_t n = write(fd, r->buf + r->off, r->len);
+/* Writes up to limit bytes of r to fd. */
+static int drain(ring *r, int fd, size_t limit) {
+  size_t want = r->len < limit ? r->len : limit;
+  if (want == 0) return 2;
+  ssize_t n = write(fd, r->buf + r->off, want);
   if (n > 0) {
     r->off += (size_t)n;
     r->len -= (size_t)n;
+    if (r->safe != (size_t)-1) r->safe -= (size_t)n;
     if (r->len == 0) r->off = 0;
     return 1;
   }
@@ -80,53 +87,93 @@ static int drain(ring *r, int fd) {
 
 /* HTTP/2 client connection preface: every new host connection starts with
  * it. When the host reconnects faster than the guest notices the hang-up,
- * the new connection's bytes arrive on the same open port; the preface at
- * the start of a read marks the switch. (A DATA frame that happens to carry
- * these 24 bytes exactly at a read boundary would be misread; virtio
- * buffers make that practically impossible.) */
+ * the new connection's bytes arrive on the same open port, possibly in the
+ * same read as the old one's last bytes. The relay follows the host's
+ * HTTP/2 frames (9-byte header, 24-bit length) and forwards only whole
+ * headers; a preface where a frame header is due marks the new connection.
+ * (Its first bytes read as a frame of 5 MB, beyond any max frame size a
+ * gRPC server allows, so no real frame looks like it; the preface inside a
+ * payload - a copied file, stdin - is skipped as payload.) */
 static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 #define PREFACE_LEN 24
+#define FRAME_HEADER 9
+
+typedef struct h2_track {
+  size_t preface_left; /* of the connection's own preface */
+  size_t payload_left; /* of the current frame */
+} h2_track;
+
+/* Advances t over r's new bytes, marking them safe. 1 (and r cut there)
+ * when a new connection's preface starts; 0 otherwise. */
+static int track(h2_track *t, ring *r) {
+  for (;;) {
+    size_t avail = r->len - r->safe;
+    const char *p = r->buf + r->off + r->safe;
+    if (avail == 0) return 0;
+    if (t->preface_left || t->payload_left) {
+      size_t *left = t->preface_left ? &t->preface_left : &t->payload_left;
+      size_t n = avail < *left ? avail : *left;
+      *left -= n;
+      r->safe += n;
+      continue;
+    }
+    size_t cmp = avail < FRAME_HEADER ? avail : FRAME_HEADER;
+    if (memcmp(p, preface, cmp) == 0) {
+      if (avail < FRAME_HEADER) return 0; /* maybe a preface: wait for more */
+      return 1;
+    }
+    if (avail < FRAME_HEADER) return 0;
+    const unsigned char *h = (const unsigned char *)p;
+    t->payload_left = ((size_t)h[0] << 16) | ((size_t)h[1] << 8) | h[2];
+    r->safe += FRAME_HEADER;
+  }
+}
 
 int ch_relay(int port, int sock, ch_carry *carry) {
   set_nonblock(port);
   set_nonblock(sock);
-  ring up = {malloc(RELAY_BUF), 0, 0};   /* port -> sock */
-  ring down = {malloc(RELAY_BUF), 0, 0}; /* sock -> port */
+  ring up = {malloc(RELAY_BUF), 0, 0, 0};   /* port -> sock */
+  ring down = {malloc(RELAY_BUF), 0, 0, (size_t)-1}; /* sock -> port: all safe */
+  h2_track t = {PREFACE_LEN, 0};
   int rc = 0;
-  size_t forwarded = 0; /* bytes from the host on this connection */
   if (!up.buf || !down.buf) goto out;
   if (carry && carry->len) {
     memcpy(up.buf, carry->buf, carry->len);
     up.len = carry->len;
-    forwarded = carry->len;
     carry->len = 0;
   }
   for (;;) {
+    if (track(&t, &up)) { /* the old connection ends at up.safe */
+      size_t at = up.off + up.safe, n = up.len - up.safe;
+      while (up.safe && drain(&up, sock, up.safe) == 1) {
+      }
+      if (carry) {
+        memcpy(carry->buf, up.buf + at, n);
+        carry->len = n;
+      }
+      rc = 2;
+      goto out;
+    }
     struct pollfd p[2] = {{port, 0, 0}, {sock, 0, 0}};
-    if (up.off + up.len < RELAY_BUF) p[0].events |= POLLIN;
+    if (up.len < RELAY_BUF) p[0].events |= POLLIN;
     if (down.len) p[0].events |= POLLOUT;
     if (down.off + down.len < RELAY_BUF) p[1].events |= POLLIN;
-    if (up.len) p[1].events |= POLLOUT;
+    if (up.safe) p[1].events |= POLLOUT;
     if (poll(p, 2, -1) < 0) {
       if (errno == EINTR) continue;
       goto out;
     }
     if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-      size_t at = up.off + up.len;
       int r = fill(&up, port);
       /* read() 0 / POLLHUP without data: the host closed its socket. */
-      if (r == 0 || r < 0 || ((p[0].revents & POLLHUP) && r == 2)) goto out;
-      if (r == 1) {
-        size_t n = up.off + up.len - at;
-        if (forwarded > 0 && n >= PREFACE_LEN && memcmp(up.buf + at, preface, PREFACE_LEN) == 0) {
-          if (carry) {
-            memcpy(carry->buf, up.buf + at, n);
-            carry->len = n;
-          }
-          rc = 2;
-          goto out;
+      if (r == 0 || r < 0 || ((p[0].revents & POLLHUP) && r == 2)) {
+        /* A held-back tail that may start a preface opens the next one. */
+        size_t n = up.len - up.safe;
+        if (carry && n && memcmp(up.buf + up.off + up.safe, preface, n) == 0) {
+          memcpy(carry->buf, up.buf + up.off + up.safe, n);
+          carry->len = n;
         }
-        forwarded += n;
+        goto out;
       }
     }
     if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
@@ -136,11 +183,11 @@ int ch_relay(int port, int sock, ch_carry *carry) {
         goto out;
       }
     }
-    if (up.len && drain(&up, sock) < 0) {
+    if (up.safe && drain(&up, sock, up.safe) < 0) {
       rc = 1;
       goto out;
     }
-    if (down.len && drain(&down, port) < 0) goto out;
+    if (down.len && drain(&down, port, (size_t)-1) < 0) goto out;
   }
 out:
   free(up.buf);

@@ -1,13 +1,19 @@
 /* Host side of a container's network: the network's bridge (created on
  * first use, with the gateway address, and NAT for egress unless the
- * network is internal) and one tap device per VM, enslaved to it. Done with iproute2's `ip` for now; a shared netlink module can
- * replace these calls without changing the interface. */
+ * network is internal; iproute2 and iptables, once per network) and one
+ * tap device per VM, enslaved to it (ioctls: per container, no process
+ * to spawn). */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/if_tun.h>
+#include <linux/sockios.h>
+#include <net/if.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -99,26 +105,64 @@ static int bridge_once(rt_runtime *rt, const net_network *n, vs_err *err) {
   return 0;
 }
 
+/* Attaches to tap name (creating it if absent) and makes it outlive the
+ * fd (persist) or not; closing a non-persistent tap removes it. */
+static int tap_persist(const char *name, int persist, vs_err *err) {
+  int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+  if (fd < 0) return vs_err_errno(err, VS_FAILED_PRECONDITION, errno, "open /dev/net/tun");
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+  snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", name);
+  int rc = 0;
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETPERSIST, persist) < 0)
+    rc = vs_err_errno(err, VS_INTERNAL, errno, "tap %s", name);
+  close(fd);
+  return rc;
+}
+
+int rt_tap_create(const char *name, const char *bridge, vs_err *err) {
+  vs_err ignore;
+  tap_persist(name, 0, &ignore); /* a leftover from a crash goes first */
+  if (tap_persist(name, 1, err) < 0) return -1;
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  int rc = s < 0 ? vs_err_errno(err, VS_INTERNAL, errno, "socket") : 0;
+  if (rc == 0 && bridge) {
+    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", bridge);
+    ifr.ifr_ifindex = (int)if_nametoindex(name);
+    if (!ifr.ifr_ifindex || ioctl(s, SIOCBRADDIF, &ifr) < 0)
+      rc = vs_err_errno(err, VS_INTERNAL, errno, "add %s to bridge %s", name, bridge);
+  }
+  memset(&ifr, 0, sizeof ifr);
+  snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", name);
+  if (rc == 0 && ioctl(s, SIOCGIFFLAGS, &ifr) == 0) {
+    ifr.ifr_flags |= IFF_UP;
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) rc = vs_err_errno(err, VS_INTERNAL, errno, "set %s up", name);
+  }
+  if (s >= 0) close(s);
+  if (rc < 0) rt_tap_delete(name);
+  return rc;
+}
+
+void rt_tap_delete(const char *name) {
+  vs_err ignore;
+  tap_persist(name, 0, &ignore);
+}
+
 int rt_net_setup(rt_container *c, const net_network *n, vs_err *err) {
   if (bridge_once(c->rt, n, err) < 0) return -1;
   /* tap names are at most 15 bytes: "vt" + 12 hex digits of the ID's hash */
   char d[72];
   oci_sha256_bytes(c->id, strlen(c->id), d);
   snprintf(c->tap, sizeof c->tap, "vt%.12s", d + 7);
-  vs_err ignore;
-  RT_RUN(&ignore, "ip", "link", "del", c->tap); /* a leftover from a crash */
-  if (RT_RUN(err, "ip", "tuntap", "add", "dev", c->tap, "mode", "tap") < 0) return -1;
-  if (RT_RUN(err, "ip", "link", "set", c->tap, "master", n->bridge, "up") < 0) {
-    RT_RUN(&ignore, "ip", "link", "del", c->tap);
-    return -1;
-  }
-  return 0;
+  return rt_tap_create(c->tap, n->bridge, err);
 }
 
 void rt_net_teardown(rt_container *c) {
   if (!c->tap[0]) return;
-  vs_err ignore;
-  RT_RUN(&ignore, "ip", "link", "del", c->tap);
+  rt_tap_delete(c->tap);
   c->tap[0] = '\0';
 }
 

@@ -171,6 +171,9 @@ void rt_ports_stop(rt_container *c);
 /* Runs argv (no shell); -1 with its stderr in err unless it exits 0. */
 int rt_run(vs_err *err, const char *const *argv);
 #define RT_RUN(err, ...) rt_run(err, (const char *const[]){__VA_ARGS__, NULL})
+/* A persistent tap device, up, in bridge (if not NULL); delete removes it. */
+int rt_tap_create(const char *name, const char *bridge, vs_err *err);
+void rt_tap_delete(const char *name);
 int rt_net_setup(rt_container *c, const net_network *n, vs_err *err);
 void rt_net_teardown(rt_container *c);
 

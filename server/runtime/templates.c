@@ -82,7 +82,7 @@ static void *build_main(void *arg) {
   fd = -1;
   if (t->with_nic) { /* any tap will do: the NIC only has to exist */
     snprintf(tap, sizeof tap, "vtt%.10s", d + 7);
-    if (RT_RUN(&err, "ip", "tuntap", "add", "dev", tap, "mode", "tap") < 0) goto fail;
+    if (rt_tap_create(tap, NULL, &err) < 0) goto fail;
   }
   vm_config vc;
   rt_vm_config(rt, &vc, t->vcpus, t->memory_mib, t->disk, sock, console);
@@ -106,7 +106,7 @@ static void *build_main(void *arg) {
   }
   unlink(sock);
   unlink(qmp);
-  if (tap[0]) RT_RUN(&err, "ip", "link", "del", tap); /* may be gone with QEMU */
+  if (tap[0]) rt_tap_delete(tap);
   if (!ok) goto fail;
   goto out;
 fail:
