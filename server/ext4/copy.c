@@ -47,6 +47,27 @@ static int sparse_copy(int in, int out, off_t size, vs_err *err) {
   return 0;
 }
 
+/* out (empty) becomes a copy of in: a reflink, else holes kept. */
+static int clone_or_copy(int in, int out, off_t size, vs_err *err) {
+  if (ioctl(out, FICLONE, in) == 0) return 0;
+  if (ftruncate(out, size) < 0)
+    return vs_err_errno(err, errno == ENOSPC ? VS_RESOURCE_EXHAUSTED : VS_INTERNAL, errno,
+                        "sizing the copy");
+  return sparse_copy(in, out, size, err);
+}
+
+int rfs_copy_into(const char *src, int dst_fd, vs_err *err) {
+  int in = open(src, O_RDONLY | O_CLOEXEC);
+  if (in < 0)
+    return vs_err_errno(err, errno == ENOENT ? VS_NOT_FOUND : VS_INTERNAL, errno, "opening %s", src);
+  struct stat st;
+  int rc = fstat(in, &st) < 0 ? vs_err_errno(err, VS_INTERNAL, errno, "stat %s", src) : 0;
+  if (rc == 0 && ftruncate(dst_fd, 0) < 0) rc = vs_err_errno(err, VS_INTERNAL, errno, "truncate");
+  if (rc == 0) rc = clone_or_copy(in, dst_fd, st.st_size, err);
+  close(in);
+  return rc;
+}
+
 int rfs_copy_writable(const char *src, const char *dst, vs_err *err) {
   struct stat st;
   if (lstat(dst, &st) == 0)
@@ -70,14 +91,7 @@ int rfs_copy_writable(const char *src, const char *dst, vs_err *err) {
     close(in);
     return vs_err_errno(err, e == ENOENT ? VS_NOT_FOUND : VS_INTERNAL, e, "creating %s", tmp);
   }
-  int rc = 0;
-  if (ioctl(out, FICLONE, in) < 0) {
-    if (ftruncate(out, st.st_size) < 0)
-      rc = vs_err_errno(err, errno == ENOSPC ? VS_RESOURCE_EXHAUSTED : VS_INTERNAL, errno,
-                        "sizing %s", tmp);
-    else
-      rc = sparse_copy(in, out, st.st_size, err);
-  }
+  int rc = clone_or_copy(in, out, st.st_size, err);
   if (rc == 0 && fchmod(out, 0644) < 0)
     rc = vs_err_errno(err, VS_INTERNAL, errno, "chmod %s", tmp);
   if (rc == 0 && fsync(out) < 0) rc = vs_err_errno(err, VS_INTERNAL, errno, "syncing %s", tmp);

@@ -96,6 +96,10 @@ int rfs_build(const rfs_layer *layers, size_t nlayers, const char *out_path,
  * is atomic like rfs_build's output. ALREADY_EXISTS if dst exists. */
 int rfs_copy_writable(const char *src, const char *dst, vs_err *err);
 
+/* The same into an open file that others (a QEMU) may hold: its content is
+ * replaced by src's, in place (same inode). */
+int rfs_copy_into(const char *src, int dst_fd, vs_err *err);
+
 /* The other cheap writable copy: a qcow2 overlay whose backing file is
  * the cached image (qemu-img create -f qcow2 -b src -F raw dst). The VM
  * writes only to the overlay; src must stay in place, unmodified, for as

@@ -125,11 +125,20 @@ int rt_tap_create(const char *name, const char *bridge, vs_err *err) {
   vs_err ignore;
   tap_persist(name, 0, &ignore); /* a leftover from a crash goes first */
   if (tap_persist(name, 1, err) < 0) return -1;
+  if (rt_tap_attach(name, bridge, err) < 0) {
+    rt_tap_delete(name);
+    return -1;
+  }
+  return 0;
+}
+
+int rt_tap_attach(const char *name, const char *bridge, vs_err *err) {
   int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return vs_err_errno(err, VS_INTERNAL, errno, "socket");
   struct ifreq ifr;
   memset(&ifr, 0, sizeof ifr);
-  int rc = s < 0 ? vs_err_errno(err, VS_INTERNAL, errno, "socket") : 0;
-  if (rc == 0 && bridge) {
+  int rc = 0;
+  if (bridge && *bridge) {
     snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", bridge);
     ifr.ifr_ifindex = (int)if_nametoindex(name);
     if (!ifr.ifr_ifindex || ioctl(s, SIOCBRADDIF, &ifr) < 0)
@@ -141,8 +150,7 @@ int rt_tap_create(const char *name, const char *bridge, vs_err *err) {
     ifr.ifr_flags |= IFF_UP;
     if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) rc = vs_err_errno(err, VS_INTERNAL, errno, "set %s up", name);
   }
-  if (s >= 0) close(s);
-  if (rc < 0) rt_tap_delete(name);
+  close(s);
   return rc;
 }
 
@@ -153,11 +161,8 @@ void rt_tap_delete(const char *name) {
 
 int rt_net_setup(rt_container *c, const net_network *n, vs_err *err) {
   if (bridge_once(c->rt, n, err) < 0) return -1;
-  /* tap names are at most 15 bytes: "vt" + 12 hex digits of the ID's hash */
-  char d[72];
-  oci_sha256_bytes(c->id, strlen(c->id), d);
-  snprintf(c->tap, sizeof c->tap, "vt%.12s", d + 7);
-  return rt_tap_create(c->tap, n->bridge, err);
+  snprintf(c->bridge, sizeof c->bridge, "%s", n->bridge);
+  return 0;
 }
 
 void rt_net_teardown(rt_container *c) {

@@ -22,7 +22,6 @@
 #include "vessel_proto_rpc.h"
 
 #define BOOT_TIMEOUT_MS 60000
-#define AGENT_TIMEOUT_MS 30000
 
 void rt_now(int64_t *ns) {
   struct timespec ts;
@@ -67,6 +66,8 @@ int rt_save(rt_container *c, vs_err *err) {
       c->platform, "prefix", c->prefix, "qemu_pid", c->qemu_pid, "boot_ms", (json_int_t)c->boot_ms,
       "vcpus", c->vcpus, "memory_mib", c->memory_mib);
   json_object_set_new(j, "init_pid", json_integer(c->init.pid));
+  json_object_set_new(j, "agent_socket", json_string(c->sock));
+  json_object_set_new(j, "tap", json_string(c->tap));
   if (c->has_exit)
     json_object_set_new(j, "exit", json_pack("{s:i,s:i,s:b,s:I,s:s}", "code", c->last_exit.code,
                                              "signal", c->last_exit.signal, "oom",
@@ -143,35 +144,11 @@ int rt_agent(rt_container *c, const vrpc_method *m, const ProtobufCMessage *req,
 
 
 
+/* The agent socket of a VM booted for c (a spare's has its own name). */
 static void sock_path(rt_container *c, char *buf, size_t n) {
   char d[72];
   oci_sha256_bytes(c->id, strlen(c->id), d);
   snprintf(buf, n, "%s/run/%.16s.sock", c->rt->root, d + 7);
-}
-
-/* A restored VM shares the template's clock, entropy pool and MAC:
- * set the time, mix in fresh entropy (the MAC comes with eth0's config). */
-static int after_restore(rt_container *c, vs_err *err) {
-  int64_t now;
-  rt_now(&now);
-  Google__Protobuf__Timestamp ts;
-  google__protobuf__timestamp__init(&ts);
-  ts.seconds = now / 1000000000;
-  ts.nanos = (int32_t)(now % 1000000000);
-  Vessel__V1__AgentSetTimeRequest st;
-  vessel__v1__agent_set_time_request__init(&st);
-  st.time = &ts;
-  if (rt_agent(c, &vessel_v1_Agent_SetTime, &st.base, NULL, AGENT_TIMEOUT_MS, err) < 0) return -1;
-  uint8_t rnd[256];
-  FILE *f = fopen("/dev/urandom", "rb");
-  size_t n = f ? fread(rnd, 1, sizeof rnd, f) : 0;
-  if (f) fclose(f);
-  if (n != sizeof rnd) return vs_err_set(err, VS_INTERNAL, "cannot read /dev/urandom");
-  Vessel__V1__AgentAddEntropyRequest ae;
-  vessel__v1__agent_add_entropy_request__init(&ae);
-  ae.data.data = rnd;
-  ae.data.len = n;
-  return rt_agent(c, &vessel_v1_Agent_AddEntropy, &ae.base, NULL, AGENT_TIMEOUT_MS, err);
 }
 
 void rt_vm_config(rt_runtime *rt, vm_config *vc, int vcpus, int memory_mib, const char *disk,
@@ -187,57 +164,88 @@ void rt_vm_config(rt_runtime *rt, vm_config *vc, int vcpus, int memory_mib, cons
   vc->console_log = console;
 }
 
-static int boot(rt_container *c, vs_err *err) {
+/* The VM of c, with rootfs_src (the image's cached ext4) copied as its
+ * root disk: a warm spare when one of its kind is ready, else restored from
+ * a template, else (and whenever those fail) a cold boot. */
+static int boot(rt_container *c, const char *rootfs_src, vs_err *err) {
   rt_runtime *rt = c->rt;
-  char root[4400], console[4400], sock[4200];
+  char root[4400], console[4400];
   snprintf(root, sizeof root, "%s/rootfs.ext4", c->dir);
   snprintf(console, sizeof console, "%s/console.log", c->dir);
-  sock_path(c, sock, sizeof sock);
-  unlink(sock);
-  vm_config vc;
-  rt_vm_config(rt, &vc, c->vcpus, c->memory_mib, root, sock, console);
-  vc.tap = c->tap[0] ? c->tap : NULL;
-  vc.mac = c->tap[0] ? c->mac : NULL;
   vm_share shares[16];
   char tags[16][24];
-  for (size_t i = 0; i < c->spec->n_mounts && vc.n_shares < 16; i++) {
+  size_t n_shares = 0;
+  for (size_t i = 0; i < c->spec->n_mounts && n_shares < 16; i++) {
     const Vessel__V1__Mount *m = c->spec->mounts[i];
     if (strcmp(m->type, "bind") && *m->type) continue;
     int ro = 0;
     for (size_t k = 0; k < m->n_options; k++) ro |= !strcmp(m->options[k], "ro");
-    snprintf(tags[vc.n_shares], sizeof tags[0], "vol%zu", i);
-    shares[vc.n_shares].path = m->source;
-    shares[vc.n_shares].tag = tags[vc.n_shares];
-    shares[vc.n_shares].read_only = ro;
-    vc.n_shares++;
+    snprintf(tags[n_shares], sizeof tags[0], "vol%zu", i);
+    shares[n_shares].path = m->source;
+    shares[n_shares].tag = tags[n_shares];
+    shares[n_shares].read_only = ro;
+    n_shares++;
   }
-  vc.shares = shares;
-  /* From a template when one is ready (not with volumes: their devices
-   * are not in it); a failed restore falls back to a cold boot. */
+  int with_nic = c->network[0] != 0;
+  /* Not with volumes: their devices are not in a template. */
+  int templ = !c->spec->no_template && !n_shares;
+  rt_template t;
   c->from_template = 0;
-  if (!c->spec->no_template && !vc.n_shares) {
-    rt_template t;
-    rt_template_paths(c, c->tap[0] != 0, &t);
-    if (rt_template_ready(c, &t)) {
-      vm_config tc = vc;
-      tc.incoming = t.state;
-      tc.root_disk = root;
-      tc.mac = c->tap[0] ? rt_template_mac() : NULL; /* the guest gets c->mac after */
-      vs_err terr;
-      c->vm = vm_start(&tc, &terr);
-      if (c->vm && vm_wait_ready(c->vm, 10000, &terr) == 0 && after_restore(c, &terr) == 0) {
-        c->from_template = 1;
-        c->qemu_pid = vm_pid(c->vm);
-        c->boot_ms = vm_ready_ms(c->vm);
-        return 0;
-      }
-      if (c->vm) {
-        vm_kill(c->vm);
-        vm_free(c->vm);
-        c->vm = NULL;
-      }
-      unlink(sock);
+  if (templ) {
+    rt_template_paths(c, with_nic, &t);
+    rt_spare *s = rt_spare_take(rt, &t);
+    int64_t t0;
+    rt_now(&t0);
+    vs_err serr;
+    if (s && rt_spare_claim(c, s, rootfs_src, root, console, &serr) == 0) {
+      int64_t t1;
+      rt_now(&t1);
+      c->from_template = 1;
+      c->qemu_pid = vm_pid(c->vm);
+      c->boot_ms = (t1 - t0) / 1000000;
+      rt_spare_refill(rt, &t);
+      return 0;
     }
+  }
+  if (rfs_copy_writable(rootfs_src, root, err) < 0) return -1;
+  sock_path(c, c->sock, sizeof c->sock);
+  unlink(c->sock);
+  if (with_nic) { /* tap names are at most 15 bytes: "vt" + 12 hex digits */
+    char d[72];
+    oci_sha256_bytes(c->id, strlen(c->id), d);
+    snprintf(c->tap, sizeof c->tap, "vt%.12s", d + 7);
+    if (rt_tap_create(c->tap, c->bridge, err) < 0) {
+      c->tap[0] = '\0';
+      return -1;
+    }
+  }
+  vm_config vc;
+  rt_vm_config(rt, &vc, c->vcpus, c->memory_mib, root, c->sock, console);
+  vc.tap = with_nic ? c->tap : NULL;
+  vc.mac = with_nic ? c->mac : NULL;
+  vc.shares = shares;
+  vc.n_shares = n_shares;
+  /* A failed restore falls back to a cold boot. */
+  if (templ && rt_template_ready(c, &t)) {
+    vm_config tc = vc;
+    tc.incoming = t.state;
+    tc.mac = with_nic ? rt_template_mac() : NULL; /* the guest gets c->mac after */
+    vs_err terr;
+    c->vm = vm_start(&tc, &terr);
+    if (c->vm && vm_wait_ready(c->vm, 10000, &terr) == 0 &&
+        rt_guest_refresh(vm_channel(c->vm), &terr) == 0) {
+      c->from_template = 1;
+      c->qemu_pid = vm_pid(c->vm);
+      c->boot_ms = vm_ready_ms(c->vm);
+      rt_spare_refill(rt, &t);
+      return 0;
+    }
+    if (c->vm) {
+      vm_kill(c->vm);
+      vm_free(c->vm);
+      c->vm = NULL;
+    }
+    unlink(c->sock);
   }
   c->vm = vm_start(&vc, err);
   if (!c->vm) return -1;
@@ -502,7 +510,7 @@ int rt_create(rt_runtime *rt, const Vessel__V1__ContainersCreateRequest *req, ch
     if (c->spec->process) protobuf_c_message_free_unpacked(&c->spec->process->base, NULL);
     c->spec->process = merged;
   }
-  char logs[4400], rootfs[4400], cached[4200], key[72];
+  char logs[4400], cached[4200], key[72];
   int was_cached;
   if (rc == 0 && (mkdir(c->dir, 0700) < 0 ||
                   (snprintf(logs, sizeof logs, "%s/logs", c->dir), mkdir(logs, 0700) < 0)))
@@ -510,13 +518,11 @@ int rt_create(rt_runtime *rt, const Vessel__V1__ContainersCreateRequest *req, ch
   if (rc == 0) rc = save_spec(c, err);
   if (rc == 0) rc = rt_save(c, err);
   if (rc == 0 && !(c->logs = lg_open(logs, 0, 0, err))) rc = -1;
-  /* rootfs: the image's cached ext4, copied (reflink or sparse) */
+  /* rootfs: the image's cached ext4, copied (reflink or sparse) at boot */
   uint64_t free_bytes = req->rootfs_free_bytes > 0 ? (uint64_t)req->rootfs_free_bytes : 1ull << 30;
   if (rc == 0)
     rc = img_rootfs(rt->cfg.images, req->image, &plat, 0, free_bytes, cached, sizeof cached, key,
                     &was_cached, err);
-  snprintf(rootfs, sizeof rootfs, "%s/rootfs.ext4", c->dir);
-  if (rc == 0) rc = rfs_copy_writable(cached, rootfs, err);
   /* network */
   const char *netname = req->n_networks ? req->networks[0]->network : NET_DEFAULT;
   if (rc == 0 && strcmp(netname, "none") != 0) {
@@ -543,7 +549,7 @@ int rt_create(rt_runtime *rt, const Vessel__V1__ContainersCreateRequest *req, ch
   char runs[4200];
   snprintf(runs, sizeof runs, "%s/run", rt->root);
   mkdir(runs, 0700);
-  if (rc == 0) rc = boot(c, err);
+  if (rc == 0) rc = boot(c, cached, err);
   if (rc == 0) rc = configure_guest(c, err);
   if (rc == 0) rc = rt_agent_events_start(c, err);
   if (rc == 0) rc = rt_ports_start(c, err);
@@ -975,9 +981,7 @@ int rt_delete(rt_runtime *rt, const char *id, int force, vs_err *err) {
   rt_ports_stop(c);
   rt_net_teardown(c);
   if (c->network[0]) net_release(rt->cfg.networks, c->network, c->id, NULL);
-  char sock[4200];
-  sock_path(c, sock, sizeof sock);
-  unlink(sock);
+  if (c->sock[0]) unlink(c->sock);
   vs_rm_rf(c->dir);
   pthread_mutex_unlock(&c->op);
   emit(c, EVB_CONTAINER_DELETED, NULL, NULL);
@@ -1011,14 +1015,10 @@ static void mark_lost(rt_container *c, const char *why) {
 /* A VM that outlived the previous vesseld: connect to its agent again and
  * resume relaying init's output. One whose QEMU is gone becomes stopped. */
 static void readopt_vm(rt_container *c) {
-  char sock[4200], console[4400];
-  sock_path(c, sock, sizeof sock);
+  char console[4400];
   snprintf(console, sizeof console, "%s/console.log", c->dir);
-  char d[72];
-  oci_sha256_bytes(c->id, strlen(c->id), d);
-  if (c->network[0]) snprintf(c->tap, sizeof c->tap, "vt%.12s", d + 7);
   vs_err err;
-  vm *v = c->qemu_pid > 0 ? vm_adopt(c->qemu_pid, sock, console, &err) : NULL;
+  vm *v = c->qemu_pid > 0 ? vm_adopt(c->qemu_pid, c->sock, console, &err) : NULL;
   if (v && vm_wait_ready(v, 10000, &err) < 0) {
     vm_kill(v);
     vm_free(v);
@@ -1095,7 +1095,15 @@ rt_runtime *rt_open(const rt_config *cfg, vs_err *err) {
     S("mac", c->mac);
     S("gateway", c->gateway);
     S("platform", c->platform);
+    S("agent_socket", c->sock);
+    S("tap", c->tap);
 #undef S
+    if (!c->sock[0]) sock_path(c, c->sock, sizeof c->sock);
+    if (!c->tap[0] && c->network[0]) { /* state of an older vesseld */
+      char d[72];
+      oci_sha256_bytes(c->id, strlen(c->id), d);
+      snprintf(c->tap, sizeof c->tap, "vt%.12s", d + 7);
+    }
     c->prefix = (int)json_integer_value(json_object_get(j, "prefix"));
     c->created_ns = json_integer_value(json_object_get(j, "created_ns"));
     c->started_ns = json_integer_value(json_object_get(j, "started_ns"));
@@ -1135,6 +1143,7 @@ rt_runtime *rt_open(const rt_config *cfg, vs_err *err) {
   if (d) closedir(d);
   for (size_t i = 0; i < n_readopt; i++) readopt_vm(readopt[i]);
   rt_templates_prune(rt);
+  rt_spares_open(rt);
   return rt;
 }
 
@@ -1143,13 +1152,14 @@ void rt_close(rt_runtime *rt) {
   pthread_mutex_lock(&rt->mu);
   rt->closing = 1;
   pthread_mutex_unlock(&rt->mu);
-  for (int i = 0; i < 900; i++) { /* a template build in flight finishes first */
+  for (int i = 0; i < 900; i++) { /* template and spare builds in flight finish first */
     pthread_mutex_lock(&rt->mu);
-    int b = rt->building;
+    int b = rt->building + rt->spares_building;
     pthread_mutex_unlock(&rt->mu);
     if (!b) break;
     usleep(100000);
   }
+  rt_spares_close(rt);
   for (size_t i = 0; i < rt->n; i++) {
     rt_container *c = rt->list[i];
     /* Leave running VMs running: end the relays (their streams first, the

@@ -52,6 +52,9 @@ typedef struct rt_proc {
 } rt_proc;
 
 /* One published port: a listener and its accept thread. */
+/* Agent calls other than booting: generous, a loaded TCG guest is slow. */
+#define AGENT_TIMEOUT_MS 30000
+
 typedef struct rt_port {
   char host_ip[16], container_ip[16];
   int host_port, container_port;
@@ -73,7 +76,7 @@ typedef struct rt_container {
   rt_exit last_exit;
   int has_exit;
   /* network */
-  char network[64], ip[16], mac[18], gateway[16], tap[16];
+  char network[64], ip[16], mac[18], gateway[16], tap[16], bridge[16];
   int prefix;
   rt_port *ports;
   size_t n_ports;
@@ -81,6 +84,7 @@ typedef struct rt_container {
    * exclusively, after taking vm out of the container under mu. */
   pthread_rwlock_t vm_lock;
   vm *vm;
+  char sock[4200]; /* its agent socket */
   int qemu_pid;
   int64_t boot_ms;
   int from_template;
@@ -104,6 +108,9 @@ struct rt_runtime {
   size_t n;
   int closing; /* vesseld is exiting: relays end quietly, VMs live on */
   int building; /* template builds running */
+  struct rt_spare *spare; /* a warm VM ready to be taken (templates.c) */
+  int spares_building;
+  unsigned spare_seq;
   char bridges[32][16]; /* bridges set up by this vesseld (skip the checks) */
   size_t n_bridges;
   rt_container **dead; /* deleted; freed at close (attachers may hold them) */
@@ -158,6 +165,21 @@ int rt_template_ready(rt_container *c, rt_template *t);
 const char *rt_template_mac(void);
 /* Removes templates whose kernel or initramfs is not this vesseld's. */
 void rt_templates_prune(rt_runtime *rt);
+/* A restored guest's clock set to the host's and its crng reseeded with
+ * fresh host entropy. */
+int rt_guest_refresh(vrpc_channel *ch, vs_err *err);
+/* Warm spares: refill restores one (in the background) if none is there;
+ * take hands it over if it is of t's kind; claim makes it c's VM (c->vm,
+ * c->tap, c->sock), rootfs_src copied into the disk it sees, renamed to
+ * root; on failure the spare is gone and nothing of it is left in c. */
+typedef struct rt_spare rt_spare;
+void rt_spare_refill(rt_runtime *rt, const rt_template *t);
+rt_spare *rt_spare_take(rt_runtime *rt, const rt_template *t);
+int rt_spare_claim(rt_container *c, rt_spare *s, const char *rootfs_src, const char *root,
+                   const char *console, vs_err *err);
+/* At start: ends spares a killed vesseld left; at close: ends this one's. */
+void rt_spares_open(rt_runtime *rt);
+void rt_spares_close(rt_runtime *rt);
 
 /* agent_events.c */
 int rt_agent_events_start(rt_container *c, vs_err *err);
@@ -171,9 +193,13 @@ void rt_ports_stop(rt_container *c);
 /* Runs argv (no shell); -1 with its stderr in err unless it exits 0. */
 int rt_run(vs_err *err, const char *const *argv);
 #define RT_RUN(err, ...) rt_run(err, (const char *const[]){__VA_ARGS__, NULL})
-/* A persistent tap device, up, in bridge (if not NULL); delete removes it. */
+/* A persistent tap device, up, in bridge (if not NULL); attach puts an
+ * existing one in bridge and up; delete removes it. */
 int rt_tap_create(const char *name, const char *bridge, vs_err *err);
+int rt_tap_attach(const char *name, const char *bridge, vs_err *err);
 void rt_tap_delete(const char *name);
+/* The network's bridge, ready, in c->bridge (the VM's tap is made when it
+ * boots); teardown removes the tap. */
 int rt_net_setup(rt_container *c, const net_network *n, vs_err *err);
 void rt_net_teardown(rt_container *c);
 

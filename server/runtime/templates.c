@@ -15,8 +15,11 @@
 #include <unistd.h>
 
 #include "common/vs_fs.h"
+#include "server/ext4/ext4.h"
 #include "server/oci/oci.h"
 #include "server/runtime/runtime_internal.h"
+#include "vessel/v1/agent.pb-c.h"
+#include "vessel_proto_rpc.h"
 
 /* Bump when what a template holds changes. */
 #define TEMPLATE_FORMAT "vessel-template-1"
@@ -167,4 +170,259 @@ void rt_templates_prune(rt_runtime *rt) {
     free(have);
   }
   if (d) closedir(d);
+}
+
+/* ---- warm spares ----
+ * Under TCG a fresh QEMU translates every guest code path on its first
+ * run: most of a restore's ~0.3 s is the restored agent's first calls. A
+ * spare is a VM restored from a template ahead of need, its agent already
+ * warm, with a placeholder disk and a tap of its own; a container of the
+ * same kind takes it over (its rootfs copied into that disk, the tap added
+ * to its bridge) and a new spare is restored in the background. */
+
+struct rt_spare {
+  vm *v;
+  char dir[4200], disk[4300], console[4300], sock[4200], tap[16];
+  char inputs[4096];
+};
+
+int rt_guest_refresh(vrpc_channel *ch, vs_err *err) {
+  int64_t now;
+  rt_now(&now);
+  Google__Protobuf__Timestamp ts;
+  google__protobuf__timestamp__init(&ts);
+  ts.seconds = now / 1000000000;
+  ts.nanos = (int32_t)(now % 1000000000);
+  Vessel__V1__AgentSetTimeRequest st;
+  vessel__v1__agent_set_time_request__init(&st);
+  st.time = &ts;
+  vrpc_call_opts o = {AGENT_TIMEOUT_MS, NULL};
+  ProtobufCMessage *r = NULL;
+  if (vrpc_unary(ch, &vessel_v1_Agent_SetTime, &st.base, &r, &o, err) < 0) return -1;
+  vrpc_msg_free(r);
+  uint8_t rnd[256];
+  FILE *f = fopen("/dev/urandom", "rb");
+  size_t n = f ? fread(rnd, 1, sizeof rnd, f) : 0;
+  if (f) fclose(f);
+  if (n != sizeof rnd) return vs_err_set(err, VS_INTERNAL, "cannot read /dev/urandom");
+  Vessel__V1__AgentAddEntropyRequest ae;
+  vessel__v1__agent_add_entropy_request__init(&ae);
+  ae.data.data = rnd;
+  ae.data.len = n;
+  r = NULL;
+  if (vrpc_unary(ch, &vessel_v1_Agent_AddEntropy, &ae.base, &r, &o, err) < 0) return -1;
+  vrpc_msg_free(r);
+  return 0;
+}
+
+/* Runs the agent paths a container's creation takes (netlink, mounts,
+ * cgroups, spawning its init) once, on a throwaway container with an empty
+ * tmpfs root, so they are translated before a real container needs them.
+ * Best effort: errors only mean less warmth. */
+static void spare_warm(vrpc_channel *ch) {
+  vrpc_call_opts o = {AGENT_TIMEOUT_MS, NULL};
+  ProtobufCMessage *r;
+  vs_err ignore;
+#define CALL(method, msg) \
+  if (vrpc_unary(ch, &method, &(msg).base, &r, &o, &ignore) == 0) vrpc_msg_free(r)
+  Vessel__V1__AgentListInterfacesRequest li = VESSEL__V1__AGENT_LIST_INTERFACES_REQUEST__INIT;
+  CALL(vessel_v1_Agent_ListInterfaces, li);
+  char *lo_addr[1] = {(char *)"127.0.0.1/8"};
+  Vessel__V1__NetworkInterface lo = VESSEL__V1__NETWORK_INTERFACE__INIT;
+  lo.name = (char *)"lo";
+  lo.addresses = lo_addr;
+  lo.n_addresses = 1;
+  Vessel__V1__AgentConfigureInterfaceRequest ci = VESSEL__V1__AGENT_CONFIGURE_INTERFACE_REQUEST__INIT;
+  ci.interface = &lo;
+  CALL(vessel_v1_Agent_ConfigureInterface, ci);
+  Vessel__V1__Mount root = VESSEL__V1__MOUNT__INIT;
+  root.type = (char *)"tmpfs";
+  root.source = (char *)"/";
+  char *args[1] = {(char *)"/warm-up"};
+  Vessel__V1__ProcessSpec proc = VESSEL__V1__PROCESS_SPEC__INIT;
+  proc.args = args;
+  proc.n_args = 1;
+  proc.cwd = (char *)"/";
+  Vessel__V1__AgentCreateContainerRequest cc = VESSEL__V1__AGENT_CREATE_CONTAINER_REQUEST__INIT;
+  cc.container_id = (char *)"vessel-warm-up";
+  cc.rootfs = &root;
+  cc.hostname = (char *)"warm-up";
+  cc.process = &proc;
+  CALL(vessel_v1_Agent_CreateContainer, cc);
+  Vessel__V1__AgentStartProcessRequest sp = VESSEL__V1__AGENT_START_PROCESS_REQUEST__INIT;
+  sp.container_id = cc.container_id; /* fails: there is no /warm-up to run */
+  CALL(vessel_v1_Agent_StartProcess, sp);
+  Vessel__V1__AgentSyncRequest sy = VESSEL__V1__AGENT_SYNC_REQUEST__INIT;
+  CALL(vessel_v1_Agent_Sync, sy);
+  Vessel__V1__AgentDeleteContainerRequest dc = VESSEL__V1__AGENT_DELETE_CONTAINER_REQUEST__INIT;
+  dc.container_id = (char *)"vessel-warm-up";
+  dc.force = 1;
+  CALL(vessel_v1_Agent_DeleteContainer, dc);
+#undef CALL
+}
+
+static void spare_free(rt_spare *s) {
+  if (!s) return;
+  if (s->v) {
+    vm_kill(s->v);
+    vm_free(s->v);
+  }
+  if (s->tap[0]) rt_tap_delete(s->tap);
+  unlink(s->sock);
+  vs_rm_rf(s->dir);
+  free(s);
+}
+
+static void *spare_main(void *arg) {
+  build_job *j = arg;
+  rt_runtime *rt = j->rt;
+  rt_spare *s = calloc(1, sizeof *s);
+  vs_err err;
+  int ok = s != NULL;
+  if (ok) {
+    pthread_mutex_lock(&rt->mu);
+    unsigned seq = ++rt->spare_seq;
+    pthread_mutex_unlock(&rt->mu);
+    snprintf(s->dir, sizeof s->dir, "%s/spares/%u", rt->root, seq);
+    snprintf(s->disk, sizeof s->disk, "%s/rootfs.ext4", s->dir);
+    snprintf(s->console, sizeof s->console, "%s/console.log", s->dir);
+    snprintf(s->inputs, sizeof s->inputs, "%s", j->t.inputs);
+    char d[72];
+    oci_sha256_bytes(s->dir, strlen(s->dir), d);
+    snprintf(s->sock, sizeof s->sock, "%s/run/s%.12s.sock", rt->root, d + 7);
+    ok = vs_mkdir_p(s->dir, 0700, &err) == 0;
+    int fd = ok ? open(s->disk, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
+    ok = fd >= 0 && ftruncate(fd, PLACEHOLDER_BYTES) == 0;
+    if (fd >= 0) close(fd);
+    if (ok && j->t.with_nic) {
+      snprintf(s->tap, sizeof s->tap, "vs%.12s", d + 7);
+      ok = rt_tap_create(s->tap, NULL, &err) == 0;
+      if (!ok) s->tap[0] = '\0';
+    }
+  }
+  if (ok) {
+    vm_config vc;
+    rt_vm_config(rt, &vc, j->t.vcpus, j->t.memory_mib, s->disk, s->sock, s->console);
+    vc.incoming = j->t.state;
+    vc.tap = s->tap[0] ? s->tap : NULL;
+    vc.mac = s->tap[0] ? TEMPLATE_MAC : NULL;
+    s->v = vm_start(&vc, &err);
+    /* Its first calls are the slow ones: made here, not by a container. */
+    ok = s->v && vm_wait_ready(s->v, 10000, &err) == 0 &&
+         rt_guest_refresh(vm_channel(s->v), &err) == 0;
+    if (ok) spare_warm(vm_channel(s->v));
+  }
+  if (ok) { /* a vesseld killed before it could end its spares: found by this */
+    char pid[4400], text[32];
+    snprintf(pid, sizeof pid, "%s/qemu.pid", s->dir);
+    snprintf(text, sizeof text, "%d", (int)vm_pid(s->v));
+    ok = vs_write_atomic(pid, text, strlen(text), 0600, &err) == 0;
+  }
+  pthread_mutex_lock(&rt->mu);
+  if (ok && !rt->closing && !rt->spare) {
+    rt->spare = s;
+    s = NULL;
+  }
+  rt->spares_building--;
+  pthread_mutex_unlock(&rt->mu);
+  spare_free(s); /* not needed (any more) */
+  free(j);
+  return NULL;
+}
+
+void rt_spare_refill(rt_runtime *rt, const rt_template *t) {
+  pthread_mutex_lock(&rt->mu);
+  int busy = rt->closing || rt->spare || rt->spares_building;
+  if (!busy) rt->spares_building++;
+  pthread_mutex_unlock(&rt->mu);
+  if (busy) return;
+  build_job *j = malloc(sizeof *j);
+  pthread_attr_t at;
+  pthread_attr_init(&at);
+  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+  pthread_t th;
+  if (j) {
+    j->rt = rt;
+    j->t = *t;
+  }
+  if (!j || pthread_create(&th, &at, spare_main, j) != 0) {
+    free(j);
+    pthread_mutex_lock(&rt->mu);
+    rt->spares_building--;
+    pthread_mutex_unlock(&rt->mu);
+  }
+  pthread_attr_destroy(&at);
+}
+
+rt_spare *rt_spare_take(rt_runtime *rt, const rt_template *t) {
+  pthread_mutex_lock(&rt->mu);
+  rt_spare *s = rt->spare;
+  if (s && strcmp(s->inputs, t->inputs) == 0) rt->spare = NULL;
+  else s = NULL;
+  pthread_mutex_unlock(&rt->mu);
+  return s;
+}
+
+int rt_spare_claim(rt_container *c, rt_spare *s, const char *rootfs_src, const char *root,
+                   const char *console, vs_err *err) {
+  int fd = open(s->disk, O_WRONLY | O_CLOEXEC);
+  int rc = fd < 0 ? vs_err_errno(err, VS_INTERNAL, errno, "open %s", s->disk)
+                  : rfs_copy_into(rootfs_src, fd, err);
+  if (fd >= 0) close(fd);
+  if (rc == 0 && rename(s->disk, root) < 0)
+    rc = vs_err_errno(err, VS_INTERNAL, errno, "rename %s", s->disk);
+  if (rc == 0) rename(s->console, console); /* QEMU keeps writing to it */
+  if (rc == 0 && s->tap[0]) rc = rt_tap_attach(s->tap, c->bridge, err);
+  if (rc == 0) rc = rt_guest_refresh(vm_channel(s->v), err); /* the clock moved on */
+  if (rc < 0) {
+    if (access(root, F_OK) == 0 && access(s->disk, F_OK) < 0) unlink(root);
+    spare_free(s);
+    return -1;
+  }
+  c->vm = s->v;
+  s->v = NULL;
+  snprintf(c->tap, sizeof c->tap, "%s", s->tap);
+  s->tap[0] = '\0';
+  snprintf(c->sock, sizeof c->sock, "%s", s->sock);
+  s->sock[0] = '\0';
+  spare_free(s);
+  return 0;
+}
+
+void rt_spares_open(rt_runtime *rt) {
+  /* Spares of a vesseld that did not end them (killed): end them now. */
+  char dir[4200];
+  snprintf(dir, sizeof dir, "%s/spares", rt->root);
+  DIR *d = opendir(dir);
+  for (struct dirent *e; d && (e = readdir(d));) {
+    if (e->d_name[0] == '.') continue;
+    char p[4500], sub[4400];
+    snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
+    snprintf(p, sizeof p, "%s/qemu.pid", sub);
+    vs_err ignore;
+    char *text = vs_read_file(p, 64, NULL, &ignore);
+    char sd[72], sock[4200];
+    oci_sha256_bytes(sub, strlen(sub), sd);
+    snprintf(sock, sizeof sock, "%s/run/s%.12s.sock", rt->root, sd + 7);
+    vm *v = text ? vm_adopt(atoi(text), sock, NULL, &ignore) : NULL;
+    if (v) {
+      vm_kill(v);
+      vm_free(v);
+    }
+    free(text);
+    unlink(sock);
+    char tap[16];
+    snprintf(tap, sizeof tap, "vs%.12s", sd + 7);
+    rt_tap_delete(tap);
+  }
+  if (d) closedir(d);
+  vs_rm_rf(dir);
+}
+
+void rt_spares_close(rt_runtime *rt) {
+  pthread_mutex_lock(&rt->mu);
+  rt_spare *s = rt->spare;
+  rt->spare = NULL;
+  pthread_mutex_unlock(&rt->mu);
+  spare_free(s);
 }

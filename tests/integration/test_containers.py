@@ -13,7 +13,7 @@ import pytest
 
 import vessel
 from oci_layout import Layout, tar_layer
-from vesseld import Vesseld
+from vesseld import Vesseld, wait_for
 from vessel.v1 import containers_pb2 as cp
 from vessel.v1 import events_pb2, images_pb2, types_pb2
 
@@ -557,6 +557,58 @@ def test_template_restore_is_correct(env):
         timeout=180).container
     assert cold.vm.boot_mode == cp.BOOT_MODE_COLD
     c.containers.Delete(cp.ContainersDeleteRequest(container_id=cold.id, force=True))
+
+
+def spare_pid(c):
+    """The QEMU PID of vesseld's warm spare, once one is ready."""
+    spares = os.path.join(c.daemon.root, "spares")
+    for d in os.listdir(spares) if os.path.isdir(spares) else []:
+        try:
+            with open(os.path.join(spares, d, "qemu.pid")) as f:
+                return int(f.read())
+        except (OSError, ValueError):
+            pass
+    return None
+
+
+def test_warm_spare_becomes_the_next_container(env):
+    """A warm spare (restored from the template ahead of need, its agent
+    already run once) becomes the next container's VM, as correct as any
+    restore: its own root disk, MAC, IP, network and clock, fresh entropy;
+    and another spare follows."""
+    c = env
+    assert wait_for_template(c)
+    assert wait_for(lambda: spare_pid(c), timeout=60), "no warm spare"
+    pid = spare_pid(c)
+    web = c.containers.Create(cp.ContainersCreateRequest(
+        id="sparesrv", image="busybox:test", process=types_pb2.ProcessSpec(args=[
+            "sh", "-c", "head -c 32 /dev/urandom | md5sum; exec httpd -f -p 80 -h /var/www"])),
+        timeout=180).container
+    assert web.vm.qemu_pid == pid and web.vm.boot_mode == cp.BOOT_MODE_TEMPLATE
+    c.containers.Start(cp.ContainersStartRequest(container_id="sparesrv"))
+    assert wait_for(lambda: spare_pid(c) not in (None, pid), timeout=60), "no new spare"
+    pid2 = spare_pid(c)
+    probe = ("head -c 32 /dev/urandom | md5sum; date +%s; cat /sys/class/net/eth0/address; "
+             "ip -4 -o addr show eth0; cat /marker 2>/dev/null || echo no-marker; "
+             f"echo mine > /marker; sync; wget -qO- http://{web.networks[0].ip_address}/")
+    ct = c.containers.Create(cp.ContainersCreateRequest(
+        id="spareprobe", image="busybox:test", process=types_pb2.ProcessSpec(
+            args=["sh", "-c", probe])), timeout=180).container
+    assert ct.vm.qemu_pid == pid2
+    status, out, err, _ = run_existing(c, ct.id)
+    assert status.code == 0, err
+    lines = out.decode().split("\n")
+    assert abs(int(lines[1]) - time.time()) < 30
+    assert lines[2] == ct.networks[0].mac_address
+    assert ct.networks[0].ip_address + "/" in lines[3]
+    assert lines[4] == "no-marker"
+    assert lines[5] == "hello over the bridge"  # both spares' taps are on the bridge
+    web_log = b"".join(e.data for m in c.containers.Logs(cp.ContainersLogsRequest(
+        container_id="sparesrv")) for e in m.entries).decode()
+    assert web_log.split("\n")[0] != lines[0]  # entropy differs
+    assert ct.networks[0].mac_address != web.networks[0].mac_address
+    for cid in ("spareprobe", "sparesrv"):
+        c.containers.Delete(cp.ContainersDeleteRequest(container_id=cid, force=True))
 
 
 def test_templates_follow_their_inputs(env, tmp_path):
