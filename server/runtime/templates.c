@@ -4,7 +4,8 @@
  * TCG). Built in the background the first time a kind of VM is needed;
  * until then, and whenever a restore fails, containers cold-boot. The key
  * hashes every input, so a new kernel or initramfs means a new template;
- * templates of inputs no longer in use are pruned when vesseld starts. */
+ * templates of inputs no longer in use are pruned when vesseld starts.
+ * Warm spares, restored from a template ahead of need, are at the end. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
