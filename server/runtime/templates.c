@@ -333,9 +333,14 @@ static void *spare_main(void *arg) {
 
 void rt_spare_refill(rt_runtime *rt, const rt_template *t) {
   pthread_mutex_lock(&rt->mu);
+  /* The spare follows the kind of VM last started (its inputs may also
+   * have changed: a new kernel or initramfs); one of another kind goes. */
+  rt_spare *old = rt->spare && strcmp(rt->spare->inputs, t->inputs) ? rt->spare : NULL;
+  if (old) rt->spare = NULL;
   int busy = rt->closing || rt->spare || rt->spares_building;
   if (!busy) rt->spares_building++;
   pthread_mutex_unlock(&rt->mu);
+  spare_free(old);
   if (busy) return;
   build_job *j = malloc(sizeof *j);
   pthread_attr_t at;
