@@ -7,7 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h> /* also BLKFLSBUF */
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -106,6 +107,18 @@ static int write_bundle(ag_container *c, const ct_spec *s, vs_err *err) {
   return fs_write_file(path, buf, strlen(buf), 0644, 0, err);
 }
 
+/* A disk's content may have changed under the guest since it last read it
+ * (a VM restored from a template, a warm spare's disk refilled by the
+ * host): what the page cache holds of it goes before it is mounted. */
+static void drop_cached_blocks(const char *dev) {
+  struct stat st;
+  if (stat(dev, &st) < 0 || !S_ISBLK(st.st_mode)) return;
+  int fd = open(dev, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  ioctl(fd, BLKFLSBUF, 0);
+  close(fd);
+}
+
 int ct_create(agent *a, const ct_spec *s, sp_rootfs *r, sp_exec *x, vs_err *err) {
   if (!ag_valid_id(s->id)) {
     sp_exec_free(x);
@@ -154,6 +167,7 @@ int ct_create(agent *a, const ct_spec *s, sp_rootfs *r, sp_exec *x, vs_err *err)
     vs_err_set(err, VS_NOT_FOUND, "rootfs source %s does not exist", s->rootfs_source);
     goto fail;
   }
+  drop_cached_blocks(s->rootfs_source);
   if (strcmp(type, "bind") == 0) {
     if (fs_mount(s->rootfs_source, c->rootfs, NULL, MS_BIND | MS_REC, NULL, 0, err) < 0) goto fail;
   } else if (fs_mount(s->rootfs_source, c->rootfs, type, flags & ~MS_RDONLY, data[0] ? data : NULL,

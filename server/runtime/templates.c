@@ -216,10 +216,12 @@ int rt_guest_refresh(vrpc_channel *ch, vs_err *err) {
   return 0;
 }
 
-/* Runs the agent paths a container's creation takes (netlink, mounts,
- * cgroups, spawning its init) once, on a throwaway container with an empty
- * tmpfs root, so they are translated before a real container needs them.
- * Best effort: errors only mean less warmth. */
+/* Runs the agent paths a container's creation takes (netlink, an ext4
+ * mount, cgroups, spawning its init) once, on a throwaway container whose
+ * root is the spare's empty ext4, so they are translated before a real
+ * container needs them. (The guest drops the disk's cached blocks before
+ * each rootfs mount, so nothing of this one survives into the next.) Best
+ * effort: errors only mean less warmth. */
 static void spare_warm(vrpc_channel *ch) {
   vrpc_call_opts o = {AGENT_TIMEOUT_MS, NULL};
   ProtobufCMessage *r;
@@ -237,8 +239,8 @@ static void spare_warm(vrpc_channel *ch) {
   ci.interface = &lo;
   CALL(vessel_v1_Agent_ConfigureInterface, ci);
   Vessel__V1__Mount root = VESSEL__V1__MOUNT__INIT;
-  root.type = (char *)"tmpfs";
-  root.source = (char *)"/";
+  root.type = (char *)"ext4";
+  root.source = (char *)"/dev/vda";
   char *args[1] = {(char *)"/warm-up"};
   Vessel__V1__ProcessSpec proc = VESSEL__V1__PROCESS_SPEC__INIT;
   proc.args = args;
@@ -291,10 +293,13 @@ static void *spare_main(void *arg) {
     char d[72];
     oci_sha256_bytes(s->dir, strlen(s->dir), d);
     snprintf(s->sock, sizeof s->sock, "%s/run/s%.12s.sock", rt->root, d + 7);
-    ok = vs_mkdir_p(s->dir, 0700, &err) == 0;
-    int fd = ok ? open(s->disk, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
-    ok = fd >= 0 && ftruncate(fd, PLACEHOLDER_BYTES) == 0;
-    if (fd >= 0) close(fd);
+    /* Its disk holds an empty ext4 until a container's replaces it: the
+     * warm-up mounts it (the guest sees the template's disk size anyway). */
+    rfs_options o;
+    rfs_options_init(&o);
+    o.size_bytes = 8 << 20;
+    ok = vs_mkdir_p(s->dir, 0700, &err) == 0 && rfs_build(NULL, 0, s->disk, &o, NULL, &err) == 0 &&
+         truncate(s->disk, PLACEHOLDER_BYTES) == 0; /* QEMU sizes the disk by the file */
     if (ok && j->t.with_nic) {
       snprintf(s->tap, sizeof s->tap, "vs%.12s", d + 7);
       ok = rt_tap_create(s->tap, NULL, &err) == 0;
