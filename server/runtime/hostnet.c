@@ -106,25 +106,34 @@ static int bridge_once(rt_runtime *rt, const net_network *n, vs_err *err) {
 }
 
 /* Attaches to tap name (creating it if absent) and makes it outlive the
- * fd (persist) or not; closing a non-persistent tap removes it. */
+ * fd (persist) or not; closing a non-persistent tap removes it. 0, or the
+ * errno of the failure (also in err). */
 static int tap_persist(const char *name, int persist, vs_err *err) {
   int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
-  if (fd < 0) return vs_err_errno(err, VS_FAILED_PRECONDITION, errno, "open /dev/net/tun");
+  if (fd < 0) {
+    int e = errno;
+    vs_err_errno(err, VS_FAILED_PRECONDITION, e, "open /dev/net/tun");
+    return e;
+  }
   struct ifreq ifr;
   memset(&ifr, 0, sizeof ifr);
   ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
   snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", name);
-  int rc = 0;
-  if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETPERSIST, persist) < 0)
-    rc = vs_err_errno(err, VS_INTERNAL, errno, "tap %s", name);
+  int e = 0;
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETPERSIST, persist) < 0) {
+    e = errno;
+    vs_err_errno(err, VS_INTERNAL, e, "tap %s", name);
+  }
   close(fd);
-  return rc;
+  return e;
 }
 
 int rt_tap_create(const char *name, const char *bridge, vs_err *err) {
-  vs_err ignore;
-  tap_persist(name, 0, &ignore); /* a leftover from a crash goes first */
-  if (tap_persist(name, 1, err) < 0) return -1;
+  /* A leftover of a crash with this name is simply taken over. A tap of
+   * this name just deleted may still be unregistering (EBUSY): wait. */
+  int e;
+  for (int i = 0; (e = tap_persist(name, 1, err)) == EBUSY && i < 50; i++) usleep(20000);
+  if (e) return -1;
   if (rt_tap_attach(name, bridge, err) < 0) {
     rt_tap_delete(name);
     return -1;

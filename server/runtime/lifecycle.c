@@ -885,19 +885,20 @@ int rt_copy_out(rt_runtime *rt, const char *id, const char *path,
 
 /* ---- exit / stop / delete ---- */
 
-/* Called by init's relay thread once init has exited (or the VM went away):
- * the container is stopped and its VM shut down. */
-void rt_container_exited(rt_container *c) {
-  pthread_mutex_lock(&c->mu);
-  if (c->state == RT_STOPPED || c->deleted) {
-    pthread_mutex_unlock(&c->mu);
-    return;
-  }
+/* With c->mu held, once init has exited (or the VM went away): the
+ * container is stopped. 1 if this call stopped it. */
+int rt_stopped_locked(rt_container *c) {
+  if (c->state == RT_STOPPED || c->deleted) return 0;
   c->state = RT_STOPPED;
   c->last_exit = c->init.exit;
   c->has_exit = 1;
   c->finished_ns = c->init.exit.exited_ns;
   rt_save(c, NULL);
+  return 1;
+}
+
+void rt_emit_container_exited(rt_container *c) {
+  pthread_mutex_lock(&c->mu);
   rt_exit e = c->last_exit;
   pthread_mutex_unlock(&c->mu);
   emit(c, EVB_CONTAINER_EXITED, NULL, &e);

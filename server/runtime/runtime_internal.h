@@ -143,7 +143,11 @@ void rt_proc_finish(rt_container *c, rt_proc *p, const rt_exit *e);
 void rt_proc_free(rt_proc *p);
 void rt_proc_join(rt_proc *p);
 
-void rt_container_exited(rt_container *c);
+/* Init's exit: rt_proc_finish stops the container (rt_stopped_locked,
+ * under c->mu, before any attacher or waiter hears of the exit, so a Delete
+ * right after finds it stopped), then the event goes out. */
+int rt_stopped_locked(rt_container *c);
+void rt_emit_container_exited(rt_container *c);
 void rt_emit_process_exited(rt_container *c, rt_proc *p);
 /* The settings every VM of this runtime shares. */
 void rt_vm_config(rt_runtime *rt, vm_config *vc, int vcpus, int memory_mib, const char *disk,

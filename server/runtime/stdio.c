@@ -81,16 +81,17 @@ static void deliver(rt_container *c, rt_proc *p, int stream, const void *data, s
 
 void rt_proc_finish(rt_container *c, rt_proc *p, const rt_exit *e) {
   pthread_mutex_lock(&c->mu);
+  int stopped = 0;
   if (!p->exited) {
     p->exited = 1;
     p->exit = *e;
+    if (!p->id[0]) stopped = rt_stopped_locked(c);
     signal_fd(p->exit_fd);
     for (rt_attach *a = p->attachers; a; a = a->next) signal_fd(a->wake_fd);
   }
   pthread_mutex_unlock(&c->mu);
+  if (stopped) rt_emit_container_exited(c);
 }
-
-void rt_container_exited(rt_container *c); /* lifecycle.c */
 
 typedef struct relay_arg {
   rt_container *c;
@@ -155,7 +156,6 @@ static void *relay(void *arg) {
   pthread_mutex_unlock(&p->stdio_mu);
   vrpc_call_free(call);
   if (!p->id[0]) {
-    rt_container_exited(c);
     rt_teardown_vm(c); /* init is gone: so is the VM */
   } else {
     rt_emit_process_exited(c, p);

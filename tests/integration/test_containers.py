@@ -186,6 +186,10 @@ def test_missing_executable_is_an_error(env):
         c.containers.Start(cp.ContainersStartRequest(container_id="noexe"), timeout=60)
     assert "no/such/binary" in e.value.details()
     c.containers.Delete(cp.ContainersDeleteRequest(container_id="noexe", force=True))
+    # The same name again at once: its tap (same name) was just removed.
+    status, out, _, _ = run(c, ["echo", "again"], id="noexe")
+    assert (status.code, out) == (0, b"again\n")
+    c.containers.Delete(cp.ContainersDeleteRequest(container_id="noexe"))
 
 
 def test_events_in_order(env):
