@@ -608,7 +608,12 @@ int rt_start(rt_runtime *rt, const char *id, vs_err *err) {
   else if (st != RT_CREATED)
     rc = vs_err_set(err, VS_FAILED_PRECONDITION, "container %s is %s; only a created container starts",
                     id, state_name(st));
-  if (rc == 0) rc = start_process(c, &c->init, err);
+  if (rc == 0) {
+    pthread_mutex_lock(&c->mu);
+    c->starting = 1;
+    pthread_mutex_unlock(&c->mu);
+    rc = start_process(c, &c->init, err);
+  }
   if (rc == 0) {
     pthread_mutex_lock(&c->mu);
     c->state = c->init.exited ? c->state : RT_RUNNING;
@@ -617,6 +622,13 @@ int rt_start(rt_runtime *rt, const char *id, vs_err *err) {
     pthread_mutex_unlock(&c->mu);
     emit(c, EVB_CONTAINER_STARTED, NULL, NULL);
   }
+  /* An init that exited before Start returned: its event follows STARTED. */
+  pthread_mutex_lock(&c->mu);
+  c->starting = 0;
+  int pending = c->exit_event_pending;
+  c->exit_event_pending = 0;
+  pthread_mutex_unlock(&c->mu);
+  if (pending) rt_emit_container_exited(c);
   pthread_mutex_unlock(&c->op);
   return rc;
 }

@@ -88,6 +88,7 @@ typedef struct rt_container {
   int qemu_pid;
   int64_t boot_ms;
   int from_template;
+  int starting, exit_event_pending; /* init's exit event waits for STARTED */
   /* the agent's Events stream (OOM kills), relayed to the bus */
   pthread_mutex_t events_mu;
   vrpc_call *events_call;

@@ -86,6 +86,10 @@ void rt_proc_finish(rt_container *c, rt_proc *p, const rt_exit *e) {
     p->exited = 1;
     p->exit = *e;
     if (!p->id[0]) stopped = rt_stopped_locked(c);
+    if (stopped && c->starting) { /* rt_start emits it after STARTED */
+      c->exit_event_pending = 1;
+      stopped = 0;
+    }
     signal_fd(p->exit_fd);
     for (rt_attach *a = p->attachers; a; a = a->next) signal_fd(a->wake_fd);
   }
