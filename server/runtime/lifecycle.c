@@ -260,6 +260,37 @@ static int boot(rt_container *c, const char *rootfs_src, vs_err *err) {
   return 0;
 }
 
+/* Agent.Sync before the VM ends, so a stopped container's disk has its
+ * writes; a Delete cancels it (the disk goes anyway: no need to wait). 0
+ * when synced or no longer needed. */
+static int sync_guest(rt_container *c, vm *v) {
+  vs_err e;
+  vrpc_call_opts o = {5000, NULL};
+  vrpc_call *call = vm_channel(v) ? vrpc_call_start(vm_channel(v), &vessel_v1_Agent_Sync, &o, &e) : NULL;
+  if (!call) return -1;
+  pthread_mutex_lock(&c->mu);
+  int discard = c->discard_disk;
+  if (!discard) c->sync_call = call;
+  pthread_mutex_unlock(&c->mu);
+  int rc = 0;
+  if (!discard) {
+    Vessel__V1__AgentSyncRequest req;
+    vessel__v1__agent_sync_request__init(&req);
+    ProtobufCMessage *r = NULL;
+    rc = vrpc_send(call, &req.base, &e) == 0 && vrpc_close_send(call, &e) == 0 &&
+                 vrpc_recv(call, &r, &e) == 1
+             ? 0
+             : -1;
+    vrpc_msg_free(r);
+    pthread_mutex_lock(&c->mu);
+    c->sync_call = NULL;
+    if (c->discard_disk) rc = 0;
+    pthread_mutex_unlock(&c->mu);
+  }
+  vrpc_call_free(call);
+  return rc;
+}
+
 void rt_teardown_vm(rt_container *c) {
   pthread_mutex_lock(&c->mu);
   vm *v = c->vm;
@@ -275,16 +306,8 @@ void rt_teardown_vm(rt_container *c) {
   /* Nothing runs in the VM any more: flush the guest's writes to the root
    * disk, then end QEMU (a full guest power-off costs more under TCG). */
   vs_err ignore;
-  Vessel__V1__AgentSyncRequest sync;
-  vessel__v1__agent_sync_request__init(&sync);
-  ProtobufCMessage *r = NULL;
-  vrpc_call_opts o = {5000, NULL};
-  if (vm_channel(v) && vrpc_unary(vm_channel(v), &vessel_v1_Agent_Sync, &sync.base, &r, &o, &ignore) == 0) {
-    vrpc_msg_free(r);
-    vm_kill(v);
-  } else if (vm_stop(v, 5000, &ignore) < 0) {
-    vm_kill(v);
-  }
+  if (sync_guest(c, v) == 0) vm_kill(v);
+  else if (vm_stop(v, 5000, &ignore) < 0) vm_kill(v);
   vm_free(v);
 }
 
@@ -985,6 +1008,10 @@ int rt_delete(rt_runtime *rt, const char *id, int force, vs_err *err) {
                       "container %s is running; stop it first or delete with force", id);
   if (st == RT_CREATING)
     return vs_err_set(err, VS_FAILED_PRECONDITION, "container %s is still being created", id);
+  pthread_mutex_lock(&c->mu);
+  c->discard_disk = 1; /* a VM still syncing its disk for later need not */
+  if (c->sync_call) vrpc_cancel(c->sync_call);
+  pthread_mutex_unlock(&c->mu);
   if (rt_stop(rt, id, SIGKILL, 1, NULL, err) < 0) return -1;
   pthread_mutex_lock(&c->op);
   pthread_mutex_lock(&c->mu);

@@ -89,6 +89,8 @@ typedef struct rt_container {
   int64_t boot_ms;
   int from_template;
   int starting, exit_event_pending; /* init's exit event waits for STARTED */
+  vrpc_call *sync_call; /* the teardown's Agent.Sync, while in flight */
+  int discard_disk;     /* being deleted: the teardown need not sync */
   /* the agent's Events stream (OOM kills), relayed to the bus */
   pthread_mutex_t events_mu;
   vrpc_call *events_call;

@@ -157,6 +157,21 @@ def test_exec_logs_stats_stop_delete(env):
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+def test_stopped_container_disk_keeps_its_writes(env):
+    """The VM of an exited container is synced before it ends: the writes
+    are in the container's disk on the host (a Delete need not wait)."""
+    status, _, err, cid = run(env, ["sh", "-c", "echo kept > /root/kept.txt"])
+    assert status.code == 0, err
+    disk = os.path.join(env.daemon.root, "containers", cid, "rootfs.ext4")
+
+    def kept():
+        r = subprocess.run(["debugfs", "-R", "cat /root/kept.txt", disk],
+                           capture_output=True, text=True)
+        return r.stdout == "kept\n"
+    assert wait_for(kept, timeout=20)
+    env.containers.Delete(cp.ContainersDeleteRequest(container_id=cid))
+
+
 def test_bad_requests_are_clear_errors(env):
     c = env
     cases = [
