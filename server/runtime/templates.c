@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "common/vs_fs.h"
@@ -28,6 +30,15 @@
  * keeps the capacity it saw, and containers' root filesystems fit in it. */
 #define PLACEHOLDER_BYTES (64ll << 30)
 #define TEMPLATE_MAC "02:42:00:00:00:01"
+/* Spares are made in the background, niced, so that they hardly slow the
+ * containers running meanwhile (10: about a tenth of a CPU against a busy
+ * one; never starved); a spare taken over gets its priority back. (Not
+ * templates: a slow one means cold boots for longer.) */
+#define BACKGROUND_NICE 10
+
+static void nice_this_thread(void) {
+  setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), BACKGROUND_NICE);
+}
 
 static void file_id(const char *path, char *out, size_t n) {
   struct stat st;
@@ -279,6 +290,7 @@ static void spare_free(rt_spare *s) {
 static void *spare_main(void *arg) {
   build_job *j = arg;
   rt_runtime *rt = j->rt;
+  nice_this_thread();
   rt_spare *s = calloc(1, sizeof *s);
   vs_err err;
   int ok = s != NULL;
@@ -312,6 +324,7 @@ static void *spare_main(void *arg) {
     vc.incoming = j->t.state;
     vc.tap = s->tap[0] ? s->tap : NULL;
     vc.mac = s->tap[0] ? TEMPLATE_MAC : NULL;
+    vc.nice = BACKGROUND_NICE;
     s->v = vm_start(&vc, &err);
     /* Its first calls are the slow ones: made here, not by a container. */
     ok = s->v && vm_wait_ready(s->v, 10000, &err) == 0 &&
@@ -376,6 +389,7 @@ rt_spare *rt_spare_take(rt_runtime *rt, const rt_template *t) {
 
 int rt_spare_claim(rt_container *c, rt_spare *s, const char *rootfs_src, const char *root,
                    const char *console, vs_err *err) {
+  vm_renice(s->v, 0);
   int fd = open(s->disk, O_WRONLY | O_CLOEXEC);
   int rc = fd < 0 ? vs_err_errno(err, VS_INTERNAL, errno, "open %s", s->disk)
                   : rfs_copy_into(rootfs_src, fd, err);

@@ -1,6 +1,7 @@
 /* QEMU microvm launcher for container VMs. */
 #include "server/vm/vm.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
@@ -432,6 +434,7 @@ vm *vm_start(const vm_config *c, vs_err *err) {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
+    if (c->nice) setpriority(PRIO_PROCESS, 0, c->nice);
     execvp(argv[0], argv);
     fprintf(stderr, "vm: exec %s: %s\n", argv[0], strerror(errno));
     _exit(127);
@@ -621,6 +624,15 @@ out:
   else close(fd);
   vm_kill(v);
   return rc;
+}
+
+void vm_renice(vm *v, int nice) {
+  char dir[64];
+  snprintf(dir, sizeof dir, "/proc/%d/task", (int)v->pid);
+  DIR *d = opendir(dir);
+  for (struct dirent *e; d && (e = readdir(d));)
+    if (e->d_name[0] != '.') setpriority(PRIO_PROCESS, (id_t)atoi(e->d_name), nice);
+  if (d) closedir(d);
 }
 
 int vm_reconnect(vm *v, vs_err *err) {

@@ -73,6 +73,9 @@ typedef struct vm_config {
    * restored VM must have the same devices (disk, NIC, ...) and memory. */
   const char *qmp_socket;
   const char *incoming;
+  /* Scheduling niceness of QEMU (0: vesseld's), e.g. for VMs made ahead of
+   * need, which should not slow the VMs in use; vm_renice changes it. */
+  int nice;
 } vm_config;
 
 typedef struct vm vm;
@@ -111,6 +114,9 @@ void vm_detach(vm *v);
 /* A handle for a VM started by an earlier vesseld (pid and agent socket as
  * recorded then): connects to its agent. NOT_FOUND if QEMU is gone. */
 vm *vm_adopt(pid_t pid, const char *agent_socket, const char *console_log, vs_err *err);
+
+/* Sets the niceness of every QEMU thread. */
+void vm_renice(vm *v, int nice);
 
 /* Reconnects to the agent socket of a running VM. */
 int vm_reconnect(vm *v, vs_err *err);
