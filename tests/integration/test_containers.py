@@ -599,11 +599,20 @@ def test_warm_spare_becomes_the_next_container(env):
     assert wait_for_template(c)
     assert wait_for(lambda: spare_pid(c), timeout=60), "no warm spare"
     pid = spare_pid(c)
+
+    def nices(p):  # every thread's niceness (field 19 of stat)
+        out = set()
+        for t in os.listdir(f"/proc/{p}/task"):
+            with open(f"/proc/{p}/task/{t}/stat") as f:
+                out.add(int(f.read().rsplit(")", 1)[1].split()[16]))
+        return out
+    assert nices(pid) == {10}  # made in the background
     web = c.containers.Create(cp.ContainersCreateRequest(
         id="sparesrv", image="busybox:test", process=types_pb2.ProcessSpec(args=[
             "sh", "-c", "head -c 32 /dev/urandom | md5sum; exec httpd -f -p 80 -h /var/www"])),
         timeout=180).container
     assert web.vm.qemu_pid == pid and web.vm.boot_mode == cp.BOOT_MODE_TEMPLATE
+    assert nices(pid) == {0}  # a container's VM runs at normal priority
     c.containers.Start(cp.ContainersStartRequest(container_id="sparesrv"))
     assert wait_for(lambda: spare_pid(c) not in (None, pid), timeout=60), "no new spare"
     pid2 = spare_pid(c)
