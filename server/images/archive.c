@@ -1,5 +1,6 @@
 /* Save/load of OCI image-layout archives (what `skopeo copy oci-archive:`
- * reads and writes), with libarchive. Archive contents are hostile: names
+ * reads and writes), and loading of Docker `save` archives, with
+ * libarchive. Archive contents are hostile: names
  * only select blobs (nothing is written by path), every blob is verified
  * against its digest on the way into the content store, documents are
  * size-limited. */
@@ -283,6 +284,251 @@ static char *read_small(struct archive *a, int64_t size, const char *what, vs_er
   return buf;
 }
 
+/* ---- Docker `save` archives ----
+ * manifest.json lists, per image, its config file, its layer tars and its
+ * tags. Nothing there carries digests, so the archive is read twice: once
+ * to hash every file, once to store those a manifest names (verified
+ * against the first pass's digest as any blob). Each image gets an OCI
+ * manifest of its own. (Docker 25+ writes an OCI layout too: those
+ * archives take the OCI path above.) */
+
+#define DOCKER_MAX_FILES 100000
+
+typedef struct dfile {
+  char *name;
+  char digest[72];
+  int64_t size;
+  int gzip;
+} dfile;
+
+static struct archive *open_tar(const char *path, vs_err *err) {
+  struct archive *a = archive_read_new();
+  archive_read_support_format_tar(a);
+  archive_read_support_filter_gzip(a);
+  archive_read_support_filter_zstd(a);
+  archive_read_support_filter_none(a);
+  if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK) {
+    vs_err_set(err, VS_INVALID_ARGUMENT, "not a tar archive: %s", archive_error_string(a));
+    archive_read_free(a);
+    return NULL;
+  }
+  return a;
+}
+
+static const char *entry_name(struct archive_entry *e) {
+  const char *name = archive_entry_pathname(e);
+  if (!name || archive_entry_filetype(e) != AE_IFREG) return NULL;
+  return strncmp(name, "./", 2) ? name : name + 2;
+}
+
+static const dfile *find_file(const dfile *f, size_t n, const char *name) {
+  for (size_t i = 0; name && i < n; i++)
+    if (!strcmp(f[i].name, name)) return &f[i];
+  return NULL;
+}
+
+/* Pass 1: every regular file's digest and size, and manifest.json. */
+static int hash_files(const char *path, dfile **out, size_t *n_out, char **manifest, vs_err *err) {
+  struct archive *a = open_tar(path, err);
+  if (!a) return -1;
+  dfile *f = NULL;
+  size_t n = 0;
+  int rc = 0;
+  struct archive_entry *e;
+  char *buf = malloc(1 << 16);
+  while (rc == 0 && buf) {
+    int r = archive_read_next_header(a, &e);
+    if (r == ARCHIVE_EOF) break;
+    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+      rc = vs_err_set(err, VS_INVALID_ARGUMENT, "corrupt archive: %s", archive_error_string(a));
+      break;
+    }
+    const char *name = entry_name(e);
+    if (!name) continue;
+    if (!strcmp(name, "manifest.json")) {
+      free(*manifest);
+      *manifest = read_small(a, archive_entry_size(e), "manifest.json", err);
+      if (!*manifest) rc = -1;
+      continue;
+    }
+    if (n == DOCKER_MAX_FILES) {
+      rc = vs_err_set(err, VS_INVALID_ARGUMENT, "archive: more than %d files", DOCKER_MAX_FILES);
+      break;
+    }
+    dfile *g = realloc(f, (n + 1) * sizeof *f);
+    if (!g) {
+      rc = vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+      break;
+    }
+    f = g;
+    memset(&f[n], 0, sizeof f[n]);
+    f[n].name = strdup(name);
+    oci_sha256 h;
+    if (!f[n].name || oci_sha256_init(&h, err) < 0) {
+      free(f[n].name);
+      rc = -1;
+      break;
+    }
+    for (;;) {
+      la_ssize_t got = archive_read_data(a, buf, 1 << 16);
+      if (got < 0) {
+        rc = vs_err_set(err, VS_INVALID_ARGUMENT, "archive: %s", archive_error_string(a));
+        break;
+      }
+      if (got == 0) break;
+      if (f[n].size == 0 && got >= 2) f[n].gzip = (unsigned char)buf[0] == 0x1f && (unsigned char)buf[1] == 0x8b;
+      f[n].size += got;
+      oci_sha256_update(&h, buf, (size_t)got);
+    }
+    if (rc < 0) {
+      oci_sha256_free(&h);
+      free(f[n].name);
+      break;
+    }
+    oci_sha256_final(&h, f[n].digest);
+    n++;
+  }
+  free(buf);
+  archive_read_free(a);
+  *out = f;
+  *n_out = n;
+  return rc;
+}
+
+/* Pass 2: stores the files in want (by name). */
+static int store_files(img_store *s, const char *path, const dfile *f, size_t n, json_t *want,
+                       img_pin *pin, vs_err *err) {
+  struct archive *a = open_tar(path, err);
+  if (!a) return -1;
+  int rc = 0;
+  struct archive_entry *e;
+  while (rc == 0) {
+    int r = archive_read_next_header(a, &e);
+    if (r == ARCHIVE_EOF) break;
+    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+      rc = vs_err_set(err, VS_INVALID_ARGUMENT, "corrupt archive: %s", archive_error_string(a));
+      break;
+    }
+    const char *name = entry_name(e);
+    if (!name || !json_object_get(want, name)) continue;
+    const dfile *d = find_file(f, n, name);
+    if (!d) continue;
+    img_pin_add(s, pin, d->digest);
+    rc = ingest(s, a, d->digest + 7, d->size, err); /* the file changed between passes: DATA_LOSS */
+  }
+  archive_read_free(a);
+  return rc;
+}
+
+static json_t *descriptor(const char *media_type, const dfile *d) {
+  return json_pack("{s:s,s:s,s:I}", "mediaType", media_type, "digest", d->digest, "size",
+                   (json_int_t)d->size);
+}
+
+static int import_docker(img_store *s, const char *path, const char *reference, img_info **out,
+                         size_t *n_out, vs_err *err) {
+  dfile *f = NULL;
+  size_t n = 0;
+  char *text = NULL;
+  img_pin pin = {0};
+  int rc = hash_files(path, &f, &n, &text, err);
+  json_t *list = rc == 0 && text ? json_loads(text, 0, NULL) : NULL;
+  if (rc == 0 && (!json_is_array(list) || !json_array_size(list)))
+    rc = vs_err_set(err, VS_INVALID_ARGUMENT, "archive: manifest.json lists no images");
+  if (rc == 0 && reference && *reference && json_array_size(list) != 1)
+    rc = vs_err_set(err, VS_INVALID_ARGUMENT,
+                    "a reference was given but the archive holds %zu images",
+                    json_array_size(list));
+  /* Every file named must be in the archive before anything is stored. */
+  json_t *want = json_object();
+  size_t i, k;
+  json_t *m, *l;
+  json_array_foreach(list, i, m) {
+    if (rc < 0) break;
+    const char *cfg = json_string_value(json_object_get(m, "Config"));
+    json_t *layers = json_object_get(m, "Layers");
+    if (!find_file(f, n, cfg) || !json_is_array(layers))
+      rc = vs_err_set(err, VS_INVALID_ARGUMENT, "archive: image %zu: config %s is missing", i,
+                      cfg ? cfg : "(none)");
+    else
+      json_object_set_new(want, cfg, json_true());
+    json_array_foreach(layers, k, l) {
+      if (rc < 0) break;
+      const char *ln = json_string_value(l);
+      if (!find_file(f, n, ln))
+        rc = vs_err_set(err, VS_INVALID_ARGUMENT, "archive: image %zu: layer %s is missing", i,
+                        ln ? ln : "(not a name)");
+      else
+        json_object_set_new(want, ln, json_true());
+    }
+  }
+  if (rc == 0) rc = store_files(s, path, f, n, want, &pin, err);
+  if (rc == 0) *out = calloc(json_array_size(list) * 8 + 1, sizeof **out);
+  json_array_foreach(list, i, m) {
+    if (rc < 0) break;
+    const dfile *cfg = find_file(f, n, json_string_value(json_object_get(m, "Config")));
+    json_t *layers = json_array();
+    json_array_foreach(json_object_get(m, "Layers"), k, l) {
+      const dfile *d = find_file(f, n, json_string_value(l));
+      json_array_append_new(layers, descriptor(d->gzip ? "application/vnd.oci.image.layer.v1.tar+gzip"
+                                                       : "application/vnd.oci.image.layer.v1.tar",
+                                               d));
+    }
+    json_t *doc = json_pack("{s:i,s:s,s:o,s:o}", "schemaVersion", 2, "mediaType",
+                            "application/vnd.oci.image.manifest.v1+json", "config",
+                            descriptor("application/vnd.oci.image.config.v1+json", cfg), "layers",
+                            layers);
+    char *bytes = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    oci_descriptor top = {0};
+    top.media_type = (char *)"application/vnd.oci.image.manifest.v1+json";
+    top.size = bytes ? (int64_t)strlen(bytes) : 0;
+    rc = bytes ? cs_put(s->cs, bytes, strlen(bytes), NULL, top.digest, err)
+               : vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+    free(bytes);
+    if (rc == 0) img_pin_add(s, &pin, top.digest);
+    /* Its names: the reference given, else its RepoTags, else its digest. */
+    json_t *tags = json_object_get(m, "RepoTags");
+    size_t nt = reference && *reference ? 1 : json_is_array(tags) ? json_array_size(tags) : 0;
+    for (size_t t = 0; rc == 0 && t < (nt ? nt : 1) && t < 8; t++) {
+      const char *want_name = reference && *reference ? reference
+                              : nt ? json_string_value(json_array_get(tags, t)) : NULL;
+      char name[600];
+      oci_ref ref;
+      vs_err bad;
+      if (want_name && oci_ref_parse(want_name, &ref, &bad) == 0) {
+        char *full = oci_ref_string(&ref);
+        snprintf(name, sizeof name, "%s", full);
+        free(full);
+        oci_ref_free(&ref);
+      } else if (want_name) {
+        rc = vs_err_set(err, VS_INVALID_ARGUMENT, "archive: bad tag %s: %s", want_name, bad.msg);
+        break;
+      } else {
+        snprintf(name, sizeof name, "<none>@%s", top.digest);
+      }
+      pthread_mutex_lock(&s->mu);
+      rc = img_set_ref(s, name, &top, err);
+      pthread_mutex_unlock(&s->mu);
+      vs_err e2;
+      if (rc == 0 && img_build_info(s, name, &top, NULL, time(NULL), &(*out)[*n_out], &e2) == 0)
+        (*n_out)++;
+    }
+  }
+  json_decref(want);
+  json_decref(list);
+  free(text);
+  for (size_t j = 0; j < n; j++) free(f[j].name);
+  free(f);
+  img_pin_release(s, &pin);
+  if (rc < 0) {
+    img_list_free(*out, *n_out);
+    *out = NULL;
+    *n_out = 0;
+  }
+  return rc;
+}
+
 int img_import(img_store *s, const char *path, const char *reference, img_info **out, size_t *n_out,
                vs_err *err) {
   *out = NULL;
@@ -328,11 +574,14 @@ int img_import(img_store *s, const char *path, const char *reference, img_info *
     }
   }
   archive_read_free(a);
+  if (rc == 0 && !index && docker) {
+    img_pin_release(s, &pin);
+    return import_docker(s, path, reference, out, n_out, err);
+  }
   json_t *j = NULL;
   if (rc == 0 && !index)
     rc = vs_err_set(err, VS_INVALID_ARGUMENT,
-                    docker ? "Docker save archives are not supported yet (use an OCI archive)"
-                           : "not an OCI image layout archive (no index.json)");
+                    "not an image archive (no index.json, no manifest.json)");
   if (rc == 0 && !layout)
     rc = vs_err_set(err, VS_INVALID_ARGUMENT, "not an OCI image layout archive (no oci-layout)");
   if (rc == 0 && !(j = json_loads(index, 0, NULL)))

@@ -324,6 +324,42 @@ def test_import_skopeo_archive_with_index(client, pushed, tmp_path):
                     f"oci:{tmp_path}/again:x"], check=True)
 
 
+def test_import_docker_save_archive(client, pushed, tmp_path):
+    """A Docker `save` archive (written by skopeo's docker-archive:) loads:
+    the same config as in the registry, its tag, a working rootfs."""
+    import json
+    src = f"{pushed.host}/test/busybox:1"
+    tar = tmp_path / "saved.tar"
+    subprocess.run(["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{src}",
+                    f"docker-archive:{tar}:saved/busybox:7"], check=True)
+    imgs = import_(client, tar.read_bytes())
+    assert [i.name for i in imgs] == ["docker.io/saved/busybox:7"]
+    cfg = json.loads(subprocess.run(
+        ["skopeo", "inspect", "--config", "--tls-verify=false", f"docker://{src}"],
+        check=True, stdout=subprocess.PIPE).stdout)
+    got = client.images.Inspect(images_pb2.ImagesInspectRequest(
+        reference="saved/busybox:7")).image
+    # The layers are the uncompressed tars the config's diff_ids name.
+    assert [l.digest for l in got.layers] == cfg["rootfs"]["diff_ids"]
+    assert list(got.config.env) == cfg["config"].get("Env", [])
+    r = client.images.CreateRootfs(images_pb2.ImagesCreateRootfsRequest(
+        reference="saved/busybox:7", free_bytes=64 << 20), timeout=120)
+    motd = subprocess.run(["debugfs", "-R", "cat /etc/motd", r.path], capture_output=True,
+                          text=True).stdout
+    assert motd == "hello from vessel\n"
+    # A reference given at import names it instead.
+    imgs = import_(client, tar.read_bytes(), reference="example.com/again/bb:2")
+    assert [i.name for i in imgs] == ["example.com/again/bb:2"]
+    # A manifest naming a layer that is not in the archive: nothing is stored.
+    bad = export_tar({"manifest.json": json.dumps([{
+        "Config": "c.json", "RepoTags": ["x/y:1"], "Layers": ["nope/layer.tar"]}]).encode(),
+        "c.json": b"{}"})
+    with pytest.raises(grpc.RpcError) as e:
+        import_(client, bad)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "nope/layer.tar is missing" in e.value.details()
+
+
 def test_import_rejects_bad_archives(client, tmp_path):
     cases = {
         b"not a tar at all": "not a tar",
