@@ -20,7 +20,7 @@ static const char image_usage[] =
     "  tag SOURCE TARGET\n"
     "  inspect REF                details as JSON\n"
     "  save -o FILE REF...        OCI image-layout archive\n"
-    "  load -i FILE [--name REF]  load an OCI archive\n"
+    "  load -i FILE [--name REF]  load an OCI archive or a Docker save archive\n"
     "  prune [-a]                 delete unreferenced blobs (-a: unused images too)\n";
 
 static void platform_of(const char *s, Vessel__V1__Platform *p) {
