@@ -284,23 +284,6 @@ static char *read_small(struct archive *a, int64_t size, const char *what, vs_er
   return buf;
 }
 
-/* ---- Docker `save` archives ----
- * manifest.json lists, per image, its config file, its layer tars and its
- * tags. Nothing there carries digests, so the archive is read twice: once
- * to hash every file, once to store those a manifest names (verified
- * against the first pass's digest as any blob). Each image gets an OCI
- * manifest of its own. (Docker 25+ writes an OCI layout too: those
- * archives take the OCI path above.) */
-
-#define DOCKER_MAX_FILES 100000
-
-typedef struct dfile {
-  char *name;
-  char digest[72];
-  int64_t size;
-  int gzip;
-} dfile;
-
 static struct archive *open_tar(const char *path, vs_err *err) {
   struct archive *a = archive_read_new();
   archive_read_support_format_tar(a);
@@ -315,109 +298,136 @@ static struct archive *open_tar(const char *path, vs_err *err) {
   return a;
 }
 
-static const char *entry_name(struct archive_entry *e) {
-  const char *name = archive_entry_pathname(e);
-  if (!name || archive_entry_filetype(e) != AE_IFREG) return NULL;
-  return strncmp(name, "./", 2) ? name : name + 2;
+/* The next regular file (its name without "./"): 1, 0 at the end, -1 if
+ * the archive is corrupt. Other entries are skipped: nothing is written by
+ * name, so links and devices mean nothing here. */
+static int next_file(struct archive *a, struct archive_entry **e, const char **name, vs_err *err) {
+  for (;;) {
+    int r = archive_read_next_header(a, e);
+    if (r == ARCHIVE_EOF) return 0;
+    if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
+      return vs_err_set(err, VS_INVALID_ARGUMENT, "corrupt archive: %s", archive_error_string(a));
+    const char *n = archive_entry_pathname(*e);
+    if (!n || archive_entry_filetype(*e) != AE_IFREG) continue;
+    *name = strncmp(n, "./", 2) ? n : n + 2;
+    return 1;
+  }
 }
 
-static const dfile *find_file(const dfile *f, size_t n, const char *name) {
-  for (size_t i = 0; name && i < n; i++)
-    if (!strcmp(f[i].name, name)) return &f[i];
+static int is_ref(const char *s) {
+  oci_ref ref;
+  vs_err ignore;
+  if (oci_ref_parse(s, &ref, &ignore) < 0) return 0;
+  oci_ref_free(&ref);
+  return 1;
+}
+
+/* Tags top as want, normalised ("<none>@digest" if want is NULL;
+ * INVALID_ARGUMENT if it is no reference), and adds its info to out. */
+static int add_name(img_store *s, const char *want, const oci_descriptor *top, img_info *out,
+                    size_t *n_out, vs_err *err) {
+  char name[600];
+  if (want) {
+    oci_ref ref;
+    if (oci_ref_parse(want, &ref, err) < 0) return vs_err_wrap(err, "archive: bad tag %s", want);
+    char *full = oci_ref_string(&ref);
+    snprintf(name, sizeof name, "%s", full);
+    free(full);
+    oci_ref_free(&ref);
+  } else {
+    snprintf(name, sizeof name, "<none>@%s", top->digest);
+  }
+  pthread_mutex_lock(&s->mu);
+  int rc = img_set_ref(s, name, top, err);
+  pthread_mutex_unlock(&s->mu);
+  vs_err ignore;
+  if (rc == 0 && img_build_info(s, name, top, NULL, time(NULL), &out[*n_out], &ignore) == 0)
+    (*n_out)++;
+  return rc;
+}
+
+/* ---- Docker `save` archives ----
+ * manifest.json lists, per image, its config file, its layer tars and its
+ * tags. Nothing there carries digests, so every other file is hashed on
+ * the first read of the archive, and a second read stores those a
+ * manifest names (verified against the first read's digest as any blob).
+ * Each image gets an OCI manifest of its own. (Docker 25+ writes an OCI
+ * layout too: those archives take the OCI path.) */
+
+#define DOCKER_MAX_FILES 100000
+
+typedef struct dfile {
+  char *name;
+  char digest[72];
+  int64_t size;
+  int gzip;
+} dfile;
+
+typedef struct dfiles {
+  dfile *f;
+  size_t n;
+} dfiles;
+
+static void dfiles_free(dfiles *d) {
+  for (size_t i = 0; i < d->n; i++) free(d->f[i].name);
+  free(d->f);
+}
+
+static const dfile *find_file(const dfiles *d, const char *name) {
+  for (size_t i = 0; name && i < d->n; i++)
+    if (!strcmp(d->f[i].name, name)) return &d->f[i];
   return NULL;
 }
 
-/* Pass 1: every regular file's digest and size, and manifest.json. */
-static int hash_files(const char *path, dfile **out, size_t *n_out, char **manifest, vs_err *err) {
-  struct archive *a = open_tar(path, err);
-  if (!a) return -1;
-  dfile *f = NULL;
-  size_t n = 0;
-  int rc = 0;
-  struct archive_entry *e;
-  char *buf = malloc(1 << 16);
-  while (rc == 0 && buf) {
-    int r = archive_read_next_header(a, &e);
-    if (r == ARCHIVE_EOF) break;
-    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-      rc = vs_err_set(err, VS_INVALID_ARGUMENT, "corrupt archive: %s", archive_error_string(a));
-      break;
-    }
-    const char *name = entry_name(e);
-    if (!name) continue;
-    if (!strcmp(name, "manifest.json")) {
-      free(*manifest);
-      *manifest = read_small(a, archive_entry_size(e), "manifest.json", err);
-      if (!*manifest) rc = -1;
-      continue;
-    }
-    if (n == DOCKER_MAX_FILES) {
-      rc = vs_err_set(err, VS_INVALID_ARGUMENT, "archive: more than %d files", DOCKER_MAX_FILES);
-      break;
-    }
-    dfile *g = realloc(f, (n + 1) * sizeof *f);
-    if (!g) {
-      rc = vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
-      break;
-    }
-    f = g;
-    memset(&f[n], 0, sizeof f[n]);
-    f[n].name = strdup(name);
-    oci_sha256 h;
-    if (!f[n].name || oci_sha256_init(&h, err) < 0) {
-      free(f[n].name);
-      rc = -1;
-      break;
-    }
-    for (;;) {
-      la_ssize_t got = archive_read_data(a, buf, 1 << 16);
-      if (got < 0) {
-        rc = vs_err_set(err, VS_INVALID_ARGUMENT, "archive: %s", archive_error_string(a));
-        break;
-      }
-      if (got == 0) break;
-      if (f[n].size == 0 && got >= 2) f[n].gzip = (unsigned char)buf[0] == 0x1f && (unsigned char)buf[1] == 0x8b;
-      f[n].size += got;
-      oci_sha256_update(&h, buf, (size_t)got);
-    }
-    if (rc < 0) {
-      oci_sha256_free(&h);
-      free(f[n].name);
-      break;
-    }
-    oci_sha256_final(&h, f[n].digest);
-    n++;
+/* Hashes the current entry into d. */
+static int hash_file(struct archive *a, const char *name, dfiles *d, vs_err *err) {
+  if (d->n == DOCKER_MAX_FILES) return 0; /* beyond: as if absent */
+  dfile *g = realloc(d->f, (d->n + 1) * sizeof *g);
+  if (!g) return vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+  d->f = g;
+  dfile *f = &d->f[d->n];
+  memset(f, 0, sizeof *f);
+  oci_sha256 h;
+  if (!(f->name = strdup(name))) return vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+  if (oci_sha256_init(&h, err) < 0) {
+    free(f->name);
+    return -1;
   }
-  free(buf);
-  archive_read_free(a);
-  *out = f;
-  *n_out = n;
-  return rc;
+  unsigned char buf[1 << 16];
+  for (;;) {
+    la_ssize_t got = archive_read_data(a, buf, sizeof buf);
+    if (got < 0) {
+      oci_sha256_free(&h);
+      free(f->name);
+      return vs_err_set(err, VS_INVALID_ARGUMENT, "archive: %s", archive_error_string(a));
+    }
+    if (got == 0) break;
+    if (f->size == 0 && got >= 2) f->gzip = buf[0] == 0x1f && buf[1] == 0x8b;
+    f->size += got;
+    oci_sha256_update(&h, buf, (size_t)got);
+  }
+  oci_sha256_final(&h, f->digest);
+  d->n++;
+  return 0;
 }
 
-/* Pass 2: stores the files in want (by name). */
-static int store_files(img_store *s, const char *path, const dfile *f, size_t n, json_t *want,
-                       img_pin *pin, vs_err *err) {
+/* Second read: stores the files named in want. */
+static int store_files(img_store *s, const char *path, const dfiles *d, json_t *want, img_pin *pin,
+                       vs_err *err) {
   struct archive *a = open_tar(path, err);
   if (!a) return -1;
-  int rc = 0;
   struct archive_entry *e;
-  while (rc == 0) {
-    int r = archive_read_next_header(a, &e);
-    if (r == ARCHIVE_EOF) break;
-    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-      rc = vs_err_set(err, VS_INVALID_ARGUMENT, "corrupt archive: %s", archive_error_string(a));
-      break;
-    }
-    const char *name = entry_name(e);
-    if (!name || !json_object_get(want, name)) continue;
-    const dfile *d = find_file(f, n, name);
-    if (!d) continue;
-    img_pin_add(s, pin, d->digest);
-    rc = ingest(s, a, d->digest + 7, d->size, err); /* the file changed between passes: DATA_LOSS */
+  const char *name;
+  int r;
+  while ((r = next_file(a, &e, &name, err)) == 1) {
+    const dfile *f = json_object_get(want, name) ? find_file(d, name) : NULL;
+    if (!f) continue;
+    img_pin_add(s, pin, f->digest);
+    /* A file that changed between the reads is DATA_LOSS here. */
+    if ((r = ingest(s, a, f->digest + 7, f->size, err)) < 0) break;
   }
   archive_read_free(a);
-  return rc;
+  return r < 0 ? -1 : 0;
 }
 
 static json_t *descriptor(const char *media_type, const dfile *d) {
@@ -425,15 +435,40 @@ static json_t *descriptor(const char *media_type, const dfile *d) {
                    (json_int_t)d->size);
 }
 
-static int import_docker(img_store *s, const char *path, const char *reference, img_info **out,
-                         size_t *n_out, vs_err *err) {
-  dfile *f = NULL;
-  size_t n = 0;
-  char *text = NULL;
-  img_pin pin = {0};
-  int rc = hash_files(path, &f, &n, &text, err);
-  json_t *list = rc == 0 && text ? json_loads(text, 0, NULL) : NULL;
-  if (rc == 0 && (!json_is_array(list) || !json_array_size(list)))
+/* Stores an OCI manifest for manifest.json's entry m (its files stored). */
+static int docker_manifest(img_store *s, const dfiles *d, json_t *m, oci_descriptor *top,
+                           vs_err *err) {
+  json_t *layers = json_array();
+  size_t k;
+  json_t *l;
+  json_array_foreach(json_object_get(m, "Layers"), k, l) {
+    const dfile *f = find_file(d, json_string_value(l));
+    json_array_append_new(layers, descriptor(f->gzip ? "application/vnd.oci.image.layer.v1.tar+gzip"
+                                                     : "application/vnd.oci.image.layer.v1.tar",
+                                             f));
+  }
+  const dfile *cfg = find_file(d, json_string_value(json_object_get(m, "Config")));
+  json_t *doc = json_pack("{s:i,s:s,s:o,s:o}", "schemaVersion", 2, "mediaType",
+                          "application/vnd.oci.image.manifest.v1+json", "config",
+                          descriptor("application/vnd.oci.image.config.v1+json", cfg), "layers",
+                          layers);
+  char *bytes = json_dumps(doc, JSON_COMPACT);
+  json_decref(doc);
+  memset(top, 0, sizeof *top);
+  top->media_type = (char *)"application/vnd.oci.image.manifest.v1+json";
+  top->size = bytes ? (int64_t)strlen(bytes) : 0;
+  int rc = bytes ? cs_put(s->cs, bytes, strlen(bytes), NULL, top->digest, err)
+                 : vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+  free(bytes);
+  return rc;
+}
+
+static int import_docker(img_store *s, const char *path, const char *text, const dfiles *d,
+                         const char *reference, img_info **out, size_t *n_out, img_pin *pin,
+                         vs_err *err) {
+  int rc = 0;
+  json_t *list = json_loads(text, 0, NULL);
+  if (!json_is_array(list) || !json_array_size(list))
     rc = vs_err_set(err, VS_INVALID_ARGUMENT, "archive: manifest.json lists no images");
   if (rc == 0 && reference && *reference && json_array_size(list) != 1)
     rc = vs_err_set(err, VS_INVALID_ARGUMENT,
@@ -447,7 +482,7 @@ static int import_docker(img_store *s, const char *path, const char *reference, 
     if (rc < 0) break;
     const char *cfg = json_string_value(json_object_get(m, "Config"));
     json_t *layers = json_object_get(m, "Layers");
-    if (!find_file(f, n, cfg) || !json_is_array(layers))
+    if (!find_file(d, cfg) || !json_is_array(layers))
       rc = vs_err_set(err, VS_INVALID_ARGUMENT, "archive: image %zu: config %s is missing", i,
                       cfg ? cfg : "(none)");
     else
@@ -455,77 +490,31 @@ static int import_docker(img_store *s, const char *path, const char *reference, 
     json_array_foreach(layers, k, l) {
       if (rc < 0) break;
       const char *ln = json_string_value(l);
-      if (!find_file(f, n, ln))
+      if (!find_file(d, ln))
         rc = vs_err_set(err, VS_INVALID_ARGUMENT, "archive: image %zu: layer %s is missing", i,
                         ln ? ln : "(not a name)");
       else
         json_object_set_new(want, ln, json_true());
     }
   }
-  if (rc == 0) rc = store_files(s, path, f, n, want, &pin, err);
+  if (rc == 0) rc = store_files(s, path, d, want, pin, err);
   if (rc == 0) *out = calloc(json_array_size(list) * 8 + 1, sizeof **out);
   json_array_foreach(list, i, m) {
     if (rc < 0) break;
-    const dfile *cfg = find_file(f, n, json_string_value(json_object_get(m, "Config")));
-    json_t *layers = json_array();
-    json_array_foreach(json_object_get(m, "Layers"), k, l) {
-      const dfile *d = find_file(f, n, json_string_value(l));
-      json_array_append_new(layers, descriptor(d->gzip ? "application/vnd.oci.image.layer.v1.tar+gzip"
-                                                       : "application/vnd.oci.image.layer.v1.tar",
-                                               d));
-    }
-    json_t *doc = json_pack("{s:i,s:s,s:o,s:o}", "schemaVersion", 2, "mediaType",
-                            "application/vnd.oci.image.manifest.v1+json", "config",
-                            descriptor("application/vnd.oci.image.config.v1+json", cfg), "layers",
-                            layers);
-    char *bytes = json_dumps(doc, JSON_COMPACT);
-    json_decref(doc);
-    oci_descriptor top = {0};
-    top.media_type = (char *)"application/vnd.oci.image.manifest.v1+json";
-    top.size = bytes ? (int64_t)strlen(bytes) : 0;
-    rc = bytes ? cs_put(s->cs, bytes, strlen(bytes), NULL, top.digest, err)
-               : vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
-    free(bytes);
-    if (rc == 0) img_pin_add(s, &pin, top.digest);
-    /* Its names: the reference given, else its RepoTags, else its digest. */
+    oci_descriptor top;
+    rc = docker_manifest(s, d, m, &top, err);
+    if (rc == 0) img_pin_add(s, pin, top.digest);
+    /* Its names: the reference given, else its RepoTags (8 at most), else
+     * its digest. */
     json_t *tags = json_object_get(m, "RepoTags");
     size_t nt = reference && *reference ? 1 : json_is_array(tags) ? json_array_size(tags) : 0;
-    for (size_t t = 0; rc == 0 && t < (nt ? nt : 1) && t < 8; t++) {
-      const char *want_name = reference && *reference ? reference
-                              : nt ? json_string_value(json_array_get(tags, t)) : NULL;
-      char name[600];
-      oci_ref ref;
-      vs_err bad;
-      if (want_name && oci_ref_parse(want_name, &ref, &bad) == 0) {
-        char *full = oci_ref_string(&ref);
-        snprintf(name, sizeof name, "%s", full);
-        free(full);
-        oci_ref_free(&ref);
-      } else if (want_name) {
-        rc = vs_err_set(err, VS_INVALID_ARGUMENT, "archive: bad tag %s: %s", want_name, bad.msg);
-        break;
-      } else {
-        snprintf(name, sizeof name, "<none>@%s", top.digest);
-      }
-      pthread_mutex_lock(&s->mu);
-      rc = img_set_ref(s, name, &top, err);
-      pthread_mutex_unlock(&s->mu);
-      vs_err e2;
-      if (rc == 0 && img_build_info(s, name, &top, NULL, time(NULL), &(*out)[*n_out], &e2) == 0)
-        (*n_out)++;
-    }
+    for (size_t t = 0; rc == 0 && t < (nt ? nt : 1) && t < 8; t++)
+      rc = add_name(s, reference && *reference ? reference
+                       : nt ? json_string_value(json_array_get(tags, t)) : NULL,
+                    &top, *out, n_out, err);
   }
   json_decref(want);
   json_decref(list);
-  free(text);
-  for (size_t j = 0; j < n; j++) free(f[j].name);
-  free(f);
-  img_pin_release(s, &pin);
-  if (rc < 0) {
-    img_list_free(*out, *n_out);
-    *out = NULL;
-    *n_out = 0;
-  }
   return rc;
 }
 
@@ -533,52 +522,41 @@ int img_import(img_store *s, const char *path, const char *reference, img_info *
                vs_err *err) {
   *out = NULL;
   *n_out = 0;
-  struct archive *a = archive_read_new();
-  archive_read_support_format_tar(a);
-  archive_read_support_filter_gzip(a);
-  archive_read_support_filter_zstd(a);
-  archive_read_support_filter_none(a);
-  if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK) {
-    vs_err_set(err, VS_INVALID_ARGUMENT, "not a tar archive: %s", archive_error_string(a));
-    archive_read_free(a);
-    return -1;
-  }
-  char *index = NULL;
-  int layout = 0, docker = 0, rc = 0;
+  struct archive *a = open_tar(path, err);
+  if (!a) return -1;
+  char *index = NULL, *docker = NULL;
+  dfiles other = {0};
+  int layout = 0, rc;
   img_pin pin = {0};
   struct archive_entry *e;
-  while (rc == 0) {
-    int r = archive_read_next_header(a, &e);
-    if (r == ARCHIVE_EOF) break;
-    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-      rc = vs_err_set(err, VS_INVALID_ARGUMENT, "corrupt archive: %s", archive_error_string(a));
-      break;
-    }
-    const char *name = archive_entry_pathname(e);
-    if (!name || archive_entry_filetype(e) != AE_IFREG) continue;
-    if (!strncmp(name, "./", 2)) name += 2;
+  const char *name;
+  while ((rc = next_file(a, &e, &name, err)) == 1) {
     const char *hex = blob_name(name);
+    int64_t size = archive_entry_size(e);
     if (hex) {
       char d[80];
       snprintf(d, sizeof d, "sha256:%s", hex);
       img_pin_add(s, &pin, d);
-      rc = ingest(s, a, hex, archive_entry_size(e), err);
+      rc = ingest(s, a, hex, size, err);
     } else if (!strcmp(name, "index.json")) {
       free(index);
-      index = read_small(a, archive_entry_size(e), "index.json", err);
-      if (!index) rc = -1;
+      rc = (index = read_small(a, size, "index.json", err)) ? 0 : -1;
+    } else if (!strcmp(name, "manifest.json")) {
+      free(docker);
+      rc = (docker = read_small(a, size, "manifest.json", err)) ? 0 : -1;
     } else if (!strcmp(name, "oci-layout")) {
       layout = 1;
-    } else if (!strcmp(name, "manifest.json")) {
-      docker = 1;
+    } else {
+      rc = hash_file(a, name, &other, err); /* a Docker save archive's config or layer */
     }
+    if (rc < 0) break;
   }
   archive_read_free(a);
+  json_t *j = NULL, *list = NULL;
   if (rc == 0 && !index && docker) {
-    img_pin_release(s, &pin);
-    return import_docker(s, path, reference, out, n_out, err);
+    rc = import_docker(s, path, docker, &other, reference, out, n_out, &pin, err);
+    goto out;
   }
-  json_t *j = NULL;
   if (rc == 0 && !index)
     rc = vs_err_set(err, VS_INVALID_ARGUMENT,
                     "not an image archive (no index.json, no manifest.json)");
@@ -586,7 +564,7 @@ int img_import(img_store *s, const char *path, const char *reference, img_info *
     rc = vs_err_set(err, VS_INVALID_ARGUMENT, "not an OCI image layout archive (no oci-layout)");
   if (rc == 0 && !(j = json_loads(index, 0, NULL)))
     rc = vs_err_set(err, VS_INVALID_ARGUMENT, "archive: index.json is not valid JSON");
-  json_t *list = j ? json_object_get(j, "manifests") : NULL;
+  list = j ? json_object_get(j, "manifests") : NULL;
   if (rc == 0 && (!json_is_array(list) || !json_array_size(list)))
     rc = vs_err_set(err, VS_INVALID_ARGUMENT, "archive: index.json lists no images");
   if (rc == 0 && reference && *reference && json_array_size(list) != 1)
@@ -607,34 +585,22 @@ int img_import(img_store *s, const char *path, const char *reference, img_info *
     json_t *ann = json_object_get(m, "annotations");
     const char *full = json_string_value(json_object_get(ann, "io.containerd.image.name"));
     const char *refname = json_string_value(json_object_get(ann, "org.opencontainers.image.ref.name"));
-    char name[600];
-    oci_ref ref;
-    vs_err ignore;
     const char *want = reference && *reference ? reference : full ? full : refname;
-    if (want && oci_ref_parse(want, &ref, &ignore) == 0 && (want == reference || want == full ||
-                                                            strchr(want, '/'))) {
-      char *n = oci_ref_string(&ref);
-      snprintf(name, sizeof name, "%s", n);
-      free(n);
-      oci_ref_free(&ref);
-    } else {
-      snprintf(name, sizeof name, "<none>@%s", digest);
-    }
+    /* Untagged unless it is a reference (a bare ref.name such as "latest"
+     * is a tag without a repository). */
+    if (want && (!is_ref(want) || (want != reference && want != full && !strchr(want, '/'))))
+      want = NULL;
     oci_descriptor top = {0};
     top.media_type = (char *)mt;
     snprintf(top.digest, sizeof top.digest, "%s", digest);
     top.size = (int64_t)json_integer_value(json_object_get(m, "size"));
-    pthread_mutex_lock(&s->mu);
-    rc = img_set_ref(s, name, &top, err);
-    pthread_mutex_unlock(&s->mu);
-    if (rc == 0) {
-      vs_err e2;
-      if (img_build_info(s, name, &top, NULL, time(NULL), &(*out)[*n_out], &e2) == 0)
-        (*n_out)++;
-    }
+    rc = add_name(s, want, &top, *out, n_out, err);
   }
+out:
   json_decref(j);
   free(index);
+  free(docker);
+  dfiles_free(&other);
   img_pin_release(s, &pin);
   if (rc < 0) {
     img_list_free(*out, *n_out);
