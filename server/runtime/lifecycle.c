@@ -144,6 +144,14 @@ int rt_agent(rt_container *c, const vrpc_method *m, const ProtobufCMessage *req,
 
 
 
+/* The tap of a VM booted for c (a spare's has its own name); interface
+ * names are at most 15 bytes: "vt" + 12 hex digits. */
+static void tap_name(rt_container *c) {
+  char d[72];
+  oci_sha256_bytes(c->id, strlen(c->id), d);
+  snprintf(c->tap, sizeof c->tap, "vt%.12s", d + 7);
+}
+
 /* The agent socket of a VM booted for c (a spare's has its own name). */
 static void sock_path(rt_container *c, char *buf, size_t n) {
   char d[72];
@@ -210,10 +218,8 @@ static int boot(rt_container *c, const char *rootfs_src, vs_err *err) {
   if (rfs_copy_writable(rootfs_src, root, err) < 0) return -1;
   sock_path(c, c->sock, sizeof c->sock);
   unlink(c->sock);
-  if (with_nic) { /* tap names are at most 15 bytes: "vt" + 12 hex digits */
-    char d[72];
-    oci_sha256_bytes(c->id, strlen(c->id), d);
-    snprintf(c->tap, sizeof c->tap, "vt%.12s", d + 7);
+  if (with_nic) {
+    tap_name(c);
     if (rt_tap_create(c->tap, c->bridge, err) < 0) {
       c->tap[0] = '\0';
       return -1;
@@ -1139,11 +1145,7 @@ rt_runtime *rt_open(const rt_config *cfg, vs_err *err) {
     S("tap", c->tap);
 #undef S
     if (!c->sock[0]) sock_path(c, c->sock, sizeof c->sock);
-    if (!c->tap[0] && c->network[0]) { /* state of an older vesseld */
-      char d[72];
-      oci_sha256_bytes(c->id, strlen(c->id), d);
-      snprintf(c->tap, sizeof c->tap, "vt%.12s", d + 7);
-    }
+    if (!c->tap[0] && c->network[0]) tap_name(c); /* state of an older vesseld */
     c->prefix = (int)json_integer_value(json_object_get(j, "prefix"));
     c->created_ns = json_integer_value(json_object_get(j, "created_ns"));
     c->started_ns = json_integer_value(json_object_get(j, "started_ns"));

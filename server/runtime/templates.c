@@ -275,6 +275,15 @@ static void spare_warm(vrpc_channel *ch) {
 #undef CALL
 }
 
+/* A spare's agent socket and tap, named after its directory (so a later
+ * vesseld finds them from the directory alone). */
+static void spare_names(rt_runtime *rt, const char *dir, char sock[4200], char tap[16]) {
+  char d[72];
+  oci_sha256_bytes(dir, strlen(dir), d);
+  snprintf(sock, 4200, "%s/run/s%.12s.sock", rt->root, d + 7);
+  snprintf(tap, 16, "vs%.12s", d + 7);
+}
+
 static void spare_free(rt_spare *s) {
   if (!s) return;
   if (s->v) {
@@ -302,9 +311,7 @@ static void *spare_main(void *arg) {
     snprintf(s->disk, sizeof s->disk, "%s/rootfs.ext4", s->dir);
     snprintf(s->console, sizeof s->console, "%s/console.log", s->dir);
     snprintf(s->inputs, sizeof s->inputs, "%s", j->t.inputs);
-    char d[72];
-    oci_sha256_bytes(s->dir, strlen(s->dir), d);
-    snprintf(s->sock, sizeof s->sock, "%s/run/s%.12s.sock", rt->root, d + 7);
+    spare_names(rt, s->dir, s->sock, s->tap);
     /* Its disk holds an empty ext4 until a container's replaces it: the
      * warm-up mounts it (the guest sees the template's disk size anyway). */
     rfs_options o;
@@ -312,11 +319,9 @@ static void *spare_main(void *arg) {
     o.size_bytes = 8 << 20;
     ok = vs_mkdir_p(s->dir, 0700, &err) == 0 && rfs_build(NULL, 0, s->disk, &o, NULL, &err) == 0 &&
          truncate(s->disk, PLACEHOLDER_BYTES) == 0; /* QEMU sizes the disk by the file */
-    if (ok && j->t.with_nic) {
-      snprintf(s->tap, sizeof s->tap, "vs%.12s", d + 7);
-      ok = rt_tap_create(s->tap, NULL, &err) == 0;
-      if (!ok) s->tap[0] = '\0';
-    }
+    if (!j->t.with_nic) s->tap[0] = '\0';
+    if (ok && s->tap[0]) ok = rt_tap_create(s->tap, NULL, &err) == 0;
+    if (!ok) s->tap[0] = '\0';
   }
   if (ok) {
     vm_config vc;
@@ -426,9 +431,8 @@ void rt_spares_open(rt_runtime *rt) {
     snprintf(p, sizeof p, "%s/qemu.pid", sub);
     vs_err ignore;
     char *text = vs_read_file(p, 64, NULL, &ignore);
-    char sd[72], sock[4200];
-    oci_sha256_bytes(sub, strlen(sub), sd);
-    snprintf(sock, sizeof sock, "%s/run/s%.12s.sock", rt->root, sd + 7);
+    char sock[4200], tap[16];
+    spare_names(rt, sub, sock, tap);
     vm *v = text ? vm_adopt(atoi(text), sock, NULL, &ignore) : NULL;
     if (v) {
       vm_kill(v);
@@ -436,8 +440,6 @@ void rt_spares_open(rt_runtime *rt) {
     }
     free(text);
     unlink(sock);
-    char tap[16];
-    snprintf(tap, sizeof tap, "vs%.12s", sd + 7);
     rt_tap_delete(tap);
   }
   if (d) closedir(d);

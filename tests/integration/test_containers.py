@@ -434,13 +434,7 @@ def test_copy_in_and_out(env):
         id="cpy", image="busybox:test", process=types_pb2.ProcessSpec(args=["sleep", "600"])),
         timeout=180)
     c.containers.Start(cp.ContainersStartRequest(container_id="cpy"))
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as t:
-        for name, data in {"dir/a.txt": b"alpha\n", "dir/b.bin": bytes(range(256)) * 4000}.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
-    payload = buf.getvalue()
+    payload = tar_layer({"dir/a.txt": b"alpha\n", "dir/b.bin": bytes(range(256)) * 4000})
 
     def chunks():
         yield cp.ContainersCopyInRequest(header=cp.ContainersCopyInHeader(

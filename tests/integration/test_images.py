@@ -351,7 +351,7 @@ def test_import_docker_save_archive(client, pushed, tmp_path):
     imgs = import_(client, tar.read_bytes(), reference="example.com/again/bb:2")
     assert [i.name for i in imgs] == ["example.com/again/bb:2"]
     # A manifest naming a layer that is not in the archive: nothing is stored.
-    bad = export_tar({"manifest.json": json.dumps([{
+    bad = tar_layer({"manifest.json": json.dumps([{
         "Config": "c.json", "RepoTags": ["x/y:1"], "Layers": ["nope/layer.tar"]}]).encode(),
         "c.json": b"{}"})
     with pytest.raises(grpc.RpcError) as e:
@@ -363,10 +363,10 @@ def test_import_docker_save_archive(client, pushed, tmp_path):
 def test_import_rejects_bad_archives(client, tmp_path):
     cases = {
         b"not a tar at all": "not a tar",
-        export_tar({"oci-layout": b"{}"}): "no index.json",
-        export_tar({"oci-layout": b"{}", "index.json": b'{"manifests":[{"digest":"sha256:'
+        tar_layer({"oci-layout": b"{}"}): "no index.json",
+        tar_layer({"oci-layout": b"{}", "index.json": b'{"manifests":[{"digest":"sha256:'
                    + b"a" * 64 + b'","mediaType":"x","size":1}]}'}): "missing blob",
-        export_tar({"blobs/sha256/" + "b" * 64: b"does not hash to its name"}): "hashes to",
+        tar_layer({"blobs/sha256/" + "b" * 64: b"does not hash to its name"}): "hashes to",
     }
     for data, word in cases.items():
         with pytest.raises(grpc.RpcError) as e:
@@ -376,22 +376,12 @@ def test_import_rejects_bad_archives(client, tmp_path):
     blobs = os.path.join(client.daemon.root, "content", "blobs", "sha256")
     assert "b" * 64 not in os.listdir(blobs)
     # Paths that try to escape are just not blobs: nothing is written by name.
-    data = export_tar({"../../escape": b"x", "/abs": b"y"})
+    data = tar_layer({"../../escape": b"x", "/abs": b"y"})
     with pytest.raises(grpc.RpcError):
         import_(client, data)
     assert not os.path.exists(os.path.join(os.path.dirname(client.daemon.root), "escape"))
 
 
-def export_tar(files):
-    import io
-    import tarfile
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as t:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def test_image_events_in_order(client, pushed):

@@ -16,6 +16,7 @@ import grpc
 import pytest
 
 import vessel
+from oci_layout import tar_layer
 from test_containers import busybox_image_tar
 from vesseld import Vesseld, wait_for
 from vessel.v1 import containers_pb2 as cp
@@ -295,13 +296,8 @@ def test_container_lifecycle_exec_copy_logs_stats_events(vm, tmp_path):
         assert len(list(ct.logs(tail=1))) == 1
 
         # copy a tar archive in (bytes) and a directory out (to a file)
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as t:
-            for name, data in {"d/a.txt": b"alpha\n", "d/b.bin": bytes(range(256)) * 3000}.items():
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                t.addfile(info, io.BytesIO(data))
-        assert ct.copy_in("/tmp", buf.getvalue()) == len(buf.getvalue())
+        payload = tar_layer({"d/a.txt": b"alpha\n", "d/b.bin": bytes(range(256)) * 3000})
+        assert ct.copy_in("/tmp", payload) == len(payload)
         assert ct.exec(["cat", "/tmp/d/a.txt"]).stdout.read() == b"alpha\n"
         out = tmp_path / "out.tar"
         info = ct.copy_out("/tmp/d", str(out))
