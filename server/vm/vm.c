@@ -635,14 +635,29 @@ void vm_renice(vm *v, int nice) {
   if (d) closedir(d);
 }
 
+/* The guest learns of a new host connection from the bytes on its one
+ * virtio-serial port: when the host reconnects before the guest saw it
+ * leave, the old connection's last bytes (its server's GOAWAY) can reach
+ * the new one and break it. A connection is kept once the agent answered
+ * on it; a broken one is replaced by a fresh one, a few times. */
 int vm_reconnect(vm *v, vs_err *err) {
-  if (v->ch) vrpc_channel_free(v->ch);
-  v->ch = NULL;
-  int fd = connect_sock(v->sock);
-  if (fd < 0) return vs_err_errno(err, VS_UNAVAILABLE, errno, "vm: connect %s", v->sock);
-  v->ch = vrpc_dial_fd(fd, NULL, err);
-  if (v->ch) v->detached = 0;
-  return v->ch ? 0 : -1;
+  for (int attempt = 0;; attempt++) {
+    if (v->ch) vrpc_channel_free(v->ch);
+    v->ch = NULL;
+    int fd = connect_sock(v->sock);
+    if (fd < 0) return vs_err_errno(err, VS_UNAVAILABLE, errno, "vm: connect %s", v->sock);
+    if (!(v->ch = vrpc_dial_fd(fd, NULL, err))) return -1;
+    v->detached = 0;
+    Vessel__V1__AgentInfoRequest req = VESSEL__V1__AGENT_INFO_REQUEST__INIT;
+    ProtobufCMessage *resp = NULL;
+    vrpc_call_opts o = {5000, NULL};
+    vs_err e;
+    int rc = vrpc_unary(v->ch, &vessel_v1_Agent_Info, &req.base, &resp, &o, &e);
+    vrpc_msg_free(resp);
+    /* Not answering in time is the agent's state, not a broken connection. */
+    if (rc == 0 || e.code != VS_UNAVAILABLE || attempt == 4) return 0;
+    sleep_ms(20);
+  }
 }
 
 void vm_free(vm *v) {

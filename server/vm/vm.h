@@ -118,7 +118,8 @@ vm *vm_adopt(pid_t pid, const char *agent_socket, const char *console_log, vs_er
 /* Sets the niceness of every QEMU thread. */
 void vm_renice(vm *v, int nice);
 
-/* Reconnects to the agent socket of a running VM. */
+/* Reconnects to the agent socket of a running VM (replacing a new
+ * connection the agent cannot answer on: see vm.c). */
 int vm_reconnect(vm *v, vs_err *err);
 
 /* Frees v; kills QEMU if it still runs and was not detached. */
