@@ -53,6 +53,6 @@ static int health_watch(vrpc_call *call, void *ctx, vs_err *err) {
 }
 
 int vrpc_health_register(vrpc_server *srv, vs_err *err) {
-  const grpc_health_v1_Health_handlers h = {health_check, health_watch};
+  const grpc_health_v1_Health_handlers h = {.Check = health_check, .Watch = health_watch};
   return grpc_health_v1_Health_register(srv, &h, NULL, err);
 }

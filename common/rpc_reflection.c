@@ -171,7 +171,7 @@ int vrpc_reflection_register(vrpc_server *srv, const vrpc_descriptor_pool *const
   r->n_pools = n_pools;
   for (size_t i = 0; i < n_pools; i++) r->pools[i] = pools[i];
   if (vrpc_server_keep(srv, r, err) < 0) return -1;
-  const grpc_reflection_v1_ServerReflection_handlers h = {reflection_info};
+  const grpc_reflection_v1_ServerReflection_handlers h = {.ServerReflectionInfo = reflection_info};
   if (grpc_reflection_v1_ServerReflection_register(srv, &h, r, err) < 0) return -1;
   const vrpc_handler alpha[] = {reflection_info};
   return vrpc_server_add_service(srv, &v1alpha_service, alpha, r, err);

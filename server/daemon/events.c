@@ -83,7 +83,7 @@ static int subscribe(vrpc_call *call, void *ctx, vs_err *err) {
 }
 
 int vd_events_register(vrpc_server *srv, vd_daemon *d, vs_err *err) {
-  const vessel_v1_Events_handlers h = {subscribe};
+  const vessel_v1_Events_handlers h = {.Subscribe = subscribe};
   return vessel_v1_Events_register(srv, &h, d, err);
 }
 

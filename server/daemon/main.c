@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +108,13 @@ int main(int argc, char **argv) {
   pthread_sigmask(SIG_BLOCK, &sigs, NULL);
   signal(SIGPIPE, SIG_IGN);
   vs_log_crashes("vesseld");
+  /* Every container holds a few fds (its VM's channel, eventfds, logs):
+   * the soft limit's 1024 would stop a long-running vesseld early. */
+  struct rlimit nofile;
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &nofile) < 0) LOG(VS_LOG_WARN, "cannot raise the fd limit");
+  }
 
   int lock_fd = lock_root(d.cfg.root, &err);
   if (lock_fd < 0) {

@@ -129,6 +129,7 @@ static int del(vrpc_call *call, void *ctx, vs_err *err) {
 }
 
 int vd_networks_register(vrpc_server *srv, vd_daemon *d, vs_err *err) {
-  const vessel_v1_Networks_handlers h = {create, list, inspect, del};
+  const vessel_v1_Networks_handlers h = {
+      .Create = create, .List = list, .Inspect = inspect, .Delete = del};
   return vessel_v1_Networks_register(srv, &h, d, err);
 }

@@ -125,6 +125,6 @@ static int disk_usage(vrpc_call *call, void *ctx, vs_err *err) {
 }
 
 int vd_system_register(vrpc_server *srv, vd_daemon *d, vs_err *err) {
-  const vessel_v1_System_handlers h = {version, info, disk_usage};
+  const vessel_v1_System_handlers h = {.Version = version, .Info = info, .DiskUsage = disk_usage};
   return vessel_v1_System_register(srv, &h, d, err);
 }

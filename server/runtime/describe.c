@@ -95,9 +95,10 @@ static Vessel__V1__Container *describe(rt_container *c) {
     m->vm = v;
   }
   size_t ne = 0;
-  for (rt_proc *p = c->execs; p; p = p->next) ne++;
+  for (rt_proc *p = c->execs; p; p = p->next) ne += !p->exited;
   if (ne) m->exec_ids = calloc(ne, sizeof *m->exec_ids);
-  for (rt_proc *p = c->execs; m->exec_ids && p; p = p->next) m->exec_ids[m->n_exec_ids++] = strdup(p->id);
+  for (rt_proc *p = c->execs; m->exec_ids && p; p = p->next)
+    if (!p->exited) m->exec_ids[m->n_exec_ids++] = strdup(p->id);
   char rootfs[4400];
   struct stat st;
   snprintf(rootfs, sizeof rootfs, "%s/rootfs.ext4", c->dir);
@@ -106,11 +107,12 @@ static Vessel__V1__Container *describe(rt_container *c) {
 }
 
 Vessel__V1__Container *rt_describe(rt_runtime *rt, const char *id, vs_err *err) {
-  rt_container *c = rt_find(rt, id, err);
+  rt_container *c = rt_get(rt, id, err);
   if (!c) return NULL;
   pthread_mutex_lock(&c->mu);
   Vessel__V1__Container *m = describe(c);
   pthread_mutex_unlock(&c->mu);
+  rt_put(c);
   return m;
 }
 

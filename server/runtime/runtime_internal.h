@@ -1,4 +1,29 @@
-/* Internals shared by the runtime's files. */
+/* Internals shared by the runtime's files, one noun each:
+ *
+ *   lifecycle.c  the state machine: open/close, create, start, stop, delete,
+ *                stats; owns every transition, init's exit included
+ *   state.c      containers on disk and in memory: persist, load, the
+ *                reference-counted list
+ *   boot.c       a container's VM: boot or take one from the pool, configure
+ *                the guest, re-adopt, tear down; the QEMU records
+ *   vmpool.c     templates and warm spares: hands out VMs, never touches a
+ *                container
+ *   exec.c       processes: exec, signal, wait, resize, stdin; finished
+ *                execs are forgotten
+ *   copy.c       tar copies in and out
+ *   stdio.c      the relay and attachers: reports an exit through a
+ *                callback, never tears a VM down, never looks a container up
+ *   events.c     events to the bus
+ *   ports.c      published ports (one poller for all)
+ *   hostnet.c    bridges and taps;  agent_events.c  the guest's OOM events
+ *   describe.c   the API's view;    spec.c  process specs
+ *
+ * Lock order (take left before right, never the other way):
+ *   c->op  >  c->vm_lock  >  rt->mu  >  p->out_mu  >  c->mu  >
+ *   p->stdio_mu, c->events_mu, the pool's and the ports' own locks
+ * c->mu guards the container's state, its process list and every field of
+ * its processes but their output (p->out_mu: log, kept output, attachers).
+ */
 #ifndef VESSEL_SERVER_RUNTIME_INTERNAL_H
 #define VESSEL_SERVER_RUNTIME_INTERNAL_H
 
@@ -17,7 +42,11 @@ typedef enum rt_state {
   RT_STOPPED = 5,
 } rt_state;
 
-/* Output waiting for one attacher, or kept for late attachers of an exec. */
+/* Agent calls other than booting: generous, a loaded TCG guest is slow. */
+#define AGENT_TIMEOUT_MS 30000
+
+/* A chunk of output waiting for one attacher, or kept for the first
+ * attacher of an exec. */
 typedef struct rt_chunk {
   struct rt_chunk *next;
   int stream;
@@ -26,47 +55,62 @@ typedef struct rt_chunk {
 } rt_chunk;
 
 struct rt_attach {
-  struct rt_container *c;
-  struct rt_proc *p;
+  struct rt_container *c; /* a reference, put at close */
+  struct rt_proc *p;      /* counted in p->users */
   int flags;
   int wake_fd; /* eventfd: output or exit arrived */
   rt_chunk *head, *tail;
+  size_t queued; /* bytes in head..tail: bounded, see stdio.c */
   struct rt_attach *next;
 };
 
-typedef struct rt_proc {
+typedef struct rt_container rt_container;
+typedef struct rt_proc rt_proc;
+/* How the relay reports a process's end (from its thread; once). */
+typedef void (*rt_exit_fn)(rt_container *c, rt_proc *p, const rt_exit *e);
+
+struct rt_proc {
   char id[128]; /* exec ID; "" = init */
+  /* under c->mu */
   int pid;
   int started, exited;
   rt_exit exit;
-  int exit_fd;       /* eventfd written once the process exited */
-  pthread_mutex_t stdio_mu; /* guards stdio: senders vs. the relay freeing it */
-  vrpc_call *stdio;  /* the agent's Stdio stream for this process */
-  pthread_t relay;
-  int relay_running;
-  rt_chunk *kept, *kept_tail; /* exec output for late attachers */
+  int64_t exited_mono_ms; /* for forgetting finished execs */
+  int64_t seen_mono_ms;   /* its exit reached a client (0 = not yet) */
+  int users;              /* waiters and attachers holding p */
+  /* */
+  int exit_fd;              /* eventfd written once the process exited */
+  pthread_mutex_t stdio_mu; /* guards stdio and stdin_*: senders vs. the relay freeing it */
+  vrpc_call *stdio;         /* the agent's Stdio stream for this process */
   rt_chunk *stdin_head, *stdin_tail; /* stdin sent before the start */
+  pthread_t relay;
+  int relay_running; /* a relay thread to join (whoever joins clears it) */
+  rt_exit_fn on_exit;
+  /* output, under out_mu */
+  pthread_mutex_t out_mu;
+  pthread_cond_t out_cv; /* an attacher drained or left; the relay may go on */
+  int out_closing;       /* the relay must not wait for attachers any more */
+  int keeping;           /* exec output kept until the first attach */
+  rt_chunk *kept, *kept_tail;
   size_t kept_bytes;
+  lg_writer *log; /* init: the container's log (the container owns it) */
   rt_attach *attachers;
   struct rt_proc *next;
-} rt_proc;
+};
 
-/* One published port: a listener and its accept thread. */
-/* Agent calls other than booting: generous, a loaded TCG guest is slow. */
-#define AGENT_TIMEOUT_MS 30000
-
+/* One published port (ports.c). */
 typedef struct rt_port {
   char host_ip[16], container_ip[16];
   int host_port, container_port;
-  int listen_fd, stop_fd;
-  pthread_t thread;
+  int listen_fd;
 } rt_port;
 
-typedef struct rt_container {
+struct rt_container {
   struct rt_runtime *rt;
+  int refs; /* under rt->mu: the list's, and one per holder */
   char id[128];
   char dir[4200];
-  pthread_mutex_t mu; /* state, processes, attachers */
+  pthread_mutex_t mu; /* state, processes */
   pthread_mutex_t op; /* one lifecycle operation at a time */
   rt_state state;
   Vessel__V1__ContainersCreateRequest *spec; /* as created, process merged */
@@ -101,31 +145,114 @@ typedef struct rt_container {
   rt_proc *execs;
   lg_writer *logs;
   int deleted;
-} rt_container;
+};
+
+typedef struct rt_pool rt_pool;
+typedef struct rt_ports rt_ports;
 
 struct rt_runtime {
   rt_config cfg;
   char root[4000];
-  pthread_mutex_t mu; /* the list */
+  pthread_mutex_t mu; /* the list, refcounts, bridges */
   rt_container **list;
   size_t n;
-  int closing; /* vesseld is exiting: relays end quietly, VMs live on */
-  int building; /* template builds running */
-  struct rt_spare *spare; /* a warm VM ready to be taken (templates.c) */
-  int spares_building;
-  unsigned spare_seq;
+  int closing; /* vesseld is exiting: relays end quietly, VMs live on (atomic) */
+  rt_pool *pool;   /* templates and warm spares (vmpool.c) */
+  rt_ports *ports; /* the published-port proxy (ports.c) */
   char bridges[32][16]; /* bridges set up by this vesseld (skip the checks) */
   size_t n_bridges;
-  rt_container **dead; /* deleted; freed at close (attachers may hold them) */
-  size_t n_dead;
 };
 
-/* lifecycle.c */
-rt_container *rt_find(rt_runtime *rt, const char *id, vs_err *err);
+int rt_closing(rt_runtime *rt);
+int64_t rt_mono_ms(void);
+
+/* state.c */
+rt_container *rt_container_new(rt_runtime *rt);
+/* A reference to the container id (or an unambiguous prefix of it). */
+rt_container *rt_get(rt_runtime *rt, const char *id, vs_err *err);
+void rt_ref(rt_container *c);
+/* Drops a reference; the last one frees everything c holds. */
+void rt_put(rt_container *c);
+/* Adds c to the list (which holds the caller's reference from then on);
+ * ALREADY_EXISTS if its ID is taken. */
+int rt_list_add(rt_runtime *rt, rt_container *c, vs_err *err);
+/* Removes c from the list and drops the list's reference. */
+void rt_list_remove(rt_runtime *rt, rt_container *c);
+/* References to every container, oldest first; free with rt_put_all. */
+rt_container **rt_get_all(rt_runtime *rt, size_t *n);
+void rt_put_all(rt_container **all, size_t n);
+/* state.json (with c->mu held or before c is shared) and spec.pb. */
+int rt_save(rt_container *c, vs_err *err);
+/* rt_save where the caller cannot fail any more: a failure is logged. */
+void rt_save_or_log(rt_container *c);
+int rt_save_spec(rt_container *c, vs_err *err);
+const char *rt_state_name(rt_state s);
+int rt_valid_id(const char *id);
+void rt_random_id(char out[128]);
+/* Loads the containers under <root>/containers; those whose VM may still
+ * run are listed in *readopt (references; the caller puts them). */
+int rt_load(rt_runtime *rt, rt_container ***readopt, size_t *n_readopt, vs_err *err);
+
+/* boot.c */
+/* The VM of c with rootfs_src copied as its root disk: a warm spare, a
+ * template restore or a cold boot. */
+int rt_boot(rt_container *c, const char *rootfs_src, vs_err *err);
+/* The guest side of a booted VM: eth0 and the container itself. */
+int rt_configure_guest(rt_container *c, vs_err *err);
 int rt_agent(rt_container *c, const vrpc_method *m, const ProtobufCMessage *req,
              ProtobufCMessage **resp, int64_t timeout_ms, vs_err *err);
-void rt_now(int64_t *ns);
-int rt_save(rt_container *c, vs_err *err);
+/* Shuts the VM down (once, whoever calls first) after ending the exec
+ * relays; not from an exec relay thread. */
+void rt_teardown_vm(rt_container *c);
+/* Connects again to a VM an earlier vesseld left running; -1 if it is gone. */
+int rt_readopt_vm(rt_container *c, vs_err *err);
+/* Ends every recorded QEMU no container owns (a vesseld that died left it). */
+void rt_reap_orphans(rt_runtime *rt);
+/* Leaves c's VM running for a later vesseld (at close). */
+void rt_detach_vm(rt_container *c);
+
+/* vmpool.c: templates and warm spares, keyed by what the VM is made of. */
+typedef struct rt_vm_kind {
+  int vcpus, memory_mib, with_nic;
+} rt_vm_kind;
+/* A VM handed out by the pool: running, its agent answering, its clock and
+ * entropy fresh. */
+typedef struct rt_pool_vm {
+  vm *v;
+  char sock[4200], tap[16];
+  int64_t boot_ms;
+} rt_pool_vm;
+/* At start: prunes templates of other inputs, removes a dead vesseld's
+ * spares. At close: waits for builds, ends the spare. */
+int rt_pool_open(rt_runtime *rt, vs_err *err);
+void rt_pool_close(rt_runtime *rt);
+/* A warm spare of kind k made the caller's VM: 1 with *out (rootfs_src in
+ * its disk, now at root; its console log now at console; its tap, if any,
+ * in bridge), or 0 when there is none (or it failed: it is gone). */
+int rt_pool_take_spare(rt_runtime *rt, const rt_vm_kind *k, const char *rootfs_src,
+                       const char *root, const char *console, const char *bridge,
+                       rt_pool_vm *out);
+/* vc (the caller's disk, socket, tap) restored from kind k's template: 1
+ * with out->v, or 0 when the template is not built yet (its build starts)
+ * or the restore failed: cold-boot then. */
+int rt_pool_restore(rt_runtime *rt, const rt_vm_kind *k, const vm_config *vc, rt_pool_vm *out);
+/* The settings every VM of this runtime shares. */
+void rt_vm_config(rt_runtime *rt, vm_config *vc, int vcpus, int memory_mib, const char *disk,
+                  const char *agent_socket, const char *console);
+/* A restored guest's clock set to the host's and its crng reseeded. */
+int rt_guest_refresh(vrpc_channel *ch, vs_err *err);
+
+/* exec.c */
+/* exec; with att, an attacher is registered before the process starts. */
+int rt_exec_attached(rt_runtime *rt, const char *id, const char *exec_id,
+                     const Vessel__V1__ProcessSpec *spec, int att_flags, rt_attach **att,
+                     char exec_out[128], int *pid, vs_err *err);
+/* Opens init's or an exec's stdio and starts it in the guest. */
+int rt_start_process(rt_container *c, rt_proc *p, rt_exit_fn on_exit, vs_err *err);
+/* Forgets finished execs whose exit a client saw (or that expired). */
+void rt_execs_reap(rt_container *c);
+/* The process (init for ""), with c->mu held; NOT_FOUND otherwise. */
+rt_proc *rt_proc_of(rt_container *c, const char *exec_id, vs_err *err);
 
 /* spec.c */
 Vessel__V1__ProcessSpec *rt_merge_spec(const Vessel__V1__ProcessSpec *req,
@@ -140,59 +267,30 @@ void rt_set_str(char **field, const char *v);
 ProtobufCMessage *rt_copy_msg(const ProtobufCMessage *m);
 
 /* stdio.c */
-int rt_proc_open_stdio(rt_container *c, rt_proc *p, vs_err *err);
 void rt_proc_init(rt_proc *p, const char *id);
-void rt_proc_finish(rt_container *c, rt_proc *p, const rt_exit *e);
-void rt_proc_free(rt_proc *p);
+/* Opens the agent's Stdio stream of p and starts its relay, which calls
+ * on_exit once the process ended or its stream broke (not when vesseld is
+ * closing: the process lives on). */
+int rt_proc_open_stdio(rt_container *c, rt_proc *p, rt_exit_fn on_exit, vs_err *err);
+/* Records p's exit (under c->mu; 0 if it already had one) ... */
+int rt_proc_set_exit_locked(rt_proc *p, const rt_exit *e);
+/* ... and then, without c->mu, wakes its waiters and attachers. */
+void rt_proc_wake(rt_proc *p);
+/* Ends the relay (cancelling its stream) and waits for it. */
 void rt_proc_join(rt_proc *p);
+void rt_proc_free(rt_proc *p);
 
-/* Init's exit: rt_proc_finish stops the container (rt_stopped_locked,
- * under c->mu, before any attacher or waiter hears of the exit, so a Delete
- * right after finds it stopped), then the event goes out. */
-int rt_stopped_locked(rt_container *c);
-void rt_emit_container_exited(rt_container *c);
-void rt_emit_process_exited(rt_container *c, rt_proc *p);
-/* The settings every VM of this runtime shares. */
-void rt_vm_config(rt_runtime *rt, vm_config *vc, int vcpus, int memory_mib, const char *disk,
-                  const char *agent_socket, const char *console);
-/* Shuts the VM down (once, whoever calls first) after ending the exec
- * relays; not from an exec relay thread. */
-void rt_teardown_vm(rt_container *c);
-
-/* templates.c */
-typedef struct rt_template {
-  char dir[4200], state[4300], disk[4300];
-  char inputs[4096]; /* what the key hashes; kept beside the state */
-  int with_nic, memory_mib, vcpus;
-} rt_template;
-void rt_template_paths(rt_container *c, int with_nic, rt_template *t);
-/* 1 if the template's state exists; else starts building it (once) and
- * returns 0: cold-boot this time. */
-int rt_template_ready(rt_container *c, rt_template *t);
-const char *rt_template_mac(void);
-/* Removes templates whose kernel or initramfs is not this vesseld's. */
-void rt_templates_prune(rt_runtime *rt);
-/* A restored guest's clock set to the host's and its crng reseeded with
- * fresh host entropy. */
-int rt_guest_refresh(vrpc_channel *ch, vs_err *err);
-/* Warm spares: refill restores one (in the background) if none is there;
- * take hands it over if it is of t's kind; claim makes it c's VM (c->vm,
- * c->tap, c->sock), rootfs_src copied into the disk it sees, renamed to
- * root; on failure the spare is gone and nothing of it is left in c. */
-typedef struct rt_spare rt_spare;
-void rt_spare_refill(rt_runtime *rt, const rt_template *t);
-rt_spare *rt_spare_take(rt_runtime *rt, const rt_template *t);
-int rt_spare_claim(rt_container *c, rt_spare *s, const char *rootfs_src, const char *root,
-                   const char *console, vs_err *err);
-/* At start: ends spares a killed vesseld left; at close: ends this one's. */
-void rt_spares_open(rt_runtime *rt);
-void rt_spares_close(rt_runtime *rt);
+/* events.c */
+void rt_now(int64_t *ns);
+void rt_emit(rt_container *c, int type, const char *exec_id, const rt_exit *e);
 
 /* agent_events.c */
 int rt_agent_events_start(rt_container *c, vs_err *err);
 void rt_agent_events_stop(rt_container *c);
 
-/* ports.c */
+/* ports.c: one poller thread proxies every published port. */
+int rt_ports_open(rt_runtime *rt, vs_err *err);
+void rt_ports_close(rt_runtime *rt);
 int rt_ports_start(rt_container *c, vs_err *err);
 void rt_ports_stop(rt_container *c);
 

@@ -36,7 +36,40 @@ struct vm {
   /* An adopted QEMU is not our child: once it is gone its PID can be
    * reused at once, so it is watched and signalled through a pidfd. */
   int pidfd;
+  char record[120]; /* its record file, "" if none */
 };
+
+/* "pid\nsocket\ntap\n", written atomically (temp file + rename). */
+static int record_write(const char *path, pid_t pid, const char *sock, const char *tap,
+                        vs_err *err) {
+  char tmp[4200], text[300];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  int n = snprintf(text, sizeof text, "%d\n%s\n%s\n", (int)pid, sock, tap ? tap : "");
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return vs_err_errno(err, VS_INTERNAL, errno, "vm: record %s", tmp);
+  int ok = write(fd, text, (size_t)n) == n && fsync(fd) == 0;
+  close(fd);
+  if (!ok || rename(tmp, path) < 0) {
+    unlink(tmp);
+    return vs_err_errno(err, VS_INTERNAL, errno, "vm: record %s", path);
+  }
+  return 0;
+}
+
+int vm_record_read(const char *path, vm_record *r, vs_err *err) {
+  memset(r, 0, sizeof *r);
+  FILE *f = fopen(path, "re");
+  if (!f) return vs_err_errno(err, errno == ENOENT ? VS_NOT_FOUND : VS_INTERNAL, errno, "%s", path);
+  char line[3][128] = {"", "", ""};
+  for (int i = 0; i < 3 && fgets(line[i], sizeof line[i], f); i++) line[i][strcspn(line[i], "\n")] = '\0';
+  fclose(f);
+  r->pid = (pid_t)atoi(line[0]);
+  if (!line[1][0] || strlen(line[1]) >= sizeof r->socket || strlen(line[2]) >= sizeof r->tap)
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "%s: not a VM record", path);
+  snprintf(r->socket, sizeof r->socket, "%s", line[1]);
+  snprintf(r->tap, sizeof r->tap, "%s", line[2]);
+  return 0;
+}
 
 static int64_t now_ms(void) {
   struct timespec ts;
@@ -258,21 +291,21 @@ char **vm_build_argv(const vm_config *c, const char *initrd, vm_accel accel, vs_
 
 /* ---- lifecycle ---- */
 
+/* 1 once QEMU is gone (and then so is its record). */
 static int reap(vm *v, int block) {
   if (v->exited) return 1;
   if (v->pidfd >= 0) { /* adopted: readable once the process is gone */
     struct pollfd pf = {v->pidfd, POLLIN, 0};
     if (poll(&pf, 1, block ? 5000 : 0) > 0) v->exited = 1;
-    return v->exited;
+  } else {
+    int st;
+    if (waitpid(v->pid, &st, block ? 0 : WNOHANG) == v->pid) {
+      v->exited = 1;
+      v->status = st;
+    }
   }
-  int st;
-  pid_t r = waitpid(v->pid, &st, block ? 0 : WNOHANG);
-  if (r == v->pid) {
-    v->exited = 1;
-    v->status = st;
-    return 1;
-  }
-  return 0;
+  if (v->exited && v->record[0]) unlink(v->record);
+  return v->exited;
 }
 
 /* The kernel's panic line, which the stack dump after it pushes out of the
@@ -410,6 +443,16 @@ vm *vm_start(const vm_config *c, vs_err *err) {
       return NULL;
     }
   }
+  if (c->record) {
+    snprintf(v->record, sizeof v->record, "%s.rec", c->agent_socket);
+    if (record_write(v->record, 0, c->agent_socket, c->tap, err) < 0) {
+      v->record[0] = '\0';
+      if (logfd >= 0) close(logfd);
+      vm_argv_free(argv);
+      vm_free(v);
+      return NULL;
+    }
+  }
   clock_gettime(CLOCK_MONOTONIC, &v->started);
   pid_t pid = fork();
   if (pid < 0) {
@@ -442,6 +485,11 @@ vm *vm_start(const vm_config *c, vs_err *err) {
   if (logfd >= 0) close(logfd);
   vm_argv_free(argv);
   v->pid = pid;
+  if (v->record[0] && record_write(v->record, pid, c->agent_socket, c->tap, err) < 0) {
+    vm_kill(v);
+    vm_free(v);
+    return NULL;
+  }
   /* QEMU creates the listening socket during startup. */
   int64_t deadline = now_ms() + 10000;
   int fd = -1;
@@ -547,7 +595,8 @@ static int is_our_qemu(pid_t pid, const char *agent_socket) {
   return strstr(cmd, "qemu-system") && strstr(cmd, agent_socket);
 }
 
-vm *vm_adopt(pid_t pid, const char *agent_socket, const char *console_log, vs_err *err) {
+vm *vm_adopt(pid_t pid, const char *agent_socket, const char *console_log, int record,
+             vs_err *err) {
   if (strlen(agent_socket) >= sizeof(((vm *)0)->sock)) {
     vs_err_set(err, VS_INVALID_ARGUMENT, "agent socket path too long");
     return NULL;
@@ -570,6 +619,7 @@ vm *vm_adopt(pid_t pid, const char *agent_socket, const char *console_log, vs_er
   v->pidfd = pidfd;
   snprintf(v->sock, sizeof v->sock, "%s", agent_socket);
   snprintf(v->log, sizeof v->log, "%s", console_log ? console_log : "");
+  if (record) snprintf(v->record, sizeof v->record, "%s.rec", agent_socket);
   clock_gettime(CLOCK_MONOTONIC, &v->started);
   /* Not connected yet is fine: vm_wait_ready says whether it answers. */
   vs_err ignore;
@@ -660,10 +710,39 @@ int vm_reconnect(vm *v, vs_err *err) {
   }
 }
 
+/* The PID of the QEMU whose command line names agent_socket, or 0. */
+static pid_t find_qemu(const char *agent_socket) {
+  DIR *d = opendir("/proc");
+  pid_t found = 0;
+  for (struct dirent *e; d && !found && (e = readdir(d));) {
+    pid_t pid = (pid_t)atoi(e->d_name);
+    if (pid > 0 && is_our_qemu(pid, agent_socket)) found = pid;
+  }
+  if (d) closedir(d);
+  return found;
+}
+
+void vm_record_end(const char *path, const vm_record *r) {
+  /* With no PID recorded QEMU may have been forked just before its starter
+   * died: then only its command line tells. */
+  pid_t pid = r->pid > 0 ? r->pid : find_qemu(r->socket);
+  vs_err ignore;
+  vm *v = pid > 0 ? vm_adopt(pid, r->socket, NULL, 0, &ignore) : NULL;
+  if (v) {
+    vm_kill(v);
+    vm_free(v);
+  }
+  unlink(r->socket);
+  unlink(path);
+}
+
 void vm_free(vm *v) {
   if (!v) return;
   if (v->ch) vrpc_channel_free(v->ch);
-  if (!v->detached) vm_kill(v);
+  if (!v->detached) {
+    vm_kill(v);
+    if (!v->pid && v->record[0]) unlink(v->record); /* never started */
+  }
   if (v->initrd_tmp[0]) unlink(v->initrd_tmp);
   if (v->pidfd >= 0) close(v->pidfd);
   free(v);

@@ -76,7 +76,27 @@ typedef struct vm_config {
   /* Scheduling niceness of QEMU (0: vesseld's), e.g. for VMs made ahead of
    * need, which should not slow the VMs in use; vm_renice changes it. */
   int nice;
+  /* Keep a record of this QEMU (vm_record) at <agent_socket>.rec from
+   * before it is started until it is ended, so that a vesseld that died at
+   * any moment finds every QEMU it started. */
+  int record;
 } vm_config;
+
+/* What a record file holds: the QEMU's PID (0 while it is being started),
+ * its agent socket (which its command line names) and its tap ("" if
+ * none). */
+typedef struct vm_record {
+  pid_t pid;
+  char socket[108];
+  char tap[16];
+} vm_record;
+
+int vm_record_read(const char *path, vm_record *r, vs_err *err);
+/* Ends the QEMU a record names, if it still runs: by its PID (checked
+ * against its command line through a pidfd) or, with no PID yet, by
+ * finding the QEMU whose command line names the socket. Removes the
+ * socket and the record file; the tap is the caller's. */
+void vm_record_end(const char *path, const vm_record *r);
 
 typedef struct vm vm;
 
@@ -112,8 +132,10 @@ void vm_kill(vm *v);
 void vm_detach(vm *v);
 
 /* A handle for a VM started by an earlier vesseld (pid and agent socket as
- * recorded then): connects to its agent. NOT_FOUND if QEMU is gone. */
-vm *vm_adopt(pid_t pid, const char *agent_socket, const char *console_log, vs_err *err);
+ * recorded then): connects to its agent. NOT_FOUND if QEMU is gone. With
+ * record, its record file goes when the handle ends QEMU. */
+vm *vm_adopt(pid_t pid, const char *agent_socket, const char *console_log, int record,
+             vs_err *err);
 
 /* Sets the niceness of every QEMU thread. */
 void vm_renice(vm *v, int nice);
@@ -122,7 +144,8 @@ void vm_renice(vm *v, int nice);
  * connection the agent cannot answer on: see vm.c). */
 int vm_reconnect(vm *v, vs_err *err);
 
-/* Frees v; kills QEMU if it still runs and was not detached. */
+/* Frees v; kills QEMU if it still runs and was not detached (then its
+ * record file goes too). */
 void vm_free(vm *v);
 
 /* Helpers exposed for tests. */

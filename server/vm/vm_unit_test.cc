@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <string.h>
 #include <string>
 #include <vector>
 
@@ -105,10 +106,78 @@ TEST(VmAdopt, ForeignProcessIsNotAdopted) {
     _exit(0);
   }
   vs_err err;
-  EXPECT_EQ(vm_adopt(child, "/tmp/vessel-vm-unit.sock", nullptr, &err), nullptr);
+  EXPECT_EQ(vm_adopt(child, "/tmp/vessel-vm-unit.sock", nullptr, 0, &err), nullptr);
   EXPECT_EQ(err.code, VS_NOT_FOUND);
   EXPECT_EQ(kill(child, 0), 0);  // untouched
   kill(child, SIGKILL);
   waitpid(child, nullptr, 0);
-  EXPECT_EQ(vm_adopt(child, "/tmp/vessel-vm-unit.sock", nullptr, &err), nullptr);
+  EXPECT_EQ(vm_adopt(child, "/tmp/vessel-vm-unit.sock", nullptr, 0, &err), nullptr);
+}
+
+// A record left by a vesseld that died: vm_record_end finds the process it
+// names (by PID, or with no PID yet by the socket in its command line),
+// ends it, and removes the record and socket; a process whose command line
+// does not name the socket is left alone.
+static pid_t fake_qemu(const char *sock) {
+  pid_t child = fork();
+  if (child == 0) {
+    setpgid(0, 0);  // its sleep goes with it at the end
+    execlp("sh", "sh", "-c", "sleep 1000; true", "qemu-system-fake", sock, (char *)nullptr);
+    _exit(127);
+  }
+  for (int i = 0; i < 200; i++) {  // until exec has replaced the command line
+    char path[64], cmd[512] = "";
+    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)child);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(cmd, 1, sizeof cmd - 1, f) : 0;
+    if (f) fclose(f);
+    if (n > 10 && memmem(cmd, n, "qemu-system-fake", 16)) break;
+    usleep(10000);
+  }
+  return child;
+}
+
+static bool alive(pid_t pid) { return waitpid(pid, nullptr, WNOHANG) == 0; }
+
+TEST(VmRecord, EndsWhatARecordNames) {
+  char dir[] = "/tmp/vm-rec-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string sock = std::string(dir) + "/a.sock", rec = std::string(dir) + "/a.vm";
+  std::string other = std::string(dir) + "/b.sock";
+  pid_t q = fake_qemu(sock.c_str()), stranger = fake_qemu(other.c_str());
+  FILE *f = fopen(rec.c_str(), "w");
+  fprintf(f, "0\n%s\nvtap0\n", sock.c_str());  // died between record and fork's PID
+  fclose(f);
+  vm_record r;
+  vs_err err;
+  ASSERT_EQ(vm_record_read(rec.c_str(), &r, &err), 0) << err.msg;
+  EXPECT_EQ(r.pid, 0);
+  EXPECT_EQ(std::string(r.socket), sock);
+  EXPECT_EQ(std::string(r.tap), "vtap0");
+  vm_record_end(rec.c_str(), &r);
+  for (int i = 0; i < 100 && alive(q); i++) usleep(10000);
+  EXPECT_FALSE(alive(q));
+  EXPECT_TRUE(alive(stranger));
+  EXPECT_NE(access(rec.c_str(), F_OK), 0);
+
+  // With a PID: a recorded PID that is not a QEMU serving that socket is
+  // not signalled.
+  f = fopen(rec.c_str(), "w");
+  fprintf(f, "%d\n%s\n\n", (int)stranger, sock.c_str());
+  fclose(f);
+  ASSERT_EQ(vm_record_read(rec.c_str(), &r, &err), 0);
+  vm_record_end(rec.c_str(), &r);
+  EXPECT_TRUE(alive(stranger));
+  f = fopen(rec.c_str(), "w");
+  fprintf(f, "%d\n%s\n\n", (int)stranger, other.c_str());
+  fclose(f);
+  ASSERT_EQ(vm_record_read(rec.c_str(), &r, &err), 0);
+  vm_record_end(rec.c_str(), &r);
+  for (int i = 0; i < 100 && alive(stranger); i++) usleep(10000);
+  EXPECT_FALSE(alive(stranger));
+  kill(-q, SIGKILL);
+  kill(-stranger, SIGKILL);
+  waitpid(q, nullptr, 0);
+  waitpid(stranger, nullptr, 0);
+  rmdir(dir);
 }

@@ -109,6 +109,15 @@ class Layout:
         with open(os.path.join(self.path, "index.json"), "w") as f:
             json.dump(self.index, f)
 
+    def archive(self) -> bytes:
+        """The layout as an OCI archive (tar)."""
+        import io
+        import tarfile
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w") as t:
+            t.add(self.path, arcname=".")
+        return out.getvalue()
+
 
 def skopeo_push(layout: str, tag: str, dest: str, *extra: str):
     """skopeo copy oci:layout:tag docker://dest (plain HTTP registry)."""

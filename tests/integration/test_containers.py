@@ -54,10 +54,7 @@ def busybox_image_tar(tmp) -> bytes:
     lay.tag(lay.image([buf.getvalue()], compression="gzip",
                       config_extra={"Cmd": ["echo", "hello from a vessel VM"],
                                     "Env": ["PATH=/bin", "FROM_IMAGE=1"]}), "busybox")
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as t:
-        t.add(lay.path, arcname=".")
-    return out.getvalue()
+    return lay.archive()
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import grpc
 import pytest
 
 import vessel
-from oci_layout import tar_layer
+from oci_layout import Layout, tar_layer
 from test_containers import busybox_image_tar
 from vesseld import Vesseld, wait_for
 from vessel.v1 import containers_pb2 as cp
@@ -155,7 +155,18 @@ def test_images_list_inspect_tag_save_load_delete_prune(vm, tmp_path):
     assert [(i.name, i.target.digest) for i in back] == \
         [("example.com/mine/back:2", img.target.digest)]
     c.images.delete("example.com/mine/back:2")
-    assert c.images.prune().bytes_reclaimed >= 0
+    c.images.prune()  # whatever earlier tests left unreferenced
+    assert c.images.prune().bytes_reclaimed == 0
+    # An image of its own, untagged: prune frees its layer (and config/manifest).
+    layer = tar_layer({"only-here": os.urandom(200_000)})
+    lay = Layout(str(tmp_path / "lone"))
+    lay.tag(lay.image([layer]), "lone")
+    lone = tmp_path / "lone.tar"
+    lone.write_bytes(lay.archive())
+    c.images.load(str(lone), reference="example.com/mine/lone:1")
+    c.images.delete("example.com/mine/lone:1")
+    assert c.images.prune().bytes_reclaimed >= 200_000
+    assert c.images.prune().bytes_reclaimed == 0
     assert c.images.inspect(IMAGE).target.digest == img.target.digest
 
     # Nothing is written when the export fails.

@@ -1,4 +1,6 @@
-/* VM templates: boot kernel + vminitd once per (kernel, initramfs, memory,
+/* The VM pool: hands out VMs, never touches a container.
+ *
+ * VM templates: boot kernel + vminitd once per (kernel, initramfs, memory,
  * vCPUs, NIC or not, accelerator), save the VM's state, and start later
  * containers by restoring it (~0.3 s instead of a ~1.5 s cold boot under
  * TCG). Built in the background the first time a kind of VM is needed;
@@ -20,6 +22,7 @@
 #include "common/vs_fs.h"
 #include "server/ext4/ext4.h"
 #include "server/oci/oci.h"
+#include "common/vs_log.h"
 #include "server/runtime/runtime_internal.h"
 #include "vessel/v1/agent.pb-c.h"
 #include "vessel_proto_rpc.h"
@@ -35,6 +38,47 @@
  * one; never starved); a spare taken over gets its priority back. (Not
  * templates: a slow one means cold boots for longer.) */
 #define BACKGROUND_NICE 10
+
+typedef struct rt_template {
+  char dir[4200], state[4300], disk[4300];
+  char inputs[4096]; /* what the key hashes; kept beside the state */
+  int with_nic, memory_mib, vcpus;
+} rt_template;
+
+typedef struct rt_spare rt_spare;
+
+struct rt_pool {
+  pthread_mutex_t mu;
+  int building;        /* template builds running */
+  rt_spare *spare;     /* a warm VM ready to be taken */
+  int spares_building; /* spare restores running */
+  unsigned spare_seq;
+};
+
+void rt_vm_config(rt_runtime *rt, vm_config *vc, int vcpus, int memory_mib, const char *disk,
+                  const char *agent_socket, const char *console) {
+  memset(vc, 0, sizeof *vc);
+  vc->qemu = rt->cfg.qemu;
+  vc->kernel = rt->cfg.kernel;
+  vc->initrd = rt->cfg.initrd;
+  vc->vcpus = vcpus;
+  vc->memory_mib = memory_mib;
+  vc->root_disk = disk;
+  vc->agent_socket = agent_socket;
+  vc->console_log = console;
+  vc->record = 1; /* every QEMU of vesseld's: found again if vesseld dies */
+}
+
+/* A detached thread running fn(arg); -1 if none could be made. */
+static int spawn_detached(void *(*fn)(void *), void *arg) {
+  pthread_attr_t at;
+  pthread_attr_init(&at);
+  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+  pthread_t th;
+  int rc = pthread_create(&th, &at, fn, arg);
+  pthread_attr_destroy(&at);
+  return rc == 0 ? 0 : -1;
+}
 
 static void nice_this_thread(void) {
   setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), BACKGROUND_NICE);
@@ -56,20 +100,18 @@ static void shared_inputs(rt_runtime *rt, char *out, size_t n) {
   snprintf(out, n, "%s|%s|%s|", TEMPLATE_FORMAT, a, b);
 }
 
-void rt_template_paths(rt_container *c, int with_nic, rt_template *t) {
-  rt_runtime *rt = c->rt;
+static void template_paths(rt_runtime *rt, const rt_vm_kind *k, rt_template *t) {
   char shared[2600], d[72];
   shared_inputs(rt, shared, sizeof shared);
-  snprintf(t->inputs, sizeof t->inputs, "%s%d|%d|%d|%s", shared, c->memory_mib, c->vcpus,
-           with_nic, vm_kvm_usable() ? "kvm" : "tcg");
-  const char *k = t->inputs;
-  oci_sha256_bytes(k, strlen(k), d);
+  snprintf(t->inputs, sizeof t->inputs, "%s%d|%d|%d|%s", shared, k->memory_mib, k->vcpus,
+           k->with_nic, vm_kvm_usable() ? "kvm" : "tcg");
+  oci_sha256_bytes(t->inputs, strlen(t->inputs), d);
   snprintf(t->dir, sizeof t->dir, "%s/templates/%.24s", rt->root, d + 7);
   snprintf(t->state, sizeof t->state, "%s/state", t->dir);
   snprintf(t->disk, sizeof t->disk, "%s/placeholder.img", t->dir);
-  t->with_nic = with_nic;
-  t->memory_mib = c->memory_mib;
-  t->vcpus = c->vcpus;
+  t->with_nic = k->with_nic;
+  t->memory_mib = k->memory_mib;
+  t->vcpus = k->vcpus;
 }
 
 typedef struct build_job {
@@ -82,6 +124,7 @@ static void *build_main(void *arg) {
   rt_runtime *rt = j->rt;
   rt_template *t = &j->t;
   vs_err err;
+  vs_err_set(&err, VS_INTERNAL, "cannot create its disk");
   char tmp[4400], sock[4200], qmp[4200], console[4400], tap[16] = "";
   snprintf(tmp, sizeof tmp, "%s.tmp", t->state);
   snprintf(console, sizeof console, "%s/console.log", t->dir);
@@ -128,45 +171,44 @@ fail:
   if (fd >= 0) close(fd);
   unlink(tmp);
 out:
-  pthread_mutex_lock(&rt->mu);
-  rt->building--;
-  pthread_mutex_unlock(&rt->mu);
+  if (!ok) vs_log("vesseld", VS_LOG_WARN, "template %s not built: %s", t->dir, err.msg);
+  pthread_mutex_lock(&rt->pool->mu);
+  rt->pool->building--;
+  pthread_mutex_unlock(&rt->pool->mu);
   free(j);
   return NULL;
 }
 
-int rt_template_ready(rt_container *c, rt_template *t) {
+/* 1 if the template's state exists; else starts building it (one build at
+ * a time) and returns 0. */
+static int template_ready(rt_runtime *rt, const rt_template *t) {
   if (access(t->state, R_OK) == 0) return 1;
-  rt_runtime *rt = c->rt;
-  pthread_mutex_lock(&rt->mu);
-  int busy = rt->building > 0 || rt->closing;
-  if (!busy) rt->building++;
-  pthread_mutex_unlock(&rt->mu);
-  if (busy) return 0; /* one build at a time; cold boot meanwhile */
+  rt_pool *pool = rt->pool;
+  pthread_mutex_lock(&pool->mu);
+  int busy = pool->building > 0 || rt_closing(rt);
+  if (!busy) pool->building++;
+  pthread_mutex_unlock(&pool->mu);
+  if (busy) return 0;
   char tdir[4200];
   snprintf(tdir, sizeof tdir, "%s/templates", rt->root);
   mkdir(tdir, 0700);
   mkdir(t->dir, 0700);
   build_job *j = malloc(sizeof *j);
-  j->rt = rt;
-  j->t = *t;
-  pthread_attr_t at;
-  pthread_attr_init(&at);
-  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-  pthread_t th;
-  if (pthread_create(&th, &at, build_main, j) != 0) {
-    free(j);
-    pthread_mutex_lock(&rt->mu);
-    rt->building--;
-    pthread_mutex_unlock(&rt->mu);
+  if (j) {
+    j->rt = rt;
+    j->t = *t;
   }
-  pthread_attr_destroy(&at);
+  if (!j || spawn_detached(build_main, j) < 0) {
+    free(j);
+    pthread_mutex_lock(&pool->mu);
+    pool->building--;
+    pthread_mutex_unlock(&pool->mu);
+  }
   return 0;
 }
 
-const char *rt_template_mac(void) { return TEMPLATE_MAC; }
-
-void rt_templates_prune(rt_runtime *rt) {
+/* Removes templates whose kernel or initramfs is not this vesseld's. */
+static void templates_prune(rt_runtime *rt) {
   char dir[4200], shared[2600];
   snprintf(dir, sizeof dir, "%s/templates", rt->root);
   shared_inputs(rt, shared, sizeof shared);
@@ -275,15 +317,6 @@ static void spare_warm(vrpc_channel *ch) {
 #undef CALL
 }
 
-/* A spare's agent socket and tap, named after its directory (so a later
- * vesseld finds them from the directory alone). */
-static void spare_names(rt_runtime *rt, const char *dir, char sock[4200], char tap[16]) {
-  char d[72];
-  oci_sha256_bytes(dir, strlen(dir), d);
-  snprintf(sock, 4200, "%s/run/s%.12s.sock", rt->root, d + 7);
-  snprintf(tap, 16, "vs%.12s", d + 7);
-}
-
 static void spare_free(rt_spare *s) {
   if (!s) return;
   if (s->v) {
@@ -299,19 +332,23 @@ static void spare_free(rt_spare *s) {
 static void *spare_main(void *arg) {
   build_job *j = arg;
   rt_runtime *rt = j->rt;
+  rt_pool *pool = rt->pool;
   nice_this_thread();
   rt_spare *s = calloc(1, sizeof *s);
   vs_err err;
   int ok = s != NULL;
   if (ok) {
-    pthread_mutex_lock(&rt->mu);
-    unsigned seq = ++rt->spare_seq;
-    pthread_mutex_unlock(&rt->mu);
+    pthread_mutex_lock(&pool->mu);
+    unsigned seq = ++pool->spare_seq;
+    pthread_mutex_unlock(&pool->mu);
     snprintf(s->dir, sizeof s->dir, "%s/spares/%u", rt->root, seq);
     snprintf(s->disk, sizeof s->disk, "%s/rootfs.ext4", s->dir);
     snprintf(s->console, sizeof s->console, "%s/console.log", s->dir);
     snprintf(s->inputs, sizeof s->inputs, "%s", j->t.inputs);
-    spare_names(rt, s->dir, s->sock, s->tap);
+    char d[72];
+    oci_sha256_bytes(s->dir, strlen(s->dir), d);
+    snprintf(s->sock, sizeof s->sock, "%s/run/s%.12s.sock", rt->root, d + 7);
+    if (j->t.with_nic) snprintf(s->tap, sizeof s->tap, "vs%.12s", d + 7);
     /* Its disk holds an empty ext4 until a container's replaces it: the
      * warm-up mounts it (the guest sees the template's disk size anyway). */
     rfs_options o;
@@ -319,7 +356,6 @@ static void *spare_main(void *arg) {
     o.size_bytes = 8 << 20;
     ok = vs_mkdir_p(s->dir, 0700, &err) == 0 && rfs_build(NULL, 0, s->disk, &o, NULL, &err) == 0 &&
          truncate(s->disk, PLACEHOLDER_BYTES) == 0; /* QEMU sizes the disk by the file */
-    if (!j->t.with_nic) s->tap[0] = '\0';
     if (ok && s->tap[0]) ok = rt_tap_create(s->tap, NULL, &err) == 0;
     if (!ok) s->tap[0] = '\0';
   }
@@ -336,64 +372,49 @@ static void *spare_main(void *arg) {
          rt_guest_refresh(vm_channel(s->v), &err) == 0;
     if (ok) spare_warm(vm_channel(s->v));
   }
-  if (ok) { /* a vesseld killed before it could end its spares: found by this */
-    char pid[4400], text[32];
-    snprintf(pid, sizeof pid, "%s/qemu.pid", s->dir);
-    snprintf(text, sizeof text, "%d", (int)vm_pid(s->v));
-    ok = vs_write_atomic(pid, text, strlen(text), 0600, &err) == 0;
-  }
-  pthread_mutex_lock(&rt->mu);
-  if (ok && !rt->closing && !rt->spare) {
-    rt->spare = s;
+  pthread_mutex_lock(&pool->mu);
+  if (ok && !rt_closing(rt) && !pool->spare) {
+    pool->spare = s;
     s = NULL;
   }
-  rt->spares_building--;
-  pthread_mutex_unlock(&rt->mu);
+  pool->spares_building--;
+  pthread_mutex_unlock(&pool->mu);
   spare_free(s); /* not needed (any more) */
   free(j);
   return NULL;
 }
 
-void rt_spare_refill(rt_runtime *rt, const rt_template *t) {
-  pthread_mutex_lock(&rt->mu);
+/* Restores a spare of t's kind in the background unless one is there. */
+static void spare_refill(rt_runtime *rt, const rt_template *t) {
+  rt_pool *pool = rt->pool;
+  pthread_mutex_lock(&pool->mu);
   /* The spare follows the kind of VM last started (its inputs may also
    * have changed: a new kernel or initramfs); one of another kind goes. */
-  rt_spare *old = rt->spare && strcmp(rt->spare->inputs, t->inputs) ? rt->spare : NULL;
-  if (old) rt->spare = NULL;
-  int busy = rt->closing || rt->spare || rt->spares_building;
-  if (!busy) rt->spares_building++;
-  pthread_mutex_unlock(&rt->mu);
+  rt_spare *old = pool->spare && strcmp(pool->spare->inputs, t->inputs) ? pool->spare : NULL;
+  if (old) pool->spare = NULL;
+  int busy = rt_closing(rt) || pool->spare || pool->spares_building;
+  if (!busy) pool->spares_building++;
+  pthread_mutex_unlock(&pool->mu);
   spare_free(old);
   if (busy) return;
   build_job *j = malloc(sizeof *j);
-  pthread_attr_t at;
-  pthread_attr_init(&at);
-  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-  pthread_t th;
   if (j) {
     j->rt = rt;
     j->t = *t;
   }
-  if (!j || pthread_create(&th, &at, spare_main, j) != 0) {
+  if (!j || spawn_detached(spare_main, j) < 0) {
     free(j);
-    pthread_mutex_lock(&rt->mu);
-    rt->spares_building--;
-    pthread_mutex_unlock(&rt->mu);
+    pthread_mutex_lock(&pool->mu);
+    pool->spares_building--;
+    pthread_mutex_unlock(&pool->mu);
   }
-  pthread_attr_destroy(&at);
 }
 
-rt_spare *rt_spare_take(rt_runtime *rt, const rt_template *t) {
-  pthread_mutex_lock(&rt->mu);
-  rt_spare *s = rt->spare;
-  if (s && strcmp(s->inputs, t->inputs) == 0) rt->spare = NULL;
-  else s = NULL;
-  pthread_mutex_unlock(&rt->mu);
-  return s;
-}
-
-int rt_spare_claim(rt_container *c, rt_spare *s, const char *rootfs_src, const char *root,
-                   const char *console, vs_err *err) {
+/* Makes spare s the VM of a container: rootfs_src copied into the disk it
+ * has open, renamed to root; its tap into bridge; clock and entropy fresh.
+ * On failure the spare is gone. */
+static int spare_claim(rt_spare *s, const char *rootfs_src, const char *root, const char *console,
+                       const char *bridge, rt_pool_vm *out, vs_err *err) {
   vm_renice(s->v, 0);
   int fd = open(s->disk, O_WRONLY | O_CLOEXEC);
   int rc = fd < 0 ? vs_err_errno(err, VS_INTERNAL, errno, "open %s", s->disk)
@@ -402,54 +423,98 @@ int rt_spare_claim(rt_container *c, rt_spare *s, const char *rootfs_src, const c
   if (rc == 0 && rename(s->disk, root) < 0)
     rc = vs_err_errno(err, VS_INTERNAL, errno, "rename %s", s->disk);
   if (rc == 0) rename(s->console, console); /* QEMU keeps writing to it */
-  if (rc == 0 && s->tap[0]) rc = rt_tap_attach(s->tap, c->bridge, err);
+  if (rc == 0 && s->tap[0]) rc = rt_tap_attach(s->tap, bridge, err);
   if (rc == 0) rc = rt_guest_refresh(vm_channel(s->v), err); /* the clock moved on */
   if (rc < 0) {
     if (access(root, F_OK) == 0 && access(s->disk, F_OK) < 0) unlink(root);
     spare_free(s);
     return -1;
   }
-  c->vm = s->v;
+  out->v = s->v;
   s->v = NULL;
-  snprintf(c->tap, sizeof c->tap, "%s", s->tap);
+  snprintf(out->tap, sizeof out->tap, "%s", s->tap);
   s->tap[0] = '\0';
-  snprintf(c->sock, sizeof c->sock, "%s", s->sock);
+  snprintf(out->sock, sizeof out->sock, "%s", s->sock);
   s->sock[0] = '\0';
   spare_free(s);
   return 0;
 }
 
-void rt_spares_open(rt_runtime *rt) {
-  /* Spares of a vesseld that did not end them (killed): end them now. */
-  char dir[4200];
-  snprintf(dir, sizeof dir, "%s/spares", rt->root);
-  DIR *d = opendir(dir);
-  for (struct dirent *e; d && (e = readdir(d));) {
-    if (e->d_name[0] == '.') continue;
-    char p[4500], sub[4400];
-    snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
-    snprintf(p, sizeof p, "%s/qemu.pid", sub);
-    vs_err ignore;
-    char *text = vs_read_file(p, 64, NULL, &ignore);
-    char sock[4200], tap[16];
-    spare_names(rt, sub, sock, tap);
-    vm *v = text ? vm_adopt(atoi(text), sock, NULL, &ignore) : NULL;
-    if (v) {
-      vm_kill(v);
-      vm_free(v);
-    }
-    free(text);
-    unlink(sock);
-    rt_tap_delete(tap);
+int rt_pool_take_spare(rt_runtime *rt, const rt_vm_kind *k, const char *rootfs_src,
+                       const char *root, const char *console, const char *bridge,
+                       rt_pool_vm *out) {
+  rt_template t;
+  template_paths(rt, k, &t);
+  rt_pool *pool = rt->pool;
+  pthread_mutex_lock(&pool->mu);
+  rt_spare *s = pool->spare;
+  if (s && strcmp(s->inputs, t.inputs) == 0) pool->spare = NULL;
+  else s = NULL;
+  pthread_mutex_unlock(&pool->mu);
+  int64_t t0 = rt_mono_ms();
+  vs_err err;
+  int ok = s && spare_claim(s, rootfs_src, root, console, bridge, out, &err) == 0;
+  if (s && !ok) vs_log("vesseld", VS_LOG_WARN, "warm spare not usable: %s", err.msg);
+  if (ok) {
+    out->boot_ms = rt_mono_ms() - t0;
+    spare_refill(rt, &t);
   }
-  if (d) closedir(d);
-  vs_rm_rf(dir);
+  return ok;
 }
 
-void rt_spares_close(rt_runtime *rt) {
-  pthread_mutex_lock(&rt->mu);
-  rt_spare *s = rt->spare;
-  rt->spare = NULL;
-  pthread_mutex_unlock(&rt->mu);
+int rt_pool_restore(rt_runtime *rt, const rt_vm_kind *k, const vm_config *vc, rt_pool_vm *out) {
+  rt_template t;
+  template_paths(rt, k, &t);
+  if (!template_ready(rt, &t)) return 0;
+  vm_config tc = *vc;
+  tc.incoming = t.state;
+  tc.mac = vc->tap ? TEMPLATE_MAC : NULL; /* the guest gets its own MAC after */
+  vs_err err;
+  vm *v = vm_start(&tc, &err);
+  if (v && vm_wait_ready(v, 10000, &err) == 0 && rt_guest_refresh(vm_channel(v), &err) == 0) {
+    out->v = v;
+    out->boot_ms = vm_ready_ms(v);
+    spare_refill(rt, &t);
+    return 1;
+  }
+  vs_log("vesseld", VS_LOG_WARN, "template restore failed, cold boot: %s", err.msg);
+  if (v) {
+    vm_kill(v);
+    vm_free(v);
+  }
+  unlink(vc->agent_socket);
+  return 0;
+}
+
+int rt_pool_open(rt_runtime *rt, vs_err *err) {
+  rt->pool = calloc(1, sizeof *rt->pool);
+  if (!rt->pool) return vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+  pthread_mutex_init(&rt->pool->mu, NULL);
+  templates_prune(rt);
+  /* Spares of a vesseld that did not end them (killed): their QEMUs and
+   * taps went with the orphans (rt_reap_orphans); their files go here. */
+  char dir[4200];
+  snprintf(dir, sizeof dir, "%s/spares", rt->root);
+  vs_rm_rf(dir);
+  return 0;
+}
+
+void rt_pool_close(rt_runtime *rt) {
+  rt_pool *pool = rt->pool;
+  if (!pool) return;
+  for (int i = 0; i < 900; i++) { /* template and spare builds in flight finish first */
+    pthread_mutex_lock(&pool->mu);
+    int b = pool->building + pool->spares_building;
+    pthread_mutex_unlock(&pool->mu);
+    if (!b) break;
+    usleep(100000);
+  }
+  pthread_mutex_lock(&pool->mu);
+  rt_spare *s = pool->spare;
+  pool->spare = NULL;
+  pthread_mutex_unlock(&pool->mu);
   spare_free(s);
+  pthread_mutex_destroy(&pool->mu);
+  free(pool);
+  rt->pool = NULL;
 }

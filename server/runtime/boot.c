@@ -1,0 +1,323 @@
+/* A container's VM: booted (a warm spare, a template restore or a cold
+ * boot), the guest configured, agent calls, re-adoption after a vesseld
+ * restart, teardown; and at start, the QEMUs a dead vesseld left that no
+ * container owns. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/vs_log.h"
+#include "server/ext4/ext4.h"
+#include "server/oci/oci.h"
+#include "server/runtime/runtime_internal.h"
+#include "vessel/v1/agent.pb-c.h"
+#include "vessel_proto_rpc.h"
+
+#define BOOT_TIMEOUT_MS 60000
+#define MAX_SHARES 16
+
+int rt_agent(rt_container *c, const vrpc_method *m, const ProtobufCMessage *req,
+             ProtobufCMessage **resp, int64_t timeout_ms, vs_err *err) {
+  pthread_rwlock_rdlock(&c->vm_lock);
+  pthread_mutex_lock(&c->mu);
+  vrpc_channel *ch = c->vm ? vm_channel(c->vm) : NULL;
+  pthread_mutex_unlock(&c->mu);
+  int rc;
+  ProtobufCMessage *r = NULL;
+  if (!ch) {
+    rc = vs_err_set(err, VS_UNAVAILABLE, "container %s has no running VM", c->id);
+  } else {
+    vrpc_call_opts o = {timeout_ms, NULL};
+    rc = vrpc_unary(ch, m, req, &r, &o, err);
+  }
+  pthread_rwlock_unlock(&c->vm_lock);
+  if (resp) *resp = r;
+  else vrpc_msg_free(r);
+  return rc;
+}
+
+/* A VM booted for c (not a spare) is named after c's ID: its tap "vt" + 12
+ * hex digits (interface names are at most 15 bytes), its agent socket
+ * under <root>/run (socket paths are at most 107 bytes). */
+static void vm_names(rt_container *c, char tap[16], char *sock, size_t n) {
+  char d[72];
+  oci_sha256_bytes(c->id, strlen(c->id), d);
+  snprintf(tap, 16, "vt%.12s", d + 7);
+  snprintf(sock, n, "%s/run/%.16s.sock", c->rt->root, d + 7);
+}
+
+/* Host directories become 9p shares tagged vol<i> (i: the mount's index). */
+static int is_volume(const Vessel__V1__Mount *m) { return !strcmp(m->type, "bind") || !*m->type; }
+static int is_read_only(const Vessel__V1__Mount *m) {
+  for (size_t k = 0; k < m->n_options; k++)
+    if (!strcmp(m->options[k], "ro")) return 1;
+  return 0;
+}
+
+int rt_boot(rt_container *c, const char *rootfs_src, vs_err *err) {
+  rt_runtime *rt = c->rt;
+  char root[4400], console[4400], tags[MAX_SHARES][24];
+  snprintf(root, sizeof root, "%s/rootfs.ext4", c->dir);
+  snprintf(console, sizeof console, "%s/console.log", c->dir);
+  vm_share shares[MAX_SHARES];
+  size_t n_shares = 0;
+  for (size_t i = 0; i < c->spec->n_mounts; i++) {
+    const Vessel__V1__Mount *m = c->spec->mounts[i];
+    if (!is_volume(m)) continue;
+    if (n_shares == MAX_SHARES)
+      return vs_err_set(err, VS_INVALID_ARGUMENT, "at most %d host-directory volumes", MAX_SHARES);
+    snprintf(tags[n_shares], sizeof tags[0], "vol%zu", i);
+    shares[n_shares] = (vm_share){m->source, tags[n_shares], is_read_only(m)};
+    n_shares++;
+  }
+  rt_vm_kind kind = {c->vcpus, c->memory_mib, c->network[0] != 0};
+  /* Not with volumes: their devices are not in a template. */
+  int pooled = !c->spec->no_template && !n_shares;
+  rt_pool_vm got;
+  memset(&got, 0, sizeof got);
+  if (pooled && rt_pool_take_spare(rt, &kind, rootfs_src, root, console, c->bridge, &got)) {
+    pthread_mutex_lock(&c->mu);
+    c->vm = got.v;
+    snprintf(c->tap, sizeof c->tap, "%s", got.tap);
+    snprintf(c->sock, sizeof c->sock, "%s", got.sock);
+    c->from_template = 1;
+    c->qemu_pid = vm_pid(got.v);
+    c->boot_ms = got.boot_ms;
+    pthread_mutex_unlock(&c->mu);
+    return 0;
+  }
+  if (rfs_copy_writable(rootfs_src, root, err) < 0) return -1;
+  char tap[16];
+  vm_names(c, tap, c->sock, sizeof c->sock);
+  unlink(c->sock);
+  if (kind.with_nic) {
+    if (rt_tap_create(tap, c->bridge, err) < 0) return -1;
+    snprintf(c->tap, sizeof c->tap, "%s", tap);
+  }
+  vm_config vc;
+  rt_vm_config(rt, &vc, c->vcpus, c->memory_mib, root, c->sock, console);
+  vc.tap = kind.with_nic ? c->tap : NULL;
+  vc.mac = kind.with_nic ? c->mac : NULL;
+  vc.shares = shares;
+  vc.n_shares = n_shares;
+  int restored = pooled && rt_pool_restore(rt, &kind, &vc, &got);
+  vm *v = restored ? got.v : vm_start(&vc, err);
+  if (!v) return -1;
+  if (!restored && vm_wait_ready(v, BOOT_TIMEOUT_MS, err) < 0) {
+    vm_kill(v);
+    vm_free(v);
+    return vs_err_wrap(err, "boot VM of %s", c->id);
+  }
+  pthread_mutex_lock(&c->mu);
+  c->vm = v;
+  c->from_template = restored;
+  c->qemu_pid = vm_pid(v);
+  c->boot_ms = vm_ready_ms(v);
+  pthread_mutex_unlock(&c->mu);
+  return 0;
+}
+
+int rt_configure_guest(rt_container *c, vs_err *err) {
+  if (c->ip[0]) {
+    Vessel__V1__NetworkInterface nif;
+    vessel__v1__network_interface__init(&nif);
+    char addr[40];
+    snprintf(addr, sizeof addr, "%s/%d", c->ip, c->prefix);
+    char *addrs[1] = {addr};
+    nif.name = (char *)"eth0";
+    nif.mac = c->mac;
+    nif.addresses = addrs;
+    nif.n_addresses = 1;
+    nif.gateway_v4 = c->gateway;
+    Vessel__V1__AgentConfigureInterfaceRequest req;
+    vessel__v1__agent_configure_interface_request__init(&req);
+    req.interface = &nif;
+    if (rt_agent(c, &vessel_v1_Agent_ConfigureInterface, &req.base, NULL, AGENT_TIMEOUT_MS, err) < 0)
+      return vs_err_wrap(err, "configure eth0");
+  }
+  Vessel__V1__Mount rootfs;
+  vessel__v1__mount__init(&rootfs);
+  rootfs.type = (char *)"ext4";
+  rootfs.source = (char *)"/dev/vda";
+  Vessel__V1__AgentCreateContainerRequest req;
+  vessel__v1__agent_create_container_request__init(&req);
+  req.container_id = c->id;
+  req.rootfs = &rootfs;
+  size_t nm = c->spec->n_mounts;
+  Vessel__V1__Mount *guest = calloc(nm ? nm : 1, sizeof *guest);
+  Vessel__V1__Mount **gp = calloc(nm ? nm : 1, sizeof *gp);
+  char(*tags)[24] = calloc(nm ? nm : 1, sizeof *tags);
+  static char *const opts[4] = {"trans=virtio", "version=9p2000.L", "msize=262144", "ro"};
+  int rc;
+  if (!guest || !gp || !tags) {
+    rc = vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+    goto out;
+  }
+  for (size_t i = 0; i < nm; i++) {
+    const Vessel__V1__Mount *m = c->spec->mounts[i];
+    guest[i] = *m;
+    gp[i] = &guest[i];
+    if (!is_volume(m)) continue;
+    snprintf(tags[i], sizeof tags[i], "vol%zu", i);
+    guest[i].type = (char *)"9p";
+    guest[i].source = tags[i];
+    guest[i].options = (char **)opts;
+    guest[i].n_options = is_read_only(m) ? 4 : 3;
+  }
+  req.mounts = gp;
+  req.n_mounts = nm;
+  req.hostname = c->spec->hostname;
+  req.dns = c->spec->dns;
+  req.hosts = c->spec->extra_hosts;
+  req.n_hosts = c->spec->n_extra_hosts;
+  req.resources = c->spec->resources;
+  req.n_sysctls = c->spec->n_sysctls;
+  req.sysctls = (Vessel__V1__AgentCreateContainerRequest__SysctlsEntry **)c->spec->sysctls;
+  req.process = c->spec->process;
+  rc = rt_agent(c, &vessel_v1_Agent_CreateContainer, &req.base, NULL, AGENT_TIMEOUT_MS, err);
+out:
+  free(guest);
+  free(gp);
+  free(tags);
+  return rc;
+}
+
+/* Agent.Sync before the VM ends, so a stopped container's disk has its
+ * writes; a Delete cancels it (the disk goes anyway: no need to wait). 0
+ * when synced or no longer needed. */
+static int sync_guest(rt_container *c, vm *v) {
+  vs_err e;
+  vrpc_call_opts o = {5000, NULL};
+  vrpc_call *call = vm_channel(v) ? vrpc_call_start(vm_channel(v), &vessel_v1_Agent_Sync, &o, &e) : NULL;
+  if (!call) return -1;
+  pthread_mutex_lock(&c->mu);
+  int discard = c->discard_disk;
+  if (!discard) c->sync_call = call;
+  pthread_mutex_unlock(&c->mu);
+  int rc = 0;
+  if (!discard) {
+    Vessel__V1__AgentSyncRequest req;
+    vessel__v1__agent_sync_request__init(&req);
+    ProtobufCMessage *r = NULL;
+    rc = vrpc_send(call, &req.base, &e) == 0 && vrpc_close_send(call, &e) == 0 &&
+                 vrpc_recv(call, &r, &e) == 1
+             ? 0
+             : -1;
+    vrpc_msg_free(r);
+    pthread_mutex_lock(&c->mu);
+    c->sync_call = NULL;
+    if (c->discard_disk) rc = 0;
+    pthread_mutex_unlock(&c->mu);
+  }
+  vrpc_call_free(call);
+  return rc;
+}
+
+/* Ends the streams on the VM's channel: the exec relays, the events relay. */
+static void end_streams(rt_container *c) {
+  pthread_mutex_lock(&c->mu);
+  size_t n = 0;
+  for (rt_proc *p = c->execs; p; p = p->next) n++;
+  rt_proc **ps = malloc((n ? n : 1) * sizeof *ps);
+  n = 0;
+  for (rt_proc *p = c->execs; ps && p; p = p->next) {
+    p->users++; /* not reaped meanwhile */
+    ps[n++] = p;
+  }
+  pthread_mutex_unlock(&c->mu);
+  for (size_t i = 0; i < n; i++) rt_proc_join(ps[i]);
+  pthread_mutex_lock(&c->mu);
+  for (size_t i = 0; i < n; i++) ps[i]->users--;
+  pthread_mutex_unlock(&c->mu);
+  free(ps);
+  rt_agent_events_stop(c);
+}
+
+void rt_teardown_vm(rt_container *c) {
+  pthread_mutex_lock(&c->mu);
+  vm *v = c->vm;
+  c->vm = NULL;
+  c->qemu_pid = 0;
+  pthread_mutex_unlock(&c->mu);
+  if (!v) return;
+  end_streams(c);
+  pthread_rwlock_wrlock(&c->vm_lock); /* no agent call in flight any more */
+  pthread_rwlock_unlock(&c->vm_lock);
+  /* Nothing runs in the VM any more: flush the guest's writes to the root
+   * disk, then end QEMU (a full guest power-off costs more under TCG). */
+  vs_err ignore;
+  if (sync_guest(c, v) == 0) vm_kill(v);
+  else if (vm_stop(v, 5000, &ignore) < 0) vm_kill(v);
+  vm_free(v);
+}
+
+void rt_detach_vm(rt_container *c) {
+  rt_proc_join(&c->init);
+  end_streams(c);
+  pthread_mutex_lock(&c->mu);
+  vm *v = c->vm;
+  c->vm = NULL;
+  pthread_mutex_unlock(&c->mu);
+  if (v) {
+    vm_detach(v);
+    vm_free(v);
+  }
+}
+
+int rt_readopt_vm(rt_container *c, vs_err *err) {
+  char console[4400];
+  snprintf(console, sizeof console, "%s/console.log", c->dir);
+  if (!c->sock[0]) { /* state of an older vesseld */
+    char tap[16];
+    vm_names(c, tap, c->sock, sizeof c->sock);
+    if (!c->tap[0] && c->network[0]) snprintf(c->tap, sizeof c->tap, "%s", tap);
+  }
+  vm *v = c->qemu_pid > 0 ? vm_adopt(c->qemu_pid, c->sock, console, 1, err) : NULL;
+  if (!v && c->qemu_pid <= 0) vs_err_set(err, VS_NOT_FOUND, "no QEMU was recorded");
+  if (v && vm_wait_ready(v, 10000, err) < 0) {
+    vm_kill(v);
+    vm_free(v);
+    v = NULL;
+  }
+  pthread_mutex_lock(&c->mu);
+  c->vm = v;
+  if (!v) c->qemu_pid = 0; /* its PID is not touched: it may be another process's by now */
+  pthread_mutex_unlock(&c->mu);
+  return v ? 0 : -1;
+}
+
+void rt_reap_orphans(rt_runtime *rt) {
+  char dir[4200];
+  snprintf(dir, sizeof dir, "%s/run", rt->root);
+  size_t n;
+  rt_container **all = rt_get_all(rt, &n);
+  DIR *d = opendir(dir);
+  for (struct dirent *e; d && (e = readdir(d));) {
+    size_t l = strlen(e->d_name);
+    if (l < 5 || strcmp(e->d_name + l - 4, ".rec") != 0) continue;
+    char path[4500];
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    vm_record r;
+    vs_err err;
+    if (vm_record_read(path, &r, &err) < 0) {
+      vs_log("vesseld", VS_LOG_WARN, "%s", err.msg);
+      unlink(path);
+      continue;
+    }
+    int owned = 0;
+    for (size_t i = 0; i < n && !owned; i++) {
+      pthread_mutex_lock(&all[i]->mu);
+      owned = all[i]->vm && !strcmp(all[i]->sock, r.socket);
+      pthread_mutex_unlock(&all[i]->mu);
+    }
+    if (owned) continue;
+    vs_log("vesseld", VS_LOG_INFO, "ending QEMU %d (%s): no container owns it", (int)r.pid, r.socket);
+    vm_record_end(path, &r);
+    if (r.tap[0]) rt_tap_delete(r.tap);
+  }
+  if (d) closedir(d);
+  rt_put_all(all, n);
+}

@@ -1,0 +1,37 @@
+/* Container and process events to vesseld's bus. */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "server/runtime/runtime_internal.h"
+
+void rt_now(int64_t *ns) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  *ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t rt_mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void rt_emit(rt_container *c, int type, const char *exec_id, const rt_exit *e) {
+  evb_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.type = type;
+  snprintf(ev.container_id, sizeof ev.container_id, "%s", c->id);
+  snprintf(ev.process_id, sizeof ev.process_id, "%s", exec_id ? exec_id : "");
+  if (type == EVB_CONTAINER_CREATED && c->spec)
+    snprintf(ev.image, sizeof ev.image, "%s", c->spec->image);
+  if (e) {
+    ev.has_exit = 1;
+    ev.exit_code = e->code;
+    ev.exit_signal = e->signal;
+    ev.oom_killed = e->oom_killed;
+    ev.exited_ns = e->exited_ns;
+    snprintf(ev.reason, sizeof ev.reason, "%s", e->reason);
+  }
+  evb_publish(c->rt->cfg.events, &ev);
+}
