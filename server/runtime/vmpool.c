@@ -372,6 +372,12 @@ static void *spare_main(void *arg) {
          rt_guest_refresh(vm_channel(s->v), &err) == 0;
     if (ok) spare_warm(vm_channel(s->v));
   }
+  if (ok) { /* ready: says so (and which QEMU) to whoever looks */
+    char pid[4400], text[32];
+    snprintf(pid, sizeof pid, "%s/qemu.pid", s->dir);
+    snprintf(text, sizeof text, "%d", (int)vm_pid(s->v));
+    ok = vs_write_atomic(pid, text, strlen(text), 0600, &err) == 0;
+  }
   pthread_mutex_lock(&pool->mu);
   if (ok && !rt_closing(rt) && !pool->spare) {
     pool->spare = s;
