@@ -1,0 +1,211 @@
+"""vesseld left running: containers and execs come and go without its fds,
+threads or memory growing, finished execs are forgotten, a deleted
+container's log goes with it, and a vesseld killed at any moment leaves no
+QEMU that no container owns once it is back. Real VMs, one vesseld in a
+network namespace of its own."""
+import os
+import random
+import signal
+import subprocess
+import time
+
+import pytest
+
+import vessel
+from test_containers import busybox_image_tar
+from vesseld import Vesseld, wait_for
+
+KERNEL = os.environ.get("VESSEL_KERNEL", "")
+INITRD = os.environ.get("VESSEL_INITRD", "")
+IMAGE = "busybox:test"
+
+
+def counts(pid):
+    """(open fds, threads, RSS KiB) of a process."""
+    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    threads = len(os.listdir(f"/proc/{pid}/task"))
+    with open(f"/proc/{pid}/status") as f:
+        rss = next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+    return fds, threads, rss
+
+
+def vesseld_pid(d):
+    """vesseld's own PID (the Popen is `ip netns exec`, which execs it)."""
+    return d.proc.pid
+
+
+def qemus(root):
+    """PIDs of the QEMUs whose command line names this vesseld's root."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if b"qemu-system" in cmd and root.encode() in cmd:
+            found.append(int(pid))
+    return found
+
+
+def spare_ready(root):
+    spares = os.path.join(root, "spares")
+    return any(os.path.exists(os.path.join(spares, d, "qemu.pid"))
+               for d in (os.listdir(spares) if os.path.isdir(spares) else []))
+
+
+def settle(c, root, timeout=120):
+    """Runs containers until the template exists and a warm spare is ready
+    (the spare follows the first restore from a template); then nothing is
+    being built in the background."""
+    end = time.monotonic() + timeout
+    while not spare_ready(root) and time.monotonic() < end:
+        assert c.containers.run(IMAGE, ["true"]).exit_code == 0
+        wait_for(lambda: spare_ready(root), timeout=5)
+    assert spare_ready(root), "no warm spare"
+    time.sleep(1)
+
+
+def load_image(c, tmp):
+    c.images.load(busybox_image_tar(str(tmp)), reference=IMAGE)
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    assert KERNEL and os.path.exists(KERNEL), "VESSEL_KERNEL must name the guest kernel"
+    assert INITRD and os.path.exists(INITRD), "VESSEL_INITRD must name the initramfs"
+    with Vesseld("--kernel", KERNEL, "--initrd", INITRD, netns=True) as d, \
+            vessel.Client(d.address, timeout=180) as c:
+        load_image(c, tmp_path_factory.mktemp("img"))
+        c.daemon = d
+        yield c
+
+
+def test_runs_leave_fds_threads_and_memory_at_baseline(daemon):
+    """300 sequential `run --rm true`: vesseld's fd and thread counts are
+    back to baseline (±3) and its RSS grew by less than 5 MiB."""
+    c, d = daemon, daemon.daemon
+    pid = vesseld_pid(d)
+    for _ in range(10):  # warm up: the template, the spare, allocator arenas
+        assert c.containers.run(IMAGE, ["true"]).exit_code == 0
+    settle(c, d.root)
+    fds0, threads0, rss0 = counts(pid)
+    for i in range(300):
+        r = c.containers.run(IMAGE, ["true"])
+        assert r.exit_code == 0, (i, r)
+    settle(c, d.root)
+    fds1, threads1, rss1 = counts(pid)
+    print(f"fds {fds0}->{fds1} threads {threads0}->{threads1} rss {rss0}->{rss1} KiB")
+    assert abs(fds1 - fds0) <= 3, (fds0, fds1)
+    assert abs(threads1 - threads0) <= 3, (threads0, threads1)
+    assert rss1 - rss0 < 5 * 1024, (rss0, rss1)
+    assert c.containers.list(all=True) == []
+    assert os.listdir(os.path.join(d.root, "containers")) == []
+
+
+def test_deleted_container_log_is_closed_and_removed(daemon):
+    """A container that wrote 20 MB: once deleted, vesseld holds no fd of its
+    (deleted) log and the disk space is back."""
+    c, d = daemon, daemon.daemon
+    pid = vesseld_pid(d)
+    ct = c.containers.create(IMAGE, ["sh", "-c", "dd if=/dev/zero bs=1M count=20 2>/dev/null"])
+    ct.start()
+    assert ct.wait(timeout=120).code == 0
+    logdir = os.path.join(d.root, "containers", ct.id, "logs")
+    assert sum(os.path.getsize(os.path.join(logdir, f)) for f in os.listdir(logdir)) > 1 << 20
+    ct.delete()
+    assert not os.path.exists(os.path.join(d.root, "containers", ct.id))
+    held = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+    assert not [h for h in held if ct.id in h or "(deleted)" in h], held
+
+
+def test_execs_are_forgotten_and_memory_stays(daemon):
+    """100 execs writing 1 MB each into one container: RSS within 5 MiB of
+    where it started; finished execs leave exec_ids, and a finished exec
+    whose exit was seen is forgotten (NOT_FOUND) after its grace."""
+    c, d = daemon, daemon.daemon
+    pid = vesseld_pid(d)
+    ct = c.containers.create(IMAGE, ["sleep", "600"])
+    ct.start()
+    try:
+        for _ in range(5):  # warm up
+            assert ct.exec(["dd", "if=/dev/zero", "bs=64k", "count=16"]).communicate()[2].code == 0
+        fds0, threads0, rss0 = counts(pid)
+        for i in range(100):
+            out, err, status = ct.exec(["dd", "if=/dev/zero", "bs=64k", "count=16"]).communicate()
+            assert status.code == 0 and len(out) == 1 << 20, (i, status, len(out))
+        time.sleep(6)  # past the grace of the last ones: the next exec forgets them
+        ct.exec(["true"]).communicate()
+        fds1, threads1, rss1 = counts(pid)
+        print(f"fds {fds0}->{fds1} threads {threads0}->{threads1} rss {rss0}->{rss1} KiB")
+        assert rss1 - rss0 < 5 * 1024, (rss0, rss1)
+        assert threads1 - threads0 <= 3, (threads0, threads1)
+        assert fds1 - fds0 <= 3, (fds0, fds1)
+        assert list(ct.reload().exec_ids) == []
+        # A seen exec goes once its grace has passed (at the next exec).
+        p = ct.exec(["true"], exec_id="seen-once")
+        assert p.wait(timeout=60).code == 0
+        assert c.containers.wait(ct.id, exec_id="seen-once").code == 0  # still there
+        time.sleep(6)
+        ct.exec(["true"]).communicate()
+        with pytest.raises(vessel.NotFoundError):
+            c.containers.wait(ct.id, exec_id="seen-once")
+        # A running exec is listed.
+        ct.exec(["sleep", "30"], exec_id="long", attach=False)
+        assert "long" in ct.reload().exec_ids
+    finally:
+        ct.delete(force=True)
+
+
+def kill_at(d, delay):
+    time.sleep(delay)
+    d.proc.send_signal(signal.SIGKILL)
+    d.proc.wait()
+
+
+@pytest.mark.parametrize("phase", ["template-build", "spare-refill"])
+def test_killed_vesseld_leaves_no_orphan_qemu(tmp_path, phase):
+    """kill -9 of vesseld at several points of a template build (right after
+    the first container of a new kind cold-booted) and of a spare refill
+    (right after a container took the spare or restored the template):
+    after a restart on the same root, every QEMU of that root belongs to a
+    container."""
+    assert KERNEL and os.path.exists(KERNEL)
+    rnd = random.Random(11 if phase == "template-build" else 12)
+    delays = [0.0, 0.05, 0.3, 0.8] + [round(rnd.uniform(0.0, 2.0), 2) for _ in range(2)]
+    root = str(tmp_path / "root")
+    args = ("--kernel", KERNEL, "--initrd", INITRD)
+    daemons = [Vesseld(*args, netns=True, root=root)]
+    try:
+        with vessel.Client(daemons[0].address, timeout=180) as c:
+            load_image(c, tmp_path)
+            if phase == "spare-refill":
+                settle(c, root, timeout=180)
+        for n, delay in enumerate(delays):
+            d = daemons[-1]
+            with vessel.Client(d.address, timeout=180) as c:
+                # template-build: a new memory size is a new kind of VM, whose
+                # template starts building now.
+                mem = (128 + 64 * n) << 20 if phase == "template-build" else 0
+                ct = c.containers.create(IMAGE, ["sleep", "600"], memory=mem)
+                ct.start()
+            kill_at(d, delay)
+            d = Vesseld(*args, netns=daemons[0].netns, root=root)
+            daemons.append(d)
+            with vessel.Client(d.address, timeout=180) as c:
+                listed = c.containers.list(all=True)
+                mine = {x.vm.qemu_pid for x in listed if x.vm.qemu_pid}
+                assert ct.id in [x.id for x in listed]
+                stray = set(qemus(root)) - mine
+                assert not stray, f"kill after {delay}s: QEMUs {stray} owned by no container " \
+                                  f"(containers own {mine})\n" + d.log
+    finally:
+        for d in daemons[1:]:
+            d.stop()
+        for p in qemus(root):
+            os.kill(p, signal.SIGKILL)
+        for d in daemons[1:]:
+            d.cleanup()
+        daemons[0].cleanup()  # its network namespace last
