@@ -401,7 +401,7 @@ int vrpc_server_serve_fd(vrpc_server *s, int fd, vs_err *err) {
     close(fd);
     return vs_err_set(err, VS_FAILED_PRECONDITION, "server not started");
   }
-  /* gRPC needs a non-blocking socket, else calls hang (FACTS.md). */
+  /* gRPC needs a non-blocking socket, else calls hang until their deadline. */
   int fl = fcntl(fd, F_GETFL);
   if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
     int e = errno;

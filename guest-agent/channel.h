@@ -1,7 +1,7 @@
 /* ch: the transport between vesseld and the agent. vsock where the VM has
  * it; else a virtio-serial port found by name and bridged to a socketpair,
- * because gRPC needs a socket (FACTS.md). A host reconnect (vesseld
- * restarted) gets a fresh gRPC connection. */
+ * because gRPC needs a socket (sendmsg: a char device is ENOTSOCK). A
+ * host reconnect (vesseld restarted) gets a fresh gRPC connection. */
 #ifndef VESSEL_GUEST_AGENT_CHANNEL_H
 #define VESSEL_GUEST_AGENT_CHANNEL_H
 

@@ -22,7 +22,7 @@ static int version(vrpc_call *call, void *ctx, vs_err *err) {
 }
 
 /* "kvm" only with hardware virtualisation; a /dev/kvm without vmx/svm (a
- * software hypervisor) is slower than TCG or fails (FACTS.md). */
+ * software hypervisor) is slower than TCG or fails. */
 static const char *accelerator(void) {
   FILE *f = fopen("/proc/cpuinfo", "r");
   if (!f) return "tcg";

@@ -9,7 +9,7 @@
  *   vm_free(v);
  *
  * TCG is used when the CPU shows no vmx/svm (a /dev/kvm without them is a
- * software hypervisor that is slower or fails: FACTS.md), KVM otherwise.
+ * software hypervisor that is slower or fails), KVM otherwise.
  * Under TCG the kernel gets tsc_early_khz=<host TSC> against the microvm
  * boot hang ("Unable to calibrate against PIT"). */
 #ifndef VESSEL_SERVER_VM_VM_H

@@ -524,7 +524,7 @@ type Container struct {
 	AutoRemove bool `protobuf:"varint,18,opt,name=auto_remove,json=autoRemove,proto3" json:"auto_remove,omitempty"`
 	// The VM; absent while CREATING or when STOPPED.
 	Vm *VmInfo `protobuf:"bytes,19,opt,name=vm,proto3" json:"vm,omitempty"`
-	// IDs of the exec'd processes vesseld still tracks.
+	// IDs of the exec'd processes still running.
 	ExecIds []string `protobuf:"bytes,20,rep,name=exec_ids,json=execIds,proto3" json:"exec_ids,omitempty"`
 	// Size of the container's root filesystem file on the host, bytes.
 	RootfsSizeBytes int64 `protobuf:"varint,21,opt,name=rootfs_size_bytes,json=rootfsSizeBytes,proto3" json:"rootfs_size_bytes,omitempty"`

@@ -82,8 +82,12 @@ type ContainersClient interface {
 	// INVALID_ARGUMENT or NOT_FOUND with the reason).
 	Start(ctx context.Context, in *ContainersStartRequest, opts ...grpc.CallOption) (*ContainersStartResponse, error)
 	// Creates and starts an additional process in a RUNNING container. Its
-	// output is buffered by vesseld until the first Attach (replayed with
-	// logs=true), so attach right after Exec to see everything.
+	// output is buffered by vesseld (up to 1 MiB) until the first Attach
+	// (replayed with logs=true), so attach right after Exec to see everything.
+	// A finished exec is forgotten 5 s after its exit reached a client (by
+	// Wait, or by an Attach that received all its output), or 10 minutes
+	// after it exited if no client asked: then Wait, Attach and Signal on its
+	// exec_id answer NOT_FOUND.
 	// Errors: FAILED_PRECONDITION (not RUNNING), ALREADY_EXISTS (exec_id),
 	// INVALID_ARGUMENT (empty args), UNAVAILABLE.
 	Exec(ctx context.Context, in *ContainersExecRequest, opts ...grpc.CallOption) (*ContainersExecResponse, error)
@@ -396,8 +400,12 @@ type ContainersServer interface {
 	// INVALID_ARGUMENT or NOT_FOUND with the reason).
 	Start(context.Context, *ContainersStartRequest) (*ContainersStartResponse, error)
 	// Creates and starts an additional process in a RUNNING container. Its
-	// output is buffered by vesseld until the first Attach (replayed with
-	// logs=true), so attach right after Exec to see everything.
+	// output is buffered by vesseld (up to 1 MiB) until the first Attach
+	// (replayed with logs=true), so attach right after Exec to see everything.
+	// A finished exec is forgotten 5 s after its exit reached a client (by
+	// Wait, or by an Attach that received all its output), or 10 minutes
+	// after it exited if no client asked: then Wait, Attach and Signal on its
+	// exec_id answer NOT_FOUND.
 	// Errors: FAILED_PRECONDITION (not RUNNING), ALREADY_EXISTS (exec_id),
 	// INVALID_ARGUMENT (empty args), UNAVAILABLE.
 	Exec(context.Context, *ContainersExecRequest) (*ContainersExecResponse, error)
