@@ -91,6 +91,10 @@ typedef int (*vrpc_handler)(vrpc_call *call, void *ctx, vs_err *err);
 
 typedef struct vrpc_server_opts {
   size_t max_message_bytes; /* 0 = VRPC_DEFAULT_MAX_MESSAGE */
+  /* Calls one client connection may have in flight at once (each has a
+   * handler thread); one more is answered RESOURCE_EXHAUSTED at once.
+   * 0 = no limit. */
+  int max_calls_per_connection;
 } vrpc_server_opts;
 
 vrpc_server *vrpc_server_new(const vrpc_server_opts *opts, vs_err *err);
@@ -103,7 +107,9 @@ int vrpc_server_add_service(vrpc_server *srv, const vrpc_service *svc,
 
 /* uri: unix:///abs/path, unix:relative, tcp://host:port (port 0 picks one).
  * tls NULL = plaintext. *bound_port (may be NULL) receives the TCP port.
- * Call before vrpc_server_start. */
+ * Call before vrpc_server_start. A plaintext unix socket is accepted by
+ * vrpc itself and each connection served as an fd, so that every client
+ * connection is told apart (gRPC names every unix peer "unix:"). */
 int vrpc_server_listen(vrpc_server *srv, const char *uri, const vrpc_tls *tls,
                        int *bound_port, vs_err *err);
 

@@ -2,8 +2,13 @@
  * send the status it returns. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -17,6 +22,13 @@
 /* Outstanding grpc_server_request_call slots; more than one keeps accepting
  * while the poller hands a fresh call to its thread. */
 #define VRPC_ACCEPT_SLOTS 4
+#define VRPC_MAX_UNIX 8
+
+/* Calls in flight per client connection (its gRPC peer name). */
+typedef struct vrpc_peer_count {
+  char *peer;
+  int n;
+} vrpc_peer_count;
 
 typedef struct vrpc_entry {
   const vrpc_method *method;
@@ -52,6 +64,19 @@ struct vrpc_server {
   int active; /* handler threads running */
   vrpc_tag shutdown_tag;
   int shutdown_done;
+
+  /* under mu: calls in flight per connection */
+  int max_per_peer;
+  vrpc_peer_count *peers;
+  size_t n_peers;
+
+  /* plaintext unix listeners accepted here (see vrpc_server_listen) */
+  int unix_fds[VRPC_MAX_UNIX];
+  char unix_paths[VRPC_MAX_UNIX][108];
+  size_t n_unix;
+  int accept_stop; /* eventfd */
+  pthread_t acceptor;
+  int accepting;
 };
 
 static void server_shutdown_done(vrpc_tag *t, int ok) {
@@ -72,6 +97,8 @@ vrpc_server *vrpc_server_new(const vrpc_server_opts *opts, vs_err *err) {
   grpc_init();
   s->max_message = opts && opts->max_message_bytes ? opts->max_message_bytes
                                                    : VRPC_DEFAULT_MAX_MESSAGE;
+  s->max_per_peer = opts ? opts->max_calls_per_connection : 0;
+  s->accept_stop = -1;
   vrpc_size_args(&s->args, s->argv, s->max_message);
   s->server = grpc_server_create(&s->args, NULL);
   pthread_mutex_init(&s->mu, NULL);
@@ -128,6 +155,25 @@ size_t vrpc_server_services(vrpc_server *s, const char **names, size_t max) {
   return s->n_services;
 }
 
+static int listen_unix(vrpc_server *s, const char *path, const char *uri, vs_err *err) {
+  if (s->n_unix == VRPC_MAX_UNIX)
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "at most %d unix listeners", VRPC_MAX_UNIX);
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+  struct stat st;
+  if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path); /* a stale one */
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 128) < 0) {
+    int e = errno;
+    if (fd >= 0) close(fd);
+    return vs_err_errno(err, VS_UNAVAILABLE, e, "cannot listen on %s", uri);
+  }
+  s->unix_fds[s->n_unix] = fd;
+  snprintf(s->unix_paths[s->n_unix], sizeof s->unix_paths[0], "%s", path);
+  s->n_unix++;
+  return 0;
+}
+
 int vrpc_server_listen(vrpc_server *s, const char *uri, const vrpc_tls *tls,
                        int *bound_port, vs_err *err) {
   if (s->started)
@@ -140,6 +186,7 @@ int vrpc_server_listen(vrpc_server *s, const char *uri, const vrpc_tls *tls,
     if (strlen(p) > 107)
       return vs_err_set(err, VS_INVALID_ARGUMENT,
                         "unix socket path %s is longer than 107 bytes", p);
+    if (!tls) return listen_unix(s, p, uri, err);
   }
   grpc_server_credentials *creds;
   if (tls) {
@@ -181,6 +228,9 @@ int vrpc_server_listen(vrpc_server *s, const char *uri, const vrpc_tls *tls,
 }
 
 /* ---- per-call handler threads ---- */
+
+static int peer_enter(vrpc_server *s, const char *peer);
+static void peer_leave(vrpc_server *s, const char *peer);
 
 static const vrpc_entry *find_entry(vrpc_server *s, const char *path, size_t len) {
   for (size_t i = 0; i < s->n_entries; i++) {
@@ -282,6 +332,7 @@ static void *handler_main(void *arg) {
       vs_err_set(&err, VS_UNKNOWN, "%s failed without a reason", e->method->path);
   }
   finish_server_call(c, err.code, err.msg);
+  peer_leave(s, c->peer);
 
   grpc_call_unref(c->call);
   grpc_call_details_destroy(&c->details);
@@ -297,6 +348,45 @@ static void *handler_main(void *arg) {
   pthread_cond_broadcast(&s->cv);
   pthread_mutex_unlock(&s->mu);
   return NULL;
+}
+
+/* Counts a call of peer in; 1 (and not counted) if that is over the limit. */
+static int peer_enter(vrpc_server *s, const char *peer) {
+  if (!s->max_per_peer || !peer) return 0;
+  pthread_mutex_lock(&s->mu);
+  size_t i = 0;
+  while (i < s->n_peers && strcmp(s->peers[i].peer, peer) != 0) i++;
+  int over = 0;
+  if (i < s->n_peers) {
+    over = s->peers[i].n >= s->max_per_peer;
+    if (!over) s->peers[i].n++;
+  } else {
+    vrpc_peer_count *p = realloc(s->peers, (s->n_peers + 1) * sizeof *p);
+    char *copy = strdup(peer);
+    if (p && copy) {
+      s->peers = p;
+      s->peers[s->n_peers++] = (vrpc_peer_count){copy, 1};
+    } else {
+      if (p) s->peers = p;
+      free(copy); /* not counted: no memory to count it with */
+    }
+  }
+  pthread_mutex_unlock(&s->mu);
+  return over;
+}
+
+static void peer_leave(vrpc_server *s, const char *peer) {
+  if (!s->max_per_peer || !peer) return;
+  pthread_mutex_lock(&s->mu);
+  for (size_t i = 0; i < s->n_peers; i++)
+    if (!strcmp(s->peers[i].peer, peer)) {
+      if (--s->peers[i].n == 0) { /* the connection's last call: forget it */
+        free(s->peers[i].peer);
+        s->peers[i] = s->peers[--s->n_peers];
+      }
+      break;
+    }
+  pthread_mutex_unlock(&s->mu);
 }
 
 /* Placeholder method until dispatch picks the real one (unknown paths). */
@@ -317,16 +407,26 @@ static void slot_done(vrpc_tag *t, int ok) {
   post_slot(s);
 
   vs_err err;
-  vrpc_call *c = vrpc_call_alloc(&unknown_method, s->max_message, &err);
+  char *peer = grpc_call_get_peer(slot->call);
+  int over = peer_enter(s, peer);
+  vrpc_call *c = over ? NULL : vrpc_call_alloc(&unknown_method, s->max_message, &err);
   if (!c) {
-    grpc_call_cancel_with_status(slot->call, GRPC_STATUS_RESOURCE_EXHAUSTED,
-                                 "out of memory", NULL);
+    char msg[160];
+    snprintf(msg, sizeof msg,
+             over ? "too many calls in flight on this connection (at most %d): "
+                    "finish or cancel some, or open another connection"
+                  : "out of memory",
+             s->max_per_peer);
+    if (!over) peer_leave(s, peer);
+    gpr_free(peer);
+    grpc_call_cancel_with_status(slot->call, GRPC_STATUS_RESOURCE_EXHAUSTED, msg, NULL);
     grpc_call_unref(slot->call);
     grpc_call_details_destroy(&slot->details);
     grpc_metadata_array_destroy(&slot->md);
   } else {
     c->server_side = 1;
     c->srv = s;
+    c->peer = peer; /* counted in s->peers until the handler ends */
     c->call = slot->call;
     c->details = slot->details;
     c->request_md = slot->md;
@@ -362,6 +462,7 @@ static void slot_done(vrpc_tag *t, int ok) {
       pthread_mutex_lock(&s->mu);
       s->active--;
       pthread_mutex_unlock(&s->mu);
+      peer_leave(s, peer);
       /* Leak c deliberately: its close op is still pending on this queue. */
     }
   }
@@ -387,12 +488,55 @@ static int post_slot(vrpc_server *s) {
   return 0;
 }
 
+/* Accepts on the unix listeners; each connection is served as an fd. */
+static void *acceptor_main(void *arg) {
+  vrpc_server *s = arg;
+  struct pollfd pf[VRPC_MAX_UNIX + 1];
+  for (size_t i = 0; i < s->n_unix; i++) pf[i] = (struct pollfd){s->unix_fds[i], POLLIN, 0};
+  pf[s->n_unix] = (struct pollfd){s->accept_stop, POLLIN, 0};
+  for (;;) {
+    if (poll(pf, s->n_unix + 1, -1) < 0 && errno != EINTR) break;
+    if (pf[s->n_unix].revents & POLLIN) break;
+    for (size_t i = 0; i < s->n_unix; i++) {
+      if (!(pf[i].revents & POLLIN)) continue;
+      int fd = accept4(s->unix_fds[i], NULL, NULL, SOCK_CLOEXEC);
+      vs_err ignore;
+      if (fd >= 0) vrpc_server_serve_fd(s, fd, &ignore);
+      else if (errno == EMFILE || errno == ENFILE) usleep(100000); /* let fds free up */
+    }
+  }
+  return NULL;
+}
+
+static void stop_acceptor(vrpc_server *s) {
+  if (s->accepting) {
+    uint64_t one = 1;
+    ssize_t n = write(s->accept_stop, &one, sizeof one);
+    (void)n;
+    pthread_join(s->acceptor, NULL);
+    s->accepting = 0;
+  }
+  for (size_t i = 0; i < s->n_unix; i++) {
+    close(s->unix_fds[i]);
+    unlink(s->unix_paths[i]);
+  }
+  s->n_unix = 0;
+  if (s->accept_stop >= 0) close(s->accept_stop);
+  s->accept_stop = -1;
+}
+
 int vrpc_server_start(vrpc_server *s, vs_err *err) {
   if (s->started) return vs_err_set(err, VS_FAILED_PRECONDITION, "server already started");
   grpc_server_start(s->server);
   s->started = 1;
   for (int i = 0; i < VRPC_ACCEPT_SLOTS; i++)
     if (post_slot(s) < 0) return vs_err_set(err, VS_INTERNAL, "cannot accept calls");
+  if (s->n_unix) {
+    s->accept_stop = eventfd(0, EFD_CLOEXEC);
+    if (s->accept_stop < 0 || pthread_create(&s->acceptor, NULL, acceptor_main, s) != 0)
+      return vs_err_errno(err, VS_INTERNAL, errno, "cannot accept connections");
+    s->accepting = 1;
+  }
   return 0;
 }
 
@@ -436,6 +580,7 @@ void vrpc_server_shutdown(vrpc_server *s, int grace_ms) {
   int already = s->shutting_down;
   s->shutting_down = 1;
   pthread_mutex_unlock(&s->mu);
+  stop_acceptor(s);
   if (already || !s->started) return;
 
   grpc_server_shutdown_and_notify(s->server, s->cq.cq, &s->shutdown_tag);
@@ -461,6 +606,8 @@ void vrpc_server_free(vrpc_server *s) {
   vrpc_cq_stop(&s->cq);
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->cv);
+  for (size_t i = 0; i < s->n_peers; i++) free(s->peers[i].peer);
+  free(s->peers);
   free(s->entries);
   free(s->services);
   for (size_t i = 0; i < s->n_kept; i++) free(s->kept[i]);

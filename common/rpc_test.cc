@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -532,4 +533,51 @@ TEST_F(TlsTest, MutualTlsRequired) {
   vrpc_channel_free(plain);
 }
 
+}  // namespace
+
+namespace {
+// One client connection may have at most max_calls_per_connection calls in
+// flight; one more is RESOURCE_EXHAUSTED at once, while another connection
+// to the same unix socket is served, and the first is served again once
+// its calls ended.
+TEST_F(RpcTest, CallsInFlightAreLimitedPerConnection) {
+  vs_err err;
+  vrpc_server_free(srv_);
+  vrpc_server_opts o = {};
+  o.max_calls_per_connection = 3;
+  srv_ = vrpc_server_new(&o, &err);
+  ASSERT_NE(srv_, nullptr) << err.msg;
+  ASSERT_EQ(vessel_test_Test_register(srv_, &kHandlers, &ctx_, &err), 0) << err.msg;
+  Start();
+  std::vector<std::thread> slow;
+  std::atomic<int> slow_ok{0};
+  for (int i = 0; i < 3; i++)
+    slow.emplace_back([&] {
+      if (Echo(make("slow", 0, 1500), nullptr, 30000) == 0) slow_ok++;
+    });
+  while (ctx_.handled.load() < 3) usleep(1000);
+  vs_err e;
+  EXPECT_EQ(Echo(make("one too many"), nullptr, 10000, &e), VS_RESOURCE_EXHAUSTED);
+  EXPECT_NE(std::string(e.msg).find("at most 3"), std::string::npos) << e.msg;
+  // Another connection (channels to one target share gRPC's subchannel, so
+  // connect by hand).
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un a = {};
+  a.sun_family = AF_UNIX;
+  snprintf(a.sun_path, sizeof a.sun_path, "%s/s.sock", dir_.c_str());
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof a), 0);
+  vrpc_channel *other = vrpc_dial_fd(fd, nullptr, &err);
+  ASSERT_NE(other, nullptr) << err.msg;
+  Msg m = make("other connection");
+  ProtobufCMessage *resp = nullptr;
+  vrpc_call_opts opts = {10000, nullptr};
+  EXPECT_EQ(vrpc_unary(other, &vessel_test_Test_Unary, &m.base, &resp, &opts, &err), 0) << err.msg;
+  vrpc_msg_free(resp);
+  vrpc_channel_free(other);
+  for (auto &t : slow) t.join();
+  EXPECT_EQ(slow_ok.load(), 3);
+  std::string text;
+  EXPECT_EQ(Echo(make("again"), &text), 0);
+  EXPECT_EQ(text, "again");
+}
 }  // namespace

@@ -1,6 +1,7 @@
 #include "server/daemon/config.h"
 
 #include <getopt.h>
+#include <stdlib.h>
 #include <string.h>
 
 const char vd_usage[] =
@@ -20,6 +21,9 @@ const char vd_usage[] =
     "  --kernel FILE         guest kernel for container VMs (kernel/build.sh)\n"
     "  --initrd FILE         vminitd initramfs (//guest-agent:initramfs)\n"
     "  --qemu FILE           QEMU binary (default qemu-system-x86_64 on PATH)\n"
+    "  --max-calls-per-connection N\n"
+    "                        calls one client connection may have in flight\n"
+    "                        (default 512; more are RESOURCE_EXHAUSTED)\n"
     "  --version             print the version and exit\n"
     "  --help                this text\n";
 
@@ -57,7 +61,7 @@ int vd_config_validate(const vd_config *c, vs_err *err) {
 }
 
 int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
-  enum { ROOT = 1, LISTEN, CERT, KEY, CA, INSECURE, VERSION, HELP, KERNEL, INITRD, QEMU };
+  enum { ROOT = 1, LISTEN, CERT, KEY, CA, INSECURE, VERSION, HELP, KERNEL, INITRD, QEMU, MAXCALLS };
   static const struct option opts[] = {
       {"root", required_argument, NULL, ROOT},
       {"listen", required_argument, NULL, LISTEN},
@@ -68,12 +72,14 @@ int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
       {"kernel", required_argument, NULL, KERNEL},
       {"initrd", required_argument, NULL, INITRD},
       {"qemu", required_argument, NULL, QEMU},
+      {"max-calls-per-connection", required_argument, NULL, MAXCALLS},
       {"version", no_argument, NULL, VERSION},
       {"help", no_argument, NULL, HELP},
       {NULL, 0, NULL, 0},
   };
   memset(c, 0, sizeof *c);
   c->root = VD_DEFAULT_ROOT;
+  c->max_calls_per_connection = 512;
   optind = 1;
   opterr = 0;
   for (;;) {
@@ -93,6 +99,15 @@ int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
       case KERNEL: c->kernel = optarg; break;
       case INITRD: c->initrd = optarg; break;
       case QEMU: c->qemu = optarg; break;
+      case MAXCALLS: {
+        char *end;
+        long n = strtol(optarg, &end, 10);
+        if (*end || n < 1 || n > 1000000)
+          return vs_err_set(err, VS_INVALID_ARGUMENT,
+                            "--max-calls-per-connection %s: give a number 1..1000000", optarg);
+        c->max_calls_per_connection = (int)n;
+        break;
+      }
       case VERSION: c->show_version = 1; return 0;
       case HELP: c->show_help = 1; return 0;
       default:

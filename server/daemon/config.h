@@ -22,6 +22,7 @@ typedef struct vd_config {
   const char *tls_cert, *tls_key, *tls_client_ca;
   int insecure_tcp; /* allow plaintext TCP (logs a warning) */
   const char *kernel, *initrd, *qemu; /* guest boot files; NULL = none */
+  int max_calls_per_connection; /* per client connection, in flight */
   int show_help, show_version;
 } vd_config;
 

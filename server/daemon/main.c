@@ -135,7 +135,8 @@ int main(int argc, char **argv) {
     LOG(VS_LOG_ERROR, "%s", err.msg);
     return 1;
   }
-  vrpc_server *srv = vrpc_server_new(NULL, &err);
+  vrpc_server_opts so = {.max_calls_per_connection = d.cfg.max_calls_per_connection};
+  vrpc_server *srv = vrpc_server_new(&so, &err);
   const vrpc_descriptor_pool *pools[] = {&vessel_proto_pool, &grpc_proto_pool};
   if (!srv || vd_system_register(srv, &d, &err) < 0 || vd_images_register(srv, &d, &err) < 0 ||
       vd_events_register(srv, &d, &err) < 0 || vd_networks_register(srv, &d, &err) < 0 ||

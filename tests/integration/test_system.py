@@ -3,6 +3,7 @@ unix and TCP+mTLS, refused connections, health, flags, shutdown."""
 import os
 import signal
 import subprocess
+import time
 
 import grpc
 import pytest
@@ -155,3 +156,35 @@ def test_networks_crud(daemon):
         with pytest.raises(grpc.RpcError) as e:
             c.networks.Delete(n.NetworksDeleteRequest(name="default"), timeout=5)
         assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_calls_in_flight_per_connection_are_limited():
+    """--max-calls-per-connection N: a client connection with N calls in
+    flight (here Events streams) gets RESOURCE_EXHAUSTED for one more, named
+    as such; once one ends, calls go through again."""
+    from vessel.v1 import events_pb2
+    with Vesseld("--max-calls-per-connection", "4") as d, vessel.Client(d.address) as c:
+        streams = [c.events.stub.Subscribe(events_pb2.EventsSubscribeRequest(), timeout=60)
+                   for _ in range(4)]
+        time.sleep(1)  # the streams reach the server
+        with pytest.raises(vessel.VesselError) as e:
+            c.version()
+        assert e.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "at most 4" in str(e.value)
+        streams[0].cancel()
+        deadline = time.monotonic() + 10
+        while True:  # the cancelled handler ends a moment later
+            try:
+                assert c.version().api_version == "vessel.v1"
+                break
+            except vessel.VesselError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        for s in streams[1:]:
+            s.cancel()
+
+
+def test_bad_max_calls_flag_is_refused():
+    r = subprocess.run([vesseld_path(), "--max-calls-per-connection", "0"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "--max-calls-per-connection" in r.stderr + r.stdout
