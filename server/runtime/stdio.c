@@ -223,6 +223,9 @@ int rt_proc_open_stdio(rt_container *c, rt_proc *p, rt_exit_fn on_exit, vs_err *
   ra->c = c;
   ra->p = p;
   p->on_exit = on_exit;
+  pthread_mutex_lock(&p->out_mu);
+  p->out_closing = 0; /* a stream opened again (a Start that failed before) */
+  pthread_mutex_unlock(&p->out_mu);
   pthread_mutex_lock(&p->stdio_mu);
   p->stdio = call;
   vs_err ignore;

@@ -125,6 +125,8 @@ static void *build_main(void *arg) {
   rt_template *t = &j->t;
   vs_err err;
   vs_err_set(&err, VS_INTERNAL, "cannot create its disk");
+  int ok = 0;
+  vm *v = NULL;
   char tmp[4400], sock[4200], qmp[4200], console[4400], tap[16] = "";
   snprintf(tmp, sizeof tmp, "%s.tmp", t->state);
   snprintf(console, sizeof console, "%s/console.log", t->dir);
@@ -147,8 +149,8 @@ static void *build_main(void *arg) {
   vc.tap = t->with_nic ? tap : NULL;
   vc.mac = t->with_nic ? TEMPLATE_MAC : NULL;
   vc.qmp_socket = qmp;
-  vm *v = vm_start(&vc, &err);
-  int ok = v && vm_wait_ready(v, 60000, &err) == 0;
+  v = vm_start(&vc, &err);
+  ok = v && vm_wait_ready(v, 60000, &err) == 0;
   if (ok) {
     vm_detach(v); /* the agent sees the host leave and waits for the next */
     usleep(300000);

@@ -13,7 +13,7 @@ import pytest
 
 import vessel
 from test_containers import busybox_image_tar
-from vesseld import Vesseld, wait_for
+from vesseld import Vesseld, qemu_pids, wait_for
 
 KERNEL = os.environ.get("VESSEL_KERNEL", "")
 INITRD = os.environ.get("VESSEL_INITRD", "")
@@ -32,22 +32,6 @@ def counts(pid):
 def vesseld_pid(d):
     """vesseld's own PID (the Popen is `ip netns exec`, which execs it)."""
     return d.proc.pid
-
-
-def qemus(root):
-    """PIDs of the QEMUs whose command line names this vesseld's root."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read()
-        except OSError:
-            continue
-        if b"qemu-system" in cmd and root.encode() in cmd:
-            found.append(int(pid))
-    return found
 
 
 def spare_ready(root):
@@ -159,6 +143,72 @@ def test_execs_are_forgotten_and_memory_stays(daemon):
         ct.delete(force=True)
 
 
+def test_slow_attacher_holds_back_the_process_not_memory(daemon):
+    """A client attached to a process writing 128 MiB that does not read:
+    what vesseld holds for it is bounded (the agent stream's 8 MiB window,
+    the attacher's 4 MiB queue, the client's window: RSS grows by far less
+    than was written) and the process waits; once the client reads, every
+    byte arrives."""
+    c, d = daemon, daemon.daemon
+    pid = vesseld_pid(d)
+    ct = c.containers.create(IMAGE, ["sh", "-c", "dd if=/dev/zero bs=64k count=2048 2>/dev/null; echo done >&2"])
+    rss0 = counts(pid)[2]
+    proc = c.containers.attach(ct.id, logs=False)
+    ct.start()
+    time.sleep(10)  # the process would have written it all by now, unhindered
+    rss1 = counts(pid)[2]
+    assert ct.reload().state == 3, "the writer should be held back while nobody reads"  # RUNNING
+    out, err, status = proc.communicate()
+    assert status.code == 0 and len(out) == 128 << 20 and err == b"done\n", (status, len(out), err)
+    print(f"rss while held back {rss0}->{rss1} KiB")
+    assert rss1 - rss0 < 48 * 1024, (rss0, rss1)
+    ct.delete()
+
+
+def test_published_port_one_poller_many_connections(daemon):
+    """A published port: 60 connections (20 at a time) and a 5 MiB body
+    through the proxy; vesseld's thread count does not grow with them and
+    its fds are back to baseline after."""
+    import threading
+    c, d = daemon, daemon.daemon
+    pid = vesseld_pid(d)
+    ct = c.containers.create(IMAGE, ["sh", "-c", "dd if=/dev/urandom of=/var/www/big bs=1M count=5 "
+                                     "2>/dev/null && httpd -f -p 80 -h /var/www"],
+                             ports={80: ("127.0.0.1", 0)})
+    ct.start()
+    port = ct.reload().ports[0].host_port
+    fetch = ("import sys, hashlib, urllib.request\n"
+             "for i in range(int(sys.argv[2])):\n"
+             "    for _ in range(100):\n"
+             "        try:\n"
+             "            b = urllib.request.urlopen(sys.argv[1], timeout=10).read(); break\n"
+             "        except OSError: __import__('time').sleep(0.1)\n"
+             "print(len(b), hashlib.md5(b).hexdigest())\n")
+    url = f"http://127.0.0.1:{port}/"
+    # httpd listens once dd is done
+    assert wait_for(lambda: ct.exec(["wget", "-qO-", "http://127.0.0.1/index.html"])
+                    .communicate()[2].code == 0, timeout=60, interval=0.5)
+    want = ct.exec(["md5sum", "/var/www/big"]).communicate()[0].split()[0].decode()
+    fds0, threads0, _ = counts(pid)
+    peak = [threads0]
+    def many():
+        d.in_netns("/usr/bin/python3", "-c", fetch, url + "index.html", "3", capture_output=True)
+    ts = [threading.Thread(target=many) for _ in range(20)]
+    [t.start() for t in ts]
+    while any(t.is_alive() for t in ts):
+        peak.append(counts(pid)[1])
+        time.sleep(0.05)
+    [t.join() for t in ts]
+    r = d.in_netns("/usr/bin/python3", "-c", fetch, url + "big", "1", capture_output=True, text=True)
+    n, md5 = r.stdout.split()
+    assert int(n) == 5 << 20 and md5 == want, (r.stdout, r.stderr, want)
+    fds1, threads1, _ = counts(pid)
+    print(f"threads {threads0} peak {max(peak)}; fds {fds0}->{fds1}")
+    assert max(peak) - threads0 <= 3, (threads0, max(peak))
+    assert abs(fds1 - fds0) <= 3, (fds0, fds1)
+    ct.delete(force=True)
+
+
 def kill_at(d, delay):
     time.sleep(delay)
     d.proc.send_signal(signal.SIGKILL)
@@ -198,13 +248,13 @@ def test_killed_vesseld_leaves_no_orphan_qemu(tmp_path, phase):
                 listed = c.containers.list(all=True)
                 mine = {x.vm.qemu_pid for x in listed if x.vm.qemu_pid}
                 assert ct.id in [x.id for x in listed]
-                stray = set(qemus(root)) - mine
+                stray = set(qemu_pids(root)) - mine
                 assert not stray, f"kill after {delay}s: QEMUs {stray} owned by no container " \
                                   f"(containers own {mine})\n" + d.log
     finally:
         for d in daemons[1:]:
             d.stop()
-        for p in qemus(root):
+        for p in qemu_pids(root):
             os.kill(p, signal.SIGKILL)
         for d in daemons[1:]:
             d.cleanup()

@@ -188,3 +188,29 @@ def test_bad_max_calls_flag_is_refused():
     r = subprocess.run([vesseld_path(), "--max-calls-per-connection", "0"],
                        capture_output=True, text=True)
     assert r.returncode != 0 and "--max-calls-per-connection" in r.stderr + r.stdout
+
+
+def test_open_file_soft_limit_is_raised_to_the_hard_limit():
+    """vesseld raises RLIMIT_NOFILE's soft limit to the hard one at start
+    (each container holds a few fds). Started here with soft 1024."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert hard > 1024, "the test needs a hard limit above 1024"
+
+    def low():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+    import tempfile  # (Vesseld takes no preexec_fn: started by hand)
+    tmp = tempfile.mkdtemp(prefix="vsl-", dir="/tmp")
+    p = subprocess.Popen([vesseld_path(), "--root", f"{tmp}/root", "--listen", f"unix://{tmp}/v.sock"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=low)
+    try:
+        for line in p.stdout:
+            if " ready " in line:
+                break
+        with open(f"/proc/{p.pid}/limits") as f:
+            row = next(l for l in f if l.startswith("Max open files")).split()
+        assert int(row[3]) == hard and int(row[4]) == hard, row
+    finally:
+        p.terminate()
+        p.wait(20)
+        subprocess.run(["rm", "-rf", tmp])

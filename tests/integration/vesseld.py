@@ -110,19 +110,11 @@ class Vesseld:
                 f.write(self.log)
         # vesseld leaves VMs running when it exits (a restarted one re-adopts
         # them): a test's leftovers are ended here.
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
+        for pid in qemu_pids(self.tmp):
             try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    cmd = f.read()
+                os.kill(pid, signal.SIGKILL)
             except OSError:
-                continue
-            if b"qemu-system" in cmd and self.tmp.encode() in cmd:
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except OSError:
-                    pass
+                pass
         if self.own_netns:
             subprocess.run(["ip", "netns", "del", self.netns], check=False)
             self.own_netns = False
@@ -137,6 +129,22 @@ class Vesseld:
 
     def __exit__(self, *exc):
         self.cleanup()
+
+
+def qemu_pids(marker: str) -> list[int]:
+    """PIDs of the QEMUs whose command line contains marker (a path)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if b"qemu-system" in cmd and marker.encode() in cmd:
+            found.append(int(pid))
+    return found
 
 
 def wait_for(pred, timeout=10.0, interval=0.05):
