@@ -237,6 +237,14 @@ static int filters_valid(char **f, size_t n, vs_err *err) {
     if (!known)
       return vs_err_set(err, VS_INVALID_ARGUMENT,
                         "unknown filter \"%s\" (use id=, label=, state=, image=, network=)", f[i]);
+    if (!strncmp(f[i], "state=", 6)) {
+      int ok = 0;
+      for (int st = 1; st <= 5; st++) ok |= !strcmp(f[i] + 6, state_word((Vessel__V1__ContainerState)st));
+      if (!ok)
+        return vs_err_set(err, VS_INVALID_ARGUMENT,
+                          "filter \"%s\": states are creating, created, running, stopping, stopped",
+                          f[i]);
+    }
   }
   return 0;
 }

@@ -279,8 +279,10 @@ static int listen_on(const Vessel__V1__PortMapping *m, rt_port *p, vs_err *err) 
     int e = errno;
     if (p->listen_fd >= 0) close(p->listen_fd);
     p->listen_fd = -1;
-    return vs_err_errno(err, e == EADDRINUSE ? VS_ALREADY_EXISTS : VS_INTERNAL, e, "publish %s:%u",
+    if (e == EADDRINUSE)
+      return vs_err_set(err, VS_INVALID_ARGUMENT, "publish %s:%u: the host port is already in use",
                         p->host_ip, m->host_port);
+    return vs_err_errno(err, VS_INTERNAL, e, "publish %s:%u", p->host_ip, m->host_port);
   }
   socklen_t al = sizeof a;
   getsockname(p->listen_fd, (struct sockaddr *)&a, &al);

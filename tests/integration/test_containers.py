@@ -723,3 +723,39 @@ def test_stdin_before_start_and_process_exit_events(env):
         c.containers.List(cp.ContainersListRequest(filters=["bogus=1"]))
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     c.containers.Delete(cp.ContainersDeleteRequest(container_id="early", force=True))
+
+
+def test_contract_ids_stats_ports_and_list_filters(env):
+    """Generated IDs are 64 lower-case hex digits; Stats of a container that
+    is not running is FAILED_PRECONDITION; a host port in use is
+    INVALID_ARGUMENT naming it; List with an unknown state is
+    INVALID_ARGUMENT."""
+    import re
+    c = env
+    ct = c.containers.Create(cp.ContainersCreateRequest(
+        image="busybox:test", process=types_pb2.ProcessSpec(args=["true"]),
+        ports=[cp.PortMapping(host_ip="127.0.0.1", container_port=80)]), timeout=180).container
+    assert re.fullmatch(r"[0-9a-f]{64}", ct.id), ct.id
+    port = ct.ports[0].host_port
+    with pytest.raises(grpc.RpcError) as e:
+        c.containers.Create(cp.ContainersCreateRequest(
+            image="busybox:test", process=types_pb2.ProcessSpec(args=["true"]),
+            ports=[cp.PortMapping(host_ip="127.0.0.1", host_port=port, container_port=80)]),
+            timeout=180)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"127.0.0.1:{port}" in e.value.details() and "in use" in e.value.details()
+    with pytest.raises(grpc.RpcError) as e:  # CREATED: not running yet
+        c.containers.Stats(cp.ContainersStatsRequest(container_id=ct.id))
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    c.containers.Start(cp.ContainersStartRequest(container_id=ct.id))
+    c.containers.Wait(cp.ContainersWaitRequest(container_id=ct.id), timeout=60)
+    with pytest.raises(grpc.RpcError) as e:  # STOPPED
+        c.containers.Stats(cp.ContainersStatsRequest(container_id=ct.id))
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "stopped" in e.value.details()
+    with pytest.raises(grpc.RpcError) as e:
+        c.containers.List(cp.ContainersListRequest(all=True, filters=["state=bogus"]))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    listed = c.containers.List(cp.ContainersListRequest(all=True, filters=["state=stopped"]))
+    assert ct.id in [x.id for x in listed.containers]
+    c.containers.Delete(cp.ContainersDeleteRequest(container_id=ct.id, force=True))
