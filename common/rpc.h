@@ -95,6 +95,12 @@ typedef struct vrpc_server_opts {
    * handler thread); one more is answered RESOURCE_EXHAUSTED at once.
    * 0 = no limit. */
   int max_calls_per_connection;
+  /* Unix sockets are made with this mode whatever the umask (0 = 0660),
+   * and, with has_unix_gid, owned by group unix_gid (else the process's).
+   * Set before clients can connect (between bind and listen). */
+  int unix_mode;
+  int has_unix_gid;
+  unsigned unix_gid;
 } vrpc_server_opts;
 
 vrpc_server *vrpc_server_new(const vrpc_server_opts *opts, vs_err *err);

@@ -68,6 +68,8 @@ struct vrpc_server {
 
   /* under mu: calls in flight per connection */
   int max_per_peer;
+  int unix_mode;
+  long unix_gid; /* -1: the process's */
   vrpc_peer_count *peers;
   size_t n_peers;
 
@@ -99,6 +101,8 @@ vrpc_server *vrpc_server_new(const vrpc_server_opts *opts, vs_err *err) {
   s->max_message = opts && opts->max_message_bytes ? opts->max_message_bytes
                                                    : VRPC_DEFAULT_MAX_MESSAGE;
   s->max_per_peer = opts ? opts->max_calls_per_connection : 0;
+  s->unix_mode = opts && opts->unix_mode ? opts->unix_mode : 0660;
+  s->unix_gid = opts && opts->has_unix_gid ? (long)opts->unix_gid : -1;
   s->accept_stop = -1;
   vrpc_size_args(&s->args, s->argv, s->max_message);
   s->server = grpc_server_create(&s->args, NULL);
@@ -164,7 +168,9 @@ static int listen_unix(vrpc_server *s, const char *path, const char *uri, vs_err
   struct stat st;
   if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path); /* a stale one */
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 128) < 0) {
+  /* Mode and group before listen: until then no client can connect. */
+  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || chmod(path, (mode_t)s->unix_mode) < 0 ||
+      (s->unix_gid >= 0 && chown(path, (uid_t)-1, (gid_t)s->unix_gid) < 0) || listen(fd, 128) < 0) {
     int e = errno;
     if (fd >= 0) close(fd);
     return vs_err_errno(err, VS_UNAVAILABLE, e, "cannot listen on %s", uri);

@@ -21,6 +21,8 @@ const char vd_usage[] =
     "  --kernel FILE         guest kernel for container VMs (kernel/build.sh)\n"
     "  --initrd FILE         vminitd initramfs (//guest-agent:initramfs)\n"
     "  --qemu FILE           QEMU binary (default qemu-system-x86_64 on PATH)\n"
+    "  --socket-group NAME   group that may use the unix sockets (mode 0660,\n"
+    "                        owner root; default vesseld's own group)\n"
     "  --max-calls-per-connection N\n"
     "                        calls one client connection may have in flight\n"
     "                        (default 512; more are RESOURCE_EXHAUSTED)\n"
@@ -61,7 +63,7 @@ int vd_config_validate(const vd_config *c, vs_err *err) {
 }
 
 int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
-  enum { ROOT = 1, LISTEN, CERT, KEY, CA, INSECURE, VERSION, HELP, KERNEL, INITRD, QEMU, MAXCALLS };
+  enum { ROOT = 1, LISTEN, CERT, KEY, CA, INSECURE, VERSION, HELP, KERNEL, INITRD, QEMU, MAXCALLS, SOCKGROUP };
   static const struct option opts[] = {
       {"root", required_argument, NULL, ROOT},
       {"listen", required_argument, NULL, LISTEN},
@@ -73,6 +75,7 @@ int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
       {"initrd", required_argument, NULL, INITRD},
       {"qemu", required_argument, NULL, QEMU},
       {"max-calls-per-connection", required_argument, NULL, MAXCALLS},
+      {"socket-group", required_argument, NULL, SOCKGROUP},
       {"version", no_argument, NULL, VERSION},
       {"help", no_argument, NULL, HELP},
       {NULL, 0, NULL, 0},
@@ -99,6 +102,7 @@ int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
       case KERNEL: c->kernel = optarg; break;
       case INITRD: c->initrd = optarg; break;
       case QEMU: c->qemu = optarg; break;
+      case SOCKGROUP: c->socket_group = optarg; break;
       case MAXCALLS: {
         char *end;
         long n = strtol(optarg, &end, 10);

@@ -23,6 +23,7 @@ typedef struct vd_config {
   int insecure_tcp; /* allow plaintext TCP (logs a warning) */
   const char *kernel, *initrd, *qemu; /* guest boot files; NULL = none */
   int max_calls_per_connection; /* per client connection, in flight */
+  const char *socket_group;     /* group of the unix sockets; NULL = ours */
   int show_help, show_version;
 } vd_config;
 

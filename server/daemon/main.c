@@ -2,6 +2,7 @@
  * directory, serves the API until SIGINT/SIGTERM. */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <stdio.h>
@@ -116,6 +117,17 @@ int main(int argc, char **argv) {
     if (setrlimit(RLIMIT_NOFILE, &nofile) < 0) LOG(VS_LOG_WARN, "cannot raise the fd limit");
   }
 
+  /* The unix sockets' group (Docker's "docker" group): checked first. */
+  long socket_gid = -1;
+  if (d.cfg.socket_group) {
+    struct group *g = getgrnam(d.cfg.socket_group);
+    if (!g) {
+      LOG(VS_LOG_ERROR, "--socket-group %s: no such group", d.cfg.socket_group);
+      return 1;
+    }
+    socket_gid = (long)g->gr_gid;
+  }
+
   int lock_fd = lock_root(d.cfg.root, &err);
   if (lock_fd < 0) {
     LOG(VS_LOG_ERROR, "%s", err.msg);
@@ -135,7 +147,9 @@ int main(int argc, char **argv) {
     LOG(VS_LOG_ERROR, "%s", err.msg);
     return 1;
   }
-  vrpc_server_opts so = {.max_calls_per_connection = d.cfg.max_calls_per_connection};
+  vrpc_server_opts so = {.max_calls_per_connection = d.cfg.max_calls_per_connection,
+                         .unix_mode = 0660, .has_unix_gid = socket_gid >= 0,
+                         .unix_gid = (unsigned)socket_gid};
   vrpc_server *srv = vrpc_server_new(&so, &err);
   const vrpc_descriptor_pool *pools[] = {&vessel_proto_pool, &grpc_proto_pool};
   if (!srv || vd_system_register(srv, &d, &err) < 0 || vd_images_register(srv, &d, &err) < 0 ||

@@ -214,3 +214,36 @@ def test_open_file_soft_limit_is_raised_to_the_hard_limit():
         p.terminate()
         p.wait(20)
         subprocess.run(["rm", "-rf", tmp])
+
+
+@pytest.mark.parametrize("group", [None, "nogroup"])
+def test_unix_socket_is_0660_whatever_the_umask(group):
+    """Under umask 000 the unix socket is still 0660 (owner and group only),
+    owned by --socket-group when given; an unknown group is refused."""
+    import grp
+    import stat
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="vsl-", dir="/tmp")
+    args = [vesseld_path(), "--root", f"{tmp}/root", "--listen", f"unix://{tmp}/v.sock"]
+    if group:
+        args += ["--socket-group", group]
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         preexec_fn=lambda: os.umask(0))
+    try:
+        for line in p.stdout:
+            if " ready " in line:
+                break
+        st = os.stat(f"{tmp}/v.sock")
+        assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o660, oct(st.st_mode)
+        want = grp.getgrnam(group).gr_gid if group else os.getgid()
+        assert st.st_gid == want
+        with vessel.Client(f"unix://{tmp}/v.sock") as c:
+            assert c.version().api_version == "vessel.v1"
+    finally:
+        p.terminate()
+        p.wait(20)
+        subprocess.run(["rm", "-rf", tmp])
+    r = subprocess.run([vesseld_path(), "--root", f"{tmp}/root", "--socket-group", "no-such-group-x"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "no-such-group-x" in r.stdout + r.stderr
+    subprocess.run(["rm", "-rf", tmp])
