@@ -383,6 +383,11 @@ static void *reaper_main(void *arg) {
     struct signalfd_siginfo si;
     while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
     }
+    /* An OOM kill is counted before its victim can be reaped: its event
+     * goes out before the exit it caused. */
+    pthread_mutex_lock(&a->mu);
+    check_oom(a);
+    pthread_mutex_unlock(&a->mu);
     for (;;) {
       int status;
       pid_t pid = waitpid(-1, &status, WNOHANG);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "server/runtime/runtime_internal.h"
 #include "vessel/v1/agent.pb-c.h"
@@ -32,6 +33,10 @@ static void *events_main(void *arg) {
       snprintf(ev.process_id, sizeof ev.process_id, "%s",
                strcmp(e->process_id, c->id) ? e->process_id : "");
       evb_publish(c->rt->cfg.events, &ev);
+      pthread_mutex_lock(&c->events_mu);
+      c->oom_seen++;
+      pthread_cond_broadcast(&c->events_cv);
+      pthread_mutex_unlock(&c->events_mu);
     }
     vrpc_msg_free(m);
   }
@@ -79,4 +84,20 @@ void rt_agent_events_stop(rt_container *c) {
   vrpc_cancel(call);
   if (running) pthread_join(c->events_thread, NULL);
   vrpc_call_free(call);
+}
+
+void rt_agent_events_wait_oom(rt_container *c, int ms) {
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += ms / 1000;
+  until.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (until.tv_nsec >= 1000000000L) {
+    until.tv_sec++;
+    until.tv_nsec -= 1000000000L;
+  }
+  pthread_mutex_lock(&c->events_mu);
+  while (!c->oom_seen && c->events_running &&
+         pthread_cond_timedwait(&c->events_cv, &c->events_mu, &until) == 0) {
+  }
+  pthread_mutex_unlock(&c->events_mu);
 }

@@ -215,20 +215,63 @@ static void emit_exited(rt_container *c) {
   rt_emit(c, EVB_CONTAINER_EXITED, NULL, &e);
 }
 
+static int delete_in(rt_container *c, int force, vs_err *err);
+
+/* auto_remove: a container that stopped is deleted, from a thread of its
+ * own (the relay that saw the exit must not join itself); rt_close waits
+ * for these. */
+static void *auto_remove_main(void *arg) {
+  rt_container *c = arg;
+  vs_err err;
+  if (delete_in(c, 1, &err) < 0 && err.code != VS_NOT_FOUND) /* (a Stop deleted it first) */
+    vs_log("vesseld", VS_LOG_WARN, "container %s: auto_remove failed: %s", c->id, err.msg);
+  rt_runtime *rt = c->rt;
+  rt_put(c);
+  pthread_mutex_lock(&rt->mu);
+  rt->removing--;
+  pthread_mutex_unlock(&rt->mu);
+  return NULL;
+}
+
+static void auto_remove(rt_container *c) {
+  rt_runtime *rt = c->rt;
+  if (!c->spec->auto_remove || rt_closing(rt)) return;
+  rt_ref(c);
+  pthread_mutex_lock(&rt->mu);
+  rt->removing++;
+  pthread_mutex_unlock(&rt->mu);
+  pthread_attr_t at;
+  pthread_attr_init(&at);
+  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+  pthread_t th;
+  if (pthread_create(&th, &at, auto_remove_main, c) != 0) {
+    vs_log("vesseld", VS_LOG_WARN, "container %s: no thread to auto-remove it", c->id);
+    pthread_mutex_lock(&rt->mu);
+    rt->removing--;
+    pthread_mutex_unlock(&rt->mu);
+    rt_put(c);
+  }
+  pthread_attr_destroy(&at);
+}
+
 /* The relay's report of init's end: the container is stopped before any
  * waiter or attacher hears of it (a Delete right after finds it stopped),
- * then the event goes out and the VM goes. */
+ * then the event goes out and the VM goes (and, with auto_remove, the
+ * container). */
 static void init_exited(rt_container *c, rt_proc *p, const rt_exit *e) {
   pthread_mutex_lock(&c->mu);
   int stopped = rt_proc_set_exit_locked(p, e) && stopped_locked(c);
+  int now = stopped;
   if (stopped && c->starting) { /* rt_start emits it after STARTED */
     c->exit_event_pending = 1;
-    stopped = 0;
+    now = 0;
   }
   pthread_mutex_unlock(&c->mu);
   rt_proc_wake(p);
-  if (stopped) emit_exited(c);
+  if (stopped && e->oom_killed) rt_agent_events_wait_oom(c, 2000);
+  if (now) emit_exited(c);
   rt_teardown_vm(c);
+  if (stopped) auto_remove(c);
 }
 
 /* ---- start / stop / delete ---- */
@@ -326,6 +369,9 @@ int rt_stop(rt_runtime *rt, const char *id, int sig, int64_t timeout_ms, rt_exit
   pthread_mutex_lock(&c->op);
   int rc = stop_in(c, sig, timeout_ms, out, err);
   pthread_mutex_unlock(&c->op);
+  /* auto_remove: also a container stopped before it ran */
+  vs_err ignore;
+  if (rc == 0 && c->spec->auto_remove) delete_in(c, 1, &ignore);
   rt_put(c);
   return rc;
 }
@@ -344,6 +390,13 @@ static int delete_in(rt_container *c, int force, vs_err *err) {
   if (st == RT_CREATING)
     return vs_err_set(err, VS_FAILED_PRECONDITION, "container %s is still being created", c->id);
   pthread_mutex_lock(&c->op);
+  pthread_mutex_lock(&c->mu);
+  int gone = c->deleted; /* deleted meanwhile (auto_remove): nothing left to do */
+  pthread_mutex_unlock(&c->mu);
+  if (gone) {
+    pthread_mutex_unlock(&c->op);
+    return vs_err_set(err, VS_NOT_FOUND, "no container %s", c->id);
+  }
   int rc = stop_in(c, SIGKILL, 1, NULL, err);
   if (rc == 0) {
     pthread_mutex_lock(&c->mu);
@@ -444,6 +497,13 @@ rt_runtime *rt_open(const rt_config *cfg, vs_err *err) {
 void rt_close(rt_runtime *rt) {
   if (!rt) return;
   __atomic_store_n(&rt->closing, 1, __ATOMIC_RELEASE);
+  for (int i = 0; i < 600; i++) { /* auto-removals in flight end first */
+    pthread_mutex_lock(&rt->mu);
+    int busy = rt->removing;
+    pthread_mutex_unlock(&rt->mu);
+    if (!busy) break;
+    usleep(50000);
+  }
   rt_pool_close(rt);
   /* Running VMs stay running: their relays end (streams first, the channel
    * after) and the connection is dropped. A restarted vesseld re-adopts

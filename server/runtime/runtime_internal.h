@@ -137,6 +137,8 @@ struct rt_container {
   int discard_disk;     /* being deleted: the teardown need not sync */
   /* the agent's Events stream (OOM kills), relayed to the bus */
   pthread_mutex_t events_mu;
+  pthread_cond_t events_cv; /* an OOM kill was relayed */
+  int oom_seen;
   vrpc_call *events_call;
   pthread_t events_thread;
   int events_running;
@@ -157,6 +159,7 @@ struct rt_runtime {
   rt_container **list;
   size_t n;
   int closing; /* vesseld is exiting: relays end quietly, VMs live on (atomic) */
+  int removing; /* auto-removals in flight */
   rt_pool *pool;   /* templates and warm spares (vmpool.c) */
   rt_ports *ports; /* the published-port proxy (ports.c) */
   char bridges[32][16]; /* bridges set up by this vesseld (skip the checks) */
@@ -287,6 +290,9 @@ void rt_emit(rt_container *c, int type, const char *exec_id, const rt_exit *e);
 /* agent_events.c */
 int rt_agent_events_start(rt_container *c, vs_err *err);
 void rt_agent_events_stop(rt_container *c);
+/* Waits up to ms for the guest's OOM event (an init killed for memory: its
+ * CONTAINER_OOM comes on another stream than its exit, and goes first). */
+void rt_agent_events_wait_oom(rt_container *c, int ms);
 
 /* ports.c: one poller thread proxies every published port. */
 int rt_ports_open(rt_runtime *rt, vs_err *err);

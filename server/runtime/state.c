@@ -49,6 +49,7 @@ rt_container *rt_container_new(rt_runtime *rt) {
   pthread_mutex_init(&c->op, NULL);
   pthread_rwlock_init(&c->vm_lock, NULL);
   pthread_mutex_init(&c->events_mu, NULL);
+  pthread_cond_init(&c->events_cv, NULL);
   rt_proc_init(&c->init, "");
   return c;
 }
@@ -70,6 +71,7 @@ static void container_free(rt_container *c) {
   pthread_mutex_destroy(&c->op);
   pthread_rwlock_destroy(&c->vm_lock);
   pthread_mutex_destroy(&c->events_mu);
+  pthread_cond_destroy(&c->events_cv);
   free(c);
 }
 

@@ -759,3 +759,38 @@ def test_contract_ids_stats_ports_and_list_filters(env):
     listed = c.containers.List(cp.ContainersListRequest(all=True, filters=["state=stopped"]))
     assert ct.id in [x.id for x in listed.containers]
     c.containers.Delete(cp.ContainersDeleteRequest(container_id=ct.id, force=True))
+
+
+def test_auto_remove(env):
+    """auto_remove: a container is deleted once it stops, by its own exit
+    (after its EXITED event, a waiter still gets the status) or by Stop,
+    also when it never ran."""
+    c = env
+    events = c.events.Subscribe(events_pb2.EventsSubscribeRequest(), timeout=120)
+    ct = c.containers.Create(cp.ContainersCreateRequest(
+        image="busybox:test", process=types_pb2.ProcessSpec(args=["sh", "-c", "exit 7"]),
+        auto_remove=True), timeout=180).container
+    c.containers.Start(cp.ContainersStartRequest(container_id=ct.id))
+    st = c.containers.Wait(cp.ContainersWaitRequest(container_id=ct.id), timeout=60).exit_status
+    assert st.code == 7
+    seen = []
+    for m in events:
+        if m.event.container_id == ct.id:
+            seen.append(m.event.type)
+        if types_pb2.EVENT_TYPE_CONTAINER_DELETED in seen:
+            break
+    events.cancel()
+    assert seen.index(types_pb2.EVENT_TYPE_CONTAINER_EXITED) < \
+        seen.index(types_pb2.EVENT_TYPE_CONTAINER_DELETED), seen
+    with pytest.raises(grpc.RpcError) as e:
+        c.containers.Inspect(cp.ContainersInspectRequest(container_id=ct.id))
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    assert not os.path.exists(os.path.join(c.daemon.root, "containers", ct.id))
+    # Stop of a created (never started) auto_remove container removes it too.
+    ct = c.containers.Create(cp.ContainersCreateRequest(
+        image="busybox:test", process=types_pb2.ProcessSpec(args=["true"]), auto_remove=True),
+        timeout=180).container
+    c.containers.Stop(cp.ContainersStopRequest(container_id=ct.id))
+    with pytest.raises(grpc.RpcError) as e:
+        c.containers.Inspect(cp.ContainersInspectRequest(container_id=ct.id))
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
