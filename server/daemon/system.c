@@ -1,6 +1,7 @@
 /* vessel.v1.System: version, host information, disk usage. */
 #include <ftw.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -61,6 +62,57 @@ static const char *oci_arch(const char *machine) {
   return machine;
 }
 
+/* "QEMU emulator version 7.2.0 (Debian 1:7.2+dfsg-7)" -> "7.2.0". */
+static void probe_qemu(const char *qemu, char *out, size_t n) {
+  char cmd[4200];
+  out[0] = '\0';
+  snprintf(cmd, sizeof cmd, "'%s' --version 2>/dev/null", qemu && *qemu ? qemu : "qemu-system-x86_64");
+  if (strchr(qemu ? qemu : "", '\'')) return; /* no quoting games */
+  FILE *f = popen(cmd, "r");
+  if (!f) return;
+  char line[256] = "";
+  if (fgets(line, sizeof line, f)) {
+    const char *v = strstr(line, "version ");
+    if (v) snprintf(out, n, "%.*s", (int)strcspn(v + 8, " \n"), v + 8);
+  }
+  pclose(f);
+}
+
+/* The release from the "Linux version 6.1.192-vessel (...)" banner every
+ * kernel image carries (uncompressed vmlinux; "" for a compressed one). */
+static void probe_kernel(const char *path, char *out, size_t n) {
+  out[0] = '\0';
+  FILE *f = path ? fopen(path, "rb") : NULL;
+  if (!f) return;
+  static const char banner[] = "Linux version ";
+  char buf[65536 + 256];
+  size_t keep = 0, got;
+  while (!out[0] && (got = fread(buf + keep, 1, sizeof buf - keep - 1, f)) > 0) {
+    size_t len = keep + got;
+    buf[len] = '\0';
+    for (char *p = buf; p + sizeof banner + 1 < buf + len; p++) {
+      p = memchr(p, 'L', (size_t)(buf + len - p));
+      if (!p) break;
+      if (!memcmp(p, banner, sizeof banner - 1) && p[sizeof banner - 1] >= '0' &&
+          p[sizeof banner - 1] <= '9') {
+        const char *v = p + sizeof banner - 1;
+        size_t l = 0;
+        while (v + l < buf + len && l < n - 1 && v[l] > ' ' && v[l] < 127) l++;
+        snprintf(out, n, "%.*s", (int)l, v);
+        break;
+      }
+    }
+    keep = len > 256 ? 256 : len; /* a banner split across two reads */
+    memmove(buf, buf + len - keep, keep);
+  }
+  fclose(f);
+}
+
+void vd_system_probe(vd_daemon *d) {
+  probe_qemu(d->cfg.qemu, d->qemu_version, sizeof d->qemu_version);
+  probe_kernel(d->cfg.kernel, d->kernel_release, sizeof d->kernel_release);
+}
+
 static int info(vrpc_call *call, void *ctx, vs_err *err) {
   vd_daemon *d = ctx;
   ProtobufCMessage *in;
@@ -91,6 +143,32 @@ static int info(vrpc_call *call, void *ctx, vs_err *err) {
   rt_counts(d->runtime, &r.containers, &r.containers_running, &r.containers_created,
             &r.containers_stopped);
   r.images = (uint32_t)img_count(d->images);
+  net_network *nets = NULL;
+  size_t n_nets = 0;
+  vs_err ignore;
+  if (net_list(d->networks, &nets, &n_nets, &ignore) == 0) {
+    r.networks = (uint32_t)n_nets;
+    for (size_t i = 0; i < n_nets; i++) net_network_free(&nets[i]);
+    free(nets);
+  }
+  Vessel__V1__KernelInfo k;
+  Vessel__V1__KernelInfo *kp[1] = {&k};
+  vessel__v1__kernel_info__init(&k);
+  if (d->cfg.kernel) {
+    k.name = (char *)"optimized";
+    k.path = (char *)d->cfg.kernel;
+    k.release = d->kernel_release;
+    k.architecture = r.host_architecture; /* guests run the host's architecture */
+    k.is_default = 1;
+    r.kernels = kp;
+    r.n_kernels = 1;
+  }
+  r.qemu_version = d->qemu_version;
+  Vessel__V1__Resources def;
+  vessel__v1__resources__init(&def);
+  rt_default_resources(d->runtime, &def.milli_cpus, &def.memory_bytes);
+  r.default_resources = &def;
+  r.template_boot = 1; /* VMs start from templates and warm spares (no_template opts out) */
   return vrpc_send(call, &r.base, err);
 }
 

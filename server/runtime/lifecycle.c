@@ -16,7 +16,15 @@
 #include "vessel/v1/agent.pb-c.h"
 #include "vessel_proto_rpc.h"
 
+/* A VM's memory beyond its container's limit: the guest kernel and vminitd. */
+#define GUEST_MIB 64
+
 int rt_closing(rt_runtime *rt) { return __atomic_load_n(&rt->closing, __ATOMIC_ACQUIRE); }
+
+void rt_default_resources(rt_runtime *rt, int64_t *milli_cpus, int64_t *memory_bytes) {
+  *milli_cpus = 1000 * (int64_t)rt->cfg.vcpus;
+  *memory_bytes = (int64_t)(rt->cfg.memory_mib - GUEST_MIB) << 20;
+}
 
 static int validate(const Vessel__V1__ContainersCreateRequest *req, vs_err *err) {
   if (!*req->image) return vs_err_set(err, VS_INVALID_ARGUMENT, "create needs an image");
@@ -158,7 +166,8 @@ int rt_create(rt_runtime *rt, const Vessel__V1__ContainersCreateRequest *req, ch
   const Vessel__V1__Resources *res = req->resources;
   c->vcpus = res && res->milli_cpus > 0 ? (int)((res->milli_cpus + 999) / 1000) : rt->cfg.vcpus;
   /* The VM gets the container's memory limit plus room for the guest kernel. */
-  c->memory_mib = res && res->memory_bytes ? (int)(res->memory_bytes >> 20) + 64 : rt->cfg.memory_mib;
+  c->memory_mib = res && res->memory_bytes ? (int)(res->memory_bytes >> 20) + GUEST_MIB
+                                           : rt->cfg.memory_mib;
   c->spec = (Vessel__V1__ContainersCreateRequest *)rt_copy_msg(&req->base);
   /* Claim the ID (ALREADY_EXISTS) before any slow work; the list holds
    * the reference from here on, and this call one more. */

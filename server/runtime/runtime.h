@@ -99,6 +99,10 @@ int rt_stats(rt_runtime *rt, const char *id, ProtobufCMessage **stats, vs_err *e
 /* Removes a deleted network's bridge and firewall rules from the host. */
 void rt_net_remove(rt_runtime *rt, const net_network *n);
 
+/* What a container gets when Create leaves resources 0: milli-CPUs, and
+ * memory (its VM's, less what the guest kernel needs). */
+void rt_default_resources(rt_runtime *rt, int64_t *milli_cpus, int64_t *memory_bytes);
+
 /* Counts for System.Info. */
 void rt_counts(rt_runtime *rt, uint32_t *total, uint32_t *running, uint32_t *created,
                uint32_t *stopped);

@@ -247,3 +247,27 @@ def test_unix_socket_is_0660_whatever_the_umask(group):
                        capture_output=True, text=True)
     assert r.returncode != 0 and "no-such-group-x" in r.stdout + r.stderr
     subprocess.run(["rm", "-rf", tmp])
+
+
+def test_info_reports_kernel_qemu_defaults_networks_and_templates(tmp_path):
+    """System.Info fills kernels (name, path, release read from the image's
+    banner, architecture, default), qemu_version, default_resources,
+    networks and template_boot."""
+    import re
+    kernel = tmp_path / "vmlinux"
+    # A stand-in image: what vesseld reads of it is the banner.
+    kernel.write_bytes(os.urandom(100_000) + b"Linux version %s\0" +
+                       b"Linux version 6.1.99-test (builder@host) #1 SMP\0" + os.urandom(1000))
+    with Vesseld("--kernel", str(kernel)) as d, vessel.Client(d.address) as c:
+        info = c.info()
+    assert len(info.kernels) == 1
+    k = info.kernels[0]
+    assert (k.name, k.path, k.release, k.is_default) == ("optimized", str(kernel), "6.1.99-test", True)
+    assert k.architecture == info.host_architecture
+    want = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True,
+                          text=True).stdout.split("version ")[1].split()[0]
+    assert re.fullmatch(r"\d+\.\d+(\.\d+)?", info.qemu_version) and info.qemu_version == want
+    assert info.default_resources.milli_cpus == 1000
+    assert info.default_resources.memory_bytes == 192 << 20
+    assert info.networks == 1  # the built-in "default"
+    assert info.template_boot
