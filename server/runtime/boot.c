@@ -104,12 +104,18 @@ int rt_boot(rt_container *c, const char *rootfs_src, vs_err *err) {
   vc.shares = shares;
   vc.n_shares = n_shares;
   int restored = pooled && rt_pool_restore(rt, &kind, &vc, &got);
-  vm *v = restored ? got.v : vm_start(&vc, err);
-  if (!v) return -1;
-  if (!restored && vm_wait_ready(v, BOOT_TIMEOUT_MS, err) < 0) {
+  vm *v = restored ? got.v : NULL;
+  /* A cold boot whose agent never answers is tried once more (under TCG
+   * one now and then does not); the disk is untouched until the agent
+   * mounts it. */
+  for (int attempt = 0; !v; attempt++) {
+    if (!(v = vm_start(&vc, err))) return -1;
+    if (vm_wait_ready(v, BOOT_TIMEOUT_MS / 2, err) == 0) break;
     vm_kill(v);
     vm_free(v);
-    return vs_err_wrap(err, "boot VM of %s", c->id);
+    v = NULL;
+    if (attempt == 1) return vs_err_wrap(err, "boot VM of %s", c->id);
+    vs_log("vesseld", VS_LOG_WARN, "container %s: VM boot failed, once more: %s", c->id, err->msg);
   }
   pthread_mutex_lock(&c->mu);
   c->vm = v;

@@ -520,9 +520,15 @@ vm *vm_start(const vm_config *c, vs_err *err) {
 
 int vm_wait_ready(vm *v, int timeout_ms, vs_err *err) {
   if (!v->ch) return vs_err_set(err, VS_FAILED_PRECONDITION, "vm: not connected");
-  int64_t deadline = now_ms() + timeout_ms;
+  int64_t deadline = now_ms() + timeout_ms, fresh = now_ms() + 15000;
   for (;;) {
     if (reap(v, 0)) return fail_with_log(v, VS_UNAVAILABLE, err, "vm: QEMU exited during boot");
+    if (now_ms() > fresh) { /* long silent: maybe a broken connection (see vm_reconnect) */
+      vs_err ignore;
+      vm_reconnect(v, &ignore);
+      fresh = now_ms() + 15000;
+      if (!v->ch) continue;
+    }
     int64_t left = deadline - now_ms();
     if (left <= 0) return fail_with_log(v, VS_DEADLINE_EXCEEDED, err, "vm: agent did not answer");
     /* Short attempts, so that a QEMU that died is noticed quickly. */

@@ -79,12 +79,24 @@ class AgentVM:
         self.boot = json.loads(r.stdout)
         self.boot_s = time.monotonic() - t0
         self.pid = self.boot["pid"]
-        self.channel = grpc.insecure_channel(
-            "unix:" + self.sock,
-            options=[("grpc.max_receive_message_length", 128 << 20),
-                     ("grpc.max_send_message_length", 128 << 20)])
-        self.stub = AG.AgentStub(self.channel)
-        self.stub.Info(A.AgentInfoRequest(), timeout=30)
+        # vessel-vm has just left: the agent serves the next host, but a
+        # connection made before the guest saw the last one go can break
+        # (vm_reconnect in server/vm does the same): a fresh one then.
+        for attempt in range(3):
+            self.channel = grpc.insecure_channel(
+                "unix:" + self.sock,
+                options=[("grpc.max_receive_message_length", 128 << 20),
+                         ("grpc.max_send_message_length", 128 << 20),
+                         ("grpc.use_local_subchannel_pool", 1)])
+            self.stub = AG.AgentStub(self.channel)
+            try:
+                self.stub.Info(A.AgentInfoRequest(), timeout=20)
+                break
+            except grpc.RpcError:
+                self.channel.close()
+                if attempt == 2:
+                    raise
+                time.sleep(0.5)
 
     def alive(self):
         try:
