@@ -1,4 +1,5 @@
-/* Container and process events to vesseld's bus. */
+/* Container and process events to vesseld's bus; the clocks and the
+ * background threads the runtime's files share. */
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -15,6 +16,16 @@ int64_t rt_mono_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int rt_spawn_detached(void *(*fn)(void *), void *arg) {
+  pthread_attr_t at;
+  pthread_attr_init(&at);
+  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+  pthread_t th;
+  int rc = pthread_create(&th, &at, fn, arg);
+  pthread_attr_destroy(&at);
+  return rc == 0 ? 0 : -1;
 }
 
 void rt_emit(rt_container *c, int type, const char *exec_id, const rt_exit *e) {

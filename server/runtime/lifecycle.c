@@ -249,18 +249,13 @@ static void auto_remove(rt_container *c) {
   pthread_mutex_lock(&rt->mu);
   rt->removing++;
   pthread_mutex_unlock(&rt->mu);
-  pthread_attr_t at;
-  pthread_attr_init(&at);
-  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-  pthread_t th;
-  if (pthread_create(&th, &at, auto_remove_main, c) != 0) {
+  if (rt_spawn_detached(auto_remove_main, c) < 0) {
     vs_log("vesseld", VS_LOG_WARN, "container %s: no thread to auto-remove it", c->id);
     pthread_mutex_lock(&rt->mu);
     rt->removing--;
     pthread_mutex_unlock(&rt->mu);
     rt_put(c);
   }
-  pthread_attr_destroy(&at);
 }
 
 /* The relay's report of init's end: the container is stopped before any

@@ -168,6 +168,8 @@ struct rt_runtime {
 
 int rt_closing(rt_runtime *rt);
 int64_t rt_mono_ms(void);
+/* Runs fn(arg) on a detached thread; -1 if none could be made. */
+int rt_spawn_detached(void *(*fn)(void *), void *arg);
 
 /* state.c */
 rt_container *rt_container_new(rt_runtime *rt);

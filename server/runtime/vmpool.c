@@ -69,17 +69,6 @@ void rt_vm_config(rt_runtime *rt, vm_config *vc, int vcpus, int memory_mib, cons
   vc->record = 1; /* every QEMU of vesseld's: found again if vesseld dies */
 }
 
-/* A detached thread running fn(arg); -1 if none could be made. */
-static int spawn_detached(void *(*fn)(void *), void *arg) {
-  pthread_attr_t at;
-  pthread_attr_init(&at);
-  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-  pthread_t th;
-  int rc = pthread_create(&th, &at, fn, arg);
-  pthread_attr_destroy(&at);
-  return rc == 0 ? 0 : -1;
-}
-
 static void nice_this_thread(void) {
   setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), BACKGROUND_NICE);
 }
@@ -200,7 +189,7 @@ static int template_ready(rt_runtime *rt, const rt_template *t) {
     j->rt = rt;
     j->t = *t;
   }
-  if (!j || spawn_detached(build_main, j) < 0) {
+  if (!j || rt_spawn_detached(build_main, j) < 0) {
     free(j);
     pthread_mutex_lock(&pool->mu);
     pool->building--;
@@ -410,7 +399,7 @@ static void spare_refill(rt_runtime *rt, const rt_template *t) {
     j->rt = rt;
     j->t = *t;
   }
-  if (!j || spawn_detached(spare_main, j) < 0) {
+  if (!j || rt_spawn_detached(spare_main, j) < 0) {
     free(j);
     pthread_mutex_lock(&pool->mu);
     pool->spares_building--;
