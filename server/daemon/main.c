@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <stdio.h>
@@ -109,6 +110,11 @@ int main(int argc, char **argv) {
   pthread_sigmask(SIG_BLOCK, &sigs, NULL);
   signal(SIGPIPE, SIG_IGN);
   vs_log_crashes("vesseld");
+  /* Output moves through in chunks of up to 1 MiB: with glibc's dynamic
+   * threshold such chunks end up in the heap once one was freed, and a
+   * long-running daemon keeps the high-water mark. A fixed threshold keeps
+   * them mmap'd, so freeing them gives the memory back. */
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
   /* Every container holds a few fds (its VM's channel, eventfds, logs):
    * the soft limit's 1024 would stop a long-running vesseld early. */
   struct rlimit nofile;
