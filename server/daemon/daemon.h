@@ -2,6 +2,7 @@
 #ifndef VESSEL_SERVER_DAEMON_DAEMON_H
 #define VESSEL_SERVER_DAEMON_DAEMON_H
 
+#include <pthread.h>
 #include <time.h>
 
 #include "common/rpc.h"
@@ -24,7 +25,9 @@ typedef struct vd_daemon {
   evb_bus *events;
   net_store *networks; /* <root>/networks */
   rt_runtime *runtime; /* <root>/containers */
-  /* probed once at start (vd_system_probe) for System.Info */
+  /* probed at the first System.Info, under probe_mu */
+  pthread_mutex_t probe_mu;
+  int probed;
   char qemu_version[64];
   char kernel_release[128];
 } vd_daemon;
@@ -36,9 +39,6 @@ typedef struct vd_daemon {
   if (vrpc_recv(call, &var##_msg, err) != 1) return -1; \
   type *var = (type *)var##_msg
 
-/* QEMU's version and the guest kernel's release, for System.Info ("" when
- * unknown). */
-void vd_system_probe(vd_daemon *d);
 /* Registers vessel.v1.System on srv with d as its context. */
 int vd_system_register(vrpc_server *srv, vd_daemon *d, vs_err *err);
 /* Registers vessel.v1.Events. */

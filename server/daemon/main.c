@@ -153,7 +153,7 @@ int main(int argc, char **argv) {
     LOG(VS_LOG_ERROR, "%s", err.msg);
     return 1;
   }
-  vd_system_probe(&d);
+  pthread_mutex_init(&d.probe_mu, NULL);
   vrpc_server_opts so = {.max_calls_per_connection = d.cfg.max_calls_per_connection,
                          .unix_mode = 0660, .has_unix_gid = socket_gid >= 0,
                          .unix_gid = (unsigned)socket_gid};

@@ -1,5 +1,7 @@
 /* vessel.v1.System: version, host information, disk usage. */
+#define _GNU_SOURCE /* memmem */
 #include <ftw.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,36 +83,38 @@ static void probe_qemu(const char *qemu, char *out, size_t n) {
 /* The release from the "Linux version 6.1.192-vessel (...)" banner every
  * kernel image carries (uncompressed vmlinux; "" for a compressed one). */
 static void probe_kernel(const char *path, char *out, size_t n) {
+  static const char banner[] = "Linux version ";
+  const size_t bl = sizeof banner - 1, overlap = 128; /* a banner split across two reads */
   out[0] = '\0';
   FILE *f = path ? fopen(path, "rb") : NULL;
   if (!f) return;
-  static const char banner[] = "Linux version ";
-  char buf[65536 + 256];
-  size_t keep = 0, got;
-  while (!out[0] && (got = fread(buf + keep, 1, sizeof buf - keep - 1, f)) > 0) {
-    size_t len = keep + got;
-    buf[len] = '\0';
-    for (char *p = buf; p + sizeof banner + 1 < buf + len; p++) {
-      p = memchr(p, 'L', (size_t)(buf + len - p));
-      if (!p) break;
-      if (!memcmp(p, banner, sizeof banner - 1) && p[sizeof banner - 1] >= '0' &&
-          p[sizeof banner - 1] <= '9') {
-        const char *v = p + sizeof banner - 1;
-        size_t l = 0;
-        while (v + l < buf + len && l < n - 1 && v[l] > ' ' && v[l] < 127) l++;
-        snprintf(out, n, "%.*s", (int)l, v);
-        break;
-      }
+  char buf[(1 << 16) + 1];
+  size_t len = 0, got;
+  while (!out[0] && (got = fread(buf + len, 1, sizeof buf - 1 - len, f)) > 0) {
+    len += got;
+    for (const char *p = buf; !out[0] && (p = memmem(p, (size_t)(buf + len - p), banner, bl));
+         p += bl) {
+      const char *v = p + bl;
+      size_t l = 0;
+      while (v + l < buf + len && v[l] > ' ' && v[l] < 127) l++;
+      if (l && v[0] >= '0' && v[0] <= '9' && v + l < buf + len) snprintf(out, n, "%.*s", (int)l, v);
     }
-    keep = len > 256 ? 256 : len; /* a banner split across two reads */
+    size_t keep = len < overlap ? len : overlap;
     memmove(buf, buf + len - keep, keep);
+    len = keep;
   }
   fclose(f);
 }
 
-void vd_system_probe(vd_daemon *d) {
-  probe_qemu(d->cfg.qemu, d->qemu_version, sizeof d->qemu_version);
-  probe_kernel(d->cfg.kernel, d->kernel_release, sizeof d->kernel_release);
+/* Once, at the first Info: QEMU's version and the kernel's release. */
+static void probe(vd_daemon *d) {
+  pthread_mutex_lock(&d->probe_mu);
+  if (!d->probed) {
+    probe_qemu(d->cfg.qemu, d->qemu_version, sizeof d->qemu_version);
+    probe_kernel(d->cfg.kernel, d->kernel_release, sizeof d->kernel_release);
+    d->probed = 1;
+  }
+  pthread_mutex_unlock(&d->probe_mu);
 }
 
 static int info(vrpc_call *call, void *ctx, vs_err *err) {
@@ -118,6 +122,7 @@ static int info(vrpc_call *call, void *ctx, vs_err *err) {
   ProtobufCMessage *in;
   if (vrpc_recv(call, &in, err) != 1) return -1;
   vrpc_msg_free(in);
+  probe(d);
 
   Vessel__V1__SystemInfoResponse r;
   vessel__v1__system_info_response__init(&r);

@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include <jansson.h>
 
@@ -26,14 +26,11 @@ int rt_valid_id(const char *id) { return vs_valid_name(id, 127); }
 
 /* 64 lower-case hex digits, as the proto promises. */
 void rt_random_id(char out[128]) {
-  unsigned char b[32];
-  FILE *f = fopen("/dev/urandom", "rbe");
-  size_t n = f ? fread(b, 1, sizeof b, f) : 0;
-  if (f) fclose(f);
-  if (n != sizeof b) { /* no urandom: the time, spread */
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    for (size_t i = 0; i < sizeof b; i++) b[i] = (unsigned char)((ts.tv_nsec >> (i % 4 * 8)) ^ (ts.tv_sec * 31 + (long)i * 131));
+  unsigned char b[32] = {0};
+  for (size_t n = 0; n < sizeof b;) {
+    ssize_t r = getrandom(b + n, sizeof b - n, 0);
+    if (r > 0) n += (size_t)r;
+    else if (errno != EINTR) break; /* no getrandom: a kernel older than vessel supports */
   }
   for (size_t i = 0; i < sizeof b; i++) snprintf(out + 2 * i, 3, "%02x", b[i]);
 }

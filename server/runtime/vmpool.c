@@ -170,6 +170,22 @@ out:
   return NULL;
 }
 
+/* Runs fn on a copy of t in the background; *count (under pool->mu) was
+ * raised for it by the caller and is lowered here if it cannot start. */
+static void start_job(rt_runtime *rt, const rt_template *t, void *(*fn)(void *), int *count) {
+  build_job *j = malloc(sizeof *j);
+  if (j) {
+    j->rt = rt;
+    j->t = *t;
+  }
+  if (!j || rt_spawn_detached(fn, j) < 0) {
+    free(j);
+    pthread_mutex_lock(&rt->pool->mu);
+    (*count)--;
+    pthread_mutex_unlock(&rt->pool->mu);
+  }
+}
+
 /* 1 if the template's state exists; else starts building it (one build at
  * a time) and returns 0. */
 static int template_ready(rt_runtime *rt, const rt_template *t) {
@@ -184,17 +200,7 @@ static int template_ready(rt_runtime *rt, const rt_template *t) {
   snprintf(tdir, sizeof tdir, "%s/templates", rt->root);
   mkdir(tdir, 0700);
   mkdir(t->dir, 0700);
-  build_job *j = malloc(sizeof *j);
-  if (j) {
-    j->rt = rt;
-    j->t = *t;
-  }
-  if (!j || rt_spawn_detached(build_main, j) < 0) {
-    free(j);
-    pthread_mutex_lock(&pool->mu);
-    pool->building--;
-    pthread_mutex_unlock(&pool->mu);
-  }
+  start_job(rt, t, build_main, &pool->building);
   return 0;
 }
 
@@ -393,18 +399,7 @@ static void spare_refill(rt_runtime *rt, const rt_template *t) {
   if (!busy) pool->spares_building++;
   pthread_mutex_unlock(&pool->mu);
   spare_free(old);
-  if (busy) return;
-  build_job *j = malloc(sizeof *j);
-  if (j) {
-    j->rt = rt;
-    j->t = *t;
-  }
-  if (!j || rt_spawn_detached(spare_main, j) < 0) {
-    free(j);
-    pthread_mutex_lock(&pool->mu);
-    pool->spares_building--;
-    pthread_mutex_unlock(&pool->mu);
-  }
+  if (!busy) start_job(rt, t, spare_main, &pool->spares_building);
 }
 
 /* Makes spare s the VM of a container: rootfs_src copied into the disk it
