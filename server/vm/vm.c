@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/vs_fs.h"
 #include "vessel/v1/agent.pb-c.h"
 #include "vessel_proto_rpc.h"
 
@@ -39,21 +40,17 @@ struct vm {
   char record[120]; /* its record file, "" if none */
 };
 
-/* "pid\nsocket\ntap\n", written atomically (temp file + rename). */
+/* "pid\nsocket\ntap\n", replaced atomically. */
 static int record_write(const char *path, pid_t pid, const char *sock, const char *tap,
                         vs_err *err) {
-  char tmp[4200], text[300];
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  char text[300];
   int n = snprintf(text, sizeof text, "%d\n%s\n%s\n", (int)pid, sock, tap ? tap : "");
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return vs_err_errno(err, VS_INTERNAL, errno, "vm: record %s", tmp);
-  int ok = write(fd, text, (size_t)n) == n && fsync(fd) == 0;
-  close(fd);
-  if (!ok || rename(tmp, path) < 0) {
-    unlink(tmp);
-    return vs_err_errno(err, VS_INTERNAL, errno, "vm: record %s", path);
-  }
-  return 0;
+  return vs_write_atomic(path, text, (size_t)n, 0600, err);
+}
+
+/* A VM's record lives beside its agent socket. */
+static void record_path(vm *v, const char *agent_socket) {
+  snprintf(v->record, sizeof v->record, "%s.rec", agent_socket);
 }
 
 int vm_record_read(const char *path, vm_record *r, vs_err *err) {
@@ -304,7 +301,10 @@ static int reap(vm *v, int block) {
       v->status = st;
     }
   }
-  if (v->exited && v->record[0]) unlink(v->record);
+  if (v->exited && v->record[0]) {
+    unlink(v->record);
+    v->record[0] = '\0';
+  }
   return v->exited;
 }
 
@@ -444,7 +444,7 @@ vm *vm_start(const vm_config *c, vs_err *err) {
     }
   }
   if (c->record) {
-    snprintf(v->record, sizeof v->record, "%s.rec", c->agent_socket);
+    record_path(v, c->agent_socket);
     if (record_write(v->record, 0, c->agent_socket, c->tap, err) < 0) {
       v->record[0] = '\0';
       if (logfd >= 0) close(logfd);
@@ -625,7 +625,7 @@ vm *vm_adopt(pid_t pid, const char *agent_socket, const char *console_log, int r
   v->pidfd = pidfd;
   snprintf(v->sock, sizeof v->sock, "%s", agent_socket);
   snprintf(v->log, sizeof v->log, "%s", console_log ? console_log : "");
-  if (record) snprintf(v->record, sizeof v->record, "%s.rec", agent_socket);
+  if (record) record_path(v, agent_socket);
   clock_gettime(CLOCK_MONOTONIC, &v->started);
   /* Not connected yet is fine: vm_wait_ready says whether it answers. */
   vs_err ignore;
