@@ -34,7 +34,10 @@ static const char run_usage[] =
     "      --network NET      network name (\"none\": loopback only)\n"
     "      --platform OS/ARCH platform of a multi-platform image\n"
     "      --entrypoint CMD   replace the image ENTRYPOINT\n"
-    "      --no-template      cold-boot the VM instead of restoring a template\n";
+    "      --no-template      cold-boot the VM instead of restoring a template\n"
+    "      --restart POLICY   no, on-failure[:N], always or unless-stopped\n"
+    "      --read-only        mount the root filesystem read-only\n"
+    "      --tmpfs PATH       a tmpfs mount (repeatable)\n";
 
 typedef struct run_opts {
   int interactive, tty, detach, rm;
@@ -70,8 +73,10 @@ static int parse_run(int argc, char **argv, Vessel__V1__ContainersCreateRequest 
       {"cpus", required_argument, NULL, 'C'},  {"memory", required_argument, NULL, 'M'},
       {"network", required_argument, NULL, 'n'}, {"platform", required_argument, NULL, 'P'},
       {"entrypoint", required_argument, NULL, 'E'}, {"help", no_argument, NULL, 'h'},
-      {"no-template", no_argument, NULL, 'T'},
+      {"no-template", no_argument, NULL, 'T'}, {"restart", required_argument, NULL, 'r'},
+      {"read-only", no_argument, NULL, 'O'},   {"tmpfs", required_argument, NULL, 'F'},
       {NULL, 0, NULL, 0}};
+  static Vessel__V1__RestartPolicy restart;
   static Vessel__V1__Resources res;
   static Vessel__V1__User user;
   static Vessel__V1__Platform plat;
@@ -150,6 +155,27 @@ static int parse_run(int argc, char **argv, Vessel__V1__ContainersCreateRequest 
         break;
       }
       case 'T': req->no_template = 1; break;
+      case 'O': req->read_only_rootfs = 1; break;
+      case 'r': {
+        vessel__v1__restart_policy__init(&restart);
+        char *s = strdup(optarg), *n = strchr(s, ':');
+        if (n) *n++ = '\0';
+        char *end = NULL;
+        restart.name = s;
+        restart.max_retries = n ? (int32_t)strtol(n, &end, 10) : 0;
+        if (n && (!*n || *end))
+          return vc_usage_error(verb, "restart %s: want POLICY[:COUNT]", optarg), -1;
+        req->restart_policy = &restart;
+        break;
+      }
+      case 'F': {
+        Vessel__V1__Mount *m = calloc(1, sizeof *m);
+        vessel__v1__mount__init(m);
+        m->type = (char *)"tmpfs";
+        m->destination = optarg;
+        req->mounts = (Vessel__V1__Mount **)push((char **)req->mounts, &req->n_mounts, (char *)m);
+        break;
+      }
       case 'h': fputs(run_usage, stdout); return -2;
       default: return vc_usage_error(verb, "unknown flag"), -1;
     }

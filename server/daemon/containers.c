@@ -197,7 +197,8 @@ static int stop(vrpc_call *call, void *ctx, vs_err *err) {
   vd_daemon *d = ctx;
   RECV(Vessel__V1__ContainersStopRequest, req);
   rt_exit e;
-  int rc = rt_stop(d->runtime, req->container_id, req->signal, req->timeout_ms, &e, err);
+  int rc = rt_stop(d->runtime, req->container_id, req->signal, req->timeout_ms,
+                   vrpc_cancel_fd(call), &e, err);
   vrpc_msg_free(req_msg);
   if (rc < 0) return -1;
   Vessel__V1__ContainersStopResponse r;

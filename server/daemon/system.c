@@ -1,5 +1,4 @@
 /* vessel.v1.System: version, host information, disk usage. */
-#define _GNU_SOURCE /* memmem */
 #include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>

@@ -78,7 +78,8 @@ int rt_boot(rt_container *c, const char *rootfs_src, vs_err *err) {
   int pooled = !c->spec->no_template && !n_shares;
   rt_pool_vm got;
   memset(&got, 0, sizeof got);
-  if (pooled && rt_pool_take_spare(rt, &kind, rootfs_src, root, console, c->bridge, &got)) {
+  if (rootfs_src && pooled &&
+      rt_pool_take_spare(rt, &kind, rootfs_src, root, console, c->bridge, &got)) {
     pthread_mutex_lock(&c->mu);
     c->vm = got.v;
     snprintf(c->tap, sizeof c->tap, "%s", got.tap);
@@ -89,7 +90,7 @@ int rt_boot(rt_container *c, const char *rootfs_src, vs_err *err) {
     pthread_mutex_unlock(&c->mu);
     return 0;
   }
-  if (rfs_copy_writable(rootfs_src, root, err) < 0) return -1;
+  if (rootfs_src && rfs_copy_writable(rootfs_src, root, err) < 0) return -1;
   char tap[16];
   vm_names(c, tap, c->sock, sizeof c->sock);
   unlink(c->sock);
@@ -148,6 +149,11 @@ int rt_configure_guest(rt_container *c, vs_err *err) {
   vessel__v1__mount__init(&rootfs);
   rootfs.type = (char *)"ext4";
   rootfs.source = (char *)"/dev/vda";
+  static char *const ro[1] = {"ro"};
+  if (c->spec->read_only_rootfs) {
+    rootfs.options = (char **)ro;
+    rootfs.n_options = 1;
+  }
   Vessel__V1__AgentCreateContainerRequest req;
   vessel__v1__agent_create_container_request__init(&req);
   req.container_id = c->id;

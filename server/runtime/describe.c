@@ -80,6 +80,13 @@ static Vessel__V1__Container *describe(rt_container *c) {
   }
   m->hostname = strdup(c->spec->hostname);
   m->auto_remove = c->spec->auto_remove;
+  if (c->spec->restart_policy)
+    m->restart_policy = (Vessel__V1__RestartPolicy *)rt_copy_msg(&c->spec->restart_policy->base);
+  m->restart_count = c->restart_count;
+  m->read_only_rootfs = c->spec->read_only_rootfs;
+  if (c->spec->n_mounts) m->mounts = calloc(c->spec->n_mounts, sizeof *m->mounts);
+  for (size_t i = 0; m->mounts && i < c->spec->n_mounts; i++)
+    m->mounts[m->n_mounts++] = (Vessel__V1__Mount *)rt_copy_msg(&c->spec->mounts[i]->base);
   if (c->vm) {
     Vessel__V1__VmInfo *v = malloc(sizeof *v);
     vessel__v1__vm_info__init(v);

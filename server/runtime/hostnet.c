@@ -147,7 +147,12 @@ int rt_tap_attach(const char *name, const char *bridge, vs_err *err) {
   struct ifreq ifr;
   memset(&ifr, 0, sizeof ifr);
   int rc = 0;
-  if (bridge && *bridge) {
+  char master[64], link[300];
+  snprintf(link, sizeof link, "/sys/class/net/%s/master", name);
+  ssize_t ml = readlink(link, master, sizeof master - 1);
+  master[ml > 0 ? ml : 0] = '\0';
+  const char *in = strrchr(master, '/');
+  if (bridge && *bridge && !(in && !strcmp(in + 1, bridge))) { /* not in it already */
     snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", bridge);
     ifr.ifr_ifindex = (int)if_nametoindex(name);
     if (!ifr.ifr_ifindex || ioctl(s, SIOCBRADDIF, &ifr) < 0)

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/vs_fs.h"
@@ -64,6 +65,21 @@ static int validate(const Vessel__V1__ContainersCreateRequest *req, vs_err *err)
       return vs_err_set(err, VS_INVALID_ARGUMENT, "port mapping %u->%u: ports are 1..65535",
                         m->host_port, m->container_port);
   }
+  const Vessel__V1__RestartPolicy *rp = req->restart_policy;
+  if (rp) {
+    const char *n = rp->name;
+    if (*n && strcmp(n, "no") && strcmp(n, "on-failure") && strcmp(n, "always") &&
+        strcmp(n, "unless-stopped"))
+      return vs_err_set(err, VS_INVALID_ARGUMENT,
+                        "restart policy \"%.64s\": use no, on-failure, always or unless-stopped", n);
+    if (rp->max_retries < 0 || (rp->max_retries && strcmp(n, "on-failure")))
+      return vs_err_set(err, VS_INVALID_ARGUMENT,
+                        "restart policy max_retries %d: a count >= 0, for on-failure only",
+                        rp->max_retries);
+    if (*n && strcmp(n, "no") && req->auto_remove)
+      return vs_err_set(err, VS_INVALID_ARGUMENT,
+                        "auto_remove and restart policy %s exclude each other", n);
+  }
   if (req->n_networks > 1)
     return vs_err_set(err, VS_UNIMPLEMENTED, "more than one network is not supported yet");
   if (*req->kernel && strcmp(req->kernel, "optimized") != 0)
@@ -113,6 +129,9 @@ static int create_in(rt_container *c, const Vessel__V1__ContainersCreateRequest 
   snprintf(hostname, sizeof hostname, "%.12s", c->id);
   if (!*c->spec->hostname) rt_set_str(&c->spec->hostname, hostname);
   rt_set_str(&c->spec->id, c->id);
+  if (info->config.stop_signal && !(c->stop_signal = rt_signal_number(info->config.stop_signal)))
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "the image's StopSignal \"%.64s\" is not a signal",
+                      info->config.stop_signal);
   Vessel__V1__ProcessSpec *merged =
       rt_merge_spec(req->process, req->entrypoint, &info->config, c->spec->hostname, err);
   if (!merged) return -1;
@@ -225,37 +244,121 @@ static void emit_exited(rt_container *c) {
 }
 
 static int delete_in(rt_container *c, int force, vs_err *err);
+static void restart_if_due(rt_container *c);
 
-/* auto_remove: a container that stopped is deleted, from a thread of its
- * own (the relay that saw the exit must not join itself); rt_close waits
- * for these. */
+/* Background work of a container (auto_remove, policy restarts) runs on
+ * threads of its own (the relay that saw the exit must not join itself),
+ * counted in rt->bg: rt_close waits for them. */
+static int bg_start(rt_container *c, void *(*fn)(void *)) {
+  rt_runtime *rt = c->rt;
+  rt_ref(c);
+  pthread_mutex_lock(&rt->mu);
+  rt->bg++;
+  pthread_mutex_unlock(&rt->mu);
+  if (rt_spawn_detached(fn, c) == 0) return 0;
+  vs_log("vesseld", VS_LOG_WARN, "container %s: no thread for its background work", c->id);
+  pthread_mutex_lock(&rt->mu);
+  rt->bg--;
+  pthread_mutex_unlock(&rt->mu);
+  rt_put(c);
+  return -1;
+}
+
+static void bg_end(rt_container *c) {
+  rt_runtime *rt = c->rt;
+  rt_put(c);
+  pthread_mutex_lock(&rt->mu);
+  rt->bg--;
+  pthread_cond_broadcast(&rt->bg_cv);
+  pthread_mutex_unlock(&rt->mu);
+}
+
+/* auto_remove: a container that stopped is deleted. */
 static void *auto_remove_main(void *arg) {
   rt_container *c = arg;
   vs_err err;
   if (delete_in(c, 1, &err) < 0 && err.code != VS_NOT_FOUND) /* (a Stop deleted it first) */
     vs_log("vesseld", VS_LOG_WARN, "container %s: auto_remove failed: %s", c->id, err.msg);
-  rt_runtime *rt = c->rt;
-  rt_put(c);
-  pthread_mutex_lock(&rt->mu);
-  rt->removing--;
-  pthread_mutex_unlock(&rt->mu);
+  bg_end(c);
   return NULL;
 }
 
 static void auto_remove(rt_container *c) {
+  if (c->spec->auto_remove && !rt_closing(c->rt)) bg_start(c, auto_remove_main);
+}
+
+/* ---- restart policies ---- */
+
+static const char *policy_of(const rt_container *c) {
+  const Vessel__V1__RestartPolicy *rp = c->spec->restart_policy;
+  return rp && *rp->name ? rp->name : "no";
+}
+
+/* With c->mu held: whether the policy restarts c after its last exit. */
+static int policy_wants(const rt_container *c) {
+  const char *p = policy_of(c);
+  if (c->deleted || c->manual_stop || c->state != RT_STOPPED || !strcmp(p, "no")) return 0;
+  if (strcmp(p, "on-failure") != 0) return 1;
+  int max = c->spec->restart_policy->max_retries;
+  int failed = c->last_exit.code != 0 || c->last_exit.signal != 0;
+  return failed && (!max || c->restart_count < max);
+}
+
+static int start_in(rt_container *c, int by_policy, vs_err *err);
+
+/* Waits out the delay (vesseld closing ends the wait: the restart stays
+ * due, for the next vesseld), then starts c if it is still due. */
+static void *restart_main(void *arg) {
+  rt_container *c = arg;
   rt_runtime *rt = c->rt;
-  if (!c->spec->auto_remove || rt_closing(rt)) return;
-  rt_ref(c);
+  pthread_mutex_lock(&c->mu);
+  int64_t delay = c->restart_delay_ms;
+  pthread_mutex_unlock(&c->mu);
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += delay / 1000;
+  until.tv_nsec += (delay % 1000) * 1000000L;
+  if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
   pthread_mutex_lock(&rt->mu);
-  rt->removing++;
-  pthread_mutex_unlock(&rt->mu);
-  if (rt_spawn_detached(auto_remove_main, c) < 0) {
-    vs_log("vesseld", VS_LOG_WARN, "container %s: no thread to auto-remove it", c->id);
-    pthread_mutex_lock(&rt->mu);
-    rt->removing--;
-    pthread_mutex_unlock(&rt->mu);
-    rt_put(c);
+  while (!rt->closing && pthread_cond_timedwait(&rt->bg_cv, &rt->mu, &until) == 0) {
   }
+  pthread_mutex_unlock(&rt->mu);
+  pthread_mutex_lock(&c->op);
+  pthread_mutex_lock(&c->mu);
+  int go = !rt_closing(rt) && c->restart_due && policy_wants(c);
+  if (go) {
+    c->restart_due = 0;
+    c->restart_count++;
+    rt_save_or_log(c);
+  }
+  pthread_mutex_unlock(&c->mu);
+  vs_err err;
+  if (go && start_in(c, 1, &err) < 0) {
+    vs_log("vesseld", VS_LOG_WARN, "container %s: restart %d by policy %s failed: %s", c->id,
+           c->restart_count, policy_of(c), err.msg);
+    pthread_mutex_unlock(&c->op);
+    restart_if_due(c); /* the next try, later */
+  } else {
+    pthread_mutex_unlock(&c->op);
+  }
+  bg_end(c);
+  return NULL;
+}
+
+/* After init's exit (or a failed restart): a restart, if the policy wants
+ * one, after the backoff delay. */
+static void restart_if_due(rt_container *c) {
+  pthread_mutex_lock(&c->mu);
+  int want = !rt_closing(c->rt) && policy_wants(c);
+  if (want) {
+    int64_t ran_ms = (c->last_exit.exited_ns - c->started_ns) / 1000000;
+    int64_t d = c->restart_delay_ms;
+    c->restart_delay_ms = ran_ms >= 10000 || d <= 0 ? 100 : d >= 30000 ? 60000 : 2 * d;
+    c->restart_due = 1;
+    rt_save_or_log(c);
+  }
+  pthread_mutex_unlock(&c->mu);
+  if (want) bg_start(c, restart_main);
 }
 
 /* The relay's report of init's end: the container is stopped before any
@@ -275,22 +378,70 @@ static void init_exited(rt_container *c, rt_proc *p, const rt_exit *e) {
   if (stopped && e->oom_killed) rt_agent_events_wait_oom(c, 2000);
   if (now) emit_exited(c);
   rt_teardown_vm(c);
-  if (stopped) auto_remove(c);
+  if (stopped) {
+    auto_remove(c);
+    restart_if_due(c);
+  }
 }
 
 /* ---- start / stop / delete ---- */
 
-static int start_in(rt_container *c, vs_err *err) {
+/* A stopped container gets a fresh VM over the root disk it kept: same
+ * ID, address, logs; CREATED again. */
+static int reboot_in(rt_container *c, vs_err *err) {
+  char root[4400];
+  snprintf(root, sizeof root, "%s/rootfs.ext4", c->dir);
+  if (access(root, F_OK) < 0)
+    return vs_err_errno(err, VS_FAILED_PRECONDITION, errno, "container %s: root filesystem %s",
+                        c->id, root);
+  rt_ports_stop(c);
+  rt_net_teardown(c); /* the last run's tap */
+  rt_proc_reset(c, &c->init);
+  pthread_mutex_lock(&c->events_mu);
+  c->oom_seen = 0;
+  pthread_mutex_unlock(&c->events_mu);
+  if (c->network[0]) {
+    net_network n;
+    if (net_get(c->rt->cfg.networks, c->network, &n, err) < 0) return -1;
+    int rc = rt_net_setup(c, &n, err);
+    net_network_free(&n);
+    if (rc < 0) return -1;
+  }
+  if (rt_boot(c, NULL, err) < 0) return -1;
+  pthread_mutex_lock(&c->mu);
+  rt_save_or_log(c); /* its QEMU on record */
+  pthread_mutex_unlock(&c->mu);
+  if (rt_configure_guest(c, err) < 0 || rt_agent_events_start(c, err) < 0 ||
+      rt_ports_start(c, err) < 0) {
+    rt_teardown_vm(c);
+    return -1;
+  }
+  pthread_mutex_lock(&c->mu);
+  c->state = RT_CREATED;
+  pthread_mutex_unlock(&c->mu);
+  return 0;
+}
+
+/* With c->op held. by_policy: a restart policy's, which keeps the count. */
+static int start_in(rt_container *c, int by_policy, vs_err *err) {
   pthread_mutex_lock(&c->mu);
   rt_state st = c->state;
-  if (st == RT_CREATED) c->starting = 1;
+  if (st == RT_STOPPED && !by_policy) {
+    c->manual_stop = c->restart_due = c->restart_count = 0;
+    c->restart_delay_ms = 0;
+  }
   pthread_mutex_unlock(&c->mu);
   if (st == RT_RUNNING)
     return vs_err_set(err, VS_FAILED_PRECONDITION, "container %s is already running", c->id);
-  if (st != RT_CREATED)
+  if (st != RT_CREATED && st != RT_STOPPED)
     return vs_err_set(err, VS_FAILED_PRECONDITION,
-                      "container %s is %s; only a created container starts", c->id,
+                      "container %s is %s; only a created or stopped container starts", c->id,
                       rt_state_name(st));
+  if (st == RT_STOPPED && reboot_in(c, err) < 0) return -1;
+  pthread_mutex_lock(&c->mu);
+  c->starting = 1;
+  if (!by_policy) c->manual_stop = 0;
+  pthread_mutex_unlock(&c->mu);
   int rc = rt_start_process(c, &c->init, init_exited, err);
   if (rc == 0) {
     pthread_mutex_lock(&c->mu);
@@ -307,6 +458,13 @@ static int start_in(rt_container *c, vs_err *err) {
   c->exit_event_pending = 0;
   pthread_mutex_unlock(&c->mu);
   if (pending) emit_exited(c);
+  if (rc < 0 && st == RT_STOPPED) { /* not run: stopped as before, no VM */
+    rt_teardown_vm(c);
+    pthread_mutex_lock(&c->mu);
+    c->state = RT_STOPPED;
+    rt_save_or_log(c);
+    pthread_mutex_unlock(&c->mu);
+  }
   return rc;
 }
 
@@ -314,15 +472,29 @@ int rt_start(rt_runtime *rt, const char *id, vs_err *err) {
   rt_container *c = rt_get(rt, id, err);
   if (!c) return -1;
   pthread_mutex_lock(&c->op);
-  int rc = start_in(c, err);
+  int rc = start_in(c, 0, err);
   pthread_mutex_unlock(&c->op);
   rt_put(c);
   return rc;
 }
 
-static int wait_exit(rt_container *c, int64_t ms) {
-  struct pollfd pf = {c->init.exit_fd, POLLIN, 0};
-  return poll(&pf, 1, ms > 0x7fffffff ? 0x7fffffff : (int)ms) > 0;
+/* 1 once init exited; 0 after ms (-1: never) or when a forced Delete is
+ * waiting (the caller kills then); -1 when cancel_fd fired. */
+static int wait_exit(rt_container *c, int64_t ms, int cancel_fd) {
+  int64_t end = rt_mono_ms() + ms;
+  for (;;) {
+    int64_t left = ms < 0 ? 250 : end - rt_mono_ms();
+    if (left <= 0) return 0;
+    struct pollfd pf[2] = {{c->init.exit_fd, POLLIN, 0}, {cancel_fd, POLLIN, 0}};
+    if (poll(pf, cancel_fd >= 0 ? 2 : 1, left > 250 ? 250 : (int)left) > 0) {
+      if (pf[0].revents & POLLIN) return 1;
+      if (pf[1].revents & POLLIN) return -1;
+    }
+    pthread_mutex_lock(&c->mu);
+    int killing = c->discard_disk;
+    pthread_mutex_unlock(&c->mu);
+    if (killing) return 0;
+  }
 }
 
 static void signal_init(rt_container *c, int sig) {
@@ -336,20 +508,34 @@ static void signal_init(rt_container *c, int sig) {
 }
 
 /* With c->op held. */
-static int stop_in(rt_container *c, int sig, int64_t timeout_ms, rt_exit *out, vs_err *err) {
+static int stop_in(rt_container *c, int sig, int64_t timeout_ms, int cancel_fd, rt_exit *out,
+                   vs_err *err) {
   pthread_mutex_lock(&c->mu);
   rt_state st = c->state;
   int live = c->init.started && !c->init.exited;
   if (st == RT_RUNNING) c->state = RT_STOPPING;
+  int was_manual = c->manual_stop;
+  if (st != RT_CREATING) {
+    c->manual_stop = 1; /* no policy restarts it */
+    c->restart_due = 0;
+  }
   pthread_mutex_unlock(&c->mu);
   if (st == RT_CREATING)
     return vs_err_set(err, VS_FAILED_PRECONDITION, "container %s is still being created", c->id);
   if (live) {
-    if (!sig) sig = SIGTERM;
-    if (timeout_ms <= 0) timeout_ms = 10000;
+    if (!sig) sig = c->stop_signal ? c->stop_signal : SIGTERM;
+    if (!timeout_ms) timeout_ms = 10000;
     signal_init(c, sig);
-    if (sig != SIGKILL && !wait_exit(c, timeout_ms)) signal_init(c, SIGKILL);
-    wait_exit(c, 10000);
+    int r = sig == SIGKILL ? 1 : wait_exit(c, timeout_ms, cancel_fd);
+    if (r < 0) { /* the caller gave up: the container runs on */
+      pthread_mutex_lock(&c->mu);
+      if (c->state == RT_STOPPING) c->state = RT_RUNNING;
+      c->manual_stop = was_manual;
+      pthread_mutex_unlock(&c->mu);
+      return vs_err_set(err, VS_CANCELLED, "stop of %s cancelled; it was sent signal %d", c->id, sig);
+    }
+    if (r == 0) signal_init(c, SIGKILL);
+    wait_exit(c, 10000, -1);
   }
   rt_proc_join(&c->init); /* its exit callback stopped the container */
   rt_teardown_vm(c);
@@ -367,11 +553,18 @@ static int stop_in(rt_container *c, int sig, int64_t timeout_ms, rt_exit *out, v
   return 0;
 }
 
-int rt_stop(rt_runtime *rt, const char *id, int sig, int64_t timeout_ms, rt_exit *out, vs_err *err) {
+int rt_stop(rt_runtime *rt, const char *id, int sig, int64_t timeout_ms, int cancel_fd,
+            rt_exit *out, vs_err *err) {
+  if (sig < 0 || sig >= NSIG)
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "signal %d is out of range (0..%d)", sig, NSIG - 1);
+  if (timeout_ms < -1)
+    return vs_err_set(err, VS_INVALID_ARGUMENT,
+                      "timeout_ms %lld: use -1 (never kill), 0 (10 s) or a positive value",
+                      (long long)timeout_ms);
   rt_container *c = rt_get(rt, id, err);
   if (!c) return -1;
   pthread_mutex_lock(&c->op);
-  int rc = stop_in(c, sig, timeout_ms, out, err);
+  int rc = stop_in(c, sig, timeout_ms, cancel_fd, out, err);
   pthread_mutex_unlock(&c->op);
   /* auto_remove: also a container stopped before it ran */
   vs_err ignore;
@@ -383,14 +576,16 @@ int rt_stop(rt_runtime *rt, const char *id, int sig, int64_t timeout_ms, rt_exit
 static int delete_in(rt_container *c, int force, vs_err *err) {
   pthread_mutex_lock(&c->mu);
   rt_state st = c->state;
-  if (!((st == RT_RUNNING || st == RT_STOPPING) && !force) && st != RT_CREATING) {
+  if (!((st == RT_RUNNING || st == RT_STOPPING || st == RT_CREATED) && !force) &&
+      st != RT_CREATING) {
     c->discard_disk = 1; /* a VM still syncing its disk for later need not */
     if (c->sync_call) vrpc_cancel(c->sync_call);
   }
   pthread_mutex_unlock(&c->mu);
-  if ((st == RT_RUNNING || st == RT_STOPPING) && !force)
+  if ((st == RT_RUNNING || st == RT_STOPPING || st == RT_CREATED) && !force)
     return vs_err_set(err, VS_FAILED_PRECONDITION,
-                      "container %s is running; stop it first or delete with force", c->id);
+                      "container %s is %s; stop it first or delete with force", c->id,
+                      rt_state_name(st));
   if (st == RT_CREATING)
     return vs_err_set(err, VS_FAILED_PRECONDITION, "container %s is still being created", c->id);
   pthread_mutex_lock(&c->op);
@@ -401,7 +596,7 @@ static int delete_in(rt_container *c, int force, vs_err *err) {
     pthread_mutex_unlock(&c->op);
     return vs_err_set(err, VS_NOT_FOUND, "no container %s", c->id);
   }
-  int rc = stop_in(c, SIGKILL, 1, NULL, err);
+  int rc = stop_in(c, SIGKILL, 1, -1, NULL, err);
   if (rc == 0) {
     pthread_mutex_lock(&c->mu);
     c->deleted = 1;
@@ -444,6 +639,7 @@ static void mark_lost(rt_container *c, const char *why) {
   rt_exit e = c->last_exit;
   pthread_mutex_unlock(&c->mu);
   rt_emit(c, EVB_CONTAINER_EXITED, NULL, &e);
+  restart_if_due(c);
 }
 
 /* A VM that outlived the previous vesseld: its agent connected again and
@@ -467,6 +663,27 @@ static void readopt(rt_container *c) {
     vs_log("vesseld", VS_LOG_WARN, "container %s after restart: %s", c->id, err.msg);
 }
 
+/* At start: restarts that were due when the last vesseld ended, and
+ * "always" containers stopped by Stop (as Docker's daemon start does). */
+static void resume_restarts(rt_runtime *rt) {
+  size_t n;
+  rt_container **all = rt_get_all(rt, &n);
+  for (size_t i = 0; i < n; i++) {
+    rt_container *c = all[i];
+    pthread_mutex_lock(&c->mu);
+    int due = c->state == RT_STOPPED && c->restart_due;
+    if (c->state == RT_STOPPED && c->manual_stop && !strcmp(policy_of(c), "always")) {
+      c->manual_stop = 0;
+      due = 1;
+      c->restart_delay_ms = 0;
+    }
+    if (due) c->restart_due = 1;
+    pthread_mutex_unlock(&c->mu);
+    if (due) bg_start(c, restart_main);
+  }
+  rt_put_all(all, n);
+}
+
 rt_runtime *rt_open(const rt_config *cfg, vs_err *err) {
   rt_runtime *rt = calloc(1, sizeof *rt);
   if (!rt) {
@@ -478,6 +695,7 @@ rt_runtime *rt_open(const rt_config *cfg, vs_err *err) {
   if (!rt->cfg.memory_mib) rt->cfg.memory_mib = 256;
   snprintf(rt->root, sizeof rt->root, "%s", cfg->root);
   pthread_mutex_init(&rt->mu, NULL);
+  pthread_cond_init(&rt->bg_cv, NULL);
   char run[4200];
   snprintf(run, sizeof run, "%s/run", rt->root);
   rt_container **again = NULL;
@@ -489,6 +707,7 @@ rt_runtime *rt_open(const rt_config *cfg, vs_err *err) {
   }
   for (size_t i = 0; i < n_again; i++) readopt(again[i]);
   rt_put_all(again, n_again);
+  resume_restarts(rt);
   /* Every QEMU on record is a container's by now, or nobody's: ended. */
   rt_reap_orphans(rt);
   if (rt_pool_open(rt, err) < 0) {
@@ -500,14 +719,13 @@ rt_runtime *rt_open(const rt_config *cfg, vs_err *err) {
 
 void rt_close(rt_runtime *rt) {
   if (!rt) return;
+  /* Background work ends first: waiting restarts at once (still due for
+   * the next vesseld), a restart or auto-removal under way when done. */
+  pthread_mutex_lock(&rt->mu);
   __atomic_store_n(&rt->closing, 1, __ATOMIC_RELEASE);
-  for (int i = 0; i < 600; i++) { /* auto-removals in flight end first */
-    pthread_mutex_lock(&rt->mu);
-    int busy = rt->removing;
-    pthread_mutex_unlock(&rt->mu);
-    if (!busy) break;
-    usleep(50000);
-  }
+  pthread_cond_broadcast(&rt->bg_cv);
+  while (rt->bg) pthread_cond_wait(&rt->bg_cv, &rt->mu);
+  pthread_mutex_unlock(&rt->mu);
   rt_pool_close(rt);
   /* Running VMs stay running: their relays end (streams first, the channel
    * after) and the connection is dropped. A restarted vesseld re-adopts
@@ -522,6 +740,7 @@ void rt_close(rt_runtime *rt) {
   rt_put_all(all, n);
   rt_ports_close(rt);
   free(rt->list);
+  pthread_cond_destroy(&rt->bg_cv);
   pthread_mutex_destroy(&rt->mu);
   free(rt);
 }

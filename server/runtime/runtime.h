@@ -74,11 +74,13 @@ int rt_resize(rt_runtime *rt, const char *id, const char *exec_id, uint32_t rows
               vs_err *err);
 int rt_close_stdin(rt_runtime *rt, const char *id, const char *exec_id, vs_err *err);
 /* Signal (0 = image STOPSIGNAL or SIGTERM), SIGKILL after timeout_ms (0 =
- * 10 s), then the VM is shut down. Stopping a stopped container returns its
- * last exit status. */
-int rt_stop(rt_runtime *rt, const char *id, int sig, int64_t timeout_ms, rt_exit *out, vs_err *err);
+ * 10 s, -1 = never; a forced Delete still kills), then the VM is shut down.
+ * Stopping a stopped container returns its last exit status. cancel_fd
+ * readable while waiting: CANCELLED, the container runs on. */
+int rt_stop(rt_runtime *rt, const char *id, int sig, int64_t timeout_ms, int cancel_fd,
+            rt_exit *out, vs_err *err);
 /* Removes everything: VM, tap, IP lease, rootfs, logs. FAILED_PRECONDITION
- * while running unless force. */
+ * while created or running unless force. */
 int rt_delete(rt_runtime *rt, const char *id, int force, vs_err *err);
 
 /* A snapshot as the API shows it; free with protobuf_c_message_free_unpacked. */

@@ -116,6 +116,12 @@ struct rt_container {
   Vessel__V1__ContainersCreateRequest *spec; /* as created, process merged */
   char image_digest[72];
   char platform[80];
+  int stop_signal; /* the image's StopSignal; 0 = SIGTERM */
+  /* restart policy (lifecycle.c), under mu and in state.json */
+  int manual_stop;      /* stopped by Stop: the policy does not restart it */
+  int restart_due;      /* a policy restart is waiting for its delay */
+  int restart_count;    /* policy restarts since the last client Start */
+  int64_t restart_delay_ms;
   int64_t created_ns, started_ns, finished_ns;
   rt_exit last_exit;
   int has_exit;
@@ -159,7 +165,8 @@ struct rt_runtime {
   rt_container **list;
   size_t n;
   int closing; /* vesseld is exiting: relays end quietly, VMs live on (atomic) */
-  int removing; /* auto-removals in flight */
+  int bg;       /* auto-removals and policy restarts in flight (under mu) */
+  pthread_cond_t bg_cv; /* bg dropped, or closing: a waiting restart ends */
   rt_pool *pool;   /* templates and warm spares (vmpool.c) */
   rt_ports *ports; /* the published-port proxy (ports.c) */
   char bridges[32][16]; /* bridges set up by this vesseld (skip the checks) */
@@ -199,8 +206,8 @@ void rt_random_id(char out[128]);
 int rt_load(rt_runtime *rt, rt_container ***readopt, size_t *n_readopt, vs_err *err);
 
 /* boot.c */
-/* The VM of c with rootfs_src copied as its root disk: a warm spare, a
- * template restore or a cold boot. */
+/* The VM of c with rootfs_src copied as its root disk (NULL: the disk a
+ * stopped c kept): a warm spare, a template restore or a cold boot. */
 int rt_boot(rt_container *c, const char *rootfs_src, vs_err *err);
 /* The guest side of a booted VM: eth0 and the container itself. */
 int rt_configure_guest(rt_container *c, vs_err *err);
@@ -266,6 +273,8 @@ Vessel__V1__ProcessSpec *rt_merge_spec(const Vessel__V1__ProcessSpec *req,
                                        vs_err *err);
 Vessel__V1__ProcessSpec *rt_exec_spec(const Vessel__V1__ProcessSpec *req,
                                       const Vessel__V1__ProcessSpec *init, vs_err *err);
+/* A signal name or number as an image's StopSignal gives it; 0 if none. */
+int rt_signal_number(const char *name);
 /* Replaces a string field of an unpacked message. */
 void rt_set_str(char **field, const char *v);
 /* Deep copy of any message (pack + unpack). */
@@ -281,6 +290,9 @@ int rt_proc_open_stdio(rt_container *c, rt_proc *p, rt_exit_fn on_exit, vs_err *
 int rt_proc_set_exit_locked(rt_proc *p, const rt_exit *e);
 /* ... and then, without c->mu, wakes its waiters and attachers. */
 void rt_proc_wake(rt_proc *p);
+/* A process that ended made ready to run again (init of a restarted
+ * container): no exit, no stdin kept. Its relay was joined. */
+void rt_proc_reset(rt_container *c, rt_proc *p);
 /* Ends the relay (cancelling its stream) and waits for it. */
 void rt_proc_join(rt_proc *p);
 void rt_proc_free(rt_proc *p);

@@ -1,8 +1,10 @@
 /* The init process spec: the request merged with the image config the way
  * Docker does it (entrypoint/cmd, env, workdir, user). */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "server/runtime/runtime_internal.h"
 
@@ -134,4 +136,24 @@ Vessel__V1__ProcessSpec *rt_exec_spec(const Vessel__V1__ProcessSpec *req,
   if (!p->capabilities && init->capabilities)
     p->capabilities = (Vessel__V1__Capabilities *)rt_copy_msg(&init->capabilities->base);
   return p;
+}
+
+/* A signal as an image config names it ("SIGQUIT", "QUIT", "3",
+ * "SIGRTMIN+3"); 0 if it names none. */
+int rt_signal_number(const char *name) {
+  if (!name || !*name) return 0;
+  char *end;
+  long n = strtol(name, &end, 10);
+  if (!*end) return n > 0 && n < NSIG ? (int)n : 0;
+  if (!strncasecmp(name, "SIG", 3)) name += 3;
+  if (!strncasecmp(name, "RTMIN+", 6) || !strncasecmp(name, "RTMAX-", 6)) {
+    n = strtol(name + 6, &end, 10);
+    if (*end || n < 0 || n > SIGRTMAX - SIGRTMIN) return 0;
+    return name[5] == '+' ? SIGRTMIN + (int)n : SIGRTMAX - (int)n;
+  }
+  for (int s = 1; s < SIGRTMIN; s++) {
+    const char *a = sigabbrev_np(s);
+    if (a && !strcasecmp(a, name)) return s;
+  }
+  return 0;
 }

@@ -169,6 +169,11 @@ int rt_save(rt_container *c, vs_err *err) {
   json_object_set_new(j, "init_pid", json_integer(c->init.pid));
   json_object_set_new(j, "agent_socket", json_string(c->sock));
   json_object_set_new(j, "tap", json_string(c->tap));
+  json_object_set_new(j, "stop_signal", json_integer(c->stop_signal));
+  json_object_set_new(j, "manual_stop", json_boolean(c->manual_stop));
+  json_object_set_new(j, "restart_due", json_boolean(c->restart_due));
+  json_object_set_new(j, "restart_count", json_integer(c->restart_count));
+  json_object_set_new(j, "restart_delay_ms", json_integer(c->restart_delay_ms));
   if (c->has_exit)
     json_object_set_new(j, "exit", json_pack("{s:i,s:i,s:b,s:I,s:s}", "code", c->last_exit.code,
                                              "signal", c->last_exit.signal, "oom",
@@ -247,6 +252,11 @@ static rt_container *load_one(rt_runtime *rt, const char *dir, const char *id, i
   c->boot_ms = json_integer_value(json_object_get(j, "boot_ms"));
   c->vcpus = (int)json_integer_value(json_object_get(j, "vcpus"));
   c->memory_mib = (int)json_integer_value(json_object_get(j, "memory_mib"));
+  c->stop_signal = (int)json_integer_value(json_object_get(j, "stop_signal"));
+  c->manual_stop = json_is_true(json_object_get(j, "manual_stop"));
+  c->restart_due = json_is_true(json_object_get(j, "restart_due"));
+  c->restart_count = (int)json_integer_value(json_object_get(j, "restart_count"));
+  c->restart_delay_ms = json_integer_value(json_object_get(j, "restart_delay_ms"));
   json_t *x = json_object_get(j, "exit");
   const char *state = json_string_value(json_object_get(j, "state"));
   c->state = RT_STOPPED;

@@ -242,6 +242,22 @@ int rt_proc_open_stdio(rt_container *c, rt_proc *p, rt_exit_fn on_exit, vs_err *
   return 0;
 }
 
+void rt_proc_reset(rt_container *c, rt_proc *p) {
+  pthread_mutex_lock(&p->stdio_mu);
+  chunks_free(p->stdin_head);
+  p->stdin_head = p->stdin_tail = NULL;
+  pthread_mutex_unlock(&p->stdio_mu);
+  pthread_mutex_lock(&c->mu);
+  uint64_t v;
+  ssize_t r = read(p->exit_fd, &v, sizeof v); /* not readable until the next exit */
+  (void)r;
+  p->pid = 0;
+  p->started = p->exited = 0;
+  memset(&p->exit, 0, sizeof p->exit);
+  p->exited_mono_ms = p->seen_mono_ms = 0;
+  pthread_mutex_unlock(&c->mu);
+}
+
 void rt_proc_join(rt_proc *p) {
   pthread_mutex_lock(&p->out_mu);
   p->out_closing = 1; /* a relay waiting for a full attacher goes on */

@@ -63,7 +63,9 @@ def test_json_inspect_and_errors(env):
     assert doc["networks"][0]["ip_address"].startswith("10.88.")
     listed = json.loads(ctl(env, "--json", "ps", "-a").stdout)
     assert [c["id"] for c in listed["containers"]] == ["js"]
-    assert ctl(env, "rm", "js").returncode == 0
+    r = ctl(env, "rm", "js")  # created: deleting it needs -f
+    assert r.returncode == 1 and b"FAILED_PRECONDITION" in r.stderr, r.stderr
+    assert ctl(env, "rm", "-f", "js").returncode == 0
     r = ctl(env, "inspect", "js")
     assert r.returncode == 1 and b"no container js" in r.stderr and b"NOT_FOUND" in r.stderr
     r = ctl(env, "run", "no/such:image")

@@ -23,8 +23,9 @@ FETCH = ("import sys, urllib.request; "
 INITRD = os.environ.get("VESSEL_INITRD", "")
 
 
-def busybox_image_tar(tmp) -> bytes:
-    """An OCI archive of a busybox-static image with applet symlinks."""
+def busybox_image_tar(tmp, config_extra=None) -> bytes:
+    """An OCI archive of a busybox-static image with applet symlinks;
+    config_extra: more image config fields."""
     lay = Layout(os.path.join(tmp, "layout"))
     with open("/bin/busybox", "rb") as f:
         bb = f.read()
@@ -53,7 +54,8 @@ def busybox_image_tar(tmp) -> bytes:
         add("var/www/index.html", b"hello over the bridge\n", mode=0o644)
     lay.tag(lay.image([buf.getvalue()], compression="gzip",
                       config_extra={"Cmd": ["echo", "hello from a vessel VM"],
-                                    "Env": ["PATH=/bin", "FROM_IMAGE=1"]}), "busybox")
+                                    "Env": ["PATH=/bin", "FROM_IMAGE=1"],
+                                    **(config_extra or {})}), "busybox")
     return lay.archive()
 
 

@@ -528,8 +528,14 @@ type Container struct {
 	ExecIds []string `protobuf:"bytes,20,rep,name=exec_ids,json=execIds,proto3" json:"exec_ids,omitempty"`
 	// Size of the container's root filesystem file on the host, bytes.
 	RootfsSizeBytes int64 `protobuf:"varint,21,opt,name=rootfs_size_bytes,json=rootfsSizeBytes,proto3" json:"rootfs_size_bytes,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The restart policy, as created (absent = "no").
+	RestartPolicy *RestartPolicy `protobuf:"bytes,22,opt,name=restart_policy,json=restartPolicy,proto3" json:"restart_policy,omitempty"`
+	// Restarts done by the policy since the last Start by a client.
+	RestartCount int32 `protobuf:"varint,23,opt,name=restart_count,json=restartCount,proto3" json:"restart_count,omitempty"`
+	// The root filesystem is mounted read-only.
+	ReadOnlyRootfs bool `protobuf:"varint,24,opt,name=read_only_rootfs,json=readOnlyRootfs,proto3" json:"read_only_rootfs,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Container) Reset() {
@@ -709,6 +715,27 @@ func (x *Container) GetRootfsSizeBytes() int64 {
 	return 0
 }
 
+func (x *Container) GetRestartPolicy() *RestartPolicy {
+	if x != nil {
+		return x.RestartPolicy
+	}
+	return nil
+}
+
+func (x *Container) GetRestartCount() int32 {
+	if x != nil {
+		return x.RestartCount
+	}
+	return 0
+}
+
+func (x *Container) GetReadOnlyRootfs() bool {
+	if x != nil {
+		return x.ReadOnlyRootfs
+	}
+	return false
+}
+
 // Replacement for the image ENTRYPOINT (wrapper: presence matters).
 type EntrypointOverride struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -809,8 +836,15 @@ type ContainersCreateRequest struct {
 	// Writable space to leave in the root filesystem beyond the image content,
 	// bytes. 0 = server default (1 GiB).
 	RootfsFreeBytes int64 `protobuf:"varint,18,opt,name=rootfs_free_bytes,json=rootfsFreeBytes,proto3" json:"rootfs_free_bytes,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// What vesseld does when init exits by itself (see RestartPolicy).
+	// Absent = never restart. Not together with auto_remove
+	// (INVALID_ARGUMENT).
+	RestartPolicy *RestartPolicy `protobuf:"bytes,19,opt,name=restart_policy,json=restartPolicy,proto3" json:"restart_policy,omitempty"`
+	// Mount the root filesystem read-only: every write outside volumes and
+	// tmpfs mounts fails with EROFS.
+	ReadOnlyRootfs bool `protobuf:"varint,20,opt,name=read_only_rootfs,json=readOnlyRootfs,proto3" json:"read_only_rootfs,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ContainersCreateRequest) Reset() {
@@ -969,6 +1003,86 @@ func (x *ContainersCreateRequest) GetRootfsFreeBytes() int64 {
 	return 0
 }
 
+func (x *ContainersCreateRequest) GetRestartPolicy() *RestartPolicy {
+	if x != nil {
+		return x.RestartPolicy
+	}
+	return nil
+}
+
+func (x *ContainersCreateRequest) GetReadOnlyRootfs() bool {
+	if x != nil {
+		return x.ReadOnlyRootfs
+	}
+	return false
+}
+
+// Restarts applied by vesseld, Docker's policies: a restart is a Start of
+// the STOPPED container (a fresh VM over its kept root filesystem). They
+// wait 100 ms, doubling after each restart up to 1 minute, back to 100 ms
+// once a run lasted 10 s. Stop and Delete end them; Start resets the count.
+// vesseld applies them across its own restarts: a container whose restart
+// was due, or whose VM died while vesseld was down, is restarted when
+// vesseld starts again.
+type RestartPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "no" (or empty): never. "on-failure": when init exited with a non-zero
+	// code or by a signal. "always": whenever init exits by itself, and also
+	// at vesseld start after a Stop (as Docker's daemon start does).
+	// "unless-stopped": like "always", but a container stopped by Stop stays
+	// stopped across vesseld restarts. Other names: INVALID_ARGUMENT.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// "on-failure" only: at most this many restarts in a row (0 = no limit).
+	// Negative, or set with another policy: INVALID_ARGUMENT.
+	MaxRetries    int32 `protobuf:"varint,2,opt,name=max_retries,json=maxRetries,proto3" json:"max_retries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestartPolicy) Reset() {
+	*x = RestartPolicy{}
+	mi := &file_vessel_v1_containers_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestartPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestartPolicy) ProtoMessage() {}
+
+func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_vessel_v1_containers_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
+func (*RestartPolicy) Descriptor() ([]byte, []int) {
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RestartPolicy) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RestartPolicy) GetMaxRetries() int32 {
+	if x != nil {
+		return x.MaxRetries
+	}
+	return 0
+}
+
 // Response of Containers.Create.
 type ContainersCreateResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -980,7 +1094,7 @@ type ContainersCreateResponse struct {
 
 func (x *ContainersCreateResponse) Reset() {
 	*x = ContainersCreateResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[6]
+	mi := &file_vessel_v1_containers_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -992,7 +1106,7 @@ func (x *ContainersCreateResponse) String() string {
 func (*ContainersCreateResponse) ProtoMessage() {}
 
 func (x *ContainersCreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[6]
+	mi := &file_vessel_v1_containers_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1005,7 +1119,7 @@ func (x *ContainersCreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersCreateResponse.ProtoReflect.Descriptor instead.
 func (*ContainersCreateResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{6}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ContainersCreateResponse) GetContainer() *Container {
@@ -1026,7 +1140,7 @@ type ContainersStartRequest struct {
 
 func (x *ContainersStartRequest) Reset() {
 	*x = ContainersStartRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[7]
+	mi := &file_vessel_v1_containers_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1038,7 +1152,7 @@ func (x *ContainersStartRequest) String() string {
 func (*ContainersStartRequest) ProtoMessage() {}
 
 func (x *ContainersStartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[7]
+	mi := &file_vessel_v1_containers_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1051,7 +1165,7 @@ func (x *ContainersStartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersStartRequest.ProtoReflect.Descriptor instead.
 func (*ContainersStartRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{7}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ContainersStartRequest) GetContainerId() string {
@@ -1072,7 +1186,7 @@ type ContainersStartResponse struct {
 
 func (x *ContainersStartResponse) Reset() {
 	*x = ContainersStartResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[8]
+	mi := &file_vessel_v1_containers_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1084,7 +1198,7 @@ func (x *ContainersStartResponse) String() string {
 func (*ContainersStartResponse) ProtoMessage() {}
 
 func (x *ContainersStartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[8]
+	mi := &file_vessel_v1_containers_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1097,7 +1211,7 @@ func (x *ContainersStartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersStartResponse.ProtoReflect.Descriptor instead.
 func (*ContainersStartResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{8}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ContainersStartResponse) GetContainer() *Container {
@@ -1125,7 +1239,7 @@ type ContainersExecRequest struct {
 
 func (x *ContainersExecRequest) Reset() {
 	*x = ContainersExecRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[9]
+	mi := &file_vessel_v1_containers_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1137,7 +1251,7 @@ func (x *ContainersExecRequest) String() string {
 func (*ContainersExecRequest) ProtoMessage() {}
 
 func (x *ContainersExecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[9]
+	mi := &file_vessel_v1_containers_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1150,7 +1264,7 @@ func (x *ContainersExecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersExecRequest.ProtoReflect.Descriptor instead.
 func (*ContainersExecRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{9}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ContainersExecRequest) GetContainerId() string {
@@ -1187,7 +1301,7 @@ type ContainersExecResponse struct {
 
 func (x *ContainersExecResponse) Reset() {
 	*x = ContainersExecResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[10]
+	mi := &file_vessel_v1_containers_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1199,7 +1313,7 @@ func (x *ContainersExecResponse) String() string {
 func (*ContainersExecResponse) ProtoMessage() {}
 
 func (x *ContainersExecResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[10]
+	mi := &file_vessel_v1_containers_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1212,7 +1326,7 @@ func (x *ContainersExecResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersExecResponse.ProtoReflect.Descriptor instead.
 func (*ContainersExecResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{10}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ContainersExecResponse) GetExecId() string {
@@ -1253,7 +1367,7 @@ type ContainersAttachOpen struct {
 
 func (x *ContainersAttachOpen) Reset() {
 	*x = ContainersAttachOpen{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[11]
+	mi := &file_vessel_v1_containers_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1265,7 +1379,7 @@ func (x *ContainersAttachOpen) String() string {
 func (*ContainersAttachOpen) ProtoMessage() {}
 
 func (x *ContainersAttachOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[11]
+	mi := &file_vessel_v1_containers_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1278,7 +1392,7 @@ func (x *ContainersAttachOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersAttachOpen.ProtoReflect.Descriptor instead.
 func (*ContainersAttachOpen) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{11}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ContainersAttachOpen) GetContainerId() string {
@@ -1340,7 +1454,7 @@ type ContainersAttachRequest struct {
 
 func (x *ContainersAttachRequest) Reset() {
 	*x = ContainersAttachRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[12]
+	mi := &file_vessel_v1_containers_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1352,7 +1466,7 @@ func (x *ContainersAttachRequest) String() string {
 func (*ContainersAttachRequest) ProtoMessage() {}
 
 func (x *ContainersAttachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[12]
+	mi := &file_vessel_v1_containers_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1365,7 +1479,7 @@ func (x *ContainersAttachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersAttachRequest.ProtoReflect.Descriptor instead.
 func (*ContainersAttachRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{12}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ContainersAttachRequest) GetKind() isContainersAttachRequest_Kind {
@@ -1443,7 +1557,7 @@ type ContainersAttachResponse struct {
 
 func (x *ContainersAttachResponse) Reset() {
 	*x = ContainersAttachResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[13]
+	mi := &file_vessel_v1_containers_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1455,7 +1569,7 @@ func (x *ContainersAttachResponse) String() string {
 func (*ContainersAttachResponse) ProtoMessage() {}
 
 func (x *ContainersAttachResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[13]
+	mi := &file_vessel_v1_containers_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1468,7 +1582,7 @@ func (x *ContainersAttachResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersAttachResponse.ProtoReflect.Descriptor instead.
 func (*ContainersAttachResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{13}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ContainersAttachResponse) GetKind() isContainersAttachResponse_Kind {
@@ -1531,7 +1645,7 @@ type ContainersSignalRequest struct {
 
 func (x *ContainersSignalRequest) Reset() {
 	*x = ContainersSignalRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[14]
+	mi := &file_vessel_v1_containers_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1543,7 +1657,7 @@ func (x *ContainersSignalRequest) String() string {
 func (*ContainersSignalRequest) ProtoMessage() {}
 
 func (x *ContainersSignalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[14]
+	mi := &file_vessel_v1_containers_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1556,7 +1670,7 @@ func (x *ContainersSignalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersSignalRequest.ProtoReflect.Descriptor instead.
 func (*ContainersSignalRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{14}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ContainersSignalRequest) GetContainerId() string {
@@ -1596,7 +1710,7 @@ type ContainersSignalResponse struct {
 
 func (x *ContainersSignalResponse) Reset() {
 	*x = ContainersSignalResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[15]
+	mi := &file_vessel_v1_containers_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1608,7 +1722,7 @@ func (x *ContainersSignalResponse) String() string {
 func (*ContainersSignalResponse) ProtoMessage() {}
 
 func (x *ContainersSignalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[15]
+	mi := &file_vessel_v1_containers_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1621,7 +1735,7 @@ func (x *ContainersSignalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersSignalResponse.ProtoReflect.Descriptor instead.
 func (*ContainersSignalResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{15}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{16}
 }
 
 // Request of Containers.Wait.
@@ -1637,7 +1751,7 @@ type ContainersWaitRequest struct {
 
 func (x *ContainersWaitRequest) Reset() {
 	*x = ContainersWaitRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[16]
+	mi := &file_vessel_v1_containers_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1649,7 +1763,7 @@ func (x *ContainersWaitRequest) String() string {
 func (*ContainersWaitRequest) ProtoMessage() {}
 
 func (x *ContainersWaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[16]
+	mi := &file_vessel_v1_containers_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1662,7 +1776,7 @@ func (x *ContainersWaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersWaitRequest.ProtoReflect.Descriptor instead.
 func (*ContainersWaitRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{16}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ContainersWaitRequest) GetContainerId() string {
@@ -1690,7 +1804,7 @@ type ContainersWaitResponse struct {
 
 func (x *ContainersWaitResponse) Reset() {
 	*x = ContainersWaitResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[17]
+	mi := &file_vessel_v1_containers_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1702,7 +1816,7 @@ func (x *ContainersWaitResponse) String() string {
 func (*ContainersWaitResponse) ProtoMessage() {}
 
 func (x *ContainersWaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[17]
+	mi := &file_vessel_v1_containers_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1715,7 +1829,7 @@ func (x *ContainersWaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersWaitResponse.ProtoReflect.Descriptor instead.
 func (*ContainersWaitResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{17}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ContainersWaitResponse) GetExitStatus() *ExitStatus {
@@ -1740,7 +1854,7 @@ type ContainersResizeRequest struct {
 
 func (x *ContainersResizeRequest) Reset() {
 	*x = ContainersResizeRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[18]
+	mi := &file_vessel_v1_containers_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1752,7 +1866,7 @@ func (x *ContainersResizeRequest) String() string {
 func (*ContainersResizeRequest) ProtoMessage() {}
 
 func (x *ContainersResizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[18]
+	mi := &file_vessel_v1_containers_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1765,7 +1879,7 @@ func (x *ContainersResizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersResizeRequest.ProtoReflect.Descriptor instead.
 func (*ContainersResizeRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{18}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ContainersResizeRequest) GetContainerId() string {
@@ -1798,7 +1912,7 @@ type ContainersResizeResponse struct {
 
 func (x *ContainersResizeResponse) Reset() {
 	*x = ContainersResizeResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[19]
+	mi := &file_vessel_v1_containers_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1810,7 +1924,7 @@ func (x *ContainersResizeResponse) String() string {
 func (*ContainersResizeResponse) ProtoMessage() {}
 
 func (x *ContainersResizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[19]
+	mi := &file_vessel_v1_containers_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1823,7 +1937,7 @@ func (x *ContainersResizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersResizeResponse.ProtoReflect.Descriptor instead.
 func (*ContainersResizeResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{19}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{20}
 }
 
 // Request of Containers.CloseStdin.
@@ -1839,7 +1953,7 @@ type ContainersCloseStdinRequest struct {
 
 func (x *ContainersCloseStdinRequest) Reset() {
 	*x = ContainersCloseStdinRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[20]
+	mi := &file_vessel_v1_containers_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1851,7 +1965,7 @@ func (x *ContainersCloseStdinRequest) String() string {
 func (*ContainersCloseStdinRequest) ProtoMessage() {}
 
 func (x *ContainersCloseStdinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[20]
+	mi := &file_vessel_v1_containers_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1864,7 +1978,7 @@ func (x *ContainersCloseStdinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersCloseStdinRequest.ProtoReflect.Descriptor instead.
 func (*ContainersCloseStdinRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{20}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ContainersCloseStdinRequest) GetContainerId() string {
@@ -1890,7 +2004,7 @@ type ContainersCloseStdinResponse struct {
 
 func (x *ContainersCloseStdinResponse) Reset() {
 	*x = ContainersCloseStdinResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[21]
+	mi := &file_vessel_v1_containers_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1902,7 +2016,7 @@ func (x *ContainersCloseStdinResponse) String() string {
 func (*ContainersCloseStdinResponse) ProtoMessage() {}
 
 func (x *ContainersCloseStdinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[21]
+	mi := &file_vessel_v1_containers_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1915,7 +2029,7 @@ func (x *ContainersCloseStdinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersCloseStdinResponse.ProtoReflect.Descriptor instead.
 func (*ContainersCloseStdinResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{21}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{22}
 }
 
 // Request of Containers.Stop.
@@ -1935,7 +2049,7 @@ type ContainersStopRequest struct {
 
 func (x *ContainersStopRequest) Reset() {
 	*x = ContainersStopRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[22]
+	mi := &file_vessel_v1_containers_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1947,7 +2061,7 @@ func (x *ContainersStopRequest) String() string {
 func (*ContainersStopRequest) ProtoMessage() {}
 
 func (x *ContainersStopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[22]
+	mi := &file_vessel_v1_containers_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1960,7 +2074,7 @@ func (x *ContainersStopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersStopRequest.ProtoReflect.Descriptor instead.
 func (*ContainersStopRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{22}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ContainersStopRequest) GetContainerId() string {
@@ -1995,7 +2109,7 @@ type ContainersStopResponse struct {
 
 func (x *ContainersStopResponse) Reset() {
 	*x = ContainersStopResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[23]
+	mi := &file_vessel_v1_containers_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2007,7 +2121,7 @@ func (x *ContainersStopResponse) String() string {
 func (*ContainersStopResponse) ProtoMessage() {}
 
 func (x *ContainersStopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[23]
+	mi := &file_vessel_v1_containers_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2020,7 +2134,7 @@ func (x *ContainersStopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersStopResponse.ProtoReflect.Descriptor instead.
 func (*ContainersStopResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{23}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ContainersStopResponse) GetExitStatus() *ExitStatus {
@@ -2043,7 +2157,7 @@ type ContainersDeleteRequest struct {
 
 func (x *ContainersDeleteRequest) Reset() {
 	*x = ContainersDeleteRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[24]
+	mi := &file_vessel_v1_containers_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2055,7 +2169,7 @@ func (x *ContainersDeleteRequest) String() string {
 func (*ContainersDeleteRequest) ProtoMessage() {}
 
 func (x *ContainersDeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[24]
+	mi := &file_vessel_v1_containers_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2068,7 +2182,7 @@ func (x *ContainersDeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersDeleteRequest.ProtoReflect.Descriptor instead.
 func (*ContainersDeleteRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{24}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ContainersDeleteRequest) GetContainerId() string {
@@ -2094,7 +2208,7 @@ type ContainersDeleteResponse struct {
 
 func (x *ContainersDeleteResponse) Reset() {
 	*x = ContainersDeleteResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[25]
+	mi := &file_vessel_v1_containers_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2106,7 +2220,7 @@ func (x *ContainersDeleteResponse) String() string {
 func (*ContainersDeleteResponse) ProtoMessage() {}
 
 func (x *ContainersDeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[25]
+	mi := &file_vessel_v1_containers_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2119,7 +2233,7 @@ func (x *ContainersDeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersDeleteResponse.ProtoReflect.Descriptor instead.
 func (*ContainersDeleteResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{25}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{26}
 }
 
 // Request of Containers.List.
@@ -2138,7 +2252,7 @@ type ContainersListRequest struct {
 
 func (x *ContainersListRequest) Reset() {
 	*x = ContainersListRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[26]
+	mi := &file_vessel_v1_containers_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2150,7 +2264,7 @@ func (x *ContainersListRequest) String() string {
 func (*ContainersListRequest) ProtoMessage() {}
 
 func (x *ContainersListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[26]
+	mi := &file_vessel_v1_containers_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2163,7 +2277,7 @@ func (x *ContainersListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersListRequest.ProtoReflect.Descriptor instead.
 func (*ContainersListRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{26}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ContainersListRequest) GetFilters() []string {
@@ -2191,7 +2305,7 @@ type ContainersListResponse struct {
 
 func (x *ContainersListResponse) Reset() {
 	*x = ContainersListResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[27]
+	mi := &file_vessel_v1_containers_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2203,7 +2317,7 @@ func (x *ContainersListResponse) String() string {
 func (*ContainersListResponse) ProtoMessage() {}
 
 func (x *ContainersListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[27]
+	mi := &file_vessel_v1_containers_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2216,7 +2330,7 @@ func (x *ContainersListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersListResponse.ProtoReflect.Descriptor instead.
 func (*ContainersListResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{27}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ContainersListResponse) GetContainers() []*Container {
@@ -2237,7 +2351,7 @@ type ContainersInspectRequest struct {
 
 func (x *ContainersInspectRequest) Reset() {
 	*x = ContainersInspectRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[28]
+	mi := &file_vessel_v1_containers_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2249,7 +2363,7 @@ func (x *ContainersInspectRequest) String() string {
 func (*ContainersInspectRequest) ProtoMessage() {}
 
 func (x *ContainersInspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[28]
+	mi := &file_vessel_v1_containers_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2262,7 +2376,7 @@ func (x *ContainersInspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersInspectRequest.ProtoReflect.Descriptor instead.
 func (*ContainersInspectRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{28}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ContainersInspectRequest) GetContainerId() string {
@@ -2283,7 +2397,7 @@ type ContainersInspectResponse struct {
 
 func (x *ContainersInspectResponse) Reset() {
 	*x = ContainersInspectResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[29]
+	mi := &file_vessel_v1_containers_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2295,7 +2409,7 @@ func (x *ContainersInspectResponse) String() string {
 func (*ContainersInspectResponse) ProtoMessage() {}
 
 func (x *ContainersInspectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[29]
+	mi := &file_vessel_v1_containers_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2308,7 +2422,7 @@ func (x *ContainersInspectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersInspectResponse.ProtoReflect.Descriptor instead.
 func (*ContainersInspectResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{29}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ContainersInspectResponse) GetContainer() *Container {
@@ -2329,7 +2443,7 @@ type ContainersStatsRequest struct {
 
 func (x *ContainersStatsRequest) Reset() {
 	*x = ContainersStatsRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[30]
+	mi := &file_vessel_v1_containers_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2341,7 +2455,7 @@ func (x *ContainersStatsRequest) String() string {
 func (*ContainersStatsRequest) ProtoMessage() {}
 
 func (x *ContainersStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[30]
+	mi := &file_vessel_v1_containers_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2354,7 +2468,7 @@ func (x *ContainersStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersStatsRequest.ProtoReflect.Descriptor instead.
 func (*ContainersStatsRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{30}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ContainersStatsRequest) GetContainerId() string {
@@ -2375,7 +2489,7 @@ type ContainersStatsResponse struct {
 
 func (x *ContainersStatsResponse) Reset() {
 	*x = ContainersStatsResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[31]
+	mi := &file_vessel_v1_containers_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2387,7 +2501,7 @@ func (x *ContainersStatsResponse) String() string {
 func (*ContainersStatsResponse) ProtoMessage() {}
 
 func (x *ContainersStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[31]
+	mi := &file_vessel_v1_containers_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2400,7 +2514,7 @@ func (x *ContainersStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersStatsResponse.ProtoReflect.Descriptor instead.
 func (*ContainersStatsResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{31}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ContainersStatsResponse) GetStatistics() *Statistics {
@@ -2432,7 +2546,7 @@ type ContainersLogsRequest struct {
 
 func (x *ContainersLogsRequest) Reset() {
 	*x = ContainersLogsRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[32]
+	mi := &file_vessel_v1_containers_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2444,7 +2558,7 @@ func (x *ContainersLogsRequest) String() string {
 func (*ContainersLogsRequest) ProtoMessage() {}
 
 func (x *ContainersLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[32]
+	mi := &file_vessel_v1_containers_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2457,7 +2571,7 @@ func (x *ContainersLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersLogsRequest.ProtoReflect.Descriptor instead.
 func (*ContainersLogsRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{32}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ContainersLogsRequest) GetContainerId() string {
@@ -2521,7 +2635,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[33]
+	mi := &file_vessel_v1_containers_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2533,7 +2647,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[33]
+	mi := &file_vessel_v1_containers_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2546,7 +2660,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{33}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *LogEntry) GetTime() *timestamppb.Timestamp {
@@ -2588,7 +2702,7 @@ type ContainersLogsResponse struct {
 
 func (x *ContainersLogsResponse) Reset() {
 	*x = ContainersLogsResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[34]
+	mi := &file_vessel_v1_containers_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2600,7 +2714,7 @@ func (x *ContainersLogsResponse) String() string {
 func (*ContainersLogsResponse) ProtoMessage() {}
 
 func (x *ContainersLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[34]
+	mi := &file_vessel_v1_containers_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2613,7 +2727,7 @@ func (x *ContainersLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersLogsResponse.ProtoReflect.Descriptor instead.
 func (*ContainersLogsResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{34}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ContainersLogsResponse) GetEntries() []*LogEntry {
@@ -2643,7 +2757,7 @@ type ContainersCopyInHeader struct {
 
 func (x *ContainersCopyInHeader) Reset() {
 	*x = ContainersCopyInHeader{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[35]
+	mi := &file_vessel_v1_containers_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2655,7 +2769,7 @@ func (x *ContainersCopyInHeader) String() string {
 func (*ContainersCopyInHeader) ProtoMessage() {}
 
 func (x *ContainersCopyInHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[35]
+	mi := &file_vessel_v1_containers_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2668,7 +2782,7 @@ func (x *ContainersCopyInHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersCopyInHeader.ProtoReflect.Descriptor instead.
 func (*ContainersCopyInHeader) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{35}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ContainersCopyInHeader) GetContainerId() string {
@@ -2722,7 +2836,7 @@ type ContainersCopyInRequest struct {
 
 func (x *ContainersCopyInRequest) Reset() {
 	*x = ContainersCopyInRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[36]
+	mi := &file_vessel_v1_containers_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2734,7 +2848,7 @@ func (x *ContainersCopyInRequest) String() string {
 func (*ContainersCopyInRequest) ProtoMessage() {}
 
 func (x *ContainersCopyInRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[36]
+	mi := &file_vessel_v1_containers_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2747,7 +2861,7 @@ func (x *ContainersCopyInRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersCopyInRequest.ProtoReflect.Descriptor instead.
 func (*ContainersCopyInRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{36}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ContainersCopyInRequest) GetKind() isContainersCopyInRequest_Kind {
@@ -2804,7 +2918,7 @@ type ContainersCopyInResponse struct {
 
 func (x *ContainersCopyInResponse) Reset() {
 	*x = ContainersCopyInResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[37]
+	mi := &file_vessel_v1_containers_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2816,7 +2930,7 @@ func (x *ContainersCopyInResponse) String() string {
 func (*ContainersCopyInResponse) ProtoMessage() {}
 
 func (x *ContainersCopyInResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[37]
+	mi := &file_vessel_v1_containers_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2829,7 +2943,7 @@ func (x *ContainersCopyInResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersCopyInResponse.ProtoReflect.Descriptor instead.
 func (*ContainersCopyInResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{37}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ContainersCopyInResponse) GetBytesReceived() int64 {
@@ -2852,7 +2966,7 @@ type ContainersCopyOutRequest struct {
 
 func (x *ContainersCopyOutRequest) Reset() {
 	*x = ContainersCopyOutRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[38]
+	mi := &file_vessel_v1_containers_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2864,7 +2978,7 @@ func (x *ContainersCopyOutRequest) String() string {
 func (*ContainersCopyOutRequest) ProtoMessage() {}
 
 func (x *ContainersCopyOutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[38]
+	mi := &file_vessel_v1_containers_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2877,7 +2991,7 @@ func (x *ContainersCopyOutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersCopyOutRequest.ProtoReflect.Descriptor instead.
 func (*ContainersCopyOutRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{38}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ContainersCopyOutRequest) GetContainerId() string {
@@ -2907,7 +3021,7 @@ type ContainersCopyOutResponse struct {
 
 func (x *ContainersCopyOutResponse) Reset() {
 	*x = ContainersCopyOutResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[39]
+	mi := &file_vessel_v1_containers_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2919,7 +3033,7 @@ func (x *ContainersCopyOutResponse) String() string {
 func (*ContainersCopyOutResponse) ProtoMessage() {}
 
 func (x *ContainersCopyOutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[39]
+	mi := &file_vessel_v1_containers_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2932,7 +3046,7 @@ func (x *ContainersCopyOutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersCopyOutResponse.ProtoReflect.Descriptor instead.
 func (*ContainersCopyOutResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{39}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ContainersCopyOutResponse) GetInfo() *FileInfo {
@@ -2978,7 +3092,7 @@ const file_vessel_v1_containers_proto_rawDesc = "" +
 	"\fmemory_bytes\x18\x06 \x01(\x03R\vmemoryBytes\x12 \n" +
 	"\vaccelerator\x18\a \x01(\tR\vaccelerator\x12\x1b\n" +
 	"\tvsock_cid\x18\b \x01(\rR\bvsockCid\x12(\n" +
-	"\x10boot_duration_ms\x18\t \x01(\x03R\x0ebootDurationMs\"\xc7\a\n" +
+	"\x10boot_duration_ms\x18\t \x01(\x03R\x0ebootDurationMs\"\xd7\b\n" +
 	"\tContainer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05image\x18\x02 \x01(\tR\x05image\x12!\n" +
@@ -3006,12 +3120,15 @@ const file_vessel_v1_containers_proto_rawDesc = "" +
 	"autoRemove\x12!\n" +
 	"\x02vm\x18\x13 \x01(\v2\x11.vessel.v1.VmInfoR\x02vm\x12\x19\n" +
 	"\bexec_ids\x18\x14 \x03(\tR\aexecIds\x12*\n" +
-	"\x11rootfs_size_bytes\x18\x15 \x01(\x03R\x0frootfsSizeBytes\x1a9\n" +
+	"\x11rootfs_size_bytes\x18\x15 \x01(\x03R\x0frootfsSizeBytes\x12?\n" +
+	"\x0erestart_policy\x18\x16 \x01(\v2\x18.vessel.v1.RestartPolicyR\rrestartPolicy\x12#\n" +
+	"\rrestart_count\x18\x17 \x01(\x05R\frestartCount\x12(\n" +
+	"\x10read_only_rootfs\x18\x18 \x01(\bR\x0ereadOnlyRootfs\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"(\n" +
 	"\x12EntrypointOverride\x12\x12\n" +
-	"\x04args\x18\x01 \x03(\tR\x04args\"\xad\a\n" +
+	"\x04args\x18\x01 \x03(\tR\x04args\"\x98\b\n" +
 	"\x17ContainersCreateRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05image\x18\x02 \x01(\tR\x05image\x12/\n" +
@@ -3036,13 +3153,19 @@ const file_vessel_v1_containers_proto_rawDesc = "" +
 	"\vno_template\x18\x10 \x01(\bR\n" +
 	"noTemplate\x12I\n" +
 	"\asysctls\x18\x11 \x03(\v2/.vessel.v1.ContainersCreateRequest.SysctlsEntryR\asysctls\x12*\n" +
-	"\x11rootfs_free_bytes\x18\x12 \x01(\x03R\x0frootfsFreeBytes\x1a9\n" +
+	"\x11rootfs_free_bytes\x18\x12 \x01(\x03R\x0frootfsFreeBytes\x12?\n" +
+	"\x0erestart_policy\x18\x13 \x01(\v2\x18.vessel.v1.RestartPolicyR\rrestartPolicy\x12(\n" +
+	"\x10read_only_rootfs\x18\x14 \x01(\bR\x0ereadOnlyRootfs\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
 	"\fSysctlsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"N\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"D\n" +
+	"\rRestartPolicy\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
+	"\vmax_retries\x18\x02 \x01(\x05R\n" +
+	"maxRetries\"N\n" +
 	"\x18ContainersCreateResponse\x122\n" +
 	"\tcontainer\x18\x01 \x01(\v2\x14.vessel.v1.ContainerR\tcontainer\";\n" +
 	"\x16ContainersStartRequest\x12!\n" +
@@ -3203,7 +3326,7 @@ func file_vessel_v1_containers_proto_rawDescGZIP() []byte {
 }
 
 var file_vessel_v1_containers_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_vessel_v1_containers_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_vessel_v1_containers_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_vessel_v1_containers_proto_goTypes = []any{
 	(ContainerState)(0),                  // 0: vessel.v1.ContainerState
 	(BootMode)(0),                        // 1: vessel.v1.BootMode
@@ -3214,141 +3337,144 @@ var file_vessel_v1_containers_proto_goTypes = []any{
 	(*Container)(nil),                    // 6: vessel.v1.Container
 	(*EntrypointOverride)(nil),           // 7: vessel.v1.EntrypointOverride
 	(*ContainersCreateRequest)(nil),      // 8: vessel.v1.ContainersCreateRequest
-	(*ContainersCreateResponse)(nil),     // 9: vessel.v1.ContainersCreateResponse
-	(*ContainersStartRequest)(nil),       // 10: vessel.v1.ContainersStartRequest
-	(*ContainersStartResponse)(nil),      // 11: vessel.v1.ContainersStartResponse
-	(*ContainersExecRequest)(nil),        // 12: vessel.v1.ContainersExecRequest
-	(*ContainersExecResponse)(nil),       // 13: vessel.v1.ContainersExecResponse
-	(*ContainersAttachOpen)(nil),         // 14: vessel.v1.ContainersAttachOpen
-	(*ContainersAttachRequest)(nil),      // 15: vessel.v1.ContainersAttachRequest
-	(*ContainersAttachResponse)(nil),     // 16: vessel.v1.ContainersAttachResponse
-	(*ContainersSignalRequest)(nil),      // 17: vessel.v1.ContainersSignalRequest
-	(*ContainersSignalResponse)(nil),     // 18: vessel.v1.ContainersSignalResponse
-	(*ContainersWaitRequest)(nil),        // 19: vessel.v1.ContainersWaitRequest
-	(*ContainersWaitResponse)(nil),       // 20: vessel.v1.ContainersWaitResponse
-	(*ContainersResizeRequest)(nil),      // 21: vessel.v1.ContainersResizeRequest
-	(*ContainersResizeResponse)(nil),     // 22: vessel.v1.ContainersResizeResponse
-	(*ContainersCloseStdinRequest)(nil),  // 23: vessel.v1.ContainersCloseStdinRequest
-	(*ContainersCloseStdinResponse)(nil), // 24: vessel.v1.ContainersCloseStdinResponse
-	(*ContainersStopRequest)(nil),        // 25: vessel.v1.ContainersStopRequest
-	(*ContainersStopResponse)(nil),       // 26: vessel.v1.ContainersStopResponse
-	(*ContainersDeleteRequest)(nil),      // 27: vessel.v1.ContainersDeleteRequest
-	(*ContainersDeleteResponse)(nil),     // 28: vessel.v1.ContainersDeleteResponse
-	(*ContainersListRequest)(nil),        // 29: vessel.v1.ContainersListRequest
-	(*ContainersListResponse)(nil),       // 30: vessel.v1.ContainersListResponse
-	(*ContainersInspectRequest)(nil),     // 31: vessel.v1.ContainersInspectRequest
-	(*ContainersInspectResponse)(nil),    // 32: vessel.v1.ContainersInspectResponse
-	(*ContainersStatsRequest)(nil),       // 33: vessel.v1.ContainersStatsRequest
-	(*ContainersStatsResponse)(nil),      // 34: vessel.v1.ContainersStatsResponse
-	(*ContainersLogsRequest)(nil),        // 35: vessel.v1.ContainersLogsRequest
-	(*LogEntry)(nil),                     // 36: vessel.v1.LogEntry
-	(*ContainersLogsResponse)(nil),       // 37: vessel.v1.ContainersLogsResponse
-	(*ContainersCopyInHeader)(nil),       // 38: vessel.v1.ContainersCopyInHeader
-	(*ContainersCopyInRequest)(nil),      // 39: vessel.v1.ContainersCopyInRequest
-	(*ContainersCopyInResponse)(nil),     // 40: vessel.v1.ContainersCopyInResponse
-	(*ContainersCopyOutRequest)(nil),     // 41: vessel.v1.ContainersCopyOutRequest
-	(*ContainersCopyOutResponse)(nil),    // 42: vessel.v1.ContainersCopyOutResponse
-	nil,                                  // 43: vessel.v1.Container.LabelsEntry
-	nil,                                  // 44: vessel.v1.ContainersCreateRequest.LabelsEntry
-	nil,                                  // 45: vessel.v1.ContainersCreateRequest.SysctlsEntry
-	(*Platform)(nil),                     // 46: vessel.v1.Platform
-	(*ExitStatus)(nil),                   // 47: vessel.v1.ExitStatus
-	(*timestamppb.Timestamp)(nil),        // 48: google.protobuf.Timestamp
-	(*ProcessSpec)(nil),                  // 49: vessel.v1.ProcessSpec
-	(*Resources)(nil),                    // 50: vessel.v1.Resources
-	(*Mount)(nil),                        // 51: vessel.v1.Mount
-	(*Dns)(nil),                          // 52: vessel.v1.Dns
-	(*HostsEntry)(nil),                   // 53: vessel.v1.HostsEntry
-	(*StdioFrame)(nil),                   // 54: vessel.v1.StdioFrame
-	(*ConsoleSize)(nil),                  // 55: vessel.v1.ConsoleSize
-	(*Statistics)(nil),                   // 56: vessel.v1.Statistics
-	(StdioStream)(0),                     // 57: vessel.v1.StdioStream
-	(*FileInfo)(nil),                     // 58: vessel.v1.FileInfo
+	(*RestartPolicy)(nil),                // 9: vessel.v1.RestartPolicy
+	(*ContainersCreateResponse)(nil),     // 10: vessel.v1.ContainersCreateResponse
+	(*ContainersStartRequest)(nil),       // 11: vessel.v1.ContainersStartRequest
+	(*ContainersStartResponse)(nil),      // 12: vessel.v1.ContainersStartResponse
+	(*ContainersExecRequest)(nil),        // 13: vessel.v1.ContainersExecRequest
+	(*ContainersExecResponse)(nil),       // 14: vessel.v1.ContainersExecResponse
+	(*ContainersAttachOpen)(nil),         // 15: vessel.v1.ContainersAttachOpen
+	(*ContainersAttachRequest)(nil),      // 16: vessel.v1.ContainersAttachRequest
+	(*ContainersAttachResponse)(nil),     // 17: vessel.v1.ContainersAttachResponse
+	(*ContainersSignalRequest)(nil),      // 18: vessel.v1.ContainersSignalRequest
+	(*ContainersSignalResponse)(nil),     // 19: vessel.v1.ContainersSignalResponse
+	(*ContainersWaitRequest)(nil),        // 20: vessel.v1.ContainersWaitRequest
+	(*ContainersWaitResponse)(nil),       // 21: vessel.v1.ContainersWaitResponse
+	(*ContainersResizeRequest)(nil),      // 22: vessel.v1.ContainersResizeRequest
+	(*ContainersResizeResponse)(nil),     // 23: vessel.v1.ContainersResizeResponse
+	(*ContainersCloseStdinRequest)(nil),  // 24: vessel.v1.ContainersCloseStdinRequest
+	(*ContainersCloseStdinResponse)(nil), // 25: vessel.v1.ContainersCloseStdinResponse
+	(*ContainersStopRequest)(nil),        // 26: vessel.v1.ContainersStopRequest
+	(*ContainersStopResponse)(nil),       // 27: vessel.v1.ContainersStopResponse
+	(*ContainersDeleteRequest)(nil),      // 28: vessel.v1.ContainersDeleteRequest
+	(*ContainersDeleteResponse)(nil),     // 29: vessel.v1.ContainersDeleteResponse
+	(*ContainersListRequest)(nil),        // 30: vessel.v1.ContainersListRequest
+	(*ContainersListResponse)(nil),       // 31: vessel.v1.ContainersListResponse
+	(*ContainersInspectRequest)(nil),     // 32: vessel.v1.ContainersInspectRequest
+	(*ContainersInspectResponse)(nil),    // 33: vessel.v1.ContainersInspectResponse
+	(*ContainersStatsRequest)(nil),       // 34: vessel.v1.ContainersStatsRequest
+	(*ContainersStatsResponse)(nil),      // 35: vessel.v1.ContainersStatsResponse
+	(*ContainersLogsRequest)(nil),        // 36: vessel.v1.ContainersLogsRequest
+	(*LogEntry)(nil),                     // 37: vessel.v1.LogEntry
+	(*ContainersLogsResponse)(nil),       // 38: vessel.v1.ContainersLogsResponse
+	(*ContainersCopyInHeader)(nil),       // 39: vessel.v1.ContainersCopyInHeader
+	(*ContainersCopyInRequest)(nil),      // 40: vessel.v1.ContainersCopyInRequest
+	(*ContainersCopyInResponse)(nil),     // 41: vessel.v1.ContainersCopyInResponse
+	(*ContainersCopyOutRequest)(nil),     // 42: vessel.v1.ContainersCopyOutRequest
+	(*ContainersCopyOutResponse)(nil),    // 43: vessel.v1.ContainersCopyOutResponse
+	nil,                                  // 44: vessel.v1.Container.LabelsEntry
+	nil,                                  // 45: vessel.v1.ContainersCreateRequest.LabelsEntry
+	nil,                                  // 46: vessel.v1.ContainersCreateRequest.SysctlsEntry
+	(*Platform)(nil),                     // 47: vessel.v1.Platform
+	(*ExitStatus)(nil),                   // 48: vessel.v1.ExitStatus
+	(*timestamppb.Timestamp)(nil),        // 49: google.protobuf.Timestamp
+	(*ProcessSpec)(nil),                  // 50: vessel.v1.ProcessSpec
+	(*Resources)(nil),                    // 51: vessel.v1.Resources
+	(*Mount)(nil),                        // 52: vessel.v1.Mount
+	(*Dns)(nil),                          // 53: vessel.v1.Dns
+	(*HostsEntry)(nil),                   // 54: vessel.v1.HostsEntry
+	(*StdioFrame)(nil),                   // 55: vessel.v1.StdioFrame
+	(*ConsoleSize)(nil),                  // 56: vessel.v1.ConsoleSize
+	(*Statistics)(nil),                   // 57: vessel.v1.Statistics
+	(StdioStream)(0),                     // 58: vessel.v1.StdioStream
+	(*FileInfo)(nil),                     // 59: vessel.v1.FileInfo
 }
 var file_vessel_v1_containers_proto_depIdxs = []int32{
 	2,  // 0: vessel.v1.PortMapping.protocol:type_name -> vessel.v1.PortProtocol
 	1,  // 1: vessel.v1.VmInfo.boot_mode:type_name -> vessel.v1.BootMode
-	46, // 2: vessel.v1.Container.platform:type_name -> vessel.v1.Platform
+	47, // 2: vessel.v1.Container.platform:type_name -> vessel.v1.Platform
 	0,  // 3: vessel.v1.Container.state:type_name -> vessel.v1.ContainerState
-	47, // 4: vessel.v1.Container.exit_status:type_name -> vessel.v1.ExitStatus
-	48, // 5: vessel.v1.Container.created_at:type_name -> google.protobuf.Timestamp
-	48, // 6: vessel.v1.Container.started_at:type_name -> google.protobuf.Timestamp
-	48, // 7: vessel.v1.Container.finished_at:type_name -> google.protobuf.Timestamp
-	43, // 8: vessel.v1.Container.labels:type_name -> vessel.v1.Container.LabelsEntry
-	49, // 9: vessel.v1.Container.process:type_name -> vessel.v1.ProcessSpec
-	50, // 10: vessel.v1.Container.resources:type_name -> vessel.v1.Resources
-	51, // 11: vessel.v1.Container.mounts:type_name -> vessel.v1.Mount
+	48, // 4: vessel.v1.Container.exit_status:type_name -> vessel.v1.ExitStatus
+	49, // 5: vessel.v1.Container.created_at:type_name -> google.protobuf.Timestamp
+	49, // 6: vessel.v1.Container.started_at:type_name -> google.protobuf.Timestamp
+	49, // 7: vessel.v1.Container.finished_at:type_name -> google.protobuf.Timestamp
+	44, // 8: vessel.v1.Container.labels:type_name -> vessel.v1.Container.LabelsEntry
+	50, // 9: vessel.v1.Container.process:type_name -> vessel.v1.ProcessSpec
+	51, // 10: vessel.v1.Container.resources:type_name -> vessel.v1.Resources
+	52, // 11: vessel.v1.Container.mounts:type_name -> vessel.v1.Mount
 	3,  // 12: vessel.v1.Container.networks:type_name -> vessel.v1.NetworkAttachment
 	4,  // 13: vessel.v1.Container.ports:type_name -> vessel.v1.PortMapping
 	5,  // 14: vessel.v1.Container.vm:type_name -> vessel.v1.VmInfo
-	46, // 15: vessel.v1.ContainersCreateRequest.platform:type_name -> vessel.v1.Platform
-	49, // 16: vessel.v1.ContainersCreateRequest.process:type_name -> vessel.v1.ProcessSpec
-	7,  // 17: vessel.v1.ContainersCreateRequest.entrypoint:type_name -> vessel.v1.EntrypointOverride
-	50, // 18: vessel.v1.ContainersCreateRequest.resources:type_name -> vessel.v1.Resources
-	51, // 19: vessel.v1.ContainersCreateRequest.mounts:type_name -> vessel.v1.Mount
-	3,  // 20: vessel.v1.ContainersCreateRequest.networks:type_name -> vessel.v1.NetworkAttachment
-	4,  // 21: vessel.v1.ContainersCreateRequest.ports:type_name -> vessel.v1.PortMapping
-	52, // 22: vessel.v1.ContainersCreateRequest.dns:type_name -> vessel.v1.Dns
-	53, // 23: vessel.v1.ContainersCreateRequest.extra_hosts:type_name -> vessel.v1.HostsEntry
-	44, // 24: vessel.v1.ContainersCreateRequest.labels:type_name -> vessel.v1.ContainersCreateRequest.LabelsEntry
-	45, // 25: vessel.v1.ContainersCreateRequest.sysctls:type_name -> vessel.v1.ContainersCreateRequest.SysctlsEntry
-	6,  // 26: vessel.v1.ContainersCreateResponse.container:type_name -> vessel.v1.Container
-	6,  // 27: vessel.v1.ContainersStartResponse.container:type_name -> vessel.v1.Container
-	49, // 28: vessel.v1.ContainersExecRequest.process:type_name -> vessel.v1.ProcessSpec
-	14, // 29: vessel.v1.ContainersAttachRequest.open:type_name -> vessel.v1.ContainersAttachOpen
-	54, // 30: vessel.v1.ContainersAttachRequest.frame:type_name -> vessel.v1.StdioFrame
-	55, // 31: vessel.v1.ContainersAttachRequest.resize:type_name -> vessel.v1.ConsoleSize
-	54, // 32: vessel.v1.ContainersAttachResponse.frame:type_name -> vessel.v1.StdioFrame
-	47, // 33: vessel.v1.ContainersAttachResponse.exit:type_name -> vessel.v1.ExitStatus
-	47, // 34: vessel.v1.ContainersWaitResponse.exit_status:type_name -> vessel.v1.ExitStatus
-	55, // 35: vessel.v1.ContainersResizeRequest.size:type_name -> vessel.v1.ConsoleSize
-	47, // 36: vessel.v1.ContainersStopResponse.exit_status:type_name -> vessel.v1.ExitStatus
-	6,  // 37: vessel.v1.ContainersListResponse.containers:type_name -> vessel.v1.Container
-	6,  // 38: vessel.v1.ContainersInspectResponse.container:type_name -> vessel.v1.Container
-	56, // 39: vessel.v1.ContainersStatsResponse.statistics:type_name -> vessel.v1.Statistics
-	48, // 40: vessel.v1.ContainersLogsRequest.since:type_name -> google.protobuf.Timestamp
-	48, // 41: vessel.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
-	57, // 42: vessel.v1.LogEntry.stream:type_name -> vessel.v1.StdioStream
-	36, // 43: vessel.v1.ContainersLogsResponse.entries:type_name -> vessel.v1.LogEntry
-	38, // 44: vessel.v1.ContainersCopyInRequest.header:type_name -> vessel.v1.ContainersCopyInHeader
-	58, // 45: vessel.v1.ContainersCopyOutResponse.info:type_name -> vessel.v1.FileInfo
-	8,  // 46: vessel.v1.Containers.Create:input_type -> vessel.v1.ContainersCreateRequest
-	10, // 47: vessel.v1.Containers.Start:input_type -> vessel.v1.ContainersStartRequest
-	12, // 48: vessel.v1.Containers.Exec:input_type -> vessel.v1.ContainersExecRequest
-	15, // 49: vessel.v1.Containers.Attach:input_type -> vessel.v1.ContainersAttachRequest
-	17, // 50: vessel.v1.Containers.Signal:input_type -> vessel.v1.ContainersSignalRequest
-	19, // 51: vessel.v1.Containers.Wait:input_type -> vessel.v1.ContainersWaitRequest
-	21, // 52: vessel.v1.Containers.Resize:input_type -> vessel.v1.ContainersResizeRequest
-	23, // 53: vessel.v1.Containers.CloseStdin:input_type -> vessel.v1.ContainersCloseStdinRequest
-	25, // 54: vessel.v1.Containers.Stop:input_type -> vessel.v1.ContainersStopRequest
-	27, // 55: vessel.v1.Containers.Delete:input_type -> vessel.v1.ContainersDeleteRequest
-	29, // 56: vessel.v1.Containers.List:input_type -> vessel.v1.ContainersListRequest
-	31, // 57: vessel.v1.Containers.Inspect:input_type -> vessel.v1.ContainersInspectRequest
-	33, // 58: vessel.v1.Containers.Stats:input_type -> vessel.v1.ContainersStatsRequest
-	35, // 59: vessel.v1.Containers.Logs:input_type -> vessel.v1.ContainersLogsRequest
-	39, // 60: vessel.v1.Containers.CopyIn:input_type -> vessel.v1.ContainersCopyInRequest
-	41, // 61: vessel.v1.Containers.CopyOut:input_type -> vessel.v1.ContainersCopyOutRequest
-	9,  // 62: vessel.v1.Containers.Create:output_type -> vessel.v1.ContainersCreateResponse
-	11, // 63: vessel.v1.Containers.Start:output_type -> vessel.v1.ContainersStartResponse
-	13, // 64: vessel.v1.Containers.Exec:output_type -> vessel.v1.ContainersExecResponse
-	16, // 65: vessel.v1.Containers.Attach:output_type -> vessel.v1.ContainersAttachResponse
-	18, // 66: vessel.v1.Containers.Signal:output_type -> vessel.v1.ContainersSignalResponse
-	20, // 67: vessel.v1.Containers.Wait:output_type -> vessel.v1.ContainersWaitResponse
-	22, // 68: vessel.v1.Containers.Resize:output_type -> vessel.v1.ContainersResizeResponse
-	24, // 69: vessel.v1.Containers.CloseStdin:output_type -> vessel.v1.ContainersCloseStdinResponse
-	26, // 70: vessel.v1.Containers.Stop:output_type -> vessel.v1.ContainersStopResponse
-	28, // 71: vessel.v1.Containers.Delete:output_type -> vessel.v1.ContainersDeleteResponse
-	30, // 72: vessel.v1.Containers.List:output_type -> vessel.v1.ContainersListResponse
-	32, // 73: vessel.v1.Containers.Inspect:output_type -> vessel.v1.ContainersInspectResponse
-	34, // 74: vessel.v1.Containers.Stats:output_type -> vessel.v1.ContainersStatsResponse
-	37, // 75: vessel.v1.Containers.Logs:output_type -> vessel.v1.ContainersLogsResponse
-	40, // 76: vessel.v1.Containers.CopyIn:output_type -> vessel.v1.ContainersCopyInResponse
-	42, // 77: vessel.v1.Containers.CopyOut:output_type -> vessel.v1.ContainersCopyOutResponse
-	62, // [62:78] is the sub-list for method output_type
-	46, // [46:62] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	9,  // 15: vessel.v1.Container.restart_policy:type_name -> vessel.v1.RestartPolicy
+	47, // 16: vessel.v1.ContainersCreateRequest.platform:type_name -> vessel.v1.Platform
+	50, // 17: vessel.v1.ContainersCreateRequest.process:type_name -> vessel.v1.ProcessSpec
+	7,  // 18: vessel.v1.ContainersCreateRequest.entrypoint:type_name -> vessel.v1.EntrypointOverride
+	51, // 19: vessel.v1.ContainersCreateRequest.resources:type_name -> vessel.v1.Resources
+	52, // 20: vessel.v1.ContainersCreateRequest.mounts:type_name -> vessel.v1.Mount
+	3,  // 21: vessel.v1.ContainersCreateRequest.networks:type_name -> vessel.v1.NetworkAttachment
+	4,  // 22: vessel.v1.ContainersCreateRequest.ports:type_name -> vessel.v1.PortMapping
+	53, // 23: vessel.v1.ContainersCreateRequest.dns:type_name -> vessel.v1.Dns
+	54, // 24: vessel.v1.ContainersCreateRequest.extra_hosts:type_name -> vessel.v1.HostsEntry
+	45, // 25: vessel.v1.ContainersCreateRequest.labels:type_name -> vessel.v1.ContainersCreateRequest.LabelsEntry
+	46, // 26: vessel.v1.ContainersCreateRequest.sysctls:type_name -> vessel.v1.ContainersCreateRequest.SysctlsEntry
+	9,  // 27: vessel.v1.ContainersCreateRequest.restart_policy:type_name -> vessel.v1.RestartPolicy
+	6,  // 28: vessel.v1.ContainersCreateResponse.container:type_name -> vessel.v1.Container
+	6,  // 29: vessel.v1.ContainersStartResponse.container:type_name -> vessel.v1.Container
+	50, // 30: vessel.v1.ContainersExecRequest.process:type_name -> vessel.v1.ProcessSpec
+	15, // 31: vessel.v1.ContainersAttachRequest.open:type_name -> vessel.v1.ContainersAttachOpen
+	55, // 32: vessel.v1.ContainersAttachRequest.frame:type_name -> vessel.v1.StdioFrame
+	56, // 33: vessel.v1.ContainersAttachRequest.resize:type_name -> vessel.v1.ConsoleSize
+	55, // 34: vessel.v1.ContainersAttachResponse.frame:type_name -> vessel.v1.StdioFrame
+	48, // 35: vessel.v1.ContainersAttachResponse.exit:type_name -> vessel.v1.ExitStatus
+	48, // 36: vessel.v1.ContainersWaitResponse.exit_status:type_name -> vessel.v1.ExitStatus
+	56, // 37: vessel.v1.ContainersResizeRequest.size:type_name -> vessel.v1.ConsoleSize
+	48, // 38: vessel.v1.ContainersStopResponse.exit_status:type_name -> vessel.v1.ExitStatus
+	6,  // 39: vessel.v1.ContainersListResponse.containers:type_name -> vessel.v1.Container
+	6,  // 40: vessel.v1.ContainersInspectResponse.container:type_name -> vessel.v1.Container
+	57, // 41: vessel.v1.ContainersStatsResponse.statistics:type_name -> vessel.v1.Statistics
+	49, // 42: vessel.v1.ContainersLogsRequest.since:type_name -> google.protobuf.Timestamp
+	49, // 43: vessel.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	58, // 44: vessel.v1.LogEntry.stream:type_name -> vessel.v1.StdioStream
+	37, // 45: vessel.v1.ContainersLogsResponse.entries:type_name -> vessel.v1.LogEntry
+	39, // 46: vessel.v1.ContainersCopyInRequest.header:type_name -> vessel.v1.ContainersCopyInHeader
+	59, // 47: vessel.v1.ContainersCopyOutResponse.info:type_name -> vessel.v1.FileInfo
+	8,  // 48: vessel.v1.Containers.Create:input_type -> vessel.v1.ContainersCreateRequest
+	11, // 49: vessel.v1.Containers.Start:input_type -> vessel.v1.ContainersStartRequest
+	13, // 50: vessel.v1.Containers.Exec:input_type -> vessel.v1.ContainersExecRequest
+	16, // 51: vessel.v1.Containers.Attach:input_type -> vessel.v1.ContainersAttachRequest
+	18, // 52: vessel.v1.Containers.Signal:input_type -> vessel.v1.ContainersSignalRequest
+	20, // 53: vessel.v1.Containers.Wait:input_type -> vessel.v1.ContainersWaitRequest
+	22, // 54: vessel.v1.Containers.Resize:input_type -> vessel.v1.ContainersResizeRequest
+	24, // 55: vessel.v1.Containers.CloseStdin:input_type -> vessel.v1.ContainersCloseStdinRequest
+	26, // 56: vessel.v1.Containers.Stop:input_type -> vessel.v1.ContainersStopRequest
+	28, // 57: vessel.v1.Containers.Delete:input_type -> vessel.v1.ContainersDeleteRequest
+	30, // 58: vessel.v1.Containers.List:input_type -> vessel.v1.ContainersListRequest
+	32, // 59: vessel.v1.Containers.Inspect:input_type -> vessel.v1.ContainersInspectRequest
+	34, // 60: vessel.v1.Containers.Stats:input_type -> vessel.v1.ContainersStatsRequest
+	36, // 61: vessel.v1.Containers.Logs:input_type -> vessel.v1.ContainersLogsRequest
+	40, // 62: vessel.v1.Containers.CopyIn:input_type -> vessel.v1.ContainersCopyInRequest
+	42, // 63: vessel.v1.Containers.CopyOut:input_type -> vessel.v1.ContainersCopyOutRequest
+	10, // 64: vessel.v1.Containers.Create:output_type -> vessel.v1.ContainersCreateResponse
+	12, // 65: vessel.v1.Containers.Start:output_type -> vessel.v1.ContainersStartResponse
+	14, // 66: vessel.v1.Containers.Exec:output_type -> vessel.v1.ContainersExecResponse
+	17, // 67: vessel.v1.Containers.Attach:output_type -> vessel.v1.ContainersAttachResponse
+	19, // 68: vessel.v1.Containers.Signal:output_type -> vessel.v1.ContainersSignalResponse
+	21, // 69: vessel.v1.Containers.Wait:output_type -> vessel.v1.ContainersWaitResponse
+	23, // 70: vessel.v1.Containers.Resize:output_type -> vessel.v1.ContainersResizeResponse
+	25, // 71: vessel.v1.Containers.CloseStdin:output_type -> vessel.v1.ContainersCloseStdinResponse
+	27, // 72: vessel.v1.Containers.Stop:output_type -> vessel.v1.ContainersStopResponse
+	29, // 73: vessel.v1.Containers.Delete:output_type -> vessel.v1.ContainersDeleteResponse
+	31, // 74: vessel.v1.Containers.List:output_type -> vessel.v1.ContainersListResponse
+	33, // 75: vessel.v1.Containers.Inspect:output_type -> vessel.v1.ContainersInspectResponse
+	35, // 76: vessel.v1.Containers.Stats:output_type -> vessel.v1.ContainersStatsResponse
+	38, // 77: vessel.v1.Containers.Logs:output_type -> vessel.v1.ContainersLogsResponse
+	41, // 78: vessel.v1.Containers.CopyIn:output_type -> vessel.v1.ContainersCopyInResponse
+	43, // 79: vessel.v1.Containers.CopyOut:output_type -> vessel.v1.ContainersCopyOutResponse
+	64, // [64:80] is the sub-list for method output_type
+	48, // [48:64] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_vessel_v1_containers_proto_init() }
@@ -3357,16 +3483,16 @@ func file_vessel_v1_containers_proto_init() {
 		return
 	}
 	file_vessel_v1_types_proto_init()
-	file_vessel_v1_containers_proto_msgTypes[12].OneofWrappers = []any{
+	file_vessel_v1_containers_proto_msgTypes[13].OneofWrappers = []any{
 		(*ContainersAttachRequest_Open)(nil),
 		(*ContainersAttachRequest_Frame)(nil),
 		(*ContainersAttachRequest_Resize)(nil),
 	}
-	file_vessel_v1_containers_proto_msgTypes[13].OneofWrappers = []any{
+	file_vessel_v1_containers_proto_msgTypes[14].OneofWrappers = []any{
 		(*ContainersAttachResponse_Frame)(nil),
 		(*ContainersAttachResponse_Exit)(nil),
 	}
-	file_vessel_v1_containers_proto_msgTypes[36].OneofWrappers = []any{
+	file_vessel_v1_containers_proto_msgTypes[37].OneofWrappers = []any{
 		(*ContainersCopyInRequest_Header)(nil),
 		(*ContainersCopyInRequest_Data)(nil),
 	}
@@ -3376,7 +3502,7 @@ func file_vessel_v1_containers_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vessel_v1_containers_proto_rawDesc), len(file_vessel_v1_containers_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   43,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -474,6 +474,14 @@ class Container:
 # Service
 # ---------------------------------------------------------------------------
 
+def restart_policy(spec: str) -> Optional[cp.RestartPolicy]:
+    """"on-failure:3" -> RestartPolicy(name="on-failure", max_retries=3)."""
+    if not spec:
+        return None
+    name, _, n = spec.partition(":")
+    return cp.RestartPolicy(name=name, max_retries=int(n) if n else 0)
+
+
 class Containers:
     """``client.containers``: container operations. The raw gRPC methods of
     the Containers service stay reachable as ``client.containers.Create(request)``
@@ -499,7 +507,8 @@ class Containers:
                dns: Optional[types_pb2.Dns] = None,
                extra_hosts: Optional[Mapping[str, str]] = None,
                sysctls: Optional[Mapping[str, str]] = None, rootfs_free_bytes: int = 0,
-               no_template: bool = False, timeout: Optional[float] = None) -> Container:
+               no_template: bool = False, restart: str = "", read_only: bool = False,
+               timeout: Optional[float] = None) -> Container:
         """Creates a container from a local image and boots its VM; returns
         a Container handle (state CREATED; call ``start()``).
 
@@ -511,7 +520,8 @@ class Containers:
         only). ports: {80: 8080, "53/udp": ("127.0.0.1", 0)} (0 = ephemeral)
         or [PortMapping(...)]. memory: bytes; cpus: 1.5 = one and a half CPUs.
         extra_hosts: {"name": "ip"}. id/name: the container ID (default
-        generated).
+        generated). restart: "no", "on-failure[:N]", "always" or
+        "unless-stopped". read_only: a read-only root filesystem.
         """
         if entrypoint is None:
             ep = None
@@ -529,7 +539,8 @@ class Containers:
             extra_hosts=[types_pb2.HostsEntry(ip=ip, hostnames=[h])
                          for h, ip in (extra_hosts or {}).items()],
             labels=labels or {}, auto_remove=auto_remove, kernel=kernel,
-            no_template=no_template, sysctls=sysctls or {}, rootfs_free_bytes=rootfs_free_bytes)
+            no_template=no_template, sysctls=sysctls or {}, rootfs_free_bytes=rootfs_free_bytes,
+            restart_policy=restart_policy(restart), read_only_rootfs=read_only)
         return Container(self, call(self.stub.Create, req, self._t(timeout)).container)
 
     def get(self, container_id: str) -> Container:

@@ -1,0 +1,272 @@
+"""Containers.Start, Stop and Delete, and Create's restart_policy and
+read_only_rootfs, as proto/vessel/v1/containers.proto promises them: real
+vesseld, real VMs, in a network namespace of its own."""
+import os
+import signal
+import sys
+import threading
+import time
+
+import grpc
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.join(HERE, "..", "integration"),
+                os.path.join(HERE, "..", "..", "clients", "python")]
+
+import vessel  # noqa: E402
+from test_containers import busybox_image_tar  # noqa: E402
+from vesseld import Vesseld, qemu_pids, wait_for  # noqa: E402
+from vessel.v1 import containers_pb2 as cp  # noqa: E402
+
+KERNEL = os.environ.get("VESSEL_KERNEL", "")
+INITRD = os.environ.get("VESSEL_INITRD", "")
+IMAGE, USR1_IMAGE = "busybox:test", "busybox:usr1"
+RUNNING, STOPPED = cp.CONTAINER_STATE_RUNNING, cp.CONTAINER_STATE_STOPPED
+ARGS = ("--kernel", KERNEL, "--initrd", INITRD)
+
+
+def load_images(c, tmp):
+    c.images.load(busybox_image_tar(str(tmp / "a")), reference=IMAGE)
+    c.images.load(busybox_image_tar(str(tmp / "b"), {"StopSignal": "SIGUSR1"}),
+                  reference=USR1_IMAGE)
+
+
+@pytest.fixture(scope="module")
+def c(tmp_path_factory):
+    assert KERNEL and os.path.exists(KERNEL), "VESSEL_KERNEL must name the guest kernel"
+    assert INITRD and os.path.exists(INITRD), "VESSEL_INITRD must name the initramfs"
+    with Vesseld(*ARGS, netns=True) as d, vessel.Client(d.address, timeout=180) as client:
+        load_images(client, tmp_path_factory.mktemp("img"))
+        yield client
+
+
+def code(f):
+    """The status code f fails with (stubs raise RpcError, the client
+    VesselError)."""
+    with pytest.raises((grpc.RpcError, vessel.VesselError)) as e:
+        f()
+    return e.value.code() if isinstance(e.value, grpc.RpcError) else e.value.code
+
+
+def output(ct):
+    return b"".join(e.data for e in ct.logs())
+
+
+def started(ct, marker=b"ready"):
+    """Starts ct and waits until its init printed marker (its traps are set)."""
+    ct.start()
+    assert wait_for(lambda: marker in output(ct), timeout=60), output(ct)
+
+
+TRAP = "trap 'echo got-{sig}; exit {code}' {sig}; echo ready; while :; do sleep 0.2; done"
+
+
+def test_stop_signal_0_is_the_image_stopsignal_else_sigterm(c):
+    """'Signal sent first. 0 = the image STOPSIGNAL, else SIGTERM (15).'"""
+    usr1 = c.containers.create(USR1_IMAGE, ["sh", "-c", TRAP.format(sig="USR1", code=7)])
+    term = c.containers.create(IMAGE, ["sh", "-c", TRAP.format(sig="TERM", code=5)])
+    try:
+        for ct, want, word in [(usr1, 7, b"got-USR1"), (term, 5, b"got-TERM")]:
+            started(ct)
+            st = ct.stop(grace=60)
+            assert (st.code, st.signal) == (want, 0), st
+            assert word in output(ct)
+    finally:
+        usr1.delete(force=True)
+        term.delete(force=True)
+
+
+def test_stop_timeout_minus_1_never_kills(c):
+    """'-1 = wait indefinitely (never SIGKILL)': a process that ignores
+    SIGTERM and ends by itself after ~14 s is not killed at the 10 s
+    default."""
+    ct = c.containers.create(IMAGE, ["sh", "-c", "trap 'echo term' TERM; echo ready; "
+                                     "i=0; while [ $i -lt 70 ]; do sleep 0.2; i=$((i+1)); done; exit 4"])
+    try:
+        started(ct)
+        t0 = time.monotonic()
+        st = ct.stop(grace=-1)
+        assert (st.code, st.signal) == (4, 0), st
+        assert time.monotonic() - t0 > 10.5
+        assert b"term" in output(ct)
+    finally:
+        ct.delete(force=True)
+
+
+def test_stop_waiting_forever_gives_way_to_a_cancel_and_to_a_forced_delete(c):
+    """A Stop with timeout_ms -1 whose client gives up leaves the container
+    RUNNING; a forced Delete still ends one that ignores its signal."""
+    ct = c.containers.create(IMAGE, ["sh", "-c", "trap '' TERM; echo ready; "
+                                     "while :; do sleep 0.2; done"])
+    started(ct)
+    assert code(lambda: c.containers.stop(ct.id, grace=-1, timeout=3)) in (
+        grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
+    assert wait_for(lambda: ct.reload().state == RUNNING, timeout=10), ct.reload()
+    result = {}
+    t = threading.Thread(target=lambda: result.update(st=ct.stop(grace=-1)), daemon=True)
+    t.start()
+    time.sleep(2)
+    assert t.is_alive() and ct.reload().state == cp.CONTAINER_STATE_STOPPING
+    t0 = time.monotonic()
+    ct.delete(force=True)
+    t.join(60)
+    assert result["st"].signal == 9, result
+    assert time.monotonic() - t0 < 60
+    assert code(lambda: ct.reload()) == grpc.StatusCode.NOT_FOUND
+
+
+def test_stop_rejects_bad_signal_and_timeout(c):
+    """'Errors: ... INVALID_ARGUMENT (signal out of range)'; a timeout below
+    -1 means nothing."""
+    ct = c.containers.create(IMAGE, ["true"])
+    try:
+        for sig, ms in [(65, 0), (-1, 0), (15, -2)]:
+            req = cp.ContainersStopRequest(container_id=ct.id, signal=sig, timeout_ms=ms)
+            assert code(lambda: c.containers.stub.Stop(req)) == grpc.StatusCode.INVALID_ARGUMENT
+        assert ct.reload().state == cp.CONTAINER_STATE_CREATED
+    finally:
+        ct.delete(force=True)
+
+
+def test_delete_of_a_created_container_needs_force(c):
+    """'FAILED_PRECONDITION (CREATED/RUNNING/STOPPING and force false)'."""
+    ct = c.containers.create(IMAGE, ["true"])
+    req = cp.ContainersDeleteRequest(container_id=ct.id)
+    assert code(lambda: c.containers.stub.Delete(req)) == grpc.StatusCode.FAILED_PRECONDITION
+    assert ct.reload().state == cp.CONTAINER_STATE_CREATED
+    ct.delete(force=True)
+    assert code(lambda: ct.reload()) == grpc.StatusCode.NOT_FOUND
+
+
+def test_start_of_a_stopped_container_runs_it_again_on_its_disk(c):
+    """'a STOPPED one first gets a fresh VM over its preserved root
+    filesystem': same ID, disk, address; a new exit status."""
+    ct = c.containers.create(IMAGE, ["sh", "-c", "echo run >> /root/runs; wc -l < /root/runs; "
+                                     "ip -4 -o addr show eth0; exit $(wc -l < /root/runs)"])
+    try:
+        ct.start()
+        assert ct.wait(timeout=120).code == 1
+        first = ct.reload()
+        assert first.state == STOPPED and not first.HasField("vm")
+        ct.start()
+        assert ct.wait(timeout=120).code == 2
+        again = ct.reload()
+        assert again.state == STOPPED and again.exit_status.code == 2
+        assert again.networks[0].ip_address == first.networks[0].ip_address
+        assert again.started_at.ToNanoseconds() > first.started_at.ToNanoseconds()
+        out = output(ct).decode()
+        assert out.count(first.networks[0].ip_address) == 2, out
+        assert out.startswith("1\n") and "\n2\n" in out, out
+        assert again.restart_count == 0  # a client's Start is not a policy restart
+    finally:
+        ct.delete(force=True)
+
+
+def test_start_of_a_running_container_is_failed_precondition(c):
+    ct = c.containers.create(IMAGE, ["sleep", "600"])
+    try:
+        ct.start()
+        assert code(ct.start) == grpc.StatusCode.FAILED_PRECONDITION
+    finally:
+        ct.delete(force=True)
+
+
+def test_restart_policy_on_failure_with_a_limit(c):
+    """on-failure:2 restarts a failing init twice, then leaves it STOPPED;
+    restart_count says so; the disk is the same for each run."""
+    ct = c.containers.create(IMAGE, ["sh", "-c", "echo x >> /root/n; wc -l < /root/n; exit 3"],
+                             restart="on-failure:2")
+    try:
+        assert ct.reload().restart_policy.name == "on-failure"
+        ct.start()
+        assert wait_for(lambda: ct.reload().restart_count == 2 and ct.reload().state == STOPPED,
+                        timeout=240), ct.reload()
+        time.sleep(3)  # and no third
+        last = ct.reload()
+        assert last.restart_count == 2 and last.state == STOPPED and last.exit_status.code == 3
+        assert output(ct) == b"1\n2\n3\n"
+    finally:
+        ct.delete(force=True)
+
+
+def test_restart_policy_on_failure_leaves_a_success_alone_always_does_not(c):
+    ok = c.containers.create(IMAGE, ["true"], restart="on-failure")
+    always = c.containers.create(IMAGE, ["sh", "-c", "echo run"], restart="always")
+    try:
+        ok.start()
+        always.start()
+        assert ok.wait(timeout=120).code == 0
+        assert wait_for(lambda: always.reload().restart_count >= 2, timeout=240)
+        assert ok.reload().restart_count == 0 and ok.reload().state == STOPPED
+        # Stop ends the restarts.
+        always.stop()
+        n = always.reload().restart_count
+        time.sleep(4)
+        assert always.reload().state == STOPPED and always.reload().restart_count == n
+    finally:
+        ok.delete(force=True)
+        always.delete(force=True)
+
+
+def test_restart_policy_bad_input(c):
+    before = len(c.containers.list(all=True))
+    for kw in [dict(restart="sometimes"), dict(restart="always:3"),
+               dict(restart="on-failure:-1"), dict(restart="always", auto_remove=True)]:
+        assert code(lambda: c.containers.create(IMAGE, ["true"], **kw)) == \
+            grpc.StatusCode.INVALID_ARGUMENT, kw
+    assert len(c.containers.list(all=True)) == before
+
+
+def test_restart_policies_across_a_vesseld_restart(tmp_path):
+    """'applied by vesseld, also across a vesseld restart': with vesseld
+    down, the VM of an unless-stopped container dies: the next vesseld
+    restarts it; an "always" container stopped by Stop starts again (as
+    Docker's daemon start does); an unless-stopped one stopped by Stop
+    stays stopped."""
+    root = str(tmp_path / "root")
+    d1 = Vesseld(*ARGS, netns=True, root=root)
+    d2 = None
+    try:
+        with vessel.Client(d1.address, timeout=180) as c1:
+            load_images(c1, tmp_path)
+            died = c1.containers.create(IMAGE, ["sleep", "600"], id="died",
+                                        restart="unless-stopped")
+            died.start()
+            qemu = died.reload().vm.qemu_pid
+            for name, policy in [("always", "always"), ("kept", "unless-stopped")]:
+                ct = c1.containers.create(IMAGE, ["sleep", "600"], id=name, restart=policy)
+                ct.start()
+                ct.stop(grace=1)
+        d1.stop()
+        os.kill(qemu, signal.SIGKILL)
+        assert wait_for(lambda: qemu not in qemu_pids(root), timeout=20)
+        d2 = Vesseld(*ARGS, netns=d1.netns, root=root)
+        with vessel.Client(d2.address, timeout=180) as c2:
+            def state(i):
+                return c2.containers.inspect(i)
+            assert wait_for(lambda: state("died").state == RUNNING, timeout=240), state("died")
+            assert state("died").restart_count == 1
+            assert wait_for(lambda: state("always").state == RUNNING, timeout=240)
+            assert state("kept").state == STOPPED
+            for i in ["died", "always", "kept"]:
+                c2.containers.delete(i, force=True)
+    finally:
+        if d2:
+            d2.cleanup()
+        d1.cleanup()
+
+
+def test_read_only_rootfs(c):
+    """'every write outside volumes and tmpfs mounts fails with EROFS'."""
+    ct = c.containers.create(
+        IMAGE, ["sh", "-c", "touch /root/x 2>&1; echo rc=$?; touch /scratch/y && echo tmpfs-ok"],
+        read_only=True, tmpfs=["/scratch"])
+    try:
+        assert ct.reload().read_only_rootfs
+        ct.start()
+        ct.wait(timeout=120)
+        out = output(ct)
+        assert b"Read-only file system" in out and b"rc=1" in out and b"tmpfs-ok" in out, out
+    finally:
+        ct.delete(force=True)
