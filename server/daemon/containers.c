@@ -353,6 +353,7 @@ static int send_entry(void *arg, const lg_entry *e) {
                                      : VESSEL__V1__STDIO_STREAM__STDIO_STREAM_STDOUT;
   le.data.data = (uint8_t *)e->data;
   le.data.len = e->len;
+  le.partial = e->partial;
   Vessel__V1__LogEntry *entries[1] = {&le};
   Vessel__V1__ContainersLogsResponse r;
   vessel__v1__containers_logs_response__init(&r);

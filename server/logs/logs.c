@@ -19,6 +19,9 @@ struct lg_writer {
   int64_t size, max_bytes;
   int max_files;
   pthread_mutex_t mu;
+  /* The line not yet ended, per stream (stdout, stderr). */
+  char pend[2][LG_LINE_MAX];
+  size_t npend[2];
 };
 
 static void path_of(const char *dir, int n, char *buf, size_t len) {
@@ -54,6 +57,8 @@ lg_writer *lg_open(const char *dir, int64_t max_bytes, int max_files, vs_err *er
 
 void lg_close(lg_writer *w) {
   if (!w) return;
+  vs_err ignore;
+  lg_flush(w, &ignore);
   close(w->fd);
   pthread_mutex_destroy(&w->mu);
   free(w);
@@ -76,30 +81,32 @@ static int rotate(lg_writer *w, vs_err *err) {
   return 0;
 }
 
-int lg_write(lg_writer *w, int stream, const void *data, size_t len, vs_err *err) {
+/* Appends one JSON record of data to out (a growing buffer). */
+static int add_record(char **out, size_t *n, size_t *cap, int stream, const char *data, size_t len,
+                      vs_err *err) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   struct tm tm;
   gmtime_r(&ts.tv_sec, &tm);
   char when[64];
-  size_t n = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(when + n, sizeof when - n, ".%09ldZ", ts.tv_nsec);
-  /* Output is bytes and JSON wants UTF-8: a chunk that is not valid UTF-8
+  size_t k = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(when + k, sizeof when - k, ".%09ldZ", ts.tv_nsec);
+  /* Output is bytes and JSON wants UTF-8: a record that is not valid UTF-8
    * keeps its ASCII and gets U+FFFD for every other byte. */
   json_t *s = json_stringn(data, len);
   if (!s) {
     char *esc = malloc(len * 3 + 1);
-    size_t k = 0;
+    size_t m = 0;
     for (size_t i = 0; esc && i < len; i++) {
       unsigned char c = ((const unsigned char *)data)[i];
       if (c < 0x80) {
-        esc[k++] = (char)c;
+        esc[m++] = (char)c;
       } else {
-        memcpy(esc + k, "\xEF\xBF\xBD", 3);
-        k += 3;
+        memcpy(esc + m, "\xEF\xBF\xBD", 3);
+        m += 3;
       }
     }
-    s = json_stringn(esc ? esc : "", esc ? k : 0);
+    s = json_stringn(esc ? esc : "", esc ? m : 0);
     free(esc);
   }
   json_t *rec = json_pack("{s:o,s:s,s:s}", "log", s, "stream", stream == LG_STDERR ? "stderr" : "stdout",
@@ -108,18 +115,104 @@ int lg_write(lg_writer *w, int stream, const void *data, size_t len, vs_err *err
   json_decref(rec);
   if (!line) return vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
   size_t ll = strlen(line);
-  line[ll++] = '\n'; /* json_dumps leaves room for the NUL we overwrite */
-  pthread_mutex_lock(&w->mu);
-  int rc = 0;
-  if (w->size > 0 && w->size + (int64_t)ll > w->max_bytes) rc = rotate(w, err);
-  if (rc == 0) {
-    ssize_t k = write(w->fd, line, ll);
-    if (k != (ssize_t)ll) rc = vs_err_errno(err, VS_INTERNAL, errno, "write log");
-    else w->size += k;
+  if (*n + ll + 1 > *cap) {
+    size_t c = (*n + ll + 1) * 2;
+    char *b = realloc(*out, c);
+    if (!b) {
+      free(line);
+      return vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    *out = b;
+    *cap = c;
   }
-  pthread_mutex_unlock(&w->mu);
+  memcpy(*out + *n, line, ll);
+  (*out)[*n + ll] = '\n';
+  *n += ll + 1;
   free(line);
+  return 0;
+}
+
+/* Where a full pending buffer is cut: before a UTF-8 sequence its end
+ * would split (it starts the next record), else at its end. */
+static size_t cut_point(const char *b, size_t n) {
+  for (size_t back = 1; back <= 3 && back <= n; back++) {
+    unsigned char c = (unsigned char)b[n - back];
+    if ((c & 0xC0) != 0x80) { /* a lead byte or ASCII */
+      size_t want = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+      return want > back && back < n ? n - back : n;
+    }
+  }
+  return n;
+}
+
+/* Writes buf (whole records) to the current file, rotating first if it
+ * would pass the size limit. With w->mu held. */
+static int write_records(lg_writer *w, const char *buf, size_t n, vs_err *err) {
+  if (!n) return 0;
+  if (w->size > 0 && w->size + (int64_t)n > w->max_bytes && rotate(w, err) < 0) return -1;
+  ssize_t k = write(w->fd, buf, n);
+  if (k != (ssize_t)n) return vs_err_errno(err, VS_INTERNAL, errno, "write log");
+  w->size += k;
+  return 0;
+}
+
+int lg_write(lg_writer *w, int stream, const void *data, size_t len, vs_err *err) {
+  const char *d = data;
+  int si = stream == LG_STDERR;
+  char *out = NULL;
+  size_t n = 0, cap = 0;
+  int rc = 0;
+  pthread_mutex_lock(&w->mu);
+  char *pend = w->pend[si];
+  size_t *np = &w->npend[si];
+  while (len && rc == 0) {
+    const char *nl = memchr(d, '\n', len);
+    size_t take = nl ? (size_t)(nl - d) + 1 : len;
+    if (take > LG_LINE_MAX - *np) take = LG_LINE_MAX - *np;
+    memcpy(pend + *np, d, take);
+    *np += take;
+    d += take;
+    len -= take;
+    if (pend[*np - 1] == '\n') { /* a line */
+      rc = add_record(&out, &n, &cap, stream, pend, *np, err);
+      *np = 0;
+    } else if (*np == LG_LINE_MAX) { /* a line too long: its first part */
+      size_t cut = cut_point(pend, *np);
+      rc = add_record(&out, &n, &cap, stream, pend, cut, err);
+      memmove(pend, pend + cut, *np - cut);
+      *np -= cut;
+    }
+  }
+  if (rc == 0) rc = write_records(w, out, n, err);
+  pthread_mutex_unlock(&w->mu);
+  free(out);
   return rc;
+}
+
+int lg_flush(lg_writer *w, vs_err *err) {
+  if (!w) return 0;
+  char *out = NULL;
+  size_t n = 0, cap = 0;
+  int rc = 0;
+  pthread_mutex_lock(&w->mu);
+  for (int si = 0; si < 2 && rc == 0; si++) {
+    if (w->npend[si])
+      rc = add_record(&out, &n, &cap, si ? LG_STDERR : LG_STDOUT, w->pend[si], w->npend[si], err);
+    w->npend[si] = 0;
+  }
+  if (rc == 0) rc = write_records(w, out, n, err);
+  pthread_mutex_unlock(&w->mu);
+  free(out);
+  return rc;
+}
+
+void lg_pending(lg_writer *w, void (*fn)(void *arg, int stream, const char *data, size_t len),
+                void *arg) {
+  if (!w) return;
+  pthread_mutex_lock(&w->mu);
+  for (int si = 0; si < 2; si++)
+    if (w->npend[si]) fn(arg, si ? LG_STDERR : LG_STDOUT, w->pend[si], w->npend[si]);
+  pthread_mutex_unlock(&w->mu);
 }
 
 /* ---- reading ---- */
@@ -152,6 +245,7 @@ static int parse_line(const char *line, size_t len, lg_entry *e) {
   e->stream = !strcmp(stream, "stderr") ? LG_STDERR : LG_STDOUT;
   e->time_ns = parse_time(when);
   e->len = json_string_length(log);
+  e->partial = e->len == 0 || json_string_value(log)[e->len - 1] != '\n';
   e->data = malloc(e->len + 1);
   if (e->data) memcpy(e->data, json_string_value(log), e->len + 1);
   json_decref(j);

@@ -1,5 +1,5 @@
 /* logs: container output kept on disk as JSON lines, Docker json-file style
- * ({"log":"...","stream":"stdout","time":"2026-11-28T05:19:54.123456789Z"}),
+ * ({"log":"...\n","stream":"stdout","time":"2026-11-28T05:19:54.123456789Z"}),
  * written whether or not anybody is attached, rotated by size, and read
  * back with tail / since / follow. */
 #ifndef VESSEL_SERVER_LOGS_LOGS_H
@@ -18,15 +18,29 @@ enum { LG_STDOUT = 1, LG_STDERR = 2 };
 
 typedef struct lg_writer lg_writer;
 
+/* A record holds one line, its '\n' included; a longer line is split
+ * into records of this many bytes (cut between UTF-8 characters), all but
+ * its last "partial" (not ending in '\n'). */
+#define LG_LINE_MAX 16384
+
 /* Appends to <dir>/container.log; when it passes max_bytes it becomes
  * container.log.1 (older ones shift, at most max_files files in all). */
 lg_writer *lg_open(const char *dir, int64_t max_bytes, int max_files, vs_err *err);
-/* One record per call (a chunk of output as it arrived). Thread-safe. */
+/* Output of one stream, in chunks as it arrived: a record per completed
+ * line (or LG_LINE_MAX bytes); the rest waits for more. Thread-safe. */
 int lg_write(lg_writer *w, int stream, const void *data, size_t len, vs_err *err);
+/* Writes what waits (output that ended without '\n': partial records). */
+int lg_flush(lg_writer *w, vs_err *err);
+/* Calls fn with what waits, per stream (for a replay that must not miss
+ * it), without writing it. */
+void lg_pending(lg_writer *w, void (*fn)(void *arg, int stream, const char *data, size_t len),
+                void *arg);
+/* Flushes and closes. */
 void lg_close(lg_writer *w);
 
 typedef struct lg_entry {
   int stream;
+  int partial; /* data does not end a line */
   int64_t time_ns;
   char *data;
   size_t len;

@@ -168,6 +168,13 @@ static void *relay(void *arg) {
   p->stdio = NULL;
   pthread_mutex_unlock(&p->stdio_mu);
   vrpc_call_free(call);
+  /* Its unended output lines are logged (partial) once it ended. */
+  if (!(rt_closing(ra.c->rt) && e.code == -1)) {
+    pthread_mutex_lock(&p->out_mu);
+    vs_err ignore;
+    lg_flush(p->log, &ignore);
+    pthread_mutex_unlock(&p->out_mu);
+  }
   /* vesseld exits, the process lives on: nothing ended. */
   if (!(rt_closing(ra.c->rt) && e.code == -1)) p->on_exit(ra.c, p, &e);
   return NULL;
@@ -291,6 +298,12 @@ static int replay_log(void *arg, const lg_entry *e) {
   return 0;
 }
 
+/* The log's unended line (a prompt, say) is output too. */
+static void replay_pending(void *arg, int stream, const char *data, size_t len) {
+  rt_attach *a = arg;
+  if (wants(a, stream)) enqueue(a, stream, data, len);
+}
+
 rt_attach *rt_attach_open(rt_runtime *rt, const char *id, const char *exec_id, int flags,
                           vs_err *err) {
   rt_container *c = rt_get(rt, id, err);
@@ -329,6 +342,7 @@ rt_attach *rt_attach_open(rt_runtime *rt, const char *id, const char *exec_id, i
       char dir[4300];
       snprintf(dir, sizeof dir, "%s/logs", c->dir);
       lg_read(dir, &o, replay_log, a, &ignore);
+      lg_pending(p->log, replay_pending, a);
     } else {
       for (rt_chunk *k = p->kept; k; k = k->next)
         if (wants(a, k->stream)) enqueue(a, k->stream, k->data, k->len);
