@@ -467,10 +467,14 @@ static int import(vrpc_call *call, void *ctx, vs_err *err) {
     return vs_err_set(err, VS_INVALID_ARGUMENT, "the first Import message must be a header");
   }
   Vessel__V1__ImagesImportHeader *h = first->header;
-  if (h->format == VESSEL__V1__ARCHIVE_FORMAT__ARCHIVE_FORMAT_DOCKER || h->platform) {
+  if (h->platform) {
     vrpc_msg_free(first_msg);
     return vs_err_set(err, VS_UNIMPLEMENTED,
-                      "importing Docker archives or a single platform is not supported yet");
+                      "ImagesImportHeader.platform (keeping one platform) is not supported yet");
+  }
+  if (h->format > VESSEL__V1__ARCHIVE_FORMAT__ARCHIVE_FORMAT_DOCKER || h->format < 0) {
+    vrpc_msg_free(first_msg);
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "unknown archive format %d", (int)h->format);
   }
   char dir[4200], path[4300];
   snprintf(dir, sizeof dir, "%s/tmp", d->cfg.root);
@@ -496,7 +500,8 @@ static int import(vrpc_call *call, void *ctx, vs_err *err) {
   if (fd >= 0) close(fd);
   img_info *infos = NULL;
   size_t n = 0;
-  if (rc == 0) rc = img_import(d->images, path, h->reference, &infos, &n, err);
+  if (rc == 0) rc = img_import(d->images, path, (img_archive_format)h->format, h->reference, &infos,
+                              &n, err);
   unlink(path);
   vrpc_msg_free(first_msg);
   if (rc < 0) return -1;

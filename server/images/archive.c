@@ -518,8 +518,55 @@ static int import_docker(img_store *s, const char *path, const char *text, const
   return rc;
 }
 
-int img_import(img_store *s, const char *path, const char *reference, img_info **out, size_t *n_out,
-               vs_err *err) {
+/* An imported manifest needs its config and layers (foreign layers
+ * aside), in the archive or already in the store: INVALID_ARGUMENT naming
+ * the first one missing. */
+static int manifest_complete(img_store *s, const char *digest, vs_err *err) {
+  char *data;
+  size_t len;
+  if (cs_read(s->cs, digest, OCI_MAX_DOCUMENT, &data, &len, err) < 0) return -1;
+  oci_manifest m;
+  int rc = oci_manifest_parse(data, len, &m, err);
+  free(data);
+  if (rc < 0) return vs_err_wrap(err, "archive: manifest %s", digest);
+  const char *missing = !cs_exists(s->cs, m.config.digest, NULL) ? m.config.digest : NULL;
+  for (size_t i = 0; !missing && i < m.n_layers; i++)
+    if (!oci_layer_is_foreign(m.layers[i].media_type) && !cs_exists(s->cs, m.layers[i].digest, NULL))
+      missing = m.layers[i].digest;
+  if (missing)
+    rc = vs_err_set(err, VS_INVALID_ARGUMENT,
+                    "archive: manifest %s names blob %s, which the archive lacks", digest, missing);
+  oci_manifest_free(&m);
+  return rc;
+}
+
+/* An index needs at least one of its manifests (a single-platform export
+ * of a multi-platform image lacks the others), each one it has complete. */
+static int image_complete(img_store *s, const char *digest, const char *mt, vs_err *err) {
+  if (oci_kind_of(mt) != OCI_KIND_INDEX) return manifest_complete(s, digest, err);
+  char *data;
+  size_t len;
+  if (cs_read(s->cs, digest, OCI_MAX_DOCUMENT, &data, &len, err) < 0) return -1;
+  oci_index idx;
+  int rc = oci_index_parse(data, len, &idx, err);
+  free(data);
+  if (rc < 0) return vs_err_wrap(err, "archive: index %s", digest);
+  size_t present = 0;
+  for (size_t i = 0; rc == 0 && i < idx.n_manifests; i++) {
+    const oci_descriptor *d = &idx.manifests[i];
+    if (!cs_exists(s->cs, d->digest, NULL)) continue;
+    present++;
+    rc = image_complete(s, d->digest, d->media_type, err);
+  }
+  if (rc == 0 && !present)
+    rc = vs_err_set(err, VS_INVALID_ARGUMENT, "archive: index %s has none of its %zu manifests",
+                    digest, idx.n_manifests);
+  oci_index_free(&idx);
+  return rc;
+}
+
+int img_import(img_store *s, const char *path, img_archive_format format, const char *reference,
+               img_info **out, size_t *n_out, vs_err *err) {
   *out = NULL;
   *n_out = 0;
   struct archive *a = open_tar(path, err);
@@ -553,10 +600,18 @@ int img_import(img_store *s, const char *path, const char *reference, img_info *
   }
   archive_read_free(a);
   json_t *j = NULL, *list = NULL;
-  if (rc == 0 && !index && docker) {
+  if (rc == 0 && format == IMG_ARCHIVE_DOCKER && !docker)
+    rc = vs_err_set(err, VS_INVALID_ARGUMENT,
+                    "format DOCKER: the archive has no manifest.json (not a docker save archive)");
+  /* A docker save archive (newer ones carry an OCI index.json too) */
+  if (rc == 0 && docker && (format == IMG_ARCHIVE_DOCKER || (!format && !index))) {
     rc = import_docker(s, path, docker, &other, reference, out, n_out, &pin, err);
     goto out;
   }
+  if (rc == 0 && format == IMG_ARCHIVE_OCI && (!index || !layout))
+    rc = vs_err_set(err, VS_INVALID_ARGUMENT,
+                    "format OCI: the archive has no %s (not an OCI image layout%s)",
+                    !index ? "index.json" : "oci-layout", docker ? "; a docker save archive?" : "");
   if (rc == 0 && !index)
     rc = vs_err_set(err, VS_INVALID_ARGUMENT,
                     "not an image archive (no index.json, no manifest.json)");
@@ -573,15 +628,22 @@ int img_import(img_store *s, const char *path, const char *reference, img_info *
                     json_array_size(list));
   size_t i;
   json_t *m;
+  /* Every image complete before any is named: a refused archive records
+   * nothing. */
+  json_array_foreach(list, i, m) {
+    if (rc < 0) break;
+    const char *digest = json_string_value(json_object_get(m, "digest"));
+    const char *mt = json_string_value(json_object_get(m, "mediaType"));
+    if (!oci_digest_valid(digest) || !mt || !cs_exists(s->cs, digest, NULL))
+      rc = vs_err_set(err, VS_INVALID_ARGUMENT, "archive: index entry %zu names a missing blob", i);
+    else
+      rc = image_complete(s, digest, mt, err);
+  }
   if (rc == 0) *out = calloc(json_array_size(list), sizeof **out);
   json_array_foreach(list, i, m) {
     if (rc < 0) break;
     const char *digest = json_string_value(json_object_get(m, "digest"));
     const char *mt = json_string_value(json_object_get(m, "mediaType"));
-    if (!oci_digest_valid(digest) || !mt || !cs_exists(s->cs, digest, NULL)) {
-      rc = vs_err_set(err, VS_INVALID_ARGUMENT, "archive: index entry %zu names a missing blob", i);
-      break;
-    }
     json_t *ann = json_object_get(m, "annotations");
     const char *full = json_string_value(json_object_get(ann, "io.containerd.image.name"));
     const char *refname = json_string_value(json_object_get(ann, "org.opencontainers.image.ref.name"));

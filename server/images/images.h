@@ -133,11 +133,21 @@ int img_set_ref(img_store *s, const char *name, const oci_descriptor *target, vs
 typedef int (*img_write_fn)(void *arg, const void *data, size_t len, vs_err *err);
 int img_export(img_store *s, char *const *refs, size_t n, img_write_fn fn, void *arg, vs_err *err);
 
-/* Loads an OCI image-layout tar (optionally gzip/zstd compressed) from
- * path: verifies and stores its blobs, records its images (named by
+/* Archive formats, numbered as vessel.v1.ArchiveFormat. */
+typedef enum img_archive_format {
+  IMG_ARCHIVE_DETECT = 0,
+  IMG_ARCHIVE_OCI = 1,
+  IMG_ARCHIVE_DOCKER = 2,
+} img_archive_format;
+
+/* Loads an OCI image-layout or docker save tar (optionally gzip/zstd
+ * compressed; format DETECT: OCI if it has index.json) from path: verifies
+ * and stores its blobs, checks every image is complete (INVALID_ARGUMENT
+ * naming a missing blob, no image recorded), records its images (named by
  * reference if given and the archive holds one image, else by the names in
  * the archive, else "<none>@digest"). */
-int img_import(img_store *s, const char *path, const char *reference, img_info **out, size_t *n,
+int img_import(img_store *s, const char *path, img_archive_format format, const char *reference,
+               img_info **out, size_t *n,
                vs_err *err);
 
 /* The cached ext4 root filesystem of an image (built on first use): its

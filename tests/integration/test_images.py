@@ -1,6 +1,7 @@
 """Images through the real Python client against a real vesseld and a real
 registry (Debian's docker-registry), with skopeo as the peer."""
 import hashlib
+import json
 import os
 import subprocess
 import time
@@ -283,9 +284,10 @@ def export(c, refs):
     return b"".join(m.data for m in c.images.Export(req, timeout=120))
 
 
-def import_(c, data, reference=""):
+def import_(c, data, reference="", format=0):
     def gen():
-        yield images_pb2.ImagesImportRequest(header=images_pb2.ImagesImportHeader(reference=reference))
+        yield images_pb2.ImagesImportRequest(header=images_pb2.ImagesImportHeader(
+            reference=reference, format=format))
         for i in range(0, len(data), 1 << 20):
             yield images_pb2.ImagesImportRequest(data=data[i:i + (1 << 20)])
     return c.images.Import(gen(), timeout=120).images
@@ -327,7 +329,6 @@ def test_import_skopeo_archive_with_index(client, pushed, tmp_path):
 def test_import_docker_save_archive(client, pushed, tmp_path):
     """A Docker `save` archive (written by skopeo's docker-archive:) loads:
     the same config as in the registry, its tag, a working rootfs."""
-    import json
     src = f"{pushed.host}/test/busybox:1"
     tar = tmp_path / "saved.tar"
     subprocess.run(["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{src}",
@@ -358,6 +359,49 @@ def test_import_docker_save_archive(client, pushed, tmp_path):
         import_(client, bad)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "nope/layer.tar is missing" in e.value.details()
+
+
+def test_import_format_is_honoured(client, pushed, tmp_path):
+    """ArchiveFormat: DOCKER loads a docker save archive, OCI an OCI layout;
+    each refuses the other (INVALID_ARGUMENT naming the format), unset
+    detects."""
+    tar = tmp_path / "saved.tar"
+    subprocess.run(["skopeo", "copy", "-q", "--src-tls-verify=false",
+                    f"docker://{pushed.host}/test/busybox:1",
+                    f"docker-archive:{tar}:fmt/docker:1"], check=True)
+    docker = tar.read_bytes()
+    lay = Layout(str(tmp_path / "oci"))
+    lay.tag(lay.image([busybox_layer()]), "example.com/fmt/oci:1")
+    oci = lay.archive()
+    DOCKER, OCI = images_pb2.ARCHIVE_FORMAT_DOCKER, images_pb2.ARCHIVE_FORMAT_OCI
+    assert [i.name for i in import_(client, docker, format=DOCKER)] == ["docker.io/fmt/docker:1"]
+    assert [i.name for i in import_(client, oci, format=OCI)] == ["example.com/fmt/oci:1"]
+    for data, fmt, word in [(docker, OCI, "format OCI"), (oci, DOCKER, "format DOCKER")]:
+        with pytest.raises(grpc.RpcError) as e:
+            import_(client, data, format=fmt)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and word in e.value.details()
+    with pytest.raises(grpc.RpcError) as e:
+        import_(client, oci, format=7)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_import_refuses_an_oci_image_missing_a_layer(client, tmp_path):
+    """An OCI archive whose manifest names a layer blob the archive lacks:
+    INVALID_ARGUMENT naming the digest, no image recorded."""
+    lay = Layout(str(tmp_path / "oci"))
+    desc = lay.image([tar_layer({"only-here": b"unique layer %d" % os.getpid()})])
+    lay.tag(desc, "example.com/broken/img:1")
+    manifest = json.loads(open(os.path.join(lay.path, "blobs", "sha256",
+                                            desc["digest"][7:]), "rb").read())
+    layer = manifest["layers"][0]["digest"]
+    os.unlink(os.path.join(lay.path, "blobs", "sha256", layer[7:]))
+    before = [i.name for i in client.images.List(images_pb2.ImagesListRequest()).images]
+    with pytest.raises(grpc.RpcError) as e:
+        import_(client, lay.archive())
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert layer in e.value.details()
+    after = [i.name for i in client.images.List(images_pb2.ImagesListRequest()).images]
+    assert after == before and "example.com/broken/img:1" not in after
 
 
 def test_import_rejects_bad_archives(client, tmp_path):

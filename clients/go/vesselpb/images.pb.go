@@ -1543,12 +1543,15 @@ func (x *ImagesPruneResponse) GetBytesReclaimed() int64 {
 // First message of an Images.Import stream.
 type ImagesImportHeader struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Archive format; UNSPECIFIED = detect.
+	// Archive format; UNSPECIFIED = detect (OCI when the archive has an
+	// index.json, else Docker). DOCKER reads manifest.json even when the
+	// archive also has an index.json (newer docker save archives do).
 	Format ArchiveFormat `protobuf:"varint,1,opt,name=format,proto3,enum=vessel.v1.ArchiveFormat" json:"format,omitempty"`
 	// Reference to give the imported image; only valid if the archive holds
 	// exactly one image. Empty = the names recorded in the archive.
 	Reference string `protobuf:"bytes,2,opt,name=reference,proto3" json:"reference,omitempty"`
-	// Platform to keep from a multi-platform archive. Absent = all.
+	// Platform to keep from a multi-platform archive. Absent = all. Not
+	// supported yet: set, the call is UNIMPLEMENTED.
 	Platform      *Platform `protobuf:"bytes,3,opt,name=platform,proto3" json:"platform,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

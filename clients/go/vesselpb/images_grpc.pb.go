@@ -92,9 +92,13 @@ type ImagesClient interface {
 	// Imports images from an archive. Client stream: the first message MUST
 	// carry `header`, every following one `data`; the import happens when the
 	// client half-closes.
+	// Every image of the archive must be complete (its manifests' configs and
+	// layers in the archive, or already stored): otherwise nothing is
+	// recorded.
 	// Errors: INVALID_ARGUMENT (first message not a header, unknown or corrupt
-	// archive, reference given but archive has several images), DATA_LOSS
-	// (digest mismatch).
+	// archive, archive not of the `format` given, a blob an image needs is
+	// missing (named), reference given but archive has several images),
+	// DATA_LOSS (digest mismatch), UNIMPLEMENTED (header.platform).
 	Import(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImagesImportRequest, ImagesImportResponse], error)
 	// Exports images as an archive, streamed in chunks.
 	// Errors: NOT_FOUND (a reference), INVALID_ARGUMENT (format unspecified
@@ -328,9 +332,13 @@ type ImagesServer interface {
 	// Imports images from an archive. Client stream: the first message MUST
 	// carry `header`, every following one `data`; the import happens when the
 	// client half-closes.
+	// Every image of the archive must be complete (its manifests' configs and
+	// layers in the archive, or already stored): otherwise nothing is
+	// recorded.
 	// Errors: INVALID_ARGUMENT (first message not a header, unknown or corrupt
-	// archive, reference given but archive has several images), DATA_LOSS
-	// (digest mismatch).
+	// archive, archive not of the `format` given, a blob an image needs is
+	// missing (named), reference given but archive has several images),
+	// DATA_LOSS (digest mismatch), UNIMPLEMENTED (header.platform).
 	Import(grpc.ClientStreamingServer[ImagesImportRequest, ImagesImportResponse]) error
 	// Exports images as an archive, streamed in chunks.
 	// Errors: NOT_FOUND (a reference), INVALID_ARGUMENT (format unspecified

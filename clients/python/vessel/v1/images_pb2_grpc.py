@@ -181,9 +181,13 @@ class ImagesServicer(object):
         """Imports images from an archive. Client stream: the first message MUST
         carry `header`, every following one `data`; the import happens when the
         client half-closes.
+        Every image of the archive must be complete (its manifests' configs and
+        layers in the archive, or already stored): otherwise nothing is
+        recorded.
         Errors: INVALID_ARGUMENT (first message not a header, unknown or corrupt
-        archive, reference given but archive has several images), DATA_LOSS
-        (digest mismatch).
+        archive, archive not of the `format` given, a blob an image needs is
+        missing (named), reference given but archive has several images),
+        DATA_LOSS (digest mismatch), UNIMPLEMENTED (header.platform).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
