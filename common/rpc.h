@@ -159,6 +159,10 @@ vrpc_channel *vrpc_dial_fd(int fd, const vrpc_channel_opts *opts, vs_err *err);
 
 void vrpc_channel_free(vrpc_channel *ch);
 
+/* 1 while the channel has a live connection to its server: an UNAVAILABLE
+ * then came from the server, not from failing to reach it. */
+int vrpc_channel_connected(vrpc_channel *ch);
+
 typedef struct vrpc_call_opts {
   int64_t timeout_ms;          /* <= 0: no deadline */
   const char *const *metadata; /* key, value, key, value, ..., NULL */

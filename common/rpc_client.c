@@ -200,6 +200,10 @@ int vrpc_finish(vrpc_call *c, vs_err *err) {
   return -1;
 }
 
+int vrpc_channel_connected(vrpc_channel *ch) {
+  return grpc_channel_check_connectivity_state(ch->ch, 0) == GRPC_CHANNEL_READY;
+}
+
 void vrpc_cancel(vrpc_call *c) {
   vrpc_call_mark_cancelled(c);
   grpc_call_cancel(c->call, NULL);

@@ -219,8 +219,11 @@ static int copy_in(vrpc_call *call, void *ctx, vs_err *err) {
   if (rc == 0 && archive) {
     struct stat st;
     int p[2];
-    if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
-      rc = vs_err_set(err, VS_NOT_FOUND, "CopyIn: %s is not a directory", h->path);
+    if (stat(path, &st) < 0) {
+      rc = vs_err_errno(err, errno == ENOENT ? VS_NOT_FOUND : VS_INTERNAL, errno, "CopyIn: %s",
+                        h->path);
+    } else if (!S_ISDIR(st.st_mode)) {
+      rc = vs_err_set(err, VS_INVALID_ARGUMENT, "CopyIn: %s is not a directory", h->path);
     } else if (!(job = calloc(1, sizeof *job)) || pipe2(p, O_CLOEXEC) < 0) {
       rc = vs_err_errno(err, VS_INTERNAL, errno, "pipe");
     } else {

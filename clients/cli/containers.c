@@ -280,7 +280,7 @@ static int attach(vc_ctx *c, const char *id, const char *exec_id, int interactiv
   req.open = &open;
   if (!call || vrpc_send(call, &req.base, &err) < 0) {
     vrpc_call_free(call);
-    return vc_fail(&err), -1;
+    return vc_fail(c, &err), -1;
   }
   if (start_id) {
     Vessel__V1__ContainersStartRequest sr;
@@ -316,7 +316,7 @@ static int attach(vc_ctx *c, const char *id, const char *exec_id, int interactiv
     if (r <= 0) {
       if (r < 0) {
         restore_tty();
-        vc_fail(&err);
+        vc_fail(c, &err);
       }
       break;
     }
@@ -514,7 +514,7 @@ int vc_logs(vc_ctx *c, int argc, char **argv) {
   req.container_id = argv[optind];
   req.include_stdout = req.include_stderr = 1;
   vs_err err;
-  return vc_stream(c, &vessel_v1_Containers_Logs, &req.base, on_logs, NULL, &err) < 0 ? vc_fail(&err) : 0;
+  return vc_stream(c, &vessel_v1_Containers_Logs, &req.base, on_logs, NULL, &err) < 0 ? vc_fail(c, &err) : 0;
 }
 
 static int signal_number(const char *s) {
@@ -650,7 +650,7 @@ int vc_cp(vc_ctx *c, int argc, char **argv) {
     if (!out) return fprintf(stderr, "vesselctl: cannot run tar into %s\n", argv[2]), 1;
     int rc = vc_stream(c, &vessel_v1_Containers_CopyOut, &req.base, write_tar, out, &err);
     int st = pclose(out);
-    if (rc < 0) return vc_fail(&err);
+    if (rc < 0) return vc_fail(c, &err);
     return st == 0 ? 0 : (fprintf(stderr, "vesselctl: local tar failed\n"), 1);
   }
   if (!split_remote(argv[2], id, sizeof id, &rpath))
@@ -693,7 +693,7 @@ int vc_cp(vc_ctx *c, int argc, char **argv) {
   if (rc == 0 && (vrpc_close_send(call, &err) < 0 || vrpc_recv(call, &m, &err) != 1)) rc = -1;
   vrpc_msg_free(m);
   vrpc_call_free(call);
-  if (rc < 0) return vc_fail(&err);
+  if (rc < 0) return vc_fail(c, &err);
   return st == 0 ? 0 : (fprintf(stderr, "vesselctl: local tar failed\n"), 1);
 }
 
@@ -727,5 +727,5 @@ int vc_events(vc_ctx *c, int argc, char **argv) {
     else return vc_usage_error("events", "usage: events [--container ID]");
   }
   vs_err err;
-  return vc_stream(c, &vessel_v1_Events_Subscribe, &req.base, on_event, c, &err) < 0 ? vc_fail(&err) : 0;
+  return vc_stream(c, &vessel_v1_Events_Subscribe, &req.base, on_event, c, &err) < 0 ? vc_fail(c, &err) : 0;
 }

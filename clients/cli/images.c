@@ -114,7 +114,7 @@ static int pull(vc_ctx *c, int argc, char **argv) {
   vs_err err;
   if (vc_stream(c, &vessel_v1_Images_Pull, &req.base, on_pull, &t, &err) < 0) {
     if (tty) fputc('\n', stderr);
-    return vc_fail(&err);
+    return vc_fail(c, &err);
   }
   return 0;
 }
@@ -139,7 +139,7 @@ static int push(vc_ctx *c, int argc, char **argv) {
   if (argc - optind == 2) req.destination = argv[optind + 1];
   transfer t = {c, isatty(2)};
   vs_err err;
-  return vc_stream(c, &vessel_v1_Images_Push, &req.base, on_push, &t, &err) < 0 ? vc_fail(&err) : 0;
+  return vc_stream(c, &vessel_v1_Images_Push, &req.base, on_push, &t, &err) < 0 ? vc_fail(c, &err) : 0;
 }
 
 static int ls(vc_ctx *c) {
@@ -207,7 +207,7 @@ static int save(vc_ctx *c, int argc, char **argv) {
   if (fclose(f) != 0) rc = -1;
   if (rc < 0) { /* no half-written archive under the name asked for */
     unlink(tmp);
-    return err.code ? vc_fail(&err) : 1;
+    return err.code ? vc_fail(c, &err) : 1;
   }
   return rename(tmp, out) == 0 ? 0 : 1;
 }
@@ -252,7 +252,7 @@ static int load(vc_ctx *c, int argc, char **argv) {
   vrpc_call_free(call);
   if (rc < 0) {
     vrpc_msg_free(m);
-    return vc_fail(&err);
+    return vc_fail(c, &err);
   }
   Vessel__V1__ImagesImportResponse *r = (Vessel__V1__ImagesImportResponse *)m;
   for (size_t i = 0; i < r->n_images; i++) printf("loaded %s\n", r->images[i]->name);

@@ -59,9 +59,12 @@ vrpc_channel *vc_channel(vc_ctx *c) {
   return c->ch;
 }
 
-int vc_fail(const vs_err *err) {
+int vc_fail(vc_ctx *c, const vs_err *err) {
   const char *hint = "";
-  if (err->code == VS_UNAVAILABLE) hint = " (is vesseld running? see --host)";
+  /* Only when vesseld itself could not be reached: its own UNAVAILABLE
+   * (a registry or a VM out of reach) says what it means. */
+  if (err->code == VS_UNAVAILABLE && !(c && c->ch && vrpc_channel_connected(c->ch)))
+    hint = " (is vesseld running? see --host)";
   fprintf(stderr, "vesselctl: %s%s [%s]\n", err->msg, hint, vs_code_name(err->code));
   return 1;
 }
@@ -70,7 +73,7 @@ int vc_call(vc_ctx *c, const vrpc_method *m, const ProtobufCMessage *req, Protob
   vs_err err;
   vrpc_call_opts o = {0, NULL};
   if (vrpc_unary(vc_channel(c), m, req, resp, &o, &err) < 0) {
-    vc_fail(&err);
+    vc_fail(c, &err);
     return -1;
   }
   return 0;

@@ -24,7 +24,7 @@ int vc_stream(vc_ctx *c, const vrpc_method *m, const ProtobufCMessage *req,
               int (*on_msg)(void *arg, const ProtobufCMessage *msg), void *arg, vs_err *err);
 
 /* Prints an error (with the gRPC code name) and returns exit status 1. */
-int vc_fail(const vs_err *err);
+int vc_fail(vc_ctx *c, const vs_err *err);
 int vc_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* JSON rendering of any protobuf-c message (proto3 JSON mapping, camelCase

@@ -422,12 +422,11 @@ static int copy_in(vrpc_call *call, void *ctx, vs_err *err) {
   int64_t bytes = 0;
   if (first->kind_case != VESSEL__V1__CONTAINERS_COPY_IN_REQUEST__KIND_HEADER) {
     rc = vs_err_set(err, VS_INVALID_ARGUMENT, "the first CopyIn message must be a header");
-  } else if (first->header->chown) {
-    rc = vs_err_set(err, VS_UNIMPLEMENTED, "CopyIn with chown is not supported yet");
   } else {
+    const Vessel__V1__ContainersCopyInHeader *h = first->header;
     copy_in_src src = {call, NULL};
-    rc = rt_copy_in(d->runtime, first->header->container_id, first->header->path, read_chunk, &src,
-                    &bytes, err);
+    rt_copy_in_opts o = {h->path, h->uid, h->gid, h->chown};
+    rc = rt_copy_in(d->runtime, h->container_id, &o, read_chunk, &src, &bytes, err);
     vrpc_msg_free(src.last);
   }
   vrpc_msg_free(first_msg);
@@ -438,9 +437,11 @@ static int copy_in(vrpc_call *call, void *ctx, vs_err *err) {
   return vrpc_send(call, &r.base, err);
 }
 
-static int send_chunk(void *arg, const void *data, size_t len, vs_err *err) {
+static int send_chunk(void *arg, const Vessel__V1__FileInfo *info, const void *data, size_t len,
+                      vs_err *err) {
   Vessel__V1__ContainersCopyOutResponse r;
   vessel__v1__containers_copy_out_response__init(&r);
+  r.info = (Vessel__V1__FileInfo *)info;
   r.data.data = (uint8_t *)data;
   r.data.len = len;
   return vrpc_send(arg, &r.base, err);

@@ -246,6 +246,7 @@ static void end_streams(rt_container *c) {
   pthread_mutex_unlock(&c->mu);
   free(ps);
   rt_agent_events_stop(c);
+  rt_copies_cancel(c);
 }
 
 void rt_teardown_vm(rt_container *c) {

@@ -1,109 +1,140 @@
-/* Copies into and out of a container as tar streams, made by the image's
- * own tar run as an exec (a missing tar is the agent's
- * FAILED_PRECONDITION). */
+/* Copies into and out of a container: Agent.CopyIn and Agent.CopyOut,
+ * forwarded chunk by chunk (vminitd reads and writes the tar itself, so
+ * the image needs no tar, and modes and owners are kept). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "server/runtime/runtime_internal.h"
+#include "vessel/v1/agent.pb-c.h"
+#include "vessel_proto_rpc.h"
 
-/* Runs argv in the container with its output on att (a missing tar is the
- * agent's FAILED_PRECONDITION). */
-static int run_tar(rt_runtime *rt, const char *id, char **argv, size_t argc, int flags,
-                   rt_attach **att, char eid[128], vs_err *err) {
-  Vessel__V1__ProcessSpec spec;
-  vessel__v1__process_spec__init(&spec);
-  spec.args = argv;
-  spec.n_args = argc;
-  int pid;
-  return rt_exec_attached(rt, id, NULL, &spec, flags, att, eid, &pid, err);
+/* A streaming agent call on c's VM (c CREATED or RUNNING). The VM's lock
+ * stays held shared until copy_end; a teardown cancels the call first. */
+static vrpc_call *copy_begin(rt_container *c, const vrpc_method *m, vs_err *err) {
+  pthread_rwlock_rdlock(&c->vm_lock);
+  pthread_mutex_lock(&c->mu);
+  rt_state st = c->state;
+  vrpc_channel *ch = c->vm ? vm_channel(c->vm) : NULL;
+  vrpc_call *call = NULL;
+  vrpc_call **grown = NULL;
+  if (st != RT_CREATED && st != RT_RUNNING)
+    vs_err_set(err, VS_FAILED_PRECONDITION, "container %s is %s; copies need it created or running",
+               c->id, rt_state_name(st));
+  else if (!ch)
+    vs_err_set(err, VS_UNAVAILABLE, "container %s has no running VM", c->id);
+  else if (!(grown = realloc(c->copies, (c->n_copies + 1) * sizeof *grown)))
+    vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+  else if ((c->copies = grown), (call = vrpc_call_start(ch, m, NULL, err)))
+    c->copies[c->n_copies++] = call; /* before the VM can go: see rt_teardown_vm */
+  pthread_mutex_unlock(&c->mu);
+  if (!call) pthread_rwlock_unlock(&c->vm_lock);
+  return call;
 }
 
-/* Drains att until exit: stdout to write (if any), stderr kept for errors. */
-static int finish_tar(rt_attach *att, const char *what,
-                      int (*write)(void *, const void *, size_t, vs_err *), void *arg, vs_err *err) {
-  char errbuf[300] = "";
-  size_t errlen = 0;
-  rt_exit e;
-  int rc = 0;
-  for (;;) {
-    int stream;
-    char *data;
-    size_t len;
-    int r = rt_attach_next(att, -1, &stream, &data, &len, &e, err);
-    if (r < 0) return -1;
-    if (r == 0) break;
-    if (stream == LG_STDERR) {
-      size_t k = len < sizeof errbuf - 1 - errlen ? len : sizeof errbuf - 1 - errlen;
-      memcpy(errbuf + errlen, data, k);
-      errlen += k;
-      errbuf[errlen] = '\0';
-    } else if (write && rc == 0) {
-      rc = write(arg, data, len, err);
+static void copy_end(rt_container *c, vrpc_call *call) {
+  pthread_mutex_lock(&c->mu);
+  for (size_t i = 0; i < c->n_copies; i++)
+    if (c->copies[i] == call) {
+      c->copies[i] = c->copies[--c->n_copies];
+      break;
     }
-    free(data);
-  }
-  if (rc < 0) return -1;
-  if (e.code != 0) {
-    errbuf[strcspn(errbuf, "\n")] = '\0';
-    return vs_err_set(err, e.code == 127 ? VS_FAILED_PRECONDITION : VS_INVALID_ARGUMENT,
-                      "%s: tar exited %d%s%s", what, e.code, errbuf[0] ? ": " : "", errbuf);
-  }
-  return 0;
+  pthread_mutex_unlock(&c->mu);
+  vrpc_call_free(call);
+  pthread_rwlock_unlock(&c->vm_lock);
 }
 
-int rt_copy_in(rt_runtime *rt, const char *id, const char *dst,
-               int (*read)(void *, const void **, size_t *, vs_err *), void *arg, int64_t *bytes,
-               vs_err *err) {
-  if (!dst || dst[0] != '/')
-    return vs_err_set(err, VS_INVALID_ARGUMENT, "copy destination \"%s\" must be absolute", dst);
-  char *argv[] = {(char *)"tar", (char *)"-x", (char *)"-f", (char *)"-", (char *)"-C", (char *)dst};
-  rt_attach *att = NULL;
-  char eid[128];
-  if (run_tar(rt, id, argv, 6, RT_ATTACH_STDOUT | RT_ATTACH_STDERR | RT_ATTACH_STDIN, &att, eid,
-              err) < 0)
-    return -1;
-  int rc = 0;
+void rt_copies_cancel(rt_container *c) {
+  pthread_mutex_lock(&c->mu);
+  for (size_t i = 0; i < c->n_copies; i++) vrpc_cancel(c->copies[i]);
+  pthread_mutex_unlock(&c->mu);
+}
+
+static int copy_in(rt_container *c, const rt_copy_in_opts *o,
+                   int (*read)(void *, const void **, size_t *, vs_err *), void *arg,
+                   int64_t *bytes, vs_err *err) {
+  vrpc_call *call = copy_begin(c, &vessel_v1_Agent_CopyIn, err);
+  if (!call) return -1;
+  Vessel__V1__AgentCopyInHeader h;
+  vessel__v1__agent_copy_in_header__init(&h);
+  h.container_id = c->id;
+  h.path = (char *)o->path;
+  h.archive = 1;
+  h.uid = o->uid;
+  h.gid = o->gid;
+  h.chown = o->chown;
+  Vessel__V1__AgentCopyInRequest req;
+  vessel__v1__agent_copy_in_request__init(&req);
+  req.kind_case = VESSEL__V1__AGENT_COPY_IN_REQUEST__KIND_HEADER;
+  req.header = &h;
+  int rc = vrpc_send(call, &req.base, err), client_failed = 0;
   *bytes = 0;
-  for (;;) {
+  while (rc == 0) {
     const void *data;
     size_t len;
     int r = read(arg, &data, &len, err);
-    if (r < 0) {
-      rc = -1;
-      break;
-    }
-    if (r == 0) break;
-    if (rt_attach_stdin(att, data, len, 0, err) < 0) {
-      rc = -1;
-      break;
-    }
+    if (r < 0) client_failed = 1, rc = -1;
+    if (r != 1) break;
+    req.kind_case = VESSEL__V1__AGENT_COPY_IN_REQUEST__KIND_DATA;
+    req.data.data = (uint8_t *)data;
+    req.data.len = len;
+    rc = vrpc_send(call, &req.base, err);
     *bytes += (int64_t)len;
   }
-  vs_err ignore;
-  rt_attach_stdin(att, "", 0, 1, &ignore); /* EOF either way: tar ends */
-  if (rc < 0) rt_signal(rt, id, eid, 9, 0, &ignore);
-  int frc = finish_tar(att, "copy in", NULL, NULL, rc < 0 ? &ignore : err);
-  rt_attach_close(att);
-  return rc < 0 ? -1 : frc;
+  if (client_failed) { /* the agent drops its partial extraction */
+    vrpc_cancel(call);
+  } else {
+    /* Done, or the agent ended the call early: its status says why. */
+    ProtobufCMessage *resp = NULL;
+    int got = rc == 0 && vrpc_close_send(call, err) == 0 ? vrpc_recv(call, &resp, err) : 0;
+    if (vrpc_finish(call, err) < 0) rc = -1;
+    else if (rc == 0 && got != 1) rc = vs_err_set(err, VS_INTERNAL, "the agent's CopyIn gave no answer");
+    vrpc_msg_free(resp);
+  }
+  copy_end(c, call);
+  return rc;
 }
 
-int rt_copy_out(rt_runtime *rt, const char *id, const char *path,
-                int (*write)(void *, const void *, size_t, vs_err *), void *arg, vs_err *err) {
+int rt_copy_in(rt_runtime *rt, const char *id, const rt_copy_in_opts *o,
+               int (*read)(void *, const void **, size_t *, vs_err *), void *arg, int64_t *bytes,
+               vs_err *err) {
+  if (!o->path[0] || o->path[0] != '/')
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "copy destination \"%s\" must be absolute", o->path);
+  rt_container *c = rt_get(rt, id, err);
+  if (!c) return -1;
+  int rc = copy_in(c, o, read, arg, bytes, err);
+  rt_put(c);
+  return rc;
+}
+
+static int copy_out(rt_container *c, const char *path, rt_copy_out_fn fn, void *arg, vs_err *err) {
+  vrpc_call *call = copy_begin(c, &vessel_v1_Agent_CopyOut, err);
+  if (!call) return -1;
+  Vessel__V1__AgentCopyOutRequest req;
+  vessel__v1__agent_copy_out_request__init(&req);
+  req.container_id = c->id;
+  req.path = (char *)path;
+  int rc = vrpc_send(call, &req.base, err) == 0 && vrpc_close_send(call, err) == 0 ? 0 : -1;
+  int r = 1;
+  while (rc == 0 && r == 1) {
+    ProtobufCMessage *m;
+    if ((r = vrpc_recv(call, &m, err)) != 1) break;
+    Vessel__V1__AgentCopyOutResponse *resp = (Vessel__V1__AgentCopyOutResponse *)m;
+    rc = fn(arg, resp->info, resp->data.data, resp->data.len, err);
+    vrpc_msg_free(m);
+  }
+  if (rc == 0 && vrpc_finish(call, err) < 0) rc = -1; /* the agent's status */
+  copy_end(c, call);
+  return rc;
+}
+
+int rt_copy_out(rt_runtime *rt, const char *id, const char *path, rt_copy_out_fn fn, void *arg,
+                vs_err *err) {
   if (!path || path[0] != '/')
     return vs_err_set(err, VS_INVALID_ARGUMENT, "copy source \"%s\" must be absolute", path);
-  char dir[4096], base[4096];
-  snprintf(dir, sizeof dir, "%s", path);
-  while (strlen(dir) > 1 && dir[strlen(dir) - 1] == '/') dir[strlen(dir) - 1] = '\0';
-  char *slash = strrchr(dir, '/');
-  snprintf(base, sizeof base, "%s", slash[1] ? slash + 1 : ".");
-  if (slash == dir) dir[1] = '\0';
-  else *slash = '\0';
-  char *argv[] = {(char *)"tar", (char *)"-c", (char *)"-f", (char *)"-", (char *)"-C", dir, base};
-  rt_attach *att = NULL;
-  char eid[128];
-  if (run_tar(rt, id, argv, 7, RT_ATTACH_STDOUT | RT_ATTACH_STDERR, &att, eid, err) < 0) return -1;
-  int rc = finish_tar(att, "copy out", write, arg, err);
-  rt_attach_close(att);
+  rt_container *c = rt_get(rt, id, err);
+  if (!c) return -1;
+  int rc = copy_out(c, path, fn, arg, err);
+  rt_put(c);
   return rc;
 }

@@ -98,7 +98,7 @@ int rt_start_process(rt_container *c, rt_proc *p, rt_exit_fn on_exit, vs_err *er
 }
 
 static int exec_in(rt_container *c, const char *exec_id, const Vessel__V1__ProcessSpec *spec,
-                   int att_flags, rt_attach **att, char exec_out[128], int *pid, vs_err *err) {
+                   char exec_out[128], int *pid, vs_err *err) {
   rt_execs_reap(c);
   pthread_mutex_lock(&c->mu);
   int running = c->state == RT_RUNNING;
@@ -141,12 +141,7 @@ static int exec_in(rt_container *c, const char *exec_id, const Vessel__V1__Proce
   req.process = p;
   int rc = rt_agent(c, &vessel_v1_Agent_CreateProcess, &req.base, NULL, AGENT_TIMEOUT_MS, err);
   protobuf_c_message_free_unpacked(&p->base, NULL);
-  if (rc == 0 && att && !(*att = rt_attach_open(c->rt, c->id, eid, att_flags, err))) rc = -1;
   if (rc == 0) rc = rt_start_process(c, proc, exec_exited, err);
-  if (rc < 0 && att && *att) {
-    rt_attach_close(*att);
-    *att = NULL;
-  }
   if (rc < 0) { /* a failed exec leaves no trace */
     pthread_mutex_lock(&c->mu);
     unlink_proc(c, proc);
@@ -164,19 +159,13 @@ static int exec_in(rt_container *c, const char *exec_id, const Vessel__V1__Proce
   return 0;
 }
 
-int rt_exec_attached(rt_runtime *rt, const char *id, const char *exec_id,
-                     const Vessel__V1__ProcessSpec *spec, int att_flags, rt_attach **att,
-                     char exec_out[128], int *pid, vs_err *err) {
-  rt_container *c = rt_get(rt, id, err);
-  if (!c) return -1;
-  int rc = exec_in(c, exec_id, spec, att_flags, att, exec_out, pid, err);
-  rt_put(c);
-  return rc;
-}
-
 int rt_exec(rt_runtime *rt, const char *id, const char *exec_id, const Vessel__V1__ProcessSpec *spec,
             char exec_out[128], int *pid, vs_err *err) {
-  return rt_exec_attached(rt, id, exec_id, spec, 0, NULL, exec_out, pid, err);
+  rt_container *c = rt_get(rt, id, err);
+  if (!c) return -1;
+  int rc = exec_in(c, exec_id, spec, exec_out, pid, err);
+  rt_put(c);
+  return rc;
 }
 
 static int signal_in(rt_container *c, const char *exec_id, int sig, int all, vs_err *err) {

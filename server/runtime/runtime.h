@@ -55,15 +55,25 @@ int rt_start(rt_runtime *rt, const char *id, vs_err *err);
 int rt_exec(rt_runtime *rt, const char *id, const char *exec_id, const Vessel__V1__ProcessSpec *p,
             char exec_out[128], int *pid, vs_err *err);
 
-/* Copies a tar stream into directory dst of a running container (read
- * from `read` until it returns 0) or a tar of path out of it (written to
- * `write`). Done by running tar inside the container, so the image needs a
- * tar (FAILED_PRECONDITION otherwise). */
-int rt_copy_in(rt_runtime *rt, const char *id, const char *dst,
+/* Copies through the guest agent (Agent.CopyIn/CopyOut): no tool needed
+ * in the image; the container must be CREATED or RUNNING
+ * (FAILED_PRECONDITION); the agent's errors pass through (NOT_FOUND for a
+ * missing path, INVALID_ARGUMENT for a corrupt archive). */
+typedef struct rt_copy_in_opts {
+  const char *path; /* existing directory to extract into */
+  uint32_t uid, gid;
+  int chown; /* every entry owned by uid:gid, else the archive's owners */
+} rt_copy_in_opts;
+/* Extracts a tar stream (optionally gzip'd), read from `read` until it
+ * returns 0; *bytes: the stream's size. */
+int rt_copy_in(rt_runtime *rt, const char *id, const rt_copy_in_opts *o,
                int (*read)(void *arg, const void **data, size_t *len, vs_err *err), void *arg,
                int64_t *bytes, vs_err *err);
-int rt_copy_out(rt_runtime *rt, const char *id, const char *path,
-                int (*write)(void *arg, const void *data, size_t len, vs_err *err), void *arg,
+/* path as a tar stream: fn gets the path's FileInfo with the first chunk
+ * (NULL after), then the data. */
+typedef int (*rt_copy_out_fn)(void *arg, const Vessel__V1__FileInfo *info, const void *data,
+                              size_t len, vs_err *err);
+int rt_copy_out(rt_runtime *rt, const char *id, const char *path, rt_copy_out_fn fn, void *arg,
                 vs_err *err);
 int rt_signal(rt_runtime *rt, const char *id, const char *exec_id, int sig, int all, vs_err *err);
 /* Blocks until the process exited (0) or cancel_fd is readable (-1,

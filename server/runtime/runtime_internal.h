@@ -10,7 +10,7 @@
  *                container
  *   exec.c       processes: exec, signal, wait, resize, stdin; finished
  *                execs are forgotten
- *   copy.c       tar copies in and out
+ *   copy.c       copies in and out (the agent's CopyIn/CopyOut)
  *   stdio.c      the relay and attachers: reports an exit through a
  *                callback, never tears a VM down, never looks a container up
  *   events.c     events to the bus
@@ -140,6 +140,8 @@ struct rt_container {
   int from_template;
   int starting, exit_event_pending; /* init's exit event waits for STARTED */
   vrpc_call *sync_call; /* the teardown's Agent.Sync, while in flight */
+  vrpc_call **copies;   /* CopyIn/CopyOut calls in flight (copy.c) */
+  size_t n_copies;
   int discard_disk;     /* being deleted: the teardown need not sync */
   /* the agent's Events stream (OOM kills), relayed to the bus */
   pthread_mutex_t events_mu;
@@ -255,16 +257,15 @@ void rt_vm_config(rt_runtime *rt, vm_config *vc, int vcpus, int memory_mib, cons
 int rt_guest_refresh(vrpc_channel *ch, vs_err *err);
 
 /* exec.c */
-/* exec; with att, an attacher is registered before the process starts. */
-int rt_exec_attached(rt_runtime *rt, const char *id, const char *exec_id,
-                     const Vessel__V1__ProcessSpec *spec, int att_flags, rt_attach **att,
-                     char exec_out[128], int *pid, vs_err *err);
 /* Opens init's or an exec's stdio and starts it in the guest. */
 int rt_start_process(rt_container *c, rt_proc *p, rt_exit_fn on_exit, vs_err *err);
 /* Forgets finished execs whose exit a client saw (or that expired). */
 void rt_execs_reap(rt_container *c);
 /* The process (init for ""), with c->mu held; NOT_FOUND otherwise. */
 rt_proc *rt_proc_of(rt_container *c, const char *exec_id, vs_err *err);
+
+/* copy.c: cancels the copies in flight (before the VM goes). */
+void rt_copies_cancel(rt_container *c);
 
 /* spec.c */
 Vessel__V1__ProcessSpec *rt_merge_spec(const Vessel__V1__ProcessSpec *req,

@@ -63,6 +63,7 @@ static void container_free(rt_container *c) {
   }
   lg_close(c->logs);
   free(c->ports);
+  free(c->copies);
   if (c->spec) protobuf_c_message_free_unpacked(&c->spec->base, NULL);
   pthread_mutex_destroy(&c->mu);
   pthread_mutex_destroy(&c->op);

@@ -110,7 +110,8 @@ type AgentClient interface {
 	// `header`, every following message `data`; the upload ends when the
 	// client half-closes. The response is sent after everything was written.
 	// Errors: INVALID_ARGUMENT (first message not a header, header repeated,
-	// corrupt tar), NOT_FOUND (destination parent missing), ALREADY_EXISTS
+	// corrupt tar, archive destination not a directory), NOT_FOUND
+	// (destination or its parent missing), ALREADY_EXISTS
 	// (archive entry would replace a directory by a non-directory or back).
 	CopyIn(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[AgentCopyInRequest, AgentCopyInResponse], error)
 	// Copies a path out of the guest as a tar stream (a file is archived under
@@ -664,7 +665,8 @@ type AgentServer interface {
 	// `header`, every following message `data`; the upload ends when the
 	// client half-closes. The response is sent after everything was written.
 	// Errors: INVALID_ARGUMENT (first message not a header, header repeated,
-	// corrupt tar), NOT_FOUND (destination parent missing), ALREADY_EXISTS
+	// corrupt tar, archive destination not a directory), NOT_FOUND
+	// (destination or its parent missing), ALREADY_EXISTS
 	// (archive entry would replace a directory by a non-directory or back).
 	CopyIn(grpc.ClientStreamingServer[AgentCopyInRequest, AgentCopyInResponse]) error
 	// Copies a path out of the guest as a tar stream (a file is archived under

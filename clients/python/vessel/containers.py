@@ -688,9 +688,8 @@ class Containers:
                 timeout: Optional[float] = None) -> int:
         """Extracts a tar archive (file name, binary file or bytes) into
         directory ``path`` of the container; returns the bytes sent. uid/gid:
-        own every entry. The container must be RUNNING and its image must
-        have a ``tar`` (vesseld runs it inside; FailedPreconditionError
-        otherwise). A vesseld without copy support raises UnimplementedError."""
+        own every entry (else the archive's owners are kept). The container
+        must be CREATED or RUNNING; its image needs no tar."""
         chown = uid is not None or gid is not None
         header = cp.ContainersCopyInHeader(container_id=container_id, path=path, uid=uid or 0,
                                            gid=gid or 0, chown=chown)
@@ -705,8 +704,8 @@ class Containers:
                  timeout: Optional[float] = None) -> types_pb2.FileInfo:
         """Writes file or directory ``path`` of the container as a tar
         archive to ``dest`` (file name or binary file; not created when the
-        call fails first); returns the FileInfo of the first message (vesseld
-        may leave it empty). Needs ``tar`` in the image, like copy_in."""
+        call fails first); returns the path's FileInfo (mode, owner, type,
+        size). NotFoundError for a missing path."""
         stream = Stream(self.stub.CopyOut(cp.ContainersCopyOutRequest(
             container_id=container_id, path=path), timeout=timeout), lambda m: [m])
         first = next(stream)  # fails before dest is created

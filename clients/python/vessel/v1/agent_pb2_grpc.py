@@ -287,7 +287,8 @@ class AgentServicer(object):
         `header`, every following message `data`; the upload ends when the
         client half-closes. The response is sent after everything was written.
         Errors: INVALID_ARGUMENT (first message not a header, header repeated,
-        corrupt tar), NOT_FOUND (destination parent missing), ALREADY_EXISTS
+        corrupt tar, archive destination not a directory), NOT_FOUND
+        (destination or its parent missing), ALREADY_EXISTS
         (archive entry would replace a directory by a non-directory or back).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
