@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "clients/cli/vesselctl.h"
@@ -37,7 +38,9 @@ static const char run_usage[] =
     "      --no-template      cold-boot the VM instead of restoring a template\n"
     "      --restart POLICY   no, on-failure[:N], always or unless-stopped\n"
     "      --read-only        mount the root filesystem read-only\n"
-    "      --tmpfs PATH       a tmpfs mount (repeatable)\n";
+    "      --tmpfs PATH       a tmpfs mount (repeatable)\n"
+    "exit codes: the process's (128+N if killed by signal N); 125 not created or\n"
+    "started, 126 the command cannot be invoked, 127 the command was not found\n";
 
 typedef struct run_opts {
   int interactive, tty, detach, rm;
@@ -349,6 +352,16 @@ static int attach(vc_ctx *c, const char *id, const char *exec_id, int interactiv
   return code;
 }
 
+/* The exit code of a process that could not be started, as Docker's:
+ * 127 executable not found, 126 not executable, else `other`. */
+static int launch_code(const vs_err *e, int other) {
+  if (e->code == VS_NOT_FOUND && (strstr(e->msg, "exec ") || strstr(e->msg, "executable")))
+    return 127;
+  if (e->code == VS_PERMISSION_DENIED || (e->code == VS_INVALID_ARGUMENT && strstr(e->msg, "exec")))
+    return 126;
+  return other;
+}
+
 static int delete_container(vc_ctx *c, const char *id, int force) {
   Vessel__V1__ContainersDeleteRequest req;
   vessel__v1__containers_delete_request__init(&req);
@@ -387,9 +400,10 @@ static int create_common(vc_ctx *c, int argc, char **argv, const char *verb, int
     printf("%s\n", id);
     return 0;
   }
+  c->last_err.code = VS_OK;
   int code = attach(c, id, NULL, ro.interactive, ro.tty, 1, id);
   if (ro.rm) delete_container(c, id, 1);
-  return code < 0 ? 125 : code;
+  return code < 0 ? launch_code(&c->last_err, 125) : code;
 }
 
 int vc_run(vc_ctx *c, int argc, char **argv) { return create_common(c, argc, argv, "run", 1); }
@@ -404,8 +418,9 @@ int vc_start(vc_ctx *c, int argc, char **argv) {
   }
   if (optind != argc - 1) return vc_usage_error("start", "give one container");
   if (att) {
+    c->last_err.code = VS_OK;
     int code = attach(c, argv[optind], NULL, 0, 0, 1, argv[optind]);
-    return code < 0 ? 125 : code;
+    return code < 0 ? launch_code(&c->last_err, 125) : code;
   }
   Vessel__V1__ContainersStartRequest req;
   vessel__v1__containers_start_request__init(&req);
@@ -441,7 +456,7 @@ int vc_exec(vc_ctx *c, int argc, char **argv) {
   req.container_id = argv[optind];
   req.process = &p;
   ProtobufCMessage *m;
-  if (vc_call(c, &vessel_v1_Containers_Exec, &req.base, &m) < 0) return 126;
+  if (vc_call(c, &vessel_v1_Containers_Exec, &req.base, &m) < 0) return launch_code(&c->last_err, 126);
   char eid[160];
   snprintf(eid, sizeof eid, "%s", ((Vessel__V1__ContainersExecResponse *)m)->exec_id);
   vrpc_msg_free(m);
@@ -707,8 +722,18 @@ static int on_event(void *arg, const ProtobufCMessage *m) {
     const ProtobufCEnumValue *v =
         protobuf_c_enum_descriptor_get_value(&vessel__v1__event_type__descriptor, e->type);
     const char *what = v ? v->name + strlen("EVENT_TYPE_") : "?";
-    printf("%llu %s %s%s%s", (unsigned long long)e->sequence, what, e->container_id, e->image,
-           e->network);
+    char when[40] = "-";
+    if (e->timestamp) {
+      time_t t = (time_t)e->timestamp->seconds;
+      struct tm tm;
+      strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+    }
+    /* One field per column, named: a field a type does not have is left out. */
+    printf("%s %llu %s", when, (unsigned long long)e->sequence, what);
+    if (*e->container_id) printf(" container=%s", e->container_id);
+    if (*e->process_id) printf(" process=%s", e->process_id);
+    if (*e->image) printf(" image=%s", e->image);
+    if (*e->network) printf(" network=%s", e->network);
     if (e->exit_status) printf(" exit=%d", e->exit_status->code);
     putchar('\n');
   }

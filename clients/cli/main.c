@@ -46,7 +46,14 @@ static const char usage[] =
     "  --tls-cert FILE  client certificate (TCP; vesseld requires one)\n"
     "  --tls-key FILE   client key\n"
     "  --json           machine-readable output\n"
-    "  -h, --help       this text; COMMAND --help for a command's\n";
+    "  -h, --help       this text; COMMAND --help for a command's\n"
+    "\n"
+    "Exit codes: 0 success; 1 a failed request (the message names the gRPC\n"
+    "status); 2 a usage error (unknown command or flag). run, start -a and exec\n"
+    "exit with the process's code (128+N when killed by signal N), or: 125 the\n"
+    "container could not be created or started, 126 the command cannot be\n"
+    "invoked (not executable; exec: any failure to start it), 127 the command\n"
+    "was not found.\n";
 
 vrpc_channel *vc_channel(vc_ctx *c) {
   if (c->ch) return c->ch;
@@ -65,6 +72,7 @@ int vc_fail(vc_ctx *c, const vs_err *err) {
    * (a registry or a VM out of reach) says what it means. */
   if (err->code == VS_UNAVAILABLE && !(c && c->ch && vrpc_channel_connected(c->ch)))
     hint = " (is vesseld running? see --host)";
+  if (c) c->last_err = *err;
   fprintf(stderr, "vesselctl: %s%s [%s]\n", err->msg, hint, vs_code_name(err->code));
   return 1;
 }
@@ -132,7 +140,21 @@ void vc_ago(int64_t secs, char *buf, size_t n) {
 typedef struct verb {
   const char *name;
   int (*fn)(vc_ctx *, int, char **);
+  /* Verbs that parse no options with getopt: the flags they take (" -a
+   * --all "); any other argument starting with '-' is a usage error. */
+  const char *flags;
 } verb;
+
+/* 0, or 2 after a usage error naming the first flag v does not take. */
+static int check_flags(const char *name, const char *flags, int argc, char **argv) {
+  for (int i = 1; flags && i < argc; i++) {
+    if (argv[i][0] != '-' || !argv[i][1]) continue;
+    char want[256];
+    snprintf(want, sizeof want, " %s ", argv[i]);
+    if (!strstr(flags, want)) return vc_usage_error(name, "unknown flag %s", argv[i]);
+  }
+  return 0;
+}
 
 /* "vesselctl VERB --help": the verb's lines of the overview, unless the
  * verb has a fuller text of its own (run, create, exec, image). */
@@ -154,12 +176,13 @@ static int verb_help(const char *name) {
 }
 
 static const verb verbs[] = {
-    {"run", vc_run},       {"create", vc_create},   {"start", vc_start},   {"exec", vc_exec},
-    {"ps", vc_ps},         {"logs", vc_logs},       {"stop", vc_stop},     {"kill", vc_kill},
-    {"rm", vc_rm},         {"inspect", vc_inspect}, {"stats", vc_stats},   {"cp", vc_cp},
-    {"events", vc_events}, {"image", vc_image},     {"images", vc_image},  {"login", vc_login},
-    {"logout", vc_logout}, {"rootfs", vc_rootfs},   {"network", vc_network},
-    {"system", vc_system}, {"version", vc_version},
+    {"run", vc_run, NULL},        {"create", vc_create, NULL},   {"start", vc_start, NULL},
+    {"exec", vc_exec, NULL},      {"ps", vc_ps, " -a --all "},   {"logs", vc_logs, NULL},
+    {"stop", vc_stop, NULL},      {"kill", vc_kill, NULL},       {"rm", vc_rm, NULL},
+    {"inspect", vc_inspect, " "}, {"stats", vc_stats, " "},      {"cp", vc_cp, " "},
+    {"events", vc_events, NULL},  {"image", vc_image, NULL},     {"images", vc_image, NULL},
+    {"login", vc_login, NULL},    {"logout", vc_logout, " "},    {"rootfs", vc_rootfs, NULL},
+    {"network", vc_network, NULL}, {"system", vc_system, " "},   {"version", vc_version, " "},
 };
 
 int main(int argc, char **argv) {
@@ -203,6 +226,7 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
     if (!strcmp(argv[optind], verbs[i].name)) {
       if (asks_help) return verb_help(verbs[i].name);
+      if (check_flags(verbs[i].name, verbs[i].flags, argc - optind, argv + optind)) return 2;
       int rc = verbs[i].fn(&c, argc - optind, argv + optind);
       vrpc_channel_free(c.ch);
       return rc;

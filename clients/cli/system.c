@@ -107,11 +107,18 @@ int vc_system(vc_ctx *c, int argc, char **argv) {
 
 int vc_version(vc_ctx *c, int argc, char **argv) {
   (void)argc, (void)argv;
-  printf("vesselctl 0.1.0\n");
   Vessel__V1__SystemVersionRequest req;
   vessel__v1__system_version_request__init(&req);
   ProtobufCMessage *m;
+  if (!c->json) printf("vesselctl %s\n", VC_VERSION);
   if (vc_call(c, &vessel_v1_System_Version, &req.base, &m) < 0) return 1;
+  if (c->json) {
+    printf("{\"client_version\":\"%s\",\"server\":", VC_VERSION);
+    vc_json(stdout, m, 0);
+    printf("}\n");
+    vrpc_msg_free(m);
+    return 0;
+  }
   Vessel__V1__SystemVersionResponse *r = (Vessel__V1__SystemVersionResponse *)m;
   printf("vesseld   %s (API %s)\n", r->version, r->api_version);
   vrpc_msg_free(m);

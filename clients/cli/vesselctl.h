@@ -4,6 +4,8 @@
 
 #include <stdio.h>
 
+#define VC_VERSION "0.1.0"
+
 #include "common/rpc.h"
 
 typedef struct vc_ctx {
@@ -12,6 +14,7 @@ typedef struct vc_ctx {
   int use_tls;
   int json;
   vrpc_channel *ch; /* dialled on first use */
+  vs_err last_err;  /* of the last failed call (vc_fail) */
 } vc_ctx;
 
 /* The channel to vesseld (exits with a message when it cannot dial). */

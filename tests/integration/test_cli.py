@@ -162,3 +162,39 @@ def test_run_interactive_tty_in_tmux(env):
         subprocess.run([tmux, "send-keys", "-t", session, "exit", "Enter"])
     finally:
         subprocess.run([tmux, "kill-session", "-t", session], capture_output=True)
+
+
+def test_unknown_flags_are_usage_errors(env):
+    """'Unknown flags are errors everywhere'."""
+    for args in [["ps", "--bogus"], ["inspect", "--x", "y"], ["version", "-q"],
+                 ["system", "info", "--nope"], ["image", "ls", "--x"], ["image", "prune", "-z"],
+                 ["stats", "-v", "y"], ["run", "--bogus", "img"], ["logout", "--all"]]:
+        r = ctl(env, *args)
+        assert r.returncode == 2 and b"unknown flag" in r.stderr, (args, r.stderr)
+
+
+def test_json_for_version_and_events_fields(env):
+    doc = json.loads(ctl(env, "--json", "version").stdout)
+    assert doc["client_version"] and doc["server"]["api_version"], doc
+
+
+def test_exit_codes_of_run_and_exec(env):
+    """125 not created or started, 126 cannot invoke, 127 not found (as
+    Docker); --help says so."""
+    ctl(env, "image", "load", "-i", env.archive, "--name", "cli/codes:1")
+    assert ctl(env, "run", "--rm", "cli/codes:1", "/no/such/binary").returncode == 127
+    assert ctl(env, "run", "--rm", "cli/codes:1", "/etc/passwd").returncode == 126
+    assert ctl(env, "run", "--rm", "cli/codes:1", "sh", "-c", "exit 3").returncode == 3
+    assert ctl(env, "run", "no/such:image").returncode == 125
+    assert b"127 the command" in ctl(env, "--help").stdout
+
+
+def test_unavailable_hint_only_when_vesseld_is_unreachable(env, tmp_path):
+    """'(is vesseld running?)' when vesseld cannot be reached, not after an
+    UNAVAILABLE vesseld answered (a registry out of reach)."""
+    r = ctl(env, "image", "pull", "127.0.0.1:9/none/such:1")
+    assert r.returncode == 1 and b"UNAVAILABLE" in r.stderr and b"vesseld running" not in r.stderr, \
+        r.stderr
+    r = subprocess.run([VESSELCTL, "--host", f"unix://{tmp_path}/none.sock", "ps"],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 1 and b"is vesseld running" in r.stderr, r.stderr

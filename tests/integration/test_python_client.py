@@ -82,10 +82,19 @@ def registry(vm):
 
 def test_package_installs_with_pip(tmp_path):
     """pyproject.toml builds an installable package with the stubs and
-    py.typed; the installed copy imports on its own."""
-    src = tmp_path / "src"
+    py.typed; the installed copy imports on its own; what pip leaves in
+    the source tree is ignored by the repository's .gitignore."""
+    repo = tmp_path / "repo"
+    src = repo / "clients" / "python"
     shutil.copytree(os.path.join(SRC, "clients", "python"), src,
                     ignore=shutil.ignore_patterns("__pycache__", "BUILD"))
+    shutil.copy(os.path.join(SRC, ".gitignore"), repo / ".gitignore")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+
+    def untracked():
+        return subprocess.run(["git", "-C", str(repo), "ls-files", "--others", "--exclude-standard"],
+                              check=True, capture_output=True, text=True).stdout.split()
+    before = untracked()
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
                     "--no-build-isolation", "--no-index", "--target", str(target), str(src)],
@@ -94,6 +103,8 @@ def test_package_installs_with_pip(tmp_path):
     for f in ["vessel/__init__.py", "vessel/py.typed", "vessel/v1/containers_pb2.py",
               "vessel/v1/images_pb2_grpc.py"]:
         assert (target / f).exists(), f
+    assert (src / "build").exists() or list(src.glob("*.egg-info"))  # pip did leave some
+    assert untracked() == before
     out = subprocess.run([sys.executable, "-c", "import vessel, sys; print(vessel.__file__, "
                           "vessel.Client.__doc__ is not None)"],
                          env={"PYTHONPATH": str(target), "PATH": os.environ["PATH"]},
