@@ -255,7 +255,12 @@ static int load(vc_ctx *c, int argc, char **argv) {
     return vc_fail(c, &err);
   }
   Vessel__V1__ImagesImportResponse *r = (Vessel__V1__ImagesImportResponse *)m;
-  for (size_t i = 0; i < r->n_images; i++) printf("loaded %s\n", r->images[i]->name);
+  /* An image the archive does not name is printed as its digest, which
+   * run and the other verbs accept. */
+  for (size_t i = 0; i < r->n_images; i++) {
+    const char *n = r->images[i]->name;
+    printf("loaded %s\n", !strncmp(n, "<none>@", 7) ? n + 7 : n);
+  }
   vrpc_msg_free(m);
   return 0;
 }

@@ -569,6 +569,9 @@ int img_import(img_store *s, const char *path, img_archive_format format, const 
                img_info **out, size_t *n_out, vs_err *err) {
   *out = NULL;
   *n_out = 0;
+  if (reference && *reference && !is_ref(reference))
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "reference \"%.200s\" is not a valid image reference",
+                      reference);
   struct archive *a = open_tar(path, err);
   if (!a) return -1;
   char *index = NULL, *docker = NULL;
@@ -648,9 +651,10 @@ int img_import(img_store *s, const char *path, img_archive_format format, const 
     const char *full = json_string_value(json_object_get(ann, "io.containerd.image.name"));
     const char *refname = json_string_value(json_object_get(ann, "org.opencontainers.image.ref.name"));
     const char *want = reference && *reference ? reference : full ? full : refname;
-    /* Untagged unless it is a reference (a bare ref.name such as "latest"
-     * is a tag without a repository). */
-    if (want && (!is_ref(want) || (want != reference && want != full && !strchr(want, '/'))))
+    /* Untagged unless it is a reference: a ref.name without '/' or ':'
+     * (such as "latest") is a tag without a repository. */
+    if (want && (!is_ref(want) ||
+                 (want != reference && want != full && !strpbrk(want, "/:"))))
       want = NULL;
     oci_descriptor top = {0};
     top.media_type = (char *)mt;

@@ -198,3 +198,22 @@ def test_unavailable_hint_only_when_vesseld_is_unreachable(env, tmp_path):
     r = subprocess.run([VESSELCTL, "--host", f"unix://{tmp_path}/none.sock", "ps"],
                        capture_output=True, timeout=60)
     assert r.returncode == 1 and b"is vesseld running" in r.stderr, r.stderr
+
+
+def test_image_load_names(env, tmp_path):
+    """load uses the name the archive's index gives; an unnamed image is
+    printed as a reference run accepts; an invalid --name is refused."""
+    from oci_layout import Layout, busybox_layer
+    lay = Layout(str(tmp_path / "named"))
+    lay.tag(lay.image([busybox_layer()]), "cli/named:3")
+    named = tmp_path / "named.tar"
+    named.write_bytes(lay.archive())
+    r = ctl(env, "image", "load", "-i", str(named))
+    assert r.returncode == 0 and r.stdout == b"loaded docker.io/cli/named:3\n", r
+    r = ctl(env, "image", "load", "-i", env.archive)  # its index names a tag only
+    ref = r.stdout.decode().split()[-1]
+    assert r.returncode == 0 and ref.startswith("sha256:"), r
+    r = ctl(env, "run", "--rm", ref, "echo", "ran-by-digest")
+    assert r.returncode == 0 and r.stdout == b"ran-by-digest\n", r
+    r = ctl(env, "image", "load", "-i", env.archive, "--name", "Bad Name!")
+    assert r.returncode == 1 and b"INVALID_ARGUMENT" in r.stderr, r
