@@ -3,8 +3,9 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,7 +90,9 @@ static int split_path(const char *path, comps *out) {
   return 0;
 }
 
-enum walk_result { WALK_OK = 0, WALK_MISSING = 1, WALK_ERROR = -1 };
+/* WALK_NOTDIR: without create, a component is neither a directory nor a
+ * symlink (no error set: for a whiteout, nothing is there to hide). */
+enum walk_result { WALK_OK = 0, WALK_MISSING = 1, WALK_NOTDIR = 2, WALK_ERROR = -1 };
 
 static rfs_node *new_dir(rfs_applier *ap, rfs_node *parent, const char *name,
                          size_t len, uint32_t layer) {
@@ -154,6 +157,7 @@ static int walk(const ctx *c, rfs_node *cur, const char *path, size_t plen,
       if (r != WALK_OK) return r;
       cur = next;
     } else {
+      if (!create) return WALK_NOTDIR;
       return FAIL(c, err, VS_INVALID_ARGUMENT,
                   "a parent path component is not a directory");
     }
@@ -374,7 +378,8 @@ static int apply_whiteout(const ctx *c, const comps *cs, const char *base,
       (len == 2 && name[0] == '.' && name[1] == '.'))
     return FAIL(c, err, VS_INVALID_ARGUMENT, "invalid whiteout name");
   int r = walk_parent(c, cs, 0, &dir, err);
-  if (r == WALK_MISSING) return 0;
+  /* Under a missing path or a file it hides nothing (as umoci has it). */
+  if (r == WALK_MISSING || r == WALK_NOTDIR) return 0;
   if (r != WALK_OK) return -1;
   rfs_node *n = rfs_tree_lookup(ap->tree, dir, name, len);
   /* Whiteouts hide lower layers only; an entry this layer made stays. */
@@ -576,12 +581,17 @@ int rfs_apply_archive(rfs_applier *ap, struct archive *a, uint32_t layer,
   return rc;
 }
 
-int rfs_archive_reader(struct archive **out, rfs_compression comp,
-                       vs_err *err) {
+/* A reader of comp-compressed input: with raw, of the whole decompressed
+ * stream as one entry, else of its tar entries. */
+static int reader(struct archive **out, rfs_compression comp, int raw, vs_err *err) {
   struct archive *a = archive_read_new();
   if (!a) return vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
-  archive_read_support_format_tar(a);
-  archive_read_support_format_empty(a);
+  if (raw) {
+    archive_read_support_format_raw(a);
+  } else {
+    archive_read_support_format_tar(a);
+    archive_read_support_format_empty(a);
+  }
   /* Never archive_read_support_filter_all: it would run external programs
    * (lrzip, lzop, ...) on untrusted input. */
   if (comp == RFS_COMPRESSION_GZIP || comp == RFS_COMPRESSION_AUTO)
@@ -593,9 +603,80 @@ int rfs_archive_reader(struct archive **out, rfs_compression comp,
   return 0;
 }
 
+int rfs_archive_reader(struct archive **out, rfs_compression comp, vs_err *err) {
+  return reader(out, comp, 0, err);
+}
+
 static const char *base_name(const char *p) {
   const char *s = strrchr(p, '/');
   return s ? s + 1 : p;
+}
+
+/* A layer with a diff_id is read twice over in one pass: a raw reader
+ * decompresses it, its bytes are hashed on their way to the tar reader. */
+typedef struct tap {
+  struct archive *raw;
+  EVP_MD_CTX *md;
+} tap;
+
+static la_ssize_t tap_read(struct archive *a, void *arg, const void **buf) {
+  tap *t = arg;
+  size_t n;
+  la_int64_t off;
+  int r = archive_read_data_block(t->raw, buf, &n, &off);
+  if (r == ARCHIVE_EOF) return 0;
+  if (r < ARCHIVE_WARN) {
+    const char *m = archive_error_string(t->raw);
+    archive_set_error(a, EIO, "%s", m ? m : "decompression failed");
+    return -1;
+  }
+  EVP_DigestUpdate(t->md, *buf, n);
+  return (la_ssize_t)n;
+}
+
+/* Opens the tar reader *a on fd; with a diff_id through a tap (t). */
+static int open_layer(struct archive **a, tap *t, int fd, rfs_compression comp, int hashed,
+                      vs_err *err) {
+  if (!hashed) {
+    if (rfs_archive_reader(a, comp, err) < 0) return -1;
+    return archive_read_open_fd(*a, fd, 1 << 20) == ARCHIVE_OK ? 0 : 1;
+  }
+  struct archive_entry *e;
+  if (reader(&t->raw, comp, 1, err) < 0) return -1;
+  if (!(t->md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(t->md, EVP_sha256(), NULL) != 1 ||
+      !(*a = archive_read_new()))
+    return vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+  archive_read_support_format_tar(*a);
+  archive_read_support_format_empty(*a);
+  archive_read_support_filter_none(*a);
+  if (archive_read_open_fd(t->raw, fd, 1 << 20) != ARCHIVE_OK ||
+      archive_read_next_header(t->raw, &e) != ARCHIVE_OK)
+    return 2;
+  return archive_read_open(*a, t, NULL, tap_read, NULL) == ARCHIVE_OK ? 0 : 1;
+}
+
+/* After the tar reader is done: the rest of the stream (tar padding)
+ * hashed too, and the digest compared. */
+static int check_diff_id(tap *t, const rfs_layer *l, uint32_t layer, vs_err *err) {
+  const void *buf;
+  size_t n;
+  la_int64_t off;
+  int r;
+  while ((r = archive_read_data_block(t->raw, &buf, &n, &off)) == ARCHIVE_OK)
+    EVP_DigestUpdate(t->md, buf, n);
+  if (r != ARCHIVE_EOF)
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "layer %u (%s): %s", layer, base_name(l->path),
+                      archive_error_string(t->raw) ? archive_error_string(t->raw) : "read error");
+  unsigned char d[32];
+  unsigned int dl = 0;
+  EVP_DigestFinal_ex(t->md, d, &dl);
+  char got[72] = "sha256:";
+  for (int i = 0; i < 32; i++) snprintf(got + 7 + 2 * i, 3, "%02x", d[i]);
+  if (strcmp(got, l->diff_id) != 0)
+    return vs_err_set(err, VS_DATA_LOSS,
+                      "layer %u (%s): its uncompressed content is %s, the image config's "
+                      "diff_id says %.80s", layer, base_name(l->path), got, l->diff_id);
+  return 0;
 }
 
 int rfs_apply_layer(rfs_applier *ap, const rfs_layer *l, uint32_t layer,
@@ -616,20 +697,21 @@ int rfs_apply_layer(rfs_applier *ap, const rfs_layer *l, uint32_t layer,
     close(fd); /* an empty blob is an empty layer */
     return 0;
   }
-  struct archive *a;
-  if (rfs_archive_reader(&a, comp, err) < 0) {
-    close(fd);
-    return -1;
-  }
-  int rc;
-  if (archive_read_open_fd(a, fd, 1 << 20) != ARCHIVE_OK) {
-    const char *m = archive_error_string(a);
+  struct archive *a = NULL;
+  tap t = {NULL, NULL};
+  int rc = open_layer(&a, &t, fd, comp, l->diff_id != NULL, err);
+  if (rc > 0) {
+    struct archive *bad = rc == 2 ? t.raw : a;
+    const char *m = archive_error_string(bad);
     rc = vs_err_set(err, VS_INVALID_ARGUMENT, "layer %u (%s): %s", layer,
                     base_name(l->path), m ? m : "not a tar archive");
-  } else {
+  } else if (rc == 0) {
     rc = rfs_apply_archive(ap, a, layer, base_name(l->path), err);
+    if (rc == 0 && l->diff_id) rc = check_diff_id(&t, l, layer, err);
   }
-  archive_read_free(a);
+  if (a) archive_read_free(a);
+  if (t.raw) archive_read_free(t.raw);
+  EVP_MD_CTX_free(t.md);
   close(fd);
   return rc;
 }

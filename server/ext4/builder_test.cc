@@ -3,6 +3,8 @@
 // sizing and atomic output. Every image built is checked with e2fsck -fn
 // and read back with libext2fs.
 #include <dirent.h>
+#include <openssl/evp.h>
+#include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -167,7 +169,7 @@ TEST_F(Builder, CompressionsAndMediaTypes) {
 
   // A media type is used through rfs_build as well.
   rfs_layer l = {P("l-zstd.tar").c_str(), "application/vnd.oci.image.layer.v1.tar+zstd",
-                 RFS_COMPRESSION_AUTO};
+                 RFS_COMPRESSION_AUTO, nullptr};
   std::string lp = P("l-zstd.tar");
   l.path = lp.c_str();
   std::string out = P("mt.ext4");
@@ -189,6 +191,7 @@ TEST_F(Builder, WhiteoutsAndOpaqueDirectories) {
     t.Whiteout("a/.wh.gone")
         .Whiteout("a/.wh.sub")          // a whole directory
         .Whiteout("a/.wh.nonexistent")  // nothing to hide: fine
+        .Whiteout("f/.wh.x")            // under a file: hides nothing (OCI, umoci)
         .Dir("o")
         .File("o/.wh..wh..opq", "")
         .File("o/new", "n")
@@ -534,4 +537,51 @@ TEST_F(Builder, CancelStopsTheBuild) {
   Build({P("l1.tar")}, P("c.ext4"), &o, &code);
   EXPECT_EQ(code, VS_CANCELLED);
   EXPECT_NE(access(P("c.ext4").c_str(), F_OK), 0);
+}
+
+namespace {
+// "sha256:<hex>" of what cmd prints (the uncompressed layer).
+std::string Sha256Of(const std::string& cmd) {
+  FILE* f = popen(cmd.c_str(), "r");
+  EVP_MD_CTX* md = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(md, EVP_sha256(), nullptr);
+  char buf[65536];
+  size_t n;
+  while (f && (n = fread(buf, 1, sizeof buf, f)) > 0) EVP_DigestUpdate(md, buf, n);
+  if (f) pclose(f);
+  unsigned char d[32];
+  EVP_DigestFinal_ex(md, d, nullptr);
+  EVP_MD_CTX_free(md);
+  std::string out = "sha256:";
+  for (unsigned char c : d) {
+    char h[3];
+    snprintf(h, sizeof h, "%02x", c);
+    out += h;
+  }
+  return out;
+}
+}  // namespace
+
+TEST_F(Builder, DiffIdsAreVerifiedForEveryCompression) {
+  for (std::string f : {"", "gzip", "zstd"}) {
+    std::string p = P("d-" + f + ".tar");
+    {
+      Tar t(p, f);
+      t.File("f", std::string(100000, 'x') + f);
+    }
+    std::string cat = f.empty() ? "cat " : f == "gzip" ? "gzip -dc " : "zstd -qdc ";
+    std::string id = Sha256Of(cat + p);
+    rfs_layer l = {p.c_str(), nullptr, RFS_COMPRESSION_AUTO, id.c_str()};
+    std::string out = P("d-" + f + ".ext4");
+    vs_err e = {};
+    EXPECT_EQ(rfs_build(&l, 1, out.c_str(), nullptr, nullptr, &e), 0) << f << ": " << e.msg;
+    // Another diff_id: DATA_LOSS naming the layer, and no image.
+    std::string wrong = "sha256:" + std::string(64, '0');
+    l.diff_id = wrong.c_str();
+    std::string bad = P("d-bad-" + f + ".ext4");
+    EXPECT_EQ(rfs_build(&l, 1, bad.c_str(), nullptr, nullptr, &e), -1) << f;
+    EXPECT_EQ(e.code, VS_DATA_LOSS) << e.msg;
+    EXPECT_NE(std::string(e.msg).find("d-" + f + ".tar"), std::string::npos) << e.msg;
+    EXPECT_NE(access(bad.c_str(), F_OK), 0);
+  }
 }

@@ -40,6 +40,10 @@ typedef struct rfs_layer {
   const char *media_type; /* OCI/Docker layer media type, or NULL */
   /* Used when media_type is NULL or says nothing about compression. */
   rfs_compression compression;
+  /* "sha256:<hex>" of the uncompressed layer (the image config's diff_id),
+   * or NULL: a layer whose content hashes otherwise fails the build with
+   * DATA_LOSS naming it. */
+  const char *diff_id;
 } rfs_layer;
 
 /* Maps a layer media type to its compression; AUTO for NULL or unknown

@@ -47,10 +47,15 @@ int img_rootfs(img_store *s, const char *reference, const oci_platform *platform
   if (!layers || !paths) {
     rc = vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
   } else {
-    for (size_t i = 0; i < info.n_layers; i++) {
+    /* The config's diff_ids name each layer's uncompressed content. */
+    if (info.config.n_diff_ids != info.n_layers)
+      rc = vs_err_set(err, VS_DATA_LOSS, "image %s: its config lists %zu diff_ids for %zu layers",
+                      info.name, info.config.n_diff_ids, info.n_layers);
+    for (size_t i = 0; rc == 0 && i < info.n_layers; i++) {
       cs_blob_path(s->cs, info.layers[i].digest, paths[i], sizeof paths[i]);
       layers[i].path = paths[i];
       layers[i].media_type = info.layers[i].media_type;
+      layers[i].diff_id = info.config.diff_ids[i];
       if (!cs_exists(s->cs, info.layers[i].digest, NULL))
         rc = vs_err_set(err, VS_FAILED_PRECONDITION, "image %s: layer %s is not present",
                         info.name, info.layers[i].digest);

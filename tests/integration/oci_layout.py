@@ -68,17 +68,19 @@ class Layout:
         return d
 
     def image(self, layers: list[bytes], arch="amd64", compression="gzip",
-              config_extra: dict | None = None) -> dict:
-        """Adds config+layers+manifest; returns the manifest descriptor."""
-        ldescs, diff_ids = [], []
+              config_extra: dict | None = None, diff_ids: list | None = None) -> dict:
+        """Adds config+layers+manifest; returns the manifest descriptor.
+        diff_ids: the config's, instead of the layers' true ones."""
+        ldescs, true_ids = [], []
         for raw in layers:
             data, mt = compress(raw, compression)
             ldescs.append({"mediaType": mt, "digest": self.blob(data), "size": len(data)})
-            diff_ids.append(sha(raw))
+            true_ids.append(sha(raw))
         cfg = {"architecture": arch, "os": "linux", "created": "2024-01-02T03:04:05Z",
                "config": {"Cmd": ["/bin/busybox", "echo", "hi"], "Env": ["PATH=/bin"],
                           **(config_extra or {})},
-               "rootfs": {"type": "layers", "diff_ids": diff_ids}}
+               "rootfs": {"type": "layers",
+                          "diff_ids": true_ids if diff_ids is None else list(diff_ids)}}
         cdata = json.dumps(cfg, sort_keys=True).encode()
         manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
                     "config": {"mediaType": "application/vnd.oci.image.config.v1+json",

@@ -404,6 +404,20 @@ def test_import_refuses_an_oci_image_missing_a_layer(client, tmp_path):
     assert after == before and "example.com/broken/img:1" not in after
 
 
+def test_rootfs_verifies_the_configs_diff_ids(client, tmp_path):
+    """A config whose diff_ids name other content than the layers': the
+    rootfs build fails DATA_LOSS naming the layer (umoci refuses it too)."""
+    lay = Layout(str(tmp_path / "oci"))
+    other = "sha256:" + "ab" * 32
+    lay.tag(lay.image([busybox_layer()], diff_ids=[other]), "example.com/diff/ids:1")
+    import_(client, lay.archive())
+    with pytest.raises(grpc.RpcError) as e:
+        client.images.CreateRootfs(images_pb2.ImagesCreateRootfsRequest(
+            reference="example.com/diff/ids:1"), timeout=120)
+    assert e.value.code() == grpc.StatusCode.DATA_LOSS
+    assert "layer 1" in e.value.details() and other in e.value.details()
+
+
 def test_import_rejects_bad_archives(client, tmp_path):
     cases = {
         b"not a tar at all": "not a tar",

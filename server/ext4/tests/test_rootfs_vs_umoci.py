@@ -153,6 +153,7 @@ def corpus():
         base.file("many/entry-%05d" % i, b"%d" % i)
     upper = (Layer()
              .whiteout("wh/.wh.file").whiteout("wh/.wh.dir").whiteout("wh/.wh.absent")
+             .whiteout("f2l/.wh.under-a-file")                     # hides nothing
              .dir("opaque").whiteout("opaque/.wh..wh..opq").file("opaque/upper", b"u")
              .dir("merge", mode=0o750, uid=3, gid=4).file("merge/upper", b"u")
              .dir("f2d").file("f2d/inside", b"i")
