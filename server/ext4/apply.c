@@ -277,6 +277,10 @@ static int add_seg(const ctx *c, rfs_inode *in, uint64_t file_off,
                    const char *p, size_t n, vs_err *err) {
   rfs_applier *ap = c->ap;
   uint64_t soff;
+  if (ap->spool->size + n > ap->max_data)
+    return FAIL(c, err, VS_RESOURCE_EXHAUSTED,
+                "file data exceeds the limit of %llu bytes of host disk",
+                (unsigned long long)ap->max_data);
   if (rfs_spool_append(ap->spool, p, n, &soff, err) < 0)
     return vs_err_wrap(err, "layer %u (%s)", c->layer, c->name);
   if (in->nsegs > 0) {
@@ -298,57 +302,95 @@ static int add_seg(const ctx *c, rfs_inode *in, uint64_t file_off,
   return 0;
 }
 
-/* Streams a regular file's data into the spool. Whole 4 KiB blocks of
- * zeros become holes, as do the holes of sparse archive entries. */
+/* The file block being assembled from pieces (chunks of libarchive need
+ * not end at block boundaries): written once complete, and only if not
+ * all zeros, so zeros become holes however the data was chunked. */
+typedef struct part_block {
+  uint64_t no; /* block number; UINT64_MAX = none */
+  size_t hi;   /* bytes [0, hi) of it arrived (or are zeros before them) */
+  int dirty;   /* a non-zero byte arrived */
+  char b[BLK];
+} part_block;
+
+static int part_flush(const ctx *c, rfs_inode *in, part_block *pb, vs_err *err) {
+  int rc = 0;
+  if (pb->no != UINT64_MAX && pb->dirty) rc = add_seg(c, in, pb->no * BLK, pb->b, pb->hi, err);
+  pb->no = UINT64_MAX;
+  return rc;
+}
+
+static void part_add(part_block *pb, uint64_t no, size_t at, const char *p, size_t n) {
+  if (pb->no != no) {
+    pb->no = no;
+    pb->hi = 0;
+    pb->dirty = 0;
+    memset(pb->b, 0, sizeof pb->b);
+  }
+  memcpy(pb->b + at, p, n);
+  if (at + n > pb->hi) pb->hi = at + n;
+  if (!is_zero(p, n)) pb->dirty = 1;
+}
+
+/* Streams a regular file's data into the spool. Blocks of zeros become
+ * holes, as do the holes of sparse archive entries. */
 static int read_data(const ctx *c, struct archive *a, rfs_inode *in,
                      vs_err *err) {
   rfs_applier *ap = c->ap;
   uint64_t end = 0; /* data must arrive in order, without overlap */
-  for (;;) {
+  part_block *pb = malloc(sizeof *pb);
+  if (!pb) return FAIL(c, err, VS_RESOURCE_EXHAUSTED, "out of memory");
+  pb->no = UINT64_MAX;
+  int rc = 0;
+  while (rc == 0) {
     const void *buf;
     size_t n;
     la_int64_t off;
     int r = archive_read_data_block(a, &buf, &n, &off);
     if (r == ARCHIVE_EOF) break;
-    if (r < ARCHIVE_WARN)
-      return FAIL(c, err, VS_INVALID_ARGUMENT, "reading data: %s",
-                  archive_error_string(a) ? archive_error_string(a)
-                                          : "unknown error");
+    if (r < ARCHIVE_WARN) {
+      rc = FAIL(c, err, VS_INVALID_ARGUMENT, "reading data: %s",
+                archive_error_string(a) ? archive_error_string(a) : "unknown error");
+      break;
+    }
     if (n == 0) continue;
-    if (off < 0 || (uint64_t)off < end || (uint64_t)off + n > in->size)
-      return FAIL(c, err, VS_INVALID_ARGUMENT,
-                  "data block at %lld+%zu outside the file or out of order",
-                  (long long)off, n);
+    if (off < 0 || (uint64_t)off < end || (uint64_t)off + n > in->size) {
+      rc = FAIL(c, err, VS_INVALID_ARGUMENT,
+                "data block at %lld+%zu outside the file or out of order", (long long)off, n);
+      break;
+    }
     ap->unpacked += n;
-    if (ap->unpacked > ap->max_unpacked)
-      return FAIL(c, err, VS_RESOURCE_EXHAUSTED,
-                  "unpacked data exceeds the limit of %llu bytes",
-                  (unsigned long long)ap->max_unpacked);
+    if (ap->unpacked > ap->max_unpacked) {
+      rc = FAIL(c, err, VS_RESOURCE_EXHAUSTED, "unpacked data exceeds the limit of %llu bytes",
+                (unsigned long long)ap->max_unpacked);
+      break;
+    }
     end = (uint64_t)off + n;
     const char *p = buf;
     uint64_t fo = (uint64_t)off;
-    while (n > 0) {
-      /* Up to the next 4 KiB boundary of the file. */
-      size_t piece = BLK - (size_t)(fo % BLK);
+    while (n > 0 && rc == 0) {
+      uint64_t no = fo / BLK;
+      size_t at = (size_t)(fo % BLK), piece = BLK - at;
       if (piece > n) piece = n;
-      if (!(piece == BLK && is_zero(p, BLK))) {
-        /* Extend the piece over following non-zero whole blocks so that
-         * the spool sees few, large writes. */
-        size_t run = piece;
-        while (run < n) {
-          size_t next = n - run < BLK ? n - run : BLK;
-          if (next == BLK && is_zero(p + run, BLK)) break;
-          run += next;
-        }
-        if (add_seg(c, in, fo, p, run, err) < 0) return -1;
-        piece = run;
+      if (no != pb->no) rc = part_flush(c, in, pb, err); /* it is complete */
+      if (rc < 0) break;
+      if (at == 0 && piece == BLK) {
+        /* Whole blocks: non-zero runs go to the spool in one write. */
+        size_t run = 0;
+        while (n - run >= BLK && !is_zero(p + run, BLK)) run += BLK;
+        if (run) rc = add_seg(c, in, fo, p, run, err);
+        piece = run ? run : BLK; /* (a zero block: a hole) */
+      } else {
+        part_add(pb, no, at, p, piece);
+        if (at + piece == BLK) rc = part_flush(c, in, pb, err);
       }
       p += piece;
       fo += piece;
       n -= piece;
     }
   }
-  return 0;
+  if (rc == 0) rc = part_flush(c, in, pb, err);
+  free(pb);
+  return rc;
 }
 
 /* ---- entries -------------------------------------------------------- */

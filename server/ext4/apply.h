@@ -17,7 +17,7 @@ struct archive;
 typedef struct rfs_applier {
   rfs_tree *tree;
   rfs_spool *spool;
-  uint64_t max_unpacked, max_entries; /* limits (nonzero) */
+  uint64_t max_unpacked, max_entries, max_data; /* limits (nonzero) */
   uint64_t unpacked;   /* file data bytes decompressed so far */
   uint64_t entries;    /* entries read so far */
   int (*cancelled)(void *arg);

@@ -15,6 +15,7 @@
 
 #define DEFAULT_MAX_UNPACKED (64ull << 30)
 #define DEFAULT_MAX_ENTRIES 10000000ull
+#define DEFAULT_MAX_DATA (16ull << 30)
 
 void rfs_options_init(rfs_options *o) {
   memset(o, 0, sizeof *o);
@@ -48,6 +49,7 @@ int rfs_build(const rfs_layer *layers, size_t nlayers, const char *out_path,
     rfs_options_init(&o);
   if (!o.max_unpacked_bytes) o.max_unpacked_bytes = DEFAULT_MAX_UNPACKED;
   if (!o.max_entries) o.max_entries = DEFAULT_MAX_ENTRIES;
+  if (!o.max_data_bytes) o.max_data_bytes = DEFAULT_MAX_DATA;
   if (!out_path || !*out_path)
     return vs_err_set(err, VS_INVALID_ARGUMENT, "no output path");
   if (strlen(out_path) > PATH_MAX - 32)
@@ -86,6 +88,7 @@ int rfs_build(const rfs_layer *layers, size_t nlayers, const char *out_path,
   ap.spool = &spool;
   ap.max_unpacked = o.max_unpacked_bytes;
   ap.max_entries = o.max_entries;
+  ap.max_data = o.max_data_bytes;
   ap.cancelled = o.cancelled;
   ap.cancelled_arg = o.cancelled_arg;
   for (size_t i = 0; i < nlayers; i++)

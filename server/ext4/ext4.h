@@ -65,6 +65,10 @@ typedef struct rfs_options {
    * fails with RESOURCE_EXHAUSTED. 0 = the default noted. */
   uint64_t max_unpacked_bytes; /* file data decompressed, all layers: 64 GiB */
   uint64_t max_entries;        /* archive entries, all layers: 10 million */
+  /* Host disk the build may allocate for file data (blocks of zeros are
+   * holes and cost none), all layers: 16 GiB. Past it: RESOURCE_EXHAUSTED
+   * naming the layer. */
+  uint64_t max_data_bytes;
   /* 1 = create a journal (ext4 default), 0 = none. */
   int journal;
   /* Filesystem UUID; all zero = random. */

@@ -150,6 +150,40 @@ TEST_F(Hostile, DecompressionBombHitsTheSizeCap) {
   Rejected({P("bomb.tar.gz")}, VS_RESOURCE_EXHAUSTED, "exceeds the limit", &o);
 }
 
+TEST_F(Hostile, ZerosAreHolesHoweverTheDataIsChunked) {
+  // gzip'd, after an odd-sized file: libarchive's chunks of the 64 MiB of
+  // zeros do not start at 4 KiB boundaries of the file.
+  {
+    Tar t(P("zeros.tar.gz"), "gzip");
+    t.File("odd", std::string(1234, 'o'));
+    t.File("zeros", std::string(64 << 20, '\0'));
+    t.File("mixed", std::string(5000, '\0') + "x" + std::string(70000, '\0'));
+  }
+  auto img = Ok({P("zeros.tar.gz")});
+  ASSERT_TRUE(img);
+  EXPECT_EQ(img->Size("zeros"), 64u << 20);
+  ext2_inode_large in = img->Inode("zeros");
+  EXPECT_EQ(ext2fs_get_stat_i_blocks(img->fs(), (ext2_inode *)&in), 0u);
+  // One data block (the 'x'), the rest holes; the content is exact.
+  in = img->Inode("mixed");
+  EXPECT_EQ(ext2fs_get_stat_i_blocks(img->fs(), (ext2_inode *)&in), 8u);
+  EXPECT_TRUE(img->Read("mixed") == std::string(5000, '\0') + "x" + std::string(70000, '\0'));
+}
+
+TEST_F(Hostile, HostDiskForFileDataIsCapped) {
+  std::string noise(3 << 20, '\0');
+  for (size_t i = 0; i < noise.size(); i++) noise[i] = (char)(i * 2654435761u >> 13);
+  {
+    Tar t(P("big.tar"));
+    t.File("noise", noise);
+  }
+  rfs_options o;
+  rfs_options_init(&o);
+  o.max_data_bytes = 1 << 20;
+  Rejected({P("big.tar")}, VS_RESOURCE_EXHAUSTED, "layer 1 (big.tar)", &o);
+  Rejected({P("big.tar")}, VS_RESOURCE_EXHAUSTED, "bytes of host disk", &o);
+}
+
 TEST_F(Hostile, EntryCountCap) {
   {
     Tar t(P("many.tar"));

@@ -49,6 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   ap.tree = &tree;
   ap.spool = &spool;
   ap.max_unpacked = 64 << 20;
+  ap.max_data = 64 << 20;
   ap.max_entries = 100000;
   int ok = 1;
   for (size_t i = 0; i < n && ok; i++) {

@@ -222,8 +222,11 @@ class ImagesServicer(object):
         """Builds (or finds in the cache) an ext4 filesystem image holding the
         unpacked layers of an image, optionally copying it to a path.
         Errors: NOT_FOUND (image or platform), INVALID_ARGUMENT (size_bytes too
-        small for the content, relative output_path), ALREADY_EXISTS
-        (output_path exists), RESOURCE_EXHAUSTED (host disk full).
+        small for the content, relative output_path, a bad layer archive),
+        ALREADY_EXISTS (output_path exists), DATA_LOSS (a layer's uncompressed
+        content differs from its diff_id in the image config), RESOURCE_EXHAUSTED
+        (host disk full; layers unpacking to more than 64 GiB, or to more than
+        16 GiB of non-zero file data, or more than 10 million entries: named).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
