@@ -26,6 +26,10 @@ const char vd_usage[] =
     "  --max-calls-per-connection N\n"
     "                        calls one client connection may have in flight\n"
     "                        (default 512; more are RESOURCE_EXHAUSTED)\n"
+    "  --pull-min-speed BYTES/SECONDS\n"
+    "                        a registry transfer slower than BYTES per second\n"
+    "                        for SECONDS fails (and is retried, resuming)\n"
+    "                        (default 1024/30)\n"
     "  --version             print the version and exit\n"
     "  --help                this text\n";
 
@@ -63,7 +67,7 @@ int vd_config_validate(const vd_config *c, vs_err *err) {
 }
 
 int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
-  enum { ROOT = 1, LISTEN, CERT, KEY, CA, INSECURE, VERSION, HELP, KERNEL, INITRD, QEMU, MAXCALLS, SOCKGROUP };
+  enum { ROOT = 1, LISTEN, CERT, KEY, CA, INSECURE, VERSION, HELP, KERNEL, INITRD, QEMU, MAXCALLS, SOCKGROUP, MINSPEED };
   static const struct option opts[] = {
       {"root", required_argument, NULL, ROOT},
       {"listen", required_argument, NULL, LISTEN},
@@ -76,6 +80,7 @@ int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
       {"qemu", required_argument, NULL, QEMU},
       {"max-calls-per-connection", required_argument, NULL, MAXCALLS},
       {"socket-group", required_argument, NULL, SOCKGROUP},
+      {"pull-min-speed", required_argument, NULL, MINSPEED},
       {"version", no_argument, NULL, VERSION},
       {"help", no_argument, NULL, HELP},
       {NULL, 0, NULL, 0},
@@ -110,6 +115,16 @@ int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
           return vs_err_set(err, VS_INVALID_ARGUMENT,
                             "--max-calls-per-connection %s: give a number 1..1000000", optarg);
         c->max_calls_per_connection = (int)n;
+        break;
+      }
+      case MINSPEED: {
+        char *end, *end2 = NULL;
+        long b = strtol(optarg, &end, 10), t = *end == '/' ? strtol(end + 1, &end2, 10) : 0;
+        if (*end != '/' || !end2 || *end2 || b < 1 || t < 1 || t > 3600)
+          return vs_err_set(err, VS_INVALID_ARGUMENT,
+                            "--pull-min-speed %s: give BYTES/SECONDS, e.g. 1024/30", optarg);
+        c->pull_min_speed = (int)b;
+        c->pull_min_speed_secs = (int)t;
         break;
       }
       case VERSION: c->show_version = 1; return 0;

@@ -24,6 +24,7 @@ typedef struct vd_config {
   const char *kernel, *initrd, *qemu; /* guest boot files; NULL = none */
   int max_calls_per_connection; /* per client connection, in flight */
   const char *socket_group;     /* group of the unix sockets; NULL = ours */
+  int pull_min_speed, pull_min_speed_secs; /* 0 = the registry client's default */
   int show_help, show_version;
 } vd_config;
 

@@ -171,6 +171,13 @@ static void on_progress(void *arg, const img_progress *p) {
   if (rc < 0) s->cancelled = 1;
 }
 
+/* The client went away or cancelled, its deadline passed, or vesseld is
+ * shutting down (which cancels every call). */
+static int call_cancelled(void *arg) {
+  stream *s = arg;
+  return s->cancelled || vrpc_cancelled(s->call);
+}
+
 /* ---- handlers ---- */
 
 static int pull(vrpc_call *call, void *ctx, vs_err *err) {
@@ -188,7 +195,10 @@ static int pull(vrpc_call *call, void *ctx, vs_err *err) {
   o.max_concurrent = req->max_concurrent_downloads;
   o.progress = on_progress;
   o.progress_arg = &st;
-  o.cancelled = &st.cancelled;
+  o.cancelled = call_cancelled;
+  o.cancel_arg = &st;
+  o.min_speed = d->cfg.pull_min_speed;
+  o.min_speed_secs = d->cfg.pull_min_speed_secs;
   img_info info;
   int rc = img_pull(d->images, req->reference, &o, &info, err);
   vrpc_msg_free(req_msg);
@@ -218,6 +228,8 @@ static int push(vrpc_call *call, void *ctx, vs_err *err) {
   }
   o.progress = on_progress;
   o.progress_arg = &st;
+  o.cancelled = call_cancelled;
+  o.cancel_arg = &st;
   oci_descriptor pushed;
   char req_ref[600], req_dest[600];
   snprintf(req_ref, sizeof req_ref, "%s", req->reference);

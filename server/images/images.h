@@ -82,7 +82,13 @@ typedef struct img_pull_opts {
   int max_concurrent;       /* parallel blob downloads; 0 = 4 */
   img_progress_fn progress;
   void *progress_arg;
-  const int *cancelled;     /* polled: non-zero stops the pull */
+  /* Polled during transfers (at least once a second) and between them:
+   * non-zero stops the pull at once (CANCELLED). NULL = never. */
+  int (*cancelled)(void *arg);
+  void *cancel_arg;
+  /* Slower than min_speed bytes/s for min_speed_secs: that download fails
+   * (retried, resuming). 0 = 1024 B/s over 30 s. */
+  int min_speed, min_speed_secs;
 } img_pull_opts;
 
 /* Pulls reference (every blob of the selected platform plus the index),
@@ -97,6 +103,8 @@ typedef struct img_push_opts {
   const char *password;
   img_progress_fn progress;
   void *progress_arg;
+  int (*cancelled)(void *arg); /* as in img_pull_opts */
+  void *cancel_arg;
 } img_push_opts;
 
 /* Pushes a local image (index: its locally present manifests). *pushed gets

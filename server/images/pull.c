@@ -94,7 +94,7 @@ static void *worker(void *arg) {
   pull *p = arg;
   for (;;) {
     pthread_mutex_lock(&p->mu);
-    if (!p->failed && p->o->cancelled && *p->o->cancelled) {
+    if (!p->failed && p->o->cancelled && p->o->cancelled(p->o->cancel_arg)) {
       p->failed = 1;
       vs_err_set(&p->err, VS_CANCELLED, "pull cancelled");
     }
@@ -148,7 +148,9 @@ int img_pull(img_store *s, const char *reference, const img_pull_opts *o, img_in
   char *user, *pass;
   img_creds(s, ref.domain, o->username, o->password, &user, &pass);
   reg_options ro = {.insecure = o->insecure, .certs_dir = s->certs_dir, .username = user,
-                    .password = pass};
+                    .password = pass, .min_speed = o->min_speed,
+                    .min_speed_secs = o->min_speed_secs, .cancelled = o->cancelled,
+                    .cancel_arg = o->cancel_arg};
   reg_client *rc = reg_client_new(&ref, &ro, err);
   free(user);
   free(pass);

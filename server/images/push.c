@@ -87,7 +87,8 @@ int img_push(img_store *s, const char *reference, const img_push_opts *o, oci_de
   int same_registry = oci_ref_parse(info.name, &src, err) == 0 && !strcmp(src.domain, dst.domain);
   char *user, *pass;
   img_creds(s, dst.domain, o->username, o->password, &user, &pass);
-  reg_options ro = {.insecure = o->insecure, .certs_dir = s->certs_dir, .username = user,
+  reg_options ro = {.insecure = o->insecure, .certs_dir = s->certs_dir, .cancelled = o->cancelled,
+                    .cancel_arg = o->cancel_arg, .username = user,
                     .password = pass, .push = 1};
   reg_client *rc = reg_client_new(&dst, &ro, err);
   free(user);

@@ -50,6 +50,10 @@ reg_client *reg_client_new(const oci_ref *ref, const reg_options *o, vs_err *err
   c->max_attempts = o->max_attempts > 0 ? o->max_attempts : 5;
   c->backoff_ms = o->backoff_ms > 0 ? o->backoff_ms : 200;
   c->max_backoff_ms = o->max_backoff_ms > 0 ? o->max_backoff_ms : 10000;
+  c->min_speed = o->min_speed > 0 ? o->min_speed : 1024;
+  c->min_speed_secs = o->min_speed_secs > 0 ? o->min_speed_secs : 30;
+  c->cancelled = o->cancelled;
+  c->cancel_arg = o->cancel_arg;
   if (o->username) c->username = strdup(o->username);
   if (o->password) c->password = strdup(o->password);
   snprintf(c->scheme, sizeof c->scheme, "https");
@@ -125,8 +129,15 @@ static size_t on_header(char *p, size_t sz, size_t n, void *arg) {
   else if (HDR("Content-Type")) free(r->resp_type), r->resp_type = trim_dup(v, vlen);
   else if (HDR("Docker-Content-Digest")) free(r->resp_digest), r->resp_digest = trim_dup(v, vlen);
   else if (HDR("Retry-After")) {
+    /* Seconds, or an HTTP-date (then seconds from now; 0 if past). */
     char *s = trim_dup(v, vlen);
-    if (s) r->retry_after = isdigit((unsigned char)s[0]) ? atol(s) : -1;
+    if (s && isdigit((unsigned char)s[0])) {
+      r->retry_after = atol(s);
+    } else if (s) {
+      time_t when = curl_getdate(s, NULL);
+      time_t now = time(NULL);
+      r->retry_after = when < 0 ? -1 : when > now ? (long)(when - now) : 0;
+    }
     free(s);
   }
 #undef HDR
@@ -173,10 +184,13 @@ static size_t on_read(char *buf, size_t sz, size_t n, void *arg) {
   return k;
 }
 
+static int cancelled(const reg_client *c) { return c->cancelled && c->cancelled(c->cancel_arg); }
+
 static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                        curl_off_t ulnow) {
   reg_req *r = arg;
   (void)dltotal, (void)ultotal;
+  if (cancelled(r->client)) return 1; /* CURLE_ABORTED_BY_CALLBACK */
   if (r->progress) r->progress(r, r->upload_fd >= 0 ? (int64_t)ulnow : (int64_t)dlnow);
   return 0;
 }
@@ -218,6 +232,7 @@ static CURLcode perform(reg_client *c, reg_req *r, const char *url, int auth) {
   CURL *h = curl_easy_init();
   if (!h) return CURLE_OUT_OF_MEMORY;
   r->curl = h;
+  r->client = c;
   reset_response(r);
   struct curl_slist *hdrs = NULL;
   char line[8192];
@@ -258,8 +273,8 @@ static CURLcode perform(reg_client *c, reg_req *r, const char *url, int auth) {
   /* Redirects are followed by hand so credentials never leave the host. */
   curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 15000L);
-  curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 30L);
+  curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, (long)c->min_speed);
+  curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)c->min_speed_secs);
   curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
@@ -270,11 +285,10 @@ static CURLcode perform(reg_client *c, reg_req *r, const char *url, int auth) {
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
   }
-  if (r->progress) {
-    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(h, CURLOPT_XFERINFODATA, r);
-  }
+  /* Always: the callback is where a cancellation is seen. */
+  curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+  curl_easy_setopt(h, CURLOPT_XFERINFODATA, r);
   const char *m = r->method ? r->method : "GET";
   if (!strcmp(m, "HEAD")) {
     curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
@@ -423,10 +437,17 @@ out:
 
 /* ---- the retry / auth / redirect loop ---- */
 
-static void sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+/* Sleeps ms, in slices that see a cancellation; -1 if one came. */
+static int sleep_ms(const reg_client *c, long ms) {
+  while (ms > 0) {
+    if (cancelled(c)) return -1;
+    long slice = ms < 100 ? ms : 100;
+    struct timespec ts = {0, slice * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+    }
+    ms -= slice;
   }
+  return cancelled(c) ? -1 : 0;
 }
 
 static int transient_curl(CURLcode cc) {
@@ -483,12 +504,18 @@ int reg_do(reg_client *c, reg_req *r, const char *path, vs_err *err) {
       continue;
     }
     if (cc == CURLE_WRITE_ERROR && r->sink_error) return -1; /* the sink said why */
+    if (cc == CURLE_ABORTED_BY_CALLBACK || cancelled(c))
+      return vs_err_set(err, VS_CANCELLED, "%s: cancelled", url);
     if (cc != CURLE_OK) {
       if (transient_curl(cc) && attempt < c->max_attempts) {
-        sleep_ms(delay);
+        if (sleep_ms(c, delay) < 0) return vs_err_set(err, VS_CANCELLED, "%s: cancelled", url);
         delay = delay * 2 > c->max_backoff_ms ? c->max_backoff_ms : delay * 2;
         continue;
       }
+      if (cc == CURLE_OPERATION_TIMEDOUT)
+        return vs_err_set(err, VS_UNAVAILABLE,
+                          "%s: slower than %d bytes/s for %d s (after %d attempts)", url,
+                          c->min_speed, c->min_speed_secs, attempt);
       if (cc == CURLE_PEER_FAILED_VERIFICATION)
         return vs_err_set(err, VS_UNAVAILABLE,
                           "%s: TLS certificate not trusted (put the registry's CA in "
@@ -522,7 +549,7 @@ int reg_do(reg_client *c, reg_req *r, const char *path, vs_err *err) {
       long wait = delay;
       if (r->retry_after >= 0) wait = r->retry_after * 1000;
       if (wait > c->max_backoff_ms) wait = c->max_backoff_ms;
-      sleep_ms(wait);
+      if (sleep_ms(c, wait) < 0) return vs_err_set(err, VS_CANCELLED, "%s: cancelled", url);
       delay = delay * 2 > c->max_backoff_ms ? c->max_backoff_ms : delay * 2;
       continue;
     }

@@ -126,8 +126,21 @@ int reg_fetch_blob(reg_client *c, const oci_descriptor *d, cs_store *cs, reg_pro
   r.before_attempt = fetch_before_attempt;
   char path[2048];
   snprintf(path, sizeof path, "%s/blobs/%s", c->repo, d->digest);
-  int rc = reg_do(c, &r, path, err);
-  if (rc == 0 && r.status != 200 && r.status != 206) rc = reg_status_err(c, &r, "blob", err);
+  int rc = 0;
+  /* A body cut short on a connection without Content-Length looks
+   * complete to HTTP: the size says otherwise, and the rest is fetched
+   * with Range like any truncation. */
+  for (int attempt = 1; rc == 0; attempt++) {
+    rc = reg_do(c, &r, path, err);
+    if (rc == 0 && r.status != 200 && r.status != 206) rc = reg_status_err(c, &r, "blob", err);
+    int64_t have = cs_writer_offset(w);
+    if (rc < 0 || have >= d->size) break;
+    if (attempt >= c->max_attempts || have <= f.base) {
+      rc = vs_err_set(err, VS_UNAVAILABLE, "blob %s/%s@%s: the body ended after %lld of %lld bytes",
+                      c->host, c->repo, d->digest, (long long)have, (long long)d->size);
+      break;
+    }
+  }
   reg_req_free(&r);
   if (rc < 0) {
     cs_writer_abort(w, 1); /* keep what arrived for a resume */

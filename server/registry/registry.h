@@ -30,6 +30,14 @@ typedef struct reg_options {
   int max_attempts;      /* per request; 0 = 5 */
   int backoff_ms;        /* first retry delay, doubling; 0 = 200 */
   int max_backoff_ms;    /* cap for any delay incl. Retry-After; 0 = 10000 */
+  /* A transfer slower than min_speed bytes/s for min_speed_secs fails (and
+   * is retried, resuming): a trickle cannot hold a pull forever.
+   * 0 = 1024 B/s over 30 s. */
+  int min_speed, min_speed_secs;
+  /* Polled during transfers (about once a second even when nothing moves)
+   * and between retries: non-zero ends the request at once, CANCELLED. */
+  int (*cancelled)(void *arg);
+  void *cancel_arg;
 } reg_options;
 
 typedef struct reg_client reg_client;

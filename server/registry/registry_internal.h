@@ -18,6 +18,9 @@ struct reg_client {
   char scheme[8];
   int local, insecure, push;
   int max_attempts, backoff_ms, max_backoff_ms;
+  int min_speed, min_speed_secs;
+  int (*cancelled)(void *arg);
+  void *cancel_arg;
   char *username, *password;
   char *cafile;
 
@@ -64,6 +67,7 @@ struct reg_req {
 
   /* state */
   CURL *curl;
+  reg_client *client; /* during perform: for the cancellation check */
   int started;
   size_t body_off;
 };

@@ -12,8 +12,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class FakeRegistry:
     """faults: path suffix ("manifests/1", "blobs/sha256:...") -> list of
-    actions consumed one per request: "503", "429:<secs>", "408", "truncate",
-    "corrupt", "slow:<secs>", "ok". A path without actions behaves."""
+    actions consumed one per request: "503", "429:<secs>", "429date:<secs>"
+    (Retry-After as an HTTP-date), "408", "truncate", "truncate-nolength"
+    (no Content-Length, half the body, close), "trickle:<bytes/s>",
+    "corrupt", "slow:<secs>", "ok". A path without actions behaves.
+    trickling counts the trickles in progress."""
 
     def __init__(self, layout: str, repo: str = "test/app", basic: tuple | None = None,
                  redirect_blobs_to: str | None = None):
@@ -27,6 +30,8 @@ class FakeRegistry:
         self.repo = repo
         self.faults: dict[str, list[str]] = {}
         self.hits: dict[str, int] = {}
+        self.ranges: dict[str, list[str]] = {}  # Range headers, by path
+        self.trickling = 0
         self.lock = threading.Lock()
         self.manifests: dict[str, tuple[bytes, str]] = {}
         with open(os.path.join(layout, "index.json")) as f:
@@ -93,6 +98,14 @@ class FakeRegistry:
                     return self._send(503, b"busy", "text/plain", head)
                 if act == "408":
                     return self._send(408, b"timeout", "text/plain", head)
+                if act.startswith("429date"):
+                    from email.utils import formatdate
+                    self.send_response(429)
+                    self.send_header("Retry-After",
+                                     formatdate(time.time() + float(act.split(":")[1]), usegmt=True))
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if act.startswith("429"):
                     self.send_response(429)
                     self.send_header("Retry-After", act.split(":")[1])
@@ -103,12 +116,43 @@ class FakeRegistry:
                     time.sleep(float(act.split(":")[1]))
                 start = 0
                 rng = self.headers.get("Range")
+                with reg.lock:
+                    reg.ranges.setdefault(key, []).append(rng or "")
                 if rng and rng.startswith("bytes=") and key.startswith("blobs/"):
                     start = int(rng[6:].split("-")[0])
                 status = 206 if start else 200
                 if act == "corrupt":
                     body = bytes(b ^ 0xFF for b in body[:16]) + body[16:]
                 data = body[start:]
+                if act == "truncate-nolength":
+                    self.send_response(status)
+                    self.send_header("Content-Type", mt)
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                if act.startswith("trickle"):
+                    bps = float(act.split(":")[1])
+                    self.send_response(status)
+                    self.send_header("Content-Type", mt)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    with reg.lock:
+                        reg.trickling += 1
+                    try:
+                        for i in range(len(data)):
+                            self.wfile.write(data[i:i + 1])
+                            self.wfile.flush()
+                            time.sleep(1 / bps)
+                    except OSError:
+                        pass
+                    finally:
+                        with reg.lock:
+                            reg.trickling -= 1
+                    self.close_connection = True
+                    return
                 self.send_response(status)
                 self.send_header("Content-Type", mt)
                 self.send_header("Content-Length", str(len(data)))

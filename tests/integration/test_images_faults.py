@@ -169,3 +169,92 @@ def test_http_proxy_from_environment(layout):
         with Vesseld(env=env) as d, vessel.Client(d.address, timeout=60) as c:
             pull(c, f"{reg.host}/test/app:1")
         assert proxy.proxied >= 4  # manifest, config, layers went through it
+
+
+def test_retry_after_as_an_http_date(env, layout):
+    """Retry-After in HTTP-date form is honoured like the seconds form."""
+    reg, c = env
+    big = layer_keys(layout)[1]
+    reg.faults[big] = ["429date:3"]
+    t0 = time.monotonic()
+    pull(c, f"{reg.host}/test/app:1")
+    assert reg.hits[big] == 2
+    assert time.monotonic() - t0 >= 1.5  # (the date has whole seconds)
+
+
+def test_body_cut_short_without_content_length_resumes(env, layout):
+    """A blob body that ends early on a connection without Content-Length is
+    resumed with Range, not DATA_LOSS."""
+    reg, c = env
+    big = layer_keys(layout)[1]
+    reg.faults[big] = ["truncate-nolength"]
+    pull(c, f"{reg.host}/test/app:1")
+    assert reg.hits[big] == 2 and reg.ranges[big][1].startswith("bytes="), reg.ranges[big]
+    assert store_is_consistent(c.daemon.root)
+
+
+def pull_in_thread(c, ref):
+    """Starts a Pull; returns (call, thread, result dict)."""
+    call = c.images.stub.Pull(images_pb2.ImagesPullRequest(reference=ref), timeout=300)
+    out = {}
+
+    def drain():
+        try:
+            for _ in call:
+                pass
+            out["ok"] = True
+        except grpc.RpcError as e:
+            out["code"], out["details"] = e.code(), e.details()
+    t = threading.Thread(target=drain, daemon=True)
+    t.start()
+    return call, t, out
+
+
+def test_a_trickle_cannot_hold_a_pull_and_a_cancel_ends_it_at_once(layout):
+    """'a minimum-rate rule that a trickle cannot satisfy forever'; 'every
+    download honours cancellation at once': the trickle stops, the blob's
+    lock is released, the next pull of the same image goes through."""
+    big = layer_keys(layout)[1]
+    with FakeRegistry(layout.path) as reg, Vesseld("--pull-min-speed", "1024/2") as d, \
+            vessel.Client(d.address, timeout=120) as c:
+        reg.faults[big] = ["trickle:2"] * 20
+        t0 = time.monotonic()
+        with pytest.raises(grpc.RpcError) as e:
+            pull(c, f"{reg.host}/test/app:1")
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE and "slower than" in e.value.details()
+        assert time.monotonic() - t0 < 60
+        # A cancelled pull ends its download at once.
+        call, t, out = pull_in_thread(c, f"{reg.host}/test/app:1")
+        deadline = time.monotonic() + 20
+        while reg.trickling == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert reg.trickling == 1
+        call.cancel()
+        t.join(10)
+        deadline = time.monotonic() + 5
+        while reg.trickling and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert reg.trickling == 0, "the download went on after the cancel"
+        reg.faults[big] = []
+        t0 = time.monotonic()
+        pull(c, f"{reg.host}/test/app:1")
+        assert time.monotonic() - t0 < 30
+        assert store_is_consistent(d.root)
+
+
+def test_sigterm_ends_a_pull_in_flight(layout):
+    """'shutdown ends in-flight pulls within seconds'."""
+    big = layer_keys(layout)[1]
+    with FakeRegistry(layout.path) as reg, Vesseld() as d, \
+            vessel.Client(d.address, timeout=120) as c:
+        reg.faults[big] = ["trickle:2"] * 20
+        call, t, out = pull_in_thread(c, f"{reg.host}/test/app:1")
+        deadline = time.monotonic() + 20
+        while reg.trickling == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert reg.trickling == 1
+        t0 = time.monotonic()
+        assert d.stop(signal.SIGTERM, timeout=30) == 0
+        assert time.monotonic() - t0 < 10
+        t.join(10)
+        assert not out.get("ok")
