@@ -25,6 +25,7 @@ struct cs_writer {
   char partial[4200];
   int fd;
   int64_t size, offset;
+  int nospace; /* a write hit ENOSPC: the partial is dropped, not kept */
   oci_sha256 hash;
 };
 
@@ -54,14 +55,40 @@ cs_store *cs_open(const char *dir, vs_err *err) {
     return NULL;
   }
   /* A crash between writing a small blob's temp file and its rename leaves
-   * *.tmp behind: never visible, safe to remove. Partials stay to resume. */
+   * *.tmp behind: never visible, safe to remove. No ingest runs yet: every
+   * partial is a dead one's, and goes too (a pull starts over). */
   DIR *d = opendir(cs->ingest);
   for (struct dirent *e; d && (e = readdir(d));) {
     size_t n = strlen(e->d_name);
     if (n > 4 && strcmp(e->d_name + n - 4, ".tmp") == 0) unlinkat(dirfd(d), e->d_name, 0);
   }
   if (d) closedir(d);
+  cs_reclaim_partials(cs, NULL);
   return cs;
+}
+
+int cs_reclaim_partials(cs_store *cs, int64_t *bytes) {
+  int n = 0;
+  if (bytes) *bytes = 0;
+  DIR *d = opendir(cs->ingest);
+  for (struct dirent *e; d && (e = readdir(d));) {
+    size_t len = strlen(e->d_name);
+    if (len < 9 || strcmp(e->d_name + len - 8, ".partial") != 0) continue;
+    int fd = openat(dirfd(d), e->d_name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) continue;
+    /* Locked: a live ingest owns it. Unlocked and still the same file:
+     * nobody's. */
+    struct stat a, b;
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &a) == 0 &&
+        fstatat(dirfd(d), e->d_name, &b, AT_SYMLINK_NOFOLLOW) == 0 && a.st_ino == b.st_ino &&
+        unlinkat(dirfd(d), e->d_name, 0) == 0) {
+      n++;
+      if (bytes) *bytes += (int64_t)a.st_blocks * 512;
+    }
+    close(fd);
+  }
+  if (d) closedir(d);
+  return n;
 }
 
 void cs_close(cs_store *cs) { free(cs); }
@@ -218,9 +245,11 @@ int cs_writer_write(cs_writer *w, const void *data, size_t len, vs_err *err) {
   if (w->size >= 0 && w->offset + (int64_t)len > w->size)
     return vs_err_set(err, VS_DATA_LOSS, "blob %s: source sent more than the %lld bytes announced",
                       w->digest, (long long)w->size);
-  if (write_all(w->fd, data, len) < 0)
+  if (write_all(w->fd, data, len) < 0) {
+    if (errno == ENOSPC) w->nospace = 1;
     return vs_err_errno(err, errno == ENOSPC ? VS_RESOURCE_EXHAUSTED : VS_INTERNAL, errno,
                         "write %s", w->partial);
+  }
   oci_sha256_update(&w->hash, data, len);
   w->offset += (int64_t)len;
   return 0;
@@ -262,7 +291,9 @@ int cs_writer_commit(cs_writer *w, vs_err *err) {
 
 void cs_writer_abort(cs_writer *w, int keep_partial) {
   if (!w) return;
-  if (!keep_partial) unlink(w->partial);
+  /* Nothing to resume from an empty file, and a disk-full one must not
+   * keep the disk full. */
+  if (!keep_partial || w->offset == 0 || w->nospace) unlink(w->partial);
   if (w->hash.ctx) oci_sha256_free(&w->hash);
   close(w->fd);
   free(w);

@@ -54,8 +54,12 @@ int cs_writer_restart(cs_writer *w, vs_err *err);
 /* Verifies size and digest, makes the blob durable and visible; frees w.
  * On mismatch the partial data is discarded and DATA_LOSS returned. */
 int cs_writer_commit(cs_writer *w, vs_err *err);
-/* Frees w; keep_partial=1 keeps the bytes for a later resume. */
+/* Frees w; keep_partial=1 keeps the bytes for a later resume (not an
+ * empty partial, nor one whose write failed for want of space). */
 void cs_writer_abort(cs_writer *w, int keep_partial);
+/* Removes the partial ingests no live writer owns (cs_open does at
+ * start); returns how many, *bytes (may be NULL) their disk use. */
+int cs_reclaim_partials(cs_store *cs, int64_t *bytes);
 
 int cs_delete(cs_store *cs, const char *digest, vs_err *err);
 

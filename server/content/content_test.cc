@@ -165,4 +165,36 @@ TEST_F(ContentTest, LeftoverTempFilesAreCleanedOnOpen) {
   EXPECT_NE(access(tmp.c_str(), F_OK), 0);
 }
 
+TEST_F(ContentTest, PartialsNobodyOwnsAreReclaimedLiveOnesKept) {
+  vs_err e;
+  std::string live = Digest("live blob"), dead = Digest("dead blob");
+  cs_writer *w;
+  ASSERT_EQ(cs_writer_open(cs_, live.c_str(), 9, &w, &e), 0);
+  ASSERT_EQ(cs_writer_write(w, "live", 4, &e), 0);
+  std::string stray = dir_ + "/content/ingest/" + dead.substr(7) + ".partial";
+  std::ofstream(stray) << "dead";
+  int64_t bytes = 0;
+  EXPECT_EQ(cs_reclaim_partials(cs_, &bytes), 1);
+  EXPECT_GT(bytes, 0);
+  EXPECT_NE(access(stray.c_str(), F_OK), 0);
+  std::string mine = dir_ + "/content/ingest/" + live.substr(7) + ".partial";
+  EXPECT_EQ(access(mine.c_str(), F_OK), 0);  // locked by w: kept
+  ASSERT_EQ(cs_writer_write(w, " blob", 5, &e), 0);
+  ASSERT_EQ(cs_writer_commit(w, &e), 0) << e.msg;
+  // A partial left by a dead vesseld goes when the store opens again.
+  std::ofstream(stray) << "dead";
+  cs_close(cs_);
+  cs_ = cs_open((dir_ + "/content").c_str(), &e);
+  EXPECT_NE(access(stray.c_str(), F_OK), 0);
+}
+
+TEST_F(ContentTest, AnAbortedEmptyIngestLeavesNoPartial) {
+  vs_err e;
+  std::string d = Digest("never written");
+  cs_writer *w;
+  ASSERT_EQ(cs_writer_open(cs_, d.c_str(), 13, &w, &e), 0);
+  cs_writer_abort(w, 1);  // "keep for a resume", but there is nothing
+  EXPECT_NE(access((dir_ + "/content/ingest/" + d.substr(7) + ".partial").c_str(), F_OK), 0);
+}
+
 }  // namespace

@@ -497,5 +497,7 @@ int img_prune(img_store *s, int all, char ***untagged, size_t *nu, char ***delet
   }
   if (rc == 0) rc = gc(s, deleted, nd, reclaimed, err);
   pthread_mutex_unlock(&s->mu);
+  int64_t partial_bytes;
+  if (rc == 0 && cs_reclaim_partials(s->cs, &partial_bytes) > 0) *reclaimed += partial_bytes;
   return rc;
 }

@@ -258,3 +258,36 @@ def test_sigterm_ends_a_pull_in_flight(layout):
         assert time.monotonic() - t0 < 10
         t.join(10)
         assert not out.get("ok")
+
+
+def test_disk_full_pull_leaves_no_partial_and_later_pulls_work(layout, tmp_path):
+    """'a pull that hits ENOSPC drops its partial'; no 0-byte partials;
+    the next pull (with room again) succeeds with nothing removed by hand."""
+    import subprocess
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(small)], check=True)
+    try:
+        with FakeRegistry(layout.path) as reg, Vesseld(root=str(small / "root")) as d, \
+                vessel.Client(d.address, timeout=120) as c:
+            with pytest.raises(grpc.RpcError) as e:
+                pull(c, f"{reg.host}/test/app:1")
+            assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e.value.details()
+            ingest = small / "root" / "content" / "ingest"
+            assert [p.name for p in ingest.iterdir() if p.name.endswith(".partial")] == []
+            subprocess.run(["mount", "-o", "remount,size=64m", str(small)], check=True)
+            pull(c, f"{reg.host}/test/app:1")
+            assert store_is_consistent(d.root)
+            assert [p.name for p in ingest.iterdir() if p.name.endswith(".partial")] == []
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def test_prune_reclaims_partials_nobody_owns(env, layout):
+    reg, c = env
+    ingest = os.path.join(c.daemon.root, "content", "ingest")
+    stray = os.path.join(ingest, "ab" * 32 + ".partial")
+    with open(stray, "wb") as f:
+        f.write(b"x" * 100000)
+    r = c.images.Prune(images_pb2.ImagesPruneRequest(), timeout=60)
+    assert not os.path.exists(stray) and r.bytes_reclaimed >= 100000
