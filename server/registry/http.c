@@ -184,6 +184,18 @@ static size_t on_read(char *buf, size_t sz, size_t n, void *arg) {
   return k;
 }
 
+/* Lets curl rewind an upload it must send again (a reused connection
+ * that turned out dead). */
+static int on_seek(void *arg, curl_off_t off, int origin) {
+  reg_req *r = arg;
+  if (origin != SEEK_SET) return CURL_SEEKFUNC_CANTSEEK;
+  if (r->upload_fd >= 0)
+    return lseek(r->upload_fd, (off_t)off, SEEK_SET) < 0 ? CURL_SEEKFUNC_FAIL : CURL_SEEKFUNC_OK;
+  if ((size_t)off > r->body_len) return CURL_SEEKFUNC_FAIL;
+  r->body_off = (size_t)off;
+  return CURL_SEEKFUNC_OK;
+}
+
 static int cancelled(const reg_client *c) { return c->cancelled && c->cancelled(c->cancel_arg); }
 
 static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
@@ -298,6 +310,8 @@ static CURLcode perform(reg_client *c, reg_req *r, const char *url, int auth) {
     curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
     curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
     curl_easy_setopt(h, CURLOPT_READDATA, r);
+    curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, on_seek);
+    curl_easy_setopt(h, CURLOPT_SEEKDATA, r);
     curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, len);
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, m);
   }

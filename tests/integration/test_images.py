@@ -361,6 +361,28 @@ def test_import_docker_save_archive(client, pushed, tmp_path):
     assert "nope/layer.tar is missing" in e.value.details()
 
 
+def test_push_survives_a_lost_blob_put_answer(client, pushed):
+    """When a blob PUT's answer is lost after the registry stored the blob,
+    the retry hits the spent upload URL: vesseld checks the blob (HEAD) and
+    goes on."""
+    from lossy_proxy import LossyProxy
+    src = f"{pushed.host}/test/busybox:1"
+    pull(client, src)
+    once = []
+
+    def lose(method, path):
+        if method == "PUT" and "/blobs/uploads/" in path and "digest=" in path and not once:
+            once.append(path)
+            return True
+        return False
+    with LossyProxy(pushed.host, lose) as proxy:
+        dest = f"{proxy.host}/lossy/pushed:1"
+        out = list(client.images.Push(images_pb2.ImagesPushRequest(
+            reference=src, destination=dest), timeout=120))
+        assert proxy.lost, "no PUT answer was lost: the test did not test"
+    assert out[-1].pushed.digest == skopeo_raw_digest(f"{pushed.host}/lossy/pushed:1")
+
+
 def test_import_format_is_honoured(client, pushed, tmp_path):
     """ArchiveFormat: DOCKER loads a docker save archive, OCI an OCI layout;
     each refuses the other (INVALID_ARGUMENT naming the format), unset
