@@ -174,6 +174,50 @@ void vrpc_msg_free(ProtobufCMessage *msg) {
 
 /* ---- messages ---- */
 
+static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
+  *v = 0;
+  for (int shift = 0; *p < end && shift < 64; shift += 7) {
+    uint8_t b = *(*p)++;
+    *v |= (uint64_t)(b & 0x7f) << shift;
+    if (!(b & 0x80)) return 0;
+  }
+  return -1;
+}
+
+/* The name of a string field (at any depth) whose value holds a NUL byte,
+ * or NULL. protobuf-c hands strings over NUL-terminated, so such a value
+ * would silently end at the NUL ("evil.example\0@good" used as
+ * "evil.example"): the wire, already parsed once by protobuf-c, is walked
+ * with the descriptor instead. */
+static const char *nul_string_field(const ProtobufCMessageDescriptor *d, const uint8_t *p,
+                                    size_t n) {
+  const uint8_t *end = p + n;
+  while (p < end) {
+    uint64_t key, len;
+    if (read_varint(&p, end, &key) < 0) return NULL;
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field(d, (unsigned)(key >> 3));
+    switch (key & 7) {
+      case 0:
+        if (read_varint(&p, end, &len) < 0) return NULL;
+        break;
+      case 1: p += 8; break;
+      case 5: p += 4; break;
+      case 2:
+        if (read_varint(&p, end, &len) < 0 || len > (uint64_t)(end - p)) return NULL;
+        if (f && f->type == PROTOBUF_C_TYPE_STRING && memchr(p, 0, len)) return f->name;
+        if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
+          const char *in = nul_string_field(f->descriptor, p, len);
+          if (in) return in;
+        }
+        p += len;
+        break;
+      default: return NULL; /* groups: protobuf-c refused them already */
+    }
+  }
+  return NULL;
+}
+
 /* Client-side failure: the reason is the call's final status. */
 static int client_status_err(vrpc_call *c, vs_err *err) {
   vs_err tmp;
@@ -263,13 +307,21 @@ int vrpc_recv(vrpc_call *c, ProtobufCMessage **msg, vs_err *err) {
   ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(s),
                                                   GRPC_SLICE_START_PTR(s));
   size_t len = GRPC_SLICE_LENGTH(s);
-  grpc_slice_unref(s);
   if (!m) {
+    grpc_slice_unref(s);
     if (!c->server_side) vrpc_cancel(c);
     return vs_err_set(err, c->server_side ? VS_INVALID_ARGUMENT : VS_INTERNAL,
                       "%s: malformed %s message (%zu bytes)", c->method->path,
                       d->name, len);
   }
+  const char *bad = c->server_side ? nul_string_field(d, GRPC_SLICE_START_PTR(s), len) : NULL;
+  if (bad) {
+    protobuf_c_message_free_unpacked(m, NULL);
+    grpc_slice_unref(s);
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "%s: field %s holds a NUL byte", c->method->path,
+                      bad);
+  }
+  grpc_slice_unref(s);
   *msg = m;
   return 1;
 }

@@ -186,6 +186,11 @@ int oci_manifest_parse(const char *json, size_t len, oci_manifest *out, vs_err *
     goto out;
   }
   size_t n = json_array_size(layers);
+  if (n > OCI_MAX_LAYERS) {
+    vs_err_set(err, VS_INVALID_ARGUMENT, "image manifest lists %zu layers; at most %d are accepted",
+               n, OCI_MAX_LAYERS);
+    goto out;
+  }
   out->layers = calloc(n ? n : 1, sizeof *out->layers);
   if (!out->layers) {
     vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");

@@ -17,6 +17,8 @@ extern "C" {
 /* Manifests, indexes and configs larger than this are refused, so a hostile
  * registry cannot exhaust memory. */
 #define OCI_MAX_DOCUMENT (4u << 20)
+/* Layers of one image manifest (Docker's own images stop at 127). */
+#define OCI_MAX_LAYERS 1000
 
 #define OCI_MT_INDEX "application/vnd.oci.image.index.v1+json"
 #define OCI_MT_MANIFEST "application/vnd.oci.image.manifest.v1+json"

@@ -76,6 +76,11 @@ int oci_ref_parse(const char *s, oci_ref *out, vs_err *err) {
   if (!s || !*s) return vs_err_set(err, VS_INVALID_ARGUMENT, "empty image reference");
   if (strlen(s) > 1024)
     return vs_err_set(err, VS_INVALID_ARGUMENT, "image reference too long");
+  for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+    if (*c <= ' ' || *c == 0x7f)
+      return vs_err_set(err, VS_INVALID_ARGUMENT,
+                        "image reference holds a control character or space (byte 0x%02x at %zu)",
+                        *c, (size_t)(c - (const unsigned char *)s));
   char *buf = strdup(s);
   if (!buf) return vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
   char *name = buf, *digest = NULL, *tag = NULL;

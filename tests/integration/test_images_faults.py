@@ -291,3 +291,34 @@ def test_prune_reclaims_partials_nobody_owns(env, layout):
         f.write(b"x" * 100000)
     r = c.images.Prune(images_pb2.ImagesPruneRequest(), timeout=60)
     assert not os.path.exists(stray) and r.bytes_reclaimed >= 100000
+
+
+def test_references_with_nul_or_control_characters_are_refused(env):
+    """A NUL cuts a C string: 'evil\\0@good' must not be used as 'evil'."""
+    reg, c = env
+    for ref in [f"{reg.host}/test/app:1\x00@evil", f"{reg.host}/test/app\n:1", "a b/c:1"]:
+        with pytest.raises(grpc.RpcError) as e:
+            pull(c, ref)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (ref, e.value.details())
+    assert reg.hits == {}  # nothing reached the registry
+
+
+def test_a_manifest_with_too_many_layers_is_refused(tmp_path):
+    """A documented layer limit (1000): the 10,000-layer manifest is refused
+    after one GET, not 10,001."""
+    lay = Layout(str(tmp_path / "many"))
+    cfg = lay.blob(b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}')
+    layers = [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+               "digest": "sha256:%064x" % i, "size": 10} for i in range(10000)]
+    m = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                               "digest": cfg, "size": 80}, "layers": layers}).encode()
+    lay.tag({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": lay.blob(m),
+             "size": len(m)}, "many")
+    with FakeRegistry(lay.path) as reg, Vesseld() as d, \
+            vessel.Client(d.address, timeout=120) as c:
+        with pytest.raises(grpc.RpcError) as e:
+            pull(c, f"{reg.host}/test/app:many")
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "at most 1000" in e.value.details()
+        assert sum(reg.hits.values()) == 1
