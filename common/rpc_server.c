@@ -16,9 +16,11 @@
 #include <grpc/grpc_posix.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
+#include <grpc/support/log.h>
 #include <grpc/support/time.h>
 
 #include "common/rpc_internal.h"
+#include "common/vs_log.h"
 
 /* Outstanding grpc_server_request_call slots; more than one keeps accepting
  * while the poller hands a fresh call to its thread. */
@@ -91,12 +93,36 @@ static void server_shutdown_done(vrpc_tag *t, int ok) {
   pthread_mutex_unlock(&s->mu);
 }
 
+/* gRPC core's own lines go through vs_log (one format in vesseld's log);
+ * a failed TLS handshake, which gRPC reports without saying what it means
+ * for a client, gets a line that does. */
+static void grpc_log(gpr_log_func_args *a) {
+  vs_log_level l = a->severity == GPR_LOG_SEVERITY_ERROR  ? VS_LOG_ERROR
+                   : a->severity == GPR_LOG_SEVERITY_INFO ? VS_LOG_INFO
+                                                          : VS_LOG_DEBUG;
+  const char *file = strrchr(a->file, '/');
+  vs_log("grpc", l, "%s:%d %s", file ? file + 1 : a->file, a->line, a->message);
+  const char *hs = strstr(a->message, "Handshake failed");
+  if (!hs) return;
+  const char *why = strstr(a->message, "routines::");
+  why = why ? why + 10 : hs;
+  const char *hint = strstr(why, "did not return a certificate")
+                         ? "the client sent no certificate; vesseld requires one signed by "
+                           "its --tls-client-ca"
+                     : strstr(why, "certificate verify failed") || strstr(why, "unknown ca")
+                         ? "the client's certificate is not signed by vesseld's --tls-client-ca"
+                         : "clients need a certificate signed by vesseld's --tls-client-ca and "
+                           "must trust vesseld's certificate";
+  vs_log("vesseld", VS_LOG_WARN, "TLS handshake with a client failed (%s): %s", why, hint);
+}
+
 vrpc_server *vrpc_server_new(const vrpc_server_opts *opts, vs_err *err) {
   vrpc_server *s = calloc(1, sizeof *s);
   if (!s) {
     vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
     return NULL;
   }
+  gpr_set_log_function(grpc_log);
   grpc_init();
   s->max_message = opts && opts->max_message_bytes ? opts->max_message_bytes
                                                    : VRPC_DEFAULT_MAX_MESSAGE;

@@ -70,8 +70,15 @@ int vc_fail(vc_ctx *c, const vs_err *err) {
   const char *hint = "";
   /* Only when vesseld itself could not be reached: its own UNAVAILABLE
    * (a registry or a VM out of reach) says what it means. */
-  if (err->code == VS_UNAVAILABLE && !(c && c->ch && vrpc_channel_connected(c->ch)))
-    hint = " (is vesseld running? see --host)";
+  int reached = c && c->ch && vrpc_channel_connected(c->ch);
+  /* TLS 1.3: a server refusing our certificate just closes the socket. */
+  int tls_failed = c && c->use_tls && (strstr(err->msg, "Socket closed") ||
+                                       strcasestr(err->msg, "handshake") || strstr(err->msg, "SSL"));
+  if (err->code == VS_UNAVAILABLE && !reached)
+    hint = tls_failed ? " (the TLS handshake failed: vesseld requires a client certificate "
+                        "signed by its --tls-client-ca (--tls-cert, --tls-key), and --tls-ca "
+                        "must be the CA of vesseld's certificate)"
+                      : " (is vesseld running? see --host)";
   if (c) c->last_err = *err;
   fprintf(stderr, "vesselctl: %s%s [%s]\n", err->msg, hint, vs_code_name(err->code));
   return 1;

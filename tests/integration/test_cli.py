@@ -93,6 +93,12 @@ def test_remote_over_mutual_tls(env):
                         "--tls-cert", f"{other}/client.pem", "--tls-key", f"{other}/client.key",
                         "version"], capture_output=True, timeout=60)
     assert r.returncode == 1 and b"UNAVAILABLE" in r.stderr
+    assert b"TLS handshake failed" in r.stderr and b"client certificate" in r.stderr, r.stderr
+    r = subprocess.run(["ip", "netns", "exec", env.netns, VESSELCTL, "--host", env.tcp_address,
+                        "--tls-ca", f"{env.certs}/ca.pem", "version"], capture_output=True,
+                       timeout=60)
+    assert r.returncode == 1 and b"TLS handshake failed" in r.stderr, r.stderr
+    assert "vesseld WARN: TLS handshake with a client failed" in env.log
 
 
 def test_cp_both_ways(env, tmp_path):

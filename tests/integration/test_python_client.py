@@ -416,7 +416,8 @@ for name, tls in [("no-cert", vessel.TLS("{good}/ca.pem")),
         vessel.Client(addr, tls=tls, timeout=5).images.list()
         print(name, "ACCEPTED")
     except vessel.UnavailableError as e:
-        print(name, "refused", e.code.name)
+        print(name, "refused", e.code.name, "handshake-said" if "TLS handshake failed" in str(e)
+              and "client certificate" in str(e) else "handshake-unsaid")
 try:
     vessel.Client(addr, insecure=True, timeout=5).version()
     print("plaintext ACCEPTED")
@@ -427,8 +428,11 @@ except vessel.VesselError as e:
     assert r.returncode == 0, r.stderr
     assert "docker.io/library/busybox:test" in r.stdout
     assert "version vessel.v1" in r.stdout
-    assert "no-cert refused UNAVAILABLE" in r.stdout
-    assert "other-ca refused UNAVAILABLE" in r.stdout
+    assert "no-cert refused UNAVAILABLE handshake-said" in r.stdout
+    assert "other-ca refused UNAVAILABLE handshake-said" in r.stdout
+    # vesseld says why, in its own log format.
+    assert "vesseld WARN: TLS handshake with a client failed" in vm.daemon.log
+    assert "the client sent no certificate" in vm.daemon.log
     assert "plaintext refused UNAVAILABLE" in r.stdout
 
 

@@ -76,7 +76,15 @@ def error_from_rpc(e: grpc.RpcError) -> VesselError:
     code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN
     details = e.details() if hasattr(e, "details") else str(e)
     code = code or grpc.StatusCode.UNKNOWN
-    return _BY_CODE.get(code, VesselError)(code, details or "")
+    details = details or ""
+    tcp = "ipv4:" in details or "ipv6:" in details
+    if code == grpc.StatusCode.UNAVAILABLE and tcp and (
+            "Socket closed" in details or "andshake" in details or "SSL" in details):
+        # TLS 1.3: a server that refuses our certificate just closes the socket.
+        details += (" (the TLS handshake failed: vesseld requires a client certificate signed "
+                    "by its --tls-client-ca, given as TLS(cert_file=..., key_file=...), and "
+                    "ca_file must be the CA of vesseld's certificate)")
+    return _BY_CODE.get(code, VesselError)(code, details)
 
 
 def call(method: Callable[..., T], request, timeout: Optional[float]) -> T:
