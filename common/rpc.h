@@ -148,6 +148,9 @@ int vrpc_reflection_register(vrpc_server *srv,
 
 typedef struct vrpc_channel_opts {
   size_t max_message_bytes; /* 0 = VRPC_DEFAULT_MAX_MESSAGE */
+  /* Called as each call starts on the channel (a trace of calls). */
+  void (*on_call)(void *arg, const vrpc_method *m);
+  void *on_call_arg;
 } vrpc_channel_opts;
 
 /* uri as for vrpc_server_listen; tls NULL = plaintext. Connects lazily. */
@@ -217,6 +220,9 @@ int64_t vrpc_remaining_ms(vrpc_call *call);
  * a receive blocked in another thread returns. For handlers whose helper
  * threads must be released before they return. */
 int vrpc_server_finish(vrpc_call *call, const vs_err *status);
+
+/* Server side: the method whose handler runs on this thread, or NULL. */
+const vrpc_method *vrpc_current_method(void);
 
 /* Server side: the value of request metadata key, or NULL. */
 const char *vrpc_metadata(vrpc_call *call, const char *key);

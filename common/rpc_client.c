@@ -15,6 +15,8 @@
 struct vrpc_channel {
   grpc_channel *ch;
   vrpc_cq cq;
+  void (*on_call)(void *arg, const vrpc_method *m);
+  void *on_call_arg;
 };
 
 static vrpc_channel *channel_alloc(vs_err *err) {
@@ -92,6 +94,10 @@ vrpc_channel *vrpc_dial_fd(int fd, const vrpc_channel_opts *opts, vs_err *err) {
     close(fd);
     return NULL;
   }
+  if (opts) {
+    c->on_call = opts->on_call;
+    c->on_call_arg = opts->on_call_arg;
+  }
   grpc_arg argv[3];
   grpc_channel_args args;
   vrpc_size_args(&args, argv, opts ? opts->max_message_bytes : 0);
@@ -114,6 +120,7 @@ vrpc_call *vrpc_call_start(vrpc_channel *ch, const vrpc_method *m,
   vrpc_call *c = vrpc_call_alloc(m, 0, err);
   if (!c) return NULL;
   c->ch = ch;
+  if (ch->on_call) ch->on_call(ch->on_call_arg, m);
   if (opts && opts->timeout_ms > 0)
     c->deadline = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
                                gpr_time_from_millis(opts->timeout_ms, GPR_TIMESPAN));

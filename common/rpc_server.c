@@ -342,6 +342,10 @@ static void finish_server_call(vrpc_call *c, vs_code code, const char *msg) {
   vrpc_op_wait(&c->close_op);
 }
 
+static __thread const vrpc_method *current_method;
+
+const vrpc_method *vrpc_current_method(void) { return current_method; }
+
 static void *handler_main(void *arg) {
   vrpc_call *c = arg;
   vrpc_server *s = c->srv;
@@ -359,7 +363,10 @@ static void *handler_main(void *arg) {
     vs_err_set(&err, VS_UNIMPLEMENTED, "%s is not implemented yet", e->method->path);
   } else {
     c->method = e->method;
-    if (e->fn(c, e->ctx, &err) == 0)
+    current_method = e->method;
+    int rc = e->fn(c, e->ctx, &err);
+    current_method = NULL;
+    if (rc == 0)
       vs_err_clear(&err);
     else if (err.code == VS_OK)
       vs_err_set(&err, VS_UNKNOWN, "%s failed without a reason", e->method->path);

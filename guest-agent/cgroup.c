@@ -2,12 +2,15 @@
 #include "guest-agent/cgroup.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <linux/bpf.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -121,4 +124,115 @@ int cg_remove(const char *path, vs_err *err) {
     nanosleep(&ts, NULL);
   }
   return vs_err_errno(err, VS_INTERNAL, errno, "rmdir %s", path);
+}
+
+/* ---- device allow-list (cgroup v2: a BPF program on the cgroup) ---- */
+
+/* runc's default rules: any node may be created (mknod), but only these
+ * opened: null, zero, full, random, urandom, tty, ptmx and the ptys,
+ * net/tun. Not the VM's disks, serial console or agent port. */
+typedef struct dev_rule {
+  int type;          /* BPF_DEVCG_DEV_CHAR or _BLOCK */
+  int major, minor;  /* -1 = any */
+  int access;        /* BPF_DEVCG_ACC_* bits */
+} dev_rule;
+
+#define RW (BPF_DEVCG_ACC_READ | BPF_DEVCG_ACC_WRITE | BPF_DEVCG_ACC_MKNOD)
+static const dev_rule dev_rules[] = {
+    {BPF_DEVCG_DEV_CHAR, -1, -1, BPF_DEVCG_ACC_MKNOD},
+    {BPF_DEVCG_DEV_BLOCK, -1, -1, BPF_DEVCG_ACC_MKNOD},
+    {BPF_DEVCG_DEV_CHAR, 1, 3, RW},   /* null */
+    {BPF_DEVCG_DEV_CHAR, 1, 5, RW},   /* zero */
+    {BPF_DEVCG_DEV_CHAR, 1, 7, RW},   /* full */
+    {BPF_DEVCG_DEV_CHAR, 1, 8, RW},   /* random */
+    {BPF_DEVCG_DEV_CHAR, 1, 9, RW},   /* urandom */
+    {BPF_DEVCG_DEV_CHAR, 5, 0, RW},   /* tty */
+    {BPF_DEVCG_DEV_CHAR, 5, 2, RW},   /* ptmx */
+    {BPF_DEVCG_DEV_CHAR, 136, -1, RW}, /* pts/N */
+    {BPF_DEVCG_DEV_CHAR, 10, 200, RW}, /* net/tun */
+};
+#undef RW
+
+static struct bpf_insn insn(uint8_t code, uint8_t dst, uint8_t src, int16_t off, int32_t imm) {
+  struct bpf_insn i;
+  memset(&i, 0, sizeof i);
+  i.code = code;
+  i.dst_reg = dst;
+  i.src_reg = src;
+  i.off = off;
+  i.imm = imm;
+  return i;
+}
+
+/* r2 = type, r3 = access, r4 = major, r5 = minor; per rule a block that
+ * jumps to the next one on a mismatch, else returns 1; at the end 0. */
+static size_t build_filter(struct bpf_insn *p) {
+  size_t n = 0;
+  p[n++] = insn(BPF_LDX | BPF_MEM | BPF_W, 2, 1, 0, 0);
+  p[n++] = insn(BPF_ALU64 | BPF_AND | BPF_K, 2, 0, 0, 0xffff);
+  p[n++] = insn(BPF_LDX | BPF_MEM | BPF_W, 3, 1, 0, 0);
+  p[n++] = insn(BPF_ALU64 | BPF_RSH | BPF_K, 3, 0, 0, 16);
+  p[n++] = insn(BPF_LDX | BPF_MEM | BPF_W, 4, 1, 4, 0);
+  p[n++] = insn(BPF_LDX | BPF_MEM | BPF_W, 5, 1, 8, 0);
+  for (size_t r = 0; r < sizeof dev_rules / sizeof *dev_rules; r++) {
+    const dev_rule *d = &dev_rules[r];
+    /* type; access (r6 = r3 & ~allowed, must be 0); [major]; [minor];
+     * r0 = 1; exit. A mismatch jumps past the block (L instructions). */
+    int L = 6 + (d->major >= 0) + (d->minor >= 0), k = 0;
+#define NEXT ((int16_t)(L - k - 1))
+    p[n++] = insn(BPF_JMP | BPF_JNE | BPF_K, 2, 0, NEXT, d->type), k++;
+    p[n++] = insn(BPF_ALU64 | BPF_MOV | BPF_X, 6, 3, 0, 0), k++;
+    p[n++] = insn(BPF_ALU64 | BPF_AND | BPF_K, 6, 0, 0, ~d->access), k++;
+    p[n++] = insn(BPF_JMP | BPF_JNE | BPF_K, 6, 0, NEXT, 0), k++;
+    if (d->major >= 0) p[n++] = insn(BPF_JMP | BPF_JNE | BPF_K, 4, 0, NEXT, d->major), k++;
+    if (d->minor >= 0) p[n++] = insn(BPF_JMP | BPF_JNE | BPF_K, 5, 0, NEXT, d->minor), k++;
+#undef NEXT
+    p[n++] = insn(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 1);
+    p[n++] = insn(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
+  }
+  p[n++] = insn(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 0);
+  p[n++] = insn(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
+  return n;
+}
+
+int cg_allow_devices(const char *path, vs_err *err) {
+  struct bpf_insn prog[8 + 8 * sizeof dev_rules / sizeof *dev_rules];
+  size_t n = build_filter(prog);
+  static char log[65536]; /* the verifier's reasons, only when it refused */
+  union bpf_attr a;
+  int pfd = -1;
+  for (int verbose = 0; pfd < 0 && verbose < 2; verbose++) {
+    memset(&a, 0, sizeof a);
+    a.prog_type = BPF_PROG_TYPE_CGROUP_DEVICE;
+    a.insns = (uint64_t)(uintptr_t)prog;
+    a.insn_cnt = (uint32_t)n;
+    a.license = (uint64_t)(uintptr_t) "GPL";
+    if (verbose) {
+      log[0] = '\0';
+      a.log_buf = (uint64_t)(uintptr_t)log;
+      a.log_size = sizeof log;
+      a.log_level = 1;
+    }
+    pfd = (int)syscall(SYS_bpf, BPF_PROG_LOAD, &a, sizeof a);
+  }
+  if (pfd < 0) {
+    size_t l = strlen(log);
+    return vs_err_errno(err, VS_INTERNAL, errno, "device allow-list: load BPF program: %.200s",
+                        l > 200 ? log + l - 200 : log);
+  }
+  int cfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int rc = 0;
+  if (cfd < 0) {
+    rc = vs_err_errno(err, VS_INTERNAL, errno, "device allow-list: open %s", path);
+  } else {
+    memset(&a, 0, sizeof a);
+    a.target_fd = (uint32_t)cfd;
+    a.attach_bpf_fd = (uint32_t)pfd;
+    a.attach_type = BPF_CGROUP_DEVICE;
+    if (syscall(SYS_bpf, BPF_PROG_ATTACH, &a, sizeof a) < 0)
+      rc = vs_err_errno(err, VS_INTERNAL, errno, "device allow-list: attach to %s", path);
+    close(cfd);
+  }
+  close(pfd); /* the attachment keeps the program */
+  return rc;
 }

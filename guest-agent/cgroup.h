@@ -30,6 +30,11 @@ void cg_limits_from(int64_t milli_cpus, int64_t memory_bytes, int64_t pids_max,
 
 int cg_create(const char *path, const cg_limits *l, vs_err *err);
 
+/* Attaches the container device allow-list to the cgroup at path (runc's
+ * default: mknod anything; open only null, zero, full, random, urandom,
+ * tty, ptmx, pts/N and net/tun). Needs a kernel with CONFIG_CGROUP_BPF. */
+int cg_allow_devices(const char *path, vs_err *err);
+
 /* Value of `key` in a "key value" file (memory.events, cpu.stat, ...). */
 int cg_read_key(const char *path, const char *file, const char *key, uint64_t *out);
 

@@ -179,7 +179,7 @@ int ct_create(agent *a, const ct_spec *s, sp_rootfs *r, sp_exec *x, vs_err *err)
   if (write_bundle(c, s, err) < 0) goto fail;
   for (size_t i = 0; i < s->n_sysctls; i++)
     if (sy_sysctl(s->sysctl_keys[i], s->sysctl_values[i], err) < 0) goto fail;
-  if (cg_create(c->cgroup, &s->limits, err) < 0) goto fail;
+  if (cg_create(c->cgroup, &s->limits, err) < 0 || cg_allow_devices(c->cgroup, err) < 0) goto fail;
   cg_read_key(c->cgroup, "memory.events", "oom_kill", &c->oom_kills_seen);
   if (ct_prepare_exec(c, s->user, x, err) < 0) goto fail;
 

@@ -30,6 +30,9 @@ const char vd_usage[] =
     "                        a registry transfer slower than BYTES per second\n"
     "                        for SECONDS fails (and is retried, resuming)\n"
     "                        (default 1024/30)\n"
+    "  --trace-agent-calls FILE\n"
+    "                        append \"<host RPC> <agent RPC>\" to FILE for every\n"
+    "                        call to a guest agent (for tests and debugging)\n"
     "  --version             print the version and exit\n"
     "  --help                this text\n";
 
@@ -67,7 +70,7 @@ int vd_config_validate(const vd_config *c, vs_err *err) {
 }
 
 int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
-  enum { ROOT = 1, LISTEN, CERT, KEY, CA, INSECURE, VERSION, HELP, KERNEL, INITRD, QEMU, MAXCALLS, SOCKGROUP, MINSPEED };
+  enum { ROOT = 1, LISTEN, CERT, KEY, CA, INSECURE, VERSION, HELP, KERNEL, INITRD, QEMU, MAXCALLS, SOCKGROUP, MINSPEED, TRACE };
   static const struct option opts[] = {
       {"root", required_argument, NULL, ROOT},
       {"listen", required_argument, NULL, LISTEN},
@@ -81,6 +84,7 @@ int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
       {"max-calls-per-connection", required_argument, NULL, MAXCALLS},
       {"socket-group", required_argument, NULL, SOCKGROUP},
       {"pull-min-speed", required_argument, NULL, MINSPEED},
+      {"trace-agent-calls", required_argument, NULL, TRACE},
       {"version", no_argument, NULL, VERSION},
       {"help", no_argument, NULL, HELP},
       {NULL, 0, NULL, 0},
@@ -108,6 +112,7 @@ int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
       case INITRD: c->initrd = optarg; break;
       case QEMU: c->qemu = optarg; break;
       case SOCKGROUP: c->socket_group = optarg; break;
+      case TRACE: c->trace_agent_calls = optarg; break;
       case MAXCALLS: {
         char *end;
         long n = strtol(optarg, &end, 10);

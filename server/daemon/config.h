@@ -25,6 +25,7 @@ typedef struct vd_config {
   int max_calls_per_connection; /* per client connection, in flight */
   const char *socket_group;     /* group of the unix sockets; NULL = ours */
   int pull_min_speed, pull_min_speed_secs; /* 0 = the registry client's default */
+  const char *trace_agent_calls; /* rt_config.trace_agent_calls */
   int show_help, show_version;
 } vd_config;
 

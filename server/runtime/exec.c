@@ -168,14 +168,22 @@ int rt_exec(rt_runtime *rt, const char *id, const char *exec_id, const Vessel__V
   return rc;
 }
 
-static int signal_in(rt_container *c, const char *exec_id, int sig, int all, vs_err *err) {
-  if (sig < 1 || sig > 64) return vs_err_set(err, VS_INVALID_ARGUMENT, "signal %d is not 1..64", sig);
+/* 0 if the process (init for "") runs; NOT_FOUND or FAILED_PRECONDITION. */
+static int running(rt_container *c, const char *exec_id, vs_err *err) {
   pthread_mutex_lock(&c->mu);
   rt_proc *p = rt_proc_of(c, exec_id, err);
   int live = p && p->started && !p->exited;
   pthread_mutex_unlock(&c->mu);
   if (!p) return -1;
-  if (!live) return vs_err_set(err, VS_FAILED_PRECONDITION, "process is not running");
+  return live ? 0 : vs_err_set(err, VS_FAILED_PRECONDITION, "process %s of %s is not running",
+                               exec_id && *exec_id ? exec_id : "init", c->id);
+}
+
+static int signal_in(rt_container *c, const char *exec_id, int sig, int all, vs_err *err) {
+  if (sig < 1 || sig > 64) return vs_err_set(err, VS_INVALID_ARGUMENT, "signal %d is not 1..64", sig);
+  if (all && exec_id && *exec_id)
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "all signals every process: give no exec_id");
+  if (running(c, exec_id, err) < 0) return -1;
   Vessel__V1__AgentSignalProcessRequest req;
   vessel__v1__agent_signal_process_request__init(&req);
   req.container_id = c->id;
@@ -243,7 +251,7 @@ static int proc_call(rt_runtime *rt, const char *id, const vrpc_method *m, Proto
   if (!c) return -1;
   *container_id = c->id;
   *process_id = exec_id && *exec_id ? (char *)exec_id : c->id;
-  int rc = rt_agent(c, m, req, NULL, AGENT_TIMEOUT_MS, err);
+  int rc = running(c, exec_id, err) < 0 ? -1 : rt_agent(c, m, req, NULL, AGENT_TIMEOUT_MS, err);
   rt_put(c);
   return rc;
 }

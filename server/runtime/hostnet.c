@@ -56,6 +56,29 @@ int rt_run(vs_err *err, const char *const *argv) {
 }
 
 
+/* Networks are isolated from each other, as Docker's are: whatever comes
+ * from one vessel bridge and would leave by another is dropped (two chains:
+ * stage 1 names the bridges traffic comes from, stage 2 those it must not
+ * go to). */
+#define ISO1 "VESSEL-ISOLATION-1"
+#define ISO2 "VESSEL-ISOLATION-2"
+
+static int isolate(const char *bridge, vs_err *err) {
+  vs_err ignore;
+  RT_RUN(&ignore, "iptables", "-N", ISO1); /* (exists already: fine) */
+  RT_RUN(&ignore, "iptables", "-N", ISO2);
+  if (RT_RUN(&ignore, "iptables", "-C", "FORWARD", "-j", ISO1) != 0 &&
+      RT_RUN(err, "iptables", "-I", "FORWARD", "1", "-j", ISO1) < 0)
+    return -1;
+  if (RT_RUN(&ignore, "iptables", "-C", ISO1, "-i", bridge, "!", "-o", bridge, "-j", ISO2) != 0 &&
+      RT_RUN(err, "iptables", "-A", ISO1, "-i", bridge, "!", "-o", bridge, "-j", ISO2) < 0)
+    return -1;
+  if (RT_RUN(&ignore, "iptables", "-C", ISO2, "-o", bridge, "-j", "DROP") != 0 &&
+      RT_RUN(err, "iptables", "-A", ISO2, "-o", bridge, "-j", "DROP") < 0)
+    return -1;
+  return 0;
+}
+
 static int ensure_bridge(const net_network *n, int prefix, vs_err *err) {
   vs_err ignore;
   if (RT_RUN(&ignore, "ip", "link", "show", "dev", n->bridge) != 0) {
@@ -70,6 +93,7 @@ static int ensure_bridge(const net_network *n, int prefix, vs_err *err) {
       !strstr(ignore.msg, "exists") && !strstr(ignore.msg, "already"))
     return vs_err_set(err, VS_INTERNAL, "%s", ignore.msg);
   if (RT_RUN(err, "ip", "link", "set", n->bridge, "up") < 0) return -1;
+  if (isolate(n->bridge, err) < 0) return -1;
   if (n->internal) { /* nothing leaves: refuse at once rather than time out */
     if (RT_RUN(&ignore, "iptables", "-C", "FORWARD", "-i", n->bridge, "!", "-o", n->bridge, "-j",
             "REJECT") == 0)
@@ -196,6 +220,8 @@ void rt_net_remove(rt_runtime *rt, const net_network *n) {
     }
   pthread_mutex_unlock(&rt->mu);
   RT_RUN(&ignore, "iptables", "-D", "FORWARD", "-i", n->bridge, "!", "-o", n->bridge, "-j", "REJECT");
+  RT_RUN(&ignore, "iptables", "-D", ISO1, "-i", n->bridge, "!", "-o", n->bridge, "-j", ISO2);
+  RT_RUN(&ignore, "iptables", "-D", ISO2, "-o", n->bridge, "-j", "DROP");
   RT_RUN(&ignore, "iptables", "-t", "nat", "-D", "POSTROUTING", "-s", n->subnet, "!", "-o", n->bridge,
       "-j", "MASQUERADE");
   RT_RUN(&ignore, "ip", "link", "del", n->bridge);

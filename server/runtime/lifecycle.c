@@ -2,6 +2,7 @@
  * start, init's exit, stop, delete, lost at a restart) happens here, and
  * the runtime opens and closes here. */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -696,6 +697,14 @@ rt_runtime *rt_open(const rt_config *cfg, vs_err *err) {
   snprintf(rt->root, sizeof rt->root, "%s", cfg->root);
   pthread_mutex_init(&rt->mu, NULL);
   pthread_cond_init(&rt->bg_cv, NULL);
+  rt->trace_fd = -1;
+  if (cfg->trace_agent_calls &&
+      (rt->trace_fd = open(cfg->trace_agent_calls, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+                           0600)) < 0) {
+    vs_err_errno(err, VS_INVALID_ARGUMENT, errno, "--trace-agent-calls %s", cfg->trace_agent_calls);
+    rt_close(rt);
+    return NULL;
+  }
   char run[4200];
   snprintf(run, sizeof run, "%s/run", rt->root);
   rt_container **again = NULL;
@@ -710,7 +719,7 @@ rt_runtime *rt_open(const rt_config *cfg, vs_err *err) {
   resume_restarts(rt);
   /* Every QEMU on record is a container's by now, or nobody's: ended. */
   rt_reap_orphans(rt);
-  if (rt_pool_open(rt, err) < 0) {
+  if (rt_console_open(rt, err) < 0 || rt_pool_open(rt, err) < 0) {
     rt_close(rt);
     return NULL;
   }
@@ -727,6 +736,7 @@ void rt_close(rt_runtime *rt) {
   while (rt->bg) pthread_cond_wait(&rt->bg_cv, &rt->mu);
   pthread_mutex_unlock(&rt->mu);
   rt_pool_close(rt);
+  rt_console_close(rt);
   /* Running VMs stay running: their relays end (streams first, the channel
    * after) and the connection is dropped. A restarted vesseld re-adopts
    * them. */
@@ -740,6 +750,7 @@ void rt_close(rt_runtime *rt) {
   rt_put_all(all, n);
   rt_ports_close(rt);
   free(rt->list);
+  if (rt->trace_fd >= 0) close(rt->trace_fd);
   pthread_cond_destroy(&rt->bg_cv);
   pthread_mutex_destroy(&rt->mu);
   free(rt);

@@ -29,6 +29,10 @@ typedef struct rt_config {
   img_store *images;
   net_store *networks;
   evb_bus *events;
+  /* A file that gets a line "<host RPC> <agent RPC>" for every agent call
+   * (host RPC "-" when no client call runs it), or NULL: what
+   * proto/README.md's host -> agent table is checked against. */
+  const char *trace_agent_calls;
 } rt_config;
 
 typedef struct rt_runtime rt_runtime;

@@ -11,6 +11,7 @@
  *   exec.c       processes: exec, signal, wait, resize, stdin; finished
  *                execs are forgotten
  *   copy.c       copies in and out (the agent's CopyIn/CopyOut)
+ *   console.c    console logs kept bounded
  *   stdio.c      the relay and attachers: reports an exit through a
  *                callback, never tears a VM down, never looks a container up
  *   events.c     events to the bus
@@ -169,9 +170,14 @@ struct rt_runtime {
   int closing; /* vesseld is exiting: relays end quietly, VMs live on (atomic) */
   int bg;       /* auto-removals and policy restarts in flight (under mu) */
   pthread_cond_t bg_cv; /* bg dropped, or closing: a waiting restart ends */
+  /* console.c: the thread keeping console logs bounded (under mu) */
+  pthread_t console_thread;
+  pthread_cond_t console_cv;
+  int console_running, console_stop;
   rt_pool *pool;   /* templates and warm spares (vmpool.c) */
   rt_ports *ports; /* the published-port proxy (ports.c) */
   char bridges[32][16]; /* bridges set up by this vesseld (skip the checks) */
+  int trace_fd;         /* cfg.trace_agent_calls, opened; -1 = none */
   size_t n_bridges;
 };
 
@@ -250,6 +256,8 @@ int rt_pool_take_spare(rt_runtime *rt, const rt_vm_kind *k, const char *rootfs_s
  * with out->v, or 0 when the template is not built yet (its build starts)
  * or the restore failed: cold-boot then. */
 int rt_pool_restore(rt_runtime *rt, const rt_vm_kind *k, const vm_config *vc, rt_pool_vm *out);
+/* With cfg.trace_agent_calls: one line per agent call (vm_config.on_call). */
+void rt_trace_call(void *rt, const vrpc_method *m);
 /* The settings every VM of this runtime shares. */
 void rt_vm_config(rt_runtime *rt, vm_config *vc, int vcpus, int memory_mib, const char *disk,
                   const char *agent_socket, const char *console);
@@ -263,6 +271,10 @@ int rt_start_process(rt_container *c, rt_proc *p, rt_exit_fn on_exit, vs_err *er
 void rt_execs_reap(rt_container *c);
 /* The process (init for ""), with c->mu held; NOT_FOUND otherwise. */
 rt_proc *rt_proc_of(rt_container *c, const char *exec_id, vs_err *err);
+
+/* console.c: starts / stops the console log keeper. */
+int rt_console_open(rt_runtime *rt, vs_err *err);
+void rt_console_close(rt_runtime *rt);
 
 /* copy.c: cancels the copies in flight (before the VM goes). */
 void rt_copies_cancel(rt_container *c);

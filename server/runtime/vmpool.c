@@ -55,6 +55,15 @@ struct rt_pool {
   unsigned spare_seq;
 };
 
+void rt_trace_call(void *arg, const vrpc_method *m) {
+  rt_runtime *rt = arg;
+  const vrpc_method *host = vrpc_current_method();
+  char line[300];
+  int n = snprintf(line, sizeof line, "%s %s\n", host ? host->path : "-", m->path);
+  ssize_t w = write(rt->trace_fd, line, (size_t)n); /* O_APPEND: whole lines */
+  (void)w;
+}
+
 void rt_vm_config(rt_runtime *rt, vm_config *vc, int vcpus, int memory_mib, const char *disk,
                   const char *agent_socket, const char *console) {
   memset(vc, 0, sizeof *vc);
@@ -67,6 +76,10 @@ void rt_vm_config(rt_runtime *rt, vm_config *vc, int vcpus, int memory_mib, cons
   vc->agent_socket = agent_socket;
   vc->console_log = console;
   vc->record = 1; /* every QEMU of vesseld's: found again if vesseld dies */
+  if (rt->trace_fd >= 0) {
+    vc->on_call = rt_trace_call;
+    vc->on_call_arg = rt;
+  }
 }
 
 static void nice_this_thread(void) {

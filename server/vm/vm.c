@@ -509,7 +509,8 @@ vm *vm_start(const vm_config *c, vs_err *err) {
     }
     sleep_ms(2);
   }
-  v->ch = vrpc_dial_fd(fd, NULL, err);
+  vrpc_channel_opts co = {0, c->on_call, c->on_call_arg};
+  v->ch = vrpc_dial_fd(fd, &co, err);
   if (!v->ch) {
     vm_kill(v);
     vm_free(v);
@@ -752,4 +753,19 @@ void vm_free(vm *v) {
   if (v->initrd_tmp[0]) unlink(v->initrd_tmp);
   if (v->pidfd >= 0) close(v->pidfd);
   free(v);
+}
+
+int vm_console_trim(const char *path, int64_t keep) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return errno == ENOENT ? 0 : -1;
+  struct stat st;
+  int rc = 0;
+  if (fstat(fd, &st) == 0 && (int64_t)st.st_blocks * 512 > keep + keep / 2) {
+    off_t cut = (st.st_size - keep) & ~(off_t)4095;
+    if (cut > 0 && fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, cut) < 0) rc = -1;
+  }
+  int e = errno;
+  close(fd);
+  errno = e;
+  return rc;
 }

@@ -80,6 +80,9 @@ typedef struct vm_config {
    * before it is started until it is ended, so that a vesseld that died at
    * any moment finds every QEMU it started. */
   int record;
+  /* Called as each agent call starts (a trace), or NULL. */
+  void (*on_call)(void *arg, const vrpc_method *m);
+  void *on_call_arg;
 } vm_config;
 
 /* What a record file holds: the QEMU's PID (0 while it is being started),
@@ -159,6 +162,12 @@ char **vm_build_argv(const vm_config *cfg, const char *initrd, vm_accel accel, v
 void vm_argv_free(char **argv);
 /* Last n lines of a file into out (for error messages). */
 void vm_tail(const char *path, int n, char *out, size_t out_len);
+
+/* Bounds what a console log costs on disk: when it holds much more than
+ * keep bytes, all but its last keep bytes (4 KiB-aligned) become a hole.
+ * QEMU appends on (O_APPEND): the file's size grows, its blocks do not.
+ * 0, or -1 with errno. */
+int vm_console_trim(const char *path, int64_t keep);
 
 #ifdef __cplusplus
 }

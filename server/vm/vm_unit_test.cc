@@ -1,7 +1,9 @@
 // Unit tests of the launcher's pure parts (no QEMU started).
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -180,4 +182,31 @@ TEST(VmRecord, EndsWhatARecordNames) {
   waitpid(q, nullptr, 0);
   waitpid(stranger, nullptr, 0);
   rmdir(dir);
+}
+
+TEST(VmConsole, TrimKeepsTheTailAndBoundsTheBlocks) {
+  char tmpl[] = "/tmp/vsl-con-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  std::string p = std::string(tmpl) + "/console.log";
+  int fd = open(p.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);  // as QEMU's append=on
+  ASSERT_GE(fd, 0);
+  std::string chunk(64 << 10, 'c');
+  for (int i = 0; i < 64; i++) ASSERT_EQ(write(fd, chunk.data(), chunk.size()), (ssize_t)chunk.size());
+  ASSERT_EQ(write(fd, "the end\n", 8), 8);
+  ASSERT_EQ(vm_console_trim(p.c_str(), 1 << 20), 0);
+  struct stat st;
+  ASSERT_EQ(stat(p.c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, (64 << 16) + 8);            // size kept: appends go on
+  EXPECT_LE(st.st_blocks * 512, (1 << 20) + 8192);  // blocks: about the last MiB
+  // Appends after the trim land at the end, the tail is intact.
+  ASSERT_EQ(write(fd, "more\n", 5), 5);
+  close(fd);
+  char tail[14] = {0};
+  int rfd = open(p.c_str(), O_RDONLY);
+  ASSERT_EQ(pread(rfd, tail, 13, st.st_size - 8), 13);
+  close(rfd);
+  EXPECT_STREQ(tail, "the end\nmore\n");
+  // A small log is left alone.
+  ASSERT_EQ(vm_console_trim(p.c_str(), 64 << 20), 0);
+  EXPECT_EQ(system((std::string("rm -rf ") + tmpl).c_str()), 0);
 }

@@ -2,37 +2,16 @@
 promises them, in an image that has no tar: real vesseld, real VMs, in a
 network namespace of its own."""
 import io
-import os
-import sys
 import tarfile
 
 import grpc
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [os.path.join(HERE, "..", "integration"),
-                os.path.join(HERE, "..", "..", "clients", "python")]
+from vessel.v1 import containers_pb2 as cp
+from vessel.v1 import types_pb2
 
-import vessel  # noqa: E402
-from test_containers import busybox_image_tar  # noqa: E402
-from vesseld import Vesseld  # noqa: E402
-from vessel.v1 import containers_pb2 as cp  # noqa: E402
-from vessel.v1 import types_pb2  # noqa: E402
-
-KERNEL = os.environ.get("VESSEL_KERNEL", "")
-INITRD = os.environ.get("VESSEL_INITRD", "")
 IMAGE = "busybox:notar"
-
-
-@pytest.fixture(scope="module")
-def c(tmp_path_factory):
-    assert KERNEL and os.path.exists(KERNEL), "VESSEL_KERNEL must name the guest kernel"
-    assert INITRD and os.path.exists(INITRD), "VESSEL_INITRD must name the initramfs"
-    with Vesseld("--kernel", KERNEL, "--initrd", INITRD, netns=True) as d, \
-            vessel.Client(d.address, timeout=180) as client:
-        client.images.load(busybox_image_tar(str(tmp_path_factory.mktemp("img")),
-                                             without=("tar",)), reference=IMAGE)
-        yield client
+IMAGES = {IMAGE: {"without": ("tar",)}}
 
 
 def archive(*entries):

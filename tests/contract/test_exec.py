@@ -1,39 +1,22 @@
 """Containers.Exec as proto/vessel/v1/containers.proto promises it, each
 sentence a test: real vesseld, real VMs, in a network namespace of its own."""
-import os
-import sys
 import time
 
 import grpc
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [os.path.join(HERE, "..", "integration"),
-                os.path.join(HERE, "..", "..", "clients", "python")]
-
-import vessel  # noqa: E402
-from test_containers import busybox_image_tar  # noqa: E402
-from vesseld import Vesseld  # noqa: E402
-from vessel.v1 import containers_pb2 as cp  # noqa: E402
-from vessel.v1 import types_pb2  # noqa: E402
-
-KERNEL = os.environ.get("VESSEL_KERNEL", "")
-INITRD = os.environ.get("VESSEL_INITRD", "")
-IMAGE = "busybox:test"
+from contract import IMAGE, code
+from vessel.v1 import containers_pb2 as cp
+from vessel.v1 import types_pb2
 
 
 @pytest.fixture(scope="module")
-def ct(tmp_path_factory):
-    assert KERNEL and os.path.exists(KERNEL), "VESSEL_KERNEL must name the guest kernel"
-    assert INITRD and os.path.exists(INITRD), "VESSEL_INITRD must name the initramfs"
-    with Vesseld("--kernel", KERNEL, "--initrd", INITRD, netns=True) as d, \
-            vessel.Client(d.address, timeout=180) as c:
-        c.images.load(busybox_image_tar(str(tmp_path_factory.mktemp("img"))), reference=IMAGE)
-        box = c.containers.create(IMAGE, ["sleep", "600"])
-        box.start()
-        box.client = c
-        yield box
-        box.delete(force=True)
+def ct(c):
+    box = c.containers.create(IMAGE, ["sleep", "600"])
+    box.start()
+    box.client = c
+    yield box
+    box.delete(force=True)
 
 
 def exec_(ct, args, **kw):
@@ -57,12 +40,6 @@ def attach(ct, exec_id, logs=True):
 def wait(ct, exec_id):
     return ct.client.containers.Wait(cp.ContainersWaitRequest(
         container_id=ct.id, exec_id=exec_id), timeout=60).exit_status
-
-
-def code(f):
-    with pytest.raises(grpc.RpcError) as e:
-        f()
-    return e.value.code()
 
 
 def test_output_is_buffered_up_to_1mib_until_the_first_attach(ct):

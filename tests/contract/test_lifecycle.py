@@ -3,50 +3,26 @@ read_only_rootfs, as proto/vessel/v1/containers.proto promises them: real
 vesseld, real VMs, in a network namespace of its own."""
 import os
 import signal
-import sys
 import threading
 import time
 
 import grpc
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [os.path.join(HERE, "..", "integration"),
-                os.path.join(HERE, "..", "..", "clients", "python")]
+import vessel
+from contract import ARGS, IMAGE, code
+from test_containers import busybox_image_tar
+from vesseld import Vesseld, qemu_pids, wait_for
+from vessel.v1 import containers_pb2 as cp
 
-import vessel  # noqa: E402
-from test_containers import busybox_image_tar  # noqa: E402
-from vesseld import Vesseld, qemu_pids, wait_for  # noqa: E402
-from vessel.v1 import containers_pb2 as cp  # noqa: E402
-
-KERNEL = os.environ.get("VESSEL_KERNEL", "")
-INITRD = os.environ.get("VESSEL_INITRD", "")
-IMAGE, USR1_IMAGE = "busybox:test", "busybox:usr1"
+USR1_IMAGE = "busybox:usr1"
+IMAGES = {IMAGE: {}, USR1_IMAGE: {"config_extra": {"StopSignal": "SIGUSR1"}}}
 RUNNING, STOPPED = cp.CONTAINER_STATE_RUNNING, cp.CONTAINER_STATE_STOPPED
-ARGS = ("--kernel", KERNEL, "--initrd", INITRD)
 
 
 def load_images(c, tmp):
-    c.images.load(busybox_image_tar(str(tmp / "a")), reference=IMAGE)
-    c.images.load(busybox_image_tar(str(tmp / "b"), {"StopSignal": "SIGUSR1"}),
-                  reference=USR1_IMAGE)
-
-
-@pytest.fixture(scope="module")
-def c(tmp_path_factory):
-    assert KERNEL and os.path.exists(KERNEL), "VESSEL_KERNEL must name the guest kernel"
-    assert INITRD and os.path.exists(INITRD), "VESSEL_INITRD must name the initramfs"
-    with Vesseld(*ARGS, netns=True) as d, vessel.Client(d.address, timeout=180) as client:
-        load_images(client, tmp_path_factory.mktemp("img"))
-        yield client
-
-
-def code(f):
-    """The status code f fails with (stubs raise RpcError, the client
-    VesselError)."""
-    with pytest.raises((grpc.RpcError, vessel.VesselError)) as e:
-        f()
-    return e.value.code() if isinstance(e.value, grpc.RpcError) else e.value.code
+    for ref, kw in IMAGES.items():
+        c.images.load(busybox_image_tar(str(tmp / ref.replace(":", "-")), **kw), reference=ref)
 
 
 def output(ct):

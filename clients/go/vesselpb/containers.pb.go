@@ -817,8 +817,10 @@ type ContainersCreateRequest struct {
 	Ports []*PortMapping `protobuf:"bytes,9,rep,name=ports,proto3" json:"ports,omitempty"`
 	// Hostname; empty = the first 12 characters of the ID.
 	Hostname string `protobuf:"bytes,10,opt,name=hostname,proto3" json:"hostname,omitempty"`
-	// resolv.conf of the container; absent = the network gateway as name
-	// server (or the host's resolvers when the network has none).
+	// resolv.conf of the container; absent = the host's resolvers (the
+	// nameservers and search domains of vesseld's /etc/resolv.conf, loopback
+	// addresses left out: a VM cannot reach the host's 127.0.0.53). No DNS
+	// server names containers yet: reach them by address (Container.networks).
 	Dns *Dns `protobuf:"bytes,11,opt,name=dns,proto3" json:"dns,omitempty"`
 	// Extra /etc/hosts entries (after localhost and the container's own).
 	ExtraHosts []*HostsEntry `protobuf:"bytes,12,rep,name=extra_hosts,json=extraHosts,proto3" json:"extra_hosts,omitempty"`

@@ -10,7 +10,12 @@ class NetworksStub(object):
     subnet, an address allocator and optional NAT to the outside. Host-only:
     containers join networks at Containers.Create (the guest side is set up
     with Agent.ConfigureInterface). vesseld creates the built-in network
-    "default" at startup; it cannot be deleted.
+    "default" at startup; it cannot be deleted. Networks are isolated from
+    each other (as Docker's are): a container reaches the containers of its
+    own network, the host and (unless internal) the outside, never a
+    container on another network; publish a port to serve across networks.
+    A container is on one network (more than one attachment in
+    ContainersCreateRequest.networks is UNIMPLEMENTED for now).
 
     Status codes common to all RPCs:
     INVALID_ARGUMENT    bad name, CIDR, gateway outside subnet, driver
@@ -53,7 +58,12 @@ class NetworksServicer(object):
     subnet, an address allocator and optional NAT to the outside. Host-only:
     containers join networks at Containers.Create (the guest side is set up
     with Agent.ConfigureInterface). vesseld creates the built-in network
-    "default" at startup; it cannot be deleted.
+    "default" at startup; it cannot be deleted. Networks are isolated from
+    each other (as Docker's are): a container reaches the containers of its
+    own network, the host and (unless internal) the outside, never a
+    container on another network; publish a port to serve across networks.
+    A container is on one network (more than one attachment in
+    ContainersCreateRequest.networks is UNIMPLEMENTED for now).
 
     Status codes common to all RPCs:
     INVALID_ARGUMENT    bad name, CIDR, gateway outside subnet, driver
@@ -133,7 +143,12 @@ class Networks(object):
     subnet, an address allocator and optional NAT to the outside. Host-only:
     containers join networks at Containers.Create (the guest side is set up
     with Agent.ConfigureInterface). vesseld creates the built-in network
-    "default" at startup; it cannot be deleted.
+    "default" at startup; it cannot be deleted. Networks are isolated from
+    each other (as Docker's are): a container reaches the containers of its
+    own network, the host and (unless internal) the outside, never a
+    container on another network; publish a port to serve across networks.
+    A container is on one network (more than one attachment in
+    ContainersCreateRequest.networks is UNIMPLEMENTED for now).
 
     Status codes common to all RPCs:
     INVALID_ARGUMENT    bad name, CIDR, gateway outside subnet, driver
