@@ -484,9 +484,10 @@ static int import(vrpc_call *call, void *ctx, vs_err *err) {
     return vs_err_set(err, VS_UNIMPLEMENTED,
                       "ImagesImportHeader.platform (keeping one platform) is not supported yet");
   }
-  if (h->format > VESSEL__V1__ARCHIVE_FORMAT__ARCHIVE_FORMAT_DOCKER || h->format < 0) {
+  int format = (int)h->format;
+  if (format > VESSEL__V1__ARCHIVE_FORMAT__ARCHIVE_FORMAT_DOCKER || format < 0) {
     vrpc_msg_free(first_msg);
-    return vs_err_set(err, VS_INVALID_ARGUMENT, "unknown archive format %d", (int)h->format);
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "unknown archive format %d", format);
   }
   char dir[4200], path[4300];
   snprintf(dir, sizeof dir, "%s/tmp", d->cfg.root);

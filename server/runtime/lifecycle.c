@@ -61,7 +61,8 @@ static int validate(const Vessel__V1__ContainersCreateRequest *req, vs_err *err)
   for (size_t i = 0; i < req->n_ports; i++) {
     const Vessel__V1__PortMapping *m = req->ports[i];
     if (m->protocol == VESSEL__V1__PORT_PROTOCOL__PORT_PROTOCOL_UDP)
-      return vs_err_set(err, VS_UNIMPLEMENTED, "UDP port publishing is not supported yet");
+      return vs_err_set(err, VS_UNIMPLEMENTED,
+                        "PortMapping.protocol: UDP port publishing is not supported yet");
     if (!m->container_port || m->container_port > 65535 || m->host_port > 65535)
       return vs_err_set(err, VS_INVALID_ARGUMENT, "port mapping %u->%u: ports are 1..65535",
                         m->host_port, m->container_port);
@@ -82,7 +83,8 @@ static int validate(const Vessel__V1__ContainersCreateRequest *req, vs_err *err)
                         "auto_remove and restart policy %s exclude each other", n);
   }
   if (req->n_networks > 1)
-    return vs_err_set(err, VS_UNIMPLEMENTED, "more than one network is not supported yet");
+    return vs_err_set(err, VS_UNIMPLEMENTED,
+                      "ContainersCreateRequest.networks: more than one network is not supported yet");
   if (*req->kernel && strcmp(req->kernel, "optimized") != 0)
     return vs_err_set(err, VS_INVALID_ARGUMENT, "kernel \"%s\": this vesseld offers \"optimized\"",
                       req->kernel);

@@ -2,6 +2,10 @@
 each other. Real vesseld and VMs, in a network namespace of its own."""
 import time
 
+import grpc
+import pytest
+
+import vessel
 from contract import IMAGE
 
 
@@ -65,3 +69,16 @@ def test_default_resolv_conf_names_the_hosts_resolvers(c):
     r = c.containers.run(IMAGE, ["cat", "/etc/resolv.conf"],
                          dns=types_pb2.Dns(nameservers=["10.9.8.7"], search=["example.test"]))
     assert b"nameserver 10.9.8.7" in r.stdout and b"example.test" in r.stdout, r.stdout
+
+
+def test_what_is_not_there_yet_is_unimplemented_naming_the_field(c):
+    """More than one network, and UDP ports: UNIMPLEMENTED naming the field."""
+    c.networks.create("iso-c")
+    try:
+        for kw, field in [(dict(networks=["default", "iso-c"]), "networks"),
+                          (dict(ports={"53/udp": 0}), "protocol")]:
+            with pytest.raises(vessel.VesselError) as e:
+                c.containers.create(IMAGE, ["true"], **kw)
+            assert e.value.code == grpc.StatusCode.UNIMPLEMENTED and field in str(e.value), e.value
+    finally:
+        c.networks.delete("iso-c")
