@@ -30,6 +30,9 @@ const char vd_usage[] =
     "                        a registry transfer slower than BYTES per second\n"
     "                        for SECONDS fails (and is retried, resuming)\n"
     "                        (default 1024/30)\n"
+    "  --dns-upstream IP[:PORT]\n"
+    "                        a resolver the networks' DNS forwards other names\n"
+    "                        to; repeatable (default: /etc/resolv.conf's)\n"
     "  --trace-agent-calls FILE\n"
     "                        append \"<host RPC> <agent RPC>\" to FILE for every\n"
     "                        call to a guest agent (for tests and debugging)\n"
@@ -70,7 +73,7 @@ int vd_config_validate(const vd_config *c, vs_err *err) {
 }
 
 int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
-  enum { ROOT = 1, LISTEN, CERT, KEY, CA, INSECURE, VERSION, HELP, KERNEL, INITRD, QEMU, MAXCALLS, SOCKGROUP, MINSPEED, TRACE };
+  enum { ROOT = 1, LISTEN, CERT, KEY, CA, INSECURE, VERSION, HELP, KERNEL, INITRD, QEMU, MAXCALLS, SOCKGROUP, MINSPEED, TRACE, DNSUP };
   static const struct option opts[] = {
       {"root", required_argument, NULL, ROOT},
       {"listen", required_argument, NULL, LISTEN},
@@ -85,6 +88,7 @@ int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
       {"socket-group", required_argument, NULL, SOCKGROUP},
       {"pull-min-speed", required_argument, NULL, MINSPEED},
       {"trace-agent-calls", required_argument, NULL, TRACE},
+      {"dns-upstream", required_argument, NULL, DNSUP},
       {"version", no_argument, NULL, VERSION},
       {"help", no_argument, NULL, HELP},
       {NULL, 0, NULL, 0},
@@ -113,6 +117,11 @@ int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
       case QEMU: c->qemu = optarg; break;
       case SOCKGROUP: c->socket_group = optarg; break;
       case TRACE: c->trace_agent_calls = optarg; break;
+      case DNSUP:
+        if (c->n_dns_upstreams == 3)
+          return vs_err_set(err, VS_INVALID_ARGUMENT, "at most 3 --dns-upstream flags");
+        c->dns_upstreams[c->n_dns_upstreams++] = optarg;
+        break;
       case MAXCALLS: {
         char *end;
         long n = strtol(optarg, &end, 10);

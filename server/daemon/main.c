@@ -146,7 +146,9 @@ int main(int argc, char **argv) {
   if (d.networks) {
     rt_config rc = {.root = d.cfg.root, .kernel = d.cfg.kernel, .initrd = d.cfg.initrd,
                     .qemu = d.cfg.qemu, .images = d.images, .networks = d.networks,
-                    .events = d.events, .trace_agent_calls = d.cfg.trace_agent_calls};
+                    .events = d.events, .trace_agent_calls = d.cfg.trace_agent_calls,
+                    .dns_upstreams = d.cfg.dns_upstreams,
+                    .n_dns_upstreams = d.cfg.n_dns_upstreams};
     d.runtime = rt_open(&rc, &err);
   }
   if (!d.runtime) {

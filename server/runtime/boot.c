@@ -127,7 +127,7 @@ int rt_boot(rt_container *c, const char *rootfs_src, vs_err *err) {
   return 0;
 }
 
-/* The host's resolvers for a container given no dns: the nameservers and
+/* The host's resolvers for a container on no network given no dns: the nameservers and
  * search domains of vesseld's /etc/resolv.conf, loopback ones left out
  * (a stub resolver on the host's 127.0.0.53 is not reachable from a VM). */
 static void host_dns(Vessel__V1__Dns *d, char (*ns)[64], char **nsp, char *search, char **sp) {
@@ -210,7 +210,15 @@ int rt_configure_guest(rt_container *c, vs_err *err) {
   req.hostname = c->spec->hostname;
   Vessel__V1__Dns dns;
   char ns[3][64], search[256], *nsp[3], *sp[1];
-  if (!c->spec->dns) host_dns(&dns, ns, nsp, search, sp);
+  if (!c->spec->dns && c->gateway[0] && c->rt->dns && dns_serves(c->rt->dns, c->gateway)) {
+    /* the network's DNS (hostnet.c) */
+    vessel__v1__dns__init(&dns);
+    nsp[0] = c->gateway;
+    dns.nameservers = nsp;
+    dns.n_nameservers = 1;
+  } else if (!c->spec->dns) {
+    host_dns(&dns, ns, nsp, search, sp);
+  }
   req.dns = c->spec->dns ? c->spec->dns : &dns;
   req.hosts = c->spec->extra_hosts;
   req.n_hosts = c->spec->n_extra_hosts;

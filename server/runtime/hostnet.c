@@ -3,6 +3,7 @@
  * network is internal; iproute2 and iptables, once per network) and one
  * tap device per VM, enslaved to it (ioctls: per container, no process
  * to spawn). */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if_tun.h>
@@ -12,11 +13,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/vs_log.h"
 #include "server/oci/oci.h"
 #include "server/runtime/runtime_internal.h"
 
@@ -123,10 +126,51 @@ static int bridge_once(rt_runtime *rt, const net_network *n, vs_err *err) {
     }
   pthread_mutex_unlock(&rt->mu);
   if (ensure_bridge(n, net_prefix_len(n->subnet), err) < 0) return -1;
+  /* The network's DNS on its gateway (the bridge has that address now).
+   * Port 53 taken there (a host DNS server on all addresses): containers
+   * get the host's resolvers instead. */
+  vs_err derr;
+  if (rt->dns && dns_listen(rt->dns, n->gateway, 53, &derr) < 0)
+    vs_log("vesseld", VS_LOG_WARN, "network %s: no DNS for its containers: %s", n->name, derr.msg);
   pthread_mutex_lock(&rt->mu);
   if (rt->n_bridges < 32) snprintf(rt->bridges[rt->n_bridges++], 16, "%s", n->bridge);
   pthread_mutex_unlock(&rt->mu);
   return 0;
+}
+
+/* A name of a container on the network of gateway: its ID, the first 12
+ * characters of it, its hostname or an alias (case-insensitive). Only
+ * containers whose VM is up answer. */
+static int dns_lookup(void *arg, const char *gateway, const char *name, struct in_addr *addr) {
+  rt_runtime *rt = arg;
+  int found = 0;
+  pthread_mutex_lock(&rt->mu);
+  for (size_t i = 0; i < rt->n && !found; i++) {
+    rt_container *c = rt->list[i];
+    pthread_mutex_lock(&c->mu);
+    if (c->vm && c->ip[0] && !strcmp(c->gateway, gateway)) {
+      const Vessel__V1__NetworkAttachment *na = c->spec->n_networks ? c->spec->networks[0] : NULL;
+      found = !strcasecmp(c->id, name) || (strlen(name) == 12 && !strncasecmp(c->id, name, 12)) ||
+              !strcasecmp(c->spec->hostname, name);
+      for (size_t k = 0; na && !found && k < na->n_aliases; k++)
+        found = !strcasecmp(na->aliases[k], name);
+      if (found) found = inet_pton(AF_INET, c->ip, addr) == 1;
+    }
+    pthread_mutex_unlock(&c->mu);
+  }
+  pthread_mutex_unlock(&rt->mu);
+  return found;
+}
+
+int rt_dns_open(rt_runtime *rt, vs_err *err) {
+  char *host[3];
+  size_t n = 0;
+  if (!rt->cfg.n_dns_upstreams) n = dns_resolv_conf("/etc/resolv.conf", host, 3);
+  rt->dns = rt->cfg.n_dns_upstreams
+                ? dns_open(dns_lookup, rt, rt->cfg.dns_upstreams, rt->cfg.n_dns_upstreams, err)
+                : dns_open(dns_lookup, rt, host, n, err);
+  for (size_t i = 0; i < n; i++) free(host[i]);
+  return rt->dns ? 0 : -1;
 }
 
 /* Attaches to tap name (creating it if absent) and makes it outlive the
@@ -225,4 +269,5 @@ void rt_net_remove(rt_runtime *rt, const net_network *n) {
   RT_RUN(&ignore, "iptables", "-t", "nat", "-D", "POSTROUTING", "-s", n->subnet, "!", "-o", n->bridge,
       "-j", "MASQUERADE");
   RT_RUN(&ignore, "ip", "link", "del", n->bridge);
+  if (rt->dns) dns_unlisten(rt->dns, n->gateway);
 }

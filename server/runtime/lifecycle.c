@@ -389,6 +389,16 @@ static void init_exited(rt_container *c, rt_proc *p, const rt_exit *e) {
 
 /* ---- start / stop / delete ---- */
 
+/* The bridge (and DNS) of c's network, set up if this vesseld has not yet. */
+static int bridge_up(rt_container *c, vs_err *err) {
+  if (!c->network[0]) return 0;
+  net_network n;
+  if (net_get(c->rt->cfg.networks, c->network, &n, err) < 0) return -1;
+  int rc = rt_net_setup(c, &n, err);
+  net_network_free(&n);
+  return rc;
+}
+
 /* A stopped container gets a fresh VM over the root disk it kept: same
  * ID, address, logs; CREATED again. */
 static int reboot_in(rt_container *c, vs_err *err) {
@@ -403,14 +413,7 @@ static int reboot_in(rt_container *c, vs_err *err) {
   pthread_mutex_lock(&c->events_mu);
   c->oom_seen = 0;
   pthread_mutex_unlock(&c->events_mu);
-  if (c->network[0]) {
-    net_network n;
-    if (net_get(c->rt->cfg.networks, c->network, &n, err) < 0) return -1;
-    int rc = rt_net_setup(c, &n, err);
-    net_network_free(&n);
-    if (rc < 0) return -1;
-  }
-  if (rt_boot(c, NULL, err) < 0) return -1;
+  if (bridge_up(c, err) < 0 || rt_boot(c, NULL, err) < 0) return -1;
   pthread_mutex_lock(&c->mu);
   rt_save_or_log(c); /* its QEMU on record */
   pthread_mutex_unlock(&c->mu);
@@ -662,7 +665,7 @@ static void readopt(rt_container *c) {
       return;
     }
   }
-  if (rt_agent_events_start(c, &err) < 0 || rt_ports_start(c, &err) < 0)
+  if (bridge_up(c, &err) < 0 || rt_agent_events_start(c, &err) < 0 || rt_ports_start(c, &err) < 0)
     vs_log("vesseld", VS_LOG_WARN, "container %s after restart: %s", c->id, err.msg);
 }
 
@@ -711,7 +714,7 @@ rt_runtime *rt_open(const rt_config *cfg, vs_err *err) {
   snprintf(run, sizeof run, "%s/run", rt->root);
   rt_container **again = NULL;
   size_t n_again = 0;
-  if (vs_mkdir_p(run, 0700, err) < 0 || rt_ports_open(rt, err) < 0 ||
+  if (vs_mkdir_p(run, 0700, err) < 0 || rt_ports_open(rt, err) < 0 || rt_dns_open(rt, err) < 0 ||
       rt_load(rt, &again, &n_again, err) < 0) {
     rt_close(rt);
     return NULL;
@@ -751,6 +754,7 @@ void rt_close(rt_runtime *rt) {
   }
   rt_put_all(all, n);
   rt_ports_close(rt);
+  dns_close(rt->dns);
   free(rt->list);
   if (rt->trace_fd >= 0) close(rt->trace_fd);
   pthread_cond_destroy(&rt->bg_cv);

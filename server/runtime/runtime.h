@@ -33,6 +33,10 @@ typedef struct rt_config {
    * (host RPC "-" when no client call runs it), or NULL: what
    * proto/README.md's host -> agent table is checked against. */
   const char *trace_agent_calls;
+  /* Resolvers the networks' DNS forwards to ("ip[:port]"); none = the
+   * nameservers of /etc/resolv.conf. */
+  char *const *dns_upstreams;
+  size_t n_dns_upstreams;
 } rt_config;
 
 typedef struct rt_runtime rt_runtime;

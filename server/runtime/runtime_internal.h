@@ -31,6 +31,7 @@
 #include <pthread.h>
 
 #include "common/rpc.h"
+#include "server/dns/dns.h"
 #include "server/logs/logs.h"
 #include "server/runtime/runtime.h"
 #include "server/vm/vm.h"
@@ -178,6 +179,7 @@ struct rt_runtime {
   rt_ports *ports; /* the published-port proxy (ports.c) */
   char bridges[32][16]; /* bridges set up by this vesseld (skip the checks) */
   int trace_fd;         /* cfg.trace_agent_calls, opened; -1 = none */
+  dns_server *dns;      /* the networks' DNS (hostnet.c) */
   size_t n_bridges;
 };
 
@@ -340,5 +342,7 @@ void rt_tap_delete(const char *name);
  * boots); teardown removes the tap. */
 int rt_net_setup(rt_container *c, const net_network *n, vs_err *err);
 void rt_net_teardown(rt_container *c);
+/* The networks' DNS server (opened with the runtime) and its lookup. */
+int rt_dns_open(rt_runtime *rt, vs_err *err);
 
 #endif

@@ -1,6 +1,7 @@
 """The vesseld every contract test module talks to: real VMs, in a network
 namespace of its own, with the busybox test image loaded. A module may name
-other images: IMAGES = {reference: busybox_image_tar keyword arguments}."""
+other images: IMAGES = {reference: busybox_image_tar keyword arguments}, and
+more vesseld flags: VESSELD_ARGS."""
 import os
 
 import pytest
@@ -18,7 +19,8 @@ def c(tmp_path_factory, request):
     assert KERNEL and os.path.exists(KERNEL), "VESSEL_KERNEL must name the guest kernel"
     assert INITRD and os.path.exists(INITRD), "VESSEL_INITRD must name the initramfs"
     images = getattr(request.module, "IMAGES", {IMAGE: {}})
-    with Vesseld(*ARGS, netns=True) as d, vessel.Client(d.address, timeout=180) as client:
+    extra = getattr(request.module, "VESSELD_ARGS", ())
+    with Vesseld(*ARGS, *extra, netns=True) as d, vessel.Client(d.address, timeout=180) as client:
         for ref, kw in images.items():
             client.images.load(busybox_image_tar(str(tmp_path_factory.mktemp("img")), **kw),
                                reference=ref)

@@ -46,7 +46,7 @@ def busybox_image_tar(tmp, config_extra=None, without=()) -> bytes:
         add("bin/busybox", bb)
         for applet in ["sh", "echo", "cat", "sleep", "ls", "id", "hostname", "env", "true",
                        "false", "ip", "wget", "httpd", "head", "wc", "kill", "pwd", "tar",
-                       "od", "date", "sync", "md5sum", "dd"]:
+                       "od", "date", "sync", "md5sum", "dd", "nslookup"]:
             if applet not in without:
                 add(f"bin/{applet}", link="busybox")
         add("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n",

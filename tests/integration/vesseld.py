@@ -50,6 +50,10 @@ class Vesseld:
                 args += ["--tls-cert", f"{certs}/server.pem", "--tls-key", f"{certs}/server.key",
                          "--tls-client-ca", f"{certs}/ca.pem"]
         args += list(extra)
+        if netns and "--dns-upstream" not in extra:
+            # The networks' DNS forwards to the namespace's own loopback (the
+            # tests' network rule), not to the host's resolvers.
+            args += ["--dns-upstream", "127.0.0.1:53"]
         self.netns, self.own_netns = None, False
         if isinstance(netns, str):  # join an existing one (a restarted vesseld)
             self.netns = netns

@@ -214,7 +214,10 @@ type NetworkAttachment struct {
 	// first attachment).
 	Gateway string `protobuf:"bytes,5,opt,name=gateway,proto3" json:"gateway,omitempty"`
 	// Output only: prefix length of the network's subnet, e.g. 24.
-	PrefixLength  int32 `protobuf:"varint,6,opt,name=prefix_length,json=prefixLength,proto3" json:"prefix_length,omitempty"`
+	PrefixLength int32 `protobuf:"varint,6,opt,name=prefix_length,json=prefixLength,proto3" json:"prefix_length,omitempty"`
+	// More names the container answers to on this network's DNS (besides
+	// its ID, the first 12 characters of it, and its hostname).
+	Aliases       []string `protobuf:"bytes,7,rep,name=aliases,proto3" json:"aliases,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -289,6 +292,13 @@ func (x *NetworkAttachment) GetPrefixLength() int32 {
 		return x.PrefixLength
 	}
 	return 0
+}
+
+func (x *NetworkAttachment) GetAliases() []string {
+	if x != nil {
+		return x.Aliases
+	}
+	return nil
 }
 
 // A host port forwarded into the container.
@@ -817,10 +827,11 @@ type ContainersCreateRequest struct {
 	Ports []*PortMapping `protobuf:"bytes,9,rep,name=ports,proto3" json:"ports,omitempty"`
 	// Hostname; empty = the first 12 characters of the ID.
 	Hostname string `protobuf:"bytes,10,opt,name=hostname,proto3" json:"hostname,omitempty"`
-	// resolv.conf of the container; absent = the host's resolvers (the
-	// nameservers and search domains of vesseld's /etc/resolv.conf, loopback
-	// addresses left out: a VM cannot reach the host's 127.0.0.53). No DNS
-	// server names containers yet: reach them by address (Container.networks).
+	// resolv.conf of the container; absent = the network's gateway, where
+	// vesseld serves DNS: the names of the network's containers (ID, its
+	// first 12 characters, hostname, aliases), other names forwarded to the
+	// host's resolvers (UDP). With network "none": the host's resolvers
+	// (loopback ones left out: a VM cannot reach the host's 127.0.0.53).
 	Dns *Dns `protobuf:"bytes,11,opt,name=dns,proto3" json:"dns,omitempty"`
 	// Extra /etc/hosts entries (after localhost and the container's own).
 	ExtraHosts []*HostsEntry `protobuf:"bytes,12,rep,name=extra_hosts,json=extraHosts,proto3" json:"extra_hosts,omitempty"`
@@ -3069,7 +3080,7 @@ var File_vessel_v1_containers_proto protoreflect.FileDescriptor
 
 const file_vessel_v1_containers_proto_rawDesc = "" +
 	"\n" +
-	"\x1avessel/v1/containers.proto\x12\tvessel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15vessel/v1/types.proto\"\xca\x01\n" +
+	"\x1avessel/v1/containers.proto\x12\tvessel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15vessel/v1/types.proto\"\xe4\x01\n" +
 	"\x11NetworkAttachment\x12\x18\n" +
 	"\anetwork\x18\x01 \x01(\tR\anetwork\x12\x1d\n" +
 	"\n" +
@@ -3078,7 +3089,8 @@ const file_vessel_v1_containers_proto_rawDesc = "" +
 	"macAddress\x12\x1c\n" +
 	"\tinterface\x18\x04 \x01(\tR\tinterface\x12\x18\n" +
 	"\agateway\x18\x05 \x01(\tR\agateway\x12#\n" +
-	"\rprefix_length\x18\x06 \x01(\x05R\fprefixLength\"\x9f\x01\n" +
+	"\rprefix_length\x18\x06 \x01(\x05R\fprefixLength\x12\x18\n" +
+	"\aaliases\x18\a \x03(\tR\aaliases\"\x9f\x01\n" +
 	"\vPortMapping\x12\x17\n" +
 	"\ahost_ip\x18\x01 \x01(\tR\x06hostIp\x12\x1b\n" +
 	"\thost_port\x18\x02 \x01(\rR\bhostPort\x12%\n" +

@@ -1,0 +1,60 @@
+/* dns: the embedded DNS server of vessel's networks, as Docker's. On each
+ * network's gateway address (UDP port 53) it answers A queries for the
+ * names of the network's containers (ID, hostname, aliases) and forwards
+ * every other query, unchanged but for its ID, to the upstream resolvers
+ * (the host's). One thread serves every network. UDP only: a client that
+ * needs TCP (a truncated forwarded answer) gets no TCP service here. */
+#ifndef VESSEL_SERVER_DNS_DNS_H
+#define VESSEL_SERVER_DNS_DNS_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/vs_err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The address of name on the network whose gateway is `gateway`: 1 with
+ * *addr set, 0 if no container there has that name. name is lower case,
+ * without the final dot. Called from the server's thread. */
+typedef int (*dns_lookup_fn)(void *arg, const char *gateway, const char *name,
+                             struct in_addr *addr);
+
+/* What answer_local made of a query. */
+typedef enum dns_verdict {
+  DNS_FORWARD = 0, /* not one of ours: forward it */
+  DNS_ANSWERED,    /* *out holds the answer */
+  DNS_DROP,        /* not a query we answer at all (malformed, a response) */
+} dns_verdict;
+
+/* Answers query q (a DNS message) from lookup when it asks for a name of
+ * the network: A -> the address (TTL 5 s), AAAA and other types of a known
+ * name -> no records. The answer goes to out (cap bytes, >= 512). Pure:
+ * the server's core, tested on its own. */
+dns_verdict dns_answer_local(const uint8_t *q, size_t n, dns_lookup_fn lookup, void *arg,
+                             const char *gateway, uint8_t *out, size_t cap, size_t *out_len);
+
+typedef struct dns_server dns_server;
+
+/* upstreams: "ip" or "ip:port", tried in turn per query (NULL/0: none,
+ * then unknown names get SERVFAIL). */
+dns_server *dns_open(dns_lookup_fn lookup, void *arg, char *const *upstreams, size_t n,
+                     vs_err *err);
+/* Serves the network whose gateway is ip (an address of this host) on
+ * ip:port (53). Idempotent. */
+int dns_listen(dns_server *s, const char *ip, int port, vs_err *err);
+void dns_unlisten(dns_server *s, const char *ip);
+/* 1 if ip is served (dns_listen succeeded for it). */
+int dns_serves(dns_server *s, const char *ip);
+void dns_close(dns_server *s);
+
+/* The nameservers of a resolv.conf (at most 3, "ip" strings, malloc'd). */
+size_t dns_resolv_conf(const char *path, char **out, size_t max);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
