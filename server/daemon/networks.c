@@ -21,6 +21,15 @@ static Vessel__V1__Network *network_msg(const net_network *n) {
   m->internal = n->internal;
   m->builtin = !strcmp(n->name, NET_DEFAULT);
   m->created_at = rt_timestamp(n->created * 1000000000);
+  if (n->n_labels) m->labels = calloc(n->n_labels, sizeof *m->labels);
+  for (size_t i = 0; m->labels && i < n->n_labels; i++) {
+    Vessel__V1__Network__LabelsEntry *e = malloc(sizeof *e);
+    vessel__v1__network__labels_entry__init(e);
+    const char *eq = strchr(n->labels[i], '=');
+    e->key = strndup(n->labels[i], eq ? (size_t)(eq - n->labels[i]) : strlen(n->labels[i]));
+    e->value = strdup(eq ? eq + 1 : "");
+    m->labels[m->n_labels++] = e;
+  }
   if (n->n_leases) m->containers = calloc(n->n_leases, sizeof *m->containers);
   for (size_t i = 0; m->containers && i < n->n_leases; i++) {
     Vessel__V1__Network__ContainersEntry *e = malloc(sizeof *e);
@@ -39,10 +48,17 @@ static int create(vrpc_call *call, void *ctx, vs_err *err) {
   int rc;
   if (*req->driver && strcmp(req->driver, "bridge") != 0)
     rc = vs_err_set(err, VS_INVALID_ARGUMENT, "driver \"%s\": only \"bridge\" exists", req->driver);
-  else if (req->n_labels)
-    rc = vs_err_set(err, VS_UNIMPLEMENTED, "network labels are not supported yet");
-  else
-    rc = net_create(d->networks, req->name, req->subnet, req->gateway, req->internal, &n, err);
+  else {
+    char **labels = calloc(req->n_labels ? req->n_labels : 1, sizeof *labels);
+    size_t nl = 0;
+    for (size_t i = 0; labels && i < req->n_labels; i++)
+      if (asprintf(&labels[nl], "%s=%s", req->labels[i]->key, req->labels[i]->value) >= 0) nl++;
+    rc = labels ? net_create(d->networks, req->name, req->subnet, req->gateway, req->internal,
+                             labels, nl, &n, err)
+                : vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+    for (size_t i = 0; i < nl; i++) free(labels[i]);
+    free(labels);
+  }
   vrpc_msg_free(req_msg);
   if (rc < 0) return -1;
   Vessel__V1__NetworksCreateResponse r;
@@ -60,25 +76,52 @@ static int create(vrpc_call *call, void *ctx, vs_err *err) {
   return rc;
 }
 
+/* One filter "key=value" against n. */
+static int match_one(const net_network *n, const char *f) {
+  if (!strncmp(f, "name=", 5)) return !fnmatch(f + 5, n->name, 0);
+  if (!strncmp(f, "driver=", 7)) return !strcmp(f + 7, "bridge");
+  const char *want = f + 6; /* label=k or label=k=v */
+  size_t kl = strcspn(want, "=");
+  for (size_t i = 0; i < n->n_labels; i++)
+    if (want[kl] ? !strcmp(n->labels[i], want)
+                 : !strncmp(n->labels[i], want, kl) && n->labels[i][kl] == '=')
+      return 1;
+  return 0;
+}
+
+/* Same key: any may match; different keys: all must. */
+static int matches(const net_network *n, char **filters, size_t nf) {
+  for (size_t f = 0; f < nf; f++) {
+    size_t kl = strcspn(filters[f], "=") + 1;
+    int any = 0;
+    for (size_t g = 0; g < nf && !any; g++)
+      if (!strncmp(filters[g], filters[f], kl)) any = match_one(n, filters[g]);
+    if (!any) return 0;
+  }
+  return 1;
+}
+
 static int list(vrpc_call *call, void *ctx, vs_err *err) {
   vd_daemon *d = ctx;
   RECV(Vessel__V1__NetworksListRequest, req);
   net_network *all = NULL;
   size_t n = 0;
   int rc = 0;
-  for (size_t f = 0; f < req->n_filters; f++)
-    if (strncmp(req->filters[f], "name=", 5) != 0)
-      rc = vs_err_set(err, VS_INVALID_ARGUMENT, "unknown filter \"%s\" (use name=<glob>)",
+  static const char *const keys[] = {"name=", "label=", "driver="};
+  for (size_t f = 0; f < req->n_filters && rc == 0; f++) {
+    int known = 0;
+    for (size_t k = 0; k < 3; k++) known |= !strncmp(req->filters[f], keys[k], strlen(keys[k]));
+    if (!known)
+      rc = vs_err_set(err, VS_INVALID_ARGUMENT,
+                      "unknown filter \"%s\" (keys: name=<glob>, label=<k>[=<v>], driver=<d>)",
                       req->filters[f]);
+  }
   if (rc == 0) rc = net_list(d->networks, &all, &n, err);
   Vessel__V1__NetworksListResponse r;
   vessel__v1__networks_list_response__init(&r);
   if (rc == 0 && n) r.networks = calloc(n, sizeof *r.networks);
-  for (size_t i = 0; rc == 0 && r.networks && i < n; i++) {
-    int ok = !req->n_filters;
-    for (size_t f = 0; f < req->n_filters; f++) ok |= !fnmatch(req->filters[f] + 5, all[i].name, 0);
-    if (ok) r.networks[r.n_networks++] = network_msg(&all[i]);
-  }
+  for (size_t i = 0; rc == 0 && r.networks && i < n; i++)
+    if (matches(&all[i], req->filters, req->n_filters)) r.networks[r.n_networks++] = network_msg(&all[i]);
   if (rc == 0) rc = vrpc_send(call, &r.base, err);
   for (size_t i = 0; i < r.n_networks; i++) protobuf_c_message_free_unpacked(&r.networks[i]->base, NULL);
   free(r.networks);

@@ -7,6 +7,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "server/daemon/build_commit.h"
 #include "server/daemon/daemon.h"
 #include "vessel/v1/system.pb-c.h"
 #include "vessel_proto_rpc.h"
@@ -19,6 +20,7 @@ static int version(vrpc_call *call, void *ctx, vs_err *err) {
   vessel__v1__system_version_response__init(&r);
   r.version = (char *)VESSEL_VERSION;
   r.api_version = (char *)VESSEL_API_VERSION;
+  r.git_commit = (char *)VESSEL_GIT_COMMIT;
   r.build_info = (char *)("gcc " __VERSION__ ", protobuf-c " PROTOBUF_C_VERSION);
   return vrpc_send(call, &r.base, err);
 }

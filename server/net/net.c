@@ -66,6 +66,10 @@ void net_network_free(net_network *n) {
   free(n->leases);
   n->leases = NULL;
   n->n_leases = 0;
+  for (size_t i = 0; i < n->n_labels; i++) free(n->labels[i]);
+  free(n->labels);
+  n->labels = NULL;
+  n->n_labels = 0;
 }
 
 static int load(net_store *s, const char *name, net_network *n, vs_err *err) {
@@ -100,6 +104,10 @@ static int load(net_store *s, const char *name, net_network *n, vs_err *err) {
     snprintf(x->ip, sizeof x->ip, "%s", json_string_value(json_object_get(l, "ip")));
     snprintf(x->mac, sizeof x->mac, "%s", json_string_value(json_object_get(l, "mac")));
   }
+  json_t *labels = json_object_get(j, "labels");
+  n->labels = calloc(json_array_size(labels) ? json_array_size(labels) : 1, sizeof *n->labels);
+  json_array_foreach(labels, i, l)
+    if (n->labels && json_is_string(l)) n->labels[n->n_labels++] = strdup(json_string_value(l));
   json_decref(j);
   return 0;
 }
@@ -113,6 +121,9 @@ static int save(net_store *s, const net_network *n, vs_err *err) {
   json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:b,s:I,s:o}", "name", n->name, "id", n->id,
                         "subnet", n->subnet, "gateway", n->gateway, "bridge", n->bridge, "internal",
                         n->internal, "created", (json_int_t)n->created, "leases", leases);
+  json_t *labels = json_array();
+  for (size_t i = 0; i < n->n_labels; i++) json_array_append_new(labels, json_string(n->labels[i]));
+  json_object_set_new(j, "labels", labels);
   char p[4200];
   path_of(s, n->name, p, sizeof p);
   char *text = json_dumps(j, JSON_INDENT(2));
@@ -144,7 +155,8 @@ static int overlaps(uint32_t a, int al, uint32_t b, int bl) {
 }
 
 static int create_locked(net_store *s, const char *name, const char *subnet, const char *gateway,
-                         int internal, net_network *out, vs_err *err) {
+                         int internal, char *const *labels, size_t n_labels, net_network *out,
+                         vs_err *err) {
   if (!valid_name(name))
     return vs_err_set(err, VS_INVALID_ARGUMENT,
                       "network name \"%s\": use 1-63 letters, digits, '-', '_' or '.'", name);
@@ -216,8 +228,12 @@ static int create_locked(net_store *s, const char *name, const char *subnet, con
     snprintf(n.bridge, sizeof n.bridge, "vessel0");
   else
     snprintf(n.bridge, sizeof n.bridge, "vsl-%.10s", n.id);
-  rc = save(s, &n, err);
+  n.labels = calloc(n_labels ? n_labels : 1, sizeof *n.labels);
+  for (size_t i = 0; n.labels && i < n_labels; i++)
+    if ((n.labels[n.n_labels] = strdup(labels[i]))) n.n_labels++;
+  rc = n.labels ? save(s, &n, err) : vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
   if (rc == 0 && out) *out = n;
+  else net_network_free(&n);
 out:
   for (int i = 0; i < no; i++) net_network_free(&others[i]);
   return rc;
@@ -238,7 +254,7 @@ net_store *net_open(const char *root, vs_err *err) {
   }
   char p[4200];
   path_of(s, NET_DEFAULT, p, sizeof p);
-  if (access(p, F_OK) < 0 && create_locked(s, NET_DEFAULT, NET_DEFAULT_SUBNET, "", 1, NULL, err) < 0) {
+  if (access(p, F_OK) < 0 && create_locked(s, NET_DEFAULT, NET_DEFAULT_SUBNET, "", 1, NULL, 0, NULL, err) < 0) {
     net_close(s);
     return NULL;
   }
@@ -252,9 +268,10 @@ void net_close(net_store *s) {
 }
 
 int net_create(net_store *s, const char *name, const char *subnet, const char *gateway,
-               int internal, net_network *out, vs_err *err) {
+               int internal, char *const *labels, size_t n_labels, net_network *out,
+               vs_err *err) {
   pthread_mutex_lock(&s->mu);
-  int rc = create_locked(s, name, subnet, gateway, internal, out, err);
+  int rc = create_locked(s, name, subnet, gateway, internal, labels, n_labels, out, err);
   pthread_mutex_unlock(&s->mu);
   return rc;
 }

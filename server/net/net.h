@@ -33,6 +33,8 @@ typedef struct net_network {
   int64_t created;  /* unix seconds */
   net_lease *leases;
   size_t n_leases;
+  char **labels; /* "key=value", as created */
+  size_t n_labels;
 } net_network;
 
 typedef struct net_store net_store;
@@ -41,9 +43,11 @@ typedef struct net_store net_store;
 net_store *net_open(const char *root, vs_err *err);
 void net_close(net_store *s);
 
-/* subnet "" = next free 10.89.N.0/24; gateway "" = first host address. */
+/* subnet "" = next free 10.89.N.0/24; gateway "" = first host address;
+ * labels "key=value" (kept as given). */
 int net_create(net_store *s, const char *name, const char *subnet, const char *gateway,
-               int internal, net_network *out, vs_err *err);
+               int internal, char *const *labels, size_t n_labels, net_network *out,
+               vs_err *err);
 int net_get(net_store *s, const char *name, net_network *out, vs_err *err);
 int net_list(net_store *s, net_network **out, size_t *n, vs_err *err);
 /* FAILED_PRECONDITION while containers hold leases (unless force), and for

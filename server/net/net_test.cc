@@ -39,22 +39,22 @@ TEST_F(NetTest, DefaultNetworkExists) {
 TEST_F(NetTest, CreateValidatesAndAvoidsOverlap) {
   net_network n;
   vs_err e;
-  ASSERT_EQ(net_create(s_, "a", "", "", 0, &n, &e), 0) << e.msg;
+  ASSERT_EQ(net_create(s_, "a", "", "", 0, nullptr, 0, &n, &e), 0) << e.msg;
   EXPECT_STREQ(n.subnet, "10.89.0.0/24");
   EXPECT_EQ(std::string(n.bridge).size(), 14u);
-  ASSERT_EQ(net_create(s_, "b", "", "", 0, &n, &e), 0);
+  ASSERT_EQ(net_create(s_, "b", "", "", 0, nullptr, 0, &n, &e), 0);
   EXPECT_STREQ(n.subnet, "10.89.1.0/24");
-  EXPECT_EQ(net_create(s_, "a", "", "", 0, &n, &e), -1);
+  EXPECT_EQ(net_create(s_, "a", "", "", 0, nullptr, 0, &n, &e), -1);
   EXPECT_EQ(e.code, VS_ALREADY_EXISTS);
-  EXPECT_EQ(net_create(s_, "c", "10.89.0.128/25", "", 0, &n, &e), -1);
+  EXPECT_EQ(net_create(s_, "c", "10.89.0.128/25", "", 0, nullptr, 0, &n, &e), -1);
   EXPECT_EQ(e.code, VS_ALREADY_EXISTS);
   EXPECT_NE(std::string(e.msg).find("overlaps network a"), std::string::npos);
-  EXPECT_EQ(net_create(s_, "d", "10.5.0.0/33", "", 0, &n, &e), -1);
+  EXPECT_EQ(net_create(s_, "d", "10.5.0.0/33", "", 0, nullptr, 0, &n, &e), -1);
   EXPECT_EQ(e.code, VS_INVALID_ARGUMENT);
-  EXPECT_EQ(net_create(s_, "e", "192.168.7.0/24", "192.168.8.1", 0, &n, &e), -1);
+  EXPECT_EQ(net_create(s_, "e", "192.168.7.0/24", "192.168.8.1", 0, nullptr, 0, &n, &e), -1);
   EXPECT_EQ(e.code, VS_INVALID_ARGUMENT);
-  EXPECT_EQ(net_create(s_, "bad name!", "", "", 0, &n, &e), -1);
-  ASSERT_EQ(net_create(s_, "f", "192.168.7.0/24", "192.168.7.254", 0, &n, &e), 0);
+  EXPECT_EQ(net_create(s_, "bad name!", "", "", 0, nullptr, 0, &n, &e), -1);
+  ASSERT_EQ(net_create(s_, "f", "192.168.7.0/24", "192.168.7.254", 0, nullptr, 0, &n, &e), 0);
   EXPECT_STREQ(n.gateway, "192.168.7.254");
   net_network *all;
   size_t cnt;
@@ -67,7 +67,7 @@ TEST_F(NetTest, CreateValidatesAndAvoidsOverlap) {
 TEST_F(NetTest, LeasesAllocateReleasePersist) {
   net_network n;
   vs_err e;
-  ASSERT_EQ(net_create(s_, "small", "10.9.9.0/29", "", 0, &n, &e), 0);  // hosts .1-.6
+  ASSERT_EQ(net_create(s_, "small", "10.9.9.0/29", "", 0, nullptr, 0, &n, &e), 0);  // hosts .1-.6
   net_lease l;
   ASSERT_EQ(net_allocate(s_, "small", "c1", "", &l, &e), 0);
   EXPECT_STREQ(l.ip, "10.9.9.2");  // .1 is the gateway

@@ -139,7 +139,7 @@ static void host_dns(Vessel__V1__Dns *d, char (*ns)[64], char **nsp, char *searc
     if (sscanf(line, "%15s %255[^\n]", key, val) != 2) continue;
     if (!strcmp(key, "nameserver") && d->n_nameservers < 3 && strncmp(val, "127.", 4) != 0 &&
         strcmp(val, "::1") != 0) {
-      snprintf(ns[d->n_nameservers], 64, "%s", val);
+      snprintf(ns[d->n_nameservers], 64, "%.63s", val);
       nsp[d->n_nameservers] = ns[d->n_nameservers];
       d->n_nameservers++;
     } else if (!strcmp(key, "search") && !d->n_search) {

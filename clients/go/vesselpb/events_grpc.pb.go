@@ -28,9 +28,10 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// Events delivers what happens on the host. Host-only: vesseld emits image
-// and network events itself and relays container/process events from each
-// VM's Agent.Events stream, renumbering them into its own sequence.
+// Events delivers what happens on the host. Host-only: vesseld emits the
+// container, process, image and network events itself (from its own state
+// changes) and relays each VM's out-of-memory kills from its Agent.Events
+// stream, all in its own sequence.
 //
 // vesseld keeps a bounded in-memory history of recent events (at least the
 // last 1000) for replay; history does not survive a vesseld restart.
@@ -75,9 +76,10 @@ type Events_SubscribeClient = grpc.ServerStreamingClient[EventsSubscribeResponse
 // All implementations must embed UnimplementedEventsServer
 // for forward compatibility.
 //
-// Events delivers what happens on the host. Host-only: vesseld emits image
-// and network events itself and relays container/process events from each
-// VM's Agent.Events stream, renumbering them into its own sequence.
+// Events delivers what happens on the host. Host-only: vesseld emits the
+// container, process, image and network events itself (from its own state
+// changes) and relays each VM's out-of-memory kills from its Agent.Events
+// stream, all in its own sequence.
 //
 // vesseld keeps a bounded in-memory history of recent events (at least the
 // last 1000) for replay; history does not survive a vesseld restart.

@@ -6,9 +6,10 @@ from vessel.v1 import events_pb2 as vessel_dot_v1_dot_events__pb2
 
 
 class EventsStub(object):
-    """Events delivers what happens on the host. Host-only: vesseld emits image
-    and network events itself and relays container/process events from each
-    VM's Agent.Events stream, renumbering them into its own sequence.
+    """Events delivers what happens on the host. Host-only: vesseld emits the
+    container, process, image and network events itself (from its own state
+    changes) and relays each VM's out-of-memory kills from its Agent.Events
+    stream, all in its own sequence.
 
     vesseld keeps a bounded in-memory history of recent events (at least the
     last 1000) for replay; history does not survive a vesseld restart.
@@ -28,9 +29,10 @@ class EventsStub(object):
 
 
 class EventsServicer(object):
-    """Events delivers what happens on the host. Host-only: vesseld emits image
-    and network events itself and relays container/process events from each
-    VM's Agent.Events stream, renumbering them into its own sequence.
+    """Events delivers what happens on the host. Host-only: vesseld emits the
+    container, process, image and network events itself (from its own state
+    changes) and relays each VM's out-of-memory kills from its Agent.Events
+    stream, all in its own sequence.
 
     vesseld keeps a bounded in-memory history of recent events (at least the
     last 1000) for replay; history does not survive a vesseld restart.
@@ -64,9 +66,10 @@ def add_EventsServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Events(object):
-    """Events delivers what happens on the host. Host-only: vesseld emits image
-    and network events itself and relays container/process events from each
-    VM's Agent.Events stream, renumbering them into its own sequence.
+    """Events delivers what happens on the host. Host-only: vesseld emits the
+    container, process, image and network events itself (from its own state
+    changes) and relays each VM's out-of-memory kills from its Agent.Events
+    stream, all in its own sequence.
 
     vesseld keeps a bounded in-memory history of recent events (at least the
     last 1000) for replay; history does not survive a vesseld restart.
