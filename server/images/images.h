@@ -60,7 +60,7 @@ typedef enum img_blob_state {
 
 typedef struct img_blob_progress {
   char digest[72];
-  const char *media_type;
+  char media_type[128]; /* a copy: progress outlives the documents read */
   int64_t done, total;
   img_blob_state state;
 } img_blob_progress;

@@ -219,7 +219,8 @@ int img_pull(img_store *s, const char *reference, const img_pull_opts *o, img_in
     }
     p.descs[i] = d;
     snprintf(p.blobs[i].digest, sizeof p.blobs[i].digest, "%s", d->digest);
-    p.blobs[i].media_type = d->media_type;
+    snprintf(p.blobs[i].media_type, sizeof p.blobs[i].media_type, "%s",
+             d->media_type ? d->media_type : "");
     p.blobs[i].total = d->size;
     p.blobs[i].state = IMG_BLOB_WAITING;
     img_pin_add(s, &pin, d->digest);

@@ -40,7 +40,7 @@ static int push_blob(push *p, const oci_descriptor *d, vs_err *err) {
   b = &p->blobs[p->n++];
   memset(b, 0, sizeof *b);
   snprintf(b->digest, sizeof b->digest, "%s", d->digest);
-  b->media_type = d->media_type;
+  snprintf(b->media_type, sizeof b->media_type, "%s", d->media_type ? d->media_type : "");
   b->total = d->size;
   b->state = IMG_BLOB_WAITING;
   if (!cs_exists(img_content(p->s), d->digest, NULL))

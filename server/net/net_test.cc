@@ -42,8 +42,16 @@ TEST_F(NetTest, CreateValidatesAndAvoidsOverlap) {
   ASSERT_EQ(net_create(s_, "a", "", "", 0, nullptr, 0, &n, &e), 0) << e.msg;
   EXPECT_STREQ(n.subnet, "10.89.0.0/24");
   EXPECT_EQ(std::string(n.bridge).size(), 14u);
-  ASSERT_EQ(net_create(s_, "b", "", "", 0, nullptr, 0, &n, &e), 0);
+  net_network_free(&n);
+  char label[] = "k=v", *labels[] = {label};
+  ASSERT_EQ(net_create(s_, "b", "", "", 0, labels, 1, &n, &e), 0);
   EXPECT_STREQ(n.subnet, "10.89.1.0/24");
+  ASSERT_EQ(n.n_labels, 1u);
+  EXPECT_STREQ(n.labels[0], "k=v");
+  net_network_free(&n);
+  ASSERT_EQ(net_get(s_, "b", &n, &e), 0);  // labels persist
+  ASSERT_EQ(n.n_labels, 1u);
+  net_network_free(&n);
   EXPECT_EQ(net_create(s_, "a", "", "", 0, nullptr, 0, &n, &e), -1);
   EXPECT_EQ(e.code, VS_ALREADY_EXISTS);
   EXPECT_EQ(net_create(s_, "c", "10.89.0.128/25", "", 0, nullptr, 0, &n, &e), -1);
@@ -56,6 +64,7 @@ TEST_F(NetTest, CreateValidatesAndAvoidsOverlap) {
   EXPECT_EQ(net_create(s_, "bad name!", "", "", 0, nullptr, 0, &n, &e), -1);
   ASSERT_EQ(net_create(s_, "f", "192.168.7.0/24", "192.168.7.254", 0, nullptr, 0, &n, &e), 0);
   EXPECT_STREQ(n.gateway, "192.168.7.254");
+  net_network_free(&n);
   net_network *all;
   size_t cnt;
   ASSERT_EQ(net_list(s_, &all, &cnt, &e), 0);
@@ -68,6 +77,7 @@ TEST_F(NetTest, LeasesAllocateReleasePersist) {
   net_network n;
   vs_err e;
   ASSERT_EQ(net_create(s_, "small", "10.9.9.0/29", "", 0, nullptr, 0, &n, &e), 0);  // hosts .1-.6
+  net_network_free(&n);
   net_lease l;
   ASSERT_EQ(net_allocate(s_, "small", "c1", "", &l, &e), 0);
   EXPECT_STREQ(l.ip, "10.9.9.2");  // .1 is the gateway

@@ -49,15 +49,23 @@ def test_signal_reaches_init_and_execs(c):
 
 
 def test_signal_all_reaches_every_process(c):
-    """'all: Signal every process in the container'."""
-    ct = c.containers.create(IMAGE, ["sleep", "600"])
+    """'all: Signal every process in the container': init and an exec both
+    get it (each traps it its own way)."""
+    ct = c.containers.create(IMAGE, ["sh", "-c", "trap 'echo init-got-it' USR1; "
+                                     "while :; do sleep 0.2; done"])
     try:
         ct.start()
-        ex = ct.exec(["sleep", "600"])
-        stub(c).Signal(cp.ContainersSignalRequest(container_id=ct.id, signal=9, all=True),
-                       timeout=30)
-        assert ex.wait(timeout=60).signal == 9
-        assert ct.wait(timeout=60).signal == 9
+        ex = ct.exec(["sh", "-c", "trap 'exit 4' USR1; while :; do sleep 0.2; done"])
+        time.sleep(1.5)  # both traps are set
+        s = stub(c)
+        s.Signal(cp.ContainersSignalRequest(container_id=ct.id, signal=10, all=True), timeout=30)
+        assert ex.wait(timeout=60).code == 4
+        deadline = time.monotonic() + 30
+        while b"init-got-it" not in b"".join(e.data for e in ct.logs()) and \
+                time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert b"init-got-it" in b"".join(e.data for e in ct.logs())
+        assert ct.reload().state == cp.CONTAINER_STATE_RUNNING
     finally:
         ct.delete(force=True)
 
