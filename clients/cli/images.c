@@ -276,12 +276,7 @@ int vc_image(vc_ctx *c, int argc, char **argv) {
   static const char *const plain[][2] = {
       {"ls", " "}, {"list", " "}, {"rm", " "}, {"tag", " "}, {"inspect", " "}, {"prune", " -a "}};
   for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
-    for (int k = 1; !strcmp(sub, plain[i][0]) && k < argc; k++) {
-      char want[256];
-      snprintf(want, sizeof want, " %s ", argv[k]);
-      if (argv[k][0] == '-' && argv[k][1] && !strstr(plain[i][1], want))
-        return vc_usage_error("image", "%s: unknown flag %s", sub, argv[k]);
-    }
+    if (!strcmp(sub, plain[i][0]) && vc_check_flags("image", plain[i][1], argc, argv)) return 2;
   if (!strcmp(sub, "pull")) return pull(c, argc, argv);
   if (!strcmp(sub, "push")) return push(c, argc, argv);
   if (!strcmp(sub, "ls") || !strcmp(sub, "list")) return ls(c);

@@ -152,8 +152,7 @@ typedef struct verb {
   const char *flags;
 } verb;
 
-/* 0, or 2 after a usage error naming the first flag v does not take. */
-static int check_flags(const char *name, const char *flags, int argc, char **argv) {
+int vc_check_flags(const char *name, const char *flags, int argc, char **argv) {
   for (int i = 1; flags && i < argc; i++) {
     if (argv[i][0] != '-' || !argv[i][1]) continue;
     char want[256];
@@ -233,7 +232,7 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
     if (!strcmp(argv[optind], verbs[i].name)) {
       if (asks_help) return verb_help(verbs[i].name);
-      if (check_flags(verbs[i].name, verbs[i].flags, argc - optind, argv + optind)) return 2;
+      if (vc_check_flags(verbs[i].name, verbs[i].flags, argc - optind, argv + optind)) return 2;
       int rc = verbs[i].fn(&c, argc - optind, argv + optind);
       vrpc_channel_free(c.ch);
       return rc;

@@ -28,6 +28,10 @@ int vc_stream(vc_ctx *c, const vrpc_method *m, const ProtobufCMessage *req,
 
 /* Prints an error (with the gRPC code name) and returns exit status 1. */
 int vc_fail(vc_ctx *c, const vs_err *err);
+/* For a verb (or subcommand) that parses no options with getopt: 0, or 2
+ * after a usage error naming the first argument starting with '-' that is
+ * not in flags (" -a --all "; NULL: any). */
+int vc_check_flags(const char *name, const char *flags, int argc, char **argv);
 int vc_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* JSON rendering of any protobuf-c message (proto3 JSON mapping, camelCase

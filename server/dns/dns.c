@@ -74,18 +74,20 @@ dns_verdict dns_answer_local(const uint8_t *q, size_t n, dns_lookup_fn lookup, v
   return DNS_ANSWERED;
 }
 
-size_t dns_resolv_conf(const char *path, char **out, size_t max) {
+void dns_resolv_conf(const char *path, int no_loopback, dns_resolv *out) {
+  memset(out, 0, sizeof *out);
   FILE *f = fopen(path, "re");
-  size_t n = 0;
   char line[512];
-  while (f && n < max && fgets(line, sizeof line, f)) {
-    char key[16], val[128];
-    if (sscanf(line, "%15s %127s", key, val) == 2 && !strcmp(key, "nameserver") &&
-        (out[n] = strdup(val)))
-      n++;
+  while (f && fgets(line, sizeof line, f)) {
+    char key[16], val[256];
+    if (sscanf(line, "%15s %255[^\n]", key, val) != 2) continue;
+    int loopback = !strncmp(val, "127.", 4) || !strcmp(val, "::1");
+    if (!strcmp(key, "nameserver") && out->n_ns < 3 && !(no_loopback && loopback))
+      snprintf(out->ns[out->n_ns++], sizeof out->ns[0], "%.63s", val);
+    else if (!strcmp(key, "search") && !out->search[0])
+      snprintf(out->search, sizeof out->search, "%s", val);
   }
   if (f) fclose(f);
-  return n;
 }
 
 /* ---- the server ---- */

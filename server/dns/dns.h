@@ -51,8 +51,14 @@ void dns_unlisten(dns_server *s, const char *ip);
 int dns_serves(dns_server *s, const char *ip);
 void dns_close(dns_server *s);
 
-/* The nameservers of a resolv.conf (at most 3, "ip" strings, malloc'd). */
-size_t dns_resolv_conf(const char *path, char **out, size_t max);
+/* What a resolv.conf names: at most 3 nameservers (no_loopback: those a
+ * VM can use, 127.* and ::1 left out) and its first search line. */
+typedef struct dns_resolv {
+  char ns[3][64];
+  size_t n_ns;
+  char search[256];
+} dns_resolv;
+void dns_resolv_conf(const char *path, int no_loopback, dns_resolv *out);
 
 #ifdef __cplusplus
 }

@@ -152,4 +152,26 @@ TEST(DnsServer, AnswersAndForwardsOnLoopback) {
   close(up);
 }
 
+TEST(DnsResolvConf, NameserversSearchAndLoopback) {
+  char tmpl[] = "/tmp/vsl-resolv-XXXXXX";
+  int fd = mkstemp(tmpl);
+  ASSERT_GE(fd, 0);
+  std::string text =
+      "# comment\nnameserver 127.0.0.53\nsearch a.example b.example\nnameserver 10.0.0.2\n"
+      "options edns0\nnameserver ::1\nnameserver 10.0.0.3\nnameserver 10.0.0.4\n";
+  ASSERT_EQ(write(fd, text.data(), text.size()), (ssize_t)text.size());
+  close(fd);
+  dns_resolv r;
+  dns_resolv_conf(tmpl, 0, &r);  // vesseld's own: loopback ones too
+  ASSERT_EQ(r.n_ns, 3u);
+  EXPECT_STREQ(r.ns[0], "127.0.0.53");
+  EXPECT_STREQ(r.ns[2], "::1");
+  EXPECT_STREQ(r.search, "a.example b.example");
+  dns_resolv_conf(tmpl, 1, &r);  // a VM's: the first three it can reach
+  ASSERT_EQ(r.n_ns, 3u);
+  EXPECT_STREQ(r.ns[0], "10.0.0.2");
+  EXPECT_STREQ(r.ns[2], "10.0.0.4");
+  unlink(tmpl);
+}
+
 }  // namespace

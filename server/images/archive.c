@@ -93,13 +93,9 @@ static int seen_add(seen *s, const char *d) {
 static int add_manifest(img_store *s, struct archive *a, seen *done, const char *digest,
                         vs_err *err) {
   if (!seen_add(done, digest)) return 0;
-  char *data;
-  size_t len;
-  if (cs_read(s->cs, digest, OCI_MAX_DOCUMENT, &data, &len, err) < 0) return -1;
   oci_manifest m;
-  int rc = oci_manifest_parse(data, len, &m, err);
-  free(data);
-  if (rc < 0) return -1;
+  if (img_read_manifest(s, digest, &m, err) < 0) return -1;
+  int rc = 0;
   if (seen_add(done, m.config.digest)) rc = add_blob(s, a, m.config.digest, err);
   for (size_t i = 0; rc == 0 && i < m.n_layers; i++)
     if (!oci_layer_is_foreign(m.layers[i].media_type) && seen_add(done, m.layers[i].digest))
@@ -130,15 +126,9 @@ static int add_image(img_store *s, struct archive *a, seen *done, const img_info
     top->size = info->target.size;
     return add_manifest(s, a, done, info->target.digest, err);
   }
-  char *data;
-  size_t len;
-  if (cs_read(s->cs, info->target.digest, OCI_MAX_DOCUMENT, &data, &len, err) < 0) return -1;
   oci_index idx;
-  int rc = oci_index_parse(data, len, &idx, err);
-  if (rc < 0) {
-    free(data);
-    return -1;
-  }
+  if (img_read_index(s, info->target.digest, &idx, err) < 0) return -1;
+  int rc = 0;
   size_t present = 0;
   json_t *list = json_array();
   for (size_t i = 0; rc == 0 && i < idx.n_manifests; i++) {
@@ -171,7 +161,6 @@ static int add_image(img_store *s, struct archive *a, seen *done, const img_info
   }
   json_decref(list);
   oci_index_free(&idx);
-  free(data);
   return rc;
 }
 
@@ -522,13 +511,10 @@ static int import_docker(img_store *s, const char *path, const char *text, const
  * aside), in the archive or already in the store: INVALID_ARGUMENT naming
  * the first one missing. */
 static int manifest_complete(img_store *s, const char *digest, vs_err *err) {
-  char *data;
-  size_t len;
-  if (cs_read(s->cs, digest, OCI_MAX_DOCUMENT, &data, &len, err) < 0) return -1;
   oci_manifest m;
-  int rc = oci_manifest_parse(data, len, &m, err);
-  free(data);
-  if (rc < 0) return vs_err_wrap(err, "archive: manifest %s", digest);
+  if (img_read_manifest(s, digest, &m, err) < 0)
+    return vs_err_wrap(err, "archive: manifest %s", digest);
+  int rc = 0;
   const char *missing = !cs_exists(s->cs, m.config.digest, NULL) ? m.config.digest : NULL;
   for (size_t i = 0; !missing && i < m.n_layers; i++)
     if (!oci_layer_is_foreign(m.layers[i].media_type) && !cs_exists(s->cs, m.layers[i].digest, NULL))
@@ -544,13 +530,9 @@ static int manifest_complete(img_store *s, const char *digest, vs_err *err) {
  * of a multi-platform image lacks the others), each one it has complete. */
 static int image_complete(img_store *s, const char *digest, const char *mt, vs_err *err) {
   if (oci_kind_of(mt) != OCI_KIND_INDEX) return manifest_complete(s, digest, err);
-  char *data;
-  size_t len;
-  if (cs_read(s->cs, digest, OCI_MAX_DOCUMENT, &data, &len, err) < 0) return -1;
   oci_index idx;
-  int rc = oci_index_parse(data, len, &idx, err);
-  free(data);
-  if (rc < 0) return vs_err_wrap(err, "archive: index %s", digest);
+  if (img_read_index(s, digest, &idx, err) < 0) return vs_err_wrap(err, "archive: index %s", digest);
+  int rc = 0;
   size_t present = 0;
   for (size_t i = 0; rc == 0 && i < idx.n_manifests; i++) {
     const oci_descriptor *d = &idx.manifests[i];

@@ -28,6 +28,10 @@ struct img_store {
 int img_build_info(img_store *s, const char *name, const oci_descriptor *target,
                    const oci_platform *want, int64_t updated, img_info *info, vs_err *err);
 int img_strv_push(char ***v, size_t *n, const char *s);
+/* A stored manifest or index, read and parsed (free with
+ * oci_manifest_free / oci_index_free). */
+int img_read_manifest(img_store *s, const char *digest, oci_manifest *m, vs_err *err);
+int img_read_index(img_store *s, const char *digest, oci_index *idx, vs_err *err);
 
 /* Pins digest for the pin's lifetime (GC treats it as live). */
 void img_pin_add(img_store *s, img_pin *pin, const char *digest);

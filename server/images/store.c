@@ -109,6 +109,24 @@ static int read_doc(img_store *s, const char *digest, char **data, size_t *len, 
   return cs_read(s->cs, digest, OCI_MAX_DOCUMENT, data, len, err);
 }
 
+int img_read_manifest(img_store *s, const char *digest, oci_manifest *m, vs_err *err) {
+  char *data;
+  size_t len;
+  if (read_doc(s, digest, &data, &len, err) < 0) return -1;
+  int rc = oci_manifest_parse(data, len, m, err);
+  free(data);
+  return rc;
+}
+
+int img_read_index(img_store *s, const char *digest, oci_index *idx, vs_err *err) {
+  char *data;
+  size_t len;
+  if (read_doc(s, digest, &data, &len, err) < 0) return -1;
+  int rc = oci_index_parse(data, len, idx, err);
+  free(data);
+  return rc;
+}
+
 static int copy_desc(oci_descriptor *dst, const oci_descriptor *src) {
   memset(dst, 0, sizeof *dst);
   dst->media_type = strdup(src->media_type ? src->media_type : "");
@@ -121,13 +139,8 @@ static int copy_desc(oci_descriptor *dst, const oci_descriptor *src) {
 
 /* Fills info from the manifest of one platform. */
 static int fill_from_manifest(img_store *s, const oci_descriptor *md, img_info *info, vs_err *err) {
-  char *data;
-  size_t len;
-  if (read_doc(s, md->digest, &data, &len, err) < 0) return -1;
   oci_manifest m;
-  int rc = oci_manifest_parse(data, len, &m, err);
-  free(data);
-  if (rc < 0) return -1;
+  if (img_read_manifest(s, md->digest, &m, err) < 0) return -1;
   char *cfg;
   size_t cfg_len;
   if (read_doc(s, m.config.digest, &cfg, &cfg_len, err) < 0 ||
@@ -165,13 +178,8 @@ int img_build_info(img_store *s, const char *name, const oci_descriptor *target,
     }
     return 0;
   }
-  char *data;
-  size_t len;
-  if (read_doc(s, target->digest, &data, &len, err) < 0) goto fail;
   oci_index idx;
-  int rc = oci_index_parse(data, len, &idx, err);
-  free(data);
-  if (rc < 0) goto fail;
+  if (img_read_index(s, target->digest, &idx, err) < 0) goto fail;
   info->platforms = calloc(idx.n_manifests ? idx.n_manifests : 1, sizeof *info->platforms);
   for (size_t i = 0; info->platforms && i < idx.n_manifests; i++)
     if (idx.manifests[i].has_platform && cs_exists(s->cs, idx.manifests[i].digest, NULL))
@@ -188,7 +196,7 @@ int img_build_info(img_store *s, const char *name, const oci_descriptor *target,
     oci_index_free(&idx);
     goto fail;
   }
-  rc = fill_from_manifest(s, md, info, err);
+  int rc = fill_from_manifest(s, md, info, err);
   oci_index_free(&idx);
   if (rc < 0) goto fail;
   info->size += target->size;

@@ -87,14 +87,7 @@ void rt_agent_events_stop(rt_container *c) {
 }
 
 void rt_agent_events_wait_oom(rt_container *c, int ms) {
-  struct timespec until;
-  clock_gettime(CLOCK_REALTIME, &until);
-  until.tv_sec += ms / 1000;
-  until.tv_nsec += (long)(ms % 1000) * 1000000L;
-  if (until.tv_nsec >= 1000000000L) {
-    until.tv_sec++;
-    until.tv_nsec -= 1000000000L;
-  }
+  struct timespec until = rt_deadline(ms);
   pthread_mutex_lock(&c->events_mu);
   while (!c->oom_seen && c->events_running &&
          pthread_cond_timedwait(&c->events_cv, &c->events_mu, &until) == 0) {

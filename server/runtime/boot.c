@@ -127,32 +127,6 @@ int rt_boot(rt_container *c, const char *rootfs_src, vs_err *err) {
   return 0;
 }
 
-/* The host's resolvers for a container on no network given no dns: the nameservers and
- * search domains of vesseld's /etc/resolv.conf, loopback ones left out
- * (a stub resolver on the host's 127.0.0.53 is not reachable from a VM). */
-static void host_dns(Vessel__V1__Dns *d, char (*ns)[64], char **nsp, char *search, char **sp) {
-  vessel__v1__dns__init(d);
-  FILE *f = fopen("/etc/resolv.conf", "re");
-  char line[512];
-  while (f && fgets(line, sizeof line, f)) {
-    char key[16], val[256];
-    if (sscanf(line, "%15s %255[^\n]", key, val) != 2) continue;
-    if (!strcmp(key, "nameserver") && d->n_nameservers < 3 && strncmp(val, "127.", 4) != 0 &&
-        strcmp(val, "::1") != 0) {
-      snprintf(ns[d->n_nameservers], 64, "%.63s", val);
-      nsp[d->n_nameservers] = ns[d->n_nameservers];
-      d->n_nameservers++;
-    } else if (!strcmp(key, "search") && !d->n_search) {
-      snprintf(search, 256, "%s", val);
-      sp[0] = search;
-      d->n_search = 1;
-    }
-  }
-  if (f) fclose(f);
-  d->nameservers = nsp;
-  d->search = sp;
-}
-
 int rt_configure_guest(rt_container *c, vs_err *err) {
   if (c->ip[0]) {
     Vessel__V1__NetworkInterface nif;
@@ -208,17 +182,23 @@ int rt_configure_guest(rt_container *c, vs_err *err) {
   req.mounts = gp;
   req.n_mounts = nm;
   req.hostname = c->spec->hostname;
+  /* No dns given: the network's DNS (hostnet.c), else the host's
+   * resolvers a VM can reach. */
   Vessel__V1__Dns dns;
-  char ns[3][64], search[256], *nsp[3], *sp[1];
+  vessel__v1__dns__init(&dns);
+  dns_resolv host;
+  char *nsp[3], *sp[1] = {host.search};
   if (!c->spec->dns && c->gateway[0] && c->rt->dns && dns_serves(c->rt->dns, c->gateway)) {
-    /* the network's DNS (hostnet.c) */
-    vessel__v1__dns__init(&dns);
     nsp[0] = c->gateway;
-    dns.nameservers = nsp;
     dns.n_nameservers = 1;
   } else if (!c->spec->dns) {
-    host_dns(&dns, ns, nsp, search, sp);
+    dns_resolv_conf("/etc/resolv.conf", 1, &host);
+    for (size_t i = 0; i < host.n_ns; i++) nsp[i] = host.ns[i];
+    dns.n_nameservers = host.n_ns;
+    dns.search = sp;
+    dns.n_search = host.search[0] != 0;
   }
+  dns.nameservers = nsp;
   req.dns = c->spec->dns ? c->spec->dns : &dns;
   req.hosts = c->spec->extra_hosts;
   req.n_hosts = c->spec->n_extra_hosts;

@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "common/vs_log.h"
 #include "server/runtime/runtime_internal.h"
@@ -34,9 +33,7 @@ static void *keeper_main(void *arg) {
   rt_runtime *rt = arg;
   pthread_mutex_lock(&rt->mu);
   while (!rt->console_stop) {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += CHECK_MS / 1000;
+    struct timespec until = rt_deadline(CHECK_MS);
     pthread_cond_timedwait(&rt->console_cv, &rt->mu, &until);
     if (rt->console_stop) break;
     pthread_mutex_unlock(&rt->mu);

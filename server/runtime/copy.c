@@ -18,15 +18,18 @@ static vrpc_call *copy_begin(rt_container *c, const vrpc_method *m, vs_err *err)
   vrpc_channel *ch = c->vm ? vm_channel(c->vm) : NULL;
   vrpc_call *call = NULL;
   vrpc_call **grown = NULL;
-  if (st != RT_CREATED && st != RT_RUNNING)
+  if (st != RT_CREATED && st != RT_RUNNING) {
     vs_err_set(err, VS_FAILED_PRECONDITION, "container %s is %s; copies need it created or running",
                c->id, rt_state_name(st));
-  else if (!ch)
+  } else if (!ch) {
     vs_err_set(err, VS_UNAVAILABLE, "container %s has no running VM", c->id);
-  else if (!(grown = realloc(c->copies, (c->n_copies + 1) * sizeof *grown)))
+  } else if (!(grown = realloc(c->copies, (c->n_copies + 1) * sizeof *grown))) {
     vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
-  else if ((c->copies = grown), (call = vrpc_call_start(ch, m, NULL, err)))
-    c->copies[c->n_copies++] = call; /* before the VM can go: see rt_teardown_vm */
+  } else {
+    c->copies = grown;
+    /* On record before the VM can go: see rt_teardown_vm. */
+    if ((call = vrpc_call_start(ch, m, NULL, err))) c->copies[c->n_copies++] = call;
+  }
   pthread_mutex_unlock(&c->mu);
   if (!call) pthread_rwlock_unlock(&c->vm_lock);
   return call;

@@ -12,6 +12,18 @@ void rt_now(int64_t *ns) {
   *ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+struct timespec rt_deadline(int64_t ms) {
+  struct timespec t;
+  clock_gettime(CLOCK_REALTIME, &t);
+  t.tv_sec += ms / 1000;
+  t.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (t.tv_nsec >= 1000000000L) {
+    t.tv_sec++;
+    t.tv_nsec -= 1000000000L;
+  }
+  return t;
+}
+
 int64_t rt_mono_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -59,27 +59,55 @@ int rt_run(vs_err *err, const char *const *argv) {
 }
 
 
+/* iptables [-t table] op chain [1] rule...: op "-C" checks, "-A" appends,
+ * "-I" inserts first, "-D" deletes. A network's rules are named once
+ * (below) for adding and for deleting. */
+#define RULE(...) ((const char *const[]){__VA_ARGS__, NULL})
+static int iptables(vs_err *err, const char *table, const char *op, const char *chain,
+                    const char *const *rule) {
+  const char *argv[24];
+  size_t n = 0;
+  argv[n++] = "iptables";
+  if (table) {
+    argv[n++] = "-t";
+    argv[n++] = table;
+  }
+  argv[n++] = op;
+  argv[n++] = chain;
+  if (!strcmp(op, "-I")) argv[n++] = "1";
+  for (size_t i = 0; rule[i] && n < 23; i++) argv[n++] = rule[i];
+  argv[n] = NULL;
+  return rt_run(err, argv);
+}
+
+/* Adds the rule (op "-A" or "-I") unless it is there. */
+static int ensure_rule(vs_err *err, const char *table, const char *op, const char *chain,
+                       const char *const *rule) {
+  vs_err ignore;
+  return iptables(&ignore, table, "-C", chain, rule) == 0 ? 0 : iptables(err, table, op, chain, rule);
+}
+
 /* Networks are isolated from each other, as Docker's are: whatever comes
  * from one vessel bridge and would leave by another is dropped (two chains:
  * stage 1 names the bridges traffic comes from, stage 2 those it must not
- * go to). */
+ * go to). An internal network refuses what would leave it; the others are
+ * masqueraded when they leave by another link. */
 #define ISO1 "VESSEL-ISOLATION-1"
 #define ISO2 "VESSEL-ISOLATION-2"
+#define FROM_BRIDGE(b) RULE("-i", b, "!", "-o", b, "-j", ISO2)
+#define TO_BRIDGE(b) RULE("-o", b, "-j", "DROP")
+#define NOTHING_LEAVES(b) RULE("-i", b, "!", "-o", b, "-j", "REJECT")
+#define NAT(n) RULE("-s", (n)->subnet, "!", "-o", (n)->bridge, "-j", "MASQUERADE")
 
 static int isolate(const char *bridge, vs_err *err) {
   vs_err ignore;
   RT_RUN(&ignore, "iptables", "-N", ISO1); /* (exists already: fine) */
   RT_RUN(&ignore, "iptables", "-N", ISO2);
-  if (RT_RUN(&ignore, "iptables", "-C", "FORWARD", "-j", ISO1) != 0 &&
-      RT_RUN(err, "iptables", "-I", "FORWARD", "1", "-j", ISO1) < 0)
-    return -1;
-  if (RT_RUN(&ignore, "iptables", "-C", ISO1, "-i", bridge, "!", "-o", bridge, "-j", ISO2) != 0 &&
-      RT_RUN(err, "iptables", "-A", ISO1, "-i", bridge, "!", "-o", bridge, "-j", ISO2) < 0)
-    return -1;
-  if (RT_RUN(&ignore, "iptables", "-C", ISO2, "-o", bridge, "-j", "DROP") != 0 &&
-      RT_RUN(err, "iptables", "-A", ISO2, "-o", bridge, "-j", "DROP") < 0)
-    return -1;
-  return 0;
+  return ensure_rule(err, NULL, "-I", "FORWARD", RULE("-j", ISO1)) < 0 ||
+                 ensure_rule(err, NULL, "-A", ISO1, FROM_BRIDGE(bridge)) < 0 ||
+                 ensure_rule(err, NULL, "-A", ISO2, TO_BRIDGE(bridge)) < 0
+             ? -1
+             : 0;
 }
 
 static int ensure_bridge(const net_network *n, int prefix, vs_err *err) {
@@ -97,22 +125,13 @@ static int ensure_bridge(const net_network *n, int prefix, vs_err *err) {
     return vs_err_set(err, VS_INTERNAL, "%s", ignore.msg);
   if (RT_RUN(err, "ip", "link", "set", n->bridge, "up") < 0) return -1;
   if (isolate(n->bridge, err) < 0) return -1;
-  if (n->internal) { /* nothing leaves: refuse at once rather than time out */
-    if (RT_RUN(&ignore, "iptables", "-C", "FORWARD", "-i", n->bridge, "!", "-o", n->bridge, "-j",
-            "REJECT") == 0)
-      return 0;
-    return RT_RUN(err, "iptables", "-A", "FORWARD", "-i", n->bridge, "!", "-o", n->bridge, "-j",
-               "REJECT");
-  }
+  if (n->internal) /* nothing leaves: refuse at once rather than time out */
+    return ensure_rule(err, NULL, "-A", "FORWARD", NOTHING_LEAVES(n->bridge));
   /* NAT for egress: forward and masquerade what leaves by another link. */
   FILE *f = fopen("/proc/sys/net/ipv4/ip_forward", "w");
   if (!f || fputs("1", f) < 0 || fclose(f) != 0)
     return vs_err_errno(err, VS_INTERNAL, errno, "enable IPv4 forwarding");
-  if (RT_RUN(&ignore, "iptables", "-t", "nat", "-C", "POSTROUTING", "-s", n->subnet, "!", "-o",
-          n->bridge, "-j", "MASQUERADE") == 0)
-    return 0;
-  return RT_RUN(err, "iptables", "-t", "nat", "-A", "POSTROUTING", "-s", n->subnet, "!", "-o",
-             n->bridge, "-j", "MASQUERADE");
+  return ensure_rule(err, "nat", "-A", "POSTROUTING", NAT(n));
 }
 
 /* Bridge, address and firewall rules once per network and vesseld: each
@@ -163,13 +182,12 @@ static int dns_lookup(void *arg, const char *gateway, const char *name, struct i
 }
 
 int rt_dns_open(rt_runtime *rt, vs_err *err) {
-  char *host[3];
-  size_t n = 0;
-  if (!rt->cfg.n_dns_upstreams) n = dns_resolv_conf("/etc/resolv.conf", host, 3);
+  dns_resolv host; /* vesseld's own resolvers: loopback ones serve it too */
+  dns_resolv_conf("/etc/resolv.conf", 0, &host);
+  char *ns[3] = {host.ns[0], host.ns[1], host.ns[2]};
   rt->dns = rt->cfg.n_dns_upstreams
                 ? dns_open(dns_lookup, rt, rt->cfg.dns_upstreams, rt->cfg.n_dns_upstreams, err)
-                : dns_open(dns_lookup, rt, host, n, err);
-  for (size_t i = 0; i < n; i++) free(host[i]);
+                : dns_open(dns_lookup, rt, ns, host.n_ns, err);
   return rt->dns ? 0 : -1;
 }
 
@@ -263,11 +281,10 @@ void rt_net_remove(rt_runtime *rt, const net_network *n) {
       break;
     }
   pthread_mutex_unlock(&rt->mu);
-  RT_RUN(&ignore, "iptables", "-D", "FORWARD", "-i", n->bridge, "!", "-o", n->bridge, "-j", "REJECT");
-  RT_RUN(&ignore, "iptables", "-D", ISO1, "-i", n->bridge, "!", "-o", n->bridge, "-j", ISO2);
-  RT_RUN(&ignore, "iptables", "-D", ISO2, "-o", n->bridge, "-j", "DROP");
-  RT_RUN(&ignore, "iptables", "-t", "nat", "-D", "POSTROUTING", "-s", n->subnet, "!", "-o", n->bridge,
-      "-j", "MASQUERADE");
+  iptables(&ignore, NULL, "-D", "FORWARD", NOTHING_LEAVES(n->bridge));
+  iptables(&ignore, NULL, "-D", ISO1, FROM_BRIDGE(n->bridge));
+  iptables(&ignore, NULL, "-D", ISO2, TO_BRIDGE(n->bridge));
+  iptables(&ignore, "nat", "-D", "POSTROUTING", NAT(n));
   RT_RUN(&ignore, "ip", "link", "del", n->bridge);
   if (rt->dns) dns_unlisten(rt->dns, n->gateway);
 }

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/vs_fs.h"
@@ -317,11 +316,7 @@ static void *restart_main(void *arg) {
   pthread_mutex_lock(&c->mu);
   int64_t delay = c->restart_delay_ms;
   pthread_mutex_unlock(&c->mu);
-  struct timespec until;
-  clock_gettime(CLOCK_REALTIME, &until);
-  until.tv_sec += delay / 1000;
-  until.tv_nsec += (delay % 1000) * 1000000L;
-  if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+  struct timespec until = rt_deadline(delay);
   pthread_mutex_lock(&rt->mu);
   while (!rt->closing && pthread_cond_timedwait(&rt->bg_cv, &rt->mu, &until) == 0) {
   }
@@ -348,20 +343,24 @@ static void *restart_main(void *arg) {
   return NULL;
 }
 
-/* After init's exit (or a failed restart): a restart, if the policy wants
- * one, after the backoff delay. */
+/* With c->mu held: a restart is due if the policy wants one, after the
+ * backoff delay (on record: a later vesseld finds it due). 1 if so. */
+static int note_restart_locked(rt_container *c) {
+  if (rt_closing(c->rt) || !policy_wants(c)) return 0;
+  int64_t ran_ms = (c->last_exit.exited_ns - c->started_ns) / 1000000;
+  int64_t d = c->restart_delay_ms;
+  c->restart_delay_ms = ran_ms >= 10000 || d <= 0 ? 100 : d >= 30000 ? 60000 : 2 * d;
+  c->restart_due = 1;
+  rt_save_or_log(c);
+  return 1;
+}
+
+/* After init's exit (or a failed restart): the restart, if due. */
 static void restart_if_due(rt_container *c) {
   pthread_mutex_lock(&c->mu);
-  int want = !rt_closing(c->rt) && policy_wants(c);
-  if (want) {
-    int64_t ran_ms = (c->last_exit.exited_ns - c->started_ns) / 1000000;
-    int64_t d = c->restart_delay_ms;
-    c->restart_delay_ms = ran_ms >= 10000 || d <= 0 ? 100 : d >= 30000 ? 60000 : 2 * d;
-    c->restart_due = 1;
-    rt_save_or_log(c);
-  }
+  int due = note_restart_locked(c);
   pthread_mutex_unlock(&c->mu);
-  if (want) bg_start(c, restart_main);
+  if (due) bg_start(c, restart_main);
 }
 
 /* The relay's report of init's end: the container is stopped before any
@@ -641,11 +640,11 @@ static void mark_lost(rt_container *c, const char *why) {
   rt_now(&c->last_exit.exited_ns);
   c->finished_ns = c->last_exit.exited_ns;
   snprintf(c->last_exit.reason, sizeof c->last_exit.reason, "%s", why);
+  note_restart_locked(c); /* resume_restarts starts it */
   rt_save_or_log(c);
   rt_exit e = c->last_exit;
   pthread_mutex_unlock(&c->mu);
   rt_emit(c, EVB_CONTAINER_EXITED, NULL, &e);
-  restart_if_due(c);
 }
 
 /* A VM that outlived the previous vesseld: its agent connected again and
@@ -669,21 +668,21 @@ static void readopt(rt_container *c) {
     vs_log("vesseld", VS_LOG_WARN, "container %s after restart: %s", c->id, err.msg);
 }
 
-/* At start: restarts that were due when the last vesseld ended, and
- * "always" containers stopped by Stop (as Docker's daemon start does). */
+/* At start: restarts that were due when the last vesseld ended (or since:
+ * a VM lost meanwhile), and "always" containers stopped by Stop (as
+ * Docker's daemon start does). */
 static void resume_restarts(rt_runtime *rt) {
   size_t n;
   rt_container **all = rt_get_all(rt, &n);
   for (size_t i = 0; i < n; i++) {
     rt_container *c = all[i];
     pthread_mutex_lock(&c->mu);
-    int due = c->state == RT_STOPPED && c->restart_due;
     if (c->state == RT_STOPPED && c->manual_stop && !strcmp(policy_of(c), "always")) {
       c->manual_stop = 0;
-      due = 1;
+      c->restart_due = 1;
       c->restart_delay_ms = 0;
     }
-    if (due) c->restart_due = 1;
+    int due = c->state == RT_STOPPED && c->restart_due;
     pthread_mutex_unlock(&c->mu);
     if (due) bg_start(c, restart_main);
   }

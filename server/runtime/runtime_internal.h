@@ -185,6 +185,8 @@ struct rt_runtime {
 
 int rt_closing(rt_runtime *rt);
 int64_t rt_mono_ms(void);
+/* ms from now, for pthread_cond_timedwait (CLOCK_REALTIME). */
+struct timespec rt_deadline(int64_t ms);
 /* Runs fn(arg) on a detached thread; -1 if none could be made. */
 int rt_spawn_detached(void *(*fn)(void *), void *arg);
 
