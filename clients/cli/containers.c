@@ -32,7 +32,8 @@ static const char run_usage[] =
     "  -u, --user USER        user[:group] or uid[:gid]\n"
     "      --cpus N           vCPUs (fractions round up)\n"
     "      --memory BYTES     memory limit (suffixes k, m, g)\n"
-    "      --network NET      network name (\"none\": loopback only)\n"
+    "      --network NET      network name (\"none\": loopback only); repeat to join\n"
+    "                         several (the first is eth0, the default route)\n"
     "      --platform OS/ARCH platform of a multi-platform image\n"
     "      --entrypoint CMD   replace the image ENTRYPOINT\n"
     "      --no-template      cold-boot the VM instead of restoring a template\n"
@@ -84,7 +85,7 @@ static int parse_run(int argc, char **argv, Vessel__V1__ContainersCreateRequest 
   static Vessel__V1__User user;
   static Vessel__V1__Platform plat;
   static Vessel__V1__EntrypointOverride ep;
-  static Vessel__V1__NetworkAttachment net, *nets[1];
+  static Vessel__V1__NetworkAttachment net[8], *nets[8];
   int ch;
   optind = 1;
   while ((ch = getopt_long(argc, argv, "+itdhe:v:p:w:u:", o, NULL)) != -1) {
@@ -107,12 +108,13 @@ static int parse_run(int argc, char **argv, Vessel__V1__ContainersCreateRequest 
         if (ch == 'C') res.milli_cpus = (int64_t)(strtod(optarg, NULL) * 1000);
         else res.memory_bytes = parse_size(optarg);
         break;
-      case 'n':
-        vessel__v1__network_attachment__init(&net);
-        net.network = optarg;
-        nets[0] = &net;
+      case 'n': /* repeated: one attachment each, in order (vesseld checks the count) */
+        if (req->n_networks == 8) return vc_usage_error(verb, "too many --network flags"), -1;
+        vessel__v1__network_attachment__init(&net[req->n_networks]);
+        net[req->n_networks].network = optarg;
+        nets[req->n_networks] = &net[req->n_networks];
         req->networks = nets;
-        req->n_networks = 1;
+        req->n_networks++;
         break;
       case 'P': {
         vessel__v1__platform__init(&plat);

@@ -1,9 +1,11 @@
 /* dns: the embedded DNS server of vessel's networks, as Docker's. On each
- * network's gateway address (UDP port 53) it answers A queries for the
- * names of the network's containers (ID, hostname, aliases) and forwards
- * every other query, unchanged but for its ID, to the upstream resolvers
- * (the host's). One thread serves every network. UDP only: a client that
- * needs TCP (a truncated forwarded answer) gets no TCP service here. */
+ * network's gateway address (port 53, UDP and TCP) it answers A queries
+ * for the names of containers (ID, hostname, aliases) and forwards every
+ * other query, unchanged but for its ID, to the upstream resolvers (the
+ * host's): UDP queries over UDP, TCP queries over TCP (so that an answer
+ * too large for UDP arrives whole). One thread serves UDP for every
+ * network; a TCP connection has a thread of its own while it lasts (at
+ * most DNS_MAX_TCP at once, each closed after DNS_TCP_IDLE_MS idle). */
 #ifndef VESSEL_SERVER_DNS_DNS_H
 #define VESSEL_SERVER_DNS_DNS_H
 
@@ -17,11 +19,15 @@
 extern "C" {
 #endif
 
-/* The address of name on the network whose gateway is `gateway`: 1 with
- * *addr set, 0 if no container there has that name. name is lower case,
- * without the final dot. Called from the server's thread. */
-typedef int (*dns_lookup_fn)(void *arg, const char *gateway, const char *name,
-                             struct in_addr *addr);
+#define DNS_MAX_TCP 64
+#define DNS_TCP_IDLE_MS 10000
+
+/* The address of name as the client at address `client` (dotted quad)
+ * asking the DNS on `gateway` sees it: 1 with *addr set, 0 if it names no
+ * container. name is lower case, without the final dot. Called from the
+ * server's threads, at once. */
+typedef int (*dns_lookup_fn)(void *arg, const char *gateway, const char *client,
+                             const char *name, struct in_addr *addr);
 
 /* What answer_local made of a query. */
 typedef enum dns_verdict {
@@ -35,7 +41,8 @@ typedef enum dns_verdict {
  * name -> no records. The answer goes to out (cap bytes, >= 512). Pure:
  * the server's core, tested on its own. */
 dns_verdict dns_answer_local(const uint8_t *q, size_t n, dns_lookup_fn lookup, void *arg,
-                             const char *gateway, uint8_t *out, size_t cap, size_t *out_len);
+                             const char *gateway, const char *client, uint8_t *out, size_t cap,
+                             size_t *out_len);
 
 typedef struct dns_server dns_server;
 
@@ -44,7 +51,8 @@ typedef struct dns_server dns_server;
 dns_server *dns_open(dns_lookup_fn lookup, void *arg, char *const *upstreams, size_t n,
                      vs_err *err);
 /* Serves the network whose gateway is ip (an address of this host) on
- * ip:port (53). Idempotent. */
+ * ip:port (53), UDP and TCP. Idempotent. dns_unlisten also ends its TCP
+ * connections. */
 int dns_listen(dns_server *s, const char *ip, int port, vs_err *err);
 void dns_unlisten(dns_server *s, const char *ip);
 /* 1 if ip is served (dns_listen succeeded for it). */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "common/vs_log.h"
@@ -39,13 +40,15 @@ int rt_agent(rt_container *c, const vrpc_method *m, const ProtobufCMessage *req,
   return rc;
 }
 
-/* A VM booted for c (not a spare) is named after c's ID: its tap "vt" + 12
- * hex digits (interface names are at most 15 bytes), its agent socket
- * under <root>/run (socket paths are at most 107 bytes). */
-static void vm_names(rt_container *c, char tap[16], char *sock, size_t n) {
-  char d[72];
+/* A VM booted for c (not a spare) is named after c's ID: its taps "vt" +
+ * 12 hex digits (and a letter past the first: interface names are at most
+ * 15 bytes), its agent socket under <root>/run (socket paths are at most
+ * 107 bytes). */
+static void vm_names(rt_container *c, char taps[VM_MAX_NICS][16], char *sock, size_t n) {
+  char d[72], stem[16];
   oci_sha256_bytes(c->id, strlen(c->id), d);
-  snprintf(tap, 16, "vt%.12s", d + 7);
+  snprintf(stem, sizeof stem, "vt%.12s", d + 7);
+  for (size_t i = 0; i < VM_MAX_NICS; i++) rt_tap_name(stem, i, taps[i]);
   snprintf(sock, n, "%s/run/%.16s.sock", c->rt->root, d + 7);
 }
 
@@ -73,16 +76,17 @@ int rt_boot(rt_container *c, const char *rootfs_src, vs_err *err) {
     shares[n_shares] = (vm_share){m->source, tags[n_shares], is_read_only(m)};
     n_shares++;
   }
-  rt_vm_kind kind = {c->vcpus, c->memory_mib, c->network[0] != 0};
+  rt_vm_kind kind = {c->vcpus, c->memory_mib, (int)c->n_nics};
   /* Not with volumes: their devices are not in a template. */
   int pooled = !c->spec->no_template && !n_shares;
   rt_pool_vm got;
   memset(&got, 0, sizeof got);
   if (rootfs_src && pooled &&
-      rt_pool_take_spare(rt, &kind, rootfs_src, root, console, c->bridge, &got)) {
+      rt_pool_take_spare(rt, &kind, rootfs_src, root, console,
+                         c->n_nics ? c->nics[0].bridge : NULL, &got)) {
     pthread_mutex_lock(&c->mu);
     c->vm = got.v;
-    snprintf(c->tap, sizeof c->tap, "%s", got.tap);
+    if (c->n_nics) snprintf(c->nics[0].tap, sizeof c->nics[0].tap, "%s", got.tap);
     snprintf(c->sock, sizeof c->sock, "%s", got.sock);
     c->from_template = 1;
     c->qemu_pid = vm_pid(got.v);
@@ -91,17 +95,19 @@ int rt_boot(rt_container *c, const char *rootfs_src, vs_err *err) {
     return 0;
   }
   if (rootfs_src && rfs_copy_writable(rootfs_src, root, err) < 0) return -1;
-  char tap[16];
-  vm_names(c, tap, c->sock, sizeof c->sock);
+  char taps[VM_MAX_NICS][16];
+  vm_nic nics[VM_MAX_NICS];
+  vm_names(c, taps, c->sock, sizeof c->sock);
   unlink(c->sock);
-  if (kind.with_nic) {
-    if (rt_tap_create(tap, c->bridge, err) < 0) return -1;
-    snprintf(c->tap, sizeof c->tap, "%s", tap);
+  for (size_t i = 0; i < c->n_nics; i++) { /* (the teardown deletes those made) */
+    if (rt_tap_create(taps[i], c->nics[i].bridge, err) < 0) return -1;
+    snprintf(c->nics[i].tap, sizeof c->nics[i].tap, "%s", taps[i]);
+    nics[i] = (vm_nic){c->nics[i].tap, c->nics[i].mac};
   }
   vm_config vc;
   rt_vm_config(rt, &vc, c->vcpus, c->memory_mib, root, c->sock, console);
-  vc.tap = kind.with_nic ? c->tap : NULL;
-  vc.mac = kind.with_nic ? c->mac : NULL;
+  vc.nics = nics;
+  vc.n_nics = c->n_nics;
   vc.shares = shares;
   vc.n_shares = n_shares;
   int restored = pooled && rt_pool_restore(rt, &kind, &vc, &got);
@@ -127,23 +133,73 @@ int rt_boot(rt_container *c, const char *rootfs_src, vs_err *err) {
   return 0;
 }
 
+static int link_rename(rt_container *c, const char *from, const char *to, vs_err *err) {
+  Vessel__V1__AgentLinkSetRequest req = VESSEL__V1__AGENT_LINK_SET_REQUEST__INIT;
+  req.name = (char *)from;
+  req.new_name = (char *)to;
+  return rt_agent(c, &vessel_v1_Agent_LinkSet, &req.base, NULL, AGENT_TIMEOUT_MS, err);
+}
+
+/* NIC i is eth<i> in the guest, as the proto says (the first is eth0): the
+ * guest's NICs, found by the MAC each booted with (the template's when
+ * restored), renamed where the kernel numbered them otherwise (they are
+ * still down). One NIC is eth0. */
+static int guest_names(rt_container *c, vs_err *err) {
+  if (c->n_nics < 2) return 0;
+  Vessel__V1__AgentListInterfacesRequest req = VESSEL__V1__AGENT_LIST_INTERFACES_REQUEST__INIT;
+  Vessel__V1__AgentListInterfacesResponse *r = NULL;
+  if (rt_agent(c, &vessel_v1_Agent_ListInterfaces, &req.base, (ProtobufCMessage **)&r,
+               AGENT_TIMEOUT_MS, err) < 0)
+    return vs_err_wrap(err, "list the guest's interfaces");
+  char names[VM_MAX_NICS][16], tmp[VM_MAX_NICS][16];
+  int rc = 0;
+  for (size_t i = 0; i < c->n_nics && rc == 0; i++) {
+    char boot_mac[18];
+    if (c->from_template) rt_template_mac(i, boot_mac);
+    else snprintf(boot_mac, sizeof boot_mac, "%s", c->nics[i].mac);
+    names[i][0] = '\0';
+    for (size_t k = 0; k < r->n_interfaces; k++)
+      if (!strcasecmp(r->interfaces[k]->mac, boot_mac))
+        snprintf(names[i], sizeof names[i], "%s", r->interfaces[k]->name);
+    if (!names[i][0])
+      rc = vs_err_set(err, VS_INTERNAL, "the guest has no interface with MAC %s (network %s)",
+                      boot_mac, c->nics[i].network);
+  }
+  vrpc_msg_free(&r->base);
+  for (size_t i = 0; i < c->n_nics && rc == 0; i++) { /* out of the way first */
+    char want[16];
+    snprintf(want, sizeof want, "eth%zu", i);
+    snprintf(tmp[i], sizeof tmp[i], "vessel%zu", i);
+    if (!strcmp(names[i], want)) tmp[i][0] = '\0'; /* right already */
+    else rc = link_rename(c, names[i], tmp[i], err);
+  }
+  for (size_t i = 0; i < c->n_nics && rc == 0; i++) {
+    snprintf(names[i], sizeof names[i], "eth%zu", i);
+    if (tmp[i][0]) rc = link_rename(c, tmp[i], names[i], err);
+  }
+  return rc < 0 ? vs_err_wrap(err, "name the guest's interfaces") : 0;
+}
+
 int rt_configure_guest(rt_container *c, vs_err *err) {
-  if (c->ip[0]) {
+  if (guest_names(c, err) < 0) return -1;
+  for (size_t i = 0; i < c->n_nics; i++) {
+    const rt_nic *n = &c->nics[i];
     Vessel__V1__NetworkInterface nif;
     vessel__v1__network_interface__init(&nif);
-    char addr[40];
-    snprintf(addr, sizeof addr, "%s/%d", c->ip, c->prefix);
+    char addr[40], eth[16];
+    snprintf(eth, sizeof eth, "eth%zu", i);
+    snprintf(addr, sizeof addr, "%s/%d", n->ip, n->prefix);
     char *addrs[1] = {addr};
-    nif.name = (char *)"eth0";
-    nif.mac = c->mac;
+    nif.name = eth;
+    nif.mac = (char *)n->mac;
     nif.addresses = addrs;
     nif.n_addresses = 1;
-    nif.gateway_v4 = c->gateway;
+    if (i == 0) nif.gateway_v4 = (char *)n->gateway; /* the default route: the first only */
     Vessel__V1__AgentConfigureInterfaceRequest req;
     vessel__v1__agent_configure_interface_request__init(&req);
     req.interface = &nif;
     if (rt_agent(c, &vessel_v1_Agent_ConfigureInterface, &req.base, NULL, AGENT_TIMEOUT_MS, err) < 0)
-      return vs_err_wrap(err, "configure eth0");
+      return vs_err_wrap(err, "configure %s (network %s)", eth, n->network);
   }
   Vessel__V1__Mount rootfs;
   vessel__v1__mount__init(&rootfs);
@@ -188,8 +244,8 @@ int rt_configure_guest(rt_container *c, vs_err *err) {
   vessel__v1__dns__init(&dns);
   dns_resolv host;
   char *nsp[3], *sp[1] = {host.search};
-  if (!c->spec->dns && c->gateway[0] && c->rt->dns && dns_serves(c->rt->dns, c->gateway)) {
-    nsp[0] = c->gateway;
+  if (!c->spec->dns && c->n_nics && c->rt->dns && dns_serves(c->rt->dns, c->nics[0].gateway)) {
+    nsp[0] = c->nics[0].gateway;
     dns.n_nameservers = 1;
   } else if (!c->spec->dns) {
     dns_resolv_conf("/etc/resolv.conf", 1, &host);
@@ -218,6 +274,10 @@ out:
  * writes; a Delete cancels it (the disk goes anyway: no need to wait). 0
  * when synced or no longer needed. */
 static int sync_guest(rt_container *c, vm *v) {
+  pthread_mutex_lock(&c->mu);
+  int discarded = c->discard_disk; /* deleted already: no call at all */
+  pthread_mutex_unlock(&c->mu);
+  if (discarded) return 0;
   vs_err e;
   vrpc_call_opts o = {5000, NULL};
   vrpc_call *call = vm_channel(v) ? vrpc_call_start(vm_channel(v), &vessel_v1_Agent_Sync, &o, &e) : NULL;
@@ -301,9 +361,9 @@ int rt_readopt_vm(rt_container *c, vs_err *err) {
   char console[4400];
   snprintf(console, sizeof console, "%s/console.log", c->dir);
   if (!c->sock[0]) { /* state of an older vesseld */
-    char tap[16];
-    vm_names(c, tap, c->sock, sizeof c->sock);
-    if (!c->tap[0] && c->network[0]) snprintf(c->tap, sizeof c->tap, "%s", tap);
+    char taps[VM_MAX_NICS][16];
+    vm_names(c, taps, c->sock, sizeof c->sock);
+    if (c->n_nics && !c->nics[0].tap[0]) snprintf(c->nics[0].tap, sizeof c->nics[0].tap, "%s", taps[0]);
   }
   vm *v = c->qemu_pid > 0 ? vm_adopt(c->qemu_pid, c->sock, console, 1, err) : NULL;
   if (!v && c->qemu_pid <= 0) vs_err_set(err, VS_NOT_FOUND, "no QEMU was recorded");
@@ -346,7 +406,7 @@ void rt_reap_orphans(rt_runtime *rt) {
     if (owned) continue;
     vs_log("vesseld", VS_LOG_INFO, "ending QEMU %d (%s): no container owns it", (int)r.pid, r.socket);
     vm_record_end(path, &r);
-    if (r.tap[0]) rt_tap_delete(r.tap);
+    for (size_t i = 0; i < r.n_taps; i++) rt_tap_delete(r.taps[i]);
   }
   if (d) closedir(d);
   rt_put_all(all, n);

@@ -55,18 +55,26 @@ static Vessel__V1__Container *describe(rt_container *c) {
   }
   if (c->spec->process) m->process = (Vessel__V1__ProcessSpec *)rt_copy_msg(&c->spec->process->base);
   if (c->spec->resources) m->resources = (Vessel__V1__Resources *)rt_copy_msg(&c->spec->resources->base);
-  if (c->network[0]) {
+  if (c->n_nics) m->networks = calloc(c->n_nics, sizeof *m->networks);
+  for (size_t i = 0; m->networks && i < c->n_nics; i++) {
+    const rt_nic *n = &c->nics[i];
     Vessel__V1__NetworkAttachment *a = malloc(sizeof *a);
     vessel__v1__network_attachment__init(a);
-    a->network = strdup(c->network);
-    a->ip_address = strdup(c->ip);
-    a->mac_address = strdup(c->mac);
-    a->interface = strdup("eth0");
-    a->gateway = strdup(c->gateway);
-    a->prefix_length = c->prefix;
-    m->networks = malloc(sizeof *m->networks);
-    m->networks[0] = a;
-    m->n_networks = 1;
+    a->network = strdup(n->network);
+    a->ip_address = strdup(n->ip);
+    a->mac_address = strdup(n->mac);
+    char eth[16];
+    snprintf(eth, sizeof eth, "eth%zu", i); /* what configure_guest makes it */
+    a->interface = strdup(eth);
+    a->gateway = strdup(n->gateway);
+    a->prefix_length = n->prefix;
+    const Vessel__V1__NetworkAttachment *asked = i < c->spec->n_networks ? c->spec->networks[i] : NULL;
+    if (asked && asked->n_aliases) {
+      a->aliases = calloc(asked->n_aliases, sizeof *a->aliases);
+      for (size_t k = 0; a->aliases && k < asked->n_aliases; k++)
+        a->aliases[a->n_aliases++] = strdup(asked->aliases[k]);
+    }
+    m->networks[m->n_networks++] = a;
   }
   if (c->n_ports) m->ports = calloc(c->n_ports, sizeof *m->ports);
   for (size_t i = 0; m->ports && i < c->n_ports; i++) {

@@ -157,26 +157,54 @@ static int bridge_once(rt_runtime *rt, const net_network *n, vs_err *err) {
   return 0;
 }
 
-/* A name of a container on the network of gateway: its ID, the first 12
- * characters of it, its hostname or an alias (case-insensitive). Only
- * containers whose VM is up answer. */
-static int dns_lookup(void *arg, const char *gateway, const char *name, struct in_addr *addr) {
+/* 1 if c (with c->mu held) answers to name: its ID, the first 12
+ * characters of it, its hostname, or an alias of its attachment i. */
+static int named(const rt_container *c, size_t i, const char *name) {
+  if (!strcasecmp(c->id, name) || (strlen(name) == 12 && !strncasecmp(c->id, name, 12)) ||
+      !strcasecmp(c->spec->hostname, name))
+    return 1;
+  const Vessel__V1__NetworkAttachment *na = i < c->spec->n_networks ? c->spec->networks[i] : NULL;
+  for (size_t k = 0; na && k < na->n_aliases; k++)
+    if (!strcasecmp(na->aliases[k], name)) return 1;
+  return 0;
+}
+
+/* Whether c (c->mu held, VM up) has a NIC on the network of gateway. */
+static const rt_nic *nic_on(const rt_container *c, const char *gateway) {
+  for (size_t i = 0; c->vm && i < c->n_nics; i++)
+    if (!strcmp(c->nics[i].gateway, gateway)) return &c->nics[i];
+  return NULL;
+}
+
+/* The address of name for the client at `client` that asked the DNS on
+ * gateway: a container (VM up) named so on a network the client's
+ * container is on (as Docker's: the networks of the one asking), the
+ * gateway's network first. A client that is no container sees the
+ * gateway's network only. */
+static int dns_lookup(void *arg, const char *gateway, const char *client, const char *name,
+                      struct in_addr *addr) {
   rt_runtime *rt = arg;
-  int found = 0;
+  char gws[VM_MAX_NICS][16];
+  size_t n_gws = 1;
+  snprintf(gws[0], sizeof gws[0], "%s", gateway);
   pthread_mutex_lock(&rt->mu);
-  for (size_t i = 0; i < rt->n && !found; i++) {
+  for (size_t i = 0; i < rt->n && n_gws == 1; i++) { /* the client's other networks */
     rt_container *c = rt->list[i];
     pthread_mutex_lock(&c->mu);
-    if (c->vm && c->ip[0] && !strcmp(c->gateway, gateway)) {
-      const Vessel__V1__NetworkAttachment *na = c->spec->n_networks ? c->spec->networks[0] : NULL;
-      found = !strcasecmp(c->id, name) || (strlen(name) == 12 && !strncasecmp(c->id, name, 12)) ||
-              !strcasecmp(c->spec->hostname, name);
-      for (size_t k = 0; na && !found && k < na->n_aliases; k++)
-        found = !strcasecmp(na->aliases[k], name);
-      if (found) found = inet_pton(AF_INET, c->ip, addr) == 1;
-    }
+    const rt_nic *mine = nic_on(c, gateway);
+    for (size_t k = 0; mine && !strcmp(mine->ip, client) && k < c->n_nics; k++)
+      if (&c->nics[k] != mine) snprintf(gws[n_gws++], sizeof gws[0], "%s", c->nics[k].gateway);
     pthread_mutex_unlock(&c->mu);
   }
+  int found = 0;
+  for (size_t g = 0; g < n_gws && !found; g++)
+    for (size_t i = 0; i < rt->n && !found; i++) {
+      rt_container *c = rt->list[i];
+      pthread_mutex_lock(&c->mu);
+      const rt_nic *nic = nic_on(c, gws[g]);
+      found = nic && named(c, (size_t)(nic - c->nics), name) && inet_pton(AF_INET, nic->ip, addr) == 1;
+      pthread_mutex_unlock(&c->mu);
+    }
   pthread_mutex_unlock(&rt->mu);
   return found;
 }
@@ -212,6 +240,11 @@ static int tap_persist(const char *name, int persist, vs_err *err) {
   }
   close(fd);
   return e;
+}
+
+void rt_tap_name(const char *stem, size_t i, char out[16]) {
+  if (i) snprintf(out, 16, "%.14s%c", stem, 'g' + (int)(i % 20));
+  else snprintf(out, 16, "%.14s", stem);
 }
 
 int rt_tap_create(const char *name, const char *bridge, vs_err *err) {
@@ -259,16 +292,18 @@ void rt_tap_delete(const char *name) {
   tap_persist(name, 0, &ignore);
 }
 
-int rt_net_setup(rt_container *c, const net_network *n, vs_err *err) {
-  if (bridge_once(c->rt, n, err) < 0) return -1;
-  snprintf(c->bridge, sizeof c->bridge, "%s", n->bridge);
+int rt_net_setup(rt_runtime *rt, rt_nic *nic, const net_network *n, vs_err *err) {
+  if (bridge_once(rt, n, err) < 0) return -1;
+  snprintf(nic->bridge, sizeof nic->bridge, "%s", n->bridge);
   return 0;
 }
 
 void rt_net_teardown(rt_container *c) {
-  if (!c->tap[0]) return;
-  rt_tap_delete(c->tap);
-  c->tap[0] = '\0';
+  for (size_t i = 0; i < c->n_nics; i++)
+    if (c->nics[i].tap[0]) {
+      rt_tap_delete(c->nics[i].tap);
+      c->nics[i].tap[0] = '\0';
+    }
 }
 
 void rt_net_remove(rt_runtime *rt, const net_network *n) {

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,6 +26,42 @@ int rt_closing(rt_runtime *rt) { return __atomic_load_n(&rt->closing, __ATOMIC_A
 void rt_default_resources(rt_runtime *rt, int64_t *milli_cpus, int64_t *memory_bytes) {
   *milli_cpus = 1000 * (int64_t)rt->cfg.vcpus;
   *memory_bytes = (int64_t)(rt->cfg.memory_mib - GUEST_MIB) << 20;
+}
+
+static int valid_mac(const char *m) {
+  unsigned b[6];
+  char end;
+  return strlen(m) == 17 &&
+         sscanf(m, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &end) == 6 &&
+         !(b[0] & 1); /* not multicast */
+}
+
+/* The attachments: a NIC each (VM_MAX_NICS at most), each network once,
+ * "none" alone, MACs well-formed and distinct. */
+static int check_networks(const Vessel__V1__ContainersCreateRequest *req, vs_err *err) {
+  size_t n = req->n_networks;
+  if (n > VM_MAX_NICS)
+    return vs_err_set(err, VS_INVALID_ARGUMENT,
+                      "networks: %zu attachments, at most %d (a NIC each)", n, VM_MAX_NICS);
+  for (size_t i = 0; i < n; i++) {
+    const Vessel__V1__NetworkAttachment *a = req->networks[i];
+    if (!*a->network)
+      return vs_err_set(err, VS_INVALID_ARGUMENT, "networks[%zu]: the network name is empty", i);
+    if (!strcmp(a->network, "none") && n > 1)
+      return vs_err_set(err, VS_INVALID_ARGUMENT,
+                        "network \"none\" (loopback only) cannot be combined with other networks");
+    if (*a->mac_address && !valid_mac(a->mac_address))
+      return vs_err_set(err, VS_INVALID_ARGUMENT,
+                        "networks[%zu].mac_address \"%.32s\": use aa:bb:cc:dd:ee:ff (unicast)", i,
+                        a->mac_address);
+    for (size_t k = 0; k < i; k++) {
+      if (!strcmp(req->networks[k]->network, a->network))
+        return vs_err_set(err, VS_INVALID_ARGUMENT, "network %.64s is named twice", a->network);
+      if (*a->mac_address && !strcasecmp(req->networks[k]->mac_address, a->mac_address))
+        return vs_err_set(err, VS_INVALID_ARGUMENT, "MAC address %s is given twice", a->mac_address);
+    }
+  }
+  return 0;
 }
 
 static int validate(const Vessel__V1__ContainersCreateRequest *req, vs_err *err) {
@@ -81,38 +118,40 @@ static int validate(const Vessel__V1__ContainersCreateRequest *req, vs_err *err)
       return vs_err_set(err, VS_INVALID_ARGUMENT,
                         "auto_remove and restart policy %s exclude each other", n);
   }
-  if (req->n_networks > 1)
-    return vs_err_set(err, VS_UNIMPLEMENTED,
-                      "ContainersCreateRequest.networks: more than one network is not supported yet");
+  if (check_networks(req, err) < 0) return -1;
   if (*req->kernel && strcmp(req->kernel, "optimized") != 0)
     return vs_err_set(err, VS_INVALID_ARGUMENT, "kernel \"%s\": this vesseld offers \"optimized\"",
                       req->kernel);
   return 0;
 }
 
-/* The network part of create: an address on the network, its bridge. */
-static int attach_network(rt_container *c, const Vessel__V1__ContainersCreateRequest *req,
-                          vs_err *err) {
+/* The network part of create: an address on each network, its bridge.
+ * (What was leased before a failure goes with release_host.) */
+static int attach_networks(rt_container *c, const Vessel__V1__ContainersCreateRequest *req,
+                           vs_err *err) {
   rt_runtime *rt = c->rt;
-  const char *netname = req->n_networks ? req->networks[0]->network : NET_DEFAULT;
-  if (!strcmp(netname, "none")) return 0;
-  net_network n;
-  net_lease lease;
-  if (net_get(rt->cfg.networks, netname, &n, err) < 0) return -1;
-  const char *want = req->n_networks ? req->networks[0]->ip_address : "";
-  int rc = net_allocate(rt->cfg.networks, netname, c->id, want, &lease, err);
-  if (rc == 0) {
-    snprintf(c->network, sizeof c->network, "%s", netname);
-    snprintf(c->ip, sizeof c->ip, "%s", lease.ip);
-    snprintf(c->mac, sizeof c->mac, "%s",
-             req->n_networks && *req->networks[0]->mac_address ? req->networks[0]->mac_address
-                                                               : lease.mac);
-    snprintf(c->gateway, sizeof c->gateway, "%s", n.gateway);
-    c->prefix = net_prefix_len(n.subnet);
-    rc = rt_net_setup(c, &n, err);
+  size_t n_att = req->n_networks ? req->n_networks : 1;
+  for (size_t i = 0; i < n_att; i++) {
+    const Vessel__V1__NetworkAttachment *a = req->n_networks ? req->networks[i] : NULL;
+    const char *netname = a ? a->network : NET_DEFAULT;
+    if (!strcmp(netname, "none")) return 0;
+    net_network n;
+    net_lease lease;
+    if (net_get(rt->cfg.networks, netname, &n, err) < 0) return -1;
+    int rc = net_allocate(rt->cfg.networks, netname, c->id, a ? a->ip_address : "", &lease, err);
+    if (rc == 0) {
+      rt_nic *nic = &c->nics[c->n_nics++];
+      snprintf(nic->network, sizeof nic->network, "%s", netname);
+      snprintf(nic->ip, sizeof nic->ip, "%s", lease.ip);
+      snprintf(nic->mac, sizeof nic->mac, "%s", a && *a->mac_address ? a->mac_address : lease.mac);
+      snprintf(nic->gateway, sizeof nic->gateway, "%s", n.gateway);
+      nic->prefix = net_prefix_len(n.subnet);
+      rc = rt_net_setup(rt, nic, &n, err);
+    }
+    net_network_free(&n);
+    if (rc < 0) return -1;
   }
-  net_network_free(&n);
-  return rc;
+  return 0;
 }
 
 /* Undoes what create and start set up on the host (not the directory). */
@@ -120,7 +159,7 @@ static void release_host(rt_container *c) {
   rt_ports_stop(c);
   rt_teardown_vm(c);
   rt_net_teardown(c);
-  if (c->network[0]) net_release(c->rt->cfg.networks, c->network, c->id, NULL);
+  for (size_t i = 0; i < c->n_nics; i++) net_release(c->rt->cfg.networks, c->nics[i].network, c->id, NULL);
   if (c->sock[0]) unlink(c->sock);
 }
 
@@ -152,7 +191,7 @@ static int create_in(rt_container *c, const Vessel__V1__ContainersCreateRequest 
   if (img_rootfs(rt->cfg.images, req->image, plat, 0, free_bytes, cached, sizeof cached, key,
                  &was_cached, err) < 0)
     return -1;
-  if (attach_network(c, req, err) < 0) return -1;
+  if (attach_networks(c, req, err) < 0) return -1;
   if (rt_boot(c, cached, err) < 0) return -1;
   /* Its QEMU and socket are on record before any slow guest work. */
   if (rt_save(c, err) < 0) return -1;
@@ -388,14 +427,16 @@ static void init_exited(rt_container *c, rt_proc *p, const rt_exit *e) {
 
 /* ---- start / stop / delete ---- */
 
-/* The bridge (and DNS) of c's network, set up if this vesseld has not yet. */
+/* The bridges (and DNS) of c's networks, set up if this vesseld has not yet. */
 static int bridge_up(rt_container *c, vs_err *err) {
-  if (!c->network[0]) return 0;
-  net_network n;
-  if (net_get(c->rt->cfg.networks, c->network, &n, err) < 0) return -1;
-  int rc = rt_net_setup(c, &n, err);
-  net_network_free(&n);
-  return rc;
+  for (size_t i = 0; i < c->n_nics; i++) {
+    net_network n;
+    if (net_get(c->rt->cfg.networks, c->nics[i].network, &n, err) < 0) return -1;
+    int rc = rt_net_setup(c->rt, &c->nics[i], &n, err);
+    net_network_free(&n);
+    if (rc < 0) return -1;
+  }
+  return 0;
 }
 
 /* A stopped container gets a fresh VM over the root disk it kept: same

@@ -294,7 +294,7 @@ int rt_ports_start(rt_container *c, vs_err *err) {
   const Vessel__V1__ContainersCreateRequest *s = c->spec;
   rt_ports *ps = c->rt->ports;
   if (!s->n_ports) return 0;
-  if (!c->ip[0])
+  if (!c->n_nics)
     return vs_err_set(err, VS_FAILED_PRECONDITION, "ports need a network (the container has none)");
   rt_port *ports = calloc(s->n_ports, sizeof *ports);
   if (!ports) return vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
@@ -302,7 +302,7 @@ int rt_ports_start(rt_container *c, vs_err *err) {
   int rc = 0;
   for (; n < s->n_ports && rc == 0; n++) {
     rt_port *p = &ports[n];
-    snprintf(p->container_ip, sizeof p->container_ip, "%s", c->ip);
+    snprintf(p->container_ip, sizeof p->container_ip, "%s", c->nics[0].ip); /* the first network's */
     p->container_port = (int)s->ports[n]->container_port;
     rc = listen_on(s->ports[n], p, err);
   }

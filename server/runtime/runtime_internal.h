@@ -68,6 +68,14 @@ struct rt_attach {
 
 typedef struct rt_container rt_container;
 typedef struct rt_proc rt_proc;
+
+/* One network attachment: a NIC of the VM on the network's bridge (through
+ * its tap) with the address leased there. The first is the guest's default
+ * route, its DNS and the target of published ports. */
+typedef struct rt_nic {
+  char network[64], ip[16], mac[18], gateway[16], tap[16], bridge[16];
+  int prefix; /* NIC i is eth<i> in the guest */
+} rt_nic;
 /* How the relay reports a process's end (from its thread; once). */
 typedef void (*rt_exit_fn)(rt_container *c, rt_proc *p, const rt_exit *e);
 
@@ -127,9 +135,9 @@ struct rt_container {
   int64_t created_ns, started_ns, finished_ns;
   rt_exit last_exit;
   int has_exit;
-  /* network */
-  char network[64], ip[16], mac[18], gateway[16], tap[16], bridge[16];
-  int prefix;
+  /* networks (none for "none") */
+  rt_nic nics[VM_MAX_NICS];
+  size_t n_nics;
   rt_port *ports;
   size_t n_ports;
   /* VM: agent calls hold vm_lock shared; tearing the VM down holds it
@@ -237,7 +245,7 @@ void rt_detach_vm(rt_container *c);
 
 /* vmpool.c: templates and warm spares, keyed by what the VM is made of. */
 typedef struct rt_vm_kind {
-  int vcpus, memory_mib, with_nic;
+  int vcpus, memory_mib, n_nics;
 } rt_vm_kind;
 /* A VM handed out by the pool: running, its agent answering, its clock and
  * entropy fresh. */
@@ -252,11 +260,14 @@ int rt_pool_open(rt_runtime *rt, vs_err *err);
 void rt_pool_close(rt_runtime *rt);
 /* A warm spare of kind k made the caller's VM: 1 with *out (rootfs_src in
  * its disk, now at root; its console log now at console; its tap, if any,
- * in bridge), or 0 when there is none (or it failed: it is gone). */
+ * in bridge), or 0 when there is none (or it failed: it is gone). Spares
+ * have at most one NIC: VMs with more restore from their template. */
 int rt_pool_take_spare(rt_runtime *rt, const rt_vm_kind *k, const char *rootfs_src,
                        const char *root, const char *console, const char *bridge,
                        rt_pool_vm *out);
-/* vc (the caller's disk, socket, tap) restored from kind k's template: 1
+/* The MAC a template's NIC i has (a restored guest's until configured). */
+void rt_template_mac(size_t i, char out[18]);
+/* vc (the caller's disk, socket, taps) restored from kind k's template: 1
  * with out->v, or 0 when the template is not built yet (its build starts)
  * or the restore failed: cold-boot then. */
 int rt_pool_restore(rt_runtime *rt, const rt_vm_kind *k, const vm_config *vc, rt_pool_vm *out);
@@ -338,11 +349,14 @@ int rt_run(vs_err *err, const char *const *argv);
 /* A persistent tap device, up, in bridge (if not NULL); attach puts an
  * existing one in bridge and up; delete removes it. */
 int rt_tap_create(const char *name, const char *bridge, vs_err *err);
+/* The name of a VM's tap for its NIC i: stem (at most 14 bytes) for the
+ * first, stem and a letter past hex digits ('h', 'i', ...) for the others. */
+void rt_tap_name(const char *stem, size_t i, char out[16]);
 int rt_tap_attach(const char *name, const char *bridge, vs_err *err);
 void rt_tap_delete(const char *name);
-/* The network's bridge, ready, in c->bridge (the VM's tap is made when it
- * boots); teardown removes the tap. */
-int rt_net_setup(rt_container *c, const net_network *n, vs_err *err);
+/* The bridge of network n, ready, in nic->bridge (the VM's tap is made
+ * when it boots); teardown removes every NIC's tap. */
+int rt_net_setup(rt_runtime *rt, rt_nic *nic, const net_network *n, vs_err *err);
 void rt_net_teardown(rt_container *c);
 /* The networks' DNS server (opened with the runtime) and its lookup. */
 int rt_dns_open(rt_runtime *rt, vs_err *err);

@@ -160,16 +160,26 @@ void rt_put_all(rt_container **all, size_t n) {
 
 int rt_save(rt_container *c, vs_err *err) {
   json_t *j = json_pack(
-      "{s:s,s:s,s:s,s:I,s:I,s:I,s:s,s:s,s:s,s:s,s:s,s:i,s:i,s:I,s:i,s:i}", "id", c->id, "state",
+      "{s:s,s:s,s:s,s:I,s:I,s:I,s:s,s:i,s:I,s:i,s:i}", "id", c->id, "state",
       rt_state_name(c->state), "image_digest", c->image_digest, "created_ns",
       (json_int_t)c->created_ns, "started_ns", (json_int_t)c->started_ns, "finished_ns",
-      (json_int_t)c->finished_ns, "network", c->network, "ip", c->ip, "mac", c->mac, "gateway",
-      c->gateway, "platform", c->platform, "prefix", c->prefix, "qemu_pid", c->qemu_pid, "boot_ms",
+      (json_int_t)c->finished_ns, "platform", c->platform, "qemu_pid", c->qemu_pid, "boot_ms",
       (json_int_t)c->boot_ms, "vcpus", c->vcpus, "memory_mib", c->memory_mib);
-  if (!j) return vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+  json_t *nics = json_array();
+  if (!j || !nics) {
+    json_decref(j);
+    json_decref(nics);
+    return vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+  }
+  for (size_t i = 0; i < c->n_nics; i++) {
+    const rt_nic *n = &c->nics[i];
+    json_array_append_new(nics, json_pack("{s:s,s:s,s:s,s:s,s:s,s:i}", "network", n->network, "ip",
+                                          n->ip, "mac", n->mac, "gateway", n->gateway, "tap",
+                                          n->tap, "prefix", n->prefix));
+  }
+  json_object_set_new(j, "networks", nics);
   json_object_set_new(j, "init_pid", json_integer(c->init.pid));
   json_object_set_new(j, "agent_socket", json_string(c->sock));
-  json_object_set_new(j, "tap", json_string(c->tap));
   json_object_set_new(j, "stop_signal", json_integer(c->stop_signal));
   json_object_set_new(j, "manual_stop", json_boolean(c->manual_stop));
   json_object_set_new(j, "restart_due", json_boolean(c->restart_due));
@@ -212,6 +222,26 @@ int rt_save_spec(rt_container *c, vs_err *err) {
 
 #define S(j, k, dst) snprintf(dst, sizeof dst, "%s", json_string_value(json_object_get(j, k)) ?: "")
 
+static void load_nic(json_t *n, rt_nic *nic) {
+  S(n, "network", nic->network);
+  S(n, "ip", nic->ip);
+  S(n, "mac", nic->mac);
+  S(n, "gateway", nic->gateway);
+  S(n, "tap", nic->tap);
+  nic->prefix = (int)json_integer_value(json_object_get(n, "prefix"));
+}
+
+/* Its attachments: "networks", or the one network an older vesseld kept
+ * at the top level. */
+static void load_nics(rt_container *c, json_t *j) {
+  json_t *a = json_object_get(j, "networks"), *n;
+  size_t i;
+  json_array_foreach(a, i, n) {
+    if (c->n_nics < VM_MAX_NICS) load_nic(n, &c->nics[c->n_nics++]);
+  }
+  if (!a && json_string_length(json_object_get(j, "network"))) load_nic(j, &c->nics[c->n_nics++]);
+}
+
 /* One container directory; NULL (logged) when it cannot be read. *live:
  * its VM may still run. */
 static rt_container *load_one(rt_runtime *rt, const char *dir, const char *id, int *live) {
@@ -239,14 +269,9 @@ static rt_container *load_one(rt_runtime *rt, const char *dir, const char *id, i
   snprintf(c->dir, sizeof c->dir, "%.4000s/%.127s", dir, id);
   c->spec = spec;
   S(j, "image_digest", c->image_digest);
-  S(j, "network", c->network);
-  S(j, "ip", c->ip);
-  S(j, "mac", c->mac);
-  S(j, "gateway", c->gateway);
   S(j, "platform", c->platform);
   S(j, "agent_socket", c->sock);
-  S(j, "tap", c->tap);
-  c->prefix = (int)json_integer_value(json_object_get(j, "prefix"));
+  load_nics(c, j);
   c->created_ns = json_integer_value(json_object_get(j, "created_ns"));
   c->started_ns = json_integer_value(json_object_get(j, "started_ns"));
   c->finished_ns = json_integer_value(json_object_get(j, "finished_ns"));

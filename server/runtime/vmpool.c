@@ -32,17 +32,20 @@
 /* Every template VM has a disk this large (sparse): the restored guest
  * keeps the capacity it saw, and containers' root filesystems fit in it. */
 #define PLACEHOLDER_BYTES (64ll << 30)
-#define TEMPLATE_MAC "02:42:00:00:00:01"
 /* Spares are made in the background, niced, so that they hardly slow the
  * containers running meanwhile (10: about a tenth of a CPU against a busy
  * one; never starved); a spare taken over gets its priority back. (Not
  * templates: a slow one means cold boots for longer.) */
 #define BACKGROUND_NICE 10
 
+void rt_template_mac(size_t i, char out[18]) {
+  snprintf(out, 18, "02:42:00:00:00:%02x", (unsigned)(i + 1) & 0xff);
+}
+
 typedef struct rt_template {
   char dir[4200], state[4300], disk[4300];
   char inputs[4096]; /* what the key hashes; kept beside the state */
-  int with_nic, memory_mib, vcpus;
+  int n_nics, memory_mib, vcpus;
 } rt_template;
 
 typedef struct rt_spare rt_spare;
@@ -106,12 +109,12 @@ static void template_paths(rt_runtime *rt, const rt_vm_kind *k, rt_template *t) 
   char shared[2600], d[72];
   shared_inputs(rt, shared, sizeof shared);
   snprintf(t->inputs, sizeof t->inputs, "%s%d|%d|%d|%s", shared, k->memory_mib, k->vcpus,
-           k->with_nic, vm_kvm_usable() ? "kvm" : "tcg");
+           k->n_nics, vm_kvm_usable() ? "kvm" : "tcg");
   oci_sha256_bytes(t->inputs, strlen(t->inputs), d);
   snprintf(t->dir, sizeof t->dir, "%s/templates/%.24s", rt->root, d + 7);
   snprintf(t->state, sizeof t->state, "%s/state", t->dir);
   snprintf(t->disk, sizeof t->disk, "%s/placeholder.img", t->dir);
-  t->with_nic = k->with_nic;
+  t->n_nics = k->n_nics;
   t->memory_mib = k->memory_mib;
   t->vcpus = k->vcpus;
 }
@@ -129,7 +132,9 @@ static void *build_main(void *arg) {
   vs_err_set(&err, VS_INTERNAL, "cannot create its disk");
   int ok = 0;
   vm *v = NULL;
-  char tmp[4400], sock[4200], qmp[4200], console[4400], tap[16] = "";
+  char tmp[4400], sock[4200], qmp[4200], console[4400], taps[VM_MAX_NICS][16], macs[VM_MAX_NICS][18];
+  vm_nic nics[VM_MAX_NICS];
+  size_t n_taps = 0;
   snprintf(tmp, sizeof tmp, "%s.tmp", t->state);
   snprintf(console, sizeof console, "%s/console.log", t->dir);
   char d[72];
@@ -142,14 +147,18 @@ static void *build_main(void *arg) {
   if (fd < 0 || ftruncate(fd, PLACEHOLDER_BYTES) < 0) goto fail;
   close(fd);
   fd = -1;
-  if (t->with_nic) { /* any tap will do: the NIC only has to exist */
-    snprintf(tap, sizeof tap, "vtt%.10s", d + 7);
-    if (rt_tap_create(tap, NULL, &err) < 0) goto fail;
+  for (; n_taps < (size_t)t->n_nics; n_taps++) { /* any taps will do: the NICs only have to exist */
+    char stem[16];
+    snprintf(stem, sizeof stem, "vtt%.10s", d + 7);
+    rt_tap_name(stem, n_taps, taps[n_taps]);
+    rt_template_mac(n_taps, macs[n_taps]);
+    nics[n_taps] = (vm_nic){taps[n_taps], macs[n_taps]};
+    if (rt_tap_create(taps[n_taps], NULL, &err) < 0) goto fail;
   }
   vm_config vc;
   rt_vm_config(rt, &vc, t->vcpus, t->memory_mib, t->disk, sock, console);
-  vc.tap = t->with_nic ? tap : NULL;
-  vc.mac = t->with_nic ? TEMPLATE_MAC : NULL;
+  vc.nics = nics;
+  vc.n_nics = n_taps;
   vc.qmp_socket = qmp;
   v = vm_start(&vc, &err);
   ok = v && vm_wait_ready(v, 60000, &err) == 0;
@@ -168,13 +177,13 @@ static void *build_main(void *arg) {
   }
   unlink(sock);
   unlink(qmp);
-  if (tap[0]) rt_tap_delete(tap);
   if (!ok) goto fail;
   goto out;
 fail:
   if (fd >= 0) close(fd);
   unlink(tmp);
 out:
+  for (size_t i = 0; i < n_taps; i++) rt_tap_delete(taps[i]);
   if (!ok) vs_log("vesseld", VS_LOG_WARN, "template %s not built: %s", t->dir, err.msg);
   pthread_mutex_lock(&rt->pool->mu);
   rt->pool->building--;
@@ -358,7 +367,7 @@ static void *spare_main(void *arg) {
     char d[72];
     oci_sha256_bytes(s->dir, strlen(s->dir), d);
     snprintf(s->sock, sizeof s->sock, "%s/run/s%.12s.sock", rt->root, d + 7);
-    if (j->t.with_nic) snprintf(s->tap, sizeof s->tap, "vs%.12s", d + 7);
+    if (j->t.n_nics) snprintf(s->tap, sizeof s->tap, "vs%.12s", d + 7);
     /* Its disk holds an empty ext4 until a container's replaces it: the
      * warm-up mounts it (the guest sees the template's disk size anyway). */
     rfs_options o;
@@ -373,8 +382,11 @@ static void *spare_main(void *arg) {
     vm_config vc;
     rt_vm_config(rt, &vc, j->t.vcpus, j->t.memory_mib, s->disk, s->sock, s->console);
     vc.incoming = j->t.state;
-    vc.tap = s->tap[0] ? s->tap : NULL;
-    vc.mac = s->tap[0] ? TEMPLATE_MAC : NULL;
+    char mac[18];
+    rt_template_mac(0, mac);
+    vm_nic nic = {s->tap, mac};
+    vc.nics = &nic;
+    vc.n_nics = s->tap[0] ? 1 : 0;
     vc.nice = BACKGROUND_NICE;
     s->v = vm_start(&vc, &err);
     /* Its first calls are the slow ones: made here, not by a container. */
@@ -403,6 +415,7 @@ static void *spare_main(void *arg) {
 /* Restores a spare of t's kind in the background unless one is there. */
 static void spare_refill(rt_runtime *rt, const rt_template *t) {
   rt_pool *pool = rt->pool;
+  if (t->n_nics > 1) return; /* rare: the spare stays as it is */
   pthread_mutex_lock(&pool->mu);
   /* The spare follows the kind of VM last started (its inputs may also
    * have changed: a new kernel or initramfs); one of another kind goes. */
@@ -473,7 +486,13 @@ int rt_pool_restore(rt_runtime *rt, const rt_vm_kind *k, const vm_config *vc, rt
   if (!template_ready(rt, &t)) return 0;
   vm_config tc = *vc;
   tc.incoming = t.state;
-  tc.mac = vc->tap ? TEMPLATE_MAC : NULL; /* the guest gets its own MAC after */
+  vm_nic nics[VM_MAX_NICS]; /* the template's MACs: the guest gets its own after */
+  char macs[VM_MAX_NICS][18];
+  for (size_t i = 0; i < vc->n_nics && i < VM_MAX_NICS; i++) {
+    rt_template_mac(i, macs[i]);
+    nics[i] = (vm_nic){vc->nics[i].tap, macs[i]};
+  }
+  tc.nics = nics;
   vs_err err;
   vm *v = vm_start(&tc, &err);
   if (v && vm_wait_ready(v, 10000, &err) == 0 && rt_guest_refresh(vm_channel(v), &err) == 0) {

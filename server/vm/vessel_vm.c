@@ -65,6 +65,7 @@ int main(int argc, char **argv) {
   vm_config c;
   memset(&c, 0, sizeof c);
   vm_disk disks[8];
+  vm_nic nics[VM_MAX_NICS];
   int timeout = 30000, detach = 0;
   const char *exec = NULL;
   for (int i = 1; i < argc; i++) {
@@ -79,8 +80,8 @@ int main(int argc, char **argv) {
     else if (OPT("--console")) c.console_log = v;
     else if (OPT("--vcpus")) c.vcpus = atoi(v);
     else if (OPT("--memory")) c.memory_mib = atoi(v);
-    else if (OPT("--tap")) c.tap = v;
-    else if (OPT("--mac")) c.mac = v;
+    else if (OPT("--tap") && c.n_nics < VM_MAX_NICS) nics[c.n_nics++] = (vm_nic){v, NULL};
+    else if (OPT("--mac") && c.n_nics) nics[c.n_nics - 1].mac = v; /* of the last --tap */
     else if (OPT("--cmdline")) c.cmdline_extra = v;
     else if (OPT("--timeout")) timeout = atoi(v);
     else if (OPT("--exec")) exec = v;
@@ -97,6 +98,7 @@ int main(int argc, char **argv) {
 #undef OPT
   }
   c.disks = disks;
+  c.nics = nics;
   vs_err err;
   int64_t t0 = now_ms();
   vm *v = vm_start(&c, &err);

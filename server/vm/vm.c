@@ -40,11 +40,13 @@ struct vm {
   char record[120]; /* its record file, "" if none */
 };
 
-/* "pid\nsocket\ntap\n", replaced atomically. */
-static int record_write(const char *path, pid_t pid, const char *sock, const char *tap,
-                        vs_err *err) {
+/* "pid\nsocket\ntap tap...\n", replaced atomically. */
+static int record_write(const char *path, pid_t pid, const vm_config *c, vs_err *err) {
   char text[300];
-  int n = snprintf(text, sizeof text, "%d\n%s\n%s\n", (int)pid, sock, tap ? tap : "");
+  int n = snprintf(text, sizeof text, "%d\n%s\n", (int)pid, c->agent_socket);
+  for (size_t i = 0; i < c->n_nics && i < VM_MAX_NICS; i++)
+    n += snprintf(text + n, sizeof text - (size_t)n, "%s%s", i ? " " : "", c->nics[i].tap);
+  n += snprintf(text + n, sizeof text - (size_t)n, "\n");
   return vs_write_atomic(path, text, (size_t)n, 0600, err);
 }
 
@@ -61,10 +63,15 @@ int vm_record_read(const char *path, vm_record *r, vs_err *err) {
   for (int i = 0; i < 3 && fgets(line[i], sizeof line[i], f); i++) line[i][strcspn(line[i], "\n")] = '\0';
   fclose(f);
   r->pid = (pid_t)atoi(line[0]);
-  if (!line[1][0] || strlen(line[1]) >= sizeof r->socket || strlen(line[2]) >= sizeof r->tap)
+  if (!line[1][0] || strlen(line[1]) >= sizeof r->socket)
     return vs_err_set(err, VS_INVALID_ARGUMENT, "%s: not a VM record", path);
   snprintf(r->socket, sizeof r->socket, "%s", line[1]);
-  snprintf(r->tap, sizeof r->tap, "%s", line[2]);
+  char *save = NULL;
+  for (char *t = strtok_r(line[2], " ", &save); t; t = strtok_r(NULL, " ", &save)) {
+    if (r->n_taps == VM_MAX_NICS || strlen(t) >= sizeof r->taps[0])
+      return vs_err_set(err, VS_INVALID_ARGUMENT, "%s: not a VM record", path);
+    snprintf(r->taps[r->n_taps++], sizeof r->taps[0], "%s", t);
+  }
   return 0;
 }
 
@@ -184,6 +191,10 @@ static char *qesc(const char *s, char *buf, size_t n) {
 }
 
 char **vm_build_argv(const vm_config *c, const char *initrd, vm_accel accel, vs_err *err) {
+  if (c->n_nics > VM_MAX_NICS) {
+    vs_err_set(err, VS_INVALID_ARGUMENT, "vm: %zu NICs, at most %d", c->n_nics, VM_MAX_NICS);
+    return NULL;
+  }
   argv_b b = {0};
   char e1[4200];
   add(&b, "%s", c->qemu ? c->qemu : "qemu-system-x86_64");
@@ -261,14 +272,14 @@ char **vm_build_argv(const vm_config *c, const char *initrd, vm_accel accel, vs_
     add(&b, "-incoming");
     add(&b, "exec:cat %s", c->incoming);
   }
-  if (c->tap) {
+  for (size_t i = 0; i < c->n_nics; i++) {
     add(&b, "-netdev");
-    add(&b, "tap,id=n0,ifname=%s,script=no,downscript=no", c->tap);
+    add(&b, "tap,id=n%zu,ifname=%s,script=no,downscript=no", i, c->nics[i].tap);
     add(&b, "-device");
-    if (c->mac)
-      add(&b, "virtio-net-device,netdev=n0,mac=%s", c->mac);
+    if (c->nics[i].mac)
+      add(&b, "virtio-net-device,netdev=n%zu,mac=%s", i, c->nics[i].mac);
     else
-      add(&b, "virtio-net-device,netdev=n0");
+      add(&b, "virtio-net-device,netdev=n%zu", i);
   }
   /* Host directories over virtio-9p (the guest mounts them by tag). */
   for (size_t i = 0; i < c->n_shares; i++) {
@@ -445,7 +456,7 @@ vm *vm_start(const vm_config *c, vs_err *err) {
   }
   if (c->record) {
     record_path(v, c->agent_socket);
-    if (record_write(v->record, 0, c->agent_socket, c->tap, err) < 0) {
+    if (record_write(v->record, 0, c, err) < 0) {
       v->record[0] = '\0';
       if (logfd >= 0) close(logfd);
       vm_argv_free(argv);
@@ -485,7 +496,7 @@ vm *vm_start(const vm_config *c, vs_err *err) {
   if (logfd >= 0) close(logfd);
   vm_argv_free(argv);
   v->pid = pid;
-  if (v->record[0] && record_write(v->record, pid, c->agent_socket, c->tap, err) < 0) {
+  if (v->record[0] && record_write(v->record, pid, c, err) < 0) {
     vm_kill(v);
     vm_free(v);
     return NULL;

@@ -49,6 +49,15 @@ typedef struct vm_share {
   int read_only;
 } vm_share;
 
+/* A virtio-net NIC on a host tap device. */
+typedef struct vm_nic {
+  const char *tap;
+  const char *mac; /* NULL = QEMU's default */
+} vm_nic;
+
+/* NICs a VM may have (a tap each; the guest names them eth0, eth1, ...). */
+#define VM_MAX_NICS 4
+
 typedef struct vm_config {
   const char *qemu;          /* NULL = "qemu-system-x86_64" from PATH */
   const char *kernel;        /* vmlinux / bzImage / vmlinuz */
@@ -64,8 +73,8 @@ typedef struct vm_config {
   const vm_share *shares;    /* host directories for 9p mounts */
   size_t n_shares;
   const char *agent_socket;  /* unix socket QEMU listens on (< 108 bytes) */
-  const char *tap;           /* tap interface for a virtio-net NIC, or NULL */
-  const char *mac;           /* its MAC, or NULL for QEMU's default */
+  const vm_nic *nics;        /* virtio-net NICs, at most VM_MAX_NICS */
+  size_t n_nics;
   const char *console_log;   /* guest serial console and QEMU's stderr */
   vm_accel accel;
   /* Snapshots: qmp_socket makes QEMU listen for QMP (vm_save needs it);
@@ -86,19 +95,19 @@ typedef struct vm_config {
 } vm_config;
 
 /* What a record file holds: the QEMU's PID (0 while it is being started),
- * its agent socket (which its command line names) and its tap ("" if
- * none). */
+ * its agent socket (which its command line names) and its taps. */
 typedef struct vm_record {
   pid_t pid;
   char socket[108];
-  char tap[16];
+  char taps[VM_MAX_NICS][16];
+  size_t n_taps;
 } vm_record;
 
 int vm_record_read(const char *path, vm_record *r, vs_err *err);
 /* Ends the QEMU a record names, if it still runs: by its PID (checked
  * against its command line through a pidfd) or, with no PID yet, by
  * finding the QEMU whose command line names the socket. Removes the
- * socket and the record file; the tap is the caller's. */
+ * socket and the record file; the taps are the caller's. */
 void vm_record_end(const char *path, const vm_record *r);
 
 typedef struct vm vm;

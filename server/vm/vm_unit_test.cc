@@ -43,8 +43,9 @@ TEST(VmArgv, MicrovmWithDisksChannelAndNic) {
   c.n_disks = 1;
   c.vcpus = 2;
   c.memory_mib = 512;
-  c.tap = "tap0";
-  c.mac = "02:00:00:00:00:01";
+  vm_nic nics[] = {{"tap0", "02:00:00:00:00:01"}, {"tap1", nullptr}};
+  c.nics = nics;
+  c.n_nics = 2;
   c.console_log = "/tmp/console.log";
   auto v = Argv(c, VM_ACCEL_TCG);
   EXPECT_EQ(v[0], "qemu-system-x86_64");
@@ -148,14 +149,16 @@ TEST(VmRecord, EndsWhatARecordNames) {
   std::string other = std::string(dir) + "/b.sock";
   pid_t q = fake_qemu(sock.c_str()), stranger = fake_qemu(other.c_str());
   FILE *f = fopen(rec.c_str(), "w");
-  fprintf(f, "0\n%s\nvtap0\n", sock.c_str());  // died between record and fork's PID
+  fprintf(f, "0\n%s\nvtap0 vtap1\n", sock.c_str());  // died between record and fork's PID
   fclose(f);
   vm_record r;
   vs_err err;
   ASSERT_EQ(vm_record_read(rec.c_str(), &r, &err), 0) << err.msg;
   EXPECT_EQ(r.pid, 0);
   EXPECT_EQ(std::string(r.socket), sock);
-  EXPECT_EQ(std::string(r.tap), "vtap0");
+  ASSERT_EQ(r.n_taps, 2u);
+  EXPECT_EQ(std::string(r.taps[0]), "vtap0");
+  EXPECT_EQ(std::string(r.taps[1]), "vtap1");
   vm_record_end(rec.c_str(), &r);
   for (int i = 0; i < 100 && alive(q); i++) usleep(10000);
   EXPECT_FALSE(alive(q));

@@ -83,6 +83,11 @@ def test_the_table_is_what_vesseld_does(tmp_path):
         s.Wait(cp.ContainersWaitRequest(container_id=ct.id), timeout=60)
         ct.start()  # from STOPPED
         s.Delete(cp.ContainersDeleteRequest(container_id=ct.id, force=True))
+        # Several networks: the guest's NICs found and named eth0, eth1.
+        c.networks.create("map-b")
+        two = c.containers.create(IMAGE, ["true"], networks=["default", "map-b"])
+        two.delete(force=True)
+        c.networks.delete("map-b")
         time.sleep(1)
     calls = traced(trace)
     for rpc, (required, optional) in sorted(rows.items()):

@@ -68,6 +68,14 @@ def test_json_inspect_and_errors(env):
     assert ctl(env, "rm", "-f", "js").returncode == 0
     r = ctl(env, "inspect", "js")
     assert r.returncode == 1 and b"no container js" in r.stderr and b"NOT_FOUND" in r.stderr
+    # --network repeated: one attachment each, in order.
+    assert ctl(env, "network", "create", "cli-b").returncode == 0
+    ctl(env, "create", "--name", "two", "--network", "cli-b", "--network", "default", "cli/bb:1", "true")
+    doc = json.loads(ctl(env, "inspect", "two").stdout)
+    assert [(n["network"], n["interface"]) for n in doc["networks"]] == \
+        [("cli-b", "eth0"), ("default", "eth1")], doc["networks"]
+    assert ctl(env, "rm", "-f", "two").returncode == 0
+    assert ctl(env, "network", "rm", "cli-b").returncode == 0
     r = ctl(env, "run", "no/such:image")
     assert r.returncode == 125 and b"no local image" in r.stderr
     r = ctl(env, "frobnicate")

@@ -205,8 +205,8 @@ type NetworkAttachment struct {
 	// IPv4 address without prefix. Request: a static address inside the
 	// network's subnet, empty = allocate. Container: the assigned address.
 	IpAddress string `protobuf:"bytes,2,opt,name=ip_address,json=ipAddress,proto3" json:"ip_address,omitempty"`
-	// MAC address "aa:bb:cc:dd:ee:ff". Request: empty = generate. Container:
-	// the assigned MAC.
+	// MAC address "aa:bb:cc:dd:ee:ff". Request: empty = generate, else a
+	// unicast MAC. Container: the assigned MAC.
 	MacAddress string `protobuf:"bytes,3,opt,name=mac_address,json=macAddress,proto3" json:"mac_address,omitempty"`
 	// Output only: interface name in the guest, e.g. "eth0".
 	Interface string `protobuf:"bytes,4,opt,name=interface,proto3" json:"interface,omitempty"`
@@ -820,18 +820,23 @@ type ContainersCreateRequest struct {
 	Resources *Resources `protobuf:"bytes,6,opt,name=resources,proto3" json:"resources,omitempty"`
 	// Host directories ("bind", read-only with option "ro") and tmpfs mounts.
 	Mounts []*Mount `protobuf:"bytes,7,rep,name=mounts,proto3" json:"mounts,omitempty"`
-	// Networks to attach to, in order (first = eth0 and default route).
-	// Empty = the "default" network.
+	// Networks to attach to, in order: a NIC on each, attachment i is eth<i>
+	// in the guest; the first has the default route, and published ports and
+	// the default resolv.conf use it. At most 4, each network once, "none"
+	// only alone, MACs distinct (else INVALID_ARGUMENT). The VM does not
+	// route between its networks. Empty = the "default" network.
 	Networks []*NetworkAttachment `protobuf:"bytes,8,rep,name=networks,proto3" json:"networks,omitempty"`
 	// Host ports to publish.
 	Ports []*PortMapping `protobuf:"bytes,9,rep,name=ports,proto3" json:"ports,omitempty"`
 	// Hostname; empty = the first 12 characters of the ID.
 	Hostname string `protobuf:"bytes,10,opt,name=hostname,proto3" json:"hostname,omitempty"`
-	// resolv.conf of the container; absent = the network's gateway, where
-	// vesseld serves DNS: the names of the network's containers (ID, its
-	// first 12 characters, hostname, aliases), other names forwarded to the
-	// host's resolvers (UDP). With network "none": the host's resolvers
-	// (loopback ones left out: a VM cannot reach the host's 127.0.0.53).
+	// resolv.conf of the container; absent = the first network's gateway,
+	// where vesseld serves DNS (UDP and TCP): the names of the containers on
+	// the asking container's networks (ID, its first 12 characters, hostname,
+	// the aliases of that attachment; the address on the shared network),
+	// other names forwarded to the host's resolvers (over UDP, or TCP for a
+	// TCP query). With network "none": the host's resolvers (loopback ones
+	// left out: a VM cannot reach the host's 127.0.0.53).
 	Dns *Dns `protobuf:"bytes,11,opt,name=dns,proto3" json:"dns,omitempty"`
 	// Extra /etc/hosts entries (after localhost and the container's own).
 	ExtraHosts []*HostsEntry `protobuf:"bytes,12,rep,name=extra_hosts,json=extraHosts,proto3" json:"extra_hosts,omitempty"`

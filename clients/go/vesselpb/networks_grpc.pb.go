@@ -37,10 +37,10 @@ const (
 // with Agent.ConfigureInterface). vesseld creates the built-in network
 // "default" at startup; it cannot be deleted. Networks are isolated from
 // each other (as Docker's are): a container reaches the containers of its
-// own network, the host and (unless internal) the outside, never a
-// container on another network; publish a port to serve across networks.
-// A container is on one network (more than one attachment in
-// ContainersCreateRequest.networks is UNIMPLEMENTED for now).
+// own networks, the host and (unless internal) the outside, never a
+// container on a network it is not on. To serve across networks, attach
+// the container to several (ContainersCreateRequest.networks: a NIC on
+// each, up to 4; it does not route between them) or publish a port.
 //
 // Status codes common to all RPCs:
 //
@@ -125,10 +125,10 @@ func (c *networksClient) Delete(ctx context.Context, in *NetworksDeleteRequest, 
 // with Agent.ConfigureInterface). vesseld creates the built-in network
 // "default" at startup; it cannot be deleted. Networks are isolated from
 // each other (as Docker's are): a container reaches the containers of its
-// own network, the host and (unless internal) the outside, never a
-// container on another network; publish a port to serve across networks.
-// A container is on one network (more than one attachment in
-// ContainersCreateRequest.networks is UNIMPLEMENTED for now).
+// own networks, the host and (unless internal) the outside, never a
+// container on a network it is not on. To serve across networks, attach
+// the container to several (ContainersCreateRequest.networks: a NIC on
+// each, up to 4; it does not route between them) or publish a port.
 //
 // Status codes common to all RPCs:
 //
