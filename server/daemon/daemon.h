@@ -49,6 +49,8 @@ void vd_emit(vd_daemon *d, int type, const char *image, const char *key, const c
 int vd_containers_register(vrpc_server *srv, vd_daemon *d, vs_err *err);
 /* Registers vessel.v1.Networks. */
 int vd_networks_register(vrpc_server *srv, vd_daemon *d, vs_err *err);
+/* Registers vessel.v1.Pods. */
+int vd_pods_register(vrpc_server *srv, vd_daemon *d, vs_err *err);
 /* Registers vessel.v1.Images. */
 int vd_images_register(vrpc_server *srv, vd_daemon *d, vs_err *err);
 

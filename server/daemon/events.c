@@ -18,6 +18,7 @@ static Vessel__V1__Event *event_msg(const evb_event *e) {
   m->process_id = strdup(e->process_id);
   m->image = strdup(e->image);
   m->network = strdup(e->network);
+  m->pod_id = strdup(e->pod_id);
   if (e->has_exit) {
     rt_exit x = {.code = e->exit_code, .signal = e->exit_signal, .oom_killed = e->oom_killed,
                  .exited_ns = e->exited_ns};

@@ -163,6 +163,7 @@ int main(int argc, char **argv) {
   const vrpc_descriptor_pool *pools[] = {&vessel_proto_pool, &grpc_proto_pool};
   if (!srv || vd_system_register(srv, &d, &err) < 0 || vd_images_register(srv, &d, &err) < 0 ||
       vd_events_register(srv, &d, &err) < 0 || vd_networks_register(srv, &d, &err) < 0 ||
+      vd_pods_register(srv, &d, &err) < 0 ||
       vd_containers_register(srv, &d, &err) < 0 ||
       vrpc_health_register(srv, &err) < 0 ||
       vrpc_reflection_register(srv, pools, 2, &err) < 0 ||

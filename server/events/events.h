@@ -31,6 +31,9 @@ enum {
   EVB_IMAGE_IMPORTED = 44,
   EVB_NETWORK_CREATED = 60,
   EVB_NETWORK_DELETED = 61,
+  EVB_POD_CREATED = 80,
+  EVB_POD_STOPPED = 81,
+  EVB_POD_DELETED = 82,
 };
 
 typedef struct evb_event {
@@ -41,6 +44,7 @@ typedef struct evb_event {
   char process_id[128];
   char image[512];
   char network[128];
+  char pod_id[128];
   int has_exit;
   int exit_code, exit_signal, oom_killed;
   int64_t exited_ns;

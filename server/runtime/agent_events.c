@@ -16,30 +16,56 @@ typedef struct relay_arg {
   vrpc_call *call;
 } relay_arg;
 
+/* The container of the VM of h an agent event is about: h itself, or
+ * (h a pod) the container of that ID in it; a reference, or NULL. */
+static rt_container *about(rt_container *h, const char *id) {
+  if (!h->is_pod) {
+    rt_ref(h);
+    return h;
+  }
+  vs_err ignore;
+  rt_container *c = *id ? rt_get(h->rt, id, &ignore) : NULL;
+  if (c && c->pod != h) {
+    rt_put(c);
+    c = NULL;
+  }
+  return c;
+}
+
 static void *events_main(void *arg) {
   relay_arg ra = *(relay_arg *)arg;
   free(arg);
-  rt_container *c = ra.c;
+  rt_container *h = ra.c;
   for (;;) {
     ProtobufCMessage *m;
     vs_err err;
     if (vrpc_recv(ra.call, &m, &err) != 1) break;
     Vessel__V1__Event *e = ((Vessel__V1__AgentEventsResponse *)m)->event;
-    if (e && e->type == VESSEL__V1__EVENT_TYPE__EVENT_TYPE_CONTAINER_OOM) {
+    rt_container *c = e && e->type == VESSEL__V1__EVENT_TYPE__EVENT_TYPE_CONTAINER_OOM
+                          ? about(h, e->container_id)
+                          : NULL;
+    if (c) {
       evb_event ev;
       memset(&ev, 0, sizeof ev);
       ev.type = EVB_CONTAINER_OOM;
       snprintf(ev.container_id, sizeof ev.container_id, "%s", c->id);
+      if (c->pod) snprintf(ev.pod_id, sizeof ev.pod_id, "%s", c->pod->id);
       snprintf(ev.process_id, sizeof ev.process_id, "%s",
                strcmp(e->process_id, c->id) ? e->process_id : "");
       evb_publish(c->rt->cfg.events, &ev);
-      pthread_mutex_lock(&c->events_mu);
+      pthread_mutex_lock(&h->events_mu);
       c->oom_seen++;
-      pthread_cond_broadcast(&c->events_cv);
-      pthread_mutex_unlock(&c->events_mu);
+      pthread_cond_broadcast(&h->events_cv);
+      pthread_mutex_unlock(&h->events_mu);
+      rt_put(c);
     }
     vrpc_msg_free(m);
   }
+  /* A pod's stream that ended while it was still wanted: its VM died. */
+  pthread_mutex_lock(&h->events_mu);
+  int lost = h->is_pod && h->events_call == ra.call && !rt_closing(h->rt);
+  pthread_mutex_unlock(&h->events_mu);
+  if (lost) rt_pod_lost(h);
   return NULL;
 }
 
@@ -87,10 +113,11 @@ void rt_agent_events_stop(rt_container *c) {
 }
 
 void rt_agent_events_wait_oom(rt_container *c, int ms) {
+  rt_container *h = rt_vm_host(c); /* whose stream relays it */
   struct timespec until = rt_deadline(ms);
-  pthread_mutex_lock(&c->events_mu);
-  while (!c->oom_seen && c->events_running &&
-         pthread_cond_timedwait(&c->events_cv, &c->events_mu, &until) == 0) {
+  pthread_mutex_lock(&h->events_mu);
+  while (!c->oom_seen && h->events_running &&
+         pthread_cond_timedwait(&h->events_cv, &h->events_mu, &until) == 0) {
   }
-  pthread_mutex_unlock(&c->events_mu);
+  pthread_mutex_unlock(&h->events_mu);
 }

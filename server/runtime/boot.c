@@ -22,10 +22,11 @@
 
 int rt_agent(rt_container *c, const vrpc_method *m, const ProtobufCMessage *req,
              ProtobufCMessage **resp, int64_t timeout_ms, vs_err *err) {
-  pthread_rwlock_rdlock(&c->vm_lock);
-  pthread_mutex_lock(&c->mu);
-  vrpc_channel *ch = c->vm ? vm_channel(c->vm) : NULL;
-  pthread_mutex_unlock(&c->mu);
+  rt_container *h = rt_vm_host(c);
+  pthread_rwlock_rdlock(&h->vm_lock);
+  pthread_mutex_lock(&h->mu);
+  vrpc_channel *ch = h->vm ? vm_channel(h->vm) : NULL;
+  pthread_mutex_unlock(&h->mu);
   int rc;
   ProtobufCMessage *r = NULL;
   if (!ch) {
@@ -34,7 +35,7 @@ int rt_agent(rt_container *c, const vrpc_method *m, const ProtobufCMessage *req,
     vrpc_call_opts o = {timeout_ms, NULL};
     rc = vrpc_unary(ch, m, req, &r, &o, err);
   }
-  pthread_rwlock_unlock(&c->vm_lock);
+  pthread_rwlock_unlock(&h->vm_lock);
   if (resp) *resp = r;
   else vrpc_msg_free(r);
   return rc;
@@ -77,8 +78,15 @@ int rt_boot(rt_container *c, const char *rootfs_src, vs_err *err) {
     n_shares++;
   }
   rt_vm_kind kind = {c->vcpus, c->memory_mib, (int)c->n_nics};
-  /* Not with volumes: their devices are not in a template. */
-  int pooled = !c->spec->no_template && !n_shares;
+  /* Not with volumes: their devices are not in a template; nor pods (their
+   * disk slots are not either). */
+  int pooled = !c->spec->no_template && !n_shares && !c->is_pod;
+  vm_disk slots[RT_MAX_SLOTS];
+  char slot_paths[RT_MAX_SLOTS][4400];
+  for (int i = 0; c->is_pod && i < c->n_slots; i++) {
+    rt_pod_slot_path(c, i, slot_paths[i]);
+    slots[i] = (vm_disk){slot_paths[i], 0};
+  }
   rt_pool_vm got;
   memset(&got, 0, sizeof got);
   if (rootfs_src && pooled &&
@@ -110,6 +118,11 @@ int rt_boot(rt_container *c, const char *rootfs_src, vs_err *err) {
   vc.n_nics = c->n_nics;
   vc.shares = shares;
   vc.n_shares = n_shares;
+  if (c->is_pod) { /* no root disk: the slots are vda, vdb, ... */
+    vc.root_disk = NULL;
+    vc.disks = slots;
+    vc.n_disks = (size_t)c->n_slots;
+  }
   int restored = pooled && rt_pool_restore(rt, &kind, &vc, &got);
   vm *v = restored ? got.v : NULL;
   /* A cold boot whose agent never answers is tried once more (under TCG
@@ -151,7 +164,7 @@ static int guest_names(rt_container *c, vs_err *err) {
   if (rt_agent(c, &vessel_v1_Agent_ListInterfaces, &req.base, (ProtobufCMessage **)&r,
                AGENT_TIMEOUT_MS, err) < 0)
     return vs_err_wrap(err, "list the guest's interfaces");
-  char names[VM_MAX_NICS][16], tmp[VM_MAX_NICS][16];
+  char names[VM_MAX_NICS][24], tmp[VM_MAX_NICS][24];
   int rc = 0;
   for (size_t i = 0; i < c->n_nics && rc == 0; i++) {
     char boot_mac[18];
@@ -167,9 +180,9 @@ static int guest_names(rt_container *c, vs_err *err) {
   }
   vrpc_msg_free(&r->base);
   for (size_t i = 0; i < c->n_nics && rc == 0; i++) { /* out of the way first */
-    char want[16];
+    char want[24];
     snprintf(want, sizeof want, "eth%zu", i);
-    snprintf(tmp[i], sizeof tmp[i], "vessel%zu", i);
+    snprintf(tmp[i], sizeof tmp[i], "vsl%zu", i);
     if (!strcmp(names[i], want)) tmp[i][0] = '\0'; /* right already */
     else rc = link_rename(c, names[i], tmp[i], err);
   }
@@ -186,7 +199,7 @@ int rt_configure_guest(rt_container *c, vs_err *err) {
     const rt_nic *n = &c->nics[i];
     Vessel__V1__NetworkInterface nif;
     vessel__v1__network_interface__init(&nif);
-    char addr[40], eth[16];
+    char addr[40], eth[24];
     snprintf(eth, sizeof eth, "eth%zu", i);
     snprintf(addr, sizeof addr, "%s/%d", n->ip, n->prefix);
     char *addrs[1] = {addr};
@@ -201,10 +214,18 @@ int rt_configure_guest(rt_container *c, vs_err *err) {
     if (rt_agent(c, &vessel_v1_Agent_ConfigureInterface, &req.base, NULL, AGENT_TIMEOUT_MS, err) < 0)
       return vs_err_wrap(err, "configure %s (network %s)", eth, n->network);
   }
+  return c->is_pod ? 0 : rt_guest_create(c, err);
+}
+
+int rt_guest_create(rt_container *c, vs_err *err) {
+  /* In a pod: its slot's disk; the pod's hostname, DNS and hosts. */
+  const Vessel__V1__ContainersCreateRequest *vs = rt_vm_host(c)->spec;
+  char dev[16] = "/dev/vda";
+  if (c->pod) rt_pod_slot_device(c->slot, dev);
   Vessel__V1__Mount rootfs;
   vessel__v1__mount__init(&rootfs);
   rootfs.type = (char *)"ext4";
-  rootfs.source = (char *)"/dev/vda";
+  rootfs.source = dev;
   static char *const ro[1] = {"ro"};
   if (c->spec->read_only_rootfs) {
     rootfs.options = (char **)ro;
@@ -237,17 +258,18 @@ int rt_configure_guest(rt_container *c, vs_err *err) {
   }
   req.mounts = gp;
   req.n_mounts = nm;
-  req.hostname = c->spec->hostname;
+  req.hostname = vs->hostname;
   /* No dns given: the network's DNS (hostnet.c), else the host's
    * resolvers a VM can reach. */
   Vessel__V1__Dns dns;
   vessel__v1__dns__init(&dns);
   dns_resolv host;
   char *nsp[3], *sp[1] = {host.search};
-  if (!c->spec->dns && c->n_nics && c->rt->dns && dns_serves(c->rt->dns, c->nics[0].gateway)) {
-    nsp[0] = c->nics[0].gateway;
+  const rt_container *h = rt_vm_host(c);
+  if (!vs->dns && h->n_nics && c->rt->dns && dns_serves(c->rt->dns, h->nics[0].gateway)) {
+    nsp[0] = (char *)h->nics[0].gateway;
     dns.n_nameservers = 1;
-  } else if (!c->spec->dns) {
+  } else if (!vs->dns) {
     dns_resolv_conf("/etc/resolv.conf", 1, &host);
     for (size_t i = 0; i < host.n_ns; i++) nsp[i] = host.ns[i];
     dns.n_nameservers = host.n_ns;
@@ -255,9 +277,9 @@ int rt_configure_guest(rt_container *c, vs_err *err) {
     dns.n_search = host.search[0] != 0;
   }
   dns.nameservers = nsp;
-  req.dns = c->spec->dns ? c->spec->dns : &dns;
-  req.hosts = c->spec->extra_hosts;
-  req.n_hosts = c->spec->n_extra_hosts;
+  req.dns = vs->dns ? vs->dns : &dns;
+  req.hosts = vs->extra_hosts;
+  req.n_hosts = vs->n_extra_hosts;
   req.resources = c->spec->resources;
   req.n_sysctls = c->spec->n_sysctls;
   req.sysctls = (Vessel__V1__AgentCreateContainerRequest__SysctlsEntry **)c->spec->sysctls;
@@ -305,8 +327,7 @@ static int sync_guest(rt_container *c, vm *v) {
   return rc;
 }
 
-/* Ends the streams on the VM's channel: the exec relays, the events relay. */
-static void end_streams(rt_container *c) {
+void rt_end_streams(rt_container *c) {
   pthread_mutex_lock(&c->mu);
   size_t n = 0;
   for (rt_proc *p = c->execs; p; p = p->next) n++;
@@ -333,7 +354,8 @@ void rt_teardown_vm(rt_container *c) {
   c->qemu_pid = 0;
   pthread_mutex_unlock(&c->mu);
   if (!v) return;
-  end_streams(c);
+  if (c->is_pod) rt_pod_end_streams(c);
+  rt_end_streams(c);
   pthread_rwlock_wrlock(&c->vm_lock); /* no agent call in flight any more */
   pthread_rwlock_unlock(&c->vm_lock);
   /* Nothing runs in the VM any more: flush the guest's writes to the root
@@ -345,8 +367,9 @@ void rt_teardown_vm(rt_container *c) {
 }
 
 void rt_detach_vm(rt_container *c) {
+  if (c->is_pod) rt_pod_end_streams(c);
   rt_proc_join(&c->init);
-  end_streams(c);
+  rt_end_streams(c);
   pthread_mutex_lock(&c->mu);
   vm *v = c->vm;
   c->vm = NULL;

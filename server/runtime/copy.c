@@ -12,10 +12,13 @@
 /* A streaming agent call on c's VM (c CREATED or RUNNING). The VM's lock
  * stays held shared until copy_end; a teardown cancels the call first. */
 static vrpc_call *copy_begin(rt_container *c, const vrpc_method *m, vs_err *err) {
-  pthread_rwlock_rdlock(&c->vm_lock);
+  rt_container *h = rt_vm_host(c);
+  pthread_rwlock_rdlock(&h->vm_lock);
+  pthread_mutex_lock(&h->mu);
+  vrpc_channel *ch = h->vm ? vm_channel(h->vm) : NULL;
+  pthread_mutex_unlock(&h->mu);
   pthread_mutex_lock(&c->mu);
   rt_state st = c->state;
-  vrpc_channel *ch = c->vm ? vm_channel(c->vm) : NULL;
   vrpc_call *call = NULL;
   vrpc_call **grown = NULL;
   if (st != RT_CREATED && st != RT_RUNNING) {
@@ -31,7 +34,7 @@ static vrpc_call *copy_begin(rt_container *c, const vrpc_method *m, vs_err *err)
     if ((call = vrpc_call_start(ch, m, NULL, err))) c->copies[c->n_copies++] = call;
   }
   pthread_mutex_unlock(&c->mu);
-  if (!call) pthread_rwlock_unlock(&c->vm_lock);
+  if (!call) pthread_rwlock_unlock(&h->vm_lock);
   return call;
 }
 
@@ -44,7 +47,7 @@ static void copy_end(rt_container *c, vrpc_call *call) {
     }
   pthread_mutex_unlock(&c->mu);
   vrpc_call_free(call);
-  pthread_rwlock_unlock(&c->vm_lock);
+  pthread_rwlock_unlock(&rt_vm_host(c)->vm_lock);
 }
 
 void rt_copies_cancel(rt_container *c) {

@@ -30,8 +30,24 @@ static Vessel__V1__ContainerState api_state(rt_state s) {
   return (Vessel__V1__ContainerState)s; /* same numbering */
 }
 
+Vessel__V1__VmInfo *rt_vm_info(rt_container *c) {
+  if (!c->vm) return NULL;
+  Vessel__V1__VmInfo *v = malloc(sizeof *v);
+  vessel__v1__vm_info__init(v);
+  v->qemu_pid = c->qemu_pid;
+  v->kernel = strdup("optimized");
+  v->kernel_path = strdup(c->rt->cfg.kernel ? c->rt->cfg.kernel : "");
+  v->boot_mode = c->from_template ? VESSEL__V1__BOOT_MODE__BOOT_MODE_TEMPLATE
+                                  : VESSEL__V1__BOOT_MODE__BOOT_MODE_COLD;
+  v->vcpus = (uint32_t)c->vcpus;
+  v->memory_bytes = (int64_t)c->memory_mib << 20;
+  v->accelerator = strdup(vm_kvm_usable() ? "kvm" : "tcg");
+  v->boot_duration_ms = c->boot_ms;
+  return v;
+}
+
 /* With c->mu held. */
-static Vessel__V1__Container *describe(rt_container *c) {
+Vessel__V1__Container *rt_describe_locked(rt_container *c) {
   Vessel__V1__Container *m = malloc(sizeof *m);
   vessel__v1__container__init(m);
   m->id = strdup(c->id);
@@ -63,7 +79,7 @@ static Vessel__V1__Container *describe(rt_container *c) {
     a->network = strdup(n->network);
     a->ip_address = strdup(n->ip);
     a->mac_address = strdup(n->mac);
-    char eth[16];
+    char eth[24];
     snprintf(eth, sizeof eth, "eth%zu", i); /* what configure_guest makes it */
     a->interface = strdup(eth);
     a->gateway = strdup(n->gateway);
@@ -95,20 +111,11 @@ static Vessel__V1__Container *describe(rt_container *c) {
   if (c->spec->n_mounts) m->mounts = calloc(c->spec->n_mounts, sizeof *m->mounts);
   for (size_t i = 0; m->mounts && i < c->spec->n_mounts; i++)
     m->mounts[m->n_mounts++] = (Vessel__V1__Mount *)rt_copy_msg(&c->spec->mounts[i]->base);
-  if (c->vm) {
-    Vessel__V1__VmInfo *v = malloc(sizeof *v);
-    vessel__v1__vm_info__init(v);
-    v->qemu_pid = c->qemu_pid;
-    v->kernel = strdup("optimized");
-    v->kernel_path = strdup(c->rt->cfg.kernel ? c->rt->cfg.kernel : "");
-    v->boot_mode = c->from_template ? VESSEL__V1__BOOT_MODE__BOOT_MODE_TEMPLATE
-                                    : VESSEL__V1__BOOT_MODE__BOOT_MODE_COLD;
-    v->vcpus = (uint32_t)c->vcpus;
-    v->memory_bytes = (int64_t)c->memory_mib << 20;
-    v->accelerator = strdup(vm_kvm_usable() ? "kvm" : "tcg");
-    v->boot_duration_ms = c->boot_ms;
-    m->vm = v;
-  }
+  m->pod_id = strdup(c->spec->pod_id);
+  rt_container *h = rt_vm_host(c); /* (a container's mu before its pod's) */
+  if (h != c) pthread_mutex_lock(&h->mu);
+  m->vm = rt_vm_info(h);
+  if (h != c) pthread_mutex_unlock(&h->mu);
   size_t ne = 0;
   for (rt_proc *p = c->execs; p; p = p->next) ne += !p->exited;
   if (ne) m->exec_ids = calloc(ne, sizeof *m->exec_ids);
@@ -116,7 +123,8 @@ static Vessel__V1__Container *describe(rt_container *c) {
     if (!p->exited) m->exec_ids[m->n_exec_ids++] = strdup(p->id);
   char rootfs[4400];
   struct stat st;
-  snprintf(rootfs, sizeof rootfs, "%s/rootfs.ext4", c->dir);
+  if (c->pod) rt_pod_slot_path(c->pod, c->slot, rootfs);
+  else snprintf(rootfs, sizeof rootfs, "%s/rootfs.ext4", c->dir);
   if (stat(rootfs, &st) == 0) m->rootfs_size_bytes = (int64_t)st.st_blocks * 512;
   return m;
 }
@@ -125,7 +133,7 @@ Vessel__V1__Container *rt_describe(rt_runtime *rt, const char *id, vs_err *err) 
   rt_container *c = rt_get(rt, id, err);
   if (!c) return NULL;
   pthread_mutex_lock(&c->mu);
-  Vessel__V1__Container *m = describe(c);
+  Vessel__V1__Container *m = rt_describe_locked(c);
   pthread_mutex_unlock(&c->mu);
   rt_put(c);
   return m;
@@ -137,8 +145,9 @@ int rt_list(rt_runtime *rt, Vessel__V1__Container ***out, size_t *n, vs_err *err
   *out = calloc(rt->n ? rt->n : 1, sizeof **out);
   for (size_t i = 0; *out && i < rt->n; i++) {
     rt_container *c = rt->list[rt->n - 1 - i]; /* newest first */
+    if (c->is_pod) continue;
     pthread_mutex_lock(&c->mu);
-    (*out)[(*n)++] = describe(c);
+    (*out)[(*n)++] = rt_describe_locked(c);
     pthread_mutex_unlock(&c->mu);
   }
   pthread_mutex_unlock(&rt->mu);

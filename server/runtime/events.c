@@ -44,7 +44,12 @@ void rt_emit(rt_container *c, int type, const char *exec_id, const rt_exit *e) {
   evb_event ev;
   memset(&ev, 0, sizeof ev);
   ev.type = type;
-  snprintf(ev.container_id, sizeof ev.container_id, "%s", c->id);
+  if (c->is_pod) {
+    snprintf(ev.pod_id, sizeof ev.pod_id, "%s", c->id);
+  } else {
+    snprintf(ev.container_id, sizeof ev.container_id, "%s", c->id);
+    if (c->pod) snprintf(ev.pod_id, sizeof ev.pod_id, "%s", c->pod->id);
+  }
   snprintf(ev.process_id, sizeof ev.process_id, "%s", exec_id ? exec_id : "");
   if (type == EVB_CONTAINER_CREATED && c->spec)
     snprintf(ev.image, sizeof ev.image, "%s", c->spec->image);
@@ -55,6 +60,10 @@ void rt_emit(rt_container *c, int type, const char *exec_id, const rt_exit *e) {
     ev.oom_killed = e->oom_killed;
     ev.exited_ns = e->exited_ns;
     snprintf(ev.reason, sizeof ev.reason, "%s", e->reason);
+    if (c->is_pod) { /* a pod's stop has a reason, not an exit */
+      ev.has_exit = 0;
+      snprintf(ev.attrs, sizeof ev.attrs, "reason=%s\n", e->reason);
+    }
   }
   evb_publish(c->rt->cfg.events, &ev);
 }

@@ -64,6 +64,37 @@ static int check_networks(const Vessel__V1__ContainersCreateRequest *req, vs_err
   return 0;
 }
 
+int rt_check_vm_spec(const Vessel__V1__ContainersCreateRequest *req, vs_err *err) {
+  for (size_t i = 0; i < req->n_ports; i++) {
+    const Vessel__V1__PortMapping *m = req->ports[i];
+    if (m->protocol == VESSEL__V1__PORT_PROTOCOL__PORT_PROTOCOL_UDP)
+      return vs_err_set(err, VS_UNIMPLEMENTED,
+                        "PortMapping.protocol: UDP port publishing is not supported yet");
+    if (!m->container_port || m->container_port > 65535 || m->host_port > 65535)
+      return vs_err_set(err, VS_INVALID_ARGUMENT, "port mapping %u->%u: ports are 1..65535",
+                        m->host_port, m->container_port);
+  }
+  return check_networks(req, err);
+}
+
+/* What is the pod's is not a container's in it. */
+static int check_in_pod(const Vessel__V1__ContainersCreateRequest *req, vs_err *err) {
+  const char *f = req->n_networks      ? "networks"
+                  : req->n_ports       ? "ports"
+                  : *req->hostname     ? "hostname"
+                  : req->dns           ? "dns"
+                  : req->n_extra_hosts ? "extra_hosts"
+                  : *req->kernel       ? "kernel"
+                  : req->no_template   ? "no_template"
+                                       : NULL;
+  for (size_t i = 0; !f && i < req->n_mounts; i++)
+    if (strcmp(req->mounts[i]->type, "tmpfs") != 0) f = "mounts (host directories)";
+  if (f)
+    return vs_err_set(err, VS_INVALID_ARGUMENT,
+                      "%s is the pod's: not set on a container in pod %.64s", f, req->pod_id);
+  return 0;
+}
+
 static int validate(const Vessel__V1__ContainersCreateRequest *req, vs_err *err) {
   if (!*req->image) return vs_err_set(err, VS_INVALID_ARGUMENT, "create needs an image");
   if (*req->id && !rt_valid_id(req->id))
@@ -94,15 +125,7 @@ static int validate(const Vessel__V1__ContainersCreateRequest *req, vs_err *err)
                         m->destination, m->type);
     }
   }
-  for (size_t i = 0; i < req->n_ports; i++) {
-    const Vessel__V1__PortMapping *m = req->ports[i];
-    if (m->protocol == VESSEL__V1__PORT_PROTOCOL__PORT_PROTOCOL_UDP)
-      return vs_err_set(err, VS_UNIMPLEMENTED,
-                        "PortMapping.protocol: UDP port publishing is not supported yet");
-    if (!m->container_port || m->container_port > 65535 || m->host_port > 65535)
-      return vs_err_set(err, VS_INVALID_ARGUMENT, "port mapping %u->%u: ports are 1..65535",
-                        m->host_port, m->container_port);
-  }
+  if (rt_check_vm_spec(req, err) < 0) return -1;
   const Vessel__V1__RestartPolicy *rp = req->restart_policy;
   if (rp) {
     const char *n = rp->name;
@@ -118,16 +141,14 @@ static int validate(const Vessel__V1__ContainersCreateRequest *req, vs_err *err)
       return vs_err_set(err, VS_INVALID_ARGUMENT,
                         "auto_remove and restart policy %s exclude each other", n);
   }
-  if (check_networks(req, err) < 0) return -1;
+  if (*req->pod_id) return check_in_pod(req, err);
   if (*req->kernel && strcmp(req->kernel, "optimized") != 0)
     return vs_err_set(err, VS_INVALID_ARGUMENT, "kernel \"%s\": this vesseld offers \"optimized\"",
                       req->kernel);
   return 0;
 }
 
-/* The network part of create: an address on each network, its bridge.
- * (What was leased before a failure goes with release_host.) */
-static int attach_networks(rt_container *c, const Vessel__V1__ContainersCreateRequest *req,
+int rt_attach_networks(rt_container *c, const Vessel__V1__ContainersCreateRequest *req,
                            vs_err *err) {
   rt_runtime *rt = c->rt;
   size_t n_att = req->n_networks ? req->n_networks : 1;
@@ -154,8 +175,11 @@ static int attach_networks(rt_container *c, const Vessel__V1__ContainersCreateRe
   return 0;
 }
 
-/* Undoes what create and start set up on the host (not the directory). */
-static void release_host(rt_container *c) {
+void rt_release_host(rt_container *c) {
+  if (c->pod) { /* the pod's VM and networks stay */
+    rt_pod_leave(c);
+    return;
+  }
   rt_ports_stop(c);
   rt_teardown_vm(c);
   rt_net_teardown(c);
@@ -166,6 +190,7 @@ static void release_host(rt_container *c) {
 static int create_in(rt_container *c, const Vessel__V1__ContainersCreateRequest *req,
                      const oci_platform *plat, img_info *info, vs_err *err) {
   rt_runtime *rt = c->rt;
+  if (*req->pod_id && rt_pod_join(c, err) < 0) return -1;
   char hostname[64];
   snprintf(hostname, sizeof hostname, "%.12s", c->id);
   if (!*c->spec->hostname) rt_set_str(&c->spec->hostname, hostname);
@@ -191,7 +216,10 @@ static int create_in(rt_container *c, const Vessel__V1__ContainersCreateRequest 
   if (img_rootfs(rt->cfg.images, req->image, plat, 0, free_bytes, cached, sizeof cached, key,
                  &was_cached, err) < 0)
     return -1;
-  if (attach_networks(c, req, err) < 0) return -1;
+  if (c->pod) /* its slot of the running pod's VM, then the guest's container */
+    return rt_pod_fill_slot(c, cached, err) < 0 || rt_save(c, err) < 0 ? -1
+                                                                       : rt_guest_create(c, err);
+  if (rt_attach_networks(c, req, err) < 0) return -1;
   if (rt_boot(c, cached, err) < 0) return -1;
   /* Its QEMU and socket are on record before any slow guest work. */
   if (rt_save(c, err) < 0) return -1;
@@ -242,7 +270,7 @@ int rt_create(rt_runtime *rt, const Vessel__V1__ContainersCreateRequest *req, ch
   int rc = create_in(c, req, &plat, &info, err);
   img_info_free(&info);
   if (rc < 0) {
-    release_host(c);
+    rt_release_host(c);
     pthread_mutex_lock(&c->mu);
     c->deleted = 1;
     pthread_mutex_unlock(&c->mu);
@@ -290,7 +318,7 @@ static void restart_if_due(rt_container *c);
 /* Background work of a container (auto_remove, policy restarts) runs on
  * threads of its own (the relay that saw the exit must not join itself),
  * counted in rt->bg: rt_close waits for them. */
-static int bg_start(rt_container *c, void *(*fn)(void *)) {
+int rt_bg_start(rt_container *c, void *(*fn)(void *)) {
   rt_runtime *rt = c->rt;
   rt_ref(c);
   pthread_mutex_lock(&rt->mu);
@@ -305,7 +333,7 @@ static int bg_start(rt_container *c, void *(*fn)(void *)) {
   return -1;
 }
 
-static void bg_end(rt_container *c) {
+void rt_bg_end(rt_container *c) {
   rt_runtime *rt = c->rt;
   rt_put(c);
   pthread_mutex_lock(&rt->mu);
@@ -320,12 +348,12 @@ static void *auto_remove_main(void *arg) {
   vs_err err;
   if (delete_in(c, 1, &err) < 0 && err.code != VS_NOT_FOUND) /* (a Stop deleted it first) */
     vs_log("vesseld", VS_LOG_WARN, "container %s: auto_remove failed: %s", c->id, err.msg);
-  bg_end(c);
+  rt_bg_end(c);
   return NULL;
 }
 
 static void auto_remove(rt_container *c) {
-  if (c->spec->auto_remove && !rt_closing(c->rt)) bg_start(c, auto_remove_main);
+  if (c->spec->auto_remove && !rt_closing(c->rt)) rt_bg_start(c, auto_remove_main);
 }
 
 /* ---- restart policies ---- */
@@ -378,7 +406,7 @@ static void *restart_main(void *arg) {
   } else {
     pthread_mutex_unlock(&c->op);
   }
-  bg_end(c);
+  rt_bg_end(c);
   return NULL;
 }
 
@@ -399,7 +427,7 @@ static void restart_if_due(rt_container *c) {
   pthread_mutex_lock(&c->mu);
   int due = note_restart_locked(c);
   pthread_mutex_unlock(&c->mu);
-  if (due) bg_start(c, restart_main);
+  if (due) rt_bg_start(c, restart_main);
 }
 
 /* The relay's report of init's end: the container is stopped before any
@@ -439,9 +467,36 @@ static int bridge_up(rt_container *c, vs_err *err) {
   return 0;
 }
 
+/* A stopped container in a pod is created again in the pod's VM over its
+ * slot's disk: same ID and logs; CREATED again. */
+static int recreate_in_pod(rt_container *c, vs_err *err) {
+  rt_container *pod = c->pod;
+  pthread_mutex_lock(&pod->mu);
+  int up = pod->vm != NULL;
+  pthread_mutex_unlock(&pod->mu);
+  if (!up)
+    return vs_err_set(err, VS_FAILED_PRECONDITION, "container %s: its pod %s is stopped", c->id,
+                      pod->id);
+  Vessel__V1__AgentDeleteContainerRequest del = VESSEL__V1__AGENT_DELETE_CONTAINER_REQUEST__INIT;
+  del.container_id = c->id;
+  del.force = 1;
+  vs_err ignore; /* (gone already, e.g. after a vesseld restart) */
+  rt_agent(c, &vessel_v1_Agent_DeleteContainer, &del.base, NULL, AGENT_TIMEOUT_MS, &ignore);
+  rt_proc_reset(c, &c->init);
+  pthread_mutex_lock(&pod->events_mu);
+  c->oom_seen = 0;
+  pthread_mutex_unlock(&pod->events_mu);
+  if (rt_guest_create(c, err) < 0) return -1;
+  pthread_mutex_lock(&c->mu);
+  c->state = RT_CREATED;
+  pthread_mutex_unlock(&c->mu);
+  return 0;
+}
+
 /* A stopped container gets a fresh VM over the root disk it kept: same
  * ID, address, logs; CREATED again. */
 static int reboot_in(rt_container *c, vs_err *err) {
+  if (c->pod) return recreate_in_pod(c, err);
   char root[4400];
   snprintf(root, sizeof root, "%s/rootfs.ext4", c->dir);
   if (access(root, F_OK) < 0)
@@ -483,6 +538,9 @@ static int start_in(rt_container *c, int by_policy, vs_err *err) {
     return vs_err_set(err, VS_FAILED_PRECONDITION,
                       "container %s is %s; only a created or stopped container starts", c->id,
                       rt_state_name(st));
+  if (*c->spec->pod_id && !c->pod)
+    return vs_err_set(err, VS_FAILED_PRECONDITION, "container %s: its pod %s is gone", c->id,
+                      c->spec->pod_id);
   if (st == RT_STOPPED && reboot_in(c, err) < 0) return -1;
   pthread_mutex_lock(&c->mu);
   c->starting = 1;
@@ -648,7 +706,7 @@ static int delete_in(rt_container *c, int force, vs_err *err) {
     c->deleted = 1;
     pthread_mutex_unlock(&c->mu);
     rt_list_remove(c->rt, c);
-    release_host(c);
+    rt_release_host(c);
     /* Its log goes now, not when the last attacher lets go. */
     pthread_mutex_lock(&c->init.out_mu);
     c->init.log = NULL;
@@ -685,19 +743,30 @@ static void mark_lost(rt_container *c, const char *why) {
   rt_save_or_log(c);
   rt_exit e = c->last_exit;
   pthread_mutex_unlock(&c->mu);
-  rt_emit(c, EVB_CONTAINER_EXITED, NULL, &e);
+  rt_emit(c, c->is_pod ? EVB_POD_STOPPED : EVB_CONTAINER_EXITED, NULL, &e);
 }
 
 /* A VM that outlived the previous vesseld: its agent connected again and
  * init's output relayed again. One whose QEMU is gone becomes stopped. */
 static void readopt(rt_container *c) {
   vs_err err;
-  if (rt_readopt_vm(c, &err) < 0) {
+  if (*c->spec->pod_id) { /* its pod's VM, re-adopted first */
+    int up = 0;
+    if (c->pod) {
+      pthread_mutex_lock(&c->pod->mu);
+      up = c->pod->vm != NULL;
+      pthread_mutex_unlock(&c->pod->mu);
+    }
+    if (!up) {
+      mark_lost(c, "its pod's VM died while vesseld was not running");
+      return;
+    }
+  } else if (rt_readopt_vm(c, &err) < 0) {
     vs_log("vesseld", VS_LOG_WARN, "container %s: VM not re-adopted: %s", c->id, err.msg);
     mark_lost(c, "the VM died while vesseld was not running");
     return;
   }
-  if (c->state == RT_RUNNING) {
+  if (c->state == RT_RUNNING && !c->is_pod) {
     c->init.started = 1;
     if (rt_proc_open_stdio(c, &c->init, init_exited, &err) < 0) {
       rt_teardown_vm(c);
@@ -705,6 +774,7 @@ static void readopt(rt_container *c) {
       return;
     }
   }
+  if (c->pod) return;
   if (bridge_up(c, &err) < 0 || rt_agent_events_start(c, &err) < 0 || rt_ports_start(c, &err) < 0)
     vs_log("vesseld", VS_LOG_WARN, "container %s after restart: %s", c->id, err.msg);
 }
@@ -725,7 +795,7 @@ static void resume_restarts(rt_runtime *rt) {
     }
     int due = c->state == RT_STOPPED && c->restart_due;
     pthread_mutex_unlock(&c->mu);
-    if (due) bg_start(c, restart_main);
+    if (due) rt_bg_start(c, restart_main);
   }
   rt_put_all(all, n);
 }
@@ -759,7 +829,17 @@ rt_runtime *rt_open(const rt_config *cfg, vs_err *err) {
     rt_close(rt);
     return NULL;
   }
-  for (size_t i = 0; i < n_again; i++) readopt(again[i]);
+  /* Containers in pods find their pods; pods are re-adopted first. */
+  size_t n_all;
+  rt_container **all = rt_get_all(rt, &n_all);
+  for (size_t i = 0; i < n_all; i++)
+    if (*all[i]->spec->pod_id && rt_pod_relink(all[i]) < 0)
+      vs_log("vesseld", VS_LOG_WARN, "container %s: its pod %s is gone", all[i]->id,
+             all[i]->spec->pod_id);
+  rt_put_all(all, n_all);
+  for (int pods = 1; pods >= 0; pods--)
+    for (size_t i = 0; i < n_again; i++)
+      if (again[i]->is_pod == pods) readopt(again[i]);
   rt_put_all(again, n_again);
   resume_restarts(rt);
   /* Every QEMU on record is a container's by now, or nobody's: ended. */
@@ -827,6 +907,7 @@ void rt_counts(rt_runtime *rt, uint32_t *total, uint32_t *running, uint32_t *cre
   *total = *running = *created = *stopped = 0;
   pthread_mutex_lock(&rt->mu);
   for (size_t i = 0; i < rt->n; i++) {
+    if (rt->list[i]->is_pod) continue;
     pthread_mutex_lock(&rt->list[i]->mu);
     rt_state s = rt->list[i]->state;
     pthread_mutex_unlock(&rt->list[i]->mu);

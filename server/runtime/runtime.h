@@ -14,6 +14,7 @@
 #include "server/images/images.h"
 #include "server/net/net.h"
 #include "vessel/v1/containers.pb-c.h"
+#include "vessel/v1/pods.pb-c.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -126,6 +127,20 @@ void rt_default_resources(rt_runtime *rt, int64_t *milli_cpus, int64_t *memory_b
 /* Counts for System.Info. */
 void rt_counts(rt_runtime *rt, uint32_t *total, uint32_t *running, uint32_t *created,
                uint32_t *stopped);
+
+/* ---- pods (several containers in one VM; see proto/vessel/v1/pods.proto) ---- */
+
+/* Boots the pod's VM with its networks, ports and empty disk slots; RUNNING
+ * when it returns. Containers join it with ContainersCreateRequest.pod_id. */
+int rt_pod_create(rt_runtime *rt, const Vessel__V1__PodsCreateRequest *req, char id_out[128],
+                  vs_err *err);
+Vessel__V1__Pod *rt_pod_describe(rt_runtime *rt, const char *id, vs_err *err);
+/* All pods, newest first; free each with protobuf_c_message_free_unpacked. */
+int rt_pod_list(rt_runtime *rt, Vessel__V1__Pod ***out, size_t *n, vs_err *err);
+/* Stops its containers (as rt_stop), then ends the VM. */
+int rt_pod_stop(rt_runtime *rt, const char *id, int sig, int64_t timeout_ms, vs_err *err);
+/* Deletes it (and, with force, its containers). */
+int rt_pod_delete(rt_runtime *rt, const char *id, int force, vs_err *err);
 
 /* ---- attach ---- */
 

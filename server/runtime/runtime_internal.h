@@ -18,9 +18,11 @@
  *   ports.c      published ports (one poller for all)
  *   hostnet.c    bridges and taps;  agent_events.c  the guest's OOM events
  *   describe.c   the API's view;    spec.c  process specs
+ *   pod.c        pods: a VM (an rt_container with is_pod) holding several
+ *                containers, each on a disk slot of it
  *
  * Lock order (take left before right, never the other way):
- *   c->op  >  c->vm_lock  >  rt->mu  >  p->out_mu  >  c->mu  >
+ *   pod->op  >  c->op  >  c->vm_lock  >  rt->mu  >  p->out_mu  >  c->mu  >
  *   p->stdio_mu, c->events_mu, the pool's and the ports' own locks
  * c->mu guards the container's state, its process list and every field of
  * its processes but their output (p->out_mu: log, kept output, attachers).
@@ -35,6 +37,7 @@
 #include "server/logs/logs.h"
 #include "server/runtime/runtime.h"
 #include "server/vm/vm.h"
+#include "vessel/v1/pods.pb-c.h"
 
 typedef enum rt_state {
   RT_CREATING = 1,
@@ -68,6 +71,9 @@ struct rt_attach {
 
 typedef struct rt_container rt_container;
 typedef struct rt_proc rt_proc;
+
+/* Disk slots a pod may have. */
+#define RT_MAX_SLOTS 16
 
 /* One network attachment: a NIC of the VM on the network's bridge (through
  * its tap) with the address leased there. The first is the guest's default
@@ -161,6 +167,16 @@ struct rt_container {
   pthread_t events_thread;
   int events_running;
   int vcpus, memory_mib;
+  /* Pods (pod.c). A pod is an rt_container with is_pod: its VM, networks
+   * and ports, no image and no init. A container in a pod holds a
+   * reference to it in pod, has no VM of its own (rt_vm_host) and runs on
+   * disk slot `slot` of it. */
+  int is_pod;
+  struct rt_container *pod;
+  int slot;
+  Vessel__V1__PodsCreateRequest *pod_spec; /* a pod's, as created */
+  int n_slots;                             /* a pod's disk slots */
+  char slot_owner[RT_MAX_SLOTS][128];      /* under mu: "" = free */
   rt_proc init;
   rt_proc *execs;
   lg_writer *logs;
@@ -198,10 +214,16 @@ struct timespec rt_deadline(int64_t ms);
 /* Runs fn(arg) on a detached thread; -1 if none could be made. */
 int rt_spawn_detached(void *(*fn)(void *), void *arg);
 
+/* The container whose VM c's processes run in: its pod, or c itself. */
+static inline rt_container *rt_vm_host(rt_container *c) { return c->pod ? c->pod : c; }
+
 /* state.c */
 rt_container *rt_container_new(rt_runtime *rt);
-/* A reference to the container id (or an unambiguous prefix of it). */
+/* A reference to the container id (or an unambiguous prefix of it); not
+ * a pod (NOT_FOUND). */
 rt_container *rt_get(rt_runtime *rt, const char *id, vs_err *err);
+/* The same for a pod. */
+rt_container *rt_get_pod(rt_runtime *rt, const char *id, vs_err *err);
 void rt_ref(rt_container *c);
 /* Drops a reference; the last one frees everything c holds. */
 void rt_put(rt_container *c);
@@ -229,8 +251,14 @@ int rt_load(rt_runtime *rt, rt_container ***readopt, size_t *n_readopt, vs_err *
 /* The VM of c with rootfs_src copied as its root disk (NULL: the disk a
  * stopped c kept): a warm spare, a template restore or a cold boot. */
 int rt_boot(rt_container *c, const char *rootfs_src, vs_err *err);
-/* The guest side of a booted VM: eth0 and the container itself. */
+/* The guest side of a booted VM: its NICs, and the container itself
+ * (none for a pod). */
 int rt_configure_guest(rt_container *c, vs_err *err);
+/* The container created in the guest (of its pod, over its slot, for a
+ * container in a pod). */
+int rt_guest_create(rt_container *c, vs_err *err);
+/* Ends c's streams on its VM's channel: exec relays, events, copies. */
+void rt_end_streams(rt_container *c);
 int rt_agent(rt_container *c, const vrpc_method *m, const ProtobufCMessage *req,
              ProtobufCMessage **resp, int64_t timeout_ms, vs_err *err);
 /* Shuts the VM down (once, whoever calls first) after ending the exec
@@ -290,6 +318,52 @@ rt_proc *rt_proc_of(rt_container *c, const char *exec_id, vs_err *err);
 /* console.c: starts / stops the console log keeper. */
 int rt_console_open(rt_runtime *rt, vs_err *err);
 void rt_console_close(rt_runtime *rt);
+
+/* lifecycle.c, shared with pod.c */
+/* Background work of a container on a thread of its own (it holds a
+ * reference, rt_close waits for it); fn ends with rt_bg_end(c). */
+int rt_bg_start(rt_container *c, void *(*fn)(void *));
+void rt_bg_end(rt_container *c);
+/* Ports and networks of a VM's spec checked. */
+int rt_check_vm_spec(const Vessel__V1__ContainersCreateRequest *req, vs_err *err);
+/* The network part of create: an address on each network, its bridge.
+ * (What was leased before a failure goes with rt_release_host.) */
+int rt_attach_networks(rt_container *c, const Vessel__V1__ContainersCreateRequest *req,
+                       vs_err *err);
+/* Undoes what create and start set up on the host (not the directory):
+ * ports, VM, taps, leases; for a container in a pod, rt_pod_leave. */
+void rt_release_host(rt_container *c);
+
+/* describe.c */
+/* The API's view of c (c->mu held; its pod's taken for the VM). */
+Vessel__V1__Container *rt_describe_locked(rt_container *c);
+/* The VM of c (its mu held), NULL if none runs. */
+Vessel__V1__VmInfo *rt_vm_info(rt_container *c);
+
+/* pod.c */
+/* c (being created, pod_id in its spec) joins the pod: a reference in
+ * c->pod and a free disk slot claimed in c->slot. NOT_FOUND,
+ * FAILED_PRECONDITION (not running), RESOURCE_EXHAUSTED (no slot). */
+int rt_pod_join(rt_container *c, vs_err *err);
+/* Its slot's disk holds rootfs_src from now (the slot is unused in the
+ * guest: written in place, the guest drops cached blocks at its mount). */
+int rt_pod_fill_slot(rt_container *c, const char *rootfs_src, vs_err *err);
+/* c leaves its pod: deleted in the guest (if the VM runs), its slot freed
+ * (its disk emptied), the reference dropped. */
+void rt_pod_leave(rt_container *c);
+/* A pod whose VM died: its containers stopped, the pod STOPPED with the
+ * reason (in the background: called from the VM's relay). */
+void rt_pod_lost(rt_container *pod);
+/* Ends the streams of the pod's containers on its VM's channel (their
+ * inits' relays too), before the VM goes or is left. */
+void rt_pod_end_streams(rt_container *pod);
+/* The host file of a pod's slot i (out: 4400 bytes). */
+void rt_pod_slot_path(rt_container *pod, int i, char *out);
+/* The guest device of slot i. */
+void rt_pod_slot_device(int i, char out[16]);
+/* A container in a pod, after a vesseld restart: c->pod set from its
+ * pod_id; 0 if the pod is there. */
+int rt_pod_relink(rt_container *c);
 
 /* copy.c: cancels the copies in flight (before the VM goes). */
 void rt_copies_cancel(rt_container *c);

@@ -48,6 +48,7 @@ rt_container *rt_container_new(rt_runtime *rt) {
   pthread_mutex_init(&c->events_mu, NULL);
   pthread_cond_init(&c->events_cv, NULL);
   rt_proc_init(&c->init, "");
+  c->slot = -1;
   return c;
 }
 
@@ -65,6 +66,8 @@ static void container_free(rt_container *c) {
   free(c->ports);
   free(c->copies);
   if (c->spec) protobuf_c_message_free_unpacked(&c->spec->base, NULL);
+  if (c->pod_spec) protobuf_c_message_free_unpacked(&c->pod_spec->base, NULL);
+  rt_put(c->pod); /* its container's reference */
   pthread_mutex_destroy(&c->mu);
   pthread_mutex_destroy(&c->op);
   pthread_rwlock_destroy(&c->vm_lock);
@@ -87,35 +90,41 @@ void rt_put(rt_container *c) {
   if (last) container_free(c);
 }
 
-rt_container *rt_get(rt_runtime *rt, const char *id, vs_err *err) {
+/* A container (pod = 0) or a pod (1) by ID or unambiguous prefix. */
+static rt_container *get(rt_runtime *rt, const char *id, int pod, vs_err *err) {
+  const char *what = pod ? "pod" : "container";
   size_t len = strlen(id);
   pthread_mutex_lock(&rt->mu);
   rt_container *found = NULL;
   for (size_t i = 0; i < rt->n && !found; i++)
-    if (!strcmp(rt->list[i]->id, id)) found = rt->list[i];
-  /* An unambiguous ID prefix names a container too (like docker). */
+    if (rt->list[i]->is_pod == pod && !strcmp(rt->list[i]->id, id)) found = rt->list[i];
+  /* An unambiguous ID prefix names one too (like docker). */
   for (size_t i = 0; i < rt->n && !found && len >= 4; i++)
-    if (!strncmp(rt->list[i]->id, id, len)) {
+    if (rt->list[i]->is_pod == pod && !strncmp(rt->list[i]->id, id, len)) {
       for (size_t k = i + 1; k < rt->n; k++)
-        if (!strncmp(rt->list[k]->id, id, len)) {
+        if (rt->list[k]->is_pod == pod && !strncmp(rt->list[k]->id, id, len)) {
           pthread_mutex_unlock(&rt->mu);
-          vs_err_set(err, VS_FAILED_PRECONDITION, "container ID prefix %s is ambiguous", id);
+          vs_err_set(err, VS_FAILED_PRECONDITION, "%s ID prefix %s is ambiguous", what, id);
           return NULL;
         }
       found = rt->list[i];
     }
   if (found) found->refs++;
   pthread_mutex_unlock(&rt->mu);
-  if (!found) vs_err_set(err, VS_NOT_FOUND, "no container %s", id);
+  if (!found) vs_err_set(err, VS_NOT_FOUND, "no %s %s", what, id);
   return found;
 }
+
+rt_container *rt_get(rt_runtime *rt, const char *id, vs_err *err) { return get(rt, id, 0, err); }
+rt_container *rt_get_pod(rt_runtime *rt, const char *id, vs_err *err) { return get(rt, id, 1, err); }
 
 int rt_list_add(rt_runtime *rt, rt_container *c, vs_err *err) {
   pthread_mutex_lock(&rt->mu);
   for (size_t i = 0; i < rt->n; i++)
     if (!strcmp(rt->list[i]->id, c->id)) {
       pthread_mutex_unlock(&rt->mu);
-      return vs_err_set(err, VS_ALREADY_EXISTS, "a container named %s exists", c->id);
+      return vs_err_set(err, VS_ALREADY_EXISTS, "a %s named %s exists",
+                        rt->list[i]->is_pod ? "pod" : "container", c->id);
     }
   rt_container **l = realloc(rt->list, (rt->n + 1) * sizeof *l);
   if (l) {
@@ -178,6 +187,8 @@ int rt_save(rt_container *c, vs_err *err) {
                                           n->tap, "prefix", n->prefix));
   }
   json_object_set_new(j, "networks", nics);
+  if (c->is_pod) json_object_set_new(j, "pod_slots", json_integer(c->n_slots));
+  if (c->pod) json_object_set_new(j, "slot", json_integer(c->slot));
   json_object_set_new(j, "init_pid", json_integer(c->init.pid));
   json_object_set_new(j, "agent_socket", json_string(c->sock));
   json_object_set_new(j, "stop_signal", json_integer(c->stop_signal));
@@ -208,16 +219,24 @@ void rt_save_or_log(rt_container *c) {
            c->id, err.msg);
 }
 
-int rt_save_spec(rt_container *c, vs_err *err) {
-  size_t n = protobuf_c_message_get_packed_size(&c->spec->base);
+static int save_msg(rt_container *c, const char *name, const ProtobufCMessage *m, vs_err *err) {
+  size_t n = protobuf_c_message_get_packed_size(m);
   uint8_t *buf = malloc(n ? n : 1);
   if (!buf) return vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
-  protobuf_c_message_pack(&c->spec->base, buf);
+  protobuf_c_message_pack(m, buf);
   char p[4400];
-  snprintf(p, sizeof p, "%s/spec.pb", c->dir);
+  snprintf(p, sizeof p, "%s/%s", c->dir, name);
   int rc = vs_write_atomic(p, buf, n, 0600, err);
   free(buf);
   return rc;
+}
+
+/* spec.pb, and a pod's pod.pb. */
+int rt_save_spec(rt_container *c, vs_err *err) {
+  return save_msg(c, "spec.pb", &c->spec->base, err) < 0 ||
+                 (c->pod_spec && save_msg(c, "pod.pb", &c->pod_spec->base, err) < 0)
+             ? -1
+             : 0;
 }
 
 #define S(j, k, dst) snprintf(dst, sizeof dst, "%s", json_string_value(json_object_get(j, k)) ?: "")
@@ -272,6 +291,15 @@ static rt_container *load_one(rt_runtime *rt, const char *dir, const char *id, i
   S(j, "platform", c->platform);
   S(j, "agent_socket", c->sock);
   load_nics(c, j);
+  c->n_slots = (int)json_integer_value(json_object_get(j, "pod_slots"));
+  c->slot = json_object_get(j, "slot") ? (int)json_integer_value(json_object_get(j, "slot")) : -1;
+  if (c->n_slots > 0) { /* a pod */
+    c->is_pod = 1;
+    snprintf(p, sizeof p, "%s/%s/pod.pb", dir, id);
+    char *pb = vs_read_file(p, SPEC_MAX, &n, &err);
+    c->pod_spec = pb ? vessel__v1__pods_create_request__unpack(NULL, n, (uint8_t *)pb) : NULL;
+    free(pb);
+  }
   c->created_ns = json_integer_value(json_object_get(j, "created_ns"));
   c->started_ns = json_integer_value(json_object_get(j, "started_ns"));
   c->finished_ns = json_integer_value(json_object_get(j, "finished_ns"));

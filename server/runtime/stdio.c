@@ -204,9 +204,10 @@ static int flush_early_stdin(rt_proc *p, vs_err *err) {
 }
 
 int rt_proc_open_stdio(rt_container *c, rt_proc *p, rt_exit_fn on_exit, vs_err *err) {
-  pthread_mutex_lock(&c->mu);
-  vrpc_channel *ch = c->vm ? vm_channel(c->vm) : NULL;
-  pthread_mutex_unlock(&c->mu);
+  rt_container *h = rt_vm_host(c);
+  pthread_mutex_lock(&h->mu);
+  vrpc_channel *ch = h->vm ? vm_channel(h->vm) : NULL;
+  pthread_mutex_unlock(&h->mu);
   if (!ch) return vs_err_set(err, VS_UNAVAILABLE, "container %s has no running VM", c->id);
   vrpc_call *call = vrpc_call_start(ch, &vessel_v1_Agent_Stdio, NULL, err);
   if (!call) return -1;

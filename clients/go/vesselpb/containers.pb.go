@@ -544,8 +544,10 @@ type Container struct {
 	RestartCount int32 `protobuf:"varint,23,opt,name=restart_count,json=restartCount,proto3" json:"restart_count,omitempty"`
 	// The root filesystem is mounted read-only.
 	ReadOnlyRootfs bool `protobuf:"varint,24,opt,name=read_only_rootfs,json=readOnlyRootfs,proto3" json:"read_only_rootfs,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The pod it runs in; empty for a container with a VM of its own.
+	PodId         string `protobuf:"bytes,25,opt,name=pod_id,json=podId,proto3" json:"pod_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Container) Reset() {
@@ -746,6 +748,13 @@ func (x *Container) GetReadOnlyRootfs() bool {
 	return false
 }
 
+func (x *Container) GetPodId() string {
+	if x != nil {
+		return x.PodId
+	}
+	return ""
+}
+
 // Replacement for the image ENTRYPOINT (wrapper: presence matters).
 type EntrypointOverride struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -861,8 +870,17 @@ type ContainersCreateRequest struct {
 	// Mount the root filesystem read-only: every write outside volumes and
 	// tmpfs mounts fails with EROFS.
 	ReadOnlyRootfs bool `protobuf:"varint,20,opt,name=read_only_rootfs,json=readOnlyRootfs,proto3" json:"read_only_rootfs,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Create the container in this RUNNING pod (see vessel.v1.Pods; not
+	// found: NOT_FOUND; not running: FAILED_PRECONDITION; no free disk slot:
+	// RESOURCE_EXHAUSTED). What is the pod's is not set here: networks,
+	// ports, hostname, dns, extra_hosts, kernel, no_template and host
+	// directory mounts (tmpfs is fine) are INVALID_ARGUMENT with a pod_id;
+	// resources are cgroup limits inside the pod's VM (its vCPUs and memory
+	// at most). Its init exiting does not end the VM; a Start of the
+	// STOPPED container creates it again in the pod over its kept disk.
+	PodId         string `protobuf:"bytes,21,opt,name=pod_id,json=podId,proto3" json:"pod_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ContainersCreateRequest) Reset() {
@@ -1033,6 +1051,13 @@ func (x *ContainersCreateRequest) GetReadOnlyRootfs() bool {
 		return x.ReadOnlyRootfs
 	}
 	return false
+}
+
+func (x *ContainersCreateRequest) GetPodId() string {
+	if x != nil {
+		return x.PodId
+	}
+	return ""
 }
 
 // Restarts applied by vesseld, Docker's policies: a restart is a Start of
@@ -3111,7 +3136,7 @@ const file_vessel_v1_containers_proto_rawDesc = "" +
 	"\fmemory_bytes\x18\x06 \x01(\x03R\vmemoryBytes\x12 \n" +
 	"\vaccelerator\x18\a \x01(\tR\vaccelerator\x12\x1b\n" +
 	"\tvsock_cid\x18\b \x01(\rR\bvsockCid\x12(\n" +
-	"\x10boot_duration_ms\x18\t \x01(\x03R\x0ebootDurationMs\"\xd7\b\n" +
+	"\x10boot_duration_ms\x18\t \x01(\x03R\x0ebootDurationMs\"\xee\b\n" +
 	"\tContainer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05image\x18\x02 \x01(\tR\x05image\x12!\n" +
@@ -3142,12 +3167,13 @@ const file_vessel_v1_containers_proto_rawDesc = "" +
 	"\x11rootfs_size_bytes\x18\x15 \x01(\x03R\x0frootfsSizeBytes\x12?\n" +
 	"\x0erestart_policy\x18\x16 \x01(\v2\x18.vessel.v1.RestartPolicyR\rrestartPolicy\x12#\n" +
 	"\rrestart_count\x18\x17 \x01(\x05R\frestartCount\x12(\n" +
-	"\x10read_only_rootfs\x18\x18 \x01(\bR\x0ereadOnlyRootfs\x1a9\n" +
+	"\x10read_only_rootfs\x18\x18 \x01(\bR\x0ereadOnlyRootfs\x12\x15\n" +
+	"\x06pod_id\x18\x19 \x01(\tR\x05podId\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"(\n" +
 	"\x12EntrypointOverride\x12\x12\n" +
-	"\x04args\x18\x01 \x03(\tR\x04args\"\x98\b\n" +
+	"\x04args\x18\x01 \x03(\tR\x04args\"\xaf\b\n" +
 	"\x17ContainersCreateRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05image\x18\x02 \x01(\tR\x05image\x12/\n" +
@@ -3174,7 +3200,8 @@ const file_vessel_v1_containers_proto_rawDesc = "" +
 	"\asysctls\x18\x11 \x03(\v2/.vessel.v1.ContainersCreateRequest.SysctlsEntryR\asysctls\x12*\n" +
 	"\x11rootfs_free_bytes\x18\x12 \x01(\x03R\x0frootfsFreeBytes\x12?\n" +
 	"\x0erestart_policy\x18\x13 \x01(\v2\x18.vessel.v1.RestartPolicyR\rrestartPolicy\x12(\n" +
-	"\x10read_only_rootfs\x18\x14 \x01(\bR\x0ereadOnlyRootfs\x1a9\n" +
+	"\x10read_only_rootfs\x18\x14 \x01(\bR\x0ereadOnlyRootfs\x12\x15\n" +
+	"\x06pod_id\x18\x15 \x01(\tR\x05podId\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +

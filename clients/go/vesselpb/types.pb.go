@@ -123,6 +123,12 @@ const (
 	EventType_EVENT_TYPE_NETWORK_CREATED EventType = 60
 	// A network was deleted; network is set.
 	EventType_EVENT_TYPE_NETWORK_DELETED EventType = 61
+	// A pod was created (its VM runs).
+	EventType_EVENT_TYPE_POD_CREATED EventType = 80
+	// A pod stopped (Stop, or its VM died: attribute "reason").
+	EventType_EVENT_TYPE_POD_STOPPED EventType = 81
+	// A pod was deleted.
+	EventType_EVENT_TYPE_POD_DELETED EventType = 82
 )
 
 // Enum value maps for EventType.
@@ -143,6 +149,9 @@ var (
 		44: "EVENT_TYPE_IMAGE_IMPORTED",
 		60: "EVENT_TYPE_NETWORK_CREATED",
 		61: "EVENT_TYPE_NETWORK_DELETED",
+		80: "EVENT_TYPE_POD_CREATED",
+		81: "EVENT_TYPE_POD_STOPPED",
+		82: "EVENT_TYPE_POD_DELETED",
 	}
 	EventType_value = map[string]int32{
 		"EVENT_TYPE_UNSPECIFIED":       0,
@@ -160,6 +169,9 @@ var (
 		"EVENT_TYPE_IMAGE_IMPORTED":    44,
 		"EVENT_TYPE_NETWORK_CREATED":   60,
 		"EVENT_TYPE_NETWORK_DELETED":   61,
+		"EVENT_TYPE_POD_CREATED":       80,
+		"EVENT_TYPE_POD_STOPPED":       81,
+		"EVENT_TYPE_POD_DELETED":       82,
 	}
 )
 
@@ -1070,7 +1082,10 @@ type Event struct {
 	// Network name for NETWORK_* events; empty otherwise.
 	Network string `protobuf:"bytes,8,opt,name=network,proto3" json:"network,omitempty"`
 	// Extra, event-specific details (e.g. "digest", "source", "signal").
-	Attributes    map[string]string `protobuf:"bytes,9,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Attributes map[string]string `protobuf:"bytes,9,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The pod of the container (see vessel.v1.Pods), or the pod a POD_*
+	// event is about; empty otherwise.
+	PodId         string `protobuf:"bytes,10,opt,name=pod_id,json=podId,proto3" json:"pod_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1166,6 +1181,13 @@ func (x *Event) GetAttributes() map[string]string {
 		return x.Attributes
 	}
 	return nil
+}
+
+func (x *Event) GetPodId() string {
+	if x != nil {
+		return x.PodId
+	}
+	return ""
 }
 
 // A route in the guest's main routing table.
@@ -2291,7 +2313,7 @@ const file_vessel_v1_types_proto_rawDesc = "" +
 	"\texited_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bexitedAt\x12\x1d\n" +
 	"\n" +
 	"oom_killed\x18\x04 \x01(\bR\toomKilled\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xb2\x03\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xc9\x03\n" +
 	"\x05Event\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x128\n" +
 	"\ttimestamp\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12(\n" +
@@ -2305,7 +2327,9 @@ const file_vessel_v1_types_proto_rawDesc = "" +
 	"\anetwork\x18\b \x01(\tR\anetwork\x12@\n" +
 	"\n" +
 	"attributes\x18\t \x03(\v2 .vessel.v1.Event.AttributesEntryR\n" +
-	"attributes\x1a=\n" +
+	"attributes\x12\x15\n" +
+	"\x06pod_id\x18\n" +
+	" \x01(\tR\x05podId\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"s\n" +
@@ -2415,7 +2439,7 @@ const file_vessel_v1_types_proto_rawDesc = "" +
 	"\x18STDIO_STREAM_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12STDIO_STREAM_STDIN\x10\x01\x12\x17\n" +
 	"\x13STDIO_STREAM_STDOUT\x10\x02\x12\x17\n" +
-	"\x13STDIO_STREAM_STDERR\x10\x03*\xdf\x03\n" +
+	"\x13STDIO_STREAM_STDERR\x10\x03*\xb3\x04\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cEVENT_TYPE_CONTAINER_CREATED\x10\x01\x12 \n" +
@@ -2431,7 +2455,10 @@ const file_vessel_v1_types_proto_rawDesc = "" +
 	"\x17EVENT_TYPE_IMAGE_TAGGED\x10+\x12\x1d\n" +
 	"\x19EVENT_TYPE_IMAGE_IMPORTED\x10,\x12\x1e\n" +
 	"\x1aEVENT_TYPE_NETWORK_CREATED\x10<\x12\x1e\n" +
-	"\x1aEVENT_TYPE_NETWORK_DELETED\x10=*\xcd\x01\n" +
+	"\x1aEVENT_TYPE_NETWORK_DELETED\x10=\x12\x1a\n" +
+	"\x16EVENT_TYPE_POD_CREATED\x10P\x12\x1a\n" +
+	"\x16EVENT_TYPE_POD_STOPPED\x10Q\x12\x1a\n" +
+	"\x16EVENT_TYPE_POD_DELETED\x10R*\xcd\x01\n" +
 	"\bFileType\x12\x19\n" +
 	"\x15FILE_TYPE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11FILE_TYPE_REGULAR\x10\x01\x12\x17\n" +

@@ -11,8 +11,10 @@ from vessel.containers import Containers
 from vessel.errors import VesselError, call  # noqa: F401 (vessel.client.VesselError)
 from vessel.events import Events
 from vessel.images import Filters, Images, filters_list
+from vessel.containers import _networks, _ports
 from vessel.v1 import (containers_pb2_grpc, events_pb2_grpc, images_pb2_grpc, networks_pb2,
-                       networks_pb2_grpc, system_pb2, system_pb2_grpc)
+                       networks_pb2_grpc, pods_pb2, pods_pb2_grpc, system_pb2, system_pb2_grpc,
+                       types_pb2)
 
 DEFAULT_ADDRESS = "unix:///run/vessel/vessel.sock"
 _MAX_MESSAGE = 128 << 20
@@ -68,6 +70,64 @@ class Networks:
         call(self.stub.Delete, req, self._client.timeout)
 
 
+class Pods:
+    """``client.pods``: pods, several containers in one VM (create a
+    container in one with ``client.containers.create(..., pod=POD_ID)``).
+    The raw gRPC methods stay reachable as ``client.pods.List(request)``."""
+
+    def __init__(self, client: "Client", stub):
+        self._client = client
+        self.stub = stub
+
+    def __getattr__(self, name: str):
+        return getattr(self.stub, name)
+
+    def create(self, id: str = "", *, hostname: str = "", networks=None, ports=None,
+               cpus: float = 0, memory: int = 0, slots: int = 0,
+               dns: Optional[types_pb2.Dns] = None,
+               extra_hosts: Optional[Mapping[str, str]] = None,
+               labels: Optional[Mapping[str, str]] = None,
+               annotations: Optional[Mapping[str, str]] = None,
+               timeout: Optional[float] = None) -> pods_pb2.Pod:
+        """Boots a pod's VM (RUNNING when it returns). networks and ports as
+        for containers.create; cpus: vCPUs; memory: the VM's bytes; slots:
+        containers it holds at once (0 = 4)."""
+        res = None
+        if cpus or memory:
+            res = types_pb2.Resources(milli_cpus=int(cpus * 1000), memory_bytes=int(memory))
+        req = pods_pb2.PodsCreateRequest(
+            id=id, hostname=hostname, networks=_networks(networks), ports=_ports(ports),
+            resources=res, slots=slots, dns=dns,
+            extra_hosts=[types_pb2.HostsEntry(ip=ip, hostnames=[h])
+                         for h, ip in (extra_hosts or {}).items()],
+            labels=labels or {}, annotations=annotations or {})
+        t = self._client.timeout if timeout is None else timeout
+        return call(self.stub.Create, req, t).pod
+
+    def list(self, labels: Optional[Mapping[str, str]] = None) -> List[pods_pb2.Pod]:
+        """Pods, newest first (only those with all these labels)."""
+        req = pods_pb2.PodsListRequest(label_filter=labels or {})
+        return list(call(self.stub.List, req, self._client.timeout).pods)
+
+    def inspect(self, pod_id: str) -> pods_pb2.Pod:
+        """One pod (ID or unambiguous prefix)."""
+        req = pods_pb2.PodsInspectRequest(pod_id=pod_id)
+        return call(self.stub.Inspect, req, self._client.timeout).pod
+
+    def stop(self, pod_id: str, signal: int = 0, grace: float = 0,
+             timeout: Optional[float] = None) -> pods_pb2.Pod:
+        """Stops its containers (signal, SIGKILL after grace seconds), then
+        its VM."""
+        req = pods_pb2.PodsStopRequest(pod_id=pod_id, signal=signal, timeout_ms=int(grace * 1000))
+        t = self._client.timeout if timeout is None else timeout
+        return call(self.stub.Stop, req, t).pod
+
+    def delete(self, pod_id: str, force: bool = False) -> None:
+        """Deletes the pod (force: with its containers)."""
+        req = pods_pb2.PodsDeleteRequest(pod_id=pod_id, force=force)
+        call(self.stub.Delete, req, self._client.timeout)
+
+
 class Client:
     """A connection to vesseld.
 
@@ -76,7 +136,7 @@ class Client:
     timeout: default deadline in seconds of unary calls (None = none);
     streams (pull, logs, events, attach) have no deadline unless given one.
 
-    Services: ``images``, ``containers``, ``networks`` (idiomatic methods,
+    Services: ``images``, ``containers``, ``networks``, ``pods`` (idiomatic methods,
     plus the raw gRPC methods under their proto names, e.g.
     ``client.images.Pull(request)``), ``events(...)`` (an iterator),
     ``version()``, ``info()``, ``disk_usage()``. ``stubs`` holds the raw
@@ -113,10 +173,12 @@ class Client:
             images=images_pb2_grpc.ImagesStub(self._channel),
             containers=containers_pb2_grpc.ContainersStub(self._channel),
             events=events_pb2_grpc.EventsStub(self._channel),
-            networks=networks_pb2_grpc.NetworksStub(self._channel))
+            networks=networks_pb2_grpc.NetworksStub(self._channel),
+            pods=pods_pb2_grpc.PodsStub(self._channel))
         self.system = self.stubs.system
         self.images = Images(self, self.stubs.images)
         self.containers = Containers(self, self.stubs.containers)
+        self.pods = Pods(self, self.stubs.pods)
         self.events = Events(self, self.stubs.events)
         self.networks = Networks(self, self.stubs.networks)
 

@@ -508,7 +508,7 @@ class Containers:
                extra_hosts: Optional[Mapping[str, str]] = None,
                sysctls: Optional[Mapping[str, str]] = None, rootfs_free_bytes: int = 0,
                no_template: bool = False, restart: str = "", read_only: bool = False,
-               timeout: Optional[float] = None) -> Container:
+               pod: str = "", timeout: Optional[float] = None) -> Container:
         """Creates a container from a local image and boots its VM; returns
         a Container handle (state CREATED; call ``start()``).
 
@@ -521,7 +521,8 @@ class Containers:
         or [PortMapping(...)]. memory: bytes; cpus: 1.5 = one and a half CPUs.
         extra_hosts: {"name": "ip"}. id/name: the container ID (default
         generated). restart: "no", "on-failure[:N]", "always" or
-        "unless-stopped". read_only: a read-only root filesystem.
+        "unless-stopped". read_only: a read-only root filesystem. pod: create
+        it in this running pod (see client.pods).
         """
         if entrypoint is None:
             ep = None
@@ -540,7 +541,7 @@ class Containers:
                          for h, ip in (extra_hosts or {}).items()],
             labels=labels or {}, auto_remove=auto_remove, kernel=kernel,
             no_template=no_template, sysctls=sysctls or {}, rootfs_free_bytes=rootfs_free_bytes,
-            restart_policy=restart_policy(restart), read_only_rootfs=read_only)
+            restart_policy=restart_policy(restart), read_only_rootfs=read_only, pod_id=pod)
         return Container(self, call(self.stub.Create, req, self._t(timeout)).container)
 
     def get(self, container_id: str) -> Container:

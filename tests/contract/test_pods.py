@@ -1,0 +1,214 @@
+"""Pods as proto/vessel/v1/pods.proto promises them: several containers in
+one VM, each on a disk slot of its own. Real vesseld and VMs, in a network
+namespace of its own."""
+import os
+import time
+
+import grpc
+import pytest
+
+import vessel
+from contract import IMAGE
+from vessel.v1 import containers_pb2 as cp
+from vessel.v1 import pods_pb2, types_pb2
+
+WEB = "busybox:web"  # another image: no wget in it
+IMAGES = {IMAGE: {}, WEB: {"without": ("wget",)}}
+RUNNING, STOPPED = pods_pb2.POD_STATE_RUNNING, pods_pb2.POD_STATE_STOPPED
+
+# wget without -T (busybox 1.35 crashes with it): given up after 4 s here.
+FETCH = ("wget -qO- http://{addr}/index.html > /tmp/o 2>&1 & p=$!; "
+         "i=0; while [ $i -lt 20 ] && kill -0 $p 2>/dev/null; do sleep 0.2; i=$((i+1)); done; "
+         "kill $p 2>/dev/null; cat /tmp/o; echo end")
+
+
+def sh(ct, script):
+    out, err, status = ct.exec(["sh", "-c", script]).communicate()
+    return out.decode() + err.decode()
+
+
+def fetch(ct, addr):
+    got = ""
+    for _ in range(20):  # httpd needs a moment to listen
+        got = sh(ct, FETCH.format(addr=addr))
+        if "hello over the bridge" in got:
+            break
+        time.sleep(0.5)
+    return got
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def test_a_pod_of_containers_from_two_images(c):
+    """'they share the pod's network namespace (they reach each other on
+    localhost), its hostname'; each has its own rootfs; containers are
+    added while it runs (same VM), stop, start and are deleted on their
+    own; a deleted container's slot serves the next; RESOURCE_EXHAUSTED
+    when the slots run out; Delete with force frees VM, taps and IP."""
+    pod = c.pods.create("pod1", hostname="podhost", slots=3, labels={"team": "a"},
+                        annotations={"note": "x"})
+    assert pod.state == RUNNING and pod.slots == 3 and pod.free_slots == 3, pod
+    assert [(n.network, n.interface) for n in pod.networks] == [("default", "eth0")]
+    assert dict(pod.labels) == {"team": "a"} and dict(pod.annotations) == {"note": "x"}
+    qemu = pod.vm.qemu_pid
+    assert qemu and alive(qemu)
+    web = c.containers.create(WEB, ["httpd", "-f", "-p", "8080", "-h", "/var/www"], id="pweb",
+                              pod="pod1")
+    cli = c.containers.create(IMAGE, ["sleep", "600"], id="pcli", pod="pod1")
+    try:
+        web.start()
+        cli.start()
+        assert c.pods.inspect("pod1").vm.qemu_pid == qemu  # no new VM, no restart
+        assert cli.reload().pod_id == "pod1" and cli.reload().vm.qemu_pid == qemu
+        assert "hello over the bridge" in fetch(cli, "127.0.0.1:8080")
+        assert sh(cli, "hostname").strip() == "podhost" == sh(web, "hostname").strip()
+        # Own root filesystems: two images, writes seen only where made.
+        assert "/bin/wget" in sh(cli, "ls /bin/wget") and "No such file" in sh(web, "ls /bin/wget")
+        sh(cli, "echo mine > /mark")
+        assert "No such file" in sh(web, "cat /mark")
+        got = c.pods.inspect("pod1")
+        assert list(got.container_ids) == ["pweb", "pcli"] and got.free_slots == 1
+        assert "pod1" not in [x.id for x in c.containers.list(all=True)]
+        with pytest.raises(vessel.VesselError) as e:
+            c.containers.inspect("pod1")  # a pod is not a container
+        assert e.value.code == grpc.StatusCode.NOT_FOUND
+
+        # Independent lifecycles: cli stopped and started again (its disk
+        # kept), web serving all along.
+        cli.stop(grace=1)
+        assert cli.reload().state == cp.CONTAINER_STATE_STOPPED
+        assert web.reload().pid and c.pods.inspect("pod1").state == RUNNING
+        cli.start()
+        assert sh(cli, "cat /mark").strip() == "mine"
+        assert "hello over the bridge" in fetch(cli, "127.0.0.1:8080")
+
+        # A third container fills the last slot; a fourth finds none.
+        third = c.containers.create(IMAGE, ["sleep", "600"], id="p3", pod="pod1")
+        third.start()
+        sh(third, "echo third > /t")
+        with pytest.raises(vessel.VesselError) as e:
+            c.containers.create(IMAGE, ["true"], id="p4", pod="pod1")
+        assert e.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "slot" in str(e.value)
+        third.delete(force=True)
+        assert c.pods.inspect("pod1").free_slots == 1
+        fourth = c.containers.create(IMAGE, ["sleep", "600"], id="p4", pod="pod1")
+        fourth.start()
+        assert "No such file" in sh(fourth, "cat /t")  # the slot was emptied
+        assert "hello over the bridge" in fetch(fourth, "127.0.0.1:8080")
+
+        # Delete: refused while it has containers, then with force.
+        with pytest.raises(vessel.VesselError) as e:
+            c.pods.delete("pod1")
+        assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    finally:
+        c.pods.delete("pod1", force=True)
+    for cid in ("pweb", "pcli", "p4"):
+        with pytest.raises(vessel.VesselError) as e:
+            c.containers.inspect(cid)
+        assert e.value.code == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(vessel.VesselError) as e:
+        c.pods.inspect("pod1")
+    assert e.value.code == grpc.StatusCode.NOT_FOUND
+    for _ in range(50):
+        if not alive(qemu):
+            break
+        time.sleep(0.1)
+    assert not alive(qemu)
+    assert "pod1" not in dict(c.networks.inspect("default").containers)
+    taps = c.daemon.in_netns("ip", "-o", "link", "show", capture_output=True).stdout.decode()
+    assert " vt" not in taps, taps
+
+
+def test_a_memory_limit_in_a_pod_is_that_containers(c):
+    """'resources (per-container cgroup limits inside the VM)': one
+    container over its limit is OOM-killed (its OOM event names it and the
+    pod), the other runs on."""
+    c.pods.create("pod2")
+    try:
+        calm = c.containers.create(IMAGE, ["sleep", "600"], id="calm", pod="pod2")
+        calm.start()
+        events = c.events(container_id="hog", timeout=120)
+        r = c.containers.run(IMAGE, ["busybox", "awk", "BEGIN { s = \"x\"; for (;;) s = s s }"],
+                             id="hog", pod="pod2", memory=64 << 20, remove=False)
+        assert r.exit_status.signal == 9 or r.exit_status.oom_killed, r.exit_status
+        seen = []
+        for e in events:
+            seen.append((e.type, e.pod_id))
+            if e.type == types_pb2.EVENT_TYPE_CONTAINER_EXITED:
+                break
+        events.cancel()
+        assert (types_pb2.EVENT_TYPE_CONTAINER_OOM, "pod2") in seen, seen
+        assert (types_pb2.EVENT_TYPE_CONTAINER_CREATED, "pod2") in seen, seen
+        assert calm.reload().pid and sh(calm, "echo ok").strip() == "ok"
+    finally:
+        c.pods.delete("pod2", force=True)
+
+
+def test_a_pods_vm_dying_stops_its_containers(c):
+    """'a pod's VM dying makes every container in it STOPPED with the
+    reason'; the pod is STOPPED too, and a Start of its container then is
+    FAILED_PRECONDITION."""
+    pod = c.pods.create("pod3")
+    try:
+        a = c.containers.create(IMAGE, ["sleep", "600"], id="d1", pod="pod3")
+        a.start()
+        b = c.containers.create(IMAGE, ["sleep", "600"], id="d2", pod="pod3")
+        b.start()
+        os.kill(pod.vm.qemu_pid, 9)
+        deadline = time.time() + 30
+        while time.time() < deadline and c.pods.inspect("pod3").state != STOPPED:
+            time.sleep(0.2)
+        got = c.pods.inspect("pod3")
+        assert got.state == STOPPED and "VM" in got.reason, got
+        for ct in (a, b):
+            st = ct.reload()
+            assert st.state == cp.CONTAINER_STATE_STOPPED
+            assert "VM" in st.exit_status.reason, st.exit_status
+        with pytest.raises(vessel.VesselError) as e:
+            a.start()
+        assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION and "pod3" in str(e.value)
+    finally:
+        c.pods.delete("pod3", force=True)
+
+
+def test_pod_stop_and_what_a_container_in_a_pod_does_not_set(c):
+    """Stop: its containers stopped, then the VM; Create with pod_id refuses
+    the pod's fields (INVALID_ARGUMENT) and an unknown or stopped pod;
+    PodsCreateRequest fields not honoured yet are UNIMPLEMENTED naming
+    them."""
+    pod = c.pods.create("pod4")
+    try:
+        a = c.containers.create(IMAGE, ["sleep", "600"], id="s1", pod="pod4")
+        a.start()
+        for kw, field in [(dict(networks=["default"]), "networks"), (dict(hostname="h"), "hostname"),
+                          (dict(ports={80: 0}), "ports"), (dict(mounts=["/tmp:/x"]), "mounts")]:
+            with pytest.raises(vessel.VesselError) as e:
+                c.containers.create(IMAGE, ["true"], pod="pod4", **kw)
+            assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and field in str(e.value), kw
+        with pytest.raises(vessel.VesselError) as e:
+            c.containers.create(IMAGE, ["true"], pod="nosuchpod")
+        assert e.value.code == grpc.StatusCode.NOT_FOUND
+        got = c.pods.stop("pod4", grace=2)
+        assert got.state == STOPPED and not got.HasField("vm")
+        assert not alive(pod.vm.qemu_pid)
+        assert a.reload().exit_status.signal in (15, 9)
+        with pytest.raises(vessel.VesselError) as e:
+            c.containers.create(IMAGE, ["true"], pod="pod4")
+        assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION
+        for req, field in [(pods_pb2.PodsCreateRequest(share_pid=True), "share_pid"),
+                           (pods_pb2.PodsCreateRequest(volumes=[types_pb2.Mount(
+                               type="bind", source="/tmp", destination="/x")]), "volumes")]:
+            with pytest.raises(grpc.RpcError) as e:
+                c.pods.Create(req)
+            assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED and field in e.value.details()
+        with pytest.raises(grpc.RpcError) as e:
+            c.pods.Create(pods_pb2.PodsCreateRequest(slots=17))
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        c.pods.delete("pod4", force=True)
