@@ -212,3 +212,82 @@ def test_pod_stop_and_what_a_container_in_a_pod_does_not_set(c):
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     finally:
         c.pods.delete("pod4", force=True)
+
+
+def test_pod_delete_while_an_exec_is_attached(c):
+    """Deleting a pod (force) while a client is attached to an exec in one
+    of its containers ends that attach with an exit, promptly."""
+    c.pods.create("pod5")
+    ct = c.containers.create(IMAGE, ["sleep", "600"], id="x1", pod="pod5")
+    ct.start()
+    proc = ct.exec(["sh", "-c", "echo started; sleep 600"])
+    assert proc.stdout.readline() == b"started\n"
+    import threading
+    res = {}
+
+    def wait():
+        try:
+            res["status"] = proc.wait()
+        except vessel.VesselError as e:
+            res["error"] = e
+    waiter = threading.Thread(target=wait, daemon=True)
+    waiter.start()
+    c.pods.delete("pod5", force=True)
+    waiter.join(30)
+    assert not waiter.is_alive(), "the attach outlived its pod"
+    status = res.get("status")
+    assert status is not None and (status.signal or status.code), res
+
+
+def test_pods_survive_a_vesseld_restart(tmp_path):
+    """'Pods survive a vesseld restart (re-adopted like containers)': a pod
+    of three containers (two running, one stopped) after vesseld was
+    killed: the same VM, its containers as they were, localhost still
+    served, slots still accounted, and it is deleted cleanly."""
+    import signal
+    from contract import ARGS
+    from test_containers import busybox_image_tar
+    from vesseld import Vesseld
+    root = str(tmp_path / "root")
+    first = Vesseld(*ARGS, netns=True, root=root)
+    try:
+        with vessel.Client(first.address, timeout=180) as c:
+            c.images.load(busybox_image_tar(str(tmp_path / "a")), reference=IMAGE)
+            c.images.load(busybox_image_tar(str(tmp_path / "b"), without=("wget",)), reference=WEB)
+            pod = c.pods.create("pod6", slots=4)
+            c.containers.create(WEB, ["httpd", "-f", "-p", "8080", "-h", "/var/www"], id="r1",
+                                pod="pod6").start()
+            c.containers.create(IMAGE, ["sh", "-c", "trap 'exit 3' TERM; while :; do sleep 0.2; done"],
+                                id="r2", pod="pod6").start()
+            done = c.containers.create(IMAGE, ["true"], id="r3", pod="pod6")
+            done.start()
+            assert done.wait(timeout=60).code == 0
+        first.stop(signal.SIGKILL)
+        second = Vesseld(*ARGS, netns=first.netns, root=root)
+        try:
+            with vessel.Client(second.address, timeout=180) as c:
+                got = c.pods.inspect("pod6")
+                assert got.state == RUNNING and got.vm.qemu_pid == pod.vm.qemu_pid, got
+                assert list(got.container_ids) == ["r1", "r2", "r3"] and got.free_slots == 1
+                states = {i: c.containers.inspect(i).state for i in ("r1", "r2", "r3")}
+                assert states == {"r1": cp.CONTAINER_STATE_RUNNING, "r2": cp.CONTAINER_STATE_RUNNING,
+                                  "r3": cp.CONTAINER_STATE_STOPPED}, states
+                r2 = c.containers.get("r2")
+                assert "hello over the bridge" in fetch(r2, "127.0.0.1:8080")
+                r3 = c.containers.get("r3")
+                r3.start()  # re-created in the pod over its kept disk
+                assert r3.wait(timeout=60).code == 0
+                c.containers.create(IMAGE, ["true"], id="r4", pod="pod6")
+                assert c.pods.inspect("pod6").free_slots == 0
+                c.containers.get("r2").stop(grace=1)  # its init's exit still reaches vesseld
+                assert c.containers.inspect("r2").exit_status.code == 3
+                c.pods.delete("pod6", force=True)
+                for _ in range(50):
+                    if not alive(pod.vm.qemu_pid):
+                        break
+                    time.sleep(0.1)
+                assert not alive(pod.vm.qemu_pid)
+        finally:
+            second.cleanup()
+    finally:
+        first.cleanup()
