@@ -32,6 +32,7 @@ static const char run_usage[] =
     "  -u, --user USER        user[:group] or uid[:gid]\n"
     "      --cpus N           vCPUs (fractions round up)\n"
     "      --memory BYTES     memory limit (suffixes k, m, g)\n"
+    "      --pod POD          create it in this running pod (its VM, network, hostname)\n"
     "      --network NET      network name (\"none\": loopback only); repeat to join\n"
     "                         several (the first is eth0, the default route)\n"
     "      --platform OS/ARCH platform of a multi-platform image\n"
@@ -79,6 +80,7 @@ static int parse_run(int argc, char **argv, Vessel__V1__ContainersCreateRequest 
       {"entrypoint", required_argument, NULL, 'E'}, {"help", no_argument, NULL, 'h'},
       {"no-template", no_argument, NULL, 'T'}, {"restart", required_argument, NULL, 'r'},
       {"read-only", no_argument, NULL, 'O'},   {"tmpfs", required_argument, NULL, 'F'},
+      {"pod", required_argument, NULL, 'D'},
       {NULL, 0, NULL, 0}};
   static Vessel__V1__RestartPolicy restart;
   static Vessel__V1__Resources res;
@@ -95,6 +97,7 @@ static int parse_run(int argc, char **argv, Vessel__V1__ContainersCreateRequest 
       case 'd': ro->detach = 1; break;
       case 'R': ro->rm = 1; break;
       case 'N': req->id = optarg; break;
+      case 'D': req->pod_id = optarg; break;
       case 'e': p->env = push(p->env, &p->n_env, optarg); break;
       case 'w': p->cwd = optarg; break;
       case 'u':

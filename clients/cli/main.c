@@ -15,7 +15,7 @@ static const char usage[] =
     "\n"
     "Containers:\n"
     "  run [-i] [-t] [-d] [--rm] [--name N] [-e K=V] [-v HOST:CTR[:ro]] [-p [IP:]HOST:CTR]\n"
-    "      [-w DIR] [-u USER] [--cpus N] [--memory BYTES] [--network NET] [--platform P]\n"
+    "      [-w DIR] [-u USER] [--cpus N] [--memory BYTES] [--network NET] [--pod POD] [--platform P]\n"
     "      IMAGE [CMD...]               create, start and attach; exits with the container's code\n"
     "  create [run flags] IMAGE [CMD...]  create (the VM boots) without starting\n"
     "  start [-a] ID                    start a created container\n"
@@ -34,6 +34,9 @@ static const char usage[] =
     "  login [-u USER] [-p PASSWORD] [--insecure] [SERVER]\n"
     "  logout [SERVER]\n"
     "  rootfs create [--size BYTES|--free BYTES] IMAGE PATH\n"
+    "Pods (several containers in one VM; run/create --pod POD to add one):\n"
+    "  pod create [--name ID] [--hostname H] [--network NET] [-p ...] [--slots N]\n"
+    "  pod ls | inspect POD | stop POD | rm [-f] POD | stats POD\n"
     "Networks and the daemon:\n"
     "  network create|ls|rm ...\n"
     "  system info|df\n"
@@ -189,6 +192,7 @@ static const verb verbs[] = {
     {"events", vc_events, NULL},  {"image", vc_image, NULL},     {"images", vc_image, NULL},
     {"login", vc_login, NULL},    {"logout", vc_logout, " "},    {"rootfs", vc_rootfs, NULL},
     {"network", vc_network, NULL}, {"system", vc_system, " "},   {"version", vc_version, " "},
+    {"pod", vc_pod, NULL},
 };
 
 int main(int argc, char **argv) {

@@ -62,6 +62,7 @@ int vc_stats(vc_ctx *c, int argc, char **argv);
 int vc_cp(vc_ctx *c, int argc, char **argv);
 int vc_events(vc_ctx *c, int argc, char **argv);
 int vc_network(vc_ctx *c, int argc, char **argv);
+int vc_pod(vc_ctx *c, int argc, char **argv);
 int vc_system(vc_ctx *c, int argc, char **argv);
 int vc_version(vc_ctx *c, int argc, char **argv);
 

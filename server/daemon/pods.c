@@ -91,8 +91,20 @@ static int del(vrpc_call *call, void *ctx, vs_err *err) {
   return vrpc_send(call, &r.base, err);
 }
 
+static int stats(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Vessel__V1__PodsStatsRequest, req);
+  Vessel__V1__PodsStatsResponse *r = NULL;
+  int rc = rt_pod_stats(d->runtime, req->pod_id, &r, err);
+  vrpc_msg_free(req_msg);
+  if (rc < 0) return -1;
+  rc = vrpc_send(call, &r->base, err);
+  protobuf_c_message_free_unpacked(&r->base, NULL);
+  return rc;
+}
+
 int vd_pods_register(vrpc_server *srv, vd_daemon *d, vs_err *err) {
   const vessel_v1_Pods_handlers h = {
-      .Create = create, .List = list, .Inspect = inspect, .Stop = stop, .Delete = del};
+      .Create = create, .List = list, .Inspect = inspect, .Stop = stop, .Delete = del, .Stats = stats};
   return vessel_v1_Pods_register(srv, &h, d, err);
 }

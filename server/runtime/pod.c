@@ -429,3 +429,77 @@ int rt_pod_list(rt_runtime *rt, Vessel__V1__Pod ***out, size_t *n, vs_err *err) 
   rt_put_all(all, na);
   return *out ? 0 : vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
 }
+
+/* QEMU's RSS and CPU time from /proc (0 when unreadable). */
+static void host_usage(int pid, uint64_t *rss, uint64_t *cpu_usec) {
+  char path[64], buf[1024];
+  *rss = *cpu_usec = 0;
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  FILE *f = fopen(path, "re");
+  size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+  if (f) fclose(f);
+  buf[n] = '\0';
+  const char *p = strrchr(buf, ')'); /* the command may hold spaces */
+  unsigned long long ut = 0, st = 0;
+  long rss_pages = 0;
+  if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d "
+                         "%*d %*u %*u %ld", &ut, &st, &rss_pages) == 3) {
+    long hz = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+    *cpu_usec = (ut + st) * 1000000ull / (unsigned long long)(hz > 0 ? hz : 100);
+    *rss = (uint64_t)rss_pages * (uint64_t)page;
+  }
+}
+
+int rt_pod_stats(rt_runtime *rt, const char *id, Vessel__V1__PodsStatsResponse **out, vs_err *err) {
+  rt_container *pod = rt_get_pod(rt, id, err);
+  if (!pod) return -1;
+  pthread_mutex_lock(&pod->mu);
+  int up = pod->state == RT_RUNNING && pod->vm, pid = pod->qemu_pid;
+  pthread_mutex_unlock(&pod->mu);
+  if (!up) {
+    vs_err_set(err, VS_FAILED_PRECONDITION, "pod %s is not running", pod->id);
+    rt_put(pod);
+    return -1;
+  }
+  size_t n;
+  rt_container **ms = members(pod, &n);
+  char **ids = calloc(n ? n : 1, sizeof *ids);
+  size_t k = 0;
+  for (size_t i = 0; ids && i < n; i++) {
+    pthread_mutex_lock(&ms[i]->mu);
+    if (ms[i]->state == RT_RUNNING) ids[k++] = ms[i]->id;
+    pthread_mutex_unlock(&ms[i]->mu);
+  }
+  Vessel__V1__PodsStatsResponse *r = malloc(sizeof *r);
+  Vessel__V1__PodVmStatistics *vm = malloc(sizeof *vm);
+  int rc = ids && r && vm ? 0 : vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+  ProtobufCMessage *resp = NULL;
+  if (rc == 0 && k) {
+    Vessel__V1__AgentStatisticsRequest req = VESSEL__V1__AGENT_STATISTICS_REQUEST__INIT;
+    req.container_ids = ids;
+    req.n_container_ids = k;
+    rc = rt_agent(pod, &vessel_v1_Agent_Statistics, &req.base, &resp, AGENT_TIMEOUT_MS, err);
+  }
+  if (rc == 0) {
+    vessel__v1__pods_stats_response__init(r);
+    vessel__v1__pod_vm_statistics__init(vm);
+    host_usage(pid, &vm->host_rss_bytes, &vm->host_cpu_usec);
+    vm->memory_bytes = (int64_t)pod->memory_mib << 20;
+    vm->vcpus = (uint32_t)pod->vcpus;
+    r->vm = vm;
+    Vessel__V1__AgentStatisticsResponse *a = (Vessel__V1__AgentStatisticsResponse *)resp;
+    size_t ns = a ? a->n_statistics : 0;
+    r->containers = ns ? calloc(ns, sizeof *r->containers) : NULL;
+    for (size_t i = 0; r->containers && i < ns; i++)
+      r->containers[r->n_containers++] = (Vessel__V1__Statistics *)rt_copy_msg(&a->statistics[i]->base);
+    *out = r;
+  } else {
+    free(r);
+    free(vm);
+  }
+  vrpc_msg_free(resp);
+  free(ids);
+  rt_put_all(ms, n);
+  rt_put(pod);
+  return rc;
+}

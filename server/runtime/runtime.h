@@ -139,6 +139,8 @@ Vessel__V1__Pod *rt_pod_describe(rt_runtime *rt, const char *id, vs_err *err);
 int rt_pod_list(rt_runtime *rt, Vessel__V1__Pod ***out, size_t *n, vs_err *err);
 /* Stops its containers (as rt_stop), then ends the VM. */
 int rt_pod_stop(rt_runtime *rt, const char *id, int sig, int64_t timeout_ms, vs_err *err);
+/* The VM (host side) and each running container (one agent call). */
+int rt_pod_stats(rt_runtime *rt, const char *id, Vessel__V1__PodsStatsResponse **out, vs_err *err);
 /* Deletes it (and, with force, its containers). */
 int rt_pod_delete(rt_runtime *rt, const char *id, int force, vs_err *err);
 

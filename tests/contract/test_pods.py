@@ -74,6 +74,12 @@ def test_a_pod_of_containers_from_two_images(c):
         assert "No such file" in sh(web, "cat /mark")
         got = c.pods.inspect("pod1")
         assert list(got.container_ids) == ["pweb", "pcli"] and got.free_slots == 1
+        # Stats: the VM from the host, each container from its cgroup.
+        st = c.pods.stats("pod1")
+        assert st.vm.host_rss_bytes > 0 and st.vm.host_cpu_usec > 0 and st.vm.vcpus == 1
+        assert [x.container_id for x in st.containers] == ["pweb", "pcli"]
+        assert all(x.memory.usage_bytes > 0 for x in st.containers)
+        assert c.containers.stats("pcli").container_id == "pcli"
         assert "pod1" not in [x.id for x in c.containers.list(all=True)]
         with pytest.raises(vessel.VesselError) as e:
             c.containers.inspect("pod1")  # a pod is not a container

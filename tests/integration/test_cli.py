@@ -231,3 +231,29 @@ def test_image_load_names(env, tmp_path):
     assert r.returncode == 0 and r.stdout == b"ran-by-digest\n", r
     r = ctl(env, "image", "load", "-i", env.archive, "--name", "Bad Name!")
     assert r.returncode == 1 and b"INVALID_ARGUMENT" in r.stderr, r
+
+
+def test_pods(env):
+    """vesselctl pod create|ls|inspect|stats|stop|rm and run --pod."""
+    ctl(env, "image", "load", "-i", env.archive, "--name", "cli/bb:1")
+    r = ctl(env, "pod", "create", "--name", "cp1", "--hostname", "cliphost", "--slots", "2",
+            "-l", "team=x")
+    assert r.returncode == 0 and r.stdout == b"cp1\n", r.stderr
+    r = ctl(env, "run", "--rm", "--pod", "cp1", "cli/bb:1", "hostname")
+    assert (r.returncode, r.stdout) == (0, b"cliphost\n"), r.stderr
+    assert ctl(env, "create", "--pod", "cp1", "--name", "inpod", "cli/bb:1", "sleep", "60").returncode == 0
+    assert ctl(env, "start", "inpod").returncode == 0
+    listed = ctl(env, "pod", "ls").stdout.decode()
+    assert "cp1" in listed and "1/2" in listed and "cliphost" in listed, listed
+    doc = json.loads(ctl(env, "pod", "inspect", "cp1").stdout)
+    assert doc["id"] == "cp1" and doc["container_ids"] == ["inpod"] and doc["labels"] == {"team": "x"}
+    stats = json.loads(ctl(env, "pod", "stats", "cp1").stdout)
+    assert [s["container_id"] for s in stats["containers"]] == ["inpod"], stats
+    assert json.loads(ctl(env, "inspect", "inpod").stdout)["pod_id"] == "cp1"
+    r = ctl(env, "pod", "rm", "cp1")  # it has a container
+    assert r.returncode == 1 and b"FAILED_PRECONDITION" in r.stderr, r.stderr
+    assert ctl(env, "pod", "stop", "-t", "1", "cp1").returncode == 0
+    assert json.loads(ctl(env, "pod", "inspect", "cp1").stdout)["state"] == "POD_STATE_STOPPED"
+    assert ctl(env, "pod", "rm", "-f", "cp1").returncode == 0
+    r = ctl(env, "pod", "inspect", "cp1")
+    assert r.returncode == 1 and b"NOT_FOUND" in r.stderr

@@ -829,6 +829,180 @@ func (*PodsDeleteResponse) Descriptor() ([]byte, []int) {
 	return file_vessel_v1_pods_proto_rawDescGZIP(), []int{10}
 }
 
+// Request of Pods.Stats.
+type PodsStatsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Pod ID or an unambiguous prefix.
+	PodId         string `protobuf:"bytes,1,opt,name=pod_id,json=podId,proto3" json:"pod_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PodsStatsRequest) Reset() {
+	*x = PodsStatsRequest{}
+	mi := &file_vessel_v1_pods_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PodsStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PodsStatsRequest) ProtoMessage() {}
+
+func (x *PodsStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vessel_v1_pods_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PodsStatsRequest.ProtoReflect.Descriptor instead.
+func (*PodsStatsRequest) Descriptor() ([]byte, []int) {
+	return file_vessel_v1_pods_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *PodsStatsRequest) GetPodId() string {
+	if x != nil {
+		return x.PodId
+	}
+	return ""
+}
+
+// The pod's VM as the host sees it.
+type PodVmStatistics struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// QEMU's resident memory on the host, bytes.
+	HostRssBytes uint64 `protobuf:"varint,1,opt,name=host_rss_bytes,json=hostRssBytes,proto3" json:"host_rss_bytes,omitempty"`
+	// CPU time QEMU has used on the host (user + system), microseconds.
+	HostCpuUsec uint64 `protobuf:"varint,2,opt,name=host_cpu_usec,json=hostCpuUsec,proto3" json:"host_cpu_usec,omitempty"`
+	// The VM's memory size, bytes.
+	MemoryBytes int64 `protobuf:"varint,3,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	// Its vCPUs.
+	Vcpus         uint32 `protobuf:"varint,4,opt,name=vcpus,proto3" json:"vcpus,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PodVmStatistics) Reset() {
+	*x = PodVmStatistics{}
+	mi := &file_vessel_v1_pods_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PodVmStatistics) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PodVmStatistics) ProtoMessage() {}
+
+func (x *PodVmStatistics) ProtoReflect() protoreflect.Message {
+	mi := &file_vessel_v1_pods_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PodVmStatistics.ProtoReflect.Descriptor instead.
+func (*PodVmStatistics) Descriptor() ([]byte, []int) {
+	return file_vessel_v1_pods_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PodVmStatistics) GetHostRssBytes() uint64 {
+	if x != nil {
+		return x.HostRssBytes
+	}
+	return 0
+}
+
+func (x *PodVmStatistics) GetHostCpuUsec() uint64 {
+	if x != nil {
+		return x.HostCpuUsec
+	}
+	return 0
+}
+
+func (x *PodVmStatistics) GetMemoryBytes() int64 {
+	if x != nil {
+		return x.MemoryBytes
+	}
+	return 0
+}
+
+func (x *PodVmStatistics) GetVcpus() uint32 {
+	if x != nil {
+		return x.Vcpus
+	}
+	return 0
+}
+
+// Response of Pods.Stats.
+type PodsStatsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The VM.
+	Vm *PodVmStatistics `protobuf:"bytes,1,opt,name=vm,proto3" json:"vm,omitempty"`
+	// One sample per running container, in the order of Pod.container_ids.
+	Containers    []*Statistics `protobuf:"bytes,2,rep,name=containers,proto3" json:"containers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PodsStatsResponse) Reset() {
+	*x = PodsStatsResponse{}
+	mi := &file_vessel_v1_pods_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PodsStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PodsStatsResponse) ProtoMessage() {}
+
+func (x *PodsStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vessel_v1_pods_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PodsStatsResponse.ProtoReflect.Descriptor instead.
+func (*PodsStatsResponse) Descriptor() ([]byte, []int) {
+	return file_vessel_v1_pods_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *PodsStatsResponse) GetVm() *PodVmStatistics {
+	if x != nil {
+		return x.Vm
+	}
+	return nil
+}
+
+func (x *PodsStatsResponse) GetContainers() []*Statistics {
+	if x != nil {
+		return x.Containers
+	}
+	return nil
+}
+
 var File_vessel_v1_pods_proto protoreflect.FileDescriptor
 
 const file_vessel_v1_pods_proto_rawDesc = "" +
@@ -903,17 +1077,30 @@ const file_vessel_v1_pods_proto_rawDesc = "" +
 	"\x11PodsDeleteRequest\x12\x15\n" +
 	"\x06pod_id\x18\x01 \x01(\tR\x05podId\x12\x14\n" +
 	"\x05force\x18\x02 \x01(\bR\x05force\"\x14\n" +
-	"\x12PodsDeleteResponse*S\n" +
+	"\x12PodsDeleteResponse\")\n" +
+	"\x10PodsStatsRequest\x12\x15\n" +
+	"\x06pod_id\x18\x01 \x01(\tR\x05podId\"\x94\x01\n" +
+	"\x0fPodVmStatistics\x12$\n" +
+	"\x0ehost_rss_bytes\x18\x01 \x01(\x04R\fhostRssBytes\x12\"\n" +
+	"\rhost_cpu_usec\x18\x02 \x01(\x04R\vhostCpuUsec\x12!\n" +
+	"\fmemory_bytes\x18\x03 \x01(\x03R\vmemoryBytes\x12\x14\n" +
+	"\x05vcpus\x18\x04 \x01(\rR\x05vcpus\"v\n" +
+	"\x11PodsStatsResponse\x12*\n" +
+	"\x02vm\x18\x01 \x01(\v2\x1a.vessel.v1.PodVmStatisticsR\x02vm\x125\n" +
+	"\n" +
+	"containers\x18\x02 \x03(\v2\x15.vessel.v1.StatisticsR\n" +
+	"containers*S\n" +
 	"\bPodState\x12\x19\n" +
 	"\x15POD_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11POD_STATE_RUNNING\x10\x01\x12\x15\n" +
-	"\x11POD_STATE_STOPPED\x10\x022\xe0\x02\n" +
+	"\x11POD_STATE_STOPPED\x10\x022\xa4\x03\n" +
 	"\x04Pods\x12E\n" +
 	"\x06Create\x12\x1c.vessel.v1.PodsCreateRequest\x1a\x1d.vessel.v1.PodsCreateResponse\x12?\n" +
 	"\x04List\x12\x1a.vessel.v1.PodsListRequest\x1a\x1b.vessel.v1.PodsListResponse\x12H\n" +
 	"\aInspect\x12\x1d.vessel.v1.PodsInspectRequest\x1a\x1e.vessel.v1.PodsInspectResponse\x12?\n" +
 	"\x04Stop\x12\x1a.vessel.v1.PodsStopRequest\x1a\x1b.vessel.v1.PodsStopResponse\x12E\n" +
-	"\x06Delete\x12\x1c.vessel.v1.PodsDeleteRequest\x1a\x1d.vessel.v1.PodsDeleteResponseB7Z5github.com/vessel/vessel/clients/go/vesselpb;vesselpbb\x06proto3"
+	"\x06Delete\x12\x1c.vessel.v1.PodsDeleteRequest\x1a\x1d.vessel.v1.PodsDeleteResponse\x12B\n" +
+	"\x05Stats\x12\x1b.vessel.v1.PodsStatsRequest\x1a\x1c.vessel.v1.PodsStatsResponseB7Z5github.com/vessel/vessel/clients/go/vesselpb;vesselpbb\x06proto3"
 
 var (
 	file_vessel_v1_pods_proto_rawDescOnce sync.Once
@@ -928,7 +1115,7 @@ func file_vessel_v1_pods_proto_rawDescGZIP() []byte {
 }
 
 var file_vessel_v1_pods_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_vessel_v1_pods_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_vessel_v1_pods_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_vessel_v1_pods_proto_goTypes = []any{
 	(PodState)(0),                 // 0: vessel.v1.PodState
 	(*Pod)(nil),                   // 1: vessel.v1.Pod
@@ -942,57 +1129,65 @@ var file_vessel_v1_pods_proto_goTypes = []any{
 	(*PodsStopResponse)(nil),      // 9: vessel.v1.PodsStopResponse
 	(*PodsDeleteRequest)(nil),     // 10: vessel.v1.PodsDeleteRequest
 	(*PodsDeleteResponse)(nil),    // 11: vessel.v1.PodsDeleteResponse
-	nil,                           // 12: vessel.v1.Pod.LabelsEntry
-	nil,                           // 13: vessel.v1.Pod.AnnotationsEntry
-	nil,                           // 14: vessel.v1.PodsCreateRequest.LabelsEntry
-	nil,                           // 15: vessel.v1.PodsCreateRequest.AnnotationsEntry
-	nil,                           // 16: vessel.v1.PodsListRequest.LabelFilterEntry
-	(*Resources)(nil),             // 17: vessel.v1.Resources
-	(*NetworkAttachment)(nil),     // 18: vessel.v1.NetworkAttachment
-	(*PortMapping)(nil),           // 19: vessel.v1.PortMapping
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
-	(*VmInfo)(nil),                // 21: vessel.v1.VmInfo
-	(*Dns)(nil),                   // 22: vessel.v1.Dns
-	(*HostsEntry)(nil),            // 23: vessel.v1.HostsEntry
-	(*Mount)(nil),                 // 24: vessel.v1.Mount
+	(*PodsStatsRequest)(nil),      // 12: vessel.v1.PodsStatsRequest
+	(*PodVmStatistics)(nil),       // 13: vessel.v1.PodVmStatistics
+	(*PodsStatsResponse)(nil),     // 14: vessel.v1.PodsStatsResponse
+	nil,                           // 15: vessel.v1.Pod.LabelsEntry
+	nil,                           // 16: vessel.v1.Pod.AnnotationsEntry
+	nil,                           // 17: vessel.v1.PodsCreateRequest.LabelsEntry
+	nil,                           // 18: vessel.v1.PodsCreateRequest.AnnotationsEntry
+	nil,                           // 19: vessel.v1.PodsListRequest.LabelFilterEntry
+	(*Resources)(nil),             // 20: vessel.v1.Resources
+	(*NetworkAttachment)(nil),     // 21: vessel.v1.NetworkAttachment
+	(*PortMapping)(nil),           // 22: vessel.v1.PortMapping
+	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
+	(*VmInfo)(nil),                // 24: vessel.v1.VmInfo
+	(*Dns)(nil),                   // 25: vessel.v1.Dns
+	(*HostsEntry)(nil),            // 26: vessel.v1.HostsEntry
+	(*Mount)(nil),                 // 27: vessel.v1.Mount
+	(*Statistics)(nil),            // 28: vessel.v1.Statistics
 }
 var file_vessel_v1_pods_proto_depIdxs = []int32{
 	0,  // 0: vessel.v1.Pod.state:type_name -> vessel.v1.PodState
-	17, // 1: vessel.v1.Pod.resources:type_name -> vessel.v1.Resources
-	18, // 2: vessel.v1.Pod.networks:type_name -> vessel.v1.NetworkAttachment
-	19, // 3: vessel.v1.Pod.ports:type_name -> vessel.v1.PortMapping
-	12, // 4: vessel.v1.Pod.labels:type_name -> vessel.v1.Pod.LabelsEntry
-	13, // 5: vessel.v1.Pod.annotations:type_name -> vessel.v1.Pod.AnnotationsEntry
-	20, // 6: vessel.v1.Pod.created_at:type_name -> google.protobuf.Timestamp
-	21, // 7: vessel.v1.Pod.vm:type_name -> vessel.v1.VmInfo
-	17, // 8: vessel.v1.PodsCreateRequest.resources:type_name -> vessel.v1.Resources
-	18, // 9: vessel.v1.PodsCreateRequest.networks:type_name -> vessel.v1.NetworkAttachment
-	19, // 10: vessel.v1.PodsCreateRequest.ports:type_name -> vessel.v1.PortMapping
-	22, // 11: vessel.v1.PodsCreateRequest.dns:type_name -> vessel.v1.Dns
-	23, // 12: vessel.v1.PodsCreateRequest.extra_hosts:type_name -> vessel.v1.HostsEntry
-	14, // 13: vessel.v1.PodsCreateRequest.labels:type_name -> vessel.v1.PodsCreateRequest.LabelsEntry
-	15, // 14: vessel.v1.PodsCreateRequest.annotations:type_name -> vessel.v1.PodsCreateRequest.AnnotationsEntry
-	24, // 15: vessel.v1.PodsCreateRequest.volumes:type_name -> vessel.v1.Mount
+	20, // 1: vessel.v1.Pod.resources:type_name -> vessel.v1.Resources
+	21, // 2: vessel.v1.Pod.networks:type_name -> vessel.v1.NetworkAttachment
+	22, // 3: vessel.v1.Pod.ports:type_name -> vessel.v1.PortMapping
+	15, // 4: vessel.v1.Pod.labels:type_name -> vessel.v1.Pod.LabelsEntry
+	16, // 5: vessel.v1.Pod.annotations:type_name -> vessel.v1.Pod.AnnotationsEntry
+	23, // 6: vessel.v1.Pod.created_at:type_name -> google.protobuf.Timestamp
+	24, // 7: vessel.v1.Pod.vm:type_name -> vessel.v1.VmInfo
+	20, // 8: vessel.v1.PodsCreateRequest.resources:type_name -> vessel.v1.Resources
+	21, // 9: vessel.v1.PodsCreateRequest.networks:type_name -> vessel.v1.NetworkAttachment
+	22, // 10: vessel.v1.PodsCreateRequest.ports:type_name -> vessel.v1.PortMapping
+	25, // 11: vessel.v1.PodsCreateRequest.dns:type_name -> vessel.v1.Dns
+	26, // 12: vessel.v1.PodsCreateRequest.extra_hosts:type_name -> vessel.v1.HostsEntry
+	17, // 13: vessel.v1.PodsCreateRequest.labels:type_name -> vessel.v1.PodsCreateRequest.LabelsEntry
+	18, // 14: vessel.v1.PodsCreateRequest.annotations:type_name -> vessel.v1.PodsCreateRequest.AnnotationsEntry
+	27, // 15: vessel.v1.PodsCreateRequest.volumes:type_name -> vessel.v1.Mount
 	1,  // 16: vessel.v1.PodsCreateResponse.pod:type_name -> vessel.v1.Pod
-	16, // 17: vessel.v1.PodsListRequest.label_filter:type_name -> vessel.v1.PodsListRequest.LabelFilterEntry
+	19, // 17: vessel.v1.PodsListRequest.label_filter:type_name -> vessel.v1.PodsListRequest.LabelFilterEntry
 	1,  // 18: vessel.v1.PodsListResponse.pods:type_name -> vessel.v1.Pod
 	1,  // 19: vessel.v1.PodsInspectResponse.pod:type_name -> vessel.v1.Pod
 	1,  // 20: vessel.v1.PodsStopResponse.pod:type_name -> vessel.v1.Pod
-	2,  // 21: vessel.v1.Pods.Create:input_type -> vessel.v1.PodsCreateRequest
-	4,  // 22: vessel.v1.Pods.List:input_type -> vessel.v1.PodsListRequest
-	6,  // 23: vessel.v1.Pods.Inspect:input_type -> vessel.v1.PodsInspectRequest
-	8,  // 24: vessel.v1.Pods.Stop:input_type -> vessel.v1.PodsStopRequest
-	10, // 25: vessel.v1.Pods.Delete:input_type -> vessel.v1.PodsDeleteRequest
-	3,  // 26: vessel.v1.Pods.Create:output_type -> vessel.v1.PodsCreateResponse
-	5,  // 27: vessel.v1.Pods.List:output_type -> vessel.v1.PodsListResponse
-	7,  // 28: vessel.v1.Pods.Inspect:output_type -> vessel.v1.PodsInspectResponse
-	9,  // 29: vessel.v1.Pods.Stop:output_type -> vessel.v1.PodsStopResponse
-	11, // 30: vessel.v1.Pods.Delete:output_type -> vessel.v1.PodsDeleteResponse
-	26, // [26:31] is the sub-list for method output_type
-	21, // [21:26] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	13, // 21: vessel.v1.PodsStatsResponse.vm:type_name -> vessel.v1.PodVmStatistics
+	28, // 22: vessel.v1.PodsStatsResponse.containers:type_name -> vessel.v1.Statistics
+	2,  // 23: vessel.v1.Pods.Create:input_type -> vessel.v1.PodsCreateRequest
+	4,  // 24: vessel.v1.Pods.List:input_type -> vessel.v1.PodsListRequest
+	6,  // 25: vessel.v1.Pods.Inspect:input_type -> vessel.v1.PodsInspectRequest
+	8,  // 26: vessel.v1.Pods.Stop:input_type -> vessel.v1.PodsStopRequest
+	10, // 27: vessel.v1.Pods.Delete:input_type -> vessel.v1.PodsDeleteRequest
+	12, // 28: vessel.v1.Pods.Stats:input_type -> vessel.v1.PodsStatsRequest
+	3,  // 29: vessel.v1.Pods.Create:output_type -> vessel.v1.PodsCreateResponse
+	5,  // 30: vessel.v1.Pods.List:output_type -> vessel.v1.PodsListResponse
+	7,  // 31: vessel.v1.Pods.Inspect:output_type -> vessel.v1.PodsInspectResponse
+	9,  // 32: vessel.v1.Pods.Stop:output_type -> vessel.v1.PodsStopResponse
+	11, // 33: vessel.v1.Pods.Delete:output_type -> vessel.v1.PodsDeleteResponse
+	14, // 34: vessel.v1.Pods.Stats:output_type -> vessel.v1.PodsStatsResponse
+	29, // [29:35] is the sub-list for method output_type
+	23, // [23:29] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_vessel_v1_pods_proto_init() }
@@ -1008,7 +1203,7 @@ func file_vessel_v1_pods_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vessel_v1_pods_proto_rawDesc), len(file_vessel_v1_pods_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,7 @@ const (
 	Pods_Inspect_FullMethodName = "/vessel.v1.Pods/Inspect"
 	Pods_Stop_FullMethodName    = "/vessel.v1.Pods/Stop"
 	Pods_Delete_FullMethodName  = "/vessel.v1.Pods/Delete"
+	Pods_Stats_FullMethodName   = "/vessel.v1.Pods/Stats"
 )
 
 // PodsClient is the client API for Pods service.
@@ -73,6 +74,10 @@ type PodsClient interface {
 	// A pod that still has containers needs force (they are killed and
 	// deleted with it), else FAILED_PRECONDITION.
 	Delete(ctx context.Context, in *PodsDeleteRequest, opts ...grpc.CallOption) (*PodsDeleteResponse, error)
+	// Samples the pod: its VM as the host sees it (QEMU's memory and CPU
+	// time) and each RUNNING container in it (as Containers.Stats, one agent
+	// call for all). FAILED_PRECONDITION when the pod is not running.
+	Stats(ctx context.Context, in *PodsStatsRequest, opts ...grpc.CallOption) (*PodsStatsResponse, error)
 }
 
 type podsClient struct {
@@ -133,6 +138,16 @@ func (c *podsClient) Delete(ctx context.Context, in *PodsDeleteRequest, opts ...
 	return out, nil
 }
 
+func (c *podsClient) Stats(ctx context.Context, in *PodsStatsRequest, opts ...grpc.CallOption) (*PodsStatsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PodsStatsResponse)
+	err := c.cc.Invoke(ctx, Pods_Stats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PodsServer is the server API for Pods service.
 // All implementations must embed UnimplementedPodsServer
 // for forward compatibility.
@@ -178,6 +193,10 @@ type PodsServer interface {
 	// A pod that still has containers needs force (they are killed and
 	// deleted with it), else FAILED_PRECONDITION.
 	Delete(context.Context, *PodsDeleteRequest) (*PodsDeleteResponse, error)
+	// Samples the pod: its VM as the host sees it (QEMU's memory and CPU
+	// time) and each RUNNING container in it (as Containers.Stats, one agent
+	// call for all). FAILED_PRECONDITION when the pod is not running.
+	Stats(context.Context, *PodsStatsRequest) (*PodsStatsResponse, error)
 	mustEmbedUnimplementedPodsServer()
 }
 
@@ -202,6 +221,9 @@ func (UnimplementedPodsServer) Stop(context.Context, *PodsStopRequest) (*PodsSto
 }
 func (UnimplementedPodsServer) Delete(context.Context, *PodsDeleteRequest) (*PodsDeleteResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Delete not implemented")
+}
+func (UnimplementedPodsServer) Stats(context.Context, *PodsStatsRequest) (*PodsStatsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Stats not implemented")
 }
 func (UnimplementedPodsServer) mustEmbedUnimplementedPodsServer() {}
 func (UnimplementedPodsServer) testEmbeddedByValue()              {}
@@ -314,6 +336,24 @@ func _Pods_Delete_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Pods_Stats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PodsStatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PodsServer).Stats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Pods_Stats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PodsServer).Stats(ctx, req.(*PodsStatsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Pods_ServiceDesc is the grpc.ServiceDesc for Pods service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -340,6 +380,10 @@ var Pods_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Delete",
 			Handler:    _Pods_Delete_Handler,
+		},
+		{
+			MethodName: "Stats",
+			Handler:    _Pods_Stats_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

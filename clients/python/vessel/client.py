@@ -122,6 +122,12 @@ class Pods:
         t = self._client.timeout if timeout is None else timeout
         return call(self.stub.Stop, req, t).pod
 
+    def stats(self, pod_id: str) -> pods_pb2.PodsStatsResponse:
+        """Its VM as the host sees it (``.vm``) and each running container
+        (``.containers``)."""
+        req = pods_pb2.PodsStatsRequest(pod_id=pod_id)
+        return call(self.stub.Stats, req, self._client.timeout)
+
     def delete(self, pod_id: str, force: bool = False) -> None:
         """Deletes the pod (force: with its containers)."""
         req = pods_pb2.PodsDeleteRequest(pod_id=pod_id, force=force)

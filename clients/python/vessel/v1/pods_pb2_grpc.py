@@ -59,6 +59,11 @@ class PodsStub(object):
                 request_serializer=vessel_dot_v1_dot_pods__pb2.PodsDeleteRequest.SerializeToString,
                 response_deserializer=vessel_dot_v1_dot_pods__pb2.PodsDeleteResponse.FromString,
                 )
+        self.Stats = channel.unary_unary(
+                '/vessel.v1.Pods/Stats',
+                request_serializer=vessel_dot_v1_dot_pods__pb2.PodsStatsRequest.SerializeToString,
+                response_deserializer=vessel_dot_v1_dot_pods__pb2.PodsStatsResponse.FromString,
+                )
 
 
 class PodsServicer(object):
@@ -128,6 +133,15 @@ class PodsServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Stats(self, request, context):
+        """Samples the pod: its VM as the host sees it (QEMU's memory and CPU
+        time) and each RUNNING container in it (as Containers.Stats, one agent
+        call for all). FAILED_PRECONDITION when the pod is not running.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PodsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -155,6 +169,11 @@ def add_PodsServicer_to_server(servicer, server):
                     servicer.Delete,
                     request_deserializer=vessel_dot_v1_dot_pods__pb2.PodsDeleteRequest.FromString,
                     response_serializer=vessel_dot_v1_dot_pods__pb2.PodsDeleteResponse.SerializeToString,
+            ),
+            'Stats': grpc.unary_unary_rpc_method_handler(
+                    servicer.Stats,
+                    request_deserializer=vessel_dot_v1_dot_pods__pb2.PodsStatsRequest.FromString,
+                    response_serializer=vessel_dot_v1_dot_pods__pb2.PodsStatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -268,5 +287,22 @@ class Pods(object):
         return grpc.experimental.unary_unary(request, target, '/vessel.v1.Pods/Delete',
             vessel_dot_v1_dot_pods__pb2.PodsDeleteRequest.SerializeToString,
             vessel_dot_v1_dot_pods__pb2.PodsDeleteResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def Stats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/vessel.v1.Pods/Stats',
+            vessel_dot_v1_dot_pods__pb2.PodsStatsRequest.SerializeToString,
+            vessel_dot_v1_dot_pods__pb2.PodsStatsResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
