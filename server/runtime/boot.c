@@ -18,6 +18,8 @@
 #include "vessel_proto_rpc.h"
 
 #define BOOT_TIMEOUT_MS 60000
+/* Where a pod's VM mounts its volumes. */
+#define POD_VOLUMES "/run/vessel/volumes"
 #define MAX_SHARES 16
 
 int rt_agent(rt_container *c, const vrpc_method *m, const ProtobufCMessage *req,
@@ -193,6 +195,29 @@ static int guest_names(rt_container *c, vs_err *err) {
   return rc < 0 ? vs_err_wrap(err, "name the guest's interfaces") : 0;
 }
 
+/* A pod's volumes mounted once in the VM (a 9p share takes one mount at a
+ * time), under POD_VOLUMES: its containers bind them. */
+static int pod_volumes(rt_container *c, vs_err *err) {
+  static char *const opts[4] = {"trans=virtio", "version=9p2000.L", "msize=262144", "ro"};
+  for (size_t i = 0; i < c->spec->n_mounts; i++) {
+    char tag[16], dst[64];
+    snprintf(tag, sizeof tag, "vol%zu", i);
+    snprintf(dst, sizeof dst, POD_VOLUMES "/vol%zu", i);
+    Vessel__V1__Mount m = VESSEL__V1__MOUNT__INIT;
+    m.type = (char *)"9p";
+    m.source = tag;
+    m.destination = dst;
+    m.options = (char **)opts;
+    m.n_options = is_read_only(c->spec->mounts[i]) ? 4 : 3;
+    Vessel__V1__AgentMountRequest req = VESSEL__V1__AGENT_MOUNT_REQUEST__INIT;
+    req.mount = &m;
+    req.mkdir = 1;
+    if (rt_agent(c, &vessel_v1_Agent_Mount, &req.base, NULL, AGENT_TIMEOUT_MS, err) < 0)
+      return vs_err_wrap(err, "mount volume %s", c->spec->mounts[i]->source);
+  }
+  return 0;
+}
+
 int rt_configure_guest(rt_container *c, vs_err *err) {
   if (guest_names(c, err) < 0) return -1;
   for (size_t i = 0; i < c->n_nics; i++) {
@@ -214,7 +239,7 @@ int rt_configure_guest(rt_container *c, vs_err *err) {
     if (rt_agent(c, &vessel_v1_Agent_ConfigureInterface, &req.base, NULL, AGENT_TIMEOUT_MS, err) < 0)
       return vs_err_wrap(err, "configure %s (network %s)", eth, n->network);
   }
-  return c->is_pod ? 0 : rt_guest_create(c, err);
+  return c->is_pod ? pod_volumes(c, err) : rt_guest_create(c, err);
 }
 
 int rt_guest_create(rt_container *c, vs_err *err) {
@@ -238,7 +263,7 @@ int rt_guest_create(rt_container *c, vs_err *err) {
   size_t nm = c->spec->n_mounts;
   Vessel__V1__Mount *guest = calloc(nm ? nm : 1, sizeof *guest);
   Vessel__V1__Mount **gp = calloc(nm ? nm : 1, sizeof *gp);
-  char(*tags)[24] = calloc(nm ? nm : 1, sizeof *tags);
+  char(*tags)[64] = calloc(nm ? nm : 1, sizeof *tags);
   static char *const opts[4] = {"trans=virtio", "version=9p2000.L", "msize=262144", "ro"};
   int rc;
   if (!guest || !gp || !tags) {
@@ -250,6 +275,16 @@ int rt_guest_create(rt_container *c, vs_err *err) {
     guest[i] = *m;
     gp[i] = &guest[i];
     if (!is_volume(m)) continue;
+    if (c->pod) { /* a bind of the pod's mount of that volume (pod_volumes) */
+      for (size_t k = 0; k < vs->n_mounts; k++)
+        if (!strcmp(vs->mounts[k]->source, m->source))
+          snprintf(tags[i], sizeof tags[i], POD_VOLUMES "/vol%zu", k);
+      guest[i].type = (char *)"bind";
+      guest[i].source = tags[i];
+      guest[i].options = (char **)opts + 3; /* "ro" */
+      guest[i].n_options = is_read_only(m);
+      continue;
+    }
     snprintf(tags[i], sizeof tags[i], "vol%zu", i);
     guest[i].type = (char *)"9p";
     guest[i].source = tags[i];

@@ -69,6 +69,23 @@ int rt_pod_join(rt_container *c, vs_err *err) {
     rt_put(pod);
     return -1;
   }
+  /* Host directories: the pod's volumes only (the VM's shares are fixed). */
+  const Vessel__V1__ContainersCreateRequest *ps = pod->spec;
+  for (size_t i = 0; i < c->spec->n_mounts; i++) {
+    const Vessel__V1__Mount *m = c->spec->mounts[i];
+    int known = !strcmp(m->type, "tmpfs");
+    for (size_t k = 0; !known && k < ps->n_mounts; k++) known = !strcmp(ps->mounts[k]->source, m->source);
+    if (!known) {
+      pthread_mutex_lock(&pod->mu);
+      pod->slot_owner[slot][0] = '\0';
+      pthread_mutex_unlock(&pod->mu);
+      vs_err_set(err, VS_INVALID_ARGUMENT,
+                 "mount %s: host directory %s is not a volume of pod %s (PodsCreateRequest.volumes)",
+                 m->destination, m->source, pod->id);
+      rt_put(pod);
+      return -1;
+    }
+  }
   c->pod = pod; /* the reference is c's until it is freed */
   c->slot = slot;
   c->vcpus = pod->vcpus;
@@ -150,8 +167,17 @@ static int check(const Vessel__V1__PodsCreateRequest *req, vs_err *err) {
   if (*req->id && !rt_valid_id(req->id))
     return vs_err_set(err, VS_INVALID_ARGUMENT, "pod ID \"%s\": use [A-Za-z0-9][A-Za-z0-9_.-]{0,127}",
                       req->id);
-  if (req->n_volumes)
-    return vs_err_set(err, VS_UNIMPLEMENTED, "PodsCreateRequest.volumes: not supported yet");
+  for (size_t i = 0; i < req->n_volumes; i++) {
+    const Vessel__V1__Mount *m = req->volumes[i];
+    struct stat st;
+    if ((*m->type && strcmp(m->type, "bind")) || m->source[0] != '/' || stat(m->source, &st) < 0 ||
+        !S_ISDIR(st.st_mode))
+      return vs_err_set(err, VS_INVALID_ARGUMENT,
+                        "volumes[%zu]: \"%s\" is not a host directory (an absolute path, type bind)",
+                        i, m->source);
+  }
+  if (req->n_volumes > 16)
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "%zu volumes: at most 16", req->n_volumes);
   if (req->share_pid || req->share_ipc)
     return vs_err_set(err, VS_UNIMPLEMENTED, "PodsCreateRequest.%s: not supported yet",
                       req->share_pid ? "share_pid" : "share_ipc");
@@ -183,6 +209,8 @@ static Vessel__V1__ContainersCreateRequest *vm_spec(const Vessel__V1__PodsCreate
   s.extra_hosts = req->extra_hosts;
   s.n_extra_hosts = req->n_extra_hosts;
   s.resources = req->resources;
+  s.mounts = req->volumes; /* the VM's 9p shares */
+  s.n_mounts = req->n_volumes;
   s.n_labels = req->n_labels;
   s.labels = (Vessel__V1__ContainersCreateRequest__LabelsEntry **)req->labels;
   return (Vessel__V1__ContainersCreateRequest *)rt_copy_msg(&s.base);

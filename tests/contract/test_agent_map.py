@@ -23,7 +23,7 @@ def table():
     section = text.split("## Host RPC → agent RPC mapping")[1].split("\n## ")[0]
     rows = {}
     for line in section.splitlines():
-        m = re.match(r"\| `(Containers\.\w+)` \| (.*?) \|", line)
+        m = re.match(r"\| `((?:Containers|Pods)\.\w+)` \| (.*?) \|", line)
         if not m:
             continue
         col = m.group(2)
@@ -51,7 +51,7 @@ def traced(path):
 def test_the_table_is_what_vesseld_does(tmp_path):
     assert KERNEL and os.path.exists(KERNEL), "VESSEL_KERNEL must name the guest kernel"
     rows = table()
-    assert len(rows) == 16, sorted(rows)
+    assert len(rows) == 22, sorted(rows)
     trace = str(tmp_path / "trace")
     with Vesseld(*ARGS, "--trace-agent-calls", trace, netns=True) as d, vessel.Client(d.address, timeout=180) as c:
         c.images.load(busybox_image_tar(str(tmp_path / "img")), reference=IMAGE)
@@ -87,6 +87,24 @@ def test_the_table_is_what_vesseld_does(tmp_path):
         c.networks.create("map-b")
         two = c.containers.create(IMAGE, ["true"], networks=["default", "map-b"])
         two.delete(force=True)
+        # A pod: its VM with a network and a volume, a container in it
+        # created, started, stopped, started again (re-created in the
+        # guest), deleted; a second one left for the forced delete.
+        vol = str(tmp_path / "vol")
+        os.mkdir(vol)
+        c.pods.create("map-pod", networks=["default", "map-b"], volumes=[vol])
+        c.pods.list()
+        c.pods.inspect("map-pod")
+        inpod = c.containers.create(IMAGE, ["sleep", "600"], id="in-pod", pod="map-pod",
+                                    mounts=[f"{vol}:/v"])
+        inpod.start()
+        c.pods.stats("map-pod")
+        inpod.stop(grace=1)
+        inpod.start()
+        inpod.delete(force=True)
+        c.containers.create(IMAGE, ["sleep", "600"], id="in-pod2", pod="map-pod").start()
+        c.pods.stop("map-pod", grace=1)
+        c.pods.delete("map-pod", force=True)
         c.networks.delete("map-b")
         time.sleep(1)
     calls = traced(trace)

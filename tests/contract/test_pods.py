@@ -193,7 +193,7 @@ def test_pod_stop_and_what_a_container_in_a_pod_does_not_set(c):
         a = c.containers.create(IMAGE, ["sleep", "600"], id="s1", pod="pod4")
         a.start()
         for kw, field in [(dict(networks=["default"]), "networks"), (dict(hostname="h"), "hostname"),
-                          (dict(ports={80: 0}), "ports"), (dict(mounts=["/tmp:/x"]), "mounts")]:
+                          (dict(ports={80: 0}), "ports"), (dict(mounts=["/tmp:/x"]), "not a volume")]:
             with pytest.raises(vessel.VesselError) as e:
                 c.containers.create(IMAGE, ["true"], pod="pod4", **kw)
             assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and field in str(e.value), kw
@@ -208,16 +208,43 @@ def test_pod_stop_and_what_a_container_in_a_pod_does_not_set(c):
             c.containers.create(IMAGE, ["true"], pod="pod4")
         assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION
         for req, field in [(pods_pb2.PodsCreateRequest(share_pid=True), "share_pid"),
-                           (pods_pb2.PodsCreateRequest(volumes=[types_pb2.Mount(
-                               type="bind", source="/tmp", destination="/x")]), "volumes")]:
+                           (pods_pb2.PodsCreateRequest(share_ipc=True), "share_ipc")]:
             with pytest.raises(grpc.RpcError) as e:
                 c.pods.Create(req)
             assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED and field in e.value.details()
-        with pytest.raises(grpc.RpcError) as e:
-            c.pods.Create(pods_pb2.PodsCreateRequest(slots=17))
-        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        for req in [pods_pb2.PodsCreateRequest(slots=17),
+                    pods_pb2.PodsCreateRequest(volumes=[types_pb2.Mount(source="/no/such/dir")])]:
+            with pytest.raises(grpc.RpcError) as e:
+                c.pods.Create(req)
+            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     finally:
         c.pods.delete("pod4", force=True)
+
+
+def test_a_pods_volumes_are_shared_by_its_containers(c, tmp_path):
+    """PodsCreateRequest.volumes: 'containers mounting the same volume see
+    each other's writes'; "ro" is read-only for all."""
+    shared, ro = tmp_path / "shared", tmp_path / "ro"
+    shared.mkdir()
+    ro.mkdir()
+    (ro / "given").write_text("from the host\n")
+    os.chmod(shared, 0o777)
+    c.pods.create("pod7", volumes=[str(shared), f"{ro}:ro"])
+    try:
+        w = c.containers.create(IMAGE, ["sleep", "600"], id="w", pod="pod7",
+                                mounts=[f"{shared}:/out", f"{ro}:/in"])
+        r = c.containers.create(IMAGE, ["sleep", "600"], id="r", pod="pod7",
+                                mounts=[f"{shared}:/data"])
+        w.start()
+        r.start()
+        sh(w, "echo written-in-w > /out/f")
+        assert sh(r, "cat /data/f").strip() == "written-in-w"
+        assert (shared / "f").read_text() == "written-in-w\n"
+        assert sh(w, "cat /in/given").strip() == "from the host"
+        assert "Read-only" in sh(w, "echo x > /in/nope")
+        assert not (ro / "nope").exists()
+    finally:
+        c.pods.delete("pod7", force=True)
 
 
 def test_pod_delete_while_an_exec_is_attached(c):

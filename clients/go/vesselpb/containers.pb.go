@@ -873,8 +873,9 @@ type ContainersCreateRequest struct {
 	// Create the container in this RUNNING pod (see vessel.v1.Pods; not
 	// found: NOT_FOUND; not running: FAILED_PRECONDITION; no free disk slot:
 	// RESOURCE_EXHAUSTED). What is the pod's is not set here: networks,
-	// ports, hostname, dns, extra_hosts, kernel, no_template and host
-	// directory mounts (tmpfs is fine) are INVALID_ARGUMENT with a pod_id;
+	// ports, hostname, dns, extra_hosts, kernel and no_template are
+	// INVALID_ARGUMENT with a pod_id, and so is a host directory mount that
+	// is not one of the pod's volumes (PodsCreateRequest.volumes);
 	// resources are cgroup limits inside the pod's VM (its vCPUs and memory
 	// at most). Its init exiting does not end the VM; a Start of the
 	// STOPPED container creates it again in the pod over its kept disk.

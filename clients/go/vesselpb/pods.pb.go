@@ -265,7 +265,12 @@ type PodsCreateRequest struct {
 	// Disk slots (containers it holds at once): 1..16, 0 = 4. A Create of a
 	// container in a pod with no free slot is RESOURCE_EXHAUSTED.
 	Slots uint32 `protobuf:"varint,10,opt,name=slots,proto3" json:"slots,omitempty"`
-	// Host directories shared by its containers: UNIMPLEMENTED for now.
+	// Host directories its containers may mount (9p shares of the VM, up to
+	// 16): Mount.source is the host directory (absolute, existing; type
+	// "bind" or empty), option "ro" makes it read-only for all; destination
+	// is not used. A container in the pod mounts one with a bind Mount of
+	// the same source and a destination of its own; containers mounting the
+	// same volume see each other's writes.
 	Volumes []*Mount `protobuf:"bytes,11,rep,name=volumes,proto3" json:"volumes,omitempty"`
 	// One PID namespace for all its containers: UNIMPLEMENTED for now.
 	SharePid bool `protobuf:"varint,12,opt,name=share_pid,json=sharePid,proto3" json:"share_pid,omitempty"`
