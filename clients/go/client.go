@@ -13,6 +13,8 @@
 //	st, err := c.Exec(ctx, id, []string{"ls"}, vessel.Stdio{Stdout: os.Stdout})
 //	err = c.Logs(ctx, id, vessel.LogsOptions{Follow: true}, func(e *vesselpb.LogEntry) error { ... })
 //	events, errc := c.Events(ctx, vessel.EventFilter{ContainerID: id})
+//	pod, err := c.CreatePod(ctx, vessel.WithHostname("web"))  // several containers, one VM
+//	_, err = c.Create(ctx, "busybox", []string{"httpd", "-f"}, vessel.InPod(pod.Id))
 //
 // The generated stubs of every service (package vesselpb) are in c.API for
 // everything the helpers do not cover.
@@ -71,6 +73,7 @@ type API struct {
 	Containers vesselpb.ContainersClient
 	Events     vesselpb.EventsClient
 	Networks   vesselpb.NetworksClient
+	Pods       vesselpb.PodsClient
 }
 
 // Client is a connection to vesseld. It is safe for concurrent use.
@@ -123,6 +126,7 @@ func Dial(ctx context.Context, address string, opts ...Option) (*Client, error) 
 		Containers: vesselpb.NewContainersClient(conn),
 		Events:     vesselpb.NewEventsClient(conn),
 		Networks:   vesselpb.NewNetworksClient(conn),
+		Pods:       vesselpb.NewPodsClient(conn),
 	}}, nil
 }
 

@@ -507,3 +507,48 @@ func TestExampleGo(t *testing.T) {
 		t.Fatalf("example with exit 7: %v", err)
 	}
 }
+
+// A pod of two containers: one serves on localhost, the other fetches it;
+// both see the pod's hostname; stats list both; DeletePod(force) ends all.
+func TestPod(t *testing.T) {
+	e := vm(t)
+	c, ctx := e.client, longCtx(t)
+	pod, err := c.CreatePod(ctx, vessel.WithPodID("go-pod"), vessel.WithHostname("gopod"), vessel.WithSlots(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.DeletePod(context.Background(), "go-pod", true)
+	if pod.State != vesselpb.PodState_POD_STATE_RUNNING || pod.Slots != 2 {
+		t.Fatalf("pod: %v", pod)
+	}
+	if _, err := c.Create(ctx, testImage, []string{"sh", "-c",
+		"busybox mkdir /w && echo hello from the pod > /w/index.html && exec busybox httpd -f -p 8080 -h /w"},
+		vessel.WithID("go-web"), vessel.InPod("go-pod")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Start(ctx, "go-web"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Run(ctx, testImage, []string{"sh", "-c",
+		"busybox hostname; for i in 1 2 3 4 5 6 7 8 9 10; do busybox wget -qO- http://127.0.0.1:8080/index.html && exit; sleep 0.5; done"},
+		vessel.InPod("go-pod"))
+	if err != nil || string(res.Stdout) != "gopod\nhello from the pod\n" {
+		t.Fatalf("run in the pod: %v %q %q", err, res.Stdout, res.Stderr)
+	}
+	st, err := c.PodStats(ctx, "go-pod")
+	if err != nil || len(st.Containers) != 1 || st.Containers[0].ContainerId != "go-web" || st.Vm.HostRssBytes == 0 {
+		t.Fatalf("pod stats: %v %v", err, st)
+	}
+	if pods, err := c.ListPods(ctx); err != nil || len(pods) != 1 || pods[0].Id != "go-pod" {
+		t.Fatalf("pods: %v %v", err, pods)
+	}
+	if err := c.DeletePod(ctx, "go-pod", false); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("delete of a pod with a container: %v", err)
+	}
+	if err := c.DeletePod(ctx, "go-pod", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Inspect(ctx, "go-web"); status.Code(err) != codes.NotFound {
+		t.Fatalf("container outlived its pod: %v", err)
+	}
+}
