@@ -79,10 +79,9 @@ int rt_boot(rt_container *c, const char *rootfs_src, vs_err *err) {
     shares[n_shares] = (vm_share){m->source, tags[n_shares], is_read_only(m)};
     n_shares++;
   }
-  rt_vm_kind kind = {c->vcpus, c->memory_mib, (int)c->n_nics};
-  /* Not with volumes: their devices are not in a template; nor pods (their
-   * disk slots are not either). */
-  int pooled = !c->spec->no_template && !n_shares && !c->is_pod;
+  rt_vm_kind kind = {c->vcpus, c->memory_mib, (int)c->n_nics, c->is_pod ? c->n_slots : 0};
+  /* Not with volumes: their devices are not in a template. */
+  int pooled = !c->spec->no_template && !n_shares;
   vm_disk slots[RT_MAX_SLOTS];
   char slot_paths[RT_MAX_SLOTS][4400];
   for (int i = 0; c->is_pod && i < c->n_slots; i++) {

@@ -23,9 +23,6 @@
 #include "vessel/v1/agent.pb-c.h"
 #include "vessel_proto_rpc.h"
 
-/* Every slot is this large (sparse): the guest sizes the disk once, at
- * boot; a root filesystem copied in is smaller. */
-#define SLOT_BYTES (64ll << 30)
 #define DEFAULT_SLOTS 4
 #define MIN_POD_MIB 128
 
@@ -114,7 +111,7 @@ int rt_pod_fill_slot(rt_container *c, const char *rootfs_src, vs_err *err) {
   int rc = fd < 0 ? vs_err_errno(err, VS_INTERNAL, errno, "open %s", path)
                   : rfs_copy_into(rootfs_src, fd, err);
   /* (the size the guest saw at boot: nothing past the copy is read) */
-  if (rc == 0 && ftruncate(fd, SLOT_BYTES) < 0)
+  if (rc == 0 && ftruncate(fd, RT_DISK_BYTES) < 0)
     rc = vs_err_errno(err, VS_INTERNAL, errno, "resize %s", path);
   if (fd >= 0) close(fd);
   return rc;
@@ -122,7 +119,7 @@ int rt_pod_fill_slot(rt_container *c, const char *rootfs_src, vs_err *err) {
 
 /* The slot's file emptied (its blocks freed), at its size. */
 static int slot_clear(const char *path) {
-  return truncate(path, 0) == 0 && truncate(path, SLOT_BYTES) == 0 ? 0 : -1;
+  return truncate(path, 0) == 0 && truncate(path, RT_DISK_BYTES) == 0 ? 0 : -1;
 }
 
 void rt_pod_leave(rt_container *c) {
@@ -222,7 +219,7 @@ static int create_in(rt_container *c, vs_err *err) {
     char path[4400];
     rt_pod_slot_path(c, i, path);
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    int ok = fd >= 0 && ftruncate(fd, SLOT_BYTES) == 0;
+    int ok = fd >= 0 && ftruncate(fd, RT_DISK_BYTES) == 0;
     if (fd >= 0) close(fd);
     if (!ok) return vs_err_errno(err, VS_INTERNAL, errno, "create %s", path);
   }

@@ -274,7 +274,12 @@ void rt_detach_vm(rt_container *c);
 /* vmpool.c: templates and warm spares, keyed by what the VM is made of. */
 typedef struct rt_vm_kind {
   int vcpus, memory_mib, n_nics;
+  int n_slots; /* a pod's disk slots (no root disk); 0 for a container */
 } rt_vm_kind;
+/* Every disk a VM is made with (a root disk, a pod's slot) is this large
+ * (sparse): a restored guest keeps the capacity it saw, and root
+ * filesystems fit in it. */
+#define RT_DISK_BYTES (64ll << 30)
 /* A VM handed out by the pool: running, its agent answering, its clock and
  * entropy fresh. */
 typedef struct rt_pool_vm {

@@ -29,9 +29,6 @@
 
 /* Bump when what a template holds changes. */
 #define TEMPLATE_FORMAT "vessel-template-1"
-/* Every template VM has a disk this large (sparse): the restored guest
- * keeps the capacity it saw, and containers' root filesystems fit in it. */
-#define PLACEHOLDER_BYTES (64ll << 30)
 /* Spares are made in the background, niced, so that they hardly slow the
  * containers running meanwhile (10: about a tenth of a CPU against a busy
  * one; never starved); a spare taken over gets its priority back. (Not
@@ -45,7 +42,7 @@ void rt_template_mac(size_t i, char out[18]) {
 typedef struct rt_template {
   char dir[4200], state[4300], disk[4300];
   char inputs[4096]; /* what the key hashes; kept beside the state */
-  int n_nics, memory_mib, vcpus;
+  int n_nics, n_slots, memory_mib, vcpus;
 } rt_template;
 
 typedef struct rt_spare rt_spare;
@@ -110,11 +107,16 @@ static void template_paths(rt_runtime *rt, const rt_vm_kind *k, rt_template *t) 
   shared_inputs(rt, shared, sizeof shared);
   snprintf(t->inputs, sizeof t->inputs, "%s%d|%d|%d|%s", shared, k->memory_mib, k->vcpus,
            k->n_nics, vm_kvm_usable() ? "kvm" : "tcg");
+  if (k->n_slots) { /* a pod's: its slots for a root disk */
+    size_t l = strlen(t->inputs);
+    snprintf(t->inputs + l, sizeof t->inputs - l, "|slots %d", k->n_slots);
+  }
   oci_sha256_bytes(t->inputs, strlen(t->inputs), d);
   snprintf(t->dir, sizeof t->dir, "%s/templates/%.24s", rt->root, d + 7);
   snprintf(t->state, sizeof t->state, "%s/state", t->dir);
   snprintf(t->disk, sizeof t->disk, "%s/placeholder.img", t->dir);
   t->n_nics = k->n_nics;
+  t->n_slots = k->n_slots;
   t->memory_mib = k->memory_mib;
   t->vcpus = k->vcpus;
 }
@@ -143,10 +145,18 @@ static void *build_main(void *arg) {
   snprintf(qmp, sizeof qmp, "%s/run/t%.12s.qmp", rt->root, d + 7);
   unlink(sock);
   unlink(qmp);
-  int fd = open(t->disk, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0 || ftruncate(fd, PLACEHOLDER_BYTES) < 0) goto fail;
-  close(fd);
-  fd = -1;
+  /* Its disks: a placeholder root disk, or a pod's empty slots. */
+  char slot_paths[RT_MAX_SLOTS][4400];
+  vm_disk slots[RT_MAX_SLOTS];
+  int fd = -1;
+  for (int i = 0; i < (t->n_slots ? t->n_slots : 1); i++) {
+    snprintf(slot_paths[i], sizeof slot_paths[i], "%s/slot%d.img", t->dir, i);
+    slots[i] = (vm_disk){slot_paths[i], 0};
+    fd = open(t->n_slots ? slot_paths[i] : t->disk, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || ftruncate(fd, RT_DISK_BYTES) < 0) goto fail;
+    close(fd);
+    fd = -1;
+  }
   for (; n_taps < (size_t)t->n_nics; n_taps++) { /* any taps will do: the NICs only have to exist */
     char stem[16];
     snprintf(stem, sizeof stem, "vtt%.10s", d + 7);
@@ -159,6 +169,11 @@ static void *build_main(void *arg) {
   rt_vm_config(rt, &vc, t->vcpus, t->memory_mib, t->disk, sock, console);
   vc.nics = nics;
   vc.n_nics = n_taps;
+  if (t->n_slots) {
+    vc.root_disk = NULL;
+    vc.disks = slots;
+    vc.n_disks = (size_t)t->n_slots;
+  }
   vc.qmp_socket = qmp;
   v = vm_start(&vc, &err);
   ok = v && vm_wait_ready(v, 60000, &err) == 0;
@@ -374,7 +389,7 @@ static void *spare_main(void *arg) {
     rfs_options_init(&o);
     o.size_bytes = 8 << 20;
     ok = vs_mkdir_p(s->dir, 0700, &err) == 0 && rfs_build(NULL, 0, s->disk, &o, NULL, &err) == 0 &&
-         truncate(s->disk, PLACEHOLDER_BYTES) == 0; /* QEMU sizes the disk by the file */
+         truncate(s->disk, RT_DISK_BYTES) == 0; /* QEMU sizes the disk by the file */
     if (ok && s->tap[0]) ok = rt_tap_create(s->tap, NULL, &err) == 0;
     if (!ok) s->tap[0] = '\0';
   }
@@ -415,7 +430,7 @@ static void *spare_main(void *arg) {
 /* Restores a spare of t's kind in the background unless one is there. */
 static void spare_refill(rt_runtime *rt, const rt_template *t) {
   rt_pool *pool = rt->pool;
-  if (t->n_nics > 1) return; /* rare: the spare stays as it is */
+  if (t->n_nics > 1 || t->n_slots) return; /* rare, or a pod's: the spare stays as it is */
   pthread_mutex_lock(&pool->mu);
   /* The spare follows the kind of VM last started (its inputs may also
    * have changed: a new kernel or initramfs); one of another kind goes. */

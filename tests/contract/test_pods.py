@@ -324,3 +324,32 @@ def test_pods_survive_a_vesseld_restart(tmp_path):
             second.cleanup()
     finally:
         first.cleanup()
+
+
+def test_a_pod_restores_from_its_template(c):
+    """Templates serve pods too: once the first pod of a kind (here 2
+    slots) has built its template, the next restores from it, and its
+    slots, network and containers work as in a booted one."""
+    import glob
+    templates = lambda: len(glob.glob(c.daemon.root + "/templates/*/state"))
+    before = templates()
+    first = c.pods.create("tp1", slots=2)
+    try:
+        assert first.vm.boot_mode == cp.BOOT_MODE_COLD
+        deadline = time.time() + 300
+        while templates() <= before and time.time() < deadline:
+            time.sleep(0.5)
+        assert templates() > before, "no template for two-slot pods"
+        second = c.pods.create("tp2", slots=2, hostname="restored")
+        assert second.vm.boot_mode == cp.BOOT_MODE_TEMPLATE, second.vm
+        web = c.containers.create(WEB, ["httpd", "-f", "-p", "8080", "-h", "/var/www"], pod="tp2")
+        web.start()
+        r = c.containers.run(IMAGE, ["sh", "-c", "hostname; for i in 1 2 3 4 5 6 7 8 9 10; do "
+                                     "wget -qO- http://127.0.0.1:8080/index.html && break; sleep 0.5; done"],
+                             pod="tp2")
+        assert r.stdout.decode().startswith("restored\n") and "hello over the bridge" in r.stdout.decode(), r
+        ip = second.networks[0].ip_address
+        assert ip and ip != first.networks[0].ip_address
+    finally:
+        c.pods.delete("tp1", force=True)
+        c.pods.delete("tp2", force=True)

@@ -55,9 +55,9 @@ const (
 //	ALREADY_EXISTS      the ID is taken (by a pod or a container)
 //	FAILED_PRECONDITION the pod is not in a state for the call
 type PodsClient interface {
-	// Creates a pod: its networks, its VM booted (cold: pods are not served
-	// by templates or warm spares yet) with `slots` empty disk slots; state
-	// RUNNING when it returns.
+	// Creates a pod: its networks, its VM with `slots` empty disk slots
+	// (restored from the template of its kind once one is built, else cold
+	// booted; no warm spares for pods); state RUNNING when it returns.
 	// Errors: INVALID_ARGUMENT, ALREADY_EXISTS, NOT_FOUND (network),
 	// UNIMPLEMENTED (a field this server does not honour yet, named).
 	Create(ctx context.Context, in *PodsCreateRequest, opts ...grpc.CallOption) (*PodsCreateResponse, error)
@@ -174,9 +174,9 @@ func (c *podsClient) Stats(ctx context.Context, in *PodsStatsRequest, opts ...gr
 //	ALREADY_EXISTS      the ID is taken (by a pod or a container)
 //	FAILED_PRECONDITION the pod is not in a state for the call
 type PodsServer interface {
-	// Creates a pod: its networks, its VM booted (cold: pods are not served
-	// by templates or warm spares yet) with `slots` empty disk slots; state
-	// RUNNING when it returns.
+	// Creates a pod: its networks, its VM with `slots` empty disk slots
+	// (restored from the template of its kind once one is built, else cold
+	// booted; no warm spares for pods); state RUNNING when it returns.
 	// Errors: INVALID_ARGUMENT, ALREADY_EXISTS, NOT_FOUND (network),
 	// UNIMPLEMENTED (a field this server does not honour yet, named).
 	Create(context.Context, *PodsCreateRequest) (*PodsCreateResponse, error)

@@ -90,9 +90,9 @@ class PodsServicer(object):
     """
 
     def Create(self, request, context):
-        """Creates a pod: its networks, its VM booted (cold: pods are not served
-        by templates or warm spares yet) with `slots` empty disk slots; state
-        RUNNING when it returns.
+        """Creates a pod: its networks, its VM with `slots` empty disk slots
+        (restored from the template of its kind once one is built, else cold
+        booted; no warm spares for pods); state RUNNING when it returns.
         Errors: INVALID_ARGUMENT, ALREADY_EXISTS, NOT_FOUND (network),
         UNIMPLEMENTED (a field this server does not honour yet, named).
         """
