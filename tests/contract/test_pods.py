@@ -127,6 +127,7 @@ def test_a_pod_of_containers_from_two_images(c):
         time.sleep(0.1)
     assert not alive(qemu)
     assert "pod1" not in dict(c.networks.inspect("default").containers)
+    assert not os.path.exists(os.path.join(c.daemon.root, "containers", "pod1"))  # its slots
     taps = c.daemon.in_netns("ip", "-o", "link", "show", capture_output=True).stdout.decode()
     assert " vt" not in taps, taps
 
