@@ -83,6 +83,9 @@ typedef struct agent {
    * records its pid); ring buffer */
   struct { pid_t pid; int status; } unclaimed[64];
   unsigned unclaimed_next;
+  /* PID 1 of the PID and IPC namespaces containers may share (started on
+   * first use, under mu); 0 = none yet. */
+  pid_t holder;
 } agent;
 
 int ag_init(agent *a, vs_err *err);

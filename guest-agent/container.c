@@ -204,8 +204,14 @@ int ct_create(agent *a, const ct_spec *s, sp_rootfs *r, sp_exec *x, vs_err *err)
   p->ct = c;
   /* Registered under the lock before the reaper can see the pid exit. */
   pthread_mutex_lock(&a->mu);
-  pid_t pid = sp_spawn_init(r, p->exec, status[1], start[0], err);
-  if (pid > 0) {
+  int sharing = s->share_pid || s->share_ipc;
+  if (sharing && !a->holder && (a->holder = sp_spawn_holder(err)) < 0) a->holder = 0;
+  pid_t holder = a->holder;
+  pid_t pid = sharing && !holder ? -1
+                                 : sp_spawn_init(r, p->exec, status[1], start[0],
+                                                 s->share_pid ? holder : 0,
+                                                 s->share_ipc ? holder : 0, err);
+  if (pid > 0 && !sharing) {
     p->pid = pid;
     p->next = c->procs;
     c->procs = p;
@@ -215,6 +221,19 @@ int ct_create(agent *a, const ct_spec *s, sp_rootfs *r, sp_exec *x, vs_err *err)
   close(start[0]);
   status[1] = start[0] = -1;
   if (pid < 0) goto fail;
+  if (sharing) { /* pid is the helper's: the init's comes first */
+    pid_t init = 0;
+    int t = sp_read_status(status[0], &init, err);
+    if (t != 'P') {
+      if (t != 'E') vs_err_set(err, VS_INTERNAL, "container setup failed");
+      goto fail;
+    }
+    pthread_mutex_lock(&a->mu);
+    p->pid = pid = init;
+    p->next = c->procs;
+    c->procs = p;
+    pthread_mutex_unlock(&a->mu);
+  }
   ag_process *registered = p;
   p = NULL;
   pid_t dummy;

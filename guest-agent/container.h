@@ -38,6 +38,7 @@ typedef struct ct_spec {
   const char *const *sysctl_values;
   size_t n_sysctls;
   const ct_user *user;
+  int share_pid, share_ipc; /* join the VM's shared namespaces (a->holder) */
 } ct_spec;
 
 /* Creates the container and its waiting init process. r holds the extra

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <linux/capability.h>
@@ -458,13 +459,19 @@ __attribute__((noreturn)) static void child_exec(const sp_exec *x, int sw) {
   fail(sw, 5, 127, "executable file \"%s\" not found in $PATH", file);
 }
 
-pid_t sp_spawn_init(const sp_rootfs *r, const sp_exec *x, int status_w,
-                    int start_r, vs_err *err) {
-  pid_t pid = raw_clone(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD);
-  if (pid < 0) return vs_err_errno(err, VS_INTERNAL, errno, "clone");
-  if (pid > 0) return pid;
-  int keep[] = {status_w, start_r, x->stdin_r, x->stdout_w, x->stderr_w, x->cgroup_fd};
-  keep_only(keep, 6);
+/* The init child, in its namespaces: never returns. go_r (or -1): wait
+ * for a byte first (the helper's 'P' goes before anything of ours). */
+static void init_child(const sp_rootfs *r, const sp_exec *x, int status_w, int start_r,
+                       int go_r) {
+  int keep[] = {status_w, start_r, x->stdin_r, x->stdout_w, x->stderr_w, x->cgroup_fd, go_r};
+  keep_only(keep, 7);
+  if (go_r >= 0) {
+    char g;
+    ssize_t n;
+    do n = read(go_r, &g, 1);
+    while (n < 0 && errno == EINTR);
+    close(go_r);
+  }
   setup_root(r, status_w);
   put_all(status_w, "R", 1);
   char b;
@@ -473,6 +480,78 @@ pid_t sp_spawn_init(const sp_rootfs *r, const sp_exec *x, int status_w,
   while (n < 0 && errno == EINTR);
   if (n != 1) _exit(1); /* the container was deleted before start */
   child_exec(x, status_w);
+}
+
+/* Opens /proc/<pid>/ns/<name>; -1 on failure. */
+static int ns_fd(pid_t pid, const char *name) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/ns/%s", (int)pid, name);
+  return open(path, O_RDONLY | O_CLOEXEC);
+}
+
+pid_t sp_spawn_init(const sp_rootfs *r, const sp_exec *x, int status_w, int start_r,
+                    pid_t pid_of, pid_t ipc_of, vs_err *err) {
+  unsigned long own = CLONE_NEWNS | CLONE_NEWUTS | (pid_of > 0 ? 0 : CLONE_NEWPID) |
+                      (ipc_of > 0 ? 0 : CLONE_NEWIPC);
+  if (pid_of <= 0 && ipc_of <= 0) {
+    pid_t pid = raw_clone(own | SIGCHLD);
+    if (pid < 0) return vs_err_errno(err, VS_INTERNAL, errno, "clone");
+    if (pid == 0) init_child(r, x, status_w, start_r, -1);
+    return pid;
+  }
+  int pfd = pid_of > 0 ? ns_fd(pid_of, "pid") : -1, ifd = ipc_of > 0 ? ns_fd(ipc_of, "ipc") : -1;
+  int go[2] = {-1, -1};
+  if ((pid_of > 0 && pfd < 0) || (ipc_of > 0 && ifd < 0) || pipe2(go, O_CLOEXEC) < 0) {
+    int e = errno;
+    if (pfd >= 0) close(pfd);
+    if (ifd >= 0) close(ifd);
+    return vs_err_errno(err, VS_FAILED_PRECONDITION, e, "the shared namespaces' holder is gone");
+  }
+  pid_t helper = raw_clone(SIGCHLD);
+  if (helper != 0) {
+    int e = errno;
+    if (pfd >= 0) close(pfd);
+    if (ifd >= 0) close(ifd);
+    close(go[0]);
+    close(go[1]);
+    return helper < 0 ? vs_err_errno(err, VS_INTERNAL, e, "clone") : helper;
+  }
+  int keep[] = {status_w, start_r, x->stdin_r, x->stdout_w, x->stderr_w, x->cgroup_fd,
+                go[0], go[1], pfd, ifd};
+  keep_only(keep, 10);
+  if ((ifd >= 0 && setns(ifd, CLONE_NEWIPC) < 0) || (pfd >= 0 && setns(pfd, CLONE_NEWPID) < 0))
+    fail(status_w, 13, 1, "join the shared namespaces: %s", errname(errno));
+  /* CLONE_PARENT: vminitd's child (it reaps it); setns(pid) applies to
+   * children only. */
+  pid_t pid = raw_clone(CLONE_PARENT | own | SIGCHLD);
+  if (pid < 0) fail(status_w, 13, 1, "clone: %s", errname(errno));
+  if (pid == 0) {
+    close(go[1]);
+    init_child(r, x, status_w, start_r, go[0]);
+  }
+  char buf[5] = {'P'};
+  int32_t p32 = pid;
+  memcpy(buf + 1, &p32, 4);
+  put_all(status_w, buf, 5);
+  put_all(go[1], "g", 1);
+  _exit(0);
+}
+
+pid_t sp_spawn_holder(vs_err *err) {
+  pid_t pid = raw_clone(CLONE_NEWPID | CLONE_NEWIPC | SIGCHLD);
+  if (pid < 0) return vs_err_errno(err, VS_INTERNAL, errno, "clone");
+  if (pid > 0) return pid;
+  keep_only(NULL, 0);
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  sigprocmask(SIG_SETMASK, &chld, NULL); /* only SIGCHLD matters, and it waits */
+  for (;;) {
+    siginfo_t si;
+    sigwaitinfo(&chld, &si);
+    while (waitpid(-1, NULL, WNOHANG) > 0) {
+    }
+  }
 }
 
 pid_t sp_spawn_exec(pid_t init_pid, const sp_exec *x, int status_w, vs_err *err) {

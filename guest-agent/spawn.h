@@ -78,9 +78,18 @@ int sp_rlimit_from_name(const char *name);
 
 /* Starts a container's init: clones into new mount/pid/uts/ipc namespaces,
  * sets up the root (rootfs), reports 'R' on status_w, then blocks until a
- * byte arrives on start_r, then execs x. Returns the child pid (parent). */
-pid_t sp_spawn_init(const sp_rootfs *r, const sp_exec *x, int status_w,
-                    int start_r, vs_err *err);
+ * byte arrives on start_r, then execs x. Returns the child pid (parent).
+ * With pid_of / ipc_of (> 0) the init joins that process's PID / IPC
+ * namespace instead of a new one: a helper joins and clones it (as
+ * vminitd's child, CLONE_PARENT); the helper's pid is returned and the
+ * init's arrives first as 'P'. */
+pid_t sp_spawn_init(const sp_rootfs *r, const sp_exec *x, int status_w, int start_r,
+                    pid_t pid_of, pid_t ipc_of, vs_err *err);
+
+/* A process that is PID 1 of new PID and IPC namespaces and only reaps
+ * what is orphaned there, for containers to share (sp_spawn_init's
+ * pid_of / ipc_of). vminitd's child. */
+pid_t sp_spawn_holder(vs_err *err);
 
 /* Starts a process inside the namespaces of init_pid: a helper joins them
  * and clones the real process as a sibling (CLONE_PARENT), so vminitd

@@ -153,6 +153,8 @@ static int create_container(vrpc_call *call, void *ctx, vs_err *err) {
     s.n_sysctls = req->n_sysctls;
   }
   s.user = &u;
+  s.share_pid = req->share_pid;
+  s.share_ipc = req->share_ipc;
   rc = ct_create(a, &s, r, &x, err);
 out:
   sp_exec_free(&x);

@@ -318,6 +318,10 @@ int rt_guest_create(rt_container *c, vs_err *err) {
   req.n_sysctls = c->spec->n_sysctls;
   req.sysctls = (Vessel__V1__AgentCreateContainerRequest__SysctlsEntry **)c->spec->sysctls;
   req.process = c->spec->process;
+  if (c->pod && c->pod->pod_spec) {
+    req.share_pid = c->pod->pod_spec->share_pid;
+    req.share_ipc = c->pod->pod_spec->share_ipc;
+  }
   rc = rt_agent(c, &vessel_v1_Agent_CreateContainer, &req.base, NULL, AGENT_TIMEOUT_MS, err);
 out:
   free(guest);

@@ -175,9 +175,6 @@ static int check(const Vessel__V1__PodsCreateRequest *req, vs_err *err) {
   }
   if (req->n_volumes > 16)
     return vs_err_set(err, VS_INVALID_ARGUMENT, "%zu volumes: at most 16", req->n_volumes);
-  if (req->share_pid || req->share_ipc)
-    return vs_err_set(err, VS_UNIMPLEMENTED, "PodsCreateRequest.%s: not supported yet",
-                      req->share_pid ? "share_pid" : "share_ipc");
   if (req->slots > RT_MAX_SLOTS)
     return vs_err_set(err, VS_INVALID_ARGUMENT, "slots %u: 1..%d", req->slots, RT_MAX_SLOTS);
   const Vessel__V1__Resources *r = req->resources;

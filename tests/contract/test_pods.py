@@ -208,11 +208,6 @@ def test_pod_stop_and_what_a_container_in_a_pod_does_not_set(c):
         with pytest.raises(vessel.VesselError) as e:
             c.containers.create(IMAGE, ["true"], pod="pod4")
         assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION
-        for req, field in [(pods_pb2.PodsCreateRequest(share_pid=True), "share_pid"),
-                           (pods_pb2.PodsCreateRequest(share_ipc=True), "share_ipc")]:
-            with pytest.raises(grpc.RpcError) as e:
-                c.pods.Create(req)
-            assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED and field in e.value.details()
         for req in [pods_pb2.PodsCreateRequest(slots=17),
                     pods_pb2.PodsCreateRequest(volumes=[types_pb2.Mount(source="/no/such/dir")])]:
             with pytest.raises(grpc.RpcError) as e:
@@ -246,6 +241,38 @@ def test_a_pods_volumes_are_shared_by_its_containers(c, tmp_path):
         assert not (ro / "nope").exists()
     finally:
         c.pods.delete("pod7", force=True)
+
+
+def ns_of(ct, kind):
+    return sh(ct, f"readlink /proc/self/ns/{kind}").strip()
+
+
+def test_share_pid_and_ipc(c):
+    """PodsCreateRequest.share_pid / share_ipc: its containers share one PID
+    (they see and signal each other's processes; init is not PID 1) and
+    one IPC namespace; without them each has its own (and init is PID 1)."""
+    c.pods.create("sh1", share_pid=True, share_ipc=True)
+    c.pods.create("sh2")
+    try:
+        a = c.containers.create(IMAGE, ["sh", "-c", "echo $$ > /tmp/me; exec sleep 600"], id="sa",
+                                pod="sh1")
+        b = c.containers.create(WEB, ["sleep", "600"], id="sb", pod="sh1")
+        x = c.containers.create(IMAGE, ["sleep", "600"], id="sx", pod="sh2")
+        y = c.containers.create(IMAGE, ["sleep", "600"], id="sy", pod="sh2")
+        for ct in (a, b, x, y):
+            ct.start()
+        for kind in ("pid", "ipc"):
+            assert ns_of(a, kind) == ns_of(b, kind) and ns_of(a, kind).startswith(kind + ":")
+            assert ns_of(x, kind) != ns_of(y, kind)
+        pid_a = sh(a, "cat /tmp/me").strip()
+        assert pid_a != "1" and sh(x, "cat /proc/1/comm").strip() == "sleep"
+        assert "sleep" in sh(b, f"cat /proc/{pid_a}/comm")  # b sees a's init
+        sh(b, f"kill {pid_a}")  # and may signal it
+        assert a.wait(timeout=30).signal == 15
+        assert b.reload().pid  # b runs on
+    finally:
+        c.pods.delete("sh1", force=True)
+        c.pods.delete("sh2", force=True)
 
 
 def test_pod_delete_while_an_exec_is_attached(c):

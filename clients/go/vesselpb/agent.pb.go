@@ -2585,7 +2585,14 @@ type AgentCreateContainerRequest struct {
 	// Sysctls applied before the init process starts (see Agent.Sysctl).
 	Sysctls map[string]string `protobuf:"bytes,8,rep,name=sysctls,proto3" json:"sysctls,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// The init process (created now, started by StartProcess).
-	Process       *ProcessSpec `protobuf:"bytes,9,opt,name=process,proto3" json:"process,omitempty"`
+	Process *ProcessSpec `protobuf:"bytes,9,opt,name=process,proto3" json:"process,omitempty"`
+	// Join the VM's shared PID namespace instead of a new one: the processes
+	// of every container that asks see each other (a pod's share_pid). Its
+	// PID 1 is a holder the agent starts on first use, which reaps orphans;
+	// a container's init is then not PID 1.
+	SharePid bool `protobuf:"varint,10,opt,name=share_pid,json=sharePid,proto3" json:"share_pid,omitempty"`
+	// The same for the IPC namespace (a pod's share_ipc).
+	ShareIpc      bool `protobuf:"varint,11,opt,name=share_ipc,json=shareIpc,proto3" json:"share_ipc,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2681,6 +2688,20 @@ func (x *AgentCreateContainerRequest) GetProcess() *ProcessSpec {
 		return x.Process
 	}
 	return nil
+}
+
+func (x *AgentCreateContainerRequest) GetSharePid() bool {
+	if x != nil {
+		return x.SharePid
+	}
+	return false
+}
+
+func (x *AgentCreateContainerRequest) GetShareIpc() bool {
+	if x != nil {
+		return x.ShareIpc
+	}
+	return false
 }
 
 // Response of Agent.CreateContainer.
@@ -4047,7 +4068,7 @@ const file_vessel_v1_agent_proto_rawDesc = "" +
 	"\x1aAgentConfigureHostsRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12/\n" +
 	"\aentries\x18\x02 \x03(\v2\x15.vessel.v1.HostsEntryR\aentries\"\x1d\n" +
-	"\x1bAgentConfigureHostsResponse\"\xf0\x03\n" +
+	"\x1bAgentConfigureHostsResponse\"\xaa\x04\n" +
 	"\x1bAgentCreateContainerRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12(\n" +
 	"\x06rootfs\x18\x02 \x01(\v2\x10.vessel.v1.MountR\x06rootfs\x12(\n" +
@@ -4057,7 +4078,10 @@ const file_vessel_v1_agent_proto_rawDesc = "" +
 	"\x05hosts\x18\x06 \x03(\v2\x15.vessel.v1.HostsEntryR\x05hosts\x122\n" +
 	"\tresources\x18\a \x01(\v2\x14.vessel.v1.ResourcesR\tresources\x12M\n" +
 	"\asysctls\x18\b \x03(\v23.vessel.v1.AgentCreateContainerRequest.SysctlsEntryR\asysctls\x120\n" +
-	"\aprocess\x18\t \x01(\v2\x16.vessel.v1.ProcessSpecR\aprocess\x1a:\n" +
+	"\aprocess\x18\t \x01(\v2\x16.vessel.v1.ProcessSpecR\aprocess\x12\x1b\n" +
+	"\tshare_pid\x18\n" +
+	" \x01(\bR\bsharePid\x12\x1b\n" +
+	"\tshare_ipc\x18\v \x01(\bR\bshareIpc\x1a:\n" +
 	"\fSysctlsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x1e\n" +

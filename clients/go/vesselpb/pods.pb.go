@@ -272,9 +272,13 @@ type PodsCreateRequest struct {
 	// the same source and a destination of its own; containers mounting the
 	// same volume see each other's writes.
 	Volumes []*Mount `protobuf:"bytes,11,rep,name=volumes,proto3" json:"volumes,omitempty"`
-	// One PID namespace for all its containers: UNIMPLEMENTED for now.
+	// One PID namespace for all its containers (as Kubernetes'
+	// shareProcessNamespace): each sees the others' processes and may signal
+	// them; PID 1 is a holder in the VM that reaps orphans, so a container's
+	// init is not PID 1 (it gets SIGTERM's default action).
 	SharePid bool `protobuf:"varint,12,opt,name=share_pid,json=sharePid,proto3" json:"share_pid,omitempty"`
-	// One IPC namespace for all its containers: UNIMPLEMENTED for now.
+	// One IPC namespace for all its containers (System V IPC, POSIX message
+	// queues).
 	ShareIpc      bool `protobuf:"varint,13,opt,name=share_ipc,json=shareIpc,proto3" json:"share_ipc,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -88,13 +88,14 @@ class Pods:
                extra_hosts: Optional[Mapping[str, str]] = None,
                labels: Optional[Mapping[str, str]] = None,
                annotations: Optional[Mapping[str, str]] = None,
-               volumes: Optional[List[str]] = None,
-               timeout: Optional[float] = None) -> pods_pb2.Pod:
+               volumes: Optional[List[str]] = None, share_pid: bool = False,
+               share_ipc: bool = False, timeout: Optional[float] = None) -> pods_pb2.Pod:
         """Boots a pod's VM (RUNNING when it returns). networks and ports as
         for containers.create; cpus: vCPUs; memory: the VM's bytes; slots:
         containers it holds at once (0 = 4); volumes: host directories its
         containers may mount ("/dir" or "/dir:ro"; a container mounts one
-        with mounts=["/dir:/where"])."""
+        with mounts=["/dir:/where"]); share_pid / share_ipc: one PID / IPC
+        namespace for all its containers."""
         res = None
         if cpus or memory:
             res = types_pb2.Resources(milli_cpus=int(cpus * 1000), memory_bytes=int(memory))
@@ -103,7 +104,8 @@ class Pods:
             resources=res, slots=slots, dns=dns,
             extra_hosts=[types_pb2.HostsEntry(ip=ip, hostnames=[h])
                          for h, ip in (extra_hosts or {}).items()],
-            labels=labels or {}, annotations=annotations or {},
+            labels=labels or {}, annotations=annotations or {}, share_pid=share_pid,
+            share_ipc=share_ipc,
             volumes=[types_pb2.Mount(type="bind", source=v.rsplit(":", 1)[0],
                                      options=["ro"] if v.endswith(":ro") else [])
                      for v in volumes or []])

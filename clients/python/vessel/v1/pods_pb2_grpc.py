@@ -13,7 +13,8 @@ class PodsStub(object):
     no VM restart: each gets its own image, root filesystem (its own ext4
     disk: one of the pod's disk slots, filled by the host while the VM runs),
     process, user, environment, resources (cgroup limits inside the VM),
-    mounts and terminal, and its own mount, PID, UTS and IPC namespaces;
+    mounts and terminal, and its own mount, PID, UTS and IPC namespaces (PID
+    and IPC shared by all of them with share_pid / share_ipc);
     they share the pod's network namespace (they reach each other on
     localhost), its hostname and /etc/hosts. They start, stop, exec, attach,
     log, copy and are deleted independently with the Containers RPCs;
@@ -74,7 +75,8 @@ class PodsServicer(object):
     no VM restart: each gets its own image, root filesystem (its own ext4
     disk: one of the pod's disk slots, filled by the host while the VM runs),
     process, user, environment, resources (cgroup limits inside the VM),
-    mounts and terminal, and its own mount, PID, UTS and IPC namespaces;
+    mounts and terminal, and its own mount, PID, UTS and IPC namespaces (PID
+    and IPC shared by all of them with share_pid / share_ipc);
     they share the pod's network namespace (they reach each other on
     localhost), its hostname and /etc/hosts. They start, stop, exec, attach,
     log, copy and are deleted independently with the Containers RPCs;
@@ -190,7 +192,8 @@ class Pods(object):
     no VM restart: each gets its own image, root filesystem (its own ext4
     disk: one of the pod's disk slots, filled by the host while the VM runs),
     process, user, environment, resources (cgroup limits inside the VM),
-    mounts and terminal, and its own mount, PID, UTS and IPC namespaces;
+    mounts and terminal, and its own mount, PID, UTS and IPC namespaces (PID
+    and IPC shared by all of them with share_pid / share_ipc);
     they share the pod's network namespace (they reach each other on
     localhost), its hostname and /etc/hosts. They start, stop, exec, attach,
     log, copy and are deleted independently with the Containers RPCs;
