@@ -52,7 +52,7 @@ def test_a_pod_of_containers_from_two_images(c):
     own; a deleted container's slot serves the next; RESOURCE_EXHAUSTED
     when the slots run out; Delete with force frees VM, taps and IP."""
     pod = c.pods.create("pod1", hostname="podhost", slots=3, labels={"team": "a"},
-                        annotations={"note": "x"})
+                        annotations={"note": "x"}, extra_hosts={"dbhost": "10.9.9.9"})
     assert pod.state == RUNNING and pod.slots == 3 and pod.free_slots == 3, pod
     assert [(n.network, n.interface) for n in pod.networks] == [("default", "eth0")]
     assert dict(pod.labels) == {"team": "a"} and dict(pod.annotations) == {"note": "x"}
@@ -68,6 +68,27 @@ def test_a_pod_of_containers_from_two_images(c):
         assert cli.reload().pod_id == "pod1" and cli.reload().vm.qemu_pid == qemu
         assert "hello over the bridge" in fetch(cli, "127.0.0.1:8080")
         assert sh(cli, "hostname").strip() == "podhost" == sh(web, "hostname").strip()
+        for ct in (cli, web):  # the pod's /etc/hosts
+            assert "10.9.9.9\tdbhost" in sh(ct, "cat /etc/hosts"), sh(ct, "cat /etc/hosts")
+        # Logs and copies, per container as for any other.
+        r = c.containers.run(IMAGE, ["echo", "logged"], id="plog", pod="pod1", remove=False)
+        assert r.stdout == b"logged\n"
+        assert b"".join(e.data for e in c.containers.logs("plog")) == b"logged\n"
+        c.containers.delete("plog")
+        import io
+        import tarfile
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as t:
+            info = tarfile.TarInfo("copied")
+            info.size = 6
+            t.addfile(info, io.BytesIO(b"copied"))
+        cli.copy_in("/tmp", buf.getvalue())
+        assert sh(cli, "cat /tmp/copied") == "copied"
+        out = io.BytesIO()
+        cli.copy_out("/tmp/copied", out)
+        out.seek(0)
+        with tarfile.open(fileobj=out) as t:
+            assert t.extractfile("copied").read() == b"copied"
         # Own root filesystems: two images, writes seen only where made.
         assert "/bin/wget" in sh(cli, "ls /bin/wget") and "No such file" in sh(web, "ls /bin/wget")
         sh(cli, "echo mine > /mark")
