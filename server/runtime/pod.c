@@ -46,9 +46,28 @@ static rt_container **members(rt_container *pod, size_t *n) {
 
 /* ---- a container in a pod ---- */
 
+/* Host directories: the pod's volumes only (the VM's shares are fixed). */
+static int check_mounts(const rt_container *c, const rt_container *pod, vs_err *err) {
+  const Vessel__V1__ContainersCreateRequest *ps = pod->spec;
+  for (size_t i = 0; i < c->spec->n_mounts; i++) {
+    const Vessel__V1__Mount *m = c->spec->mounts[i];
+    int known = !strcmp(m->type, "tmpfs");
+    for (size_t k = 0; !known && k < ps->n_mounts; k++) known = !strcmp(ps->mounts[k]->source, m->source);
+    if (!known)
+      return vs_err_set(err, VS_INVALID_ARGUMENT,
+                        "mount %s: host directory %s is not a volume of pod %s (PodsCreateRequest.volumes)",
+                        m->destination, m->source, pod->id);
+  }
+  return 0;
+}
+
 int rt_pod_join(rt_container *c, vs_err *err) {
   rt_container *pod = rt_get_pod(c->rt, c->spec->pod_id, err);
   if (!pod) return -1;
+  if (check_mounts(c, pod, err) < 0) {
+    rt_put(pod);
+    return -1;
+  }
   pthread_mutex_lock(&pod->mu);
   int up = pod->state == RT_RUNNING && pod->vm, slot = -1;
   for (int i = 0; up && i < pod->n_slots && slot < 0; i++)
@@ -65,23 +84,6 @@ int rt_pod_join(rt_container *c, vs_err *err) {
                  pod->id, pod->n_slots);
     rt_put(pod);
     return -1;
-  }
-  /* Host directories: the pod's volumes only (the VM's shares are fixed). */
-  const Vessel__V1__ContainersCreateRequest *ps = pod->spec;
-  for (size_t i = 0; i < c->spec->n_mounts; i++) {
-    const Vessel__V1__Mount *m = c->spec->mounts[i];
-    int known = !strcmp(m->type, "tmpfs");
-    for (size_t k = 0; !known && k < ps->n_mounts; k++) known = !strcmp(ps->mounts[k]->source, m->source);
-    if (!known) {
-      pthread_mutex_lock(&pod->mu);
-      pod->slot_owner[slot][0] = '\0';
-      pthread_mutex_unlock(&pod->mu);
-      vs_err_set(err, VS_INVALID_ARGUMENT,
-                 "mount %s: host directory %s is not a volume of pod %s (PodsCreateRequest.volumes)",
-                 m->destination, m->source, pod->id);
-      rt_put(pod);
-      return -1;
-    }
   }
   c->pod = pod; /* the reference is c's until it is freed */
   c->slot = slot;

@@ -402,3 +402,38 @@ def test_a_pod_restores_from_its_template(c):
     finally:
         c.pods.delete("tp1", force=True)
         c.pods.delete("tp2", force=True)
+
+
+def test_pods_leave_no_fds_or_threads_behind(c):
+    """A daemon left running for months: a pod's whole life (containers,
+    an exec, stats, volumes, forced delete) returns vesseld's fds and
+    threads to where they were."""
+    pid = c.daemon.proc.pid
+
+    def counts():
+        return len(os.listdir(f"/proc/{pid}/fd")), len(os.listdir(f"/proc/{pid}/task"))
+
+    def life(name):
+        c.pods.create(name, slots=2)
+        ct = c.containers.create(IMAGE, ["sleep", "600"], pod=name)
+        ct.start()
+        assert sh(ct, "echo hi").strip() == "hi"
+        c.pods.stats(name)
+        c.containers.run(IMAGE, ["true"], pod=name)
+        c.pods.delete(name, force=True)
+
+    import glob
+    state = os.path.join(c.daemon.root, "templates", "*", "inputs")
+    kinds = lambda: [open(f).read() for f in glob.glob(state)]
+    life("leak0")  # its kind's template built, the guest's paths run once
+    deadline = time.time() + 120
+    while not any("slots 2" in k for k in kinds()) and time.time() < deadline:
+        time.sleep(0.5)
+    time.sleep(2)
+    base = counts()
+    for i in range(3):
+        life(f"leak{i + 1}")
+    deadline = time.time() + 30
+    while counts() != base and time.time() < deadline:
+        time.sleep(0.5)
+    assert counts() == base, (counts(), base)
