@@ -9,17 +9,20 @@ _WKT = "/usr/include"
 def _stem(path):
     return path[:-len(".proto")]
 
-def c_proto_library(name, srcs, well_known = [], visibility = None):
+def c_proto_library(name, srcs, well_known = [], visibility = None, generated = False):
     """protobuf-c code plus vrpc method tables and a reflection pool.
 
     srcs are paths relative to this package, which is the proto root (they
     import each other as "vessel/v1/types.proto"). well_known lists
     google/protobuf/*.proto files the srcs import; their C code is generated
     too since protobuf-c does not ship it. Emits cc_library `name` with
-    headers "<stem>.pb-c.h" and "<name>_rpc.h".
+    headers "<stem>.pb-c.h" and "<name>_rpc.h". generated: the srcs are
+    outputs of rules of this package (then the proto root is there).
     """
     pkg = native.package_name()
     root = pkg if pkg else "."
+    if generated:
+        root = "$(GENDIR)/" + root
     c_outs = []
     for s in srcs + well_known:
         c_outs += [_stem(s) + ".pb-c.c", _stem(s) + ".pb-c.h"]

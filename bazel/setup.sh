@@ -25,6 +25,7 @@ GO_TOOLS=(
   google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
   github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3
   github.com/grpc-ecosystem/grpc-health-probe@v0.4.62
+  sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0
 )
 
 SUDO=""
@@ -49,3 +50,16 @@ done
 
 # The Go client's module dependencies, so its tests need no download later.
 (cd "$(dirname "$0")/../clients/go" && "$GO" mod download >&2)
+
+# Kubernetes' CRI definitions (runtime.v1), from the k8s.io/cri-api module on
+# the Go module proxy, where //proto/cri reads them (not kept in this
+# repository).
+CRI_API=v0.37.2
+cri=/var/cache/vessel/cri-api/$CRI_API
+if [ ! -s "$cri/api.proto" ]; then
+  dir=$(cd /tmp && GOFLAGS=-mod=mod "$GO" mod download -json "k8s.io/cri-api@$CRI_API" |
+        sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  $SUDO mkdir -p "$cri"
+  $SUDO cp "$dir/pkg/apis/runtime/v1/api.proto" "$cri/api.proto.tmp"
+  $SUDO mv "$cri/api.proto.tmp" "$cri/api.proto"
+fi

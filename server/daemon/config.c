@@ -33,6 +33,10 @@ const char vd_usage[] =
     "  --dns-upstream IP[:PORT]\n"
     "                        a resolver the networks' DNS forwards other names\n"
     "                        to; repeatable (default: /etc/resolv.conf's)\n"
+    "  --cri-listen unix:///PATH\n"
+    "                        also serve Kubernetes' CRI (runtime.v1 RuntimeService\n"
+    "                        and ImageService) there, for kubelet and crictl\n"
+    "                        (off by default; e.g. unix:///run/vessel/cri.sock)\n"
     "  --trace-agent-calls FILE\n"
     "                        append \"<host RPC> <agent RPC>\" to FILE for every\n"
     "                        call to a guest agent (for tests and debugging)\n"
@@ -73,7 +77,7 @@ int vd_config_validate(const vd_config *c, vs_err *err) {
 }
 
 int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
-  enum { ROOT = 1, LISTEN, CERT, KEY, CA, INSECURE, VERSION, HELP, KERNEL, INITRD, QEMU, MAXCALLS, SOCKGROUP, MINSPEED, TRACE, DNSUP };
+  enum { ROOT = 1, LISTEN, CERT, KEY, CA, INSECURE, VERSION, HELP, KERNEL, INITRD, QEMU, MAXCALLS, SOCKGROUP, MINSPEED, TRACE, DNSUP, CRI };
   static const struct option opts[] = {
       {"root", required_argument, NULL, ROOT},
       {"listen", required_argument, NULL, LISTEN},
@@ -89,6 +93,7 @@ int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
       {"pull-min-speed", required_argument, NULL, MINSPEED},
       {"trace-agent-calls", required_argument, NULL, TRACE},
       {"dns-upstream", required_argument, NULL, DNSUP},
+      {"cri-listen", required_argument, NULL, CRI},
       {"version", no_argument, NULL, VERSION},
       {"help", no_argument, NULL, HELP},
       {NULL, 0, NULL, 0},
@@ -117,6 +122,11 @@ int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
       case QEMU: c->qemu = optarg; break;
       case SOCKGROUP: c->socket_group = optarg; break;
       case TRACE: c->trace_agent_calls = optarg; break;
+      case CRI:
+        if (strncmp(optarg, "unix://", 7) != 0 || !optarg[7])
+          return vs_err_set(err, VS_INVALID_ARGUMENT, "--cri-listen %s: give unix:///PATH", optarg);
+        c->cri_listen = optarg;
+        break;
       case DNSUP:
         if (c->n_dns_upstreams == 3)
           return vs_err_set(err, VS_INVALID_ARGUMENT, "at most 3 --dns-upstream flags");

@@ -26,6 +26,7 @@ typedef struct vd_config {
   const char *socket_group;     /* group of the unix sockets; NULL = ours */
   int pull_min_speed, pull_min_speed_secs; /* 0 = the registry client's default */
   const char *trace_agent_calls; /* rt_config.trace_agent_calls */
+  const char *cri_listen;        /* unix:// URI of the CRI server, or NULL */
   char *dns_upstreams[3];        /* rt_config.dns_upstreams */
   size_t n_dns_upstreams;
   int show_help, show_version;

@@ -51,6 +51,9 @@ int vd_containers_register(vrpc_server *srv, vd_daemon *d, vs_err *err);
 int vd_networks_register(vrpc_server *srv, vd_daemon *d, vs_err *err);
 /* Registers vessel.v1.Pods. */
 int vd_pods_register(vrpc_server *srv, vd_daemon *d, vs_err *err);
+/* Registers runtime.v1.RuntimeService and ImageService (Kubernetes' CRI)
+ * on their own server (--cri-listen). */
+int vd_cri_register(vrpc_server *srv, vd_daemon *d, vs_err *err);
 /* Registers vessel.v1.Images. */
 int vd_images_register(vrpc_server *srv, vd_daemon *d, vs_err *err);
 

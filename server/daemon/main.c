@@ -18,6 +18,7 @@
 #include "common/vs_log.h"
 #include "grpc_proto_rpc.h"
 #include "server/daemon/daemon.h"
+#include "cri_proto_rpc.h"
 #include "vessel_proto_rpc.h"
 
 #define LOG(level, ...) vs_log("vesseld", level, __VA_ARGS__)
@@ -176,6 +177,26 @@ int main(int argc, char **argv) {
     net_close(d.networks);
     return 1;
   }
+  /* Kubernetes' CRI, on a server (and socket) of its own when asked. */
+  vrpc_server *cri = NULL;
+  if (d.cfg.cri_listen) {
+    const vrpc_descriptor_pool *cri_pools[] = {&cri_proto_pool, &grpc_proto_pool};
+    unlink(d.cfg.cri_listen + 7);
+    if (!(cri = vrpc_server_new(&so, &err)) || vd_cri_register(cri, &d, &err) < 0 ||
+        vrpc_health_register(cri, &err) < 0 || vrpc_reflection_register(cri, cri_pools, 2, &err) < 0 ||
+        vrpc_server_listen(cri, d.cfg.cri_listen, NULL, NULL, &err) < 0 || vrpc_server_start(cri, &err) < 0) {
+      LOG(VS_LOG_ERROR, "--cri-listen %s: %s", d.cfg.cri_listen, err.msg);
+      vrpc_server_free(cri);
+      vrpc_server_shutdown(srv, 0);
+      vrpc_server_free(srv);
+      rt_close(d.runtime);
+      img_close(d.images);
+      evb_free(d.events);
+      net_close(d.networks);
+      return 1;
+    }
+    LOG(VS_LOG_INFO, "serving the CRI (runtime.v1) on %s", d.cfg.cri_listen);
+  }
   for (size_t i = 0; i < d.n_listen; i++)
     LOG(VS_LOG_INFO, "listening on %s", d.listen_uris[i]);
   LOG(VS_LOG_INFO, "vesseld %s ready (root %s)", VESSEL_VERSION, d.cfg.root);
@@ -183,8 +204,11 @@ int main(int argc, char **argv) {
   int sig = 0;
   sigwait(&sigs, &sig);
   LOG(VS_LOG_INFO, "signal %d: shutting down", sig);
+  if (cri) vrpc_server_shutdown(cri, 2000);
   vrpc_server_shutdown(srv, 2000);
+  vrpc_server_free(cri);
   vrpc_server_free(srv);
+  if (d.cfg.cri_listen) unlink(d.cfg.cri_listen + 7);
   rt_close(d.runtime);
   img_close(d.images);
   evb_free(d.events);
