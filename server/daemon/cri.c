@@ -2,8 +2,9 @@
  * server for it (--cri-listen): a thin adapter over the same libraries as
  * the vessel.v1 services. Served so far: Version, Status, RuntimeConfig,
  * UpdateRuntimeConfig, and the ImageService (List, Status, Pull, Remove,
- * ImageFsInfo) over the image store. The sandbox and container calls
- * (pods) are not yet: they answer UNIMPLEMENTED. */
+ * ImageFsInfo) over the image store; sandboxes and containers are vessel
+ * pods and their containers (cri_pods.c). What is not served answers
+ * UNIMPLEMENTED. */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -303,10 +304,11 @@ static int image_fs_info(vrpc_call *call, void *ctx, vs_err *err) {
 }
 
 int vd_cri_register(vrpc_server *srv, vd_daemon *d, vs_err *err) {
-  const runtime_v1_RuntimeService_handlers rs = {.Version = version,
-                                                 .Status = status,
-                                                 .RuntimeConfig = runtime_config,
-                                                 .UpdateRuntimeConfig = update_runtime_config};
+  runtime_v1_RuntimeService_handlers rs = {.Version = version,
+                                           .Status = status,
+                                           .RuntimeConfig = runtime_config,
+                                           .UpdateRuntimeConfig = update_runtime_config};
+  vd_cri_pod_handlers(&rs);
   const runtime_v1_ImageService_handlers is = {.ListImages = list_images,
                                                .ImageStatus = image_status,
                                                .PullImage = pull_image,

@@ -1,11 +1,12 @@
 """vesseld's CRI server (--cri-listen), checked by crictl (cri-tools,
 built from the Go module proxy by bazel/setup.sh): the runtime's version
 and status, and the image service over vessel's image store with a real
-registry (Debian's docker-registry on loopback). The sandbox and container
-calls are not served yet."""
+registry (Debian's docker-registry on loopback), and pod sandboxes with
+containers in real VMs."""
 import json
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -80,3 +81,95 @@ def test_images_pull_list_inspect_remove(env):
         # A registry that is not there: the pull fails with the reason.
         r = env.crictl("pull", "127.0.0.1:1/none/such:1", check=False)
         assert r.returncode != 0 and "127.0.0.1:1" in r.stderr, r.stderr
+
+
+@pytest.fixture(scope="module")
+def vm_env(tmp_path_factory):
+    """A vesseld that runs VMs (in a network namespace of its own), the
+    busybox test image under Docker Hub's name for busybox."""
+    kernel, initrd = os.environ.get("VESSEL_KERNEL", ""), os.environ.get("VESSEL_INITRD", "")
+    assert kernel and initrd, "VESSEL_KERNEL and VESSEL_INITRD must be set"
+    tmp = tmp_path_factory.mktemp("crivm")
+    sock = "unix://" + str(tmp / "cri.sock")
+    with Vesseld("--kernel", kernel, "--initrd", initrd, "--cri-listen", sock, netns=True) as d, \
+            vessel.Client(d.address, timeout=180) as c:
+        c.images.load(busybox_image_tar(str(tmp)), reference="docker.io/library/busybox:latest")
+        yield Env(d, tmp, sock)
+
+
+def write_json(tmp, name, doc):
+    path = str(tmp / name)
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    return path
+
+
+def test_a_sandbox_and_its_containers(vm_env):
+    """RunPodSandbox (a vessel pod: one VM) with metadata, hostname, labels
+    and annotations; CreateContainer/StartContainer in it; ExecSync (output,
+    exit codes, timeout); the containers reach each other on localhost;
+    ListPodSandbox/ListContainers/…Status with filters; StopContainer,
+    RemoveContainer, StopPodSandbox, RemovePodSandbox."""
+    e, tmp = vm_env, vm_env.tmp
+    pod = write_json(tmp, "pod.json", {
+        "metadata": {"name": "web", "uid": "uid-1", "namespace": "ns1", "attempt": 1},
+        "hostname": "crihost", "log_directory": str(tmp / "logs"),
+        "labels": {"app": "web"}, "annotations": {"note": "kept"}})
+    sid = e.crictl("runp", pod).stdout.strip()
+    try:
+        pods = json.loads(e.crictl("pods", "-o", "json").stdout)["items"]
+        assert [p["id"] for p in pods] == [sid], pods
+        p = pods[0]
+        assert p["metadata"] == {"name": "web", "uid": "uid-1", "namespace": "ns1", "attempt": 1}, p
+        assert p["state"] == "SANDBOX_READY" and p["labels"] == {"app": "web"}, p
+        assert p["annotations"] == {"note": "kept"}, p
+        st = json.loads(e.crictl("inspectp", "-o", "json", sid).stdout)["status"]
+        assert st["network"]["ip"].startswith("10.88."), st
+        assert json.loads(e.crictl("pods", "-o", "json", "--label", "app=other").stdout)["items"] == []
+
+        srv = write_json(tmp, "srv.json", {
+            "metadata": {"name": "srv"}, "image": {"image": "busybox"},
+            "command": ["httpd"], "args": ["-f", "-p", "8080", "-h", "/var/www"],
+            "labels": {"role": "srv"}, "annotations": {"x": "y"}, "log_path": "srv.log"})
+        cli = write_json(tmp, "cli.json", {
+            "metadata": {"name": "cli"}, "image": {"image": "busybox"},
+            "args": ["sleep", "600"], "envs": [{"key": "GREETING", "value": "hi"}]})
+        s_id = e.crictl("create", "--no-pull", sid, srv, pod).stdout.strip()
+        c_id = e.crictl("create", "--no-pull", sid, cli, pod).stdout.strip()
+        e.crictl("start", s_id)
+        e.crictl("start", c_id)
+        out = ""
+        for _ in range(20):
+            r = e.crictl("exec", "--sync", c_id, "wget", "-qO-", "http://127.0.0.1:8080/index.html",
+                         check=False)
+            out = r.stdout
+            if "hello over the bridge" in out:
+                break
+            time.sleep(0.5)
+        assert "hello over the bridge" in out, out
+        assert e.crictl("exec", "--sync", c_id, "sh", "-c", "hostname; echo $GREETING").stdout.strip() == "crihost\nhi"
+        r = e.crictl("exec", "--sync", c_id, "sh", "-c", "echo err >&2; exit 3", check=False)
+        assert r.returncode != 0 and "err" in r.stderr and "3" in r.stderr, (r.stdout, r.stderr)
+        r = e.crictl("exec", "--sync", "--timeout", "2", c_id, "sleep", "30", check=False)
+        assert r.returncode != 0 and "DeadlineExceeded" in r.stderr, r.stderr
+
+        ctrs = json.loads(e.crictl("ps", "-o", "json", "--pod", sid).stdout)["containers"]
+        assert sorted(x["metadata"]["name"] for x in ctrs) == ["cli", "srv"], ctrs
+        assert all(x["state"] == "CONTAINER_RUNNING" and x["podSandboxId"] == sid for x in ctrs)
+        mine = json.loads(e.crictl("ps", "-o", "json", "--label", "role=srv").stdout)["containers"]
+        assert [x["id"] for x in mine] == [s_id] and mine[0]["labels"] == {"role": "srv"}, mine
+        st = json.loads(e.crictl("inspect", "-o", "json", s_id).stdout)["status"]
+        assert st["annotations"] == {"x": "y"} and st["logPath"] == "srv.log", st
+        assert st["metadata"]["name"] == "srv" and st["image"]["image"] == "busybox", st
+
+        e.crictl("stop", "--timeout", "1", c_id)
+        st = json.loads(e.crictl("inspect", "-o", "json", c_id).stdout)["status"]
+        assert st["state"] == "CONTAINER_EXITED" and st["exitCode"] in (137, 143), st
+        e.crictl("rm", c_id)
+        assert [x["id"] for x in json.loads(e.crictl("ps", "-a", "-o", "json").stdout)["containers"]] == [s_id]
+        e.crictl("stopp", sid)
+        assert json.loads(e.crictl("inspectp", "-o", "json", sid).stdout)["status"]["state"] == "SANDBOX_NOTREADY"
+    finally:
+        e.crictl("rmp", "-f", sid, check=False)
+    assert json.loads(e.crictl("pods", "-o", "json").stdout)["items"] == []
+    assert json.loads(e.crictl("ps", "-a", "-o", "json").stdout)["containers"] == []

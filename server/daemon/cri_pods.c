@@ -1,0 +1,558 @@
+/* runtime.v1 pod sandboxes and containers over vessel's pods: a sandbox is
+ * a vessel pod (one VM), a CRI container a container in it. What the CRI
+ * names and vessel has no field for (metadata, a container's annotations,
+ * log paths) is kept in labels and annotations under "io.vessel.cri/",
+ * which the CRI side never shows. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cri_proto_rpc.h"
+#include "runtime/v1/api.pb-c.h"
+#include "server/daemon/daemon.h"
+#include "vessel/v1/pods.pb-c.h"
+
+#define KEY "io.vessel.cri/"
+#define ANNOTATION KEY "annotation."
+
+/* ---- maps: protobuf-c map entries are per-message types of one shape ---- */
+
+typedef struct kv {
+  ProtobufCMessage base;
+  char *key, *value;
+} kv;
+
+/* Appends key=value as a new entry of descriptor d to (*entries, *n). */
+static void kv_add(const ProtobufCMessageDescriptor *d, void ***entries, size_t *n, const char *key,
+                   const char *value) {
+  void **grown = realloc(*entries, (*n + 1) * sizeof *grown);
+  kv *e = malloc(sizeof *e);
+  if (!grown || !e) {
+    free(e);
+    if (grown) *entries = grown;
+    return;
+  }
+  protobuf_c_message_init(d, e);
+  e->key = strdup(key);
+  e->value = strdup(value);
+  *entries = grown;
+  (*entries)[(*n)++] = e;
+}
+
+static const char *kv_get(void *const *entries, size_t n, const char *key) {
+  for (size_t i = 0; i < n; i++)
+    if (!strcmp(((kv *)entries[i])->key, key)) return ((kv *)entries[i])->value;
+  return NULL;
+}
+
+/* The entries of (from, nf) whose key starts with strip (dropped from the
+ * key) or, strip NULL, those not under KEY; into descriptor d's type. */
+static void kv_copy(const ProtobufCMessageDescriptor *d, void ***to, size_t *nt, void *const *from,
+                    size_t nf, const char *strip) {
+  for (size_t i = 0; i < nf; i++) {
+    const kv *e = from[i];
+    if (strip ? !strncmp(e->key, strip, strlen(strip)) : strncmp(e->key, KEY, strlen(KEY)) != 0)
+      kv_add(d, to, nt, e->key + (strip ? strlen(strip) : 0), e->value);
+  }
+}
+
+/* Every key=value of sel is in (entries, n). */
+static int kv_match(void *const *sel, size_t ns, void *const *entries, size_t n) {
+  for (size_t i = 0; i < ns; i++) {
+    const char *v = kv_get(entries, n, ((kv *)sel[i])->key);
+    if (!v || strcmp(v, ((kv *)sel[i])->value) != 0) return 0;
+  }
+  return 1;
+}
+
+#define KV_ADD(msg, field, type, k, v) \
+  kv_add(&type##__descriptor, (void ***)&(msg)->field, &(msg)->n_##field, k, v)
+#define KV_COPY(msg, field, type, from, nfrom, strip) \
+  kv_copy(&type##__descriptor, (void ***)&(msg)->field, &(msg)->n_##field, (void *const *)(from), nfrom, strip)
+
+static int64_t ns_of(const Google__Protobuf__Timestamp *t) {
+  return t ? t->seconds * 1000000000 + t->nanos : 0;
+}
+
+/* ---- sandboxes ---- */
+
+static Runtime__V1__PodSandboxMetadata *pod_metadata(const Vessel__V1__Pod *p) {
+  Runtime__V1__PodSandboxMetadata *m = malloc(sizeof *m);
+  runtime__v1__pod_sandbox_metadata__init(m);
+  void *const *a = (void *const *)p->annotations;
+  const char *name = kv_get(a, p->n_annotations, KEY "name"),
+             *uid = kv_get(a, p->n_annotations, KEY "uid"),
+             *ns = kv_get(a, p->n_annotations, KEY "namespace"),
+             *attempt = kv_get(a, p->n_annotations, KEY "attempt");
+  m->name = strdup(name ? name : p->id);
+  m->uid = strdup(uid ? uid : "");
+  m->namespace_ = strdup(ns ? ns : "");
+  m->attempt = attempt ? (uint32_t)atoi(attempt) : 0;
+  return m;
+}
+
+static Runtime__V1__PodSandboxState pod_state(const Vessel__V1__Pod *p) {
+  return p->state == VESSEL__V1__POD_STATE__POD_STATE_RUNNING ? RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_READY
+                                                              : RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_NOTREADY;
+}
+
+static int run_pod_sandbox(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Runtime__V1__RunPodSandboxRequest, req);
+  const Runtime__V1__PodSandboxConfig *cfg = req->config;
+  Vessel__V1__PodsCreateRequest p = VESSEL__V1__PODS_CREATE_REQUEST__INIT;
+  Vessel__V1__Dns dns = VESSEL__V1__DNS__INIT;
+  Vessel__V1__PortMapping *ports = NULL, **pp = NULL;
+  int rc = 0;
+  if (!cfg || !cfg->metadata || !*cfg->metadata->name)
+    rc = vs_err_set(err, VS_INVALID_ARGUMENT, "PodSandboxConfig.metadata.name is needed");
+  else if (*req->runtime_handler && strcmp(req->runtime_handler, "vessel") != 0)
+    rc = vs_err_set(err, VS_INVALID_ARGUMENT, "runtime_handler \"%s\": this runtime is \"vessel\"",
+                    req->runtime_handler);
+  if (rc == 0) {
+    p.hostname = cfg->hostname;
+    if (cfg->dns_config) {
+      dns.nameservers = cfg->dns_config->servers;
+      dns.n_nameservers = cfg->dns_config->n_servers;
+      dns.search = cfg->dns_config->searches;
+      dns.n_search = cfg->dns_config->n_searches;
+      dns.options = cfg->dns_config->options;
+      dns.n_options = cfg->dns_config->n_options;
+      p.dns = &dns;
+    }
+    ports = calloc(cfg->n_port_mappings + 1, sizeof *ports);
+    pp = calloc(cfg->n_port_mappings + 1, sizeof *pp);
+    for (size_t i = 0; ports && pp && i < cfg->n_port_mappings; i++) {
+      const Runtime__V1__PortMapping *m = cfg->port_mappings[i];
+      vessel__v1__port_mapping__init(&ports[i]);
+      ports[i].host_ip = m->host_ip;
+      ports[i].host_port = (uint32_t)(m->host_port > 0 ? m->host_port : 0);
+      ports[i].container_port = (uint32_t)(m->container_port > 0 ? m->container_port : 0);
+      ports[i].protocol = m->protocol == RUNTIME__V1__PROTOCOL__UDP ? VESSEL__V1__PORT_PROTOCOL__PORT_PROTOCOL_UDP
+                                                                   : VESSEL__V1__PORT_PROTOCOL__PORT_PROTOCOL_TCP;
+      pp[i] = &ports[i];
+    }
+    p.ports = pp;
+    p.n_ports = cfg->n_port_mappings;
+    KV_COPY(&p, labels, vessel__v1__pods_create_request__labels_entry, cfg->labels, cfg->n_labels, NULL);
+    KV_COPY(&p, annotations, vessel__v1__pods_create_request__annotations_entry, cfg->annotations,
+            cfg->n_annotations, NULL);
+    const Runtime__V1__PodSandboxMetadata *md = cfg->metadata;
+    char attempt[16];
+    snprintf(attempt, sizeof attempt, "%u", md->attempt);
+#define ANN(k, v) KV_ADD(&p, annotations, vessel__v1__pods_create_request__annotations_entry, KEY k, v)
+    ANN("name", md->name);
+    ANN("uid", md->uid);
+    ANN("namespace", md->namespace_);
+    ANN("attempt", attempt);
+    ANN("log-directory", cfg->log_directory);
+#undef ANN
+  }
+  char id[128];
+  if (rc == 0) rc = rt_pod_create(d->runtime, &p, id, err);
+  for (size_t i = 0; i < p.n_labels; i++) protobuf_c_message_free_unpacked(&p.labels[i]->base, NULL);
+  for (size_t i = 0; i < p.n_annotations; i++)
+    protobuf_c_message_free_unpacked(&p.annotations[i]->base, NULL);
+  free(p.labels);
+  free(p.annotations);
+  free(ports);
+  free(pp);
+  vrpc_msg_free(req_msg);
+  if (rc < 0) return -1;
+  Runtime__V1__RunPodSandboxResponse r = RUNTIME__V1__RUN_POD_SANDBOX_RESPONSE__INIT;
+  r.pod_sandbox_id = id;
+  return vrpc_send(call, &r.base, err);
+}
+
+/* Sends the empty response of type desc. */
+static int send_empty(vrpc_call *call, const ProtobufCMessageDescriptor *desc, vs_err *err) {
+  ProtobufCMessage m;
+  protobuf_c_message_init(desc, &m);
+  return vrpc_send(call, &m, err);
+}
+
+static int stop_pod_sandbox(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Runtime__V1__StopPodSandboxRequest, req);
+  vs_err e;
+  /* Idempotent, as the CRI asks: a missing sandbox is no error. */
+  int rc = rt_pod_stop(d->runtime, req->pod_sandbox_id, 0, 0, &e);
+  vrpc_msg_free(req_msg);
+  if (rc < 0 && e.code != VS_NOT_FOUND) {
+    *err = e;
+    return -1;
+  }
+  return send_empty(call, &runtime__v1__stop_pod_sandbox_response__descriptor, err);
+}
+
+static int remove_pod_sandbox(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Runtime__V1__RemovePodSandboxRequest, req);
+  vs_err e;
+  int rc = rt_pod_delete(d->runtime, req->pod_sandbox_id, 1, &e);
+  vrpc_msg_free(req_msg);
+  if (rc < 0 && e.code != VS_NOT_FOUND) {
+    *err = e;
+    return -1;
+  }
+  return send_empty(call, &runtime__v1__remove_pod_sandbox_response__descriptor, err);
+}
+
+static int pod_sandbox_status(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Runtime__V1__PodSandboxStatusRequest, req);
+  Vessel__V1__Pod *p = rt_pod_describe(d->runtime, req->pod_sandbox_id, err);
+  vrpc_msg_free(req_msg);
+  if (!p) return -1;
+  Runtime__V1__PodSandboxStatus st = RUNTIME__V1__POD_SANDBOX_STATUS__INIT;
+  Runtime__V1__PodSandboxNetworkStatus net = RUNTIME__V1__POD_SANDBOX_NETWORK_STATUS__INIT;
+  st.id = p->id;
+  st.metadata = pod_metadata(p);
+  st.state = pod_state(p);
+  st.created_at = ns_of(p->created_at);
+  net.ip = p->n_networks ? p->networks[0]->ip_address : (char *)"";
+  st.network = &net;
+  st.runtime_handler = (char *)"vessel";
+  KV_COPY(&st, labels, runtime__v1__pod_sandbox_status__labels_entry, p->labels, p->n_labels, NULL);
+  KV_COPY(&st, annotations, runtime__v1__pod_sandbox_status__annotations_entry, p->annotations,
+          p->n_annotations, NULL);
+  Runtime__V1__PodSandboxStatusResponse r = RUNTIME__V1__POD_SANDBOX_STATUS_RESPONSE__INIT;
+  r.status = &st;
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  r.timestamp = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+  int rc = vrpc_send(call, &r.base, err);
+  protobuf_c_message_free_unpacked(&st.metadata->base, NULL);
+  for (size_t i = 0; i < st.n_labels; i++) protobuf_c_message_free_unpacked(&st.labels[i]->base, NULL);
+  for (size_t i = 0; i < st.n_annotations; i++)
+    protobuf_c_message_free_unpacked(&st.annotations[i]->base, NULL);
+  free(st.labels);
+  free(st.annotations);
+  protobuf_c_message_free_unpacked(&p->base, NULL);
+  return rc;
+}
+
+static int list_pod_sandbox(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Runtime__V1__ListPodSandboxRequest, req);
+  const Runtime__V1__PodSandboxFilter *f = req->filter;
+  Vessel__V1__Pod **all;
+  size_t n;
+  int rc = rt_pod_list(d->runtime, &all, &n, err);
+  Runtime__V1__ListPodSandboxResponse r = RUNTIME__V1__LIST_POD_SANDBOX_RESPONSE__INIT;
+  if (rc == 0) r.items = calloc(n ? n : 1, sizeof *r.items);
+  for (size_t i = 0; rc == 0 && r.items && i < n; i++) {
+    const Vessel__V1__Pod *p = all[i];
+    if (f && *f->id && strncmp(p->id, f->id, strlen(f->id)) != 0) continue;
+    if (f && f->state && f->state->state != pod_state(p)) continue;
+    if (f && !kv_match((void *const *)f->label_selector, f->n_label_selector, (void *const *)p->labels,
+                       p->n_labels))
+      continue;
+    Runtime__V1__PodSandbox *s = malloc(sizeof *s);
+    runtime__v1__pod_sandbox__init(s);
+    s->id = strdup(p->id);
+    s->metadata = pod_metadata(p);
+    s->state = pod_state(p);
+    s->created_at = ns_of(p->created_at);
+    s->runtime_handler = strdup("vessel");
+    KV_COPY(s, labels, runtime__v1__pod_sandbox__labels_entry, p->labels, p->n_labels, NULL);
+    KV_COPY(s, annotations, runtime__v1__pod_sandbox__annotations_entry, p->annotations,
+            p->n_annotations, NULL);
+    r.items[r.n_items++] = s;
+  }
+  if (rc == 0) rc = vrpc_send(call, &r.base, err);
+  for (size_t i = 0; i < r.n_items; i++) protobuf_c_message_free_unpacked(&r.items[i]->base, NULL);
+  free(r.items);
+  for (size_t i = 0; rc == 0 && i < n; i++) protobuf_c_message_free_unpacked(&all[i]->base, NULL);
+  if (rc == 0) free(all);
+  vrpc_msg_free(req_msg);
+  return rc;
+}
+
+/* ---- containers ---- */
+
+static int create_container(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Runtime__V1__CreateContainerRequest, req);
+  const Runtime__V1__ContainerConfig *cfg = req->config;
+  Vessel__V1__ContainersCreateRequest c = VESSEL__V1__CONTAINERS_CREATE_REQUEST__INIT;
+  Vessel__V1__ProcessSpec ps = VESSEL__V1__PROCESS_SPEC__INIT;
+  Vessel__V1__EntrypointOverride ep = VESSEL__V1__ENTRYPOINT_OVERRIDE__INIT;
+  Vessel__V1__Resources res = VESSEL__V1__RESOURCES__INIT;
+  char **env = NULL;
+  int rc = 0;
+  if (!cfg || !cfg->metadata || !*cfg->metadata->name || !cfg->image || !*cfg->image->image)
+    rc = vs_err_set(err, VS_INVALID_ARGUMENT, "ContainerConfig needs metadata.name and image");
+  else if (cfg->n_devices || cfg->n_cdi_devices)
+    rc = vs_err_set(err, VS_INVALID_ARGUMENT, "ContainerConfig.devices: a VM's devices are not the host's");
+  else if (cfg->n_mounts)
+    rc = vs_err_set(err, VS_UNIMPLEMENTED, "ContainerConfig.mounts: not supported yet");
+  if (rc == 0) {
+    c.pod_id = req->pod_sandbox_id;
+    c.image = cfg->image->image;
+    if (cfg->n_command) { /* command replaces the entrypoint, args the cmd */
+      ep.args = cfg->command;
+      ep.n_args = cfg->n_command;
+      c.entrypoint = &ep;
+    }
+    ps.args = cfg->args;
+    ps.n_args = cfg->n_args;
+    ps.cwd = cfg->working_dir;
+    ps.terminal = cfg->tty;
+    env = calloc(cfg->n_envs + 1, sizeof *env);
+    for (size_t i = 0; env && i < cfg->n_envs; i++)
+      if (asprintf(&env[ps.n_env], "%s=%.*s", cfg->envs[i]->key, (int)cfg->envs[i]->value.len,
+                   (const char *)cfg->envs[i]->value.data) >= 0)
+        ps.n_env++;
+    ps.env = env;
+    c.process = &ps;
+    const Runtime__V1__LinuxContainerResources *lr = cfg->linux ? cfg->linux->resources : NULL;
+    if (lr && (lr->memory_limit_in_bytes > 0 || (lr->cpu_quota > 0 && lr->cpu_period > 0))) {
+      res.memory_bytes = lr->memory_limit_in_bytes > 0 ? lr->memory_limit_in_bytes : 0;
+      if (lr->cpu_quota > 0 && lr->cpu_period > 0) res.milli_cpus = lr->cpu_quota * 1000 / lr->cpu_period;
+      c.resources = &res;
+    }
+    KV_COPY(&c, labels, vessel__v1__containers_create_request__labels_entry, cfg->labels,
+            cfg->n_labels, NULL);
+    for (size_t i = 0; i < cfg->n_annotations; i++) {
+      char k[512];
+      snprintf(k, sizeof k, ANNOTATION "%s", cfg->annotations[i]->key);
+      KV_ADD(&c, labels, vessel__v1__containers_create_request__labels_entry, k, cfg->annotations[i]->value);
+    }
+    char attempt[16];
+    snprintf(attempt, sizeof attempt, "%u", cfg->metadata->attempt);
+    KV_ADD(&c, labels, vessel__v1__containers_create_request__labels_entry, KEY "name", cfg->metadata->name);
+    KV_ADD(&c, labels, vessel__v1__containers_create_request__labels_entry, KEY "attempt", attempt);
+    KV_ADD(&c, labels, vessel__v1__containers_create_request__labels_entry, KEY "log-path", cfg->log_path);
+  }
+  char id[128];
+  if (rc == 0) rc = rt_create(d->runtime, &c, id, err);
+  for (size_t i = 0; i < c.n_labels; i++) protobuf_c_message_free_unpacked(&c.labels[i]->base, NULL);
+  free(c.labels);
+  for (size_t i = 0; i < ps.n_env; i++) free(env[i]);
+  free(env);
+  vrpc_msg_free(req_msg);
+  if (rc < 0) return -1;
+  Runtime__V1__CreateContainerResponse r = RUNTIME__V1__CREATE_CONTAINER_RESPONSE__INIT;
+  r.container_id = id;
+  return vrpc_send(call, &r.base, err);
+}
+
+static int start_container(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Runtime__V1__StartContainerRequest, req);
+  int rc = rt_start(d->runtime, req->container_id, err);
+  vrpc_msg_free(req_msg);
+  return rc < 0 ? -1 : send_empty(call, &runtime__v1__start_container_response__descriptor, err);
+}
+
+static int stop_container(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Runtime__V1__StopContainerRequest, req);
+  /* timeout: seconds before SIGKILL; 0 = at once. */
+  int rc = rt_stop(d->runtime, req->container_id, req->timeout > 0 ? 0 : SIGKILL,
+                   req->timeout > 0 ? req->timeout * 1000 : 1, -1, NULL, err);
+  vrpc_msg_free(req_msg);
+  return rc < 0 ? -1 : send_empty(call, &runtime__v1__stop_container_response__descriptor, err);
+}
+
+static int remove_container(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Runtime__V1__RemoveContainerRequest, req);
+  vs_err e;
+  int rc = rt_delete(d->runtime, req->container_id, 1, &e);
+  vrpc_msg_free(req_msg);
+  if (rc < 0 && e.code != VS_NOT_FOUND) {
+    *err = e;
+    return -1;
+  }
+  return send_empty(call, &runtime__v1__remove_container_response__descriptor, err);
+}
+
+static Runtime__V1__ContainerState ct_state(const Vessel__V1__Container *c) {
+  switch (c->state) {
+    case VESSEL__V1__CONTAINER_STATE__CONTAINER_STATE_CREATED: return RUNTIME__V1__CONTAINER_STATE__CONTAINER_CREATED;
+    case VESSEL__V1__CONTAINER_STATE__CONTAINER_STATE_RUNNING:
+    case VESSEL__V1__CONTAINER_STATE__CONTAINER_STATE_STOPPING: return RUNTIME__V1__CONTAINER_STATE__CONTAINER_RUNNING;
+    case VESSEL__V1__CONTAINER_STATE__CONTAINER_STATE_STOPPED: return RUNTIME__V1__CONTAINER_STATE__CONTAINER_EXITED;
+    default: return RUNTIME__V1__CONTAINER_STATE__CONTAINER_UNKNOWN;
+  }
+}
+
+static Runtime__V1__ContainerMetadata *ct_metadata(const Vessel__V1__Container *c) {
+  Runtime__V1__ContainerMetadata *m = malloc(sizeof *m);
+  runtime__v1__container_metadata__init(m);
+  const char *name = kv_get((void *const *)c->labels, c->n_labels, KEY "name"),
+             *attempt = kv_get((void *const *)c->labels, c->n_labels, KEY "attempt");
+  m->name = strdup(name ? name : c->id);
+  m->attempt = attempt ? (uint32_t)atoi(attempt) : 0;
+  return m;
+}
+
+static Runtime__V1__ImageSpec *ct_image(const Vessel__V1__Container *c) {
+  Runtime__V1__ImageSpec *s = malloc(sizeof *s);
+  runtime__v1__image_spec__init(s);
+  s->image = strdup(c->image);
+  return s;
+}
+
+static int container_status(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Runtime__V1__ContainerStatusRequest, req);
+  Vessel__V1__Container *c = rt_describe(d->runtime, req->container_id, err);
+  vrpc_msg_free(req_msg);
+  if (!c) return -1;
+  Runtime__V1__ContainerStatus st = RUNTIME__V1__CONTAINER_STATUS__INIT;
+  st.id = c->id;
+  st.metadata = ct_metadata(c);
+  st.state = ct_state(c);
+  st.created_at = ns_of(c->created_at);
+  st.started_at = ns_of(c->started_at);
+  st.finished_at = ns_of(c->finished_at);
+  st.image = ct_image(c);
+  st.image_ref = c->image_digest;
+  st.image_id = c->image_digest;
+  if (c->exit_status) {
+    st.exit_code = c->exit_status->signal ? 128 + c->exit_status->signal : c->exit_status->code;
+    st.reason = c->exit_status->oom_killed ? (char *)"OOMKilled"
+                : st.exit_code == 0       ? (char *)"Completed"
+                                          : (char *)"Error";
+    st.message = c->exit_status->reason;
+  }
+  const char *log = kv_get((void *const *)c->labels, c->n_labels, KEY "log-path");
+  st.log_path = (char *)(log ? log : "");
+  KV_COPY(&st, labels, runtime__v1__container_status__labels_entry, c->labels, c->n_labels, NULL);
+  KV_COPY(&st, annotations, runtime__v1__container_status__annotations_entry, c->labels, c->n_labels,
+          ANNOTATION);
+  Runtime__V1__ContainerStatusResponse r = RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INIT;
+  r.status = &st;
+  int rc = vrpc_send(call, &r.base, err);
+  protobuf_c_message_free_unpacked(&st.metadata->base, NULL);
+  protobuf_c_message_free_unpacked(&st.image->base, NULL);
+  for (size_t i = 0; i < st.n_labels; i++) protobuf_c_message_free_unpacked(&st.labels[i]->base, NULL);
+  for (size_t i = 0; i < st.n_annotations; i++)
+    protobuf_c_message_free_unpacked(&st.annotations[i]->base, NULL);
+  free(st.labels);
+  free(st.annotations);
+  protobuf_c_message_free_unpacked(&c->base, NULL);
+  return rc;
+}
+
+static int list_containers(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Runtime__V1__ListContainersRequest, req);
+  const Runtime__V1__ContainerFilter *f = req->filter;
+  Vessel__V1__Container **all;
+  size_t n;
+  int rc = rt_list(d->runtime, &all, &n, err);
+  Runtime__V1__ListContainersResponse r = RUNTIME__V1__LIST_CONTAINERS_RESPONSE__INIT;
+  if (rc == 0) r.containers = calloc(n ? n : 1, sizeof *r.containers);
+  for (size_t i = 0; rc == 0 && r.containers && i < n; i++) {
+    const Vessel__V1__Container *c = all[i];
+    if (!*c->pod_id) continue; /* vessel's own containers are not the CRI's */
+    if (f && *f->id && strncmp(c->id, f->id, strlen(f->id)) != 0) continue;
+    if (f && *f->pod_sandbox_id && strncmp(c->pod_id, f->pod_sandbox_id, strlen(f->pod_sandbox_id)) != 0)
+      continue;
+    if (f && f->state && f->state->state != ct_state(c)) continue;
+    if (f && !kv_match((void *const *)f->label_selector, f->n_label_selector, (void *const *)c->labels,
+                       c->n_labels))
+      continue;
+    Runtime__V1__Container *m = malloc(sizeof *m);
+    runtime__v1__container__init(m);
+    m->id = strdup(c->id);
+    m->pod_sandbox_id = strdup(c->pod_id);
+    m->metadata = ct_metadata(c);
+    m->image = ct_image(c);
+    m->image_ref = strdup(c->image_digest);
+    m->image_id = strdup(c->image_digest);
+    m->state = ct_state(c);
+    m->created_at = ns_of(c->created_at);
+    KV_COPY(m, labels, runtime__v1__container__labels_entry, c->labels, c->n_labels, NULL);
+    KV_COPY(m, annotations, runtime__v1__container__annotations_entry, c->labels, c->n_labels, ANNOTATION);
+    r.containers[r.n_containers++] = m;
+  }
+  if (rc == 0) rc = vrpc_send(call, &r.base, err);
+  for (size_t i = 0; i < r.n_containers; i++) protobuf_c_message_free_unpacked(&r.containers[i]->base, NULL);
+  free(r.containers);
+  if (rc == 0) rt_list_free(all, n);
+  vrpc_msg_free(req_msg);
+  return rc;
+}
+
+/* Appends data to a growing buffer (capped: ExecSync output is for probes). */
+static void grow(ProtobufCBinaryData *b, const char *data, size_t len) {
+  if (b->len + len > (16u << 20)) return;
+  uint8_t *p = realloc(b->data, b->len + len + 1);
+  if (!p) return;
+  memcpy(p + b->len, data, len);
+  b->data = p;
+  b->len += len;
+}
+
+static int exec_sync(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Runtime__V1__ExecSyncRequest, req);
+  Vessel__V1__ProcessSpec ps = VESSEL__V1__PROCESS_SPEC__INIT;
+  ps.args = req->cmd;
+  ps.n_args = req->n_cmd;
+  char exec_id[128];
+  int pid, rc = req->n_cmd ? 0 : vs_err_set(err, VS_INVALID_ARGUMENT, "ExecSyncRequest.cmd is empty");
+  if (rc == 0) rc = rt_exec(d->runtime, req->container_id, "", &ps, exec_id, &pid, err);
+  rt_attach *a = rc == 0 ? rt_attach_open(d->runtime, req->container_id, exec_id,
+                                           RT_ATTACH_STDOUT | RT_ATTACH_STDERR | RT_ATTACH_LOGS, err)
+                         : NULL;
+  Runtime__V1__ExecSyncResponse r = RUNTIME__V1__EXEC_SYNC_RESPONSE__INIT;
+  if (rc == 0 && !a) rc = -1;
+  /* timeout (seconds; 0 = none but the call's deadline): a timer ends the
+   * wait and the command. */
+  int timer = -1;
+  if (a && req->timeout > 0 && (timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC)) >= 0) {
+    struct itimerspec its = {{0, 0}, {(time_t)req->timeout, 0}};
+    timerfd_settime(timer, 0, &its, NULL);
+  }
+  while (a) {
+    int stream;
+    char *data;
+    size_t len;
+    rt_exit ex;
+    int got = rt_attach_next(a, timer >= 0 ? timer : vrpc_cancel_fd(call), &stream, &data, &len, &ex, err);
+    if (got == 1) {
+      grow(stream == 2 ? &r.stderr : &r.stdout, data, len);
+      free(data);
+      continue;
+    }
+    if (got == 0) r.exit_code = ex.signal ? 128 + ex.signal : ex.code;
+    else if (timer >= 0) {
+      rc = vs_err_set(err, VS_DEADLINE_EXCEEDED, "command timed out after %lld s", (long long)req->timeout);
+      vs_err ignore;
+      rt_signal(d->runtime, req->container_id, exec_id, SIGKILL, 0, &ignore);
+    } else rc = -1;
+    break;
+  }
+  if (timer >= 0) close(timer);
+  if (a) rt_attach_close(a);
+  vrpc_msg_free(req_msg);
+  if (rc == 0) rc = vrpc_send(call, &r.base, err);
+  free(r.stdout.data);
+  free(r.stderr.data);
+  return rc;
+}
+
+void vd_cri_pod_handlers(runtime_v1_RuntimeService_handlers *h) {
+  h->RunPodSandbox = run_pod_sandbox;
+  h->StopPodSandbox = stop_pod_sandbox;
+  h->RemovePodSandbox = remove_pod_sandbox;
+  h->PodSandboxStatus = pod_sandbox_status;
+  h->ListPodSandbox = list_pod_sandbox;
+  h->CreateContainer = create_container;
+  h->StartContainer = start_container;
+  h->StopContainer = stop_container;
+  h->RemoveContainer = remove_container;
+  h->ListContainers = list_containers;
+  h->ContainerStatus = container_status;
+  h->ExecSync = exec_sync;
+}
