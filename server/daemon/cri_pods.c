@@ -275,9 +275,22 @@ static int list_pod_sandbox(vrpc_call *call, void *ctx, vs_err *err) {
 
 /* ---- containers ---- */
 
+/* kubelet's <log_directory>/<log_path> for a container of the sandbox ("" if
+ * either is empty). */
+static void log_file(vd_daemon *d, const char *sandbox, const char *log_path, char *out, size_t n) {
+  out[0] = '\0';
+  vs_err ignore;
+  Vessel__V1__Pod *p = *log_path ? rt_pod_describe(d->runtime, sandbox, &ignore) : NULL;
+  const char *dir = p ? kv_get((void *const *)p->annotations, p->n_annotations, KEY "log-directory") : NULL;
+  if (log_path[0] == '/') snprintf(out, n, "%s", log_path);
+  else if (dir && *dir) snprintf(out, n, "%s/%s", dir, log_path);
+  if (p) protobuf_c_message_free_unpacked(&p->base, NULL);
+}
+
 static int create_container(vrpc_call *call, void *ctx, vs_err *err) {
   vd_daemon *d = ctx;
   RECV(Runtime__V1__CreateContainerRequest, req);
+  char log[4096] = "";
   const Runtime__V1__ContainerConfig *cfg = req->config;
   Vessel__V1__ContainersCreateRequest c = VESSEL__V1__CONTAINERS_CREATE_REQUEST__INIT;
   Vessel__V1__ProcessSpec ps = VESSEL__V1__PROCESS_SPEC__INIT;
@@ -327,10 +340,16 @@ static int create_container(vrpc_call *call, void *ctx, vs_err *err) {
     snprintf(attempt, sizeof attempt, "%u", cfg->metadata->attempt);
     KV_ADD(&c, labels, vessel__v1__containers_create_request__labels_entry, KEY "name", cfg->metadata->name);
     KV_ADD(&c, labels, vessel__v1__containers_create_request__labels_entry, KEY "attempt", attempt);
-    KV_ADD(&c, labels, vessel__v1__containers_create_request__labels_entry, KEY "log-path", cfg->log_path);
+    log_file(d, req->pod_sandbox_id, cfg->log_path, log, sizeof log);
+    KV_ADD(&c, labels, vessel__v1__containers_create_request__labels_entry, KEY "log-path", log);
   }
   char id[128];
   if (rc == 0) rc = rt_create(d->runtime, &c, id, err);
+  if (rc == 0 && *log && rt_log_cri(d->runtime, id, log, err) < 0) {
+    vs_err ignore;
+    rt_delete(d->runtime, id, 1, &ignore);
+    rc = -1;
+  }
   for (size_t i = 0; i < c.n_labels; i++) protobuf_c_message_free_unpacked(&c.labels[i]->base, NULL);
   free(c.labels);
   for (size_t i = 0; i < ps.n_env; i++) free(env[i]);
@@ -542,7 +561,16 @@ static int exec_sync(vrpc_call *call, void *ctx, vs_err *err) {
   return rc;
 }
 
+static int reopen_container_log(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Runtime__V1__ReopenContainerLogRequest, req);
+  int rc = rt_log_cri_reopen(d->runtime, req->container_id, err);
+  vrpc_msg_free(req_msg);
+  return rc < 0 ? -1 : send_empty(call, &runtime__v1__reopen_container_log_response__descriptor, err);
+}
+
 void vd_cri_pod_handlers(runtime_v1_RuntimeService_handlers *h) {
+  h->ReopenContainerLog = reopen_container_log;
   h->RunPodSandbox = run_pod_sandbox;
   h->StopPodSandbox = stop_pod_sandbox;
   h->RemovePodSandbox = remove_pod_sandbox;

@@ -13,6 +13,11 @@
 
 #include <jansson.h>
 
+typedef struct lg_buf {
+  char *b;
+  size_t n, cap;
+} lg_buf;
+
 struct lg_writer {
   char dir[4000];
   int fd;
@@ -22,6 +27,10 @@ struct lg_writer {
   /* The line not yet ended, per stream (stdout, stderr). */
   char pend[2][LG_LINE_MAX];
   size_t npend[2];
+  /* The same records in the CRI's format at cri_path (lg_set_cri_path);
+   * -1 = none. */
+  int cri_fd;
+  char cri_path[4096];
 };
 
 static void path_of(const char *dir, int n, char *buf, size_t len) {
@@ -51,8 +60,49 @@ lg_writer *lg_open(const char *dir, int64_t max_bytes, int max_files, vs_err *er
   struct stat st;
   fstat(w->fd, &st);
   w->size = st.st_size;
+  w->cri_fd = -1;
   pthread_mutex_init(&w->mu, NULL);
   return w;
+}
+
+/* Opens w->cri_path (its directory made), with w->mu held. */
+static int cri_open(lg_writer *w, vs_err *err) {
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s", w->cri_path);
+  char *slash = strrchr(dir, '/');
+  if (slash && slash != dir) {
+    *slash = '\0';
+    for (char *p = dir + 1; *p; p++) /* mkdir -p */
+      if (*p == '/') {
+        *p = '\0';
+        mkdir(dir, 0755);
+        *p = '/';
+      }
+    mkdir(dir, 0755);
+  }
+  w->cri_fd = open(w->cri_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  return w->cri_fd < 0 ? vs_err_errno(err, VS_INTERNAL, errno, "open %s", w->cri_path) : 0;
+}
+
+int lg_set_cri_path(lg_writer *w, const char *path, vs_err *err) {
+  pthread_mutex_lock(&w->mu);
+  if (w->cri_fd >= 0) close(w->cri_fd);
+  w->cri_fd = -1;
+  snprintf(w->cri_path, sizeof w->cri_path, "%s", path ? path : "");
+  int rc = path && *path ? cri_open(w, err) : 0;
+  pthread_mutex_unlock(&w->mu);
+  return rc;
+}
+
+int lg_reopen_cri(lg_writer *w, vs_err *err) {
+  pthread_mutex_lock(&w->mu);
+  int rc = vs_err_set(err, VS_FAILED_PRECONDITION, "this log has no CRI file");
+  if (w->cri_path[0]) {
+    if (w->cri_fd >= 0) close(w->cri_fd);
+    rc = cri_open(w, err);
+  }
+  pthread_mutex_unlock(&w->mu);
+  return rc;
 }
 
 void lg_close(lg_writer *w) {
@@ -60,6 +110,7 @@ void lg_close(lg_writer *w) {
   vs_err ignore;
   lg_flush(w, &ignore);
   close(w->fd);
+  if (w->cri_fd >= 0) close(w->cri_fd);
   pthread_mutex_destroy(&w->mu);
   free(w);
 }
@@ -82,8 +133,37 @@ static int rotate(lg_writer *w, vs_err *err) {
 }
 
 /* Appends one JSON record of data to out (a growing buffer). */
-static int add_record(char **out, size_t *n, size_t *cap, int stream, const char *data, size_t len,
-                      vs_err *err) {
+/* Appends n bytes to a growing buffer. */
+static int append(char **out, size_t *n, size_t *cap, const char *data, size_t len, vs_err *err) {
+  if (*n + len > *cap) {
+    size_t c = (*n + len) * 2;
+    char *b = realloc(*out, c);
+    if (!b) return vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+    *out = b;
+    *cap = c;
+  }
+  memcpy(*out + *n, data, len);
+  *n += len;
+  return 0;
+}
+
+/* A record in the CRI's format: "<time> <stream> <F|P> <text>\n", P for a
+ * partial line (the text never holds the line's '\n'). */
+static int add_cri_record(lg_buf *cb, const char *when, int stream, const char *data, size_t len,
+                          vs_err *err) {
+  int full = len && data[len - 1] == '\n';
+  char head[96];
+  int h = snprintf(head, sizeof head, "%s %s %c ", when, stream == LG_STDERR ? "stderr" : "stdout",
+                   full ? 'F' : 'P');
+  return append(&cb->b, &cb->n, &cb->cap, head, (size_t)h, err) < 0 ||
+                 append(&cb->b, &cb->n, &cb->cap, data, full ? len - 1 : len, err) < 0 ||
+                 append(&cb->b, &cb->n, &cb->cap, "\n", 1, err) < 0
+             ? -1
+             : 0;
+}
+
+static int add_record(char **out, size_t *n, size_t *cap, lg_buf *cb, int stream, const char *data,
+                      size_t len, vs_err *err) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   struct tm tm;
@@ -91,6 +171,7 @@ static int add_record(char **out, size_t *n, size_t *cap, int stream, const char
   char when[64];
   size_t k = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
   snprintf(when + k, sizeof when - k, ".%09ldZ", ts.tv_nsec);
+  if (cb && add_cri_record(cb, when, stream, data, len, err) < 0) return -1;
   /* Output is bytes and JSON wants UTF-8: a record that is not valid UTF-8
    * keeps its ASCII and gets U+FFFD for every other byte. */
   json_t *s = json_stringn(data, len);
@@ -114,22 +195,11 @@ static int add_record(char **out, size_t *n, size_t *cap, int stream, const char
   char *line = json_dumps(rec, JSON_COMPACT);
   json_decref(rec);
   if (!line) return vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
-  size_t ll = strlen(line);
-  if (*n + ll + 1 > *cap) {
-    size_t c = (*n + ll + 1) * 2;
-    char *b = realloc(*out, c);
-    if (!b) {
-      free(line);
-      return vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
-    }
-    *out = b;
-    *cap = c;
-  }
-  memcpy(*out + *n, line, ll);
-  (*out)[*n + ll] = '\n';
-  *n += ll + 1;
+  int rc = append(out, n, cap, line, strlen(line), err) < 0 || append(out, n, cap, "\n", 1, err) < 0
+               ? -1
+               : 0;
   free(line);
-  return 0;
+  return rc;
 }
 
 /* Where a full pending buffer is cut: before a UTF-8 sequence its end
@@ -147,7 +217,9 @@ static size_t cut_point(const char *b, size_t n) {
 
 /* Writes buf (whole records) to the current file, rotating first if it
  * would pass the size limit. With w->mu held. */
-static int write_records(lg_writer *w, const char *buf, size_t n, vs_err *err) {
+static int write_records(lg_writer *w, const char *buf, size_t n, const lg_buf *cb, vs_err *err) {
+  if (cb->n && w->cri_fd >= 0 && write(w->cri_fd, cb->b, cb->n) != (ssize_t)cb->n)
+    return vs_err_errno(err, VS_INTERNAL, errno, "write %s", w->cri_path);
   if (!n) return 0;
   if (w->size > 0 && w->size + (int64_t)n > w->max_bytes && rotate(w, err) < 0) return -1;
   ssize_t k = write(w->fd, buf, n);
@@ -161,8 +233,10 @@ int lg_write(lg_writer *w, int stream, const void *data, size_t len, vs_err *err
   int si = stream == LG_STDERR;
   char *out = NULL;
   size_t n = 0, cap = 0;
+  lg_buf cb = {NULL, 0, 0};
   int rc = 0;
   pthread_mutex_lock(&w->mu);
+  lg_buf *cbp = w->cri_fd >= 0 ? &cb : NULL;
   char *pend = w->pend[si];
   size_t *np = &w->npend[si];
   while (len && rc == 0) {
@@ -174,18 +248,19 @@ int lg_write(lg_writer *w, int stream, const void *data, size_t len, vs_err *err
     d += take;
     len -= take;
     if (pend[*np - 1] == '\n') { /* a line */
-      rc = add_record(&out, &n, &cap, stream, pend, *np, err);
+      rc = add_record(&out, &n, &cap, cbp, stream, pend, *np, err);
       *np = 0;
     } else if (*np == LG_LINE_MAX) { /* a line too long: its first part */
       size_t cut = cut_point(pend, *np);
-      rc = add_record(&out, &n, &cap, stream, pend, cut, err);
+      rc = add_record(&out, &n, &cap, cbp, stream, pend, cut, err);
       memmove(pend, pend + cut, *np - cut);
       *np -= cut;
     }
   }
-  if (rc == 0) rc = write_records(w, out, n, err);
+  if (rc == 0) rc = write_records(w, out, n, &cb, err);
   pthread_mutex_unlock(&w->mu);
   free(out);
+  free(cb.b);
   return rc;
 }
 
@@ -193,16 +268,19 @@ int lg_flush(lg_writer *w, vs_err *err) {
   if (!w) return 0;
   char *out = NULL;
   size_t n = 0, cap = 0;
+  lg_buf cb = {NULL, 0, 0};
   int rc = 0;
   pthread_mutex_lock(&w->mu);
+  lg_buf *cbp = w->cri_fd >= 0 ? &cb : NULL;
   for (int si = 0; si < 2 && rc == 0; si++) {
     if (w->npend[si])
-      rc = add_record(&out, &n, &cap, si ? LG_STDERR : LG_STDOUT, w->pend[si], w->npend[si], err);
+      rc = add_record(&out, &n, &cap, cbp, si ? LG_STDERR : LG_STDOUT, w->pend[si], w->npend[si], err);
     w->npend[si] = 0;
   }
-  if (rc == 0) rc = write_records(w, out, n, err);
+  if (rc == 0) rc = write_records(w, out, n, &cb, err);
   pthread_mutex_unlock(&w->mu);
   free(out);
+  free(cb.b);
   return rc;
 }
 

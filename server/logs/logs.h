@@ -37,6 +37,12 @@ void lg_pending(lg_writer *w, void (*fn)(void *arg, int stream, const char *data
                 void *arg);
 /* Flushes and closes. */
 void lg_close(lg_writer *w);
+/* Also writes every record to path in the CRI's format
+ * ("2016-10-06T00:17:09.669794202Z stdout F text", P for a partial line;
+ * its directory made), from now on; NULL or "" stops. */
+int lg_set_cri_path(lg_writer *w, const char *path, vs_err *err);
+/* Opens that path again (kubelet renamed the file to rotate it). */
+int lg_reopen_cri(lg_writer *w, vs_err *err);
 
 typedef struct lg_entry {
   int stream;

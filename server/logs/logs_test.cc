@@ -174,4 +174,43 @@ TEST_F(LogsTest, PendingShowsTheUnendedLine) {
   lg_close(w);
 }
 
+TEST_F(LogsTest, CriFormatMirrorAndReopen) {
+  vs_err e;
+  lg_writer *w = lg_open(dir_.c_str(), 0, 0, &e);
+  ASSERT_NE(w, nullptr) << e.msg;
+  std::string cri = dir_ + "/pods/ctr/0.log";  // its directory is made
+  ASSERT_EQ(lg_set_cri_path(w, cri.c_str(), &e), 0) << e.msg;
+  ASSERT_EQ(lg_write(w, LG_STDOUT, "one\ntw", 6, &e), 0);
+  ASSERT_EQ(lg_write(w, LG_STDERR, "oops\n", 5, &e), 0);
+  ASSERT_EQ(lg_flush(w, &e), 0);  // "tw" ended without a newline: partial
+  auto lines = [](const std::string &path) {
+    std::vector<std::string> v;
+    FILE *f = fopen(path.c_str(), "r");
+    char buf[256];
+    while (f && fgets(buf, sizeof buf, f)) v.emplace_back(buf);
+    if (f) fclose(f);
+    return v;
+  };
+  auto v = lines(cri);
+  ASSERT_EQ(v.size(), 3u);
+  // 2016-10-06T00:17:09.669794202Z stdout F text
+  EXPECT_EQ(v[0].size(), 30 + std::string(" stdout F one\n").size()) << v[0];
+  EXPECT_EQ(v[0][4], '-');
+  EXPECT_EQ(v[0][29], 'Z');
+  EXPECT_EQ(v[0].substr(30), " stdout F one\n");
+  EXPECT_EQ(v[1].substr(30), " stderr F oops\n");
+  EXPECT_EQ(v[2].substr(30), " stdout P tw\n");
+  // kubelet's rotation: the file renamed, then reopened at the path.
+  ASSERT_EQ(rename(cri.c_str(), (cri + ".1").c_str()), 0);
+  ASSERT_EQ(lg_reopen_cri(w, &e), 0) << e.msg;
+  ASSERT_EQ(lg_write(w, LG_STDOUT, "after\n", 6, &e), 0);
+  v = lines(cri);
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].substr(30), " stdout F after\n");
+  EXPECT_EQ(lines(cri + ".1").size(), 3u);
+  // The JSON log has every record too.
+  EXPECT_EQ(Read({-1, 0, 0, 0, -1, nullptr, nullptr}).lines.size(), 4u);
+  lg_close(w);
+}
+
 }  // namespace

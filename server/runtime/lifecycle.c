@@ -890,6 +890,33 @@ int rt_log_dir(rt_runtime *rt, const char *id, char *buf, size_t n, vs_err *err)
   return 0;
 }
 
+int rt_log_cri(rt_runtime *rt, const char *id, const char *path, vs_err *err) {
+  rt_container *c = rt_get(rt, id, err);
+  if (!c) return -1;
+  pthread_mutex_lock(&c->op); /* (c->logs goes with a delete) */
+  int rc = c->logs ? lg_set_cri_path(c->logs, path, err)
+                   : vs_err_set(err, VS_NOT_FOUND, "no container %s", id);
+  if (rc == 0) {
+    pthread_mutex_lock(&c->mu);
+    snprintf(c->cri_log, sizeof c->cri_log, "%s", path ? path : "");
+    rc = rt_save(c, err);
+    pthread_mutex_unlock(&c->mu);
+  }
+  pthread_mutex_unlock(&c->op);
+  rt_put(c);
+  return rc;
+}
+
+int rt_log_cri_reopen(rt_runtime *rt, const char *id, vs_err *err) {
+  rt_container *c = rt_get(rt, id, err);
+  if (!c) return -1;
+  pthread_mutex_lock(&c->op);
+  int rc = c->logs ? lg_reopen_cri(c->logs, err) : vs_err_set(err, VS_NOT_FOUND, "no container %s", id);
+  pthread_mutex_unlock(&c->op);
+  rt_put(c);
+  return rc;
+}
+
 int rt_running(rt_runtime *rt, const char *id) {
   rt_container *c = rt_get(rt, id, NULL);
   if (!c) return 0;

@@ -160,6 +160,12 @@ int rt_attach_next(rt_attach *a, int cancel_fd, int *stream, char **data, size_t
 int rt_attach_stdin(rt_attach *a, const void *data, size_t len, int eof, vs_err *err);
 void rt_attach_close(rt_attach *a);
 
+/* Init's output also written to path in the CRI's format (kubelet's
+ * <log_directory>/<log_path>), kept across vesseld restarts; reopen
+ * opens it again after kubelet rotated it. */
+int rt_log_cri(rt_runtime *rt, const char *id, const char *path, vs_err *err);
+int rt_log_cri_reopen(rt_runtime *rt, const char *id, vs_err *err);
+
 /* The container's log directory (for Logs), and whether init still runs. */
 int rt_log_dir(rt_runtime *rt, const char *id, char *buf, size_t n, vs_err *err);
 int rt_running(rt_runtime *rt, const char *id);

@@ -171,6 +171,7 @@ struct rt_container {
    * and ports, no image and no init. A container in a pod holds a
    * reference to it in pod, has no VM of its own (rt_vm_host) and runs on
    * disk slot `slot` of it. */
+  char cri_log[4096]; /* init's output also written here, in the CRI's format */
   int is_pod;
   struct rt_container *pod;
   int slot;

@@ -188,6 +188,7 @@ int rt_save(rt_container *c, vs_err *err) {
   }
   json_object_set_new(j, "networks", nics);
   if (c->is_pod) json_object_set_new(j, "pod_slots", json_integer(c->n_slots));
+  if (c->cri_log[0]) json_object_set_new(j, "cri_log", json_string(c->cri_log));
   if (c->pod) json_object_set_new(j, "slot", json_integer(c->slot));
   json_object_set_new(j, "init_pid", json_integer(c->init.pid));
   json_object_set_new(j, "agent_socket", json_string(c->sock));
@@ -290,6 +291,7 @@ static rt_container *load_one(rt_runtime *rt, const char *dir, const char *id, i
   S(j, "image_digest", c->image_digest);
   S(j, "platform", c->platform);
   S(j, "agent_socket", c->sock);
+  S(j, "cri_log", c->cri_log);
   load_nics(c, j);
   c->n_slots = (int)json_integer_value(json_object_get(j, "pod_slots"));
   c->slot = json_object_get(j, "slot") ? (int)json_integer_value(json_object_get(j, "slot")) : -1;
@@ -332,6 +334,9 @@ static rt_container *load_one(rt_runtime *rt, const char *dir, const char *id, i
   snprintf(p, sizeof p, "%s/logs", c->dir);
   c->logs = lg_open(p, 0, 0, NULL);
   c->init.log = c->logs;
+  vs_err lerr;
+  if (c->logs && c->cri_log[0] && lg_set_cri_path(c->logs, c->cri_log, &lerr) < 0)
+    vs_log("vesseld", VS_LOG_WARN, "container %s: %s", c->id, lerr.msg);
   return c;
 }
 #undef S

@@ -21,8 +21,10 @@ class Env:
         self.d, self.tmp, self.sock = d, tmp, sock
 
     def crictl(self, *args, check=True):
-        r = subprocess.run(["crictl", "--runtime-endpoint", self.sock, "--image-endpoint", self.sock,
-                            "--timeout", "60s", *args], capture_output=True, text=True)
+        config = os.path.join(str(self.tmp), "crictl.yaml")  # (none: crictl warns)
+        with open(config, "w") as f:
+            f.write(f"runtime-endpoint: {self.sock}\nimage-endpoint: {self.sock}\ntimeout: 60\n")
+        r = subprocess.run(["crictl", "--config", config, *args], capture_output=True, text=True)
         if check:
             assert r.returncode == 0, (args, r.stderr)
         return r
@@ -133,7 +135,8 @@ def test_a_sandbox_and_its_containers(vm_env):
             "labels": {"role": "srv"}, "annotations": {"x": "y"}, "log_path": "srv.log"})
         cli = write_json(tmp, "cli.json", {
             "metadata": {"name": "cli"}, "image": {"image": "busybox"},
-            "args": ["sleep", "600"], "envs": [{"key": "GREETING", "value": "hi"}]})
+            "args": ["sh", "-c", "echo hello-log; echo err-log >&2; exec sleep 600"],
+            "envs": [{"key": "GREETING", "value": "hi"}], "log_path": "cli.log"})
         s_id = e.crictl("create", "--no-pull", sid, srv, pod).stdout.strip()
         c_id = e.crictl("create", "--no-pull", sid, cli, pod).stdout.strip()
         e.crictl("start", s_id)
@@ -159,7 +162,14 @@ def test_a_sandbox_and_its_containers(vm_env):
         mine = json.loads(e.crictl("ps", "-o", "json", "--label", "role=srv").stdout)["containers"]
         assert [x["id"] for x in mine] == [s_id] and mine[0]["labels"] == {"role": "srv"}, mine
         st = json.loads(e.crictl("inspect", "-o", "json", s_id).stdout)["status"]
-        assert st["annotations"] == {"x": "y"} and st["logPath"] == "srv.log", st
+        assert st["annotations"] == {"x": "y"} and st["logPath"] == str(tmp / "logs" / "srv.log"), st
+        # Logs in the CRI's format at <log_directory>/<log_path>, which is
+        # what crictl (and kubelet) read.
+        lines = open(tmp / "logs" / "cli.log").read().splitlines()
+        assert [l.split(" ", 1)[1] for l in lines] == ["stdout F hello-log", "stderr F err-log"], lines
+        assert lines[0][:4].isdigit() and lines[0].split(" ")[0].endswith("Z"), lines
+        r = e.crictl("logs", c_id)
+        assert r.stdout == "hello-log\n" and r.stderr == "err-log\n", (r.stdout, r.stderr)
         assert st["metadata"]["name"] == "srv" and st["image"]["image"] == "busybox", st
 
         e.crictl("stop", "--timeout", "1", c_id)
