@@ -78,6 +78,55 @@ static int64_t ns_of(const Google__Protobuf__Timestamp *t) {
   return t ? t->seconds * 1000000000 + t->nanos : 0;
 }
 
+/* ---- security: what a VM can honour, and what it refuses by name ---- */
+
+static int check_profile(const Runtime__V1__SecurityProfile *p, const char *field, vs_err *err) {
+  /* RuntimeDefault and Unconfined: no seccomp or AppArmor profile is loaded
+   * in the guest (the VM is the boundary; README says so). A profile of
+   * the node's cannot be had in the VM. */
+  if (p && p->profile_type == RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Localhost)
+    return vs_err_set(err, VS_UNIMPLEMENTED, "%s: Localhost profiles (%s) are not supported in a VM",
+                      field, p->localhost_ref);
+  return 0;
+}
+
+static int check_namespaces(const Runtime__V1__NamespaceOption *ns, const char *who, vs_err *err) {
+  if (!ns) return 0;
+  static const char *const name[] = {"network", "pid", "ipc"};
+  const Runtime__V1__NamespaceMode mode[] = {ns->network, ns->pid, ns->ipc};
+  for (int i = 0; i < 3; i++)
+    if (mode[i] == RUNTIME__V1__NAMESPACE_MODE__NODE || mode[i] == RUNTIME__V1__NAMESPACE_MODE__TARGET)
+      return vs_err_set(err, VS_UNIMPLEMENTED,
+                        "%s.namespace_options.%s %s: a container in a VM cannot share the node's or "
+                        "another container's namespace",
+                        who, name[i], mode[i] == RUNTIME__V1__NAMESPACE_MODE__NODE ? "NODE" : "TARGET");
+  if (ns->userns_options && ns->userns_options->mode == RUNTIME__V1__NAMESPACE_MODE__POD)
+    return vs_err_set(err, VS_UNIMPLEMENTED, "%s.namespace_options.userns_options: user namespaces are not supported yet", who);
+  return 0;
+}
+
+static int refuse_privileged(int privileged, const char *who, vs_err *err) {
+  return privileged ? vs_err_set(err, VS_INVALID_ARGUMENT,
+                                 "%s.privileged: privileged containers are not supported (the VM is "
+                                 "the isolation boundary; the node's devices are not in it)",
+                                 who)
+                    : 0;
+}
+
+/* "NET_ADMIN" as "CAP_NET_ADMIN" (kubelet passes either); "ALL" stays. */
+static char **cap_names(char **in, size_t n) {
+  char **out = calloc(n + 1, sizeof *out);
+  for (size_t i = 0; out && i < n; i++)
+    if (asprintf(&out[i], "%s%s", !strncmp(in[i], "CAP_", 4) || !strcmp(in[i], "ALL") ? "" : "CAP_", in[i]) < 0)
+      out[i] = NULL;
+  return out;
+}
+
+static void free_names(char **v, size_t n) {
+  for (size_t i = 0; v && i < n; i++) free(v[i]);
+  free(v);
+}
+
 /* ---- sandboxes ---- */
 
 static Runtime__V1__PodSandboxMetadata *pod_metadata(const Vessel__V1__Pod *p) {
@@ -113,6 +162,18 @@ static int run_pod_sandbox(vrpc_call *call, void *ctx, vs_err *err) {
   else if (*req->runtime_handler && strcmp(req->runtime_handler, "vessel") != 0)
     rc = vs_err_set(err, VS_INVALID_ARGUMENT, "runtime_handler \"%s\": this runtime is \"vessel\"",
                     req->runtime_handler);
+  const Runtime__V1__LinuxSandboxSecurityContext *sc =
+      cfg && cfg->linux ? cfg->linux->security_context : NULL;
+  if (rc == 0 && sc &&
+      (refuse_privileged(sc->privileged, "PodSandboxConfig.linux.security_context", err) < 0 ||
+       check_namespaces(sc->namespace_options, "PodSandboxConfig.linux.security_context", err) < 0 ||
+       check_profile(sc->seccomp, "PodSandboxConfig.linux.security_context.seccomp", err) < 0 ||
+       check_profile(sc->apparmor, "PodSandboxConfig.linux.security_context.apparmor", err) < 0))
+    rc = -1;
+  if (rc == 0 && sc && sc->namespace_options) { /* POD: one for the pod's containers */
+    p.share_pid = sc->namespace_options->pid == RUNTIME__V1__NAMESPACE_MODE__POD;
+    p.share_ipc = sc->namespace_options->ipc == RUNTIME__V1__NAMESPACE_MODE__POD;
+  }
   if (rc == 0) {
     p.hostname = cfg->hostname;
     if (cfg->dns_config) {
@@ -304,6 +365,52 @@ static int create_container(vrpc_call *call, void *ctx, vs_err *err) {
     rc = vs_err_set(err, VS_INVALID_ARGUMENT, "ContainerConfig.devices: a VM's devices are not the host's");
   else if (cfg->n_mounts)
     rc = vs_err_set(err, VS_UNIMPLEMENTED, "ContainerConfig.mounts: not supported yet");
+  const Runtime__V1__LinuxContainerSecurityContext *sc =
+      cfg && cfg->linux ? cfg->linux->security_context : NULL;
+  const char *who = "ContainerConfig.linux.security_context";
+  if (rc == 0 && sc &&
+      (refuse_privileged(sc->privileged, who, err) < 0 ||
+       check_namespaces(sc->namespace_options, who, err) < 0 ||
+       check_profile(sc->seccomp, "ContainerConfig.linux.security_context.seccomp", err) < 0 ||
+       check_profile(sc->apparmor, "ContainerConfig.linux.security_context.apparmor", err) < 0))
+    rc = -1;
+  if (rc == 0 && sc && sc->capabilities && sc->capabilities->n_add_ambient_capabilities)
+    rc = vs_err_set(err, VS_UNIMPLEMENTED,
+                    "%s.capabilities.add_ambient_capabilities: not supported yet", who);
+  Vessel__V1__User user = VESSEL__V1__USER__INIT;
+  Vessel__V1__Capabilities caps = VESSEL__V1__CAPABILITIES__INIT;
+  uint32_t *gids = NULL;
+  char uname[300] = "";
+  if (rc == 0 && sc) { /* who it runs as, its capabilities, no_new_privs, a read-only root */
+    if (*sc->run_as_username) {
+      snprintf(uname, sizeof uname, sc->run_as_group ? "%s:%lld" : "%s", sc->run_as_username,
+               sc->run_as_group ? (long long)sc->run_as_group->value : 0LL);
+      user.name = uname;
+    }
+    if (sc->run_as_user) user.uid = (uint32_t)sc->run_as_user->value;
+    if (sc->run_as_group) user.gid = (uint32_t)sc->run_as_group->value;
+    gids = calloc(sc->n_supplemental_groups + 1, sizeof *gids);
+    for (size_t i = 0; gids && i < sc->n_supplemental_groups; i++) gids[i] = (uint32_t)sc->supplemental_groups[i];
+    user.additional_gids = gids;
+    user.n_additional_gids = gids ? sc->n_supplemental_groups : 0;
+    if (*sc->run_as_username || sc->run_as_user || sc->run_as_group || sc->n_supplemental_groups)
+      ps.user = &user;
+    if (sc->capabilities) {
+      caps.add = cap_names(sc->capabilities->add_capabilities, sc->capabilities->n_add_capabilities);
+      caps.n_add = caps.add ? sc->capabilities->n_add_capabilities : 0;
+      caps.drop = cap_names(sc->capabilities->drop_capabilities, sc->capabilities->n_drop_capabilities);
+      caps.n_drop = caps.drop ? sc->capabilities->n_drop_capabilities : 0;
+      ps.capabilities = &caps;
+    }
+    ps.no_new_privileges = sc->no_new_privs;
+    c.read_only_rootfs = sc->readonly_rootfs;
+  }
+  /* The sandbox's sysctls (its namespaces are the VM's: they apply there). */
+  const Runtime__V1__LinuxPodSandboxConfig *sl =
+      req->sandbox_config ? req->sandbox_config->linux : NULL;
+  if (rc == 0 && sl)
+    KV_COPY(&c, sysctls, vessel__v1__containers_create_request__sysctls_entry, sl->sysctls,
+            sl->n_sysctls, "");
   if (rc == 0) {
     c.pod_id = req->pod_sandbox_id;
     c.image = cfg->image->image;
@@ -352,6 +459,11 @@ static int create_container(vrpc_call *call, void *ctx, vs_err *err) {
   }
   for (size_t i = 0; i < c.n_labels; i++) protobuf_c_message_free_unpacked(&c.labels[i]->base, NULL);
   free(c.labels);
+  for (size_t i = 0; i < c.n_sysctls; i++) protobuf_c_message_free_unpacked(&c.sysctls[i]->base, NULL);
+  free(c.sysctls);
+  free_names(caps.add, caps.n_add);
+  free_names(caps.drop, caps.n_drop);
+  free(gids);
   for (size_t i = 0; i < ps.n_env; i++) free(env[i]);
   free(env);
   vrpc_msg_free(req_msg);

@@ -135,6 +135,8 @@ Vessel__V1__ProcessSpec *rt_exec_spec(const Vessel__V1__ProcessSpec *req,
     p->user = (Vessel__V1__User *)rt_copy_msg(&init->user->base);
   if (!p->capabilities && init->capabilities)
     p->capabilities = (Vessel__V1__Capabilities *)rt_copy_msg(&init->capabilities->base);
+  /* The container's, for every process in it (as runc's): no way back. */
+  if (init->no_new_privileges) p->no_new_privileges = 1;
   return p;
 }
 

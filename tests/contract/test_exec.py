@@ -113,3 +113,32 @@ def test_exec_errors(ct):
             grpc.StatusCode.FAILED_PRECONDITION
     finally:
         created.delete(force=True)
+
+
+def test_an_exec_gets_inits_defaults(c):
+    """'Defaults from the container's init spec: env ... cwd ... user ...
+    capabilities ...; no_new_privileges when init has it'."""
+    req = cp.ContainersCreateRequest(image=IMAGE, process=types_pb2.ProcessSpec(
+        args=["sleep", "600"], env=["FROM_INIT=1"], cwd="/tmp", no_new_privileges=True,
+        user=types_pb2.User(uid=65534, gid=65534),
+        capabilities=types_pb2.Capabilities(drop=["ALL"])))
+    box = c.containers.get(c.containers.Create(req, timeout=180).container.id)
+    try:
+        box.start()
+        out, err, status = box.exec(["sh", "-c", "echo $FROM_INIT; pwd; id -u; "
+                                     "grep -E '^(CapEff|NoNewPrivs)' /proc/self/status"]).communicate()
+        assert status.code == 0, err
+        assert out.decode().split("\n")[:3] == ["1", "/tmp", "65534"], out
+        assert b"CapEff:\t0000000000000000" in out and b"NoNewPrivs:\t1" in out, out
+        # An exec may name its own user; no_new_privileges stays.
+        ex = c.containers.Exec(cp.ContainersExecRequest(
+            container_id=box.id, process=types_pb2.ProcessSpec(
+                args=["sh", "-c", "id -u; grep NoNewPrivs /proc/self/status"],
+                user=types_pb2.User(uid=0, gid=0))))
+        got = b"".join(m.frame.data for m in c.containers.Attach(iter([
+            cp.ContainersAttachRequest(open=cp.ContainersAttachOpen(
+                container_id=box.id, exec_id=ex.exec_id, logs=True))]), timeout=60)
+            if m.HasField("frame"))
+        assert got == b"0\nNoNewPrivs:\t1\n", got
+    finally:
+        box.delete(force=True)

@@ -116,7 +116,9 @@ def test_a_sandbox_and_its_containers(vm_env):
     pod = write_json(tmp, "pod.json", {
         "metadata": {"name": "web", "uid": "uid-1", "namespace": "ns1", "attempt": 1},
         "hostname": "crihost", "log_directory": str(tmp / "logs"),
-        "labels": {"app": "web"}, "annotations": {"note": "kept"}})
+        "labels": {"app": "web"}, "annotations": {"note": "kept"},
+        "linux": {"sysctls": {"net.ipv4.ip_unprivileged_port_start": "0"},
+                  "security_context": {"namespace_options": {"pid": 0, "ipc": 0}}}})
     sid = e.crictl("runp", pod).stdout.strip()
     try:
         pods = json.loads(e.crictl("pods", "-o", "json").stdout)["items"]
@@ -155,6 +157,32 @@ def test_a_sandbox_and_its_containers(vm_env):
         assert r.returncode != 0 and "err" in r.stderr and "3" in r.stderr, (r.stdout, r.stderr)
         r = e.crictl("exec", "--sync", "--timeout", "2", c_id, "sleep", "30", check=False)
         assert r.returncode != 0 and "DeadlineExceeded" in r.stderr, r.stderr
+        # The sandbox's PID and IPC namespaces (POD) and sysctls; a security
+        # context: user, groups, capabilities, no_new_privs, read-only root.
+        ns = lambda cid: e.crictl("exec", "--sync", cid, "sh", "-c", "readlink /proc/self/ns/pid").stdout.strip()
+        assert ns(c_id) == ns(s_id)
+        sec = write_json(tmp, "sec.json", {
+            "metadata": {"name": "sec"}, "image": {"image": "busybox"}, "args": ["sleep", "600"],
+            "linux": {"security_context": {
+                "run_as_user": {"value": 65534}, "run_as_group": {"value": 65534},
+                "supplemental_groups": [1234], "readonly_rootfs": True, "no_new_privs": True,
+                "capabilities": {"drop_capabilities": ["ALL"]}}}})
+        x_id = e.crictl("create", "--no-pull", sid, sec, pod).stdout.strip()
+        e.crictl("start", x_id)
+        r = e.crictl("exec", "--sync", x_id, "sh", "-c",
+                     "id -u; id -g; id -G; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; "
+                     "cat /proc/sys/net/ipv4/ip_unprivileged_port_start; touch /x 2>&1; true", check=False)
+        out = r.stdout
+        assert out.split("\n")[:3] == ["65534", "65534", "65534 1234"], (out, r.stderr)
+        assert "CapEff:\t0000000000000000" in out and "NoNewPrivs:\t1" in out, out
+        assert "\n0\n" in out and "Read-only file system" in out, out
+        e.crictl("rm", "-f", x_id)
+        for bad, word in [({"privileged": True}, "privileged"),
+                          ({"namespace_options": {"network": 2}}, "network NODE")]:
+            cfg = write_json(tmp, "bad.json", {"metadata": {"name": "bad"}, "image": {"image": "busybox"},
+                                               "linux": {"security_context": bad}})
+            r = e.crictl("create", "--no-pull", sid, cfg, pod, check=False)
+            assert r.returncode != 0 and word in r.stderr, r.stderr
 
         ctrs = json.loads(e.crictl("ps", "-o", "json", "--pod", sid).stdout)["containers"]
         assert sorted(x["metadata"]["name"] for x in ctrs) == ["cli", "srv"], ctrs

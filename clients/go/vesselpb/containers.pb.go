@@ -1275,7 +1275,7 @@ type ContainersExecRequest struct {
 	// Process to run; args required. Defaults from the container's init spec:
 	// env is the init env with these entries added (same key: these win);
 	// cwd empty = init's cwd; user absent = init's user; capabilities absent
-	// = init's.
+	// = init's; no_new_privileges when init has it (it cannot be undone).
 	Process       *ProcessSpec `protobuf:"bytes,3,opt,name=process,proto3" json:"process,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
