@@ -18,8 +18,7 @@
 
 #define CRI_API_VERSION "v1"
 
-/* Receives a request none of whose fields matter here. */
-static int ignore_request(vrpc_call *call, vs_err *err) {
+int vd_recv_unused(vrpc_call *call, vs_err *err) {
   ProtobufCMessage *m;
   if (vrpc_recv(call, &m, err) != 1) return -1;
   vrpc_msg_free(m);
@@ -28,7 +27,7 @@ static int ignore_request(vrpc_call *call, vs_err *err) {
 
 static int version(vrpc_call *call, void *ctx, vs_err *err) {
   (void)ctx;
-  if (ignore_request(call, err) < 0) return -1;
+  if (vd_recv_unused(call, err) < 0) return -1;
   Runtime__V1__VersionResponse r = RUNTIME__V1__VERSION_RESPONSE__INIT;
   r.version = (char *)"0.1.0"; /* the kubelet API version CRI tools expect */
   r.runtime_name = (char *)"vessel";
@@ -39,7 +38,7 @@ static int version(vrpc_call *call, void *ctx, vs_err *err) {
 
 static int status(vrpc_call *call, void *ctx, vs_err *err) {
   (void)ctx;
-  if (ignore_request(call, err) < 0) return -1;
+  if (vd_recv_unused(call, err) < 0) return -1;
   /* The runtime serves once vesseld does; networking is its own (bridges
    * with IPAM), ready from the start. */
   Runtime__V1__RuntimeCondition rt = RUNTIME__V1__RUNTIME_CONDITION__INIT, net = rt;
@@ -58,7 +57,7 @@ static int status(vrpc_call *call, void *ctx, vs_err *err) {
 
 static int runtime_config(vrpc_call *call, void *ctx, vs_err *err) {
   (void)ctx;
-  if (ignore_request(call, err) < 0) return -1;
+  if (vd_recv_unused(call, err) < 0) return -1;
   Runtime__V1__LinuxRuntimeConfiguration lx = RUNTIME__V1__LINUX_RUNTIME_CONFIGURATION__INIT;
   lx.cgroup_driver = RUNTIME__V1__CGROUP_DRIVER__CGROUPFS; /* inside each VM */
   Runtime__V1__RuntimeConfigResponse r = RUNTIME__V1__RUNTIME_CONFIG_RESPONSE__INIT;
@@ -69,7 +68,7 @@ static int runtime_config(vrpc_call *call, void *ctx, vs_err *err) {
 static int update_runtime_config(vrpc_call *call, void *ctx, vs_err *err) {
   (void)ctx;
   /* The pod CIDR kubelet passes is not used: vessel's networks allocate. */
-  if (ignore_request(call, err) < 0) return -1;
+  if (vd_recv_unused(call, err) < 0) return -1;
   Runtime__V1__UpdateRuntimeConfigResponse r = RUNTIME__V1__UPDATE_RUNTIME_CONFIG_RESPONSE__INIT;
   return vrpc_send(call, &r.base, err);
 }
@@ -278,7 +277,7 @@ static void usage(const char *path, uint64_t *bytes, uint64_t *inodes) {
 
 static int image_fs_info(vrpc_call *call, void *ctx, vs_err *err) {
   vd_daemon *d = ctx;
-  if (ignore_request(call, err) < 0) return -1;
+  if (vd_recv_unused(call, err) < 0) return -1;
   char content[4200], rootfs[4200];
   snprintf(content, sizeof content, "%s/content", d->cfg.root);
   snprintf(rootfs, sizeof rootfs, "%s/rootfs", d->cfg.root);

@@ -78,6 +78,12 @@ static int64_t ns_of(const Google__Protobuf__Timestamp *t) {
   return t ? t->seconds * 1000000000 + t->nanos : 0;
 }
 
+static int64_t now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_REALTIME, &t);
+  return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
 /* ---- security: what a VM can honour, and what it refuses by name ---- */
 
 static int check_profile(const Runtime__V1__SecurityProfile *p, const char *field, vs_err *err) {
@@ -263,36 +269,35 @@ static int remove_pod_sandbox(vrpc_call *call, void *ctx, vs_err *err) {
   return send_empty(call, &runtime__v1__remove_pod_sandbox_response__descriptor, err);
 }
 
+/* The CRI's status of pod p (free with protobuf_c_message_free_unpacked). */
+static Runtime__V1__PodSandboxStatus *pod_status(const Vessel__V1__Pod *p) {
+  Runtime__V1__PodSandboxStatus *st = malloc(sizeof *st);
+  runtime__v1__pod_sandbox_status__init(st);
+  st->id = strdup(p->id);
+  st->metadata = pod_metadata(p);
+  st->state = pod_state(p);
+  st->created_at = ns_of(p->created_at);
+  st->network = malloc(sizeof *st->network);
+  runtime__v1__pod_sandbox_network_status__init(st->network);
+  st->network->ip = strdup(p->n_networks ? p->networks[0]->ip_address : "");
+  st->runtime_handler = strdup("vessel");
+  KV_COPY(st, labels, runtime__v1__pod_sandbox_status__labels_entry, p->labels, p->n_labels, NULL);
+  KV_COPY(st, annotations, runtime__v1__pod_sandbox_status__annotations_entry, p->annotations,
+          p->n_annotations, NULL);
+  return st;
+}
+
 static int pod_sandbox_status(vrpc_call *call, void *ctx, vs_err *err) {
   vd_daemon *d = ctx;
   RECV(Runtime__V1__PodSandboxStatusRequest, req);
   Vessel__V1__Pod *p = rt_pod_describe(d->runtime, req->pod_sandbox_id, err);
   vrpc_msg_free(req_msg);
   if (!p) return -1;
-  Runtime__V1__PodSandboxStatus st = RUNTIME__V1__POD_SANDBOX_STATUS__INIT;
-  Runtime__V1__PodSandboxNetworkStatus net = RUNTIME__V1__POD_SANDBOX_NETWORK_STATUS__INIT;
-  st.id = p->id;
-  st.metadata = pod_metadata(p);
-  st.state = pod_state(p);
-  st.created_at = ns_of(p->created_at);
-  net.ip = p->n_networks ? p->networks[0]->ip_address : (char *)"";
-  st.network = &net;
-  st.runtime_handler = (char *)"vessel";
-  KV_COPY(&st, labels, runtime__v1__pod_sandbox_status__labels_entry, p->labels, p->n_labels, NULL);
-  KV_COPY(&st, annotations, runtime__v1__pod_sandbox_status__annotations_entry, p->annotations,
-          p->n_annotations, NULL);
   Runtime__V1__PodSandboxStatusResponse r = RUNTIME__V1__POD_SANDBOX_STATUS_RESPONSE__INIT;
-  r.status = &st;
-  struct timespec now;
-  clock_gettime(CLOCK_REALTIME, &now);
-  r.timestamp = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+  r.status = pod_status(p);
+  r.timestamp = now_ns();
   int rc = vrpc_send(call, &r.base, err);
-  protobuf_c_message_free_unpacked(&st.metadata->base, NULL);
-  for (size_t i = 0; i < st.n_labels; i++) protobuf_c_message_free_unpacked(&st.labels[i]->base, NULL);
-  for (size_t i = 0; i < st.n_annotations; i++)
-    protobuf_c_message_free_unpacked(&st.annotations[i]->base, NULL);
-  free(st.labels);
-  free(st.annotations);
+  protobuf_c_message_free_unpacked(&r.status->base, NULL);
   protobuf_c_message_free_unpacked(&p->base, NULL);
   return rc;
 }
@@ -303,7 +308,7 @@ static int list_pod_sandbox(vrpc_call *call, void *ctx, vs_err *err) {
   const Runtime__V1__PodSandboxFilter *f = req->filter;
   Vessel__V1__Pod **all;
   size_t n;
-  int rc = rt_pod_list(d->runtime, &all, &n, err);
+  int rc = rt_pod_list(d->runtime, &all, &n, err), listed = rc == 0;
   Runtime__V1__ListPodSandboxResponse r = RUNTIME__V1__LIST_POD_SANDBOX_RESPONSE__INIT;
   if (rc == 0) r.items = calloc(n ? n : 1, sizeof *r.items);
   for (size_t i = 0; rc == 0 && r.items && i < n; i++) {
@@ -328,8 +333,8 @@ static int list_pod_sandbox(vrpc_call *call, void *ctx, vs_err *err) {
   if (rc == 0) rc = vrpc_send(call, &r.base, err);
   for (size_t i = 0; i < r.n_items; i++) protobuf_c_message_free_unpacked(&r.items[i]->base, NULL);
   free(r.items);
-  for (size_t i = 0; rc == 0 && i < n; i++) protobuf_c_message_free_unpacked(&all[i]->base, NULL);
-  if (rc == 0) free(all);
+  for (size_t i = 0; listed && i < n; i++) protobuf_c_message_free_unpacked(&all[i]->base, NULL);
+  if (listed) free(all);
   vrpc_msg_free(req_msg);
   return rc;
 }
@@ -531,44 +536,45 @@ static Runtime__V1__ImageSpec *ct_image(const Vessel__V1__Container *c) {
   return s;
 }
 
+/* The CRI's status of container c (free with protobuf_c_message_free_unpacked). */
+static Runtime__V1__ContainerStatus *ct_status(const Vessel__V1__Container *c) {
+  Runtime__V1__ContainerStatus *st = malloc(sizeof *st);
+  runtime__v1__container_status__init(st);
+  st->id = strdup(c->id);
+  st->metadata = ct_metadata(c);
+  st->state = ct_state(c);
+  st->created_at = ns_of(c->created_at);
+  st->started_at = ns_of(c->started_at);
+  st->finished_at = ns_of(c->finished_at);
+  st->image = ct_image(c);
+  st->image_ref = strdup(c->image_digest);
+  st->image_id = strdup(c->image_digest);
+  const char *reason = "", *message = "";
+  if (c->exit_status) {
+    st->exit_code = c->exit_status->signal ? 128 + c->exit_status->signal : c->exit_status->code;
+    reason = c->exit_status->oom_killed ? "OOMKilled" : st->exit_code == 0 ? "Completed" : "Error";
+    message = c->exit_status->reason;
+  }
+  st->reason = strdup(reason);
+  st->message = strdup(message);
+  const char *log = kv_get((void *const *)c->labels, c->n_labels, KEY "log-path");
+  st->log_path = strdup(log ? log : "");
+  KV_COPY(st, labels, runtime__v1__container_status__labels_entry, c->labels, c->n_labels, NULL);
+  KV_COPY(st, annotations, runtime__v1__container_status__annotations_entry, c->labels, c->n_labels,
+          ANNOTATION);
+  return st;
+}
+
 static int container_status(vrpc_call *call, void *ctx, vs_err *err) {
   vd_daemon *d = ctx;
   RECV(Runtime__V1__ContainerStatusRequest, req);
   Vessel__V1__Container *c = rt_describe(d->runtime, req->container_id, err);
   vrpc_msg_free(req_msg);
   if (!c) return -1;
-  Runtime__V1__ContainerStatus st = RUNTIME__V1__CONTAINER_STATUS__INIT;
-  st.id = c->id;
-  st.metadata = ct_metadata(c);
-  st.state = ct_state(c);
-  st.created_at = ns_of(c->created_at);
-  st.started_at = ns_of(c->started_at);
-  st.finished_at = ns_of(c->finished_at);
-  st.image = ct_image(c);
-  st.image_ref = c->image_digest;
-  st.image_id = c->image_digest;
-  if (c->exit_status) {
-    st.exit_code = c->exit_status->signal ? 128 + c->exit_status->signal : c->exit_status->code;
-    st.reason = c->exit_status->oom_killed ? (char *)"OOMKilled"
-                : st.exit_code == 0       ? (char *)"Completed"
-                                          : (char *)"Error";
-    st.message = c->exit_status->reason;
-  }
-  const char *log = kv_get((void *const *)c->labels, c->n_labels, KEY "log-path");
-  st.log_path = (char *)(log ? log : "");
-  KV_COPY(&st, labels, runtime__v1__container_status__labels_entry, c->labels, c->n_labels, NULL);
-  KV_COPY(&st, annotations, runtime__v1__container_status__annotations_entry, c->labels, c->n_labels,
-          ANNOTATION);
   Runtime__V1__ContainerStatusResponse r = RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INIT;
-  r.status = &st;
+  r.status = ct_status(c);
   int rc = vrpc_send(call, &r.base, err);
-  protobuf_c_message_free_unpacked(&st.metadata->base, NULL);
-  protobuf_c_message_free_unpacked(&st.image->base, NULL);
-  for (size_t i = 0; i < st.n_labels; i++) protobuf_c_message_free_unpacked(&st.labels[i]->base, NULL);
-  for (size_t i = 0; i < st.n_annotations; i++)
-    protobuf_c_message_free_unpacked(&st.annotations[i]->base, NULL);
-  free(st.labels);
-  free(st.annotations);
+  protobuf_c_message_free_unpacked(&r.status->base, NULL);
   protobuf_c_message_free_unpacked(&c->base, NULL);
   return rc;
 }
@@ -579,7 +585,7 @@ static int list_containers(vrpc_call *call, void *ctx, vs_err *err) {
   const Runtime__V1__ContainerFilter *f = req->filter;
   Vessel__V1__Container **all;
   size_t n;
-  int rc = rt_list(d->runtime, &all, &n, err);
+  int rc = rt_list(d->runtime, &all, &n, err), listed = rc == 0;
   Runtime__V1__ListContainersResponse r = RUNTIME__V1__LIST_CONTAINERS_RESPONSE__INIT;
   if (rc == 0) r.containers = calloc(n ? n : 1, sizeof *r.containers);
   for (size_t i = 0; rc == 0 && r.containers && i < n; i++) {
@@ -609,7 +615,7 @@ static int list_containers(vrpc_call *call, void *ctx, vs_err *err) {
   if (rc == 0) rc = vrpc_send(call, &r.base, err);
   for (size_t i = 0; i < r.n_containers; i++) protobuf_c_message_free_unpacked(&r.containers[i]->base, NULL);
   free(r.containers);
-  if (rc == 0) rt_list_free(all, n);
+  if (listed) rt_list_free(all, n);
   vrpc_msg_free(req_msg);
   return rc;
 }
@@ -681,7 +687,252 @@ static int reopen_container_log(vrpc_call *call, void *ctx, vs_err *err) {
   return rc < 0 ? -1 : send_empty(call, &runtime__v1__reopen_container_log_response__descriptor, err);
 }
 
+/* ---- stats ---- */
+
+static Runtime__V1__UInt64Value *u64(uint64_t v) {
+  Runtime__V1__UInt64Value *m = malloc(sizeof *m);
+  runtime__v1__uint64_value__init(m);
+  m->value = v;
+  return m;
+}
+
+/* A container's CRI stats from its cgroup sample (s may be NULL: not
+ * running) and its description. */
+static Runtime__V1__ContainerStats *ct_stats(const Vessel__V1__Container *c, const Vessel__V1__Statistics *s) {
+  Runtime__V1__ContainerStats *m = malloc(sizeof *m);
+  runtime__v1__container_stats__init(m);
+  Runtime__V1__ContainerAttributes *a = malloc(sizeof *a);
+  runtime__v1__container_attributes__init(a);
+  a->id = strdup(c->id);
+  a->metadata = ct_metadata(c);
+  KV_COPY(a, labels, runtime__v1__container_attributes__labels_entry, c->labels, c->n_labels, NULL);
+  KV_COPY(a, annotations, runtime__v1__container_attributes__annotations_entry, c->labels, c->n_labels,
+          ANNOTATION);
+  m->attributes = a;
+  int64_t t = s && s->timestamp ? ns_of(s->timestamp) : now_ns();
+  m->cpu = malloc(sizeof *m->cpu);
+  runtime__v1__cpu_usage__init(m->cpu);
+  m->cpu->timestamp = t;
+  m->memory = malloc(sizeof *m->memory);
+  runtime__v1__memory_usage__init(m->memory);
+  m->memory->timestamp = t;
+  if (s && s->cpu) m->cpu->usage_core_nano_seconds = u64(s->cpu->usage_usec * 1000);
+  if (s && s->memory) {
+    const Vessel__V1__MemoryStatistics *mem = s->memory;
+    /* working set: what cannot be dropped (the page cache can) */
+    uint64_t ws = mem->usage_bytes > mem->file_bytes ? mem->usage_bytes - mem->file_bytes : 0;
+    m->memory->usage_bytes = u64(mem->usage_bytes);
+    m->memory->working_set_bytes = u64(ws);
+    m->memory->rss_bytes = u64(mem->anon_bytes);
+    if (mem->limit_bytes > ws) m->memory->available_bytes = u64(mem->limit_bytes - ws);
+  }
+  return m;
+}
+
+static int container_stats(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Runtime__V1__ContainerStatsRequest, req);
+  Vessel__V1__Container *c = rt_describe(d->runtime, req->container_id, err);
+  ProtobufCMessage *s = NULL;
+  vs_err ignore; /* a container not running has no sample, only attributes */
+  if (c && c->state == VESSEL__V1__CONTAINER_STATE__CONTAINER_STATE_RUNNING)
+    rt_stats(d->runtime, c->id, &s, &ignore);
+  vrpc_msg_free(req_msg);
+  if (!c) return -1;
+  Runtime__V1__ContainerStatsResponse r = RUNTIME__V1__CONTAINER_STATS_RESPONSE__INIT;
+  r.stats = ct_stats(c, (Vessel__V1__Statistics *)s);
+  int rc = vrpc_send(call, &r.base, err);
+  protobuf_c_message_free_unpacked(&r.stats->base, NULL);
+  vrpc_msg_free(s);
+  protobuf_c_message_free_unpacked(&c->base, NULL);
+  return rc;
+}
+
+static int list_container_stats(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Runtime__V1__ListContainerStatsRequest, req);
+  const Runtime__V1__ContainerStatsFilter *f = req->filter;
+  Vessel__V1__Container **all;
+  size_t n;
+  int rc = rt_list(d->runtime, &all, &n, err), listed = rc == 0;
+  Runtime__V1__ListContainerStatsResponse r = RUNTIME__V1__LIST_CONTAINER_STATS_RESPONSE__INIT;
+  if (rc == 0) r.stats = calloc(n ? n : 1, sizeof *r.stats);
+  for (size_t i = 0; rc == 0 && r.stats && i < n; i++) {
+    const Vessel__V1__Container *c = all[i];
+    if (!*c->pod_id || c->state != VESSEL__V1__CONTAINER_STATE__CONTAINER_STATE_RUNNING) continue;
+    if (f && *f->id && strncmp(c->id, f->id, strlen(f->id)) != 0) continue;
+    if (f && *f->pod_sandbox_id && strncmp(c->pod_id, f->pod_sandbox_id, strlen(f->pod_sandbox_id)) != 0)
+      continue;
+    if (f && !kv_match((void *const *)f->label_selector, f->n_label_selector, (void *const *)c->labels,
+                       c->n_labels))
+      continue;
+    ProtobufCMessage *s = NULL;
+    vs_err ignore;
+    rt_stats(d->runtime, c->id, &s, &ignore);
+    r.stats[r.n_stats++] = ct_stats(c, (Vessel__V1__Statistics *)s);
+    vrpc_msg_free(s);
+  }
+  if (rc == 0) rc = vrpc_send(call, &r.base, err);
+  for (size_t i = 0; i < r.n_stats; i++) protobuf_c_message_free_unpacked(&r.stats[i]->base, NULL);
+  free(r.stats);
+  if (listed) rt_list_free(all, n);
+  vrpc_msg_free(req_msg);
+  return rc;
+}
+
+/* The sandbox's stats: its VM as the host sees it, and its containers. */
+static Runtime__V1__PodSandboxStats *pod_stats(vd_daemon *d, const Vessel__V1__Pod *p, vs_err *err) {
+  Vessel__V1__PodsStatsResponse *ps = NULL;
+  if (p->state == VESSEL__V1__POD_STATE__POD_STATE_RUNNING && rt_pod_stats(d->runtime, p->id, &ps, err) < 0)
+    return NULL;
+  Runtime__V1__PodSandboxStats *m = malloc(sizeof *m);
+  runtime__v1__pod_sandbox_stats__init(m);
+  Runtime__V1__PodSandboxAttributes *a = malloc(sizeof *a);
+  runtime__v1__pod_sandbox_attributes__init(a);
+  a->id = strdup(p->id);
+  a->metadata = pod_metadata(p);
+  KV_COPY(a, labels, runtime__v1__pod_sandbox_attributes__labels_entry, p->labels, p->n_labels, NULL);
+  KV_COPY(a, annotations, runtime__v1__pod_sandbox_attributes__annotations_entry, p->annotations,
+          p->n_annotations, NULL);
+  m->attributes = a;
+  Runtime__V1__LinuxPodSandboxStats *lx = malloc(sizeof *lx);
+  runtime__v1__linux_pod_sandbox_stats__init(lx);
+  m->linux = lx;
+  int64_t t = now_ns();
+  lx->cpu = malloc(sizeof *lx->cpu);
+  runtime__v1__cpu_usage__init(lx->cpu);
+  lx->cpu->timestamp = t;
+  lx->memory = malloc(sizeof *lx->memory);
+  runtime__v1__memory_usage__init(lx->memory);
+  lx->memory->timestamp = t;
+  if (ps && ps->vm) { /* the VM: QEMU on the host */
+    lx->cpu->usage_core_nano_seconds = u64(ps->vm->host_cpu_usec * 1000);
+    lx->memory->usage_bytes = u64(ps->vm->host_rss_bytes);
+    lx->memory->working_set_bytes = u64(ps->vm->host_rss_bytes);
+    if ((uint64_t)ps->vm->memory_bytes > ps->vm->host_rss_bytes)
+      lx->memory->available_bytes = u64((uint64_t)ps->vm->memory_bytes - ps->vm->host_rss_bytes);
+  }
+  size_t nc = ps ? ps->n_containers : 0;
+  lx->containers = calloc(nc + 1, sizeof *lx->containers);
+  for (size_t i = 0; lx->containers && i < nc; i++) {
+    vs_err ignore;
+    Vessel__V1__Container *c = rt_describe(d->runtime, ps->containers[i]->container_id, &ignore);
+    if (!c) continue;
+    lx->containers[lx->n_containers++] = ct_stats(c, ps->containers[i]);
+    protobuf_c_message_free_unpacked(&c->base, NULL);
+  }
+  if (ps) protobuf_c_message_free_unpacked(&ps->base, NULL);
+  return m;
+}
+
+static int pod_sandbox_stats(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Runtime__V1__PodSandboxStatsRequest, req);
+  Vessel__V1__Pod *p = rt_pod_describe(d->runtime, req->pod_sandbox_id, err);
+  vrpc_msg_free(req_msg);
+  Runtime__V1__PodSandboxStatsResponse r = RUNTIME__V1__POD_SANDBOX_STATS_RESPONSE__INIT;
+  r.stats = p ? pod_stats(d, p, err) : NULL;
+  if (p) protobuf_c_message_free_unpacked(&p->base, NULL);
+  if (!r.stats) return -1;
+  int rc = vrpc_send(call, &r.base, err);
+  protobuf_c_message_free_unpacked(&r.stats->base, NULL);
+  return rc;
+}
+
+static int list_pod_sandbox_stats(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Runtime__V1__ListPodSandboxStatsRequest, req);
+  const Runtime__V1__PodSandboxStatsFilter *f = req->filter;
+  Vessel__V1__Pod **all;
+  size_t n;
+  int rc = rt_pod_list(d->runtime, &all, &n, err), listed = rc == 0;
+  Runtime__V1__ListPodSandboxStatsResponse r = RUNTIME__V1__LIST_POD_SANDBOX_STATS_RESPONSE__INIT;
+  if (rc == 0) r.stats = calloc(n ? n : 1, sizeof *r.stats);
+  for (size_t i = 0; rc == 0 && r.stats && i < n; i++) {
+    const Vessel__V1__Pod *p = all[i];
+    if (f && *f->id && strncmp(p->id, f->id, strlen(f->id)) != 0) continue;
+    if (f && !kv_match((void *const *)f->label_selector, f->n_label_selector, (void *const *)p->labels,
+                       p->n_labels))
+      continue;
+    vs_err ignore; /* (one going away meanwhile is left out) */
+    Runtime__V1__PodSandboxStats *s = pod_stats(d, p, &ignore);
+    if (s) r.stats[r.n_stats++] = s;
+  }
+  if (rc == 0) rc = vrpc_send(call, &r.base, err);
+  for (size_t i = 0; i < r.n_stats; i++) protobuf_c_message_free_unpacked(&r.stats[i]->base, NULL);
+  free(r.stats);
+  for (size_t i = 0; listed && i < n; i++) protobuf_c_message_free_unpacked(&all[i]->base, NULL);
+  if (listed) free(all);
+  vrpc_msg_free(req_msg);
+  return rc;
+}
+
+/* ---- events (kubelet's evented PLEG) ---- */
+
+/* The CRI event of a vessel event about a CRI container or sandbox; -1 if
+ * it has none. */
+static int event_type(const evb_event *e) {
+  int pod = !e->container_id[0];
+  switch (e->type) {
+    case EVB_CONTAINER_CREATED: return RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_CREATED_EVENT;
+    case EVB_CONTAINER_STARTED: return RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_STARTED_EVENT;
+    case EVB_CONTAINER_EXITED: return RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_STOPPED_EVENT;
+    case EVB_CONTAINER_DELETED: return RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_DELETED_EVENT;
+    case EVB_POD_CREATED: return pod ? RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_STARTED_EVENT : -1;
+    case EVB_POD_STOPPED: return pod ? RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_STOPPED_EVENT : -1;
+    case EVB_POD_DELETED: return pod ? RUNTIME__V1__CONTAINER_EVENT_TYPE__CONTAINER_DELETED_EVENT : -1;
+    default: return -1;
+  }
+}
+
+static int get_container_events(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  if (vd_recv_unused(call, err) < 0) return -1;
+  evb_sub *sub = evb_subscribe(d->events, 0, 0, err);
+  int rc = sub ? 0 : -1;
+  while (rc == 0) {
+    evb_event e;
+    int got = evb_next(sub, &e, vrpc_cancel_fd(call), -1, err);
+    if (got <= 0) {
+      rc = got < 0 ? -1 : vs_err_set(err, VS_CANCELLED, "the event stream ended");
+      break;
+    }
+    int type = e.pod_id[0] ? event_type(&e) : -1;
+    if (type < 0) continue;
+    Runtime__V1__ContainerEventResponse r = RUNTIME__V1__CONTAINER_EVENT_RESPONSE__INIT;
+    r.container_id = e.container_id[0] ? e.container_id : e.pod_id;
+    r.container_event_type = (Runtime__V1__ContainerEventType)type;
+    r.created_at = e.time_ns;
+    /* The sandbox as it is now, with its containers (what kubelet relists). */
+    vs_err ignore;
+    Vessel__V1__Pod *p = rt_pod_describe(d->runtime, e.pod_id, &ignore);
+    if (p) {
+      r.pod_sandbox_status = pod_status(p);
+      r.containers_statuses = calloc(p->n_container_ids + 1, sizeof *r.containers_statuses);
+      for (size_t i = 0; r.containers_statuses && i < p->n_container_ids; i++) {
+        Vessel__V1__Container *c = rt_describe(d->runtime, p->container_ids[i], &ignore);
+        if (!c) continue;
+        r.containers_statuses[r.n_containers_statuses++] = ct_status(c);
+        protobuf_c_message_free_unpacked(&c->base, NULL);
+      }
+      protobuf_c_message_free_unpacked(&p->base, NULL);
+    }
+    rc = vrpc_send(call, &r.base, err);
+    if (r.pod_sandbox_status) protobuf_c_message_free_unpacked(&r.pod_sandbox_status->base, NULL);
+    for (size_t i = 0; i < r.n_containers_statuses; i++)
+      protobuf_c_message_free_unpacked(&r.containers_statuses[i]->base, NULL);
+    free(r.containers_statuses);
+  }
+  evb_unsubscribe(sub);
+  return rc;
+}
+
 void vd_cri_pod_handlers(runtime_v1_RuntimeService_handlers *h) {
+  h->GetContainerEvents = get_container_events;
+  h->ContainerStats = container_stats;
+  h->ListContainerStats = list_container_stats;
+  h->PodSandboxStats = pod_sandbox_stats;
+  h->ListPodSandboxStats = list_pod_sandbox_stats;
   h->ReopenContainerLog = reopen_container_log;
   h->RunPodSandbox = run_pod_sandbox;
   h->StopPodSandbox = stop_pod_sandbox;

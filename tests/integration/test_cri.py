@@ -139,6 +139,11 @@ def test_a_sandbox_and_its_containers(vm_env):
             "metadata": {"name": "cli"}, "image": {"image": "busybox"},
             "args": ["sh", "-c", "echo hello-log; echo err-log >&2; exec sleep 600"],
             "envs": [{"key": "GREETING", "value": "hi"}], "log_path": "cli.log"})
+        # GetContainerEvents: crictl events, from before the containers.
+        config = os.path.join(str(tmp), "crictl.yaml")
+        events = subprocess.Popen(["crictl", "--config", config, "events", "-o", "json"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        time.sleep(1)
         s_id = e.crictl("create", "--no-pull", sid, srv, pod).stdout.strip()
         c_id = e.crictl("create", "--no-pull", sid, cli, pod).stdout.strip()
         e.crictl("start", s_id)
@@ -183,6 +188,23 @@ def test_a_sandbox_and_its_containers(vm_env):
                                                "linux": {"security_context": bad}})
             r = e.crictl("create", "--no-pull", sid, cfg, pod, check=False)
             assert r.returncode != 0 and word in r.stderr, r.stderr
+
+        # Stats: each container's cgroup, the sandbox's VM with its containers.
+        st = json.loads(e.crictl("stats", "-o", "json", "--id", c_id).stdout)["stats"]
+        assert [x["attributes"]["id"] for x in st] == [c_id], st
+        assert int(st[0]["memory"]["workingSetBytes"]["value"]) > 0, st
+        assert int(st[0]["cpu"]["usageCoreNanoSeconds"]["value"]) > 0, st
+        ps = json.loads(e.crictl("statsp", "-o", "json", "--id", sid).stdout)["stats"]
+        assert [x["attributes"]["id"] for x in ps] == [sid], ps
+        lx = ps[0]["linux"]
+        assert int(lx["memory"]["workingSetBytes"]["value"]) > 0, lx
+        assert sorted(x["attributes"]["id"] for x in lx["containers"]) == sorted([s_id, c_id]), lx
+        events.terminate()
+        seen = events.communicate(timeout=10)[0]
+        for cid, kind in [(s_id, "CONTAINER_CREATED_EVENT"), (s_id, "CONTAINER_STARTED_EVENT"),
+                          (c_id, "CONTAINER_STARTED_EVENT")]:
+            assert any(cid in chunk and kind in chunk for chunk in seen.split("}\n{")), (cid, kind, seen)
+        assert sid in seen  # each event has the sandbox's status
 
         ctrs = json.loads(e.crictl("ps", "-o", "json", "--pod", sid).stdout)["containers"]
         assert sorted(x["metadata"]["name"] for x in ctrs) == ["cli", "srv"], ctrs
