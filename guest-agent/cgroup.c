@@ -66,6 +66,17 @@ int cg_create(const char *path, const cg_limits *l, vs_err *err) {
   return 0;
 }
 
+int cg_update(const char *path, const cg_limits *l, vs_err *err) {
+  char mem[32] = "max", cpu[64] = "max", pids[32] = "max";
+  if (l->memory_bytes > 0) snprintf(mem, sizeof mem, "%" PRId64, l->memory_bytes);
+  if (l->cpu_quota_us > 0) snprintf(cpu, sizeof cpu, "%" PRId64 " %" PRId64, l->cpu_quota_us, l->cpu_period_us);
+  if (l->pids_max > 0) snprintf(pids, sizeof pids, "%" PRId64, l->pids_max);
+  return write_str(path, "memory.max", mem, err) < 0 || write_str(path, "cpu.max", cpu, err) < 0 ||
+                 write_str(path, "pids.max", pids, err) < 0
+             ? -1
+             : 0;
+}
+
 int cg_read_key(const char *path, const char *file, const char *key, uint64_t *out) {
   char p[512], buf[4096];
   snprintf(p, sizeof p, "%s/%s", path, file);

@@ -29,6 +29,8 @@ void cg_limits_from(int64_t milli_cpus, int64_t memory_bytes, int64_t pids_max,
                     int64_t cpu_quota_us, int64_t cpu_period_us, cg_limits *out);
 
 int cg_create(const char *path, const cg_limits *l, vs_err *err);
+/* Sets every limit of an existing cgroup; 0 = unlimited ("max"). */
+int cg_update(const char *path, const cg_limits *l, vs_err *err);
 
 /* Attaches the container device allow-list to the cgroup at path (runc's
  * default: mknod anything; open only null, zero, full, random, urandom,

@@ -176,6 +176,26 @@ static int delete_container(vrpc_call *call, void *ctx, vs_err *err) {
   return vrpc_send(call, &resp.base, err);
 }
 
+static int update_container(vrpc_call *call, void *ctx, vs_err *err) {
+  agent *a = ctx;
+  SVC_RECV(call, Vessel__V1__AgentUpdateContainerRequest, req, err);
+  cg_limits l;
+  memset(&l, 0, sizeof l);
+  const Vessel__V1__Resources *r = req->resources;
+  if (r) cg_limits_from(r->milli_cpus, r->memory_bytes, r->pids_max, r->cpu_quota_us, r->cpu_period_us, &l);
+  char cgroup[sizeof ((ag_container *)0)->cgroup];
+  pthread_mutex_lock(&a->mu);
+  ag_container *c = ag_find_container(a, req->container_id);
+  int found = c != NULL;
+  if (found) snprintf(cgroup, sizeof cgroup, "%s", c->cgroup);
+  pthread_mutex_unlock(&a->mu);
+  int rc = found ? cg_update(cgroup, &l, err) : vs_err_set(err, VS_NOT_FOUND, "no container %s", req->container_id);
+  vrpc_msg_free(req_msg);
+  if (rc < 0) return -1;
+  Vessel__V1__AgentUpdateContainerResponse resp = VESSEL__V1__AGENT_UPDATE_CONTAINER_RESPONSE__INIT;
+  return vrpc_send(call, &resp.base, err);
+}
+
 static int create_process(vrpc_call *call, void *ctx, vs_err *err) {
   agent *a = ctx;
   SVC_RECV(call, Vessel__V1__AgentCreateProcessRequest, req, err);
@@ -417,6 +437,7 @@ static int events(vrpc_call *call, void *ctx, vs_err *err) {
 void svc_container_handlers(vessel_v1_Agent_handlers *h) {
   h->CreateContainer = create_container;
   h->DeleteContainer = delete_container;
+  h->UpdateContainer = update_container;
   h->CreateProcess = create_process;
   h->StartProcess = start_process;
   h->SignalProcess = signal_process;

@@ -618,6 +618,32 @@ int vc_inspect(vc_ctx *c, int argc, char **argv) {
   return 0;
 }
 
+int vc_update(vc_ctx *c, int argc, char **argv) {
+  static const struct option o[] = {{"memory", required_argument, NULL, 'M'},
+                                    {"cpus", required_argument, NULL, 'C'},
+                                    {"pids-limit", required_argument, NULL, 'P'},
+                                    {NULL, 0, NULL, 0}};
+  Vessel__V1__Resources res = VESSEL__V1__RESOURCES__INIT;
+  int ch;
+  optind = 1;
+  while ((ch = getopt_long(argc, argv, "+", o, NULL)) != -1) {
+    if (ch == 'M') res.memory_bytes = parse_size(optarg);
+    else if (ch == 'C') res.milli_cpus = (int64_t)(strtod(optarg, NULL) * 1000);
+    else if (ch == 'P') res.pids_max = strtoll(optarg, NULL, 10);
+    else return vc_usage_error("update", "usage: update [--memory BYTES] [--cpus N] [--pids-limit N] ID");
+  }
+  if (optind != argc - 1) return vc_usage_error("update", "give one container");
+  Vessel__V1__ContainersUpdateRequest req = VESSEL__V1__CONTAINERS_UPDATE_REQUEST__INIT;
+  req.container_id = argv[optind];
+  req.resources = &res;
+  ProtobufCMessage *m;
+  if (vc_call(c, &vessel_v1_Containers_Update, &req.base, &m) < 0) return 1;
+  if (c->json) vc_json(stdout, &((Vessel__V1__ContainersUpdateResponse *)m)->container->base, 0), putchar('\n');
+  else printf("%s\n", argv[optind]);
+  vrpc_msg_free(m);
+  return 0;
+}
+
 int vc_stats(vc_ctx *c, int argc, char **argv) {
   if (argc != 2) return vc_usage_error("stats", "give one container");
   Vessel__V1__ContainersStatsRequest req;

@@ -27,6 +27,7 @@ static const char usage[] =
     "  rm [-f] ID...                    delete (running ones with -f)\n"
     "  inspect ID                       details as JSON\n"
     "  stats ID                         cgroup statistics from the guest\n"
+    "  update [--memory B] [--cpus N] [--pids-limit N] ID   new limits, in place\n"
     "  cp SRC DST                       copy files in or out (ID:PATH)\n"
     "  events [--container ID]          stream events until interrupted\n"
     "Images:\n"
@@ -192,7 +193,7 @@ static const verb verbs[] = {
     {"events", vc_events, NULL},  {"image", vc_image, NULL},     {"images", vc_image, NULL},
     {"login", vc_login, NULL},    {"logout", vc_logout, " "},    {"rootfs", vc_rootfs, NULL},
     {"network", vc_network, NULL}, {"system", vc_system, " "},   {"version", vc_version, " "},
-    {"pod", vc_pod, NULL},
+    {"pod", vc_pod, NULL},        {"update", vc_update, NULL},
 };
 
 int main(int argc, char **argv) {

@@ -59,6 +59,7 @@ int vc_kill(vc_ctx *c, int argc, char **argv);
 int vc_rm(vc_ctx *c, int argc, char **argv);
 int vc_inspect(vc_ctx *c, int argc, char **argv);
 int vc_stats(vc_ctx *c, int argc, char **argv);
+int vc_update(vc_ctx *c, int argc, char **argv);
 int vc_cp(vc_ctx *c, int argc, char **argv);
 int vc_events(vc_ctx *c, int argc, char **argv);
 int vc_network(vc_ctx *c, int argc, char **argv);

@@ -330,6 +330,21 @@ static int stats(vrpc_call *call, void *ctx, vs_err *err) {
   return rc;
 }
 
+static int update(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Vessel__V1__ContainersUpdateRequest, req);
+  Vessel__V1__Resources none = VESSEL__V1__RESOURCES__INIT;
+  int rc = rt_update(d->runtime, req->container_id, req->resources ? req->resources : &none, err);
+  Vessel__V1__Container *c = rc == 0 ? rt_describe(d->runtime, req->container_id, err) : NULL;
+  vrpc_msg_free(req_msg);
+  if (!c) return -1;
+  Vessel__V1__ContainersUpdateResponse r = VESSEL__V1__CONTAINERS_UPDATE_RESPONSE__INIT;
+  r.container = c;
+  rc = vrpc_send(call, &r.base, err);
+  protobuf_c_message_free_unpacked(&c->base, NULL);
+  return rc;
+}
+
 /* ---- logs ---- */
 
 typedef struct log_stream {
@@ -473,6 +488,7 @@ int vd_containers_register(vrpc_server *srv, vd_daemon *d, vs_err *err) {
   h.List = list;
   h.Inspect = inspect;
   h.Stats = stats;
+  h.Update = update;
   h.Logs = logs;
   return vessel_v1_Containers_register(srv, &h, d, err);
 }

@@ -927,7 +927,23 @@ static int get_container_events(vrpc_call *call, void *ctx, vs_err *err) {
   return rc;
 }
 
+static int update_container_resources(vrpc_call *call, void *ctx, vs_err *err) {
+  vd_daemon *d = ctx;
+  RECV(Runtime__V1__UpdateContainerResourcesRequest, req);
+  const Runtime__V1__LinuxContainerResources *lr = req->linux;
+  Vessel__V1__Resources res = VESSEL__V1__RESOURCES__INIT;
+  if (lr && lr->memory_limit_in_bytes > 0) res.memory_bytes = lr->memory_limit_in_bytes;
+  if (lr && lr->cpu_quota > 0 && lr->cpu_period > 0) {
+    res.cpu_quota_us = lr->cpu_quota;
+    res.cpu_period_us = lr->cpu_period;
+  }
+  int rc = rt_update(d->runtime, req->container_id, &res, err);
+  vrpc_msg_free(req_msg);
+  return rc < 0 ? -1 : send_empty(call, &runtime__v1__update_container_resources_response__descriptor, err);
+}
+
 void vd_cri_pod_handlers(runtime_v1_RuntimeService_handlers *h) {
+  h->UpdateContainerResources = update_container_resources;
   h->GetContainerEvents = get_container_events;
   h->ContainerStats = container_stats;
   h->ListContainerStats = list_container_stats;

@@ -967,6 +967,46 @@ static int stats_in(rt_container *c, ProtobufCMessage **stats, vs_err *err) {
   return rc;
 }
 
+static int update_in(rt_container *c, const Vessel__V1__Resources *res, vs_err *err) {
+  pthread_mutex_lock(&c->mu);
+  rt_state st = c->state;
+  pthread_mutex_unlock(&c->mu);
+  if (st != RT_CREATED && st != RT_RUNNING)
+    return vs_err_set(err, VS_FAILED_PRECONDITION, "container %s is %s; only a created or running one "
+                      "is updated", c->id, rt_state_name(st));
+  if (res->milli_cpus < 0 || res->memory_bytes < 0 || res->pids_max < 0)
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "resources must not be negative");
+  const rt_container *h = rt_vm_host(c); /* its VM's size */
+  if (res->memory_bytes > (int64_t)h->memory_mib << 20)
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "memory_bytes %lld: the VM has %d MiB",
+                      (long long)res->memory_bytes, h->memory_mib);
+  if (res->milli_cpus > (int64_t)h->vcpus * 1000)
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "milli_cpus %lld: the VM has %d vCPUs",
+                      (long long)res->milli_cpus, h->vcpus);
+  Vessel__V1__AgentUpdateContainerRequest req = VESSEL__V1__AGENT_UPDATE_CONTAINER_REQUEST__INIT;
+  req.container_id = c->id;
+  req.resources = (Vessel__V1__Resources *)res;
+  if (rt_agent(c, &vessel_v1_Agent_UpdateContainer, &req.base, NULL, AGENT_TIMEOUT_MS, err) < 0)
+    return -1;
+  Vessel__V1__Resources *copy = (Vessel__V1__Resources *)rt_copy_msg(&res->base);
+  if (!copy) return vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+  pthread_mutex_lock(&c->mu);
+  if (c->spec->resources) protobuf_c_message_free_unpacked(&c->spec->resources->base, NULL);
+  c->spec->resources = copy;
+  pthread_mutex_unlock(&c->mu);
+  return rt_save_spec(c, err);
+}
+
+int rt_update(rt_runtime *rt, const char *id, const Vessel__V1__Resources *res, vs_err *err) {
+  rt_container *c = rt_get(rt, id, err);
+  if (!c) return -1;
+  pthread_mutex_lock(&c->op);
+  int rc = update_in(c, res, err);
+  pthread_mutex_unlock(&c->op);
+  rt_put(c);
+  return rc;
+}
+
 int rt_stats(rt_runtime *rt, const char *id, ProtobufCMessage **stats, vs_err *err) {
   rt_container *c = rt_get(rt, id, err);
   if (!c) return -1;

@@ -114,6 +114,10 @@ Google__Protobuf__Timestamp *rt_timestamp(int64_t ns);
 /* An ExitStatus message of e (malloc'd). */
 Vessel__V1__ExitStatus *rt_exit_msg(const rt_exit *e);
 
+/* New cgroup limits of a CREATED or RUNNING container (0 = unlimited),
+ * applied in the guest and kept in its spec. */
+int rt_update(rt_runtime *rt, const char *id, const Vessel__V1__Resources *res, vs_err *err);
+
 /* Statistics from the guest agent. */
 int rt_stats(rt_runtime *rt, const char *id, ProtobufCMessage **stats, vs_err *err);
 

@@ -51,7 +51,7 @@ def traced(path):
 def test_the_table_is_what_vesseld_does(tmp_path):
     assert KERNEL and os.path.exists(KERNEL), "VESSEL_KERNEL must name the guest kernel"
     rows = table()
-    assert len(rows) == 22, sorted(rows)
+    assert len(rows) == 23, sorted(rows)
     trace = str(tmp_path / "trace")
     with Vesseld(*ARGS, "--trace-agent-calls", trace, netns=True) as d, vessel.Client(d.address, timeout=180) as c:
         c.images.load(busybox_image_tar(str(tmp_path / "img")), reference=IMAGE)
@@ -69,6 +69,8 @@ def test_the_table_is_what_vesseld_does(tmp_path):
         ct.exec(["sleep", "1"]).wait(timeout=60)
         s.Signal(cp.ContainersSignalRequest(container_id=ct.id, signal=28))
         s.Stats(cp.ContainersStatsRequest(container_id=ct.id))
+        s.Update(cp.ContainersUpdateRequest(container_id=ct.id, resources=types_pb2.Resources(
+            memory_bytes=100 << 20)))
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as t:
             info = tarfile.TarInfo("f")

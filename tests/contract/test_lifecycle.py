@@ -246,3 +246,33 @@ def test_read_only_rootfs(c):
         assert b"Read-only file system" in out and b"rc=1" in out and b"tmpfs-ok" in out, out
     finally:
         ct.delete(force=True)
+
+
+def test_update_changes_limits_in_place_and_keeps_them(c):
+    """Containers.Update: 'memory_bytes, milli_cpus and pids_max replace
+    the current ones (0 = unlimited), kept for later starts'; above the VM
+    INVALID_ARGUMENT; not CREATED or RUNNING: FAILED_PRECONDITION."""
+    ct = c.containers.create(IMAGE, ["sleep", "600"], memory=128 << 20)
+    try:
+        ct.start()
+        assert c.containers.stats(ct.id).memory.limit_bytes == 128 << 20
+        got = c.containers.update(ct.id, memory=96 << 20, pids_max=50)
+        assert got.resources.memory_bytes == 96 << 20 and got.resources.pids_max == 50, got.resources
+        st = c.containers.stats(ct.id)
+        assert st.memory.limit_bytes == 96 << 20 and st.pids.max == 50, st
+        c.containers.update(ct.id)  # all unlimited: the VM's memory is the limit
+        assert c.containers.stats(ct.id).memory.limit_bytes > 96 << 20
+        c.containers.update(ct.id, memory=80 << 20)
+        vm_mib = ct.reload().vm.memory_bytes >> 20
+        assert code(lambda: c.containers.update(ct.id, memory=(vm_mib + 1) << 20)) == \
+            grpc.StatusCode.INVALID_ARGUMENT
+        assert code(lambda: c.containers.update(ct.id, cpus=64)) == grpc.StatusCode.INVALID_ARGUMENT
+        ct.stop(grace=1)
+        assert code(lambda: c.containers.update(ct.id, memory=64 << 20)) == \
+            grpc.StatusCode.FAILED_PRECONDITION
+        ct.start()  # a later start keeps the updated limit
+        assert c.containers.stats(ct.id).memory.limit_bytes == 80 << 20
+    finally:
+        ct.delete(force=True)
+    assert code(lambda: c.containers.update("no-such-container", memory=64 << 20)) == \
+        grpc.StatusCode.NOT_FOUND

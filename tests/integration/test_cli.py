@@ -250,6 +250,8 @@ def test_pods(env):
     stats = json.loads(ctl(env, "pod", "stats", "cp1").stdout)
     assert [s["container_id"] for s in stats["containers"]] == ["inpod"], stats
     assert json.loads(ctl(env, "inspect", "inpod").stdout)["pod_id"] == "cp1"
+    assert ctl(env, "update", "--memory", "100000000", "inpod").returncode == 0
+    assert int(json.loads(ctl(env, "inspect", "inpod").stdout)["resources"]["memory_bytes"]) == 100000000
     r = ctl(env, "pod", "rm", "cp1")  # it has a container
     assert r.returncode == 1 and b"FAILED_PRECONDITION" in r.stderr, r.stderr
     assert ctl(env, "pod", "stop", "-t", "1", "cp1").returncode == 0

@@ -222,6 +222,10 @@ def test_a_sandbox_and_its_containers(vm_env):
         assert r.stdout == "hello-log\n" and r.stderr == "err-log\n", (r.stdout, r.stderr)
         assert st["metadata"]["name"] == "srv" and st["image"]["image"] == "busybox", st
 
+        # UpdateContainerResources: the new memory limit in its cgroup.
+        e.crictl("update", "--memory", str(96 << 20), c_id)
+        st = json.loads(e.crictl("stats", "-o", "json", "--id", c_id).stdout)["stats"][0]
+        assert int(st["memory"]["availableBytes"]["value"]) < 96 << 20, st
         e.crictl("stop", "--timeout", "1", c_id)
         st = json.loads(e.crictl("inspect", "-o", "json", c_id).stdout)["status"]
         assert st["state"] == "CONTAINER_EXITED" and st["exitCode"] in (137, 143), st

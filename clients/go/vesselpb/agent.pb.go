@@ -2833,6 +2833,98 @@ func (*AgentDeleteContainerResponse) Descriptor() ([]byte, []int) {
 	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{48}
 }
 
+// Request of Agent.UpdateContainer.
+type AgentUpdateContainerRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Container to change.
+	ContainerId string `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	// Its new limits (every field; 0 = unlimited).
+	Resources     *Resources `protobuf:"bytes,2,opt,name=resources,proto3" json:"resources,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentUpdateContainerRequest) Reset() {
+	*x = AgentUpdateContainerRequest{}
+	mi := &file_vessel_v1_agent_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentUpdateContainerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentUpdateContainerRequest) ProtoMessage() {}
+
+func (x *AgentUpdateContainerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vessel_v1_agent_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentUpdateContainerRequest.ProtoReflect.Descriptor instead.
+func (*AgentUpdateContainerRequest) Descriptor() ([]byte, []int) {
+	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *AgentUpdateContainerRequest) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+func (x *AgentUpdateContainerRequest) GetResources() *Resources {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+// Response of Agent.UpdateContainer.
+type AgentUpdateContainerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentUpdateContainerResponse) Reset() {
+	*x = AgentUpdateContainerResponse{}
+	mi := &file_vessel_v1_agent_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentUpdateContainerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentUpdateContainerResponse) ProtoMessage() {}
+
+func (x *AgentUpdateContainerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vessel_v1_agent_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentUpdateContainerResponse.ProtoReflect.Descriptor instead.
+func (*AgentUpdateContainerResponse) Descriptor() ([]byte, []int) {
+	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{50}
+}
+
 // Request of Agent.CreateProcess.
 type AgentCreateProcessRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2849,7 +2941,7 @@ type AgentCreateProcessRequest struct {
 
 func (x *AgentCreateProcessRequest) Reset() {
 	*x = AgentCreateProcessRequest{}
-	mi := &file_vessel_v1_agent_proto_msgTypes[49]
+	mi := &file_vessel_v1_agent_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2861,7 +2953,7 @@ func (x *AgentCreateProcessRequest) String() string {
 func (*AgentCreateProcessRequest) ProtoMessage() {}
 
 func (x *AgentCreateProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_agent_proto_msgTypes[49]
+	mi := &file_vessel_v1_agent_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2874,7 +2966,7 @@ func (x *AgentCreateProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentCreateProcessRequest.ProtoReflect.Descriptor instead.
 func (*AgentCreateProcessRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{49}
+	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *AgentCreateProcessRequest) GetContainerId() string {
@@ -2907,7 +2999,7 @@ type AgentCreateProcessResponse struct {
 
 func (x *AgentCreateProcessResponse) Reset() {
 	*x = AgentCreateProcessResponse{}
-	mi := &file_vessel_v1_agent_proto_msgTypes[50]
+	mi := &file_vessel_v1_agent_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2919,7 +3011,7 @@ func (x *AgentCreateProcessResponse) String() string {
 func (*AgentCreateProcessResponse) ProtoMessage() {}
 
 func (x *AgentCreateProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_agent_proto_msgTypes[50]
+	mi := &file_vessel_v1_agent_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2932,7 +3024,7 @@ func (x *AgentCreateProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentCreateProcessResponse.ProtoReflect.Descriptor instead.
 func (*AgentCreateProcessResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{50}
+	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{52}
 }
 
 // Request of Agent.StartProcess.
@@ -2948,7 +3040,7 @@ type AgentStartProcessRequest struct {
 
 func (x *AgentStartProcessRequest) Reset() {
 	*x = AgentStartProcessRequest{}
-	mi := &file_vessel_v1_agent_proto_msgTypes[51]
+	mi := &file_vessel_v1_agent_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2960,7 +3052,7 @@ func (x *AgentStartProcessRequest) String() string {
 func (*AgentStartProcessRequest) ProtoMessage() {}
 
 func (x *AgentStartProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_agent_proto_msgTypes[51]
+	mi := &file_vessel_v1_agent_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2973,7 +3065,7 @@ func (x *AgentStartProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentStartProcessRequest.ProtoReflect.Descriptor instead.
 func (*AgentStartProcessRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{51}
+	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *AgentStartProcessRequest) GetContainerId() string {
@@ -3001,7 +3093,7 @@ type AgentStartProcessResponse struct {
 
 func (x *AgentStartProcessResponse) Reset() {
 	*x = AgentStartProcessResponse{}
-	mi := &file_vessel_v1_agent_proto_msgTypes[52]
+	mi := &file_vessel_v1_agent_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3013,7 +3105,7 @@ func (x *AgentStartProcessResponse) String() string {
 func (*AgentStartProcessResponse) ProtoMessage() {}
 
 func (x *AgentStartProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_agent_proto_msgTypes[52]
+	mi := &file_vessel_v1_agent_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3026,7 +3118,7 @@ func (x *AgentStartProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentStartProcessResponse.ProtoReflect.Descriptor instead.
 func (*AgentStartProcessResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{52}
+	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *AgentStartProcessResponse) GetPid() int32 {
@@ -3054,7 +3146,7 @@ type AgentSignalProcessRequest struct {
 
 func (x *AgentSignalProcessRequest) Reset() {
 	*x = AgentSignalProcessRequest{}
-	mi := &file_vessel_v1_agent_proto_msgTypes[53]
+	mi := &file_vessel_v1_agent_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3066,7 +3158,7 @@ func (x *AgentSignalProcessRequest) String() string {
 func (*AgentSignalProcessRequest) ProtoMessage() {}
 
 func (x *AgentSignalProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_agent_proto_msgTypes[53]
+	mi := &file_vessel_v1_agent_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3079,7 +3171,7 @@ func (x *AgentSignalProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentSignalProcessRequest.ProtoReflect.Descriptor instead.
 func (*AgentSignalProcessRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{53}
+	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *AgentSignalProcessRequest) GetContainerId() string {
@@ -3119,7 +3211,7 @@ type AgentSignalProcessResponse struct {
 
 func (x *AgentSignalProcessResponse) Reset() {
 	*x = AgentSignalProcessResponse{}
-	mi := &file_vessel_v1_agent_proto_msgTypes[54]
+	mi := &file_vessel_v1_agent_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3131,7 +3223,7 @@ func (x *AgentSignalProcessResponse) String() string {
 func (*AgentSignalProcessResponse) ProtoMessage() {}
 
 func (x *AgentSignalProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_agent_proto_msgTypes[54]
+	mi := &file_vessel_v1_agent_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3144,7 +3236,7 @@ func (x *AgentSignalProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentSignalProcessResponse.ProtoReflect.Descriptor instead.
 func (*AgentSignalProcessResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{54}
+	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{56}
 }
 
 // Request of Agent.WaitProcess.
@@ -3160,7 +3252,7 @@ type AgentWaitProcessRequest struct {
 
 func (x *AgentWaitProcessRequest) Reset() {
 	*x = AgentWaitProcessRequest{}
-	mi := &file_vessel_v1_agent_proto_msgTypes[55]
+	mi := &file_vessel_v1_agent_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3172,7 +3264,7 @@ func (x *AgentWaitProcessRequest) String() string {
 func (*AgentWaitProcessRequest) ProtoMessage() {}
 
 func (x *AgentWaitProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_agent_proto_msgTypes[55]
+	mi := &file_vessel_v1_agent_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3185,7 +3277,7 @@ func (x *AgentWaitProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentWaitProcessRequest.ProtoReflect.Descriptor instead.
 func (*AgentWaitProcessRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{55}
+	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *AgentWaitProcessRequest) GetContainerId() string {
@@ -3213,7 +3305,7 @@ type AgentWaitProcessResponse struct {
 
 func (x *AgentWaitProcessResponse) Reset() {
 	*x = AgentWaitProcessResponse{}
-	mi := &file_vessel_v1_agent_proto_msgTypes[56]
+	mi := &file_vessel_v1_agent_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3225,7 +3317,7 @@ func (x *AgentWaitProcessResponse) String() string {
 func (*AgentWaitProcessResponse) ProtoMessage() {}
 
 func (x *AgentWaitProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_agent_proto_msgTypes[56]
+	mi := &file_vessel_v1_agent_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3238,7 +3330,7 @@ func (x *AgentWaitProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentWaitProcessResponse.ProtoReflect.Descriptor instead.
 func (*AgentWaitProcessResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{56}
+	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *AgentWaitProcessResponse) GetExitStatus() *ExitStatus {
@@ -3263,7 +3355,7 @@ type AgentResizeProcessRequest struct {
 
 func (x *AgentResizeProcessRequest) Reset() {
 	*x = AgentResizeProcessRequest{}
-	mi := &file_vessel_v1_agent_proto_msgTypes[57]
+	mi := &file_vessel_v1_agent_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3275,7 +3367,7 @@ func (x *AgentResizeProcessRequest) String() string {
 func (*AgentResizeProcessRequest) ProtoMessage() {}
 
 func (x *AgentResizeProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_agent_proto_msgTypes[57]
+	mi := &file_vessel_v1_agent_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3288,7 +3380,7 @@ func (x *AgentResizeProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentResizeProcessRequest.ProtoReflect.Descriptor instead.
 func (*AgentResizeProcessRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{57}
+	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *AgentResizeProcessRequest) GetContainerId() string {
@@ -3321,7 +3413,7 @@ type AgentResizeProcessResponse struct {
 
 func (x *AgentResizeProcessResponse) Reset() {
 	*x = AgentResizeProcessResponse{}
-	mi := &file_vessel_v1_agent_proto_msgTypes[58]
+	mi := &file_vessel_v1_agent_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3333,7 +3425,7 @@ func (x *AgentResizeProcessResponse) String() string {
 func (*AgentResizeProcessResponse) ProtoMessage() {}
 
 func (x *AgentResizeProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_agent_proto_msgTypes[58]
+	mi := &file_vessel_v1_agent_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3346,7 +3438,7 @@ func (x *AgentResizeProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentResizeProcessResponse.ProtoReflect.Descriptor instead.
 func (*AgentResizeProcessResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{58}
+	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{60}
 }
 
 // Request of Agent.CloseStdin.
@@ -3362,7 +3454,7 @@ type AgentCloseStdinRequest struct {
 
 func (x *AgentCloseStdinRequest) Reset() {
 	*x = AgentCloseStdinRequest{}
-	mi := &file_vessel_v1_agent_proto_msgTypes[59]
+	mi := &file_vessel_v1_agent_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3374,7 +3466,7 @@ func (x *AgentCloseStdinRequest) String() string {
 func (*AgentCloseStdinRequest) ProtoMessage() {}
 
 func (x *AgentCloseStdinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_agent_proto_msgTypes[59]
+	mi := &file_vessel_v1_agent_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3387,7 +3479,7 @@ func (x *AgentCloseStdinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentCloseStdinRequest.ProtoReflect.Descriptor instead.
 func (*AgentCloseStdinRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{59}
+	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *AgentCloseStdinRequest) GetContainerId() string {
@@ -3413,7 +3505,7 @@ type AgentCloseStdinResponse struct {
 
 func (x *AgentCloseStdinResponse) Reset() {
 	*x = AgentCloseStdinResponse{}
-	mi := &file_vessel_v1_agent_proto_msgTypes[60]
+	mi := &file_vessel_v1_agent_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3425,7 +3517,7 @@ func (x *AgentCloseStdinResponse) String() string {
 func (*AgentCloseStdinResponse) ProtoMessage() {}
 
 func (x *AgentCloseStdinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_agent_proto_msgTypes[60]
+	mi := &file_vessel_v1_agent_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3438,7 +3530,7 @@ func (x *AgentCloseStdinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentCloseStdinResponse.ProtoReflect.Descriptor instead.
 func (*AgentCloseStdinResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{60}
+	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{62}
 }
 
 // Request of Agent.DeleteProcess.
@@ -3454,7 +3546,7 @@ type AgentDeleteProcessRequest struct {
 
 func (x *AgentDeleteProcessRequest) Reset() {
 	*x = AgentDeleteProcessRequest{}
-	mi := &file_vessel_v1_agent_proto_msgTypes[61]
+	mi := &file_vessel_v1_agent_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3466,7 +3558,7 @@ func (x *AgentDeleteProcessRequest) String() string {
 func (*AgentDeleteProcessRequest) ProtoMessage() {}
 
 func (x *AgentDeleteProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_agent_proto_msgTypes[61]
+	mi := &file_vessel_v1_agent_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3479,7 +3571,7 @@ func (x *AgentDeleteProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentDeleteProcessRequest.ProtoReflect.Descriptor instead.
 func (*AgentDeleteProcessRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{61}
+	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *AgentDeleteProcessRequest) GetContainerId() string {
@@ -3505,7 +3597,7 @@ type AgentDeleteProcessResponse struct {
 
 func (x *AgentDeleteProcessResponse) Reset() {
 	*x = AgentDeleteProcessResponse{}
-	mi := &file_vessel_v1_agent_proto_msgTypes[62]
+	mi := &file_vessel_v1_agent_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3517,7 +3609,7 @@ func (x *AgentDeleteProcessResponse) String() string {
 func (*AgentDeleteProcessResponse) ProtoMessage() {}
 
 func (x *AgentDeleteProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_agent_proto_msgTypes[62]
+	mi := &file_vessel_v1_agent_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3530,7 +3622,7 @@ func (x *AgentDeleteProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentDeleteProcessResponse.ProtoReflect.Descriptor instead.
 func (*AgentDeleteProcessResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{62}
+	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{64}
 }
 
 // First message of an Agent.Stdio stream: which process to connect to.
@@ -3546,7 +3638,7 @@ type AgentStdioOpen struct {
 
 func (x *AgentStdioOpen) Reset() {
 	*x = AgentStdioOpen{}
-	mi := &file_vessel_v1_agent_proto_msgTypes[63]
+	mi := &file_vessel_v1_agent_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3558,7 +3650,7 @@ func (x *AgentStdioOpen) String() string {
 func (*AgentStdioOpen) ProtoMessage() {}
 
 func (x *AgentStdioOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_agent_proto_msgTypes[63]
+	mi := &file_vessel_v1_agent_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3571,7 +3663,7 @@ func (x *AgentStdioOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentStdioOpen.ProtoReflect.Descriptor instead.
 func (*AgentStdioOpen) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{63}
+	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *AgentStdioOpen) GetContainerId() string {
@@ -3604,7 +3696,7 @@ type AgentStdioRequest struct {
 
 func (x *AgentStdioRequest) Reset() {
 	*x = AgentStdioRequest{}
-	mi := &file_vessel_v1_agent_proto_msgTypes[64]
+	mi := &file_vessel_v1_agent_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3616,7 +3708,7 @@ func (x *AgentStdioRequest) String() string {
 func (*AgentStdioRequest) ProtoMessage() {}
 
 func (x *AgentStdioRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_agent_proto_msgTypes[64]
+	mi := &file_vessel_v1_agent_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3629,7 +3721,7 @@ func (x *AgentStdioRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentStdioRequest.ProtoReflect.Descriptor instead.
 func (*AgentStdioRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{64}
+	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *AgentStdioRequest) GetKind() isAgentStdioRequest_Kind {
@@ -3691,7 +3783,7 @@ type AgentStdioResponse struct {
 
 func (x *AgentStdioResponse) Reset() {
 	*x = AgentStdioResponse{}
-	mi := &file_vessel_v1_agent_proto_msgTypes[65]
+	mi := &file_vessel_v1_agent_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3703,7 +3795,7 @@ func (x *AgentStdioResponse) String() string {
 func (*AgentStdioResponse) ProtoMessage() {}
 
 func (x *AgentStdioResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_agent_proto_msgTypes[65]
+	mi := &file_vessel_v1_agent_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3716,7 +3808,7 @@ func (x *AgentStdioResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentStdioResponse.ProtoReflect.Descriptor instead.
 func (*AgentStdioResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{65}
+	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *AgentStdioResponse) GetKind() isAgentStdioResponse_Kind {
@@ -3771,7 +3863,7 @@ type AgentEventsRequest struct {
 
 func (x *AgentEventsRequest) Reset() {
 	*x = AgentEventsRequest{}
-	mi := &file_vessel_v1_agent_proto_msgTypes[66]
+	mi := &file_vessel_v1_agent_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3783,7 +3875,7 @@ func (x *AgentEventsRequest) String() string {
 func (*AgentEventsRequest) ProtoMessage() {}
 
 func (x *AgentEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_agent_proto_msgTypes[66]
+	mi := &file_vessel_v1_agent_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3796,7 +3888,7 @@ func (x *AgentEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentEventsRequest.ProtoReflect.Descriptor instead.
 func (*AgentEventsRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{66}
+	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{68}
 }
 
 // One message of the Agent.Events stream.
@@ -3810,7 +3902,7 @@ type AgentEventsResponse struct {
 
 func (x *AgentEventsResponse) Reset() {
 	*x = AgentEventsResponse{}
-	mi := &file_vessel_v1_agent_proto_msgTypes[67]
+	mi := &file_vessel_v1_agent_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3822,7 +3914,7 @@ func (x *AgentEventsResponse) String() string {
 func (*AgentEventsResponse) ProtoMessage() {}
 
 func (x *AgentEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_agent_proto_msgTypes[67]
+	mi := &file_vessel_v1_agent_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3835,7 +3927,7 @@ func (x *AgentEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentEventsResponse.ProtoReflect.Descriptor instead.
 func (*AgentEventsResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{67}
+	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *AgentEventsResponse) GetEvent() *Event {
@@ -3856,7 +3948,7 @@ type AgentStatisticsRequest struct {
 
 func (x *AgentStatisticsRequest) Reset() {
 	*x = AgentStatisticsRequest{}
-	mi := &file_vessel_v1_agent_proto_msgTypes[68]
+	mi := &file_vessel_v1_agent_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3868,7 +3960,7 @@ func (x *AgentStatisticsRequest) String() string {
 func (*AgentStatisticsRequest) ProtoMessage() {}
 
 func (x *AgentStatisticsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_agent_proto_msgTypes[68]
+	mi := &file_vessel_v1_agent_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3881,7 +3973,7 @@ func (x *AgentStatisticsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentStatisticsRequest.ProtoReflect.Descriptor instead.
 func (*AgentStatisticsRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{68}
+	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *AgentStatisticsRequest) GetContainerIds() []string {
@@ -3902,7 +3994,7 @@ type AgentStatisticsResponse struct {
 
 func (x *AgentStatisticsResponse) Reset() {
 	*x = AgentStatisticsResponse{}
-	mi := &file_vessel_v1_agent_proto_msgTypes[69]
+	mi := &file_vessel_v1_agent_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3914,7 +4006,7 @@ func (x *AgentStatisticsResponse) String() string {
 func (*AgentStatisticsResponse) ProtoMessage() {}
 
 func (x *AgentStatisticsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_agent_proto_msgTypes[69]
+	mi := &file_vessel_v1_agent_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3927,7 +4019,7 @@ func (x *AgentStatisticsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentStatisticsResponse.ProtoReflect.Descriptor instead.
 func (*AgentStatisticsResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{69}
+	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *AgentStatisticsResponse) GetStatistics() []*Statistics {
@@ -4089,7 +4181,11 @@ const file_vessel_v1_agent_proto_rawDesc = "" +
 	"\x1bAgentDeleteContainerRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x14\n" +
 	"\x05force\x18\x02 \x01(\bR\x05force\"\x1e\n" +
-	"\x1cAgentDeleteContainerResponse\"\x8f\x01\n" +
+	"\x1cAgentDeleteContainerResponse\"t\n" +
+	"\x1bAgentUpdateContainerRequest\x12!\n" +
+	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x122\n" +
+	"\tresources\x18\x02 \x01(\v2\x14.vessel.v1.ResourcesR\tresources\"\x1e\n" +
+	"\x1cAgentUpdateContainerResponse\"\x8f\x01\n" +
 	"\x19AgentCreateProcessRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x1d\n" +
 	"\n" +
@@ -4165,7 +4261,7 @@ const file_vessel_v1_agent_proto_rawDesc = "" +
 	"\tLinkState\x12\x1a\n" +
 	"\x16LINK_STATE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rLINK_STATE_UP\x10\x01\x12\x13\n" +
-	"\x0fLINK_STATE_DOWN\x10\x022\xb7\x16\n" +
+	"\x0fLINK_STATE_DOWN\x10\x022\x9b\x17\n" +
 	"\x05Agent\x12D\n" +
 	"\x05Mount\x12\x1c.vessel.v1.AgentMountRequest\x1a\x1d.vessel.v1.AgentMountResponse\x12G\n" +
 	"\x06Umount\x12\x1d.vessel.v1.AgentUmountRequest\x1a\x1e.vessel.v1.AgentUmountResponse\x12D\n" +
@@ -4192,7 +4288,8 @@ const file_vessel_v1_agent_proto_rawDesc = "" +
 	"\fConfigureDns\x12#.vessel.v1.AgentConfigureDnsRequest\x1a$.vessel.v1.AgentConfigureDnsResponse\x12_\n" +
 	"\x0eConfigureHosts\x12%.vessel.v1.AgentConfigureHostsRequest\x1a&.vessel.v1.AgentConfigureHostsResponse\x12b\n" +
 	"\x0fCreateContainer\x12&.vessel.v1.AgentCreateContainerRequest\x1a'.vessel.v1.AgentCreateContainerResponse\x12b\n" +
-	"\x0fDeleteContainer\x12&.vessel.v1.AgentDeleteContainerRequest\x1a'.vessel.v1.AgentDeleteContainerResponse\x12\\\n" +
+	"\x0fDeleteContainer\x12&.vessel.v1.AgentDeleteContainerRequest\x1a'.vessel.v1.AgentDeleteContainerResponse\x12b\n" +
+	"\x0fUpdateContainer\x12&.vessel.v1.AgentUpdateContainerRequest\x1a'.vessel.v1.AgentUpdateContainerResponse\x12\\\n" +
 	"\rCreateProcess\x12$.vessel.v1.AgentCreateProcessRequest\x1a%.vessel.v1.AgentCreateProcessResponse\x12Y\n" +
 	"\fStartProcess\x12#.vessel.v1.AgentStartProcessRequest\x1a$.vessel.v1.AgentStartProcessResponse\x12\\\n" +
 	"\rSignalProcess\x12$.vessel.v1.AgentSignalProcessRequest\x1a%.vessel.v1.AgentSignalProcessResponse\x12V\n" +
@@ -4219,7 +4316,7 @@ func file_vessel_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_vessel_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_vessel_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
+var file_vessel_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
 var file_vessel_v1_agent_proto_goTypes = []any{
 	(BinfmtType)(0),                         // 0: vessel.v1.BinfmtType
 	(ShutdownAction)(0),                     // 1: vessel.v1.ShutdownAction
@@ -4273,148 +4370,153 @@ var file_vessel_v1_agent_proto_goTypes = []any{
 	(*AgentCreateContainerResponse)(nil),    // 49: vessel.v1.AgentCreateContainerResponse
 	(*AgentDeleteContainerRequest)(nil),     // 50: vessel.v1.AgentDeleteContainerRequest
 	(*AgentDeleteContainerResponse)(nil),    // 51: vessel.v1.AgentDeleteContainerResponse
-	(*AgentCreateProcessRequest)(nil),       // 52: vessel.v1.AgentCreateProcessRequest
-	(*AgentCreateProcessResponse)(nil),      // 53: vessel.v1.AgentCreateProcessResponse
-	(*AgentStartProcessRequest)(nil),        // 54: vessel.v1.AgentStartProcessRequest
-	(*AgentStartProcessResponse)(nil),       // 55: vessel.v1.AgentStartProcessResponse
-	(*AgentSignalProcessRequest)(nil),       // 56: vessel.v1.AgentSignalProcessRequest
-	(*AgentSignalProcessResponse)(nil),      // 57: vessel.v1.AgentSignalProcessResponse
-	(*AgentWaitProcessRequest)(nil),         // 58: vessel.v1.AgentWaitProcessRequest
-	(*AgentWaitProcessResponse)(nil),        // 59: vessel.v1.AgentWaitProcessResponse
-	(*AgentResizeProcessRequest)(nil),       // 60: vessel.v1.AgentResizeProcessRequest
-	(*AgentResizeProcessResponse)(nil),      // 61: vessel.v1.AgentResizeProcessResponse
-	(*AgentCloseStdinRequest)(nil),          // 62: vessel.v1.AgentCloseStdinRequest
-	(*AgentCloseStdinResponse)(nil),         // 63: vessel.v1.AgentCloseStdinResponse
-	(*AgentDeleteProcessRequest)(nil),       // 64: vessel.v1.AgentDeleteProcessRequest
-	(*AgentDeleteProcessResponse)(nil),      // 65: vessel.v1.AgentDeleteProcessResponse
-	(*AgentStdioOpen)(nil),                  // 66: vessel.v1.AgentStdioOpen
-	(*AgentStdioRequest)(nil),               // 67: vessel.v1.AgentStdioRequest
-	(*AgentStdioResponse)(nil),              // 68: vessel.v1.AgentStdioResponse
-	(*AgentEventsRequest)(nil),              // 69: vessel.v1.AgentEventsRequest
-	(*AgentEventsResponse)(nil),             // 70: vessel.v1.AgentEventsResponse
-	(*AgentStatisticsRequest)(nil),          // 71: vessel.v1.AgentStatisticsRequest
-	(*AgentStatisticsResponse)(nil),         // 72: vessel.v1.AgentStatisticsResponse
-	nil,                                     // 73: vessel.v1.AgentSysctlRequest.SettingsEntry
-	nil,                                     // 74: vessel.v1.AgentCreateContainerRequest.SysctlsEntry
-	(*Mount)(nil),                           // 75: vessel.v1.Mount
-	(*FileInfo)(nil),                        // 76: vessel.v1.FileInfo
-	(*timestamppb.Timestamp)(nil),           // 77: google.protobuf.Timestamp
-	(*Route)(nil),                           // 78: vessel.v1.Route
-	(*NetworkInterface)(nil),                // 79: vessel.v1.NetworkInterface
-	(*Dns)(nil),                             // 80: vessel.v1.Dns
-	(*HostsEntry)(nil),                      // 81: vessel.v1.HostsEntry
-	(*Resources)(nil),                       // 82: vessel.v1.Resources
-	(*ProcessSpec)(nil),                     // 83: vessel.v1.ProcessSpec
-	(*ExitStatus)(nil),                      // 84: vessel.v1.ExitStatus
-	(*ConsoleSize)(nil),                     // 85: vessel.v1.ConsoleSize
-	(*StdioFrame)(nil),                      // 86: vessel.v1.StdioFrame
-	(*Event)(nil),                           // 87: vessel.v1.Event
-	(*Statistics)(nil),                      // 88: vessel.v1.Statistics
+	(*AgentUpdateContainerRequest)(nil),     // 52: vessel.v1.AgentUpdateContainerRequest
+	(*AgentUpdateContainerResponse)(nil),    // 53: vessel.v1.AgentUpdateContainerResponse
+	(*AgentCreateProcessRequest)(nil),       // 54: vessel.v1.AgentCreateProcessRequest
+	(*AgentCreateProcessResponse)(nil),      // 55: vessel.v1.AgentCreateProcessResponse
+	(*AgentStartProcessRequest)(nil),        // 56: vessel.v1.AgentStartProcessRequest
+	(*AgentStartProcessResponse)(nil),       // 57: vessel.v1.AgentStartProcessResponse
+	(*AgentSignalProcessRequest)(nil),       // 58: vessel.v1.AgentSignalProcessRequest
+	(*AgentSignalProcessResponse)(nil),      // 59: vessel.v1.AgentSignalProcessResponse
+	(*AgentWaitProcessRequest)(nil),         // 60: vessel.v1.AgentWaitProcessRequest
+	(*AgentWaitProcessResponse)(nil),        // 61: vessel.v1.AgentWaitProcessResponse
+	(*AgentResizeProcessRequest)(nil),       // 62: vessel.v1.AgentResizeProcessRequest
+	(*AgentResizeProcessResponse)(nil),      // 63: vessel.v1.AgentResizeProcessResponse
+	(*AgentCloseStdinRequest)(nil),          // 64: vessel.v1.AgentCloseStdinRequest
+	(*AgentCloseStdinResponse)(nil),         // 65: vessel.v1.AgentCloseStdinResponse
+	(*AgentDeleteProcessRequest)(nil),       // 66: vessel.v1.AgentDeleteProcessRequest
+	(*AgentDeleteProcessResponse)(nil),      // 67: vessel.v1.AgentDeleteProcessResponse
+	(*AgentStdioOpen)(nil),                  // 68: vessel.v1.AgentStdioOpen
+	(*AgentStdioRequest)(nil),               // 69: vessel.v1.AgentStdioRequest
+	(*AgentStdioResponse)(nil),              // 70: vessel.v1.AgentStdioResponse
+	(*AgentEventsRequest)(nil),              // 71: vessel.v1.AgentEventsRequest
+	(*AgentEventsResponse)(nil),             // 72: vessel.v1.AgentEventsResponse
+	(*AgentStatisticsRequest)(nil),          // 73: vessel.v1.AgentStatisticsRequest
+	(*AgentStatisticsResponse)(nil),         // 74: vessel.v1.AgentStatisticsResponse
+	nil,                                     // 75: vessel.v1.AgentSysctlRequest.SettingsEntry
+	nil,                                     // 76: vessel.v1.AgentCreateContainerRequest.SysctlsEntry
+	(*Mount)(nil),                           // 77: vessel.v1.Mount
+	(*FileInfo)(nil),                        // 78: vessel.v1.FileInfo
+	(*timestamppb.Timestamp)(nil),           // 79: google.protobuf.Timestamp
+	(*Route)(nil),                           // 80: vessel.v1.Route
+	(*NetworkInterface)(nil),                // 81: vessel.v1.NetworkInterface
+	(*Dns)(nil),                             // 82: vessel.v1.Dns
+	(*HostsEntry)(nil),                      // 83: vessel.v1.HostsEntry
+	(*Resources)(nil),                       // 84: vessel.v1.Resources
+	(*ProcessSpec)(nil),                     // 85: vessel.v1.ProcessSpec
+	(*ExitStatus)(nil),                      // 86: vessel.v1.ExitStatus
+	(*ConsoleSize)(nil),                     // 87: vessel.v1.ConsoleSize
+	(*StdioFrame)(nil),                      // 88: vessel.v1.StdioFrame
+	(*Event)(nil),                           // 89: vessel.v1.Event
+	(*Statistics)(nil),                      // 90: vessel.v1.Statistics
 }
 var file_vessel_v1_agent_proto_depIdxs = []int32{
-	75, // 0: vessel.v1.AgentMountRequest.mount:type_name -> vessel.v1.Mount
-	76, // 1: vessel.v1.AgentStatResponse.info:type_name -> vessel.v1.FileInfo
+	77, // 0: vessel.v1.AgentMountRequest.mount:type_name -> vessel.v1.Mount
+	78, // 1: vessel.v1.AgentStatResponse.info:type_name -> vessel.v1.FileInfo
 	13, // 2: vessel.v1.AgentCopyInRequest.header:type_name -> vessel.v1.AgentCopyInHeader
-	76, // 3: vessel.v1.AgentCopyOutResponse.info:type_name -> vessel.v1.FileInfo
-	73, // 4: vessel.v1.AgentSysctlRequest.settings:type_name -> vessel.v1.AgentSysctlRequest.SettingsEntry
-	77, // 5: vessel.v1.AgentSetTimeRequest.time:type_name -> google.protobuf.Timestamp
+	78, // 3: vessel.v1.AgentCopyOutResponse.info:type_name -> vessel.v1.FileInfo
+	75, // 4: vessel.v1.AgentSysctlRequest.settings:type_name -> vessel.v1.AgentSysctlRequest.SettingsEntry
+	79, // 5: vessel.v1.AgentSetTimeRequest.time:type_name -> google.protobuf.Timestamp
 	0,  // 6: vessel.v1.AgentSetupEmulatorRequest.type:type_name -> vessel.v1.BinfmtType
 	1,  // 7: vessel.v1.AgentShutdownRequest.action:type_name -> vessel.v1.ShutdownAction
 	2,  // 8: vessel.v1.AgentLinkSetRequest.state:type_name -> vessel.v1.LinkState
-	78, // 9: vessel.v1.AgentRouteAddRequest.route:type_name -> vessel.v1.Route
-	79, // 10: vessel.v1.AgentConfigureInterfaceRequest.interface:type_name -> vessel.v1.NetworkInterface
-	79, // 11: vessel.v1.AgentListInterfacesResponse.interfaces:type_name -> vessel.v1.NetworkInterface
-	80, // 12: vessel.v1.AgentConfigureDnsRequest.dns:type_name -> vessel.v1.Dns
-	81, // 13: vessel.v1.AgentConfigureHostsRequest.entries:type_name -> vessel.v1.HostsEntry
-	75, // 14: vessel.v1.AgentCreateContainerRequest.rootfs:type_name -> vessel.v1.Mount
-	75, // 15: vessel.v1.AgentCreateContainerRequest.mounts:type_name -> vessel.v1.Mount
-	80, // 16: vessel.v1.AgentCreateContainerRequest.dns:type_name -> vessel.v1.Dns
-	81, // 17: vessel.v1.AgentCreateContainerRequest.hosts:type_name -> vessel.v1.HostsEntry
-	82, // 18: vessel.v1.AgentCreateContainerRequest.resources:type_name -> vessel.v1.Resources
-	74, // 19: vessel.v1.AgentCreateContainerRequest.sysctls:type_name -> vessel.v1.AgentCreateContainerRequest.SysctlsEntry
-	83, // 20: vessel.v1.AgentCreateContainerRequest.process:type_name -> vessel.v1.ProcessSpec
-	83, // 21: vessel.v1.AgentCreateProcessRequest.process:type_name -> vessel.v1.ProcessSpec
-	84, // 22: vessel.v1.AgentWaitProcessResponse.exit_status:type_name -> vessel.v1.ExitStatus
-	85, // 23: vessel.v1.AgentResizeProcessRequest.size:type_name -> vessel.v1.ConsoleSize
-	66, // 24: vessel.v1.AgentStdioRequest.open:type_name -> vessel.v1.AgentStdioOpen
-	86, // 25: vessel.v1.AgentStdioRequest.frame:type_name -> vessel.v1.StdioFrame
-	86, // 26: vessel.v1.AgentStdioResponse.frame:type_name -> vessel.v1.StdioFrame
-	84, // 27: vessel.v1.AgentStdioResponse.exit:type_name -> vessel.v1.ExitStatus
-	87, // 28: vessel.v1.AgentEventsResponse.event:type_name -> vessel.v1.Event
-	88, // 29: vessel.v1.AgentStatisticsResponse.statistics:type_name -> vessel.v1.Statistics
-	3,  // 30: vessel.v1.Agent.Mount:input_type -> vessel.v1.AgentMountRequest
-	5,  // 31: vessel.v1.Agent.Umount:input_type -> vessel.v1.AgentUmountRequest
-	7,  // 32: vessel.v1.Agent.Mkdir:input_type -> vessel.v1.AgentMkdirRequest
-	9,  // 33: vessel.v1.Agent.WriteFile:input_type -> vessel.v1.AgentWriteFileRequest
-	11, // 34: vessel.v1.Agent.Stat:input_type -> vessel.v1.AgentStatRequest
-	14, // 35: vessel.v1.Agent.CopyIn:input_type -> vessel.v1.AgentCopyInRequest
-	16, // 36: vessel.v1.Agent.CopyOut:input_type -> vessel.v1.AgentCopyOutRequest
-	18, // 37: vessel.v1.Agent.Sync:input_type -> vessel.v1.AgentSyncRequest
-	20, // 38: vessel.v1.Agent.Sysctl:input_type -> vessel.v1.AgentSysctlRequest
-	22, // 39: vessel.v1.Agent.SetTime:input_type -> vessel.v1.AgentSetTimeRequest
-	24, // 40: vessel.v1.Agent.AddEntropy:input_type -> vessel.v1.AgentAddEntropyRequest
-	26, // 41: vessel.v1.Agent.SetupEmulator:input_type -> vessel.v1.AgentSetupEmulatorRequest
-	28, // 42: vessel.v1.Agent.Info:input_type -> vessel.v1.AgentInfoRequest
-	30, // 43: vessel.v1.Agent.Shutdown:input_type -> vessel.v1.AgentShutdownRequest
-	32, // 44: vessel.v1.Agent.LinkSet:input_type -> vessel.v1.AgentLinkSetRequest
-	34, // 45: vessel.v1.Agent.AddressAdd:input_type -> vessel.v1.AgentAddressAddRequest
-	36, // 46: vessel.v1.Agent.RouteAdd:input_type -> vessel.v1.AgentRouteAddRequest
-	38, // 47: vessel.v1.Agent.DefaultRouteAdd:input_type -> vessel.v1.AgentDefaultRouteAddRequest
-	40, // 48: vessel.v1.Agent.ConfigureInterface:input_type -> vessel.v1.AgentConfigureInterfaceRequest
-	42, // 49: vessel.v1.Agent.ListInterfaces:input_type -> vessel.v1.AgentListInterfacesRequest
-	44, // 50: vessel.v1.Agent.ConfigureDns:input_type -> vessel.v1.AgentConfigureDnsRequest
-	46, // 51: vessel.v1.Agent.ConfigureHosts:input_type -> vessel.v1.AgentConfigureHostsRequest
-	48, // 52: vessel.v1.Agent.CreateContainer:input_type -> vessel.v1.AgentCreateContainerRequest
-	50, // 53: vessel.v1.Agent.DeleteContainer:input_type -> vessel.v1.AgentDeleteContainerRequest
-	52, // 54: vessel.v1.Agent.CreateProcess:input_type -> vessel.v1.AgentCreateProcessRequest
-	54, // 55: vessel.v1.Agent.StartProcess:input_type -> vessel.v1.AgentStartProcessRequest
-	56, // 56: vessel.v1.Agent.SignalProcess:input_type -> vessel.v1.AgentSignalProcessRequest
-	58, // 57: vessel.v1.Agent.WaitProcess:input_type -> vessel.v1.AgentWaitProcessRequest
-	60, // 58: vessel.v1.Agent.ResizeProcess:input_type -> vessel.v1.AgentResizeProcessRequest
-	62, // 59: vessel.v1.Agent.CloseStdin:input_type -> vessel.v1.AgentCloseStdinRequest
-	64, // 60: vessel.v1.Agent.DeleteProcess:input_type -> vessel.v1.AgentDeleteProcessRequest
-	67, // 61: vessel.v1.Agent.Stdio:input_type -> vessel.v1.AgentStdioRequest
-	69, // 62: vessel.v1.Agent.Events:input_type -> vessel.v1.AgentEventsRequest
-	71, // 63: vessel.v1.Agent.Statistics:input_type -> vessel.v1.AgentStatisticsRequest
-	4,  // 64: vessel.v1.Agent.Mount:output_type -> vessel.v1.AgentMountResponse
-	6,  // 65: vessel.v1.Agent.Umount:output_type -> vessel.v1.AgentUmountResponse
-	8,  // 66: vessel.v1.Agent.Mkdir:output_type -> vessel.v1.AgentMkdirResponse
-	10, // 67: vessel.v1.Agent.WriteFile:output_type -> vessel.v1.AgentWriteFileResponse
-	12, // 68: vessel.v1.Agent.Stat:output_type -> vessel.v1.AgentStatResponse
-	15, // 69: vessel.v1.Agent.CopyIn:output_type -> vessel.v1.AgentCopyInResponse
-	17, // 70: vessel.v1.Agent.CopyOut:output_type -> vessel.v1.AgentCopyOutResponse
-	19, // 71: vessel.v1.Agent.Sync:output_type -> vessel.v1.AgentSyncResponse
-	21, // 72: vessel.v1.Agent.Sysctl:output_type -> vessel.v1.AgentSysctlResponse
-	23, // 73: vessel.v1.Agent.SetTime:output_type -> vessel.v1.AgentSetTimeResponse
-	25, // 74: vessel.v1.Agent.AddEntropy:output_type -> vessel.v1.AgentAddEntropyResponse
-	27, // 75: vessel.v1.Agent.SetupEmulator:output_type -> vessel.v1.AgentSetupEmulatorResponse
-	29, // 76: vessel.v1.Agent.Info:output_type -> vessel.v1.AgentInfoResponse
-	31, // 77: vessel.v1.Agent.Shutdown:output_type -> vessel.v1.AgentShutdownResponse
-	33, // 78: vessel.v1.Agent.LinkSet:output_type -> vessel.v1.AgentLinkSetResponse
-	35, // 79: vessel.v1.Agent.AddressAdd:output_type -> vessel.v1.AgentAddressAddResponse
-	37, // 80: vessel.v1.Agent.RouteAdd:output_type -> vessel.v1.AgentRouteAddResponse
-	39, // 81: vessel.v1.Agent.DefaultRouteAdd:output_type -> vessel.v1.AgentDefaultRouteAddResponse
-	41, // 82: vessel.v1.Agent.ConfigureInterface:output_type -> vessel.v1.AgentConfigureInterfaceResponse
-	43, // 83: vessel.v1.Agent.ListInterfaces:output_type -> vessel.v1.AgentListInterfacesResponse
-	45, // 84: vessel.v1.Agent.ConfigureDns:output_type -> vessel.v1.AgentConfigureDnsResponse
-	47, // 85: vessel.v1.Agent.ConfigureHosts:output_type -> vessel.v1.AgentConfigureHostsResponse
-	49, // 86: vessel.v1.Agent.CreateContainer:output_type -> vessel.v1.AgentCreateContainerResponse
-	51, // 87: vessel.v1.Agent.DeleteContainer:output_type -> vessel.v1.AgentDeleteContainerResponse
-	53, // 88: vessel.v1.Agent.CreateProcess:output_type -> vessel.v1.AgentCreateProcessResponse
-	55, // 89: vessel.v1.Agent.StartProcess:output_type -> vessel.v1.AgentStartProcessResponse
-	57, // 90: vessel.v1.Agent.SignalProcess:output_type -> vessel.v1.AgentSignalProcessResponse
-	59, // 91: vessel.v1.Agent.WaitProcess:output_type -> vessel.v1.AgentWaitProcessResponse
-	61, // 92: vessel.v1.Agent.ResizeProcess:output_type -> vessel.v1.AgentResizeProcessResponse
-	63, // 93: vessel.v1.Agent.CloseStdin:output_type -> vessel.v1.AgentCloseStdinResponse
-	65, // 94: vessel.v1.Agent.DeleteProcess:output_type -> vessel.v1.AgentDeleteProcessResponse
-	68, // 95: vessel.v1.Agent.Stdio:output_type -> vessel.v1.AgentStdioResponse
-	70, // 96: vessel.v1.Agent.Events:output_type -> vessel.v1.AgentEventsResponse
-	72, // 97: vessel.v1.Agent.Statistics:output_type -> vessel.v1.AgentStatisticsResponse
-	64, // [64:98] is the sub-list for method output_type
-	30, // [30:64] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	80, // 9: vessel.v1.AgentRouteAddRequest.route:type_name -> vessel.v1.Route
+	81, // 10: vessel.v1.AgentConfigureInterfaceRequest.interface:type_name -> vessel.v1.NetworkInterface
+	81, // 11: vessel.v1.AgentListInterfacesResponse.interfaces:type_name -> vessel.v1.NetworkInterface
+	82, // 12: vessel.v1.AgentConfigureDnsRequest.dns:type_name -> vessel.v1.Dns
+	83, // 13: vessel.v1.AgentConfigureHostsRequest.entries:type_name -> vessel.v1.HostsEntry
+	77, // 14: vessel.v1.AgentCreateContainerRequest.rootfs:type_name -> vessel.v1.Mount
+	77, // 15: vessel.v1.AgentCreateContainerRequest.mounts:type_name -> vessel.v1.Mount
+	82, // 16: vessel.v1.AgentCreateContainerRequest.dns:type_name -> vessel.v1.Dns
+	83, // 17: vessel.v1.AgentCreateContainerRequest.hosts:type_name -> vessel.v1.HostsEntry
+	84, // 18: vessel.v1.AgentCreateContainerRequest.resources:type_name -> vessel.v1.Resources
+	76, // 19: vessel.v1.AgentCreateContainerRequest.sysctls:type_name -> vessel.v1.AgentCreateContainerRequest.SysctlsEntry
+	85, // 20: vessel.v1.AgentCreateContainerRequest.process:type_name -> vessel.v1.ProcessSpec
+	84, // 21: vessel.v1.AgentUpdateContainerRequest.resources:type_name -> vessel.v1.Resources
+	85, // 22: vessel.v1.AgentCreateProcessRequest.process:type_name -> vessel.v1.ProcessSpec
+	86, // 23: vessel.v1.AgentWaitProcessResponse.exit_status:type_name -> vessel.v1.ExitStatus
+	87, // 24: vessel.v1.AgentResizeProcessRequest.size:type_name -> vessel.v1.ConsoleSize
+	68, // 25: vessel.v1.AgentStdioRequest.open:type_name -> vessel.v1.AgentStdioOpen
+	88, // 26: vessel.v1.AgentStdioRequest.frame:type_name -> vessel.v1.StdioFrame
+	88, // 27: vessel.v1.AgentStdioResponse.frame:type_name -> vessel.v1.StdioFrame
+	86, // 28: vessel.v1.AgentStdioResponse.exit:type_name -> vessel.v1.ExitStatus
+	89, // 29: vessel.v1.AgentEventsResponse.event:type_name -> vessel.v1.Event
+	90, // 30: vessel.v1.AgentStatisticsResponse.statistics:type_name -> vessel.v1.Statistics
+	3,  // 31: vessel.v1.Agent.Mount:input_type -> vessel.v1.AgentMountRequest
+	5,  // 32: vessel.v1.Agent.Umount:input_type -> vessel.v1.AgentUmountRequest
+	7,  // 33: vessel.v1.Agent.Mkdir:input_type -> vessel.v1.AgentMkdirRequest
+	9,  // 34: vessel.v1.Agent.WriteFile:input_type -> vessel.v1.AgentWriteFileRequest
+	11, // 35: vessel.v1.Agent.Stat:input_type -> vessel.v1.AgentStatRequest
+	14, // 36: vessel.v1.Agent.CopyIn:input_type -> vessel.v1.AgentCopyInRequest
+	16, // 37: vessel.v1.Agent.CopyOut:input_type -> vessel.v1.AgentCopyOutRequest
+	18, // 38: vessel.v1.Agent.Sync:input_type -> vessel.v1.AgentSyncRequest
+	20, // 39: vessel.v1.Agent.Sysctl:input_type -> vessel.v1.AgentSysctlRequest
+	22, // 40: vessel.v1.Agent.SetTime:input_type -> vessel.v1.AgentSetTimeRequest
+	24, // 41: vessel.v1.Agent.AddEntropy:input_type -> vessel.v1.AgentAddEntropyRequest
+	26, // 42: vessel.v1.Agent.SetupEmulator:input_type -> vessel.v1.AgentSetupEmulatorRequest
+	28, // 43: vessel.v1.Agent.Info:input_type -> vessel.v1.AgentInfoRequest
+	30, // 44: vessel.v1.Agent.Shutdown:input_type -> vessel.v1.AgentShutdownRequest
+	32, // 45: vessel.v1.Agent.LinkSet:input_type -> vessel.v1.AgentLinkSetRequest
+	34, // 46: vessel.v1.Agent.AddressAdd:input_type -> vessel.v1.AgentAddressAddRequest
+	36, // 47: vessel.v1.Agent.RouteAdd:input_type -> vessel.v1.AgentRouteAddRequest
+	38, // 48: vessel.v1.Agent.DefaultRouteAdd:input_type -> vessel.v1.AgentDefaultRouteAddRequest
+	40, // 49: vessel.v1.Agent.ConfigureInterface:input_type -> vessel.v1.AgentConfigureInterfaceRequest
+	42, // 50: vessel.v1.Agent.ListInterfaces:input_type -> vessel.v1.AgentListInterfacesRequest
+	44, // 51: vessel.v1.Agent.ConfigureDns:input_type -> vessel.v1.AgentConfigureDnsRequest
+	46, // 52: vessel.v1.Agent.ConfigureHosts:input_type -> vessel.v1.AgentConfigureHostsRequest
+	48, // 53: vessel.v1.Agent.CreateContainer:input_type -> vessel.v1.AgentCreateContainerRequest
+	50, // 54: vessel.v1.Agent.DeleteContainer:input_type -> vessel.v1.AgentDeleteContainerRequest
+	52, // 55: vessel.v1.Agent.UpdateContainer:input_type -> vessel.v1.AgentUpdateContainerRequest
+	54, // 56: vessel.v1.Agent.CreateProcess:input_type -> vessel.v1.AgentCreateProcessRequest
+	56, // 57: vessel.v1.Agent.StartProcess:input_type -> vessel.v1.AgentStartProcessRequest
+	58, // 58: vessel.v1.Agent.SignalProcess:input_type -> vessel.v1.AgentSignalProcessRequest
+	60, // 59: vessel.v1.Agent.WaitProcess:input_type -> vessel.v1.AgentWaitProcessRequest
+	62, // 60: vessel.v1.Agent.ResizeProcess:input_type -> vessel.v1.AgentResizeProcessRequest
+	64, // 61: vessel.v1.Agent.CloseStdin:input_type -> vessel.v1.AgentCloseStdinRequest
+	66, // 62: vessel.v1.Agent.DeleteProcess:input_type -> vessel.v1.AgentDeleteProcessRequest
+	69, // 63: vessel.v1.Agent.Stdio:input_type -> vessel.v1.AgentStdioRequest
+	71, // 64: vessel.v1.Agent.Events:input_type -> vessel.v1.AgentEventsRequest
+	73, // 65: vessel.v1.Agent.Statistics:input_type -> vessel.v1.AgentStatisticsRequest
+	4,  // 66: vessel.v1.Agent.Mount:output_type -> vessel.v1.AgentMountResponse
+	6,  // 67: vessel.v1.Agent.Umount:output_type -> vessel.v1.AgentUmountResponse
+	8,  // 68: vessel.v1.Agent.Mkdir:output_type -> vessel.v1.AgentMkdirResponse
+	10, // 69: vessel.v1.Agent.WriteFile:output_type -> vessel.v1.AgentWriteFileResponse
+	12, // 70: vessel.v1.Agent.Stat:output_type -> vessel.v1.AgentStatResponse
+	15, // 71: vessel.v1.Agent.CopyIn:output_type -> vessel.v1.AgentCopyInResponse
+	17, // 72: vessel.v1.Agent.CopyOut:output_type -> vessel.v1.AgentCopyOutResponse
+	19, // 73: vessel.v1.Agent.Sync:output_type -> vessel.v1.AgentSyncResponse
+	21, // 74: vessel.v1.Agent.Sysctl:output_type -> vessel.v1.AgentSysctlResponse
+	23, // 75: vessel.v1.Agent.SetTime:output_type -> vessel.v1.AgentSetTimeResponse
+	25, // 76: vessel.v1.Agent.AddEntropy:output_type -> vessel.v1.AgentAddEntropyResponse
+	27, // 77: vessel.v1.Agent.SetupEmulator:output_type -> vessel.v1.AgentSetupEmulatorResponse
+	29, // 78: vessel.v1.Agent.Info:output_type -> vessel.v1.AgentInfoResponse
+	31, // 79: vessel.v1.Agent.Shutdown:output_type -> vessel.v1.AgentShutdownResponse
+	33, // 80: vessel.v1.Agent.LinkSet:output_type -> vessel.v1.AgentLinkSetResponse
+	35, // 81: vessel.v1.Agent.AddressAdd:output_type -> vessel.v1.AgentAddressAddResponse
+	37, // 82: vessel.v1.Agent.RouteAdd:output_type -> vessel.v1.AgentRouteAddResponse
+	39, // 83: vessel.v1.Agent.DefaultRouteAdd:output_type -> vessel.v1.AgentDefaultRouteAddResponse
+	41, // 84: vessel.v1.Agent.ConfigureInterface:output_type -> vessel.v1.AgentConfigureInterfaceResponse
+	43, // 85: vessel.v1.Agent.ListInterfaces:output_type -> vessel.v1.AgentListInterfacesResponse
+	45, // 86: vessel.v1.Agent.ConfigureDns:output_type -> vessel.v1.AgentConfigureDnsResponse
+	47, // 87: vessel.v1.Agent.ConfigureHosts:output_type -> vessel.v1.AgentConfigureHostsResponse
+	49, // 88: vessel.v1.Agent.CreateContainer:output_type -> vessel.v1.AgentCreateContainerResponse
+	51, // 89: vessel.v1.Agent.DeleteContainer:output_type -> vessel.v1.AgentDeleteContainerResponse
+	53, // 90: vessel.v1.Agent.UpdateContainer:output_type -> vessel.v1.AgentUpdateContainerResponse
+	55, // 91: vessel.v1.Agent.CreateProcess:output_type -> vessel.v1.AgentCreateProcessResponse
+	57, // 92: vessel.v1.Agent.StartProcess:output_type -> vessel.v1.AgentStartProcessResponse
+	59, // 93: vessel.v1.Agent.SignalProcess:output_type -> vessel.v1.AgentSignalProcessResponse
+	61, // 94: vessel.v1.Agent.WaitProcess:output_type -> vessel.v1.AgentWaitProcessResponse
+	63, // 95: vessel.v1.Agent.ResizeProcess:output_type -> vessel.v1.AgentResizeProcessResponse
+	65, // 96: vessel.v1.Agent.CloseStdin:output_type -> vessel.v1.AgentCloseStdinResponse
+	67, // 97: vessel.v1.Agent.DeleteProcess:output_type -> vessel.v1.AgentDeleteProcessResponse
+	70, // 98: vessel.v1.Agent.Stdio:output_type -> vessel.v1.AgentStdioResponse
+	72, // 99: vessel.v1.Agent.Events:output_type -> vessel.v1.AgentEventsResponse
+	74, // 100: vessel.v1.Agent.Statistics:output_type -> vessel.v1.AgentStatisticsResponse
+	66, // [66:101] is the sub-list for method output_type
+	31, // [31:66] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_vessel_v1_agent_proto_init() }
@@ -4427,11 +4529,11 @@ func file_vessel_v1_agent_proto_init() {
 		(*AgentCopyInRequest_Header)(nil),
 		(*AgentCopyInRequest_Data)(nil),
 	}
-	file_vessel_v1_agent_proto_msgTypes[64].OneofWrappers = []any{
+	file_vessel_v1_agent_proto_msgTypes[66].OneofWrappers = []any{
 		(*AgentStdioRequest_Open)(nil),
 		(*AgentStdioRequest_Frame)(nil),
 	}
-	file_vessel_v1_agent_proto_msgTypes[65].OneofWrappers = []any{
+	file_vessel_v1_agent_proto_msgTypes[67].OneofWrappers = []any{
 		(*AgentStdioResponse_Frame)(nil),
 		(*AgentStdioResponse_Exit)(nil),
 	}
@@ -4441,7 +4543,7 @@ func file_vessel_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vessel_v1_agent_proto_rawDesc), len(file_vessel_v1_agent_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   72,
+			NumMessages:   74,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

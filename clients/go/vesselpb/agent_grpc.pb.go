@@ -46,6 +46,7 @@ const (
 	Agent_ConfigureHosts_FullMethodName     = "/vessel.v1.Agent/ConfigureHosts"
 	Agent_CreateContainer_FullMethodName    = "/vessel.v1.Agent/CreateContainer"
 	Agent_DeleteContainer_FullMethodName    = "/vessel.v1.Agent/DeleteContainer"
+	Agent_UpdateContainer_FullMethodName    = "/vessel.v1.Agent/UpdateContainer"
 	Agent_CreateProcess_FullMethodName      = "/vessel.v1.Agent/CreateProcess"
 	Agent_StartProcess_FullMethodName       = "/vessel.v1.Agent/StartProcess"
 	Agent_SignalProcess_FullMethodName      = "/vessel.v1.Agent/SignalProcess"
@@ -184,6 +185,11 @@ type AgentClient interface {
 	// Errors: NOT_FOUND (container), FAILED_PRECONDITION (processes still
 	// running and force false).
 	DeleteContainer(ctx context.Context, in *AgentDeleteContainerRequest, opts ...grpc.CallOption) (*AgentDeleteContainerResponse, error)
+	// Changes a container's cgroup limits while it runs: memory_bytes,
+	// milli_cpus, pids_max as in CreateContainer, except that 0 here means
+	// unlimited. A memory limit below what it uses now: the kernel reclaims,
+	// then OOM-kills. Errors: NOT_FOUND (container).
+	UpdateContainer(ctx context.Context, in *AgentUpdateContainerRequest, opts ...grpc.CallOption) (*AgentUpdateContainerResponse, error)
 	// Prepares an additional process in a running container (exec). Its stdio
 	// pipes (or pty) exist from now on; start it with StartProcess.
 	// Errors: NOT_FOUND (container), ALREADY_EXISTS (process_id in use),
@@ -501,6 +507,16 @@ func (c *agentClient) DeleteContainer(ctx context.Context, in *AgentDeleteContai
 	return out, nil
 }
 
+func (c *agentClient) UpdateContainer(ctx context.Context, in *AgentUpdateContainerRequest, opts ...grpc.CallOption) (*AgentUpdateContainerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AgentUpdateContainerResponse)
+	err := c.cc.Invoke(ctx, Agent_UpdateContainer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *agentClient) CreateProcess(ctx context.Context, in *AgentCreateProcessRequest, opts ...grpc.CallOption) (*AgentCreateProcessResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(AgentCreateProcessResponse)
@@ -739,6 +755,11 @@ type AgentServer interface {
 	// Errors: NOT_FOUND (container), FAILED_PRECONDITION (processes still
 	// running and force false).
 	DeleteContainer(context.Context, *AgentDeleteContainerRequest) (*AgentDeleteContainerResponse, error)
+	// Changes a container's cgroup limits while it runs: memory_bytes,
+	// milli_cpus, pids_max as in CreateContainer, except that 0 here means
+	// unlimited. A memory limit below what it uses now: the kernel reclaims,
+	// then OOM-kills. Errors: NOT_FOUND (container).
+	UpdateContainer(context.Context, *AgentUpdateContainerRequest) (*AgentUpdateContainerResponse, error)
 	// Prepares an additional process in a running container (exec). Its stdio
 	// pipes (or pty) exist from now on; start it with StartProcess.
 	// Errors: NOT_FOUND (container), ALREADY_EXISTS (process_id in use),
@@ -875,6 +896,9 @@ func (UnimplementedAgentServer) CreateContainer(context.Context, *AgentCreateCon
 }
 func (UnimplementedAgentServer) DeleteContainer(context.Context, *AgentDeleteContainerRequest) (*AgentDeleteContainerResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method DeleteContainer not implemented")
+}
+func (UnimplementedAgentServer) UpdateContainer(context.Context, *AgentUpdateContainerRequest) (*AgentUpdateContainerResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method UpdateContainer not implemented")
 }
 func (UnimplementedAgentServer) CreateProcess(context.Context, *AgentCreateProcessRequest) (*AgentCreateProcessResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CreateProcess not implemented")
@@ -1341,6 +1365,24 @@ func _Agent_DeleteContainer_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Agent_UpdateContainer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AgentUpdateContainerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).UpdateContainer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_UpdateContainer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).UpdateContainer(ctx, req.(*AgentUpdateContainerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Agent_CreateProcess_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(AgentCreateProcessRequest)
 	if err := dec(in); err != nil {
@@ -1597,6 +1639,10 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteContainer",
 			Handler:    _Agent_DeleteContainer_Handler,
+		},
+		{
+			MethodName: "UpdateContainer",
+			Handler:    _Agent_UpdateContainer_Handler,
 		},
 		{
 			MethodName: "CreateProcess",

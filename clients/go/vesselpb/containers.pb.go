@@ -2568,6 +2568,107 @@ func (x *ContainersStatsResponse) GetStatistics() *Statistics {
 	return nil
 }
 
+// Request of Containers.Update.
+type ContainersUpdateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Container to change (ID or unambiguous prefix).
+	ContainerId string `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	// Its new limits (milli_cpus, memory_bytes, pids_max; 0 = unlimited).
+	Resources     *Resources `protobuf:"bytes,2,opt,name=resources,proto3" json:"resources,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainersUpdateRequest) Reset() {
+	*x = ContainersUpdateRequest{}
+	mi := &file_vessel_v1_containers_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainersUpdateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainersUpdateRequest) ProtoMessage() {}
+
+func (x *ContainersUpdateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vessel_v1_containers_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainersUpdateRequest.ProtoReflect.Descriptor instead.
+func (*ContainersUpdateRequest) Descriptor() ([]byte, []int) {
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ContainersUpdateRequest) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+func (x *ContainersUpdateRequest) GetResources() *Resources {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+// Response of Containers.Update.
+type ContainersUpdateResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The container, with its new resources.
+	Container     *Container `protobuf:"bytes,1,opt,name=container,proto3" json:"container,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainersUpdateResponse) Reset() {
+	*x = ContainersUpdateResponse{}
+	mi := &file_vessel_v1_containers_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainersUpdateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainersUpdateResponse) ProtoMessage() {}
+
+func (x *ContainersUpdateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vessel_v1_containers_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainersUpdateResponse.ProtoReflect.Descriptor instead.
+func (*ContainersUpdateResponse) Descriptor() ([]byte, []int) {
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ContainersUpdateResponse) GetContainer() *Container {
+	if x != nil {
+		return x.Container
+	}
+	return nil
+}
+
 // Request of Containers.Logs.
 type ContainersLogsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2590,7 +2691,7 @@ type ContainersLogsRequest struct {
 
 func (x *ContainersLogsRequest) Reset() {
 	*x = ContainersLogsRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[33]
+	mi := &file_vessel_v1_containers_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2602,7 +2703,7 @@ func (x *ContainersLogsRequest) String() string {
 func (*ContainersLogsRequest) ProtoMessage() {}
 
 func (x *ContainersLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[33]
+	mi := &file_vessel_v1_containers_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2615,7 +2716,7 @@ func (x *ContainersLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersLogsRequest.ProtoReflect.Descriptor instead.
 func (*ContainersLogsRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{33}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ContainersLogsRequest) GetContainerId() string {
@@ -2679,7 +2780,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[34]
+	mi := &file_vessel_v1_containers_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2691,7 +2792,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[34]
+	mi := &file_vessel_v1_containers_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2704,7 +2805,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{34}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *LogEntry) GetTime() *timestamppb.Timestamp {
@@ -2746,7 +2847,7 @@ type ContainersLogsResponse struct {
 
 func (x *ContainersLogsResponse) Reset() {
 	*x = ContainersLogsResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[35]
+	mi := &file_vessel_v1_containers_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2758,7 +2859,7 @@ func (x *ContainersLogsResponse) String() string {
 func (*ContainersLogsResponse) ProtoMessage() {}
 
 func (x *ContainersLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[35]
+	mi := &file_vessel_v1_containers_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2771,7 +2872,7 @@ func (x *ContainersLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersLogsResponse.ProtoReflect.Descriptor instead.
 func (*ContainersLogsResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{35}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ContainersLogsResponse) GetEntries() []*LogEntry {
@@ -2801,7 +2902,7 @@ type ContainersCopyInHeader struct {
 
 func (x *ContainersCopyInHeader) Reset() {
 	*x = ContainersCopyInHeader{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[36]
+	mi := &file_vessel_v1_containers_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2813,7 +2914,7 @@ func (x *ContainersCopyInHeader) String() string {
 func (*ContainersCopyInHeader) ProtoMessage() {}
 
 func (x *ContainersCopyInHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[36]
+	mi := &file_vessel_v1_containers_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2826,7 +2927,7 @@ func (x *ContainersCopyInHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersCopyInHeader.ProtoReflect.Descriptor instead.
 func (*ContainersCopyInHeader) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{36}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ContainersCopyInHeader) GetContainerId() string {
@@ -2880,7 +2981,7 @@ type ContainersCopyInRequest struct {
 
 func (x *ContainersCopyInRequest) Reset() {
 	*x = ContainersCopyInRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[37]
+	mi := &file_vessel_v1_containers_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2892,7 +2993,7 @@ func (x *ContainersCopyInRequest) String() string {
 func (*ContainersCopyInRequest) ProtoMessage() {}
 
 func (x *ContainersCopyInRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[37]
+	mi := &file_vessel_v1_containers_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2905,7 +3006,7 @@ func (x *ContainersCopyInRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersCopyInRequest.ProtoReflect.Descriptor instead.
 func (*ContainersCopyInRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{37}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ContainersCopyInRequest) GetKind() isContainersCopyInRequest_Kind {
@@ -2962,7 +3063,7 @@ type ContainersCopyInResponse struct {
 
 func (x *ContainersCopyInResponse) Reset() {
 	*x = ContainersCopyInResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[38]
+	mi := &file_vessel_v1_containers_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2974,7 +3075,7 @@ func (x *ContainersCopyInResponse) String() string {
 func (*ContainersCopyInResponse) ProtoMessage() {}
 
 func (x *ContainersCopyInResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[38]
+	mi := &file_vessel_v1_containers_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2987,7 +3088,7 @@ func (x *ContainersCopyInResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersCopyInResponse.ProtoReflect.Descriptor instead.
 func (*ContainersCopyInResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{38}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ContainersCopyInResponse) GetBytesReceived() int64 {
@@ -3010,7 +3111,7 @@ type ContainersCopyOutRequest struct {
 
 func (x *ContainersCopyOutRequest) Reset() {
 	*x = ContainersCopyOutRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[39]
+	mi := &file_vessel_v1_containers_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3022,7 +3123,7 @@ func (x *ContainersCopyOutRequest) String() string {
 func (*ContainersCopyOutRequest) ProtoMessage() {}
 
 func (x *ContainersCopyOutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[39]
+	mi := &file_vessel_v1_containers_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3035,7 +3136,7 @@ func (x *ContainersCopyOutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersCopyOutRequest.ProtoReflect.Descriptor instead.
 func (*ContainersCopyOutRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{39}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ContainersCopyOutRequest) GetContainerId() string {
@@ -3065,7 +3166,7 @@ type ContainersCopyOutResponse struct {
 
 func (x *ContainersCopyOutResponse) Reset() {
 	*x = ContainersCopyOutResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[40]
+	mi := &file_vessel_v1_containers_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3077,7 +3178,7 @@ func (x *ContainersCopyOutResponse) String() string {
 func (*ContainersCopyOutResponse) ProtoMessage() {}
 
 func (x *ContainersCopyOutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[40]
+	mi := &file_vessel_v1_containers_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3090,7 +3191,7 @@ func (x *ContainersCopyOutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersCopyOutResponse.ProtoReflect.Descriptor instead.
 func (*ContainersCopyOutResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{40}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ContainersCopyOutResponse) GetInfo() *FileInfo {
@@ -3291,7 +3392,12 @@ const file_vessel_v1_containers_proto_rawDesc = "" +
 	"\x17ContainersStatsResponse\x125\n" +
 	"\n" +
 	"statistics\x18\x01 \x01(\v2\x15.vessel.v1.StatisticsR\n" +
-	"statistics\"\xe6\x01\n" +
+	"statistics\"p\n" +
+	"\x17ContainersUpdateRequest\x12!\n" +
+	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x122\n" +
+	"\tresources\x18\x02 \x01(\v2\x14.vessel.v1.ResourcesR\tresources\"N\n" +
+	"\x18ContainersUpdateResponse\x122\n" +
+	"\tcontainer\x18\x01 \x01(\v2\x14.vessel.v1.ContainerR\tcontainer\"\xe6\x01\n" +
 	"\x15ContainersLogsRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\x12\x12\n" +
@@ -3338,8 +3444,7 @@ const file_vessel_v1_containers_proto_rawDesc = "" +
 	"\fPortProtocol\x12\x1d\n" +
 	"\x19PORT_PROTOCOL_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11PORT_PROTOCOL_TCP\x10\x01\x12\x15\n" +
-	"\x11PORT_PROTOCOL_UDP\x10\x022\xb4\n" +
-	"\n" +
+	"\x11PORT_PROTOCOL_UDP\x10\x022\x87\v\n" +
 	"\n" +
 	"Containers\x12Q\n" +
 	"\x06Create\x12\".vessel.v1.ContainersCreateRequest\x1a#.vessel.v1.ContainersCreateResponse\x12N\n" +
@@ -3355,7 +3460,8 @@ const file_vessel_v1_containers_proto_rawDesc = "" +
 	"\x06Delete\x12\".vessel.v1.ContainersDeleteRequest\x1a#.vessel.v1.ContainersDeleteResponse\x12K\n" +
 	"\x04List\x12 .vessel.v1.ContainersListRequest\x1a!.vessel.v1.ContainersListResponse\x12T\n" +
 	"\aInspect\x12#.vessel.v1.ContainersInspectRequest\x1a$.vessel.v1.ContainersInspectResponse\x12N\n" +
-	"\x05Stats\x12!.vessel.v1.ContainersStatsRequest\x1a\".vessel.v1.ContainersStatsResponse\x12M\n" +
+	"\x05Stats\x12!.vessel.v1.ContainersStatsRequest\x1a\".vessel.v1.ContainersStatsResponse\x12Q\n" +
+	"\x06Update\x12\".vessel.v1.ContainersUpdateRequest\x1a#.vessel.v1.ContainersUpdateResponse\x12M\n" +
 	"\x04Logs\x12 .vessel.v1.ContainersLogsRequest\x1a!.vessel.v1.ContainersLogsResponse0\x01\x12S\n" +
 	"\x06CopyIn\x12\".vessel.v1.ContainersCopyInRequest\x1a#.vessel.v1.ContainersCopyInResponse(\x01\x12V\n" +
 	"\aCopyOut\x12#.vessel.v1.ContainersCopyOutRequest\x1a$.vessel.v1.ContainersCopyOutResponse0\x01B7Z5github.com/vessel/vessel/clients/go/vesselpb;vesselpbb\x06proto3"
@@ -3373,7 +3479,7 @@ func file_vessel_v1_containers_proto_rawDescGZIP() []byte {
 }
 
 var file_vessel_v1_containers_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_vessel_v1_containers_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_vessel_v1_containers_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_vessel_v1_containers_proto_goTypes = []any{
 	(ContainerState)(0),                  // 0: vessel.v1.ContainerState
 	(BootMode)(0),                        // 1: vessel.v1.BootMode
@@ -3411,117 +3517,123 @@ var file_vessel_v1_containers_proto_goTypes = []any{
 	(*ContainersInspectResponse)(nil),    // 33: vessel.v1.ContainersInspectResponse
 	(*ContainersStatsRequest)(nil),       // 34: vessel.v1.ContainersStatsRequest
 	(*ContainersStatsResponse)(nil),      // 35: vessel.v1.ContainersStatsResponse
-	(*ContainersLogsRequest)(nil),        // 36: vessel.v1.ContainersLogsRequest
-	(*LogEntry)(nil),                     // 37: vessel.v1.LogEntry
-	(*ContainersLogsResponse)(nil),       // 38: vessel.v1.ContainersLogsResponse
-	(*ContainersCopyInHeader)(nil),       // 39: vessel.v1.ContainersCopyInHeader
-	(*ContainersCopyInRequest)(nil),      // 40: vessel.v1.ContainersCopyInRequest
-	(*ContainersCopyInResponse)(nil),     // 41: vessel.v1.ContainersCopyInResponse
-	(*ContainersCopyOutRequest)(nil),     // 42: vessel.v1.ContainersCopyOutRequest
-	(*ContainersCopyOutResponse)(nil),    // 43: vessel.v1.ContainersCopyOutResponse
-	nil,                                  // 44: vessel.v1.Container.LabelsEntry
-	nil,                                  // 45: vessel.v1.ContainersCreateRequest.LabelsEntry
-	nil,                                  // 46: vessel.v1.ContainersCreateRequest.SysctlsEntry
-	(*Platform)(nil),                     // 47: vessel.v1.Platform
-	(*ExitStatus)(nil),                   // 48: vessel.v1.ExitStatus
-	(*timestamppb.Timestamp)(nil),        // 49: google.protobuf.Timestamp
-	(*ProcessSpec)(nil),                  // 50: vessel.v1.ProcessSpec
-	(*Resources)(nil),                    // 51: vessel.v1.Resources
-	(*Mount)(nil),                        // 52: vessel.v1.Mount
-	(*Dns)(nil),                          // 53: vessel.v1.Dns
-	(*HostsEntry)(nil),                   // 54: vessel.v1.HostsEntry
-	(*StdioFrame)(nil),                   // 55: vessel.v1.StdioFrame
-	(*ConsoleSize)(nil),                  // 56: vessel.v1.ConsoleSize
-	(*Statistics)(nil),                   // 57: vessel.v1.Statistics
-	(StdioStream)(0),                     // 58: vessel.v1.StdioStream
-	(*FileInfo)(nil),                     // 59: vessel.v1.FileInfo
+	(*ContainersUpdateRequest)(nil),      // 36: vessel.v1.ContainersUpdateRequest
+	(*ContainersUpdateResponse)(nil),     // 37: vessel.v1.ContainersUpdateResponse
+	(*ContainersLogsRequest)(nil),        // 38: vessel.v1.ContainersLogsRequest
+	(*LogEntry)(nil),                     // 39: vessel.v1.LogEntry
+	(*ContainersLogsResponse)(nil),       // 40: vessel.v1.ContainersLogsResponse
+	(*ContainersCopyInHeader)(nil),       // 41: vessel.v1.ContainersCopyInHeader
+	(*ContainersCopyInRequest)(nil),      // 42: vessel.v1.ContainersCopyInRequest
+	(*ContainersCopyInResponse)(nil),     // 43: vessel.v1.ContainersCopyInResponse
+	(*ContainersCopyOutRequest)(nil),     // 44: vessel.v1.ContainersCopyOutRequest
+	(*ContainersCopyOutResponse)(nil),    // 45: vessel.v1.ContainersCopyOutResponse
+	nil,                                  // 46: vessel.v1.Container.LabelsEntry
+	nil,                                  // 47: vessel.v1.ContainersCreateRequest.LabelsEntry
+	nil,                                  // 48: vessel.v1.ContainersCreateRequest.SysctlsEntry
+	(*Platform)(nil),                     // 49: vessel.v1.Platform
+	(*ExitStatus)(nil),                   // 50: vessel.v1.ExitStatus
+	(*timestamppb.Timestamp)(nil),        // 51: google.protobuf.Timestamp
+	(*ProcessSpec)(nil),                  // 52: vessel.v1.ProcessSpec
+	(*Resources)(nil),                    // 53: vessel.v1.Resources
+	(*Mount)(nil),                        // 54: vessel.v1.Mount
+	(*Dns)(nil),                          // 55: vessel.v1.Dns
+	(*HostsEntry)(nil),                   // 56: vessel.v1.HostsEntry
+	(*StdioFrame)(nil),                   // 57: vessel.v1.StdioFrame
+	(*ConsoleSize)(nil),                  // 58: vessel.v1.ConsoleSize
+	(*Statistics)(nil),                   // 59: vessel.v1.Statistics
+	(StdioStream)(0),                     // 60: vessel.v1.StdioStream
+	(*FileInfo)(nil),                     // 61: vessel.v1.FileInfo
 }
 var file_vessel_v1_containers_proto_depIdxs = []int32{
 	2,  // 0: vessel.v1.PortMapping.protocol:type_name -> vessel.v1.PortProtocol
 	1,  // 1: vessel.v1.VmInfo.boot_mode:type_name -> vessel.v1.BootMode
-	47, // 2: vessel.v1.Container.platform:type_name -> vessel.v1.Platform
+	49, // 2: vessel.v1.Container.platform:type_name -> vessel.v1.Platform
 	0,  // 3: vessel.v1.Container.state:type_name -> vessel.v1.ContainerState
-	48, // 4: vessel.v1.Container.exit_status:type_name -> vessel.v1.ExitStatus
-	49, // 5: vessel.v1.Container.created_at:type_name -> google.protobuf.Timestamp
-	49, // 6: vessel.v1.Container.started_at:type_name -> google.protobuf.Timestamp
-	49, // 7: vessel.v1.Container.finished_at:type_name -> google.protobuf.Timestamp
-	44, // 8: vessel.v1.Container.labels:type_name -> vessel.v1.Container.LabelsEntry
-	50, // 9: vessel.v1.Container.process:type_name -> vessel.v1.ProcessSpec
-	51, // 10: vessel.v1.Container.resources:type_name -> vessel.v1.Resources
-	52, // 11: vessel.v1.Container.mounts:type_name -> vessel.v1.Mount
+	50, // 4: vessel.v1.Container.exit_status:type_name -> vessel.v1.ExitStatus
+	51, // 5: vessel.v1.Container.created_at:type_name -> google.protobuf.Timestamp
+	51, // 6: vessel.v1.Container.started_at:type_name -> google.protobuf.Timestamp
+	51, // 7: vessel.v1.Container.finished_at:type_name -> google.protobuf.Timestamp
+	46, // 8: vessel.v1.Container.labels:type_name -> vessel.v1.Container.LabelsEntry
+	52, // 9: vessel.v1.Container.process:type_name -> vessel.v1.ProcessSpec
+	53, // 10: vessel.v1.Container.resources:type_name -> vessel.v1.Resources
+	54, // 11: vessel.v1.Container.mounts:type_name -> vessel.v1.Mount
 	3,  // 12: vessel.v1.Container.networks:type_name -> vessel.v1.NetworkAttachment
 	4,  // 13: vessel.v1.Container.ports:type_name -> vessel.v1.PortMapping
 	5,  // 14: vessel.v1.Container.vm:type_name -> vessel.v1.VmInfo
 	9,  // 15: vessel.v1.Container.restart_policy:type_name -> vessel.v1.RestartPolicy
-	47, // 16: vessel.v1.ContainersCreateRequest.platform:type_name -> vessel.v1.Platform
-	50, // 17: vessel.v1.ContainersCreateRequest.process:type_name -> vessel.v1.ProcessSpec
+	49, // 16: vessel.v1.ContainersCreateRequest.platform:type_name -> vessel.v1.Platform
+	52, // 17: vessel.v1.ContainersCreateRequest.process:type_name -> vessel.v1.ProcessSpec
 	7,  // 18: vessel.v1.ContainersCreateRequest.entrypoint:type_name -> vessel.v1.EntrypointOverride
-	51, // 19: vessel.v1.ContainersCreateRequest.resources:type_name -> vessel.v1.Resources
-	52, // 20: vessel.v1.ContainersCreateRequest.mounts:type_name -> vessel.v1.Mount
+	53, // 19: vessel.v1.ContainersCreateRequest.resources:type_name -> vessel.v1.Resources
+	54, // 20: vessel.v1.ContainersCreateRequest.mounts:type_name -> vessel.v1.Mount
 	3,  // 21: vessel.v1.ContainersCreateRequest.networks:type_name -> vessel.v1.NetworkAttachment
 	4,  // 22: vessel.v1.ContainersCreateRequest.ports:type_name -> vessel.v1.PortMapping
-	53, // 23: vessel.v1.ContainersCreateRequest.dns:type_name -> vessel.v1.Dns
-	54, // 24: vessel.v1.ContainersCreateRequest.extra_hosts:type_name -> vessel.v1.HostsEntry
-	45, // 25: vessel.v1.ContainersCreateRequest.labels:type_name -> vessel.v1.ContainersCreateRequest.LabelsEntry
-	46, // 26: vessel.v1.ContainersCreateRequest.sysctls:type_name -> vessel.v1.ContainersCreateRequest.SysctlsEntry
+	55, // 23: vessel.v1.ContainersCreateRequest.dns:type_name -> vessel.v1.Dns
+	56, // 24: vessel.v1.ContainersCreateRequest.extra_hosts:type_name -> vessel.v1.HostsEntry
+	47, // 25: vessel.v1.ContainersCreateRequest.labels:type_name -> vessel.v1.ContainersCreateRequest.LabelsEntry
+	48, // 26: vessel.v1.ContainersCreateRequest.sysctls:type_name -> vessel.v1.ContainersCreateRequest.SysctlsEntry
 	9,  // 27: vessel.v1.ContainersCreateRequest.restart_policy:type_name -> vessel.v1.RestartPolicy
 	6,  // 28: vessel.v1.ContainersCreateResponse.container:type_name -> vessel.v1.Container
 	6,  // 29: vessel.v1.ContainersStartResponse.container:type_name -> vessel.v1.Container
-	50, // 30: vessel.v1.ContainersExecRequest.process:type_name -> vessel.v1.ProcessSpec
+	52, // 30: vessel.v1.ContainersExecRequest.process:type_name -> vessel.v1.ProcessSpec
 	15, // 31: vessel.v1.ContainersAttachRequest.open:type_name -> vessel.v1.ContainersAttachOpen
-	55, // 32: vessel.v1.ContainersAttachRequest.frame:type_name -> vessel.v1.StdioFrame
-	56, // 33: vessel.v1.ContainersAttachRequest.resize:type_name -> vessel.v1.ConsoleSize
-	55, // 34: vessel.v1.ContainersAttachResponse.frame:type_name -> vessel.v1.StdioFrame
-	48, // 35: vessel.v1.ContainersAttachResponse.exit:type_name -> vessel.v1.ExitStatus
-	48, // 36: vessel.v1.ContainersWaitResponse.exit_status:type_name -> vessel.v1.ExitStatus
-	56, // 37: vessel.v1.ContainersResizeRequest.size:type_name -> vessel.v1.ConsoleSize
-	48, // 38: vessel.v1.ContainersStopResponse.exit_status:type_name -> vessel.v1.ExitStatus
+	57, // 32: vessel.v1.ContainersAttachRequest.frame:type_name -> vessel.v1.StdioFrame
+	58, // 33: vessel.v1.ContainersAttachRequest.resize:type_name -> vessel.v1.ConsoleSize
+	57, // 34: vessel.v1.ContainersAttachResponse.frame:type_name -> vessel.v1.StdioFrame
+	50, // 35: vessel.v1.ContainersAttachResponse.exit:type_name -> vessel.v1.ExitStatus
+	50, // 36: vessel.v1.ContainersWaitResponse.exit_status:type_name -> vessel.v1.ExitStatus
+	58, // 37: vessel.v1.ContainersResizeRequest.size:type_name -> vessel.v1.ConsoleSize
+	50, // 38: vessel.v1.ContainersStopResponse.exit_status:type_name -> vessel.v1.ExitStatus
 	6,  // 39: vessel.v1.ContainersListResponse.containers:type_name -> vessel.v1.Container
 	6,  // 40: vessel.v1.ContainersInspectResponse.container:type_name -> vessel.v1.Container
-	57, // 41: vessel.v1.ContainersStatsResponse.statistics:type_name -> vessel.v1.Statistics
-	49, // 42: vessel.v1.ContainersLogsRequest.since:type_name -> google.protobuf.Timestamp
-	49, // 43: vessel.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
-	58, // 44: vessel.v1.LogEntry.stream:type_name -> vessel.v1.StdioStream
-	37, // 45: vessel.v1.ContainersLogsResponse.entries:type_name -> vessel.v1.LogEntry
-	39, // 46: vessel.v1.ContainersCopyInRequest.header:type_name -> vessel.v1.ContainersCopyInHeader
-	59, // 47: vessel.v1.ContainersCopyOutResponse.info:type_name -> vessel.v1.FileInfo
-	8,  // 48: vessel.v1.Containers.Create:input_type -> vessel.v1.ContainersCreateRequest
-	11, // 49: vessel.v1.Containers.Start:input_type -> vessel.v1.ContainersStartRequest
-	13, // 50: vessel.v1.Containers.Exec:input_type -> vessel.v1.ContainersExecRequest
-	16, // 51: vessel.v1.Containers.Attach:input_type -> vessel.v1.ContainersAttachRequest
-	18, // 52: vessel.v1.Containers.Signal:input_type -> vessel.v1.ContainersSignalRequest
-	20, // 53: vessel.v1.Containers.Wait:input_type -> vessel.v1.ContainersWaitRequest
-	22, // 54: vessel.v1.Containers.Resize:input_type -> vessel.v1.ContainersResizeRequest
-	24, // 55: vessel.v1.Containers.CloseStdin:input_type -> vessel.v1.ContainersCloseStdinRequest
-	26, // 56: vessel.v1.Containers.Stop:input_type -> vessel.v1.ContainersStopRequest
-	28, // 57: vessel.v1.Containers.Delete:input_type -> vessel.v1.ContainersDeleteRequest
-	30, // 58: vessel.v1.Containers.List:input_type -> vessel.v1.ContainersListRequest
-	32, // 59: vessel.v1.Containers.Inspect:input_type -> vessel.v1.ContainersInspectRequest
-	34, // 60: vessel.v1.Containers.Stats:input_type -> vessel.v1.ContainersStatsRequest
-	36, // 61: vessel.v1.Containers.Logs:input_type -> vessel.v1.ContainersLogsRequest
-	40, // 62: vessel.v1.Containers.CopyIn:input_type -> vessel.v1.ContainersCopyInRequest
-	42, // 63: vessel.v1.Containers.CopyOut:input_type -> vessel.v1.ContainersCopyOutRequest
-	10, // 64: vessel.v1.Containers.Create:output_type -> vessel.v1.ContainersCreateResponse
-	12, // 65: vessel.v1.Containers.Start:output_type -> vessel.v1.ContainersStartResponse
-	14, // 66: vessel.v1.Containers.Exec:output_type -> vessel.v1.ContainersExecResponse
-	17, // 67: vessel.v1.Containers.Attach:output_type -> vessel.v1.ContainersAttachResponse
-	19, // 68: vessel.v1.Containers.Signal:output_type -> vessel.v1.ContainersSignalResponse
-	21, // 69: vessel.v1.Containers.Wait:output_type -> vessel.v1.ContainersWaitResponse
-	23, // 70: vessel.v1.Containers.Resize:output_type -> vessel.v1.ContainersResizeResponse
-	25, // 71: vessel.v1.Containers.CloseStdin:output_type -> vessel.v1.ContainersCloseStdinResponse
-	27, // 72: vessel.v1.Containers.Stop:output_type -> vessel.v1.ContainersStopResponse
-	29, // 73: vessel.v1.Containers.Delete:output_type -> vessel.v1.ContainersDeleteResponse
-	31, // 74: vessel.v1.Containers.List:output_type -> vessel.v1.ContainersListResponse
-	33, // 75: vessel.v1.Containers.Inspect:output_type -> vessel.v1.ContainersInspectResponse
-	35, // 76: vessel.v1.Containers.Stats:output_type -> vessel.v1.ContainersStatsResponse
-	38, // 77: vessel.v1.Containers.Logs:output_type -> vessel.v1.ContainersLogsResponse
-	41, // 78: vessel.v1.Containers.CopyIn:output_type -> vessel.v1.ContainersCopyInResponse
-	43, // 79: vessel.v1.Containers.CopyOut:output_type -> vessel.v1.ContainersCopyOutResponse
-	64, // [64:80] is the sub-list for method output_type
-	48, // [48:64] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	59, // 41: vessel.v1.ContainersStatsResponse.statistics:type_name -> vessel.v1.Statistics
+	53, // 42: vessel.v1.ContainersUpdateRequest.resources:type_name -> vessel.v1.Resources
+	6,  // 43: vessel.v1.ContainersUpdateResponse.container:type_name -> vessel.v1.Container
+	51, // 44: vessel.v1.ContainersLogsRequest.since:type_name -> google.protobuf.Timestamp
+	51, // 45: vessel.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	60, // 46: vessel.v1.LogEntry.stream:type_name -> vessel.v1.StdioStream
+	39, // 47: vessel.v1.ContainersLogsResponse.entries:type_name -> vessel.v1.LogEntry
+	41, // 48: vessel.v1.ContainersCopyInRequest.header:type_name -> vessel.v1.ContainersCopyInHeader
+	61, // 49: vessel.v1.ContainersCopyOutResponse.info:type_name -> vessel.v1.FileInfo
+	8,  // 50: vessel.v1.Containers.Create:input_type -> vessel.v1.ContainersCreateRequest
+	11, // 51: vessel.v1.Containers.Start:input_type -> vessel.v1.ContainersStartRequest
+	13, // 52: vessel.v1.Containers.Exec:input_type -> vessel.v1.ContainersExecRequest
+	16, // 53: vessel.v1.Containers.Attach:input_type -> vessel.v1.ContainersAttachRequest
+	18, // 54: vessel.v1.Containers.Signal:input_type -> vessel.v1.ContainersSignalRequest
+	20, // 55: vessel.v1.Containers.Wait:input_type -> vessel.v1.ContainersWaitRequest
+	22, // 56: vessel.v1.Containers.Resize:input_type -> vessel.v1.ContainersResizeRequest
+	24, // 57: vessel.v1.Containers.CloseStdin:input_type -> vessel.v1.ContainersCloseStdinRequest
+	26, // 58: vessel.v1.Containers.Stop:input_type -> vessel.v1.ContainersStopRequest
+	28, // 59: vessel.v1.Containers.Delete:input_type -> vessel.v1.ContainersDeleteRequest
+	30, // 60: vessel.v1.Containers.List:input_type -> vessel.v1.ContainersListRequest
+	32, // 61: vessel.v1.Containers.Inspect:input_type -> vessel.v1.ContainersInspectRequest
+	34, // 62: vessel.v1.Containers.Stats:input_type -> vessel.v1.ContainersStatsRequest
+	36, // 63: vessel.v1.Containers.Update:input_type -> vessel.v1.ContainersUpdateRequest
+	38, // 64: vessel.v1.Containers.Logs:input_type -> vessel.v1.ContainersLogsRequest
+	42, // 65: vessel.v1.Containers.CopyIn:input_type -> vessel.v1.ContainersCopyInRequest
+	44, // 66: vessel.v1.Containers.CopyOut:input_type -> vessel.v1.ContainersCopyOutRequest
+	10, // 67: vessel.v1.Containers.Create:output_type -> vessel.v1.ContainersCreateResponse
+	12, // 68: vessel.v1.Containers.Start:output_type -> vessel.v1.ContainersStartResponse
+	14, // 69: vessel.v1.Containers.Exec:output_type -> vessel.v1.ContainersExecResponse
+	17, // 70: vessel.v1.Containers.Attach:output_type -> vessel.v1.ContainersAttachResponse
+	19, // 71: vessel.v1.Containers.Signal:output_type -> vessel.v1.ContainersSignalResponse
+	21, // 72: vessel.v1.Containers.Wait:output_type -> vessel.v1.ContainersWaitResponse
+	23, // 73: vessel.v1.Containers.Resize:output_type -> vessel.v1.ContainersResizeResponse
+	25, // 74: vessel.v1.Containers.CloseStdin:output_type -> vessel.v1.ContainersCloseStdinResponse
+	27, // 75: vessel.v1.Containers.Stop:output_type -> vessel.v1.ContainersStopResponse
+	29, // 76: vessel.v1.Containers.Delete:output_type -> vessel.v1.ContainersDeleteResponse
+	31, // 77: vessel.v1.Containers.List:output_type -> vessel.v1.ContainersListResponse
+	33, // 78: vessel.v1.Containers.Inspect:output_type -> vessel.v1.ContainersInspectResponse
+	35, // 79: vessel.v1.Containers.Stats:output_type -> vessel.v1.ContainersStatsResponse
+	37, // 80: vessel.v1.Containers.Update:output_type -> vessel.v1.ContainersUpdateResponse
+	40, // 81: vessel.v1.Containers.Logs:output_type -> vessel.v1.ContainersLogsResponse
+	43, // 82: vessel.v1.Containers.CopyIn:output_type -> vessel.v1.ContainersCopyInResponse
+	45, // 83: vessel.v1.Containers.CopyOut:output_type -> vessel.v1.ContainersCopyOutResponse
+	67, // [67:84] is the sub-list for method output_type
+	50, // [50:67] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_vessel_v1_containers_proto_init() }
@@ -3539,7 +3651,7 @@ func file_vessel_v1_containers_proto_init() {
 		(*ContainersAttachResponse_Frame)(nil),
 		(*ContainersAttachResponse_Exit)(nil),
 	}
-	file_vessel_v1_containers_proto_msgTypes[37].OneofWrappers = []any{
+	file_vessel_v1_containers_proto_msgTypes[39].OneofWrappers = []any{
 		(*ContainersCopyInRequest_Header)(nil),
 		(*ContainersCopyInRequest_Data)(nil),
 	}
@@ -3549,7 +3661,7 @@ func file_vessel_v1_containers_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vessel_v1_containers_proto_rawDesc), len(file_vessel_v1_containers_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   44,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

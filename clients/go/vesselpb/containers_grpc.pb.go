@@ -35,6 +35,7 @@ const (
 	Containers_List_FullMethodName       = "/vessel.v1.Containers/List"
 	Containers_Inspect_FullMethodName    = "/vessel.v1.Containers/Inspect"
 	Containers_Stats_FullMethodName      = "/vessel.v1.Containers/Stats"
+	Containers_Update_FullMethodName     = "/vessel.v1.Containers/Update"
 	Containers_Logs_FullMethodName       = "/vessel.v1.Containers/Logs"
 	Containers_CopyIn_FullMethodName     = "/vessel.v1.Containers/CopyIn"
 	Containers_CopyOut_FullMethodName    = "/vessel.v1.Containers/CopyOut"
@@ -145,6 +146,13 @@ type ContainersClient interface {
 	// Samples a running container's resource usage.
 	// Errors: FAILED_PRECONDITION (not RUNNING), UNAVAILABLE.
 	Stats(ctx context.Context, in *ContainersStatsRequest, opts ...grpc.CallOption) (*ContainersStatsResponse, error)
+	// Changes a CREATED or RUNNING container's limits in place (its cgroup in
+	// the guest; as `docker update`): memory_bytes, milli_cpus and pids_max
+	// replace the current ones (0 = unlimited), kept for later starts. The
+	// VM keeps its size: memory_bytes above it, or milli_cpus above its vCPUs,
+	// is INVALID_ARGUMENT. Errors: NOT_FOUND, FAILED_PRECONDITION (not
+	// CREATED or RUNNING), INVALID_ARGUMENT.
+	Update(ctx context.Context, in *ContainersUpdateRequest, opts ...grpc.CallOption) (*ContainersUpdateResponse, error)
 	// Streams the init process's output log (exec'd processes are not logged).
 	// Without follow the call ends after the stored entries; with follow it
 	// then streams new output until the container stops or the client
@@ -307,6 +315,16 @@ func (c *containersClient) Stats(ctx context.Context, in *ContainersStatsRequest
 	return out, nil
 }
 
+func (c *containersClient) Update(ctx context.Context, in *ContainersUpdateRequest, opts ...grpc.CallOption) (*ContainersUpdateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ContainersUpdateResponse)
+	err := c.cc.Invoke(ctx, Containers_Update_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *containersClient) Logs(ctx context.Context, in *ContainersLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ContainersLogsResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &Containers_ServiceDesc.Streams[1], Containers_Logs_FullMethodName, cOpts...)
@@ -463,6 +481,13 @@ type ContainersServer interface {
 	// Samples a running container's resource usage.
 	// Errors: FAILED_PRECONDITION (not RUNNING), UNAVAILABLE.
 	Stats(context.Context, *ContainersStatsRequest) (*ContainersStatsResponse, error)
+	// Changes a CREATED or RUNNING container's limits in place (its cgroup in
+	// the guest; as `docker update`): memory_bytes, milli_cpus and pids_max
+	// replace the current ones (0 = unlimited), kept for later starts. The
+	// VM keeps its size: memory_bytes above it, or milli_cpus above its vCPUs,
+	// is INVALID_ARGUMENT. Errors: NOT_FOUND, FAILED_PRECONDITION (not
+	// CREATED or RUNNING), INVALID_ARGUMENT.
+	Update(context.Context, *ContainersUpdateRequest) (*ContainersUpdateResponse, error)
 	// Streams the init process's output log (exec'd processes are not logged).
 	// Without follow the call ends after the stored entries; with follow it
 	// then streams new output until the container stops or the client
@@ -530,6 +555,9 @@ func (UnimplementedContainersServer) Inspect(context.Context, *ContainersInspect
 }
 func (UnimplementedContainersServer) Stats(context.Context, *ContainersStatsRequest) (*ContainersStatsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Stats not implemented")
+}
+func (UnimplementedContainersServer) Update(context.Context, *ContainersUpdateRequest) (*ContainersUpdateResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Update not implemented")
 }
 func (UnimplementedContainersServer) Logs(*ContainersLogsRequest, grpc.ServerStreamingServer[ContainersLogsResponse]) error {
 	return status.Errorf(codes.Unimplemented, "method Logs not implemented")
@@ -784,6 +812,24 @@ func _Containers_Stats_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Containers_Update_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ContainersUpdateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ContainersServer).Update(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Containers_Update_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ContainersServer).Update(ctx, req.(*ContainersUpdateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Containers_Logs_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(ContainersLogsRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -867,6 +913,10 @@ var Containers_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Stats",
 			Handler:    _Containers_Stats_Handler,
+		},
+		{
+			MethodName: "Update",
+			Handler:    _Containers_Update_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -667,6 +667,14 @@ class Containers:
         req = cp.ContainersInspectRequest(container_id=container_id)
         return call(self.stub.Inspect, req, self._t(timeout)).container
 
+    def update(self, container_id: str, memory: int = 0, cpus: float = 0, pids_max: int = 0,
+               timeout: Optional[float] = None) -> cp.Container:
+        """New limits of a created or running container, in place (0 =
+        unlimited): memory in bytes, cpus (1.5 = one and a half CPUs)."""
+        req = cp.ContainersUpdateRequest(container_id=container_id, resources=types_pb2.Resources(
+            memory_bytes=int(memory), milli_cpus=int(cpus * 1000), pids_max=pids_max))
+        return call(self.stub.Update, req, self._t(timeout)).container
+
     def stats(self, container_id: str, timeout: Optional[float] = None) -> types_pb2.Statistics:
         """One resource usage sample of a RUNNING container."""
         req = cp.ContainersStatsRequest(container_id=container_id)

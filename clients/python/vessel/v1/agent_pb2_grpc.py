@@ -159,6 +159,11 @@ class AgentStub(object):
                 request_serializer=vessel_dot_v1_dot_agent__pb2.AgentDeleteContainerRequest.SerializeToString,
                 response_deserializer=vessel_dot_v1_dot_agent__pb2.AgentDeleteContainerResponse.FromString,
                 )
+        self.UpdateContainer = channel.unary_unary(
+                '/vessel.v1.Agent/UpdateContainer',
+                request_serializer=vessel_dot_v1_dot_agent__pb2.AgentUpdateContainerRequest.SerializeToString,
+                response_deserializer=vessel_dot_v1_dot_agent__pb2.AgentUpdateContainerResponse.FromString,
+                )
         self.CreateProcess = channel.unary_unary(
                 '/vessel.v1.Agent/CreateProcess',
                 request_serializer=vessel_dot_v1_dot_agent__pb2.AgentCreateProcessRequest.SerializeToString,
@@ -461,6 +466,16 @@ class AgentServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateContainer(self, request, context):
+        """Changes a container's cgroup limits while it runs: memory_bytes,
+        milli_cpus, pids_max as in CreateContainer, except that 0 here means
+        unlimited. A memory limit below what it uses now: the kernel reclaims,
+        then OOM-kills. Errors: NOT_FOUND (container).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateProcess(self, request, context):
         """---- Processes ----
 
@@ -688,6 +703,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.DeleteContainer,
                     request_deserializer=vessel_dot_v1_dot_agent__pb2.AgentDeleteContainerRequest.FromString,
                     response_serializer=vessel_dot_v1_dot_agent__pb2.AgentDeleteContainerResponse.SerializeToString,
+            ),
+            'UpdateContainer': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateContainer,
+                    request_deserializer=vessel_dot_v1_dot_agent__pb2.AgentUpdateContainerRequest.FromString,
+                    response_serializer=vessel_dot_v1_dot_agent__pb2.AgentUpdateContainerResponse.SerializeToString,
             ),
             'CreateProcess': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateProcess,
@@ -1179,6 +1199,23 @@ class Agent(object):
         return grpc.experimental.unary_unary(request, target, '/vessel.v1.Agent/DeleteContainer',
             vessel_dot_v1_dot_agent__pb2.AgentDeleteContainerRequest.SerializeToString,
             vessel_dot_v1_dot_agent__pb2.AgentDeleteContainerResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def UpdateContainer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/vessel.v1.Agent/UpdateContainer',
+            vessel_dot_v1_dot_agent__pb2.AgentUpdateContainerRequest.SerializeToString,
+            vessel_dot_v1_dot_agent__pb2.AgentUpdateContainerResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 

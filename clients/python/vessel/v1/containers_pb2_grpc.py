@@ -100,6 +100,11 @@ class ContainersStub(object):
                 request_serializer=vessel_dot_v1_dot_containers__pb2.ContainersStatsRequest.SerializeToString,
                 response_deserializer=vessel_dot_v1_dot_containers__pb2.ContainersStatsResponse.FromString,
                 )
+        self.Update = channel.unary_unary(
+                '/vessel.v1.Containers/Update',
+                request_serializer=vessel_dot_v1_dot_containers__pb2.ContainersUpdateRequest.SerializeToString,
+                response_deserializer=vessel_dot_v1_dot_containers__pb2.ContainersUpdateResponse.FromString,
+                )
         self.Logs = channel.unary_stream(
                 '/vessel.v1.Containers/Logs',
                 request_serializer=vessel_dot_v1_dot_containers__pb2.ContainersLogsRequest.SerializeToString,
@@ -282,6 +287,18 @@ class ContainersServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Update(self, request, context):
+        """Changes a CREATED or RUNNING container's limits in place (its cgroup in
+        the guest; as `docker update`): memory_bytes, milli_cpus and pids_max
+        replace the current ones (0 = unlimited), kept for later starts. The
+        VM keeps its size: memory_bytes above it, or milli_cpus above its vCPUs,
+        is INVALID_ARGUMENT. Errors: NOT_FOUND, FAILED_PRECONDITION (not
+        CREATED or RUNNING), INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Logs(self, request, context):
         """Streams the init process's output log (exec'd processes are not logged).
         Without follow the call ends after the stored entries; with follow it
@@ -383,6 +400,11 @@ def add_ContainersServicer_to_server(servicer, server):
                     servicer.Stats,
                     request_deserializer=vessel_dot_v1_dot_containers__pb2.ContainersStatsRequest.FromString,
                     response_serializer=vessel_dot_v1_dot_containers__pb2.ContainersStatsResponse.SerializeToString,
+            ),
+            'Update': grpc.unary_unary_rpc_method_handler(
+                    servicer.Update,
+                    request_deserializer=vessel_dot_v1_dot_containers__pb2.ContainersUpdateRequest.FromString,
+                    response_serializer=vessel_dot_v1_dot_containers__pb2.ContainersUpdateResponse.SerializeToString,
             ),
             'Logs': grpc.unary_stream_rpc_method_handler(
                     servicer.Logs,
@@ -648,6 +670,23 @@ class Containers(object):
         return grpc.experimental.unary_unary(request, target, '/vessel.v1.Containers/Stats',
             vessel_dot_v1_dot_containers__pb2.ContainersStatsRequest.SerializeToString,
             vessel_dot_v1_dot_containers__pb2.ContainersStatsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def Update(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/vessel.v1.Containers/Update',
+            vessel_dot_v1_dot_containers__pb2.ContainersUpdateRequest.SerializeToString,
+            vessel_dot_v1_dot_containers__pb2.ContainersUpdateResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
