@@ -193,18 +193,22 @@ static int run_pod_sandbox(vrpc_call *call, void *ctx, vs_err *err) {
     }
     ports = calloc(cfg->n_port_mappings + 1, sizeof *ports);
     pp = calloc(cfg->n_port_mappings + 1, sizeof *pp);
+    /* Only those with a host port: kubelet lists every declared container
+     * port, and host_port 0 means "not published" (vessel's 0 would pick
+     * one). */
     for (size_t i = 0; ports && pp && i < cfg->n_port_mappings; i++) {
       const Runtime__V1__PortMapping *m = cfg->port_mappings[i];
-      vessel__v1__port_mapping__init(&ports[i]);
-      ports[i].host_ip = m->host_ip;
-      ports[i].host_port = (uint32_t)(m->host_port > 0 ? m->host_port : 0);
-      ports[i].container_port = (uint32_t)(m->container_port > 0 ? m->container_port : 0);
-      ports[i].protocol = m->protocol == RUNTIME__V1__PROTOCOL__UDP ? VESSEL__V1__PORT_PROTOCOL__PORT_PROTOCOL_UDP
-                                                                   : VESSEL__V1__PORT_PROTOCOL__PORT_PROTOCOL_TCP;
-      pp[i] = &ports[i];
+      if (m->host_port <= 0) continue;
+      Vessel__V1__PortMapping *v = &ports[p.n_ports];
+      vessel__v1__port_mapping__init(v);
+      v->host_ip = m->host_ip;
+      v->host_port = (uint32_t)m->host_port;
+      v->container_port = (uint32_t)(m->container_port > 0 ? m->container_port : 0);
+      v->protocol = m->protocol == RUNTIME__V1__PROTOCOL__UDP ? VESSEL__V1__PORT_PROTOCOL__PORT_PROTOCOL_UDP
+                                                             : VESSEL__V1__PORT_PROTOCOL__PORT_PROTOCOL_TCP;
+      pp[p.n_ports++] = v;
     }
     p.ports = pp;
-    p.n_ports = cfg->n_port_mappings;
     KV_COPY(&p, labels, vessel__v1__pods_create_request__labels_entry, cfg->labels, cfg->n_labels, NULL);
     KV_COPY(&p, annotations, vessel__v1__pods_create_request__annotations_entry, cfg->annotations,
             cfg->n_annotations, NULL);
@@ -235,7 +239,7 @@ static int run_pod_sandbox(vrpc_call *call, void *ctx, vs_err *err) {
   return vrpc_send(call, &r.base, err);
 }
 
-/* Sends the empty response of type desc. */
+/* Sends the empty response of type desc (its struct is its base alone). */
 static int send_empty(vrpc_call *call, const ProtobufCMessageDescriptor *desc, vs_err *err) {
   ProtobufCMessage m;
   protobuf_c_message_init(desc, &m);

@@ -99,6 +99,9 @@ def vm_env(tmp_path_factory):
         yield Env(d, tmp, sock)
 
 
+HOST_PORT = 18080
+
+
 def write_json(tmp, name, doc):
     path = str(tmp / name)
     with open(path, "w") as f:
@@ -117,6 +120,8 @@ def test_a_sandbox_and_its_containers(vm_env):
         "metadata": {"name": "web", "uid": "uid-1", "namespace": "ns1", "attempt": 1},
         "hostname": "crihost", "log_directory": str(tmp / "logs"),
         "labels": {"app": "web"}, "annotations": {"note": "kept"},
+        "port_mappings": [{"container_port": 8080, "host_port": 0},  # declared only
+                          {"container_port": 8080, "host_port": HOST_PORT}],
         "linux": {"sysctls": {"net.ipv4.ip_unprivileged_port_start": "0"},
                   "security_context": {"namespace_options": {"pid": 0, "ipc": 0}}}})
     sid = e.crictl("runp", pod).stdout.strip()
@@ -157,6 +162,16 @@ def test_a_sandbox_and_its_containers(vm_env):
                 break
             time.sleep(0.5)
         assert "hello over the bridge" in out, out
+        # The port mapping with a host port is published (on the node's
+        # side: vesseld's namespace), the one without is not.
+        got = e.d.in_netns("/usr/bin/python3", "-c",
+                           "import urllib.request,sys; sys.stdout.buffer.write(urllib.request.urlopen("
+                           f"'http://127.0.0.1:{HOST_PORT}/index.html', timeout=10).read())",
+                           capture_output=True)
+        assert got.stdout == b"hello over the bridge\n", got.stderr
+        with vessel.Client(e.d.address) as vc:
+            pod_msg = vc.pods.inspect(sid)
+        assert [(m.container_port, m.host_port) for m in pod_msg.ports] == [(8080, HOST_PORT)]
         assert e.crictl("exec", "--sync", c_id, "sh", "-c", "hostname; echo $GREETING").stdout.strip() == "crihost\nhi"
         r = e.crictl("exec", "--sync", c_id, "sh", "-c", "echo err >&2; exit 3", check=False)
         assert r.returncode != 0 and "err" in r.stderr and "3" in r.stderr, (r.stdout, r.stderr)
