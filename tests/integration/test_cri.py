@@ -252,3 +252,44 @@ def test_a_sandbox_and_its_containers(vm_env):
         e.crictl("rmp", "-f", sid, check=False)
     assert json.loads(e.crictl("pods", "-o", "json").stdout)["items"] == []
     assert json.loads(e.crictl("ps", "-a", "-o", "json").stdout)["containers"] == []
+
+
+def test_the_cri_leaves_no_fds_or_threads_behind(vm_env):
+    """A daemon left running for months: sandboxes with a container, an
+    ExecSync, stats and an events stream that is dropped return vesseld's
+    fds and threads to where they were."""
+    e, tmp = vm_env, vm_env.tmp
+    pid = e.d.proc.pid
+    counts = lambda: (len(os.listdir(f"/proc/{pid}/fd")), len(os.listdir(f"/proc/{pid}/task")))
+    pod = write_json(tmp, "leak-pod.json", {"metadata": {"name": "leak", "uid": "u", "namespace": "n"}})
+    ctr = write_json(tmp, "leak-ctr.json", {"metadata": {"name": "c"}, "image": {"image": "busybox"},
+                                            "args": ["sleep", "600"]})
+
+    def life():
+        sid = e.crictl("runp", pod).stdout.strip()
+        cid = e.crictl("create", "--no-pull", sid, ctr, pod).stdout.strip()
+        e.crictl("start", cid)
+        assert e.crictl("exec", "--sync", cid, "true").returncode == 0
+        e.crictl("stats", "--id", cid)
+        e.crictl("statsp", "--id", sid)
+        ev = subprocess.Popen(["crictl", "--config", os.path.join(str(tmp), "crictl.yaml"), "events"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        ev.kill()
+        ev.wait()
+        e.crictl("rmp", "-f", sid)
+
+    import glob
+    life()  # the kind's template (built in the background), the guest's paths once
+    inputs = os.path.join(e.d.root, "templates", "*", "inputs")
+    deadline = time.time() + 120
+    while not any("slots 4" in open(f).read() for f in glob.glob(inputs)) and time.time() < deadline:
+        time.sleep(0.5)
+    time.sleep(2)
+    base = counts()
+    for _ in range(3):
+        life()
+    deadline = time.time() + 30
+    while counts() != base and time.time() < deadline:
+        time.sleep(0.5)
+    assert counts() == base, (counts(), base)
