@@ -199,7 +199,7 @@ static int guest_names(rt_container *c, vs_err *err) {
 static int pod_volumes(rt_container *c, vs_err *err) {
   static char *const opts[4] = {"trans=virtio", "version=9p2000.L", "msize=262144", "ro"};
   for (size_t i = 0; i < c->spec->n_mounts; i++) {
-    char tag[16], dst[64];
+    char tag[24], dst[64];
     snprintf(tag, sizeof tag, "vol%zu", i);
     snprintf(dst, sizeof dst, POD_VOLUMES "/vol%zu", i);
     Vessel__V1__Mount m = VESSEL__V1__MOUNT__INIT;
