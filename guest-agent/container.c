@@ -119,6 +119,13 @@ static void drop_cached_blocks(const char *dev) {
   close(fd);
 }
 
+/* Records init p as pid among c's processes (a->mu held). */
+static void add_init(ag_container *c, ag_process *p, pid_t pid) {
+  p->pid = pid;
+  p->next = c->procs;
+  c->procs = p;
+}
+
 int ct_create(agent *a, const ct_spec *s, sp_rootfs *r, sp_exec *x, vs_err *err) {
   if (!ag_valid_id(s->id)) {
     sp_exec_free(x);
@@ -211,11 +218,7 @@ int ct_create(agent *a, const ct_spec *s, sp_rootfs *r, sp_exec *x, vs_err *err)
                                  : sp_spawn_init(r, p->exec, status[1], start[0],
                                                  s->share_pid ? holder : 0,
                                                  s->share_ipc ? holder : 0, err);
-  if (pid > 0 && !sharing) {
-    p->pid = pid;
-    p->next = c->procs;
-    c->procs = p;
-  }
+  if (pid > 0 && !sharing) add_init(c, p, pid);
   pthread_mutex_unlock(&a->mu);
   close(status[1]);
   close(start[0]);
@@ -229,9 +232,7 @@ int ct_create(agent *a, const ct_spec *s, sp_rootfs *r, sp_exec *x, vs_err *err)
       goto fail;
     }
     pthread_mutex_lock(&a->mu);
-    p->pid = pid = init;
-    p->next = c->procs;
-    c->procs = p;
+    add_init(c, p, pid = init);
     pthread_mutex_unlock(&a->mu);
   }
   ag_process *registered = p;

@@ -18,6 +18,12 @@
 
 #define CRI_API_VERSION "v1"
 
+int vd_send_empty(vrpc_call *call, const ProtobufCMessageDescriptor *desc, vs_err *err) {
+  ProtobufCMessage m; /* an empty message's struct is its base alone */
+  protobuf_c_message_init(desc, &m);
+  return vrpc_send(call, &m, err);
+}
+
 int vd_recv_unused(vrpc_call *call, vs_err *err) {
   ProtobufCMessage *m;
   if (vrpc_recv(call, &m, err) != 1) return -1;
@@ -69,8 +75,7 @@ static int update_runtime_config(vrpc_call *call, void *ctx, vs_err *err) {
   (void)ctx;
   /* The pod CIDR kubelet passes is not used: vessel's networks allocate. */
   if (vd_recv_unused(call, err) < 0) return -1;
-  Runtime__V1__UpdateRuntimeConfigResponse r = RUNTIME__V1__UPDATE_RUNTIME_CONFIG_RESPONSE__INIT;
-  return vrpc_send(call, &r.base, err);
+  return vd_send_empty(call, &runtime__v1__update_runtime_config_response__descriptor, err);
 }
 
 /* ---- images ---- */

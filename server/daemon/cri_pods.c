@@ -13,66 +13,15 @@
 
 #include "cri_proto_rpc.h"
 #include "runtime/v1/api.pb-c.h"
+#include "common/pbmap.h"
 #include "server/daemon/daemon.h"
 #include "vessel/v1/pods.pb-c.h"
 
 #define KEY "io.vessel.cri/"
 #define ANNOTATION KEY "annotation."
 
-/* ---- maps: protobuf-c map entries are per-message types of one shape ---- */
-
-typedef struct kv {
-  ProtobufCMessage base;
-  char *key, *value;
-} kv;
-
-/* Appends key=value as a new entry of descriptor d to (*entries, *n). */
-static void kv_add(const ProtobufCMessageDescriptor *d, void ***entries, size_t *n, const char *key,
-                   const char *value) {
-  void **grown = realloc(*entries, (*n + 1) * sizeof *grown);
-  kv *e = malloc(sizeof *e);
-  if (!grown || !e) {
-    free(e);
-    if (grown) *entries = grown;
-    return;
-  }
-  protobuf_c_message_init(d, e);
-  e->key = strdup(key);
-  e->value = strdup(value);
-  *entries = grown;
-  (*entries)[(*n)++] = e;
-}
-
-static const char *kv_get(void *const *entries, size_t n, const char *key) {
-  for (size_t i = 0; i < n; i++)
-    if (!strcmp(((kv *)entries[i])->key, key)) return ((kv *)entries[i])->value;
-  return NULL;
-}
-
-/* The entries of (from, nf) whose key starts with strip (dropped from the
- * key) or, strip NULL, those not under KEY; into descriptor d's type. */
-static void kv_copy(const ProtobufCMessageDescriptor *d, void ***to, size_t *nt, void *const *from,
-                    size_t nf, const char *strip) {
-  for (size_t i = 0; i < nf; i++) {
-    const kv *e = from[i];
-    if (strip ? !strncmp(e->key, strip, strlen(strip)) : strncmp(e->key, KEY, strlen(KEY)) != 0)
-      kv_add(d, to, nt, e->key + (strip ? strlen(strip) : 0), e->value);
-  }
-}
-
-/* Every key=value of sel is in (entries, n). */
-static int kv_match(void *const *sel, size_t ns, void *const *entries, size_t n) {
-  for (size_t i = 0; i < ns; i++) {
-    const char *v = kv_get(entries, n, ((kv *)sel[i])->key);
-    if (!v || strcmp(v, ((kv *)sel[i])->value) != 0) return 0;
-  }
-  return 1;
-}
-
-#define KV_ADD(msg, field, type, k, v) \
-  kv_add(&type##__descriptor, (void ***)&(msg)->field, &(msg)->n_##field, k, v)
-#define KV_COPY(msg, field, type, from, nfrom, strip) \
-  kv_copy(&type##__descriptor, (void ***)&(msg)->field, &(msg)->n_##field, (void *const *)(from), nfrom, strip)
+/* s starts with want (any s when want is ""): IDs filter by prefix. */
+static int prefixed(const char *s, const char *want) { return !strncmp(s, want, strlen(want)); }
 
 static int64_t ns_of(const Google__Protobuf__Timestamp *t) {
   return t ? t->seconds * 1000000000 + t->nanos : 0;
@@ -139,10 +88,10 @@ static Runtime__V1__PodSandboxMetadata *pod_metadata(const Vessel__V1__Pod *p) {
   Runtime__V1__PodSandboxMetadata *m = malloc(sizeof *m);
   runtime__v1__pod_sandbox_metadata__init(m);
   void *const *a = (void *const *)p->annotations;
-  const char *name = kv_get(a, p->n_annotations, KEY "name"),
-             *uid = kv_get(a, p->n_annotations, KEY "uid"),
-             *ns = kv_get(a, p->n_annotations, KEY "namespace"),
-             *attempt = kv_get(a, p->n_annotations, KEY "attempt");
+  const char *name = pbmap_get(a, p->n_annotations, KEY "name"),
+             *uid = pbmap_get(a, p->n_annotations, KEY "uid"),
+             *ns = pbmap_get(a, p->n_annotations, KEY "namespace"),
+             *attempt = pbmap_get(a, p->n_annotations, KEY "attempt");
   m->name = strdup(name ? name : p->id);
   m->uid = strdup(uid ? uid : "");
   m->namespace_ = strdup(ns ? ns : "");
@@ -209,13 +158,13 @@ static int run_pod_sandbox(vrpc_call *call, void *ctx, vs_err *err) {
       pp[p.n_ports++] = v;
     }
     p.ports = pp;
-    KV_COPY(&p, labels, vessel__v1__pods_create_request__labels_entry, cfg->labels, cfg->n_labels, NULL);
-    KV_COPY(&p, annotations, vessel__v1__pods_create_request__annotations_entry, cfg->annotations,
-            cfg->n_annotations, NULL);
+    PBMAP_COPY(&p, labels, vessel__v1__pods_create_request__labels_entry, cfg->labels, cfg->n_labels, NULL, KEY);
+    PBMAP_COPY(&p, annotations, vessel__v1__pods_create_request__annotations_entry, cfg->annotations,
+            cfg->n_annotations, NULL, KEY);
     const Runtime__V1__PodSandboxMetadata *md = cfg->metadata;
     char attempt[16];
     snprintf(attempt, sizeof attempt, "%u", md->attempt);
-#define ANN(k, v) KV_ADD(&p, annotations, vessel__v1__pods_create_request__annotations_entry, KEY k, v)
+#define ANN(k, v) PBMAP_ADD(&p, annotations, vessel__v1__pods_create_request__annotations_entry, KEY k, v)
     ANN("name", md->name);
     ANN("uid", md->uid);
     ANN("namespace", md->namespace_);
@@ -239,13 +188,6 @@ static int run_pod_sandbox(vrpc_call *call, void *ctx, vs_err *err) {
   return vrpc_send(call, &r.base, err);
 }
 
-/* Sends the empty response of type desc (its struct is its base alone). */
-static int send_empty(vrpc_call *call, const ProtobufCMessageDescriptor *desc, vs_err *err) {
-  ProtobufCMessage m;
-  protobuf_c_message_init(desc, &m);
-  return vrpc_send(call, &m, err);
-}
-
 static int stop_pod_sandbox(vrpc_call *call, void *ctx, vs_err *err) {
   vd_daemon *d = ctx;
   RECV(Runtime__V1__StopPodSandboxRequest, req);
@@ -257,7 +199,7 @@ static int stop_pod_sandbox(vrpc_call *call, void *ctx, vs_err *err) {
     *err = e;
     return -1;
   }
-  return send_empty(call, &runtime__v1__stop_pod_sandbox_response__descriptor, err);
+  return vd_send_empty(call, &runtime__v1__stop_pod_sandbox_response__descriptor, err);
 }
 
 static int remove_pod_sandbox(vrpc_call *call, void *ctx, vs_err *err) {
@@ -270,7 +212,7 @@ static int remove_pod_sandbox(vrpc_call *call, void *ctx, vs_err *err) {
     *err = e;
     return -1;
   }
-  return send_empty(call, &runtime__v1__remove_pod_sandbox_response__descriptor, err);
+  return vd_send_empty(call, &runtime__v1__remove_pod_sandbox_response__descriptor, err);
 }
 
 /* The CRI's status of pod p (free with protobuf_c_message_free_unpacked). */
@@ -285,9 +227,9 @@ static Runtime__V1__PodSandboxStatus *pod_status(const Vessel__V1__Pod *p) {
   runtime__v1__pod_sandbox_network_status__init(st->network);
   st->network->ip = strdup(p->n_networks ? p->networks[0]->ip_address : "");
   st->runtime_handler = strdup("vessel");
-  KV_COPY(st, labels, runtime__v1__pod_sandbox_status__labels_entry, p->labels, p->n_labels, NULL);
-  KV_COPY(st, annotations, runtime__v1__pod_sandbox_status__annotations_entry, p->annotations,
-          p->n_annotations, NULL);
+  PBMAP_COPY(st, labels, runtime__v1__pod_sandbox_status__labels_entry, p->labels, p->n_labels, NULL, KEY);
+  PBMAP_COPY(st, annotations, runtime__v1__pod_sandbox_status__annotations_entry, p->annotations,
+          p->n_annotations, NULL, KEY);
   return st;
 }
 
@@ -317,9 +259,9 @@ static int list_pod_sandbox(vrpc_call *call, void *ctx, vs_err *err) {
   if (rc == 0) r.items = calloc(n ? n : 1, sizeof *r.items);
   for (size_t i = 0; rc == 0 && r.items && i < n; i++) {
     const Vessel__V1__Pod *p = all[i];
-    if (f && *f->id && strncmp(p->id, f->id, strlen(f->id)) != 0) continue;
+    if (f && !prefixed(p->id, f->id)) continue;
     if (f && f->state && f->state->state != pod_state(p)) continue;
-    if (f && !kv_match((void *const *)f->label_selector, f->n_label_selector, (void *const *)p->labels,
+    if (f && !pbmap_match((void *const *)f->label_selector, f->n_label_selector, (void *const *)p->labels,
                        p->n_labels))
       continue;
     Runtime__V1__PodSandbox *s = malloc(sizeof *s);
@@ -329,16 +271,15 @@ static int list_pod_sandbox(vrpc_call *call, void *ctx, vs_err *err) {
     s->state = pod_state(p);
     s->created_at = ns_of(p->created_at);
     s->runtime_handler = strdup("vessel");
-    KV_COPY(s, labels, runtime__v1__pod_sandbox__labels_entry, p->labels, p->n_labels, NULL);
-    KV_COPY(s, annotations, runtime__v1__pod_sandbox__annotations_entry, p->annotations,
-            p->n_annotations, NULL);
+    PBMAP_COPY(s, labels, runtime__v1__pod_sandbox__labels_entry, p->labels, p->n_labels, NULL, KEY);
+    PBMAP_COPY(s, annotations, runtime__v1__pod_sandbox__annotations_entry, p->annotations,
+            p->n_annotations, NULL, KEY);
     r.items[r.n_items++] = s;
   }
   if (rc == 0) rc = vrpc_send(call, &r.base, err);
   for (size_t i = 0; i < r.n_items; i++) protobuf_c_message_free_unpacked(&r.items[i]->base, NULL);
   free(r.items);
-  for (size_t i = 0; listed && i < n; i++) protobuf_c_message_free_unpacked(&all[i]->base, NULL);
-  if (listed) free(all);
+  if (listed) rt_pod_list_free(all, n);
   vrpc_msg_free(req_msg);
   return rc;
 }
@@ -351,7 +292,7 @@ static void log_file(vd_daemon *d, const char *sandbox, const char *log_path, ch
   out[0] = '\0';
   vs_err ignore;
   Vessel__V1__Pod *p = *log_path ? rt_pod_describe(d->runtime, sandbox, &ignore) : NULL;
-  const char *dir = p ? kv_get((void *const *)p->annotations, p->n_annotations, KEY "log-directory") : NULL;
+  const char *dir = p ? pbmap_get((void *const *)p->annotations, p->n_annotations, KEY "log-directory") : NULL;
   if (log_path[0] == '/') snprintf(out, n, "%s", log_path);
   else if (dir && *dir) snprintf(out, n, "%s/%s", dir, log_path);
   if (p) protobuf_c_message_free_unpacked(&p->base, NULL);
@@ -418,8 +359,8 @@ static int create_container(vrpc_call *call, void *ctx, vs_err *err) {
   const Runtime__V1__LinuxPodSandboxConfig *sl =
       req->sandbox_config ? req->sandbox_config->linux : NULL;
   if (rc == 0 && sl)
-    KV_COPY(&c, sysctls, vessel__v1__containers_create_request__sysctls_entry, sl->sysctls,
-            sl->n_sysctls, "");
+    PBMAP_COPY(&c, sysctls, vessel__v1__containers_create_request__sysctls_entry, sl->sysctls,
+            sl->n_sysctls, NULL, NULL);
   if (rc == 0) {
     c.pod_id = req->pod_sandbox_id;
     c.image = cfg->image->image;
@@ -445,19 +386,19 @@ static int create_container(vrpc_call *call, void *ctx, vs_err *err) {
       if (lr->cpu_quota > 0 && lr->cpu_period > 0) res.milli_cpus = lr->cpu_quota * 1000 / lr->cpu_period;
       c.resources = &res;
     }
-    KV_COPY(&c, labels, vessel__v1__containers_create_request__labels_entry, cfg->labels,
-            cfg->n_labels, NULL);
+    PBMAP_COPY(&c, labels, vessel__v1__containers_create_request__labels_entry, cfg->labels,
+            cfg->n_labels, NULL, KEY);
     for (size_t i = 0; i < cfg->n_annotations; i++) {
       char k[512];
       snprintf(k, sizeof k, ANNOTATION "%s", cfg->annotations[i]->key);
-      KV_ADD(&c, labels, vessel__v1__containers_create_request__labels_entry, k, cfg->annotations[i]->value);
+      PBMAP_ADD(&c, labels, vessel__v1__containers_create_request__labels_entry, k, cfg->annotations[i]->value);
     }
     char attempt[16];
     snprintf(attempt, sizeof attempt, "%u", cfg->metadata->attempt);
-    KV_ADD(&c, labels, vessel__v1__containers_create_request__labels_entry, KEY "name", cfg->metadata->name);
-    KV_ADD(&c, labels, vessel__v1__containers_create_request__labels_entry, KEY "attempt", attempt);
+    PBMAP_ADD(&c, labels, vessel__v1__containers_create_request__labels_entry, KEY "name", cfg->metadata->name);
+    PBMAP_ADD(&c, labels, vessel__v1__containers_create_request__labels_entry, KEY "attempt", attempt);
     log_file(d, req->pod_sandbox_id, cfg->log_path, log, sizeof log);
-    KV_ADD(&c, labels, vessel__v1__containers_create_request__labels_entry, KEY "log-path", log);
+    PBMAP_ADD(&c, labels, vessel__v1__containers_create_request__labels_entry, KEY "log-path", log);
   }
   char id[128];
   if (rc == 0) rc = rt_create(d->runtime, &c, id, err);
@@ -487,7 +428,7 @@ static int start_container(vrpc_call *call, void *ctx, vs_err *err) {
   RECV(Runtime__V1__StartContainerRequest, req);
   int rc = rt_start(d->runtime, req->container_id, err);
   vrpc_msg_free(req_msg);
-  return rc < 0 ? -1 : send_empty(call, &runtime__v1__start_container_response__descriptor, err);
+  return rc < 0 ? -1 : vd_send_empty(call, &runtime__v1__start_container_response__descriptor, err);
 }
 
 static int stop_container(vrpc_call *call, void *ctx, vs_err *err) {
@@ -497,7 +438,7 @@ static int stop_container(vrpc_call *call, void *ctx, vs_err *err) {
   int rc = rt_stop(d->runtime, req->container_id, req->timeout > 0 ? 0 : SIGKILL,
                    req->timeout > 0 ? req->timeout * 1000 : 1, -1, NULL, err);
   vrpc_msg_free(req_msg);
-  return rc < 0 ? -1 : send_empty(call, &runtime__v1__stop_container_response__descriptor, err);
+  return rc < 0 ? -1 : vd_send_empty(call, &runtime__v1__stop_container_response__descriptor, err);
 }
 
 static int remove_container(vrpc_call *call, void *ctx, vs_err *err) {
@@ -510,7 +451,7 @@ static int remove_container(vrpc_call *call, void *ctx, vs_err *err) {
     *err = e;
     return -1;
   }
-  return send_empty(call, &runtime__v1__remove_container_response__descriptor, err);
+  return vd_send_empty(call, &runtime__v1__remove_container_response__descriptor, err);
 }
 
 static Runtime__V1__ContainerState ct_state(const Vessel__V1__Container *c) {
@@ -526,8 +467,8 @@ static Runtime__V1__ContainerState ct_state(const Vessel__V1__Container *c) {
 static Runtime__V1__ContainerMetadata *ct_metadata(const Vessel__V1__Container *c) {
   Runtime__V1__ContainerMetadata *m = malloc(sizeof *m);
   runtime__v1__container_metadata__init(m);
-  const char *name = kv_get((void *const *)c->labels, c->n_labels, KEY "name"),
-             *attempt = kv_get((void *const *)c->labels, c->n_labels, KEY "attempt");
+  const char *name = pbmap_get((void *const *)c->labels, c->n_labels, KEY "name"),
+             *attempt = pbmap_get((void *const *)c->labels, c->n_labels, KEY "attempt");
   m->name = strdup(name ? name : c->id);
   m->attempt = attempt ? (uint32_t)atoi(attempt) : 0;
   return m;
@@ -561,11 +502,10 @@ static Runtime__V1__ContainerStatus *ct_status(const Vessel__V1__Container *c) {
   }
   st->reason = strdup(reason);
   st->message = strdup(message);
-  const char *log = kv_get((void *const *)c->labels, c->n_labels, KEY "log-path");
+  const char *log = pbmap_get((void *const *)c->labels, c->n_labels, KEY "log-path");
   st->log_path = strdup(log ? log : "");
-  KV_COPY(st, labels, runtime__v1__container_status__labels_entry, c->labels, c->n_labels, NULL);
-  KV_COPY(st, annotations, runtime__v1__container_status__annotations_entry, c->labels, c->n_labels,
-          ANNOTATION);
+  PBMAP_COPY(st, labels, runtime__v1__container_status__labels_entry, c->labels, c->n_labels, NULL, KEY);
+  PBMAP_COPY(st, annotations, runtime__v1__container_status__annotations_entry, c->labels, c->n_labels, ANNOTATION, NULL);
   return st;
 }
 
@@ -595,11 +535,10 @@ static int list_containers(vrpc_call *call, void *ctx, vs_err *err) {
   for (size_t i = 0; rc == 0 && r.containers && i < n; i++) {
     const Vessel__V1__Container *c = all[i];
     if (!*c->pod_id) continue; /* vessel's own containers are not the CRI's */
-    if (f && *f->id && strncmp(c->id, f->id, strlen(f->id)) != 0) continue;
-    if (f && *f->pod_sandbox_id && strncmp(c->pod_id, f->pod_sandbox_id, strlen(f->pod_sandbox_id)) != 0)
-      continue;
+    if (f && !prefixed(c->id, f->id)) continue;
+    if (f && !prefixed(c->pod_id, f->pod_sandbox_id)) continue;
     if (f && f->state && f->state->state != ct_state(c)) continue;
-    if (f && !kv_match((void *const *)f->label_selector, f->n_label_selector, (void *const *)c->labels,
+    if (f && !pbmap_match((void *const *)f->label_selector, f->n_label_selector, (void *const *)c->labels,
                        c->n_labels))
       continue;
     Runtime__V1__Container *m = malloc(sizeof *m);
@@ -612,8 +551,8 @@ static int list_containers(vrpc_call *call, void *ctx, vs_err *err) {
     m->image_id = strdup(c->image_digest);
     m->state = ct_state(c);
     m->created_at = ns_of(c->created_at);
-    KV_COPY(m, labels, runtime__v1__container__labels_entry, c->labels, c->n_labels, NULL);
-    KV_COPY(m, annotations, runtime__v1__container__annotations_entry, c->labels, c->n_labels, ANNOTATION);
+    PBMAP_COPY(m, labels, runtime__v1__container__labels_entry, c->labels, c->n_labels, NULL, KEY);
+    PBMAP_COPY(m, annotations, runtime__v1__container__annotations_entry, c->labels, c->n_labels, ANNOTATION, NULL);
     r.containers[r.n_containers++] = m;
   }
   if (rc == 0) rc = vrpc_send(call, &r.base, err);
@@ -688,7 +627,7 @@ static int reopen_container_log(vrpc_call *call, void *ctx, vs_err *err) {
   RECV(Runtime__V1__ReopenContainerLogRequest, req);
   int rc = rt_log_cri_reopen(d->runtime, req->container_id, err);
   vrpc_msg_free(req_msg);
-  return rc < 0 ? -1 : send_empty(call, &runtime__v1__reopen_container_log_response__descriptor, err);
+  return rc < 0 ? -1 : vd_send_empty(call, &runtime__v1__reopen_container_log_response__descriptor, err);
 }
 
 /* ---- stats ---- */
@@ -709,9 +648,8 @@ static Runtime__V1__ContainerStats *ct_stats(const Vessel__V1__Container *c, con
   runtime__v1__container_attributes__init(a);
   a->id = strdup(c->id);
   a->metadata = ct_metadata(c);
-  KV_COPY(a, labels, runtime__v1__container_attributes__labels_entry, c->labels, c->n_labels, NULL);
-  KV_COPY(a, annotations, runtime__v1__container_attributes__annotations_entry, c->labels, c->n_labels,
-          ANNOTATION);
+  PBMAP_COPY(a, labels, runtime__v1__container_attributes__labels_entry, c->labels, c->n_labels, NULL, KEY);
+  PBMAP_COPY(a, annotations, runtime__v1__container_attributes__annotations_entry, c->labels, c->n_labels, ANNOTATION, NULL);
   m->attributes = a;
   int64_t t = s && s->timestamp ? ns_of(s->timestamp) : now_ns();
   m->cpu = malloc(sizeof *m->cpu);
@@ -764,10 +702,9 @@ static int list_container_stats(vrpc_call *call, void *ctx, vs_err *err) {
   for (size_t i = 0; rc == 0 && r.stats && i < n; i++) {
     const Vessel__V1__Container *c = all[i];
     if (!*c->pod_id || c->state != VESSEL__V1__CONTAINER_STATE__CONTAINER_STATE_RUNNING) continue;
-    if (f && *f->id && strncmp(c->id, f->id, strlen(f->id)) != 0) continue;
-    if (f && *f->pod_sandbox_id && strncmp(c->pod_id, f->pod_sandbox_id, strlen(f->pod_sandbox_id)) != 0)
-      continue;
-    if (f && !kv_match((void *const *)f->label_selector, f->n_label_selector, (void *const *)c->labels,
+    if (f && !prefixed(c->id, f->id)) continue;
+    if (f && !prefixed(c->pod_id, f->pod_sandbox_id)) continue;
+    if (f && !pbmap_match((void *const *)f->label_selector, f->n_label_selector, (void *const *)c->labels,
                        c->n_labels))
       continue;
     ProtobufCMessage *s = NULL;
@@ -795,9 +732,9 @@ static Runtime__V1__PodSandboxStats *pod_stats(vd_daemon *d, const Vessel__V1__P
   runtime__v1__pod_sandbox_attributes__init(a);
   a->id = strdup(p->id);
   a->metadata = pod_metadata(p);
-  KV_COPY(a, labels, runtime__v1__pod_sandbox_attributes__labels_entry, p->labels, p->n_labels, NULL);
-  KV_COPY(a, annotations, runtime__v1__pod_sandbox_attributes__annotations_entry, p->annotations,
-          p->n_annotations, NULL);
+  PBMAP_COPY(a, labels, runtime__v1__pod_sandbox_attributes__labels_entry, p->labels, p->n_labels, NULL, KEY);
+  PBMAP_COPY(a, annotations, runtime__v1__pod_sandbox_attributes__annotations_entry, p->annotations,
+          p->n_annotations, NULL, KEY);
   m->attributes = a;
   Runtime__V1__LinuxPodSandboxStats *lx = malloc(sizeof *lx);
   runtime__v1__linux_pod_sandbox_stats__init(lx);
@@ -854,8 +791,8 @@ static int list_pod_sandbox_stats(vrpc_call *call, void *ctx, vs_err *err) {
   if (rc == 0) r.stats = calloc(n ? n : 1, sizeof *r.stats);
   for (size_t i = 0; rc == 0 && r.stats && i < n; i++) {
     const Vessel__V1__Pod *p = all[i];
-    if (f && *f->id && strncmp(p->id, f->id, strlen(f->id)) != 0) continue;
-    if (f && !kv_match((void *const *)f->label_selector, f->n_label_selector, (void *const *)p->labels,
+    if (f && !prefixed(p->id, f->id)) continue;
+    if (f && !pbmap_match((void *const *)f->label_selector, f->n_label_selector, (void *const *)p->labels,
                        p->n_labels))
       continue;
     vs_err ignore; /* (one going away meanwhile is left out) */
@@ -865,8 +802,7 @@ static int list_pod_sandbox_stats(vrpc_call *call, void *ctx, vs_err *err) {
   if (rc == 0) rc = vrpc_send(call, &r.base, err);
   for (size_t i = 0; i < r.n_stats; i++) protobuf_c_message_free_unpacked(&r.stats[i]->base, NULL);
   free(r.stats);
-  for (size_t i = 0; listed && i < n; i++) protobuf_c_message_free_unpacked(&all[i]->base, NULL);
-  if (listed) free(all);
+  if (listed) rt_pod_list_free(all, n);
   vrpc_msg_free(req_msg);
   return rc;
 }
@@ -943,7 +879,7 @@ static int update_container_resources(vrpc_call *call, void *ctx, vs_err *err) {
   }
   int rc = rt_update(d->runtime, req->container_id, &res, err);
   vrpc_msg_free(req_msg);
-  return rc < 0 ? -1 : send_empty(call, &runtime__v1__update_container_resources_response__descriptor, err);
+  return rc < 0 ? -1 : vd_send_empty(call, &runtime__v1__update_container_resources_response__descriptor, err);
 }
 
 void vd_cri_pod_handlers(runtime_v1_RuntimeService_handlers *h) {

@@ -54,8 +54,10 @@ int vd_pods_register(vrpc_server *srv, vd_daemon *d, vs_err *err);
 /* Registers runtime.v1.RuntimeService and ImageService (Kubernetes' CRI)
  * on their own server (--cri-listen). */
 int vd_cri_register(vrpc_server *srv, vd_daemon *d, vs_err *err);
-/* In a handler: receives a request none of whose fields matter. */
+/* In a handler: receives a request none of whose fields matter; sends
+ * an empty response of message type desc. */
 int vd_recv_unused(vrpc_call *call, vs_err *err);
+int vd_send_empty(vrpc_call *call, const ProtobufCMessageDescriptor *desc, vs_err *err);
 /* The CRI's sandbox and container handlers (cri_pods.c). */
 struct runtime_v1_RuntimeService_handlers;
 void vd_cri_pod_handlers(struct runtime_v1_RuntimeService_handlers *h);

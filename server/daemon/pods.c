@@ -53,8 +53,7 @@ static int list(vrpc_call *call, void *ctx, vs_err *err) {
       if (labels_match(all[i], req)) r.pods[r.n_pods++] = all[i];
     rc = r.pods ? vrpc_send(call, &r.base, err) : vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
     free(r.pods);
-    for (size_t i = 0; i < n; i++) protobuf_c_message_free_unpacked(&all[i]->base, NULL);
-    free(all);
+    rt_pod_list_free(all, n);
   }
   vrpc_msg_free(req_msg);
   return rc;

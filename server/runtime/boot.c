@@ -165,7 +165,7 @@ static int guest_names(rt_container *c, vs_err *err) {
   if (rt_agent(c, &vessel_v1_Agent_ListInterfaces, &req.base, (ProtobufCMessage **)&r,
                AGENT_TIMEOUT_MS, err) < 0)
     return vs_err_wrap(err, "list the guest's interfaces");
-  char names[VM_MAX_NICS][24], tmp[VM_MAX_NICS][24];
+  char names[VM_MAX_NICS][16], tmp[VM_MAX_NICS][16];
   int rc = 0;
   for (size_t i = 0; i < c->n_nics && rc == 0; i++) {
     char boot_mac[18];
@@ -181,14 +181,14 @@ static int guest_names(rt_container *c, vs_err *err) {
   }
   vrpc_msg_free(&r->base);
   for (size_t i = 0; i < c->n_nics && rc == 0; i++) { /* out of the way first */
-    char want[24];
-    snprintf(want, sizeof want, "eth%zu", i);
-    snprintf(tmp[i], sizeof tmp[i], "vsl%zu", i);
+    char want[16];
+    rt_nic_ifname(i, want);
+    snprintf(tmp[i], sizeof tmp[i], "vsl%u", (unsigned)i);
     if (!strcmp(names[i], want)) tmp[i][0] = '\0'; /* right already */
     else rc = link_rename(c, names[i], tmp[i], err);
   }
   for (size_t i = 0; i < c->n_nics && rc == 0; i++) {
-    snprintf(names[i], sizeof names[i], "eth%zu", i);
+    rt_nic_ifname(i, names[i]);
     if (tmp[i][0]) rc = link_rename(c, tmp[i], names[i], err);
   }
   return rc < 0 ? vs_err_wrap(err, "name the guest's interfaces") : 0;
@@ -223,8 +223,8 @@ int rt_configure_guest(rt_container *c, vs_err *err) {
     const rt_nic *n = &c->nics[i];
     Vessel__V1__NetworkInterface nif;
     vessel__v1__network_interface__init(&nif);
-    char addr[40], eth[24];
-    snprintf(eth, sizeof eth, "eth%zu", i);
+    char addr[40], eth[16];
+    rt_nic_ifname(i, eth);
     snprintf(addr, sizeof addr, "%s/%d", n->ip, n->prefix);
     char *addrs[1] = {addr};
     nif.name = eth;
@@ -366,6 +366,7 @@ static int sync_guest(rt_container *c, vm *v) {
 }
 
 void rt_end_streams(rt_container *c) {
+  if (c->is_pod) rt_pod_end_streams(c); /* its containers' streams are on its channel */
   pthread_mutex_lock(&c->mu);
   size_t n = 0;
   for (rt_proc *p = c->execs; p; p = p->next) n++;
@@ -392,7 +393,6 @@ void rt_teardown_vm(rt_container *c) {
   c->qemu_pid = 0;
   pthread_mutex_unlock(&c->mu);
   if (!v) return;
-  if (c->is_pod) rt_pod_end_streams(c);
   rt_end_streams(c);
   pthread_rwlock_wrlock(&c->vm_lock); /* no agent call in flight any more */
   pthread_rwlock_unlock(&c->vm_lock);
@@ -405,7 +405,6 @@ void rt_teardown_vm(rt_container *c) {
 }
 
 void rt_detach_vm(rt_container *c) {
-  if (c->is_pod) rt_pod_end_streams(c);
   rt_proc_join(&c->init);
   rt_end_streams(c);
   pthread_mutex_lock(&c->mu);

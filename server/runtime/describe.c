@@ -79,8 +79,8 @@ Vessel__V1__Container *rt_describe_locked(rt_container *c) {
     a->network = strdup(n->network);
     a->ip_address = strdup(n->ip);
     a->mac_address = strdup(n->mac);
-    char eth[24];
-    snprintf(eth, sizeof eth, "eth%zu", i); /* what configure_guest makes it */
+    char eth[16];
+    rt_nic_ifname(i, eth);
     a->interface = strdup(eth);
     a->gateway = strdup(n->gateway);
     a->prefix_length = n->prefix;

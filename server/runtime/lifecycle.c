@@ -173,6 +173,15 @@ int rt_attach_networks(rt_container *c, const Vessel__V1__ContainersCreateReques
   return 0;
 }
 
+void rt_create_undo(rt_container *c) {
+  rt_release_host(c);
+  pthread_mutex_lock(&c->mu);
+  c->deleted = 1;
+  pthread_mutex_unlock(&c->mu);
+  rt_list_remove(c->rt, c);
+  vs_rm_rf(c->dir);
+}
+
 void rt_release_host(rt_container *c) {
   if (c->pod) { /* the pod's VM and networks stay */
     rt_pod_leave(c);
@@ -268,12 +277,7 @@ int rt_create(rt_runtime *rt, const Vessel__V1__ContainersCreateRequest *req, ch
   int rc = create_in(c, req, &plat, &info, err);
   img_info_free(&info);
   if (rc < 0) {
-    rt_release_host(c);
-    pthread_mutex_lock(&c->mu);
-    c->deleted = 1;
-    pthread_mutex_unlock(&c->mu);
-    rt_list_remove(rt, c);
-    vs_rm_rf(c->dir);
+    rt_create_undo(c);
   } else {
     pthread_mutex_lock(&c->mu);
     c->state = RT_CREATED;

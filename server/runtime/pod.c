@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/pbmap.h"
 #include "common/vs_fs.h"
 #include "common/vs_log.h"
 #include "server/ext4/ext4.h"
@@ -256,12 +257,7 @@ int rt_pod_create(rt_runtime *rt, const Vessel__V1__PodsCreateRequest *req, char
   pthread_mutex_lock(&c->op);
   int rc = create_in(c, err);
   if (rc < 0) {
-    rt_release_host(c);
-    pthread_mutex_lock(&c->mu);
-    c->deleted = 1;
-    pthread_mutex_unlock(&c->mu);
-    rt_list_remove(rt, c);
-    vs_rm_rf(c->dir);
+    rt_create_undo(c);
   } else {
     pthread_mutex_lock(&c->mu);
     c->state = RT_RUNNING;
@@ -413,22 +409,10 @@ static Vessel__V1__Pod *describe(rt_container *pod) {
   ct->n_ports = 0;
   ct->ports = NULL;
   const Vessel__V1__PodsCreateRequest *ps = pod->pod_spec;
-  size_t nl = ps ? ps->n_labels : 0, na = ps ? ps->n_annotations : 0;
-  if (nl) m->labels = calloc(nl, sizeof *m->labels);
-  for (size_t i = 0; m->labels && i < nl; i++) {
-    Vessel__V1__Pod__LabelsEntry *e = malloc(sizeof *e);
-    vessel__v1__pod__labels_entry__init(e);
-    e->key = strdup(ps->labels[i]->key);
-    e->value = strdup(ps->labels[i]->value);
-    m->labels[m->n_labels++] = e;
-  }
-  if (na) m->annotations = calloc(na, sizeof *m->annotations);
-  for (size_t i = 0; m->annotations && i < na; i++) {
-    Vessel__V1__Pod__AnnotationsEntry *e = malloc(sizeof *e);
-    vessel__v1__pod__annotations_entry__init(e);
-    e->key = strdup(ps->annotations[i]->key);
-    e->value = strdup(ps->annotations[i]->value);
-    m->annotations[m->n_annotations++] = e;
+  if (ps) {
+    PBMAP_COPY(m, labels, vessel__v1__pod__labels_entry, ps->labels, ps->n_labels, NULL, NULL);
+    PBMAP_COPY(m, annotations, vessel__v1__pod__annotations_entry, ps->annotations,
+               ps->n_annotations, NULL, NULL);
   }
   pthread_mutex_unlock(&pod->mu);
   protobuf_c_message_free_unpacked(&ct->base, NULL);
@@ -452,6 +436,11 @@ int rt_pod_list(rt_runtime *rt, Vessel__V1__Pod ***out, size_t *n, vs_err *err) 
     if (all[i]->is_pod) (*out)[(*n)++] = describe(all[i]);
   rt_put_all(all, na);
   return *out ? 0 : vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+}
+
+void rt_pod_list_free(Vessel__V1__Pod **list, size_t n) {
+  for (size_t i = 0; i < n; i++) protobuf_c_message_free_unpacked(&list[i]->base, NULL);
+  free(list);
 }
 
 /* QEMU's RSS and CPU time from /proc (0 when unreadable). */

@@ -139,8 +139,9 @@ void rt_counts(rt_runtime *rt, uint32_t *total, uint32_t *running, uint32_t *cre
 int rt_pod_create(rt_runtime *rt, const Vessel__V1__PodsCreateRequest *req, char id_out[128],
                   vs_err *err);
 Vessel__V1__Pod *rt_pod_describe(rt_runtime *rt, const char *id, vs_err *err);
-/* All pods, newest first; free each with protobuf_c_message_free_unpacked. */
+/* All pods, newest first; free with rt_pod_list_free. */
 int rt_pod_list(rt_runtime *rt, Vessel__V1__Pod ***out, size_t *n, vs_err *err);
+void rt_pod_list_free(Vessel__V1__Pod **list, size_t n);
 /* Stops its containers (as rt_stop), then ends the VM. */
 int rt_pod_stop(rt_runtime *rt, const char *id, int sig, int64_t timeout_ms, vs_err *err);
 /* The VM (host side) and each running container (one agent call). */

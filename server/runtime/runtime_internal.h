@@ -31,6 +31,7 @@
 #define VESSEL_SERVER_RUNTIME_INTERNAL_H
 
 #include <pthread.h>
+#include <stdio.h>
 
 #include "common/rpc.h"
 #include "server/dns/dns.h"
@@ -80,8 +81,11 @@ typedef struct rt_proc rt_proc;
  * route, its DNS and the target of published ports. */
 typedef struct rt_nic {
   char network[64], ip[16], mac[18], gateway[16], tap[16], bridge[16];
-  int prefix; /* NIC i is eth<i> in the guest */
+  int prefix; /* NIC i is eth<i> in the guest (rt_nic_ifname) */
 } rt_nic;
+
+/* The guest's name of NIC i: what configure_guest makes it. */
+static inline void rt_nic_ifname(size_t i, char out[16]) { snprintf(out, 16, "eth%u", (unsigned)i); }
 /* How the relay reports a process's end (from its thread; once). */
 typedef void (*rt_exit_fn)(rt_container *c, rt_proc *p, const rt_exit *e);
 
@@ -258,7 +262,8 @@ int rt_configure_guest(rt_container *c, vs_err *err);
 /* The container created in the guest (of its pod, over its slot, for a
  * container in a pod). */
 int rt_guest_create(rt_container *c, vs_err *err);
-/* Ends c's streams on its VM's channel: exec relays, events, copies. */
+/* Ends c's streams on its VM's channel: exec relays, events, copies (and,
+ * for a pod, all of those of its containers, their inits' too). */
 void rt_end_streams(rt_container *c);
 int rt_agent(rt_container *c, const vrpc_method *m, const ProtobufCMessage *req,
              ProtobufCMessage **resp, int64_t timeout_ms, vs_err *err);
@@ -339,6 +344,9 @@ int rt_attach_networks(rt_container *c, const Vessel__V1__ContainersCreateReques
 /* Undoes what create and start set up on the host (not the directory):
  * ports, VM, taps, leases; for a container in a pod, rt_pod_leave. */
 void rt_release_host(rt_container *c);
+/* A create that failed (c->op held): what it set up released, c out of the
+ * list, its directory gone. */
+void rt_create_undo(rt_container *c);
 
 /* describe.c */
 /* The API's view of c (c->mu held; its pod's taken for the VM). */
