@@ -9,7 +9,7 @@ DEB_PACKAGES=(
   protobuf-compiler protobuf-c-compiler libprotobuf-c-dev libprotobuf-dev
   libgrpc-dev libgrpc++-dev protobuf-compiler-grpc libgtest-dev
   libssl-dev libcurl4-openssl-dev libarchive-dev libjansson-dev libzstd-dev zlib1g-dev
-  libext2fs-dev libsqlite3-dev
+  libext2fs-dev libsqlite3-dev libmicrohttpd-dev libwslay-dev
   # runtime peers and tools
   openssl ca-certificates iproute2 iptables tmux e2fsprogs busybox-static qemu-system-x86 qemu-utils
   docker-registry skopeo umoci cpio

@@ -42,15 +42,24 @@ ag_process *pr_new(const char *id, int is_init, sp_exec *x, vs_err *err) {
   p->exec = ex;
   p->terminal = ex->terminal;
   if (ex->terminal) {
-    int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
-    char name[128];
-    if (m < 0 || grantpt(m) < 0 || unlockpt(m) < 0 || ptsname_r(m, name, sizeof name) != 0) {
-      vs_err_errno(err, VS_INTERNAL, errno, "allocate pty");
-      if (m >= 0) close(m);
-      pr_free(p);
-      return NULL;
+    int m = ex->ptmx[0] ? open(ex->ptmx, O_RDWR | O_NOCTTY | O_CLOEXEC) : -1, s = -1;
+    if (m >= 0) { /* the peer through the master: no path in another namespace */
+      if (unlockpt(m) < 0 || (s = ioctl(m, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0) {
+        close(m);
+        m = -1;
+      }
     }
-    int s = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    char name[128] = "the pty";
+    if (m < 0) {
+      m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+      if (m < 0 || grantpt(m) < 0 || unlockpt(m) < 0 || ptsname_r(m, name, sizeof name) != 0) {
+        vs_err_errno(err, VS_INTERNAL, errno, "allocate pty");
+        if (m >= 0) close(m);
+        pr_free(p);
+        return NULL;
+      }
+      s = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    }
     if (s < 0) {
       vs_err_errno(err, VS_INTERNAL, errno, "open %s", name);
       close(m);

@@ -42,6 +42,10 @@ typedef struct sp_exec {
   int oom_score_adj; /* 0 = unchanged */
   int terminal;
   unsigned short rows, cols;
+  /* the devpts instance's ptmx the terminal comes from: an exec's is its
+   * container's (/proc/<init>/root/dev/pts/ptmx), so the process finds
+   * its tty there by name; "" = the guest's */
+  char ptmx[64];
   /* child ends of stdio: pipes, or the pty slave in all three */
   int stdin_r, stdout_w, stderr_w;
   int cgroup_fd; /* cgroup.procs of the container, or -1 */

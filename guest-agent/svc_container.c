@@ -227,6 +227,7 @@ static int create_process(vrpc_call *call, void *ctx, vs_err *err) {
     vs_err_set(err, VS_FAILED_PRECONDITION, "container %s is not running", req->container_id);
     goto out;
   }
+  snprintf(x.ptmx, sizeof x.ptmx, "/proc/%d/root/dev/pts/ptmx", (int)c->procs->pid);
   pthread_mutex_unlock(&a->mu);
   /* The container stays while this runs: only Delete frees it, and it
    * waits for running processes (init is running). */

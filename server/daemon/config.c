@@ -37,6 +37,9 @@ const char vd_usage[] =
     "                        also serve Kubernetes' CRI (runtime.v1 RuntimeService\n"
     "                        and ImageService) there, for kubelet and crictl\n"
     "                        (off by default; e.g. unix:///run/vessel/cri.sock)\n"
+    "  --cri-stream-address IP:PORT\n"
+    "                        where the CRI's exec/attach/port-forward URLs point\n"
+    "                        (default 127.0.0.1:0, a free port on loopback)\n"
     "  --trace-agent-calls FILE\n"
     "                        append \"<host RPC> <agent RPC>\" to FILE for every\n"
     "                        call to a guest agent (for tests and debugging)\n"
@@ -77,7 +80,7 @@ int vd_config_validate(const vd_config *c, vs_err *err) {
 }
 
 int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
-  enum { ROOT = 1, LISTEN, CERT, KEY, CA, INSECURE, VERSION, HELP, KERNEL, INITRD, QEMU, MAXCALLS, SOCKGROUP, MINSPEED, TRACE, DNSUP, CRI };
+  enum { ROOT = 1, LISTEN, CERT, KEY, CA, INSECURE, VERSION, HELP, KERNEL, INITRD, QEMU, MAXCALLS, SOCKGROUP, MINSPEED, TRACE, DNSUP, CRI, CRISTREAM };
   static const struct option opts[] = {
       {"root", required_argument, NULL, ROOT},
       {"listen", required_argument, NULL, LISTEN},
@@ -94,6 +97,7 @@ int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
       {"trace-agent-calls", required_argument, NULL, TRACE},
       {"dns-upstream", required_argument, NULL, DNSUP},
       {"cri-listen", required_argument, NULL, CRI},
+      {"cri-stream-address", required_argument, NULL, CRISTREAM},
       {"version", no_argument, NULL, VERSION},
       {"help", no_argument, NULL, HELP},
       {NULL, 0, NULL, 0},
@@ -101,6 +105,7 @@ int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
   memset(c, 0, sizeof *c);
   c->root = VD_DEFAULT_ROOT;
   c->max_calls_per_connection = 512;
+  c->cri_stream_address = "127.0.0.1:0";
   optind = 1;
   opterr = 0;
   for (;;) {
@@ -127,6 +132,7 @@ int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
           return vs_err_set(err, VS_INVALID_ARGUMENT, "--cri-listen %s: give unix:///PATH", optarg);
         c->cri_listen = optarg;
         break;
+      case CRISTREAM: c->cri_stream_address = optarg; break;
       case DNSUP:
         if (c->n_dns_upstreams == 3)
           return vs_err_set(err, VS_INVALID_ARGUMENT, "at most 3 --dns-upstream flags");

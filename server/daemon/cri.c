@@ -313,6 +313,7 @@ int vd_cri_register(vrpc_server *srv, vd_daemon *d, vs_err *err) {
                                            .RuntimeConfig = runtime_config,
                                            .UpdateRuntimeConfig = update_runtime_config};
   vd_cri_pod_handlers(&rs);
+  vd_cri_stream_handlers(&rs);
   const runtime_v1_ImageService_handlers is = {.ListImages = list_images,
                                                .ImageStatus = image_status,
                                                .PullImage = pull_image,

@@ -397,6 +397,9 @@ static int create_container(vrpc_call *call, void *ctx, vs_err *err) {
     snprintf(attempt, sizeof attempt, "%u", cfg->metadata->attempt);
     PBMAP_ADD(&c, labels, vessel__v1__containers_create_request__labels_entry, KEY "name", cfg->metadata->name);
     PBMAP_ADD(&c, labels, vessel__v1__containers_create_request__labels_entry, KEY "attempt", attempt);
+    if (cfg->stdin) /* for Attach: whether stdin is there and closes with the first client's */
+      PBMAP_ADD(&c, labels, vessel__v1__containers_create_request__labels_entry, KEY "stdin",
+                cfg->stdin_once ? "once" : "1");
     log_file(d, req->pod_sandbox_id, cfg->log_path, log, sizeof log);
     PBMAP_ADD(&c, labels, vessel__v1__containers_create_request__labels_entry, KEY "log-path", log);
   }

@@ -11,6 +11,7 @@
 #include "server/images/images.h"
 #include "server/net/net.h"
 #include "server/runtime/runtime.h"
+#include "server/streaming/streaming.h"
 
 #define VESSEL_VERSION "0.1.0"
 #define VESSEL_API_VERSION "vessel.v1"
@@ -25,6 +26,7 @@ typedef struct vd_daemon {
   evb_bus *events;
   net_store *networks; /* <root>/networks */
   rt_runtime *runtime; /* <root>/containers */
+  ss_server *stream;   /* the CRI's streaming server, with --cri-listen */
   /* probed at the first System.Info, under probe_mu */
   pthread_mutex_t probe_mu;
   int probed;
@@ -61,6 +63,10 @@ int vd_send_empty(vrpc_call *call, const ProtobufCMessageDescriptor *desc, vs_er
 /* The CRI's sandbox and container handlers (cri_pods.c). */
 struct runtime_v1_RuntimeService_handlers;
 void vd_cri_pod_handlers(struct runtime_v1_RuntimeService_handlers *h);
+/* Exec, Attach and PortForward (cri_stream.c), and the streaming server's
+ * backend over d's runtime. */
+void vd_cri_stream_handlers(struct runtime_v1_RuntimeService_handlers *h);
+void vd_stream_backend(vd_daemon *d, ss_backend *b);
 /* Registers vessel.v1.Images. */
 int vd_images_register(vrpc_server *srv, vd_daemon *d, vs_err *err);
 

@@ -179,14 +179,18 @@ int main(int argc, char **argv) {
   }
   /* Kubernetes' CRI, on a server (and socket) of its own when asked. */
   vrpc_server *cri = NULL;
+  ss_backend sb;
+  vd_stream_backend(&d, &sb);
   if (d.cfg.cri_listen) {
     const vrpc_descriptor_pool *cri_pools[] = {&cri_proto_pool, &grpc_proto_pool};
     unlink(d.cfg.cri_listen + 7);
-    if (!(cri = vrpc_server_new(&so, &err)) || vd_cri_register(cri, &d, &err) < 0 ||
+    if (!(d.stream = ss_start(d.cfg.cri_stream_address, &sb, &err)) ||
+        !(cri = vrpc_server_new(&so, &err)) || vd_cri_register(cri, &d, &err) < 0 ||
         vrpc_health_register(cri, &err) < 0 || vrpc_reflection_register(cri, cri_pools, 2, &err) < 0 ||
         vrpc_server_listen(cri, d.cfg.cri_listen, NULL, NULL, &err) < 0 || vrpc_server_start(cri, &err) < 0) {
       LOG(VS_LOG_ERROR, "--cri-listen %s: %s", d.cfg.cri_listen, err.msg);
       vrpc_server_free(cri);
+      ss_stop(d.stream);
       vrpc_server_shutdown(srv, 0);
       vrpc_server_free(srv);
       rt_close(d.runtime);
@@ -195,7 +199,8 @@ int main(int argc, char **argv) {
       net_close(d.networks);
       return 1;
     }
-    LOG(VS_LOG_INFO, "serving the CRI (runtime.v1) on %s", d.cfg.cri_listen);
+    LOG(VS_LOG_INFO, "serving the CRI (runtime.v1) on %s, streaming on %s", d.cfg.cri_listen,
+        ss_base_url(d.stream));
   }
   for (size_t i = 0; i < d.n_listen; i++)
     LOG(VS_LOG_INFO, "listening on %s", d.listen_uris[i]);
@@ -208,6 +213,7 @@ int main(int argc, char **argv) {
   vrpc_server_shutdown(srv, 2000);
   vrpc_server_free(cri);
   vrpc_server_free(srv);
+  ss_stop(d.stream);
   if (d.cfg.cri_listen) unlink(d.cfg.cri_listen + 7);
   rt_close(d.runtime);
   img_close(d.images);

@@ -20,11 +20,17 @@ class Env:
     def __init__(self, d, tmp, sock):
         self.d, self.tmp, self.sock = d, tmp, sock
 
-    def crictl(self, *args, check=True):
+    def argv(self, *args):
+        """crictl's command line, in vesseld's network namespace if it has
+        one (the streaming URLs are on its loopback)."""
         config = os.path.join(str(self.tmp), "crictl.yaml")  # (none: crictl warns)
         with open(config, "w") as f:
             f.write(f"runtime-endpoint: {self.sock}\nimage-endpoint: {self.sock}\ntimeout: 60\n")
-        r = subprocess.run(["crictl", "--config", config, *args], capture_output=True, text=True)
+        ns = ["ip", "netns", "exec", self.d.netns] if self.d.netns else []
+        return [*ns, "crictl", "--config", config, *args]
+
+    def crictl(self, *args, check=True, input=None):
+        r = subprocess.run(self.argv(*args), capture_output=True, text=True, input=input, timeout=120)
         if check:
             assert r.returncode == 0, (args, r.stderr)
         return r
@@ -145,8 +151,7 @@ def test_a_sandbox_and_its_containers(vm_env):
             "args": ["sh", "-c", "echo hello-log; echo err-log >&2; exec sleep 600"],
             "envs": [{"key": "GREETING", "value": "hi"}], "log_path": "cli.log"})
         # GetContainerEvents: crictl events, from before the containers.
-        config = os.path.join(str(tmp), "crictl.yaml")
-        events = subprocess.Popen(["crictl", "--config", config, "events", "-o", "json"],
+        events = subprocess.Popen(e.argv("events", "-o", "json"),
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         time.sleep(1)
         s_id = e.crictl("create", "--no-pull", sid, srv, pod).stdout.strip()
@@ -254,6 +259,151 @@ def test_a_sandbox_and_its_containers(vm_env):
     assert json.loads(e.crictl("ps", "-a", "-o", "json").stdout)["containers"] == []
 
 
+def run_on_pty(argv, rows, cols, send=b"", timeout=60):
+    """argv with a terminal of rows x cols as its stdin/stdout/stderr;
+    send is typed once it runs; everything it printed, and its exit code."""
+    import fcntl, pty, select, struct, termios
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    out, deadline, sent = b"", time.time() + timeout, False
+    while time.time() < deadline:
+        if not sent and send:
+            time.sleep(2)
+            os.write(master, send)
+            sent = True
+        r, _, _ = select.select([master], [], [], 0.5)
+        if r:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the other side closed
+                break
+            if not chunk:
+                break
+            out += chunk
+        elif p.poll() is not None:
+            break
+    os.close(master)
+    return out.decode(errors="replace"), p.wait(timeout=10)
+
+
+def attach_and_type(e, cid, transport, line):
+    """crictl attach -i: types line, reads what the container printed,
+    then closes stdin, which detaches (exit 0); the output."""
+    p = subprocess.Popen(e.argv("attach", "-i", "-r", transport, cid), stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1)
+    p.stdin.write(line + "\n")
+    p.stdin.flush()
+    out = p.stdout.readline()
+    p.stdin.close()
+    assert p.wait(timeout=30) == 0, p.stderr.read()
+    return out
+
+
+def test_streaming_exec_attach_port_forward(vm_env):
+    """Exec, Attach and PortForward through the streaming server, by
+    crictl over SPDY/3.1 (its default, kubelet's) and over WebSocket
+    (v5.channel.k8s.io; port-forward as SPDY tunnelled in a WebSocket):
+    output on stdout and stderr, exit codes, stdin to EOF, a terminal
+    with its size, attaching to a container's stdin (and detaching
+    without ending it), port-forward to a server in the pod, logs -f; a
+    URL works once."""
+    e, tmp = vm_env, vm_env.tmp
+    pod = write_json(tmp, "spod.json", {"metadata": {"name": "s", "uid": "us", "namespace": "n"},
+                                         "log_directory": str(tmp / "slogs")})
+    sid = e.crictl("runp", pod).stdout.strip()
+    try:
+        web = write_json(tmp, "sweb.json", {
+            "metadata": {"name": "web"}, "image": {"image": "busybox"},
+            "command": ["httpd"], "args": ["-f", "-p", "8080", "-h", "/var/www"]})
+        shell = write_json(tmp, "ssh.json", {
+            "metadata": {"name": "sh"}, "image": {"image": "busybox"}, "args": ["sh"],
+            "stdin": True, "log_path": "sh.log"})
+        w_id = e.crictl("create", "--no-pull", sid, web, pod).stdout.strip()
+        s_id = e.crictl("create", "--no-pull", sid, shell, pod).stdout.strip()
+        e.crictl("start", w_id)
+        e.crictl("start", s_id)
+        for transport in ("spdy", "websocket"):
+            # output, error output and the exit code
+            r = e.crictl("exec", "-r", transport, w_id, "sh", "-c", "echo out; echo err >&2; exit 3",
+                         check=False)
+            assert r.stdout == "out\n" and "err\n" in r.stderr, (transport, r)
+            assert r.returncode != 0 and "command terminated with exit code 3" in r.stderr, (transport, r)
+            r = e.crictl("exec", "-r", transport, w_id, "true", check=False)
+            assert (r.stdout, r.returncode) == ("", 0), (transport, r)
+            # stdin to its end: cat sees EOF and exits
+            data = "".join(f"line {i}\n" for i in range(2000))
+            r = e.crictl("exec", "-i", "-r", transport, w_id, "cat", input=data)
+            assert r.stdout == data, (transport, len(r.stdout))
+            # a terminal, with the client's size
+            out, code = run_on_pty(e.argv("exec", "-it", "-r", transport, w_id, "sh", "-c", "tty; stty size"),
+                                   33, 101)
+            assert code == 0 and "/dev/pts/" in out and "33 101" in out, (transport, out)
+            # typing into an interactive shell on a terminal
+            out, code = run_on_pty(e.argv("exec", "-it", "-r", transport, w_id, "sh"), 24, 80,
+                                   send=b"echo $((6*7))\nexit 5\n")
+            assert "42" in out and "exit code 5" in out and code != 0, (transport, out, code)
+            # attach: what it reads from stdin, its output; the client's
+            # end of stdin detaches, the container runs on
+            assert attach_and_type(e, s_id, transport, f"echo attached-{transport}") == f"attached-{transport}\n"
+            st = json.loads(e.crictl("inspect", "-o", "json", s_id).stdout)["status"]
+            assert st["state"] == "CONTAINER_RUNNING", st
+            # port-forward: a local port to the pod's 8080
+            port = 18200 + (transport == "websocket")
+            pf = subprocess.Popen(e.argv("port-forward", "-r", transport, sid, f"{port}:8080"),
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            try:
+                got = None
+                for _ in range(40):
+                    got = e.d.in_netns(
+                        "/usr/bin/python3", "-c",
+                        "import urllib.request,sys\n"
+                        "for _ in range(3): sys.stdout.buffer.write(urllib.request.urlopen("
+                        f"'http://127.0.0.1:{port}/index.html', timeout=10).read())",
+                        capture_output=True)
+                    if got.returncode == 0:
+                        break
+                    time.sleep(0.5)
+                assert got.stdout == b"hello over the bridge\n" * 3, (transport, got.stderr)
+            finally:
+                pf.terminate()
+                pf.wait(timeout=10)
+        # what the shell printed went to its log too: logs -f follows it
+        follow = subprocess.Popen(e.argv("logs", "-f", s_id), stdout=subprocess.PIPE, text=True)
+        try:
+            assert attach_and_type(e, s_id, "spdy", "echo followed") == "followed\n"
+            lines = []
+            deadline = time.time() + 30
+            while "followed" not in lines and time.time() < deadline:
+                lines.append(follow.stdout.readline().strip())
+            assert "attached-spdy" in lines and "followed" in lines, lines
+        finally:
+            follow.kill()
+            follow.wait()
+        # bad requests, and a URL used twice
+        r = e.crictl("attach", "-i", w_id, check=False)  # web was created without stdin
+        assert r.returncode != 0 and "created without stdin" in r.stderr, r.stderr
+        grpcurl = lambda req, method: subprocess.run(
+            ["grpcurl", "-plaintext", "-d", json.dumps(req), e.sock,
+             "runtime.v1.RuntimeService/" + method], capture_output=True, text=True)
+        r = grpcurl({"container_id": w_id, "cmd": ["true"], "stdout": True, "stderr": True, "tty": True}, "Exec")
+        assert "InvalidArgument" in r.stderr and "tty and stderr" in r.stderr, r.stderr
+        r = grpcurl({"container_id": w_id, "cmd": ["true"], "stdout": True}, "Exec")
+        url = json.loads(r.stdout)["url"]
+        assert url.startswith("http://127.0.0.1:") and "/exec/" in url, url
+        get = lambda: e.d.in_netns("/usr/bin/python3", "-c",
+                                   "import urllib.request,urllib.error\n"
+                                   f"try: urllib.request.urlopen(urllib.request.Request('{url}', method='POST'))\n"
+                                   "except urllib.error.HTTPError as x: print(x.code, x.read().decode())",
+                                   capture_output=True, text=True).stdout
+        assert get().startswith("400 "), "a request that does not upgrade is refused"
+        assert get().startswith("404 ") and "once" in get(), "the URL was used"
+    finally:
+        e.crictl("rmp", "-f", sid, check=False)
+
+
 def test_the_cri_leaves_no_fds_or_threads_behind(vm_env):
     """A daemon left running for months: sandboxes with a container, an
     ExecSync, stats and an events stream that is dropped return vesseld's
@@ -270,10 +420,25 @@ def test_the_cri_leaves_no_fds_or_threads_behind(vm_env):
         cid = e.crictl("create", "--no-pull", sid, ctr, pod).stdout.strip()
         e.crictl("start", cid)
         assert e.crictl("exec", "--sync", cid, "true").returncode == 0
+        # streaming: an exec over each transport, one left half-way (its
+        # client killed), a port-forward whose target refuses
+        for transport in ("spdy", "websocket"):
+            assert e.crictl("exec", "-r", transport, cid, "echo", "x").stdout == "x\n"
+        left = subprocess.Popen(e.argv("exec", "-i", cid, "cat"), stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1)
+        left.kill()
+        left.wait()
+        pf = subprocess.Popen(e.argv("port-forward", sid, "18300:9"), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+        time.sleep(1)
+        e.d.in_netns("/usr/bin/python3", "-c", "import socket; s = socket.create_connection(('127.0.0.1', 18300)); "
+                     "s.recv(10)", capture_output=True, timeout=30)
+        pf.kill()
+        pf.wait()
         e.crictl("stats", "--id", cid)
         e.crictl("statsp", "--id", sid)
-        ev = subprocess.Popen(["crictl", "--config", os.path.join(str(tmp), "crictl.yaml"), "events"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ev = subprocess.Popen(e.argv("events"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
         ev.kill()
         ev.wait()
