@@ -1,5 +1,8 @@
 /* Agent handlers: containers, processes, stdio, events. */
 #include <poll.h>
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
 #include <sys/mount.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -292,6 +295,63 @@ static int start_process(vrpc_call *call, void *ctx, vs_err *err) {
   return vrpc_send(call, &resp.base, err);
 }
 
+/* 1 if pid catches sig, 0 if not, -1 if it is gone. */
+static int catches(pid_t pid, int sig) {
+  char path[64], line[256];
+  snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+  FILE *f = fopen(path, "re");
+  if (!f) return -1;
+  int r = -1;
+  while (fgets(line, sizeof line, f))
+    if (!strncmp(line, "SigCgt:", 7)) {
+      unsigned long long mask = strtoull(line + 7, NULL, 16);
+      r = (int)((mask >> (sig - 1)) & 1);
+      break;
+    }
+  fclose(f);
+  return r;
+}
+
+/* Milliseconds since pid started (-1 if gone). */
+static long long age_ms(pid_t pid) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "re");
+  if (!f) return -1;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  char *p = strrchr(buf, ')'); /* the name may hold spaces */
+  unsigned long long start = 0;
+  for (int field = 3; p && field <= 22; field++) {
+    p = strchr(p + 1, ' ');
+    if (p && field == 22) start = strtoull(p + 1, NULL, 10);
+  }
+  struct timespec now;
+  clock_gettime(CLOCK_BOOTTIME, &now);
+  long long hz = sysconf(_SC_CLK_TCK);
+  return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 - (long long)(start * 1000 / hz);
+}
+
+/* The kernel drops a signal to a PID namespace's init that does not catch
+ * it. A process just started may not have installed its handler yet (in
+ * an emulated VM that takes a while): while it is younger than
+ * YOUNG_MS, wait for the handler and send the signal again. */
+#define YOUNG_MS 2000
+static void redeliver(pid_t pid, int sig) {
+  if (sig == SIGKILL || sig == SIGSTOP || catches(pid, sig) != 0) return;
+  for (long long age; (age = age_ms(pid)) >= 0 && age < YOUNG_MS;) {
+    struct timespec ts = {0, 20 * 1000000L};
+    nanosleep(&ts, NULL);
+    int c = catches(pid, sig);
+    if (c < 0) return;
+    if (c == 1) {
+      kill(pid, sig);
+      return;
+    }
+  }
+}
+
 static int signal_process(vrpc_call *call, void *ctx, vs_err *err) {
   agent *a = ctx;
   SVC_RECV(call, Vessel__V1__AgentSignalProcessRequest, req, err);
@@ -301,6 +361,10 @@ static int signal_process(vrpc_call *call, void *ctx, vs_err *err) {
   vrpc_msg_free(req_msg);
   if (!p) return -1;
   int rc = pr_signal(a, c, p, sig, all, err);
+  pthread_mutex_lock(&a->mu);
+  pid_t pid = p->is_init && !all && p->state == AG_RUNNING ? p->pid : 0;
+  pthread_mutex_unlock(&a->mu);
+  if (rc == 0 && pid > 0) redeliver(pid, sig);
   put_process(a, p);
   if (rc < 0) return -1;
   Vessel__V1__AgentSignalProcessResponse resp = VESSEL__V1__AGENT_SIGNAL_PROCESS_RESPONSE__INIT;

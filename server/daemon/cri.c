@@ -127,6 +127,12 @@ static Runtime__V1__Image *image_msg(const img_info *list, size_t n, size_t firs
   return m;
 }
 
+/* "sha256:<64 hex>" or the 64 hex alone: an image ID. */
+static int is_id(const char *s) {
+  if (!strncmp(s, "sha256:", 7)) s += 7;
+  return strlen(s) == 64 && strspn(s, "0123456789abcdef") == 64;
+}
+
 /* The image an ImageSpec names (a reference, normalised as containerd's:
  * busybox = docker.io/library/busybox:latest, or an ID); 0 if none. */
 static int find(vd_daemon *d, const Runtime__V1__ImageSpec *spec, img_info *out, vs_err *err) {
@@ -135,7 +141,20 @@ static int find(vd_daemon *d, const Runtime__V1__ImageSpec *spec, img_info *out,
   vs_err e;
   oci_platform host;
   memset(&host, 0, sizeof host);
-  if (img_inspect(d->images, spec->image, &host, out, &e) == 0) return 1;
+  const char *ref = spec->image;
+  char name[1024] = "";
+  if (is_id(ref)) { /* by ID: under any of its names */
+    img_info *all;
+    size_t n;
+    if (img_list(d->images, &all, &n, err) < 0) return -1;
+    const char *hex = ref + (strncmp(ref, "sha256:", 7) ? 0 : 7);
+    for (size_t i = 0; i < n && !*name; i++)
+      if (!strcmp(all[i].target.digest + 7, hex)) snprintf(name, sizeof name, "%s", all[i].name);
+    img_list_free(all, n);
+    if (!*name) return 0;
+    ref = name;
+  }
+  if (img_inspect(d->images, ref, &host, out, &e) == 0) return 1;
   if (e.code == VS_NOT_FOUND) return 0;
   *err = e;
   return -1;
@@ -253,7 +272,10 @@ static int remove_image(vrpc_call *call, void *ctx, vs_err *err) {
   if (found > 0) {
     char **untagged = NULL, **deleted = NULL;
     size_t nu = 0, nd = 0;
-    rc = img_delete(d->images, info.target.digest, &untagged, &nu, &deleted, &nd, err);
+    vs_err e;
+    rc = img_delete(d->images, info.target.digest, &untagged, &nu, &deleted, &nd, &e);
+    if (rc < 0 && e.code == VS_NOT_FOUND) rc = 0; /* removed meanwhile by another call */
+    else if (rc < 0) *err = e;
     free_strs(untagged, nu);
     free_strs(deleted, nd);
     img_info_free(&info);

@@ -3,6 +3,7 @@
  * names and vessel has no field for (metadata, a container's annotations,
  * log paths) is kept in labels and annotations under "io.vessel.cri/",
  * which the CRI side never shows. */
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,24 @@ static int64_t now_ns(void) {
   struct timespec t;
   clock_gettime(CLOCK_REALTIME, &t);
   return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* Annotation key of sandbox id, copied to out ("" if none). */
+static void pod_annotation(vd_daemon *d, const char *id, const char *key, char *out, size_t n) {
+  vs_err ignore;
+  Vessel__V1__Pod *p = rt_pod_describe(d->runtime, id, &ignore);
+  const char *v = p ? pbmap_get((void *const *)p->annotations, p->n_annotations, key) : NULL;
+  snprintf(out, n, "%s", v ? v : "");
+  if (p) protobuf_c_message_free_unpacked(&p->base, NULL);
+}
+
+/* A container's staged mounts (labels KEY "mount.<i>": container path,
+ * host path, "ro"/"rw", staged entry, tab-separated): unstaged. */
+static void unstage_mounts(const Vessel__V1__Container *c) {
+  for (size_t i = 0; i < c->n_labels; i++) {
+    const char *v = c->labels[i]->value, *entry = strrchr(v, '\t');
+    if (!strncmp(c->labels[i]->key, KEY "mount.", sizeof KEY "mount." - 1) && entry) vd_cri_unstage(entry + 1);
+  }
 }
 
 /* ---- security: what a VM can honour, and what it refuses by name ---- */
@@ -170,10 +189,21 @@ static int run_pod_sandbox(vrpc_call *call, void *ctx, vs_err *err) {
     ANN("namespace", md->namespace_);
     ANN("attempt", attempt);
     ANN("log-directory", cfg->log_directory);
+  }
+  /* where its containers' host mounts will be staged (cri_mounts.c) */
+  char staging[PATH_MAX] = "";
+  Vessel__V1__Mount vol = VESSEL__V1__MOUNT__INIT, *volp = &vol;
+  if (rc == 0 && (rc = vd_cri_staging_new(d, staging, err)) == 0) {
+    vol.type = (char *)"bind";
+    vol.source = staging;
+    p.volumes = &volp;
+    p.n_volumes = 1;
+    ANN("staging", staging);
 #undef ANN
   }
   char id[128];
   if (rc == 0) rc = rt_pod_create(d->runtime, &p, id, err);
+  if (rc < 0 && *staging) vd_cri_staging_remove(staging);
   for (size_t i = 0; i < p.n_labels; i++) protobuf_c_message_free_unpacked(&p.labels[i]->base, NULL);
   for (size_t i = 0; i < p.n_annotations; i++)
     protobuf_c_message_free_unpacked(&p.annotations[i]->base, NULL);
@@ -206,7 +236,10 @@ static int remove_pod_sandbox(vrpc_call *call, void *ctx, vs_err *err) {
   vd_daemon *d = ctx;
   RECV(Runtime__V1__RemovePodSandboxRequest, req);
   vs_err e;
+  char staging[PATH_MAX];
+  pod_annotation(d, req->pod_sandbox_id, KEY "staging", staging, sizeof staging);
   int rc = rt_pod_delete(d->runtime, req->pod_sandbox_id, 1, &e);
+  if (rc == 0 && *staging) vd_cri_staging_remove(staging); /* its containers' mounts too */
   vrpc_msg_free(req_msg);
   if (rc < 0 && e.code != VS_NOT_FOUND) {
     *err = e;
@@ -290,12 +323,10 @@ static int list_pod_sandbox(vrpc_call *call, void *ctx, vs_err *err) {
  * either is empty). */
 static void log_file(vd_daemon *d, const char *sandbox, const char *log_path, char *out, size_t n) {
   out[0] = '\0';
-  vs_err ignore;
-  Vessel__V1__Pod *p = *log_path ? rt_pod_describe(d->runtime, sandbox, &ignore) : NULL;
-  const char *dir = p ? pbmap_get((void *const *)p->annotations, p->n_annotations, KEY "log-directory") : NULL;
+  char dir[PATH_MAX] = "";
+  if (*log_path && log_path[0] != '/') pod_annotation(d, sandbox, KEY "log-directory", dir, sizeof dir);
   if (log_path[0] == '/') snprintf(out, n, "%s", log_path);
-  else if (dir && *dir) snprintf(out, n, "%s/%s", dir, log_path);
-  if (p) protobuf_c_message_free_unpacked(&p->base, NULL);
+  else if (*dir) snprintf(out, n, "%s/%s", dir, log_path);
 }
 
 static int create_container(vrpc_call *call, void *ctx, vs_err *err) {
@@ -308,13 +339,15 @@ static int create_container(vrpc_call *call, void *ctx, vs_err *err) {
   Vessel__V1__EntrypointOverride ep = VESSEL__V1__ENTRYPOINT_OVERRIDE__INIT;
   Vessel__V1__Resources res = VESSEL__V1__RESOURCES__INIT;
   char **env = NULL;
+  char staging[PATH_MAX] = "", (*entries)[PATH_MAX] = NULL;
+  Vessel__V1__Mount *mounts = NULL, **mp = NULL;
+  static char *const ro_opt[1] = {"ro"};
+  size_t n_staged = 0;
   int rc = 0;
   if (!cfg || !cfg->metadata || !*cfg->metadata->name || !cfg->image || !*cfg->image->image)
     rc = vs_err_set(err, VS_INVALID_ARGUMENT, "ContainerConfig needs metadata.name and image");
   else if (cfg->n_devices || cfg->n_cdi_devices)
     rc = vs_err_set(err, VS_INVALID_ARGUMENT, "ContainerConfig.devices: a VM's devices are not the host's");
-  else if (cfg->n_mounts)
-    rc = vs_err_set(err, VS_UNIMPLEMENTED, "ContainerConfig.mounts: not supported yet");
   const Runtime__V1__LinuxContainerSecurityContext *sc =
       cfg && cfg->linux ? cfg->linux->security_context : NULL;
   const char *who = "ContainerConfig.linux.security_context";
@@ -401,10 +434,48 @@ static int create_container(vrpc_call *call, void *ctx, vs_err *err) {
       PBMAP_ADD(&c, labels, vessel__v1__containers_create_request__labels_entry, KEY "stdin",
                 cfg->stdin_once ? "once" : "1");
     log_file(d, req->pod_sandbox_id, cfg->log_path, log, sizeof log);
+    if (cfg->n_mounts) { /* host paths, staged into the sandbox's volume */
+      pod_annotation(d, req->pod_sandbox_id, KEY "staging", staging, sizeof staging);
+      mounts = calloc(cfg->n_mounts, sizeof *mounts);
+      mp = calloc(cfg->n_mounts, sizeof *mp);
+      entries = calloc(cfg->n_mounts, sizeof *entries);
+      if (!*staging)
+        rc = vs_err_set(err, VS_FAILED_PRECONDITION, "pod sandbox %s has no mount staging (made before mounts were supported)",
+                        req->pod_sandbox_id);
+      else if (!mounts || !mp || !entries)
+        rc = vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    for (size_t i = 0; rc == 0 && i < cfg->n_mounts; i++) {
+      const Runtime__V1__Mount *m = cfg->mounts[i];
+      if (vd_cri_stage(staging, m, entries[i], err) < 0) {
+        rc = -1;
+        break;
+      }
+      n_staged++;
+      vessel__v1__mount__init(&mounts[i]);
+      mounts[i].type = (char *)"bind";
+      mounts[i].source = entries[i];
+      mounts[i].destination = m->container_path;
+      mounts[i].options = (char **)ro_opt;
+      mounts[i].n_options = m->readonly;
+      mp[i] = &mounts[i];
+      char k[64], v[3 * PATH_MAX];
+      snprintf(k, sizeof k, KEY "mount.%zu", i);
+      snprintf(v, sizeof v, "%s\t%s\t%s\t%s", m->container_path, m->host_path, m->readonly ? "ro" : "rw",
+               entries[i]);
+      PBMAP_ADD(&c, labels, vessel__v1__containers_create_request__labels_entry, k, v);
+    }
+    c.mounts = mp;
+    c.n_mounts = rc == 0 ? cfg->n_mounts : 0;
     PBMAP_ADD(&c, labels, vessel__v1__containers_create_request__labels_entry, KEY "log-path", log);
   }
   char id[128];
   if (rc == 0) rc = rt_create(d->runtime, &c, id, err);
+  if (rc < 0)
+    for (size_t i = 0; i < n_staged; i++) vd_cri_unstage(entries[i]);
+  free(mounts);
+  free(mp);
+  free(entries);
   if (rc == 0 && *log && rt_log_cri(d->runtime, id, log, err) < 0) {
     vs_err ignore;
     rt_delete(d->runtime, id, 1, &ignore);
@@ -448,7 +519,10 @@ static int remove_container(vrpc_call *call, void *ctx, vs_err *err) {
   vd_daemon *d = ctx;
   RECV(Runtime__V1__RemoveContainerRequest, req);
   vs_err e;
+  Vessel__V1__Container *c = rt_describe(d->runtime, req->container_id, &e);
   int rc = rt_delete(d->runtime, req->container_id, 1, &e);
+  if (rc == 0 && c) unstage_mounts(c);
+  if (c) protobuf_c_message_free_unpacked(&c->base, NULL);
   vrpc_msg_free(req_msg);
   if (rc < 0 && e.code != VS_NOT_FOUND) {
     *err = e;
@@ -509,6 +583,19 @@ static Runtime__V1__ContainerStatus *ct_status(const Vessel__V1__Container *c) {
   st->log_path = strdup(log ? log : "");
   PBMAP_COPY(st, labels, runtime__v1__container_status__labels_entry, c->labels, c->n_labels, NULL, KEY);
   PBMAP_COPY(st, annotations, runtime__v1__container_status__annotations_entry, c->labels, c->n_labels, ANNOTATION, NULL);
+  st->mounts = calloc(c->n_labels + 1, sizeof *st->mounts);
+  for (size_t i = 0; st->mounts && i < c->n_labels; i++) { /* KEY "mount.<i>" records */
+    char f[4][PATH_MAX];
+    if (strncmp(c->labels[i]->key, KEY "mount.", sizeof KEY "mount." - 1) ||
+        sscanf(c->labels[i]->value, "%4095[^\t]\t%4095[^\t]\t%2s\t%4095[^\t]", f[0], f[1], f[2], f[3]) != 4)
+      continue;
+    Runtime__V1__Mount *m = malloc(sizeof *m);
+    runtime__v1__mount__init(m);
+    m->container_path = strdup(f[0]);
+    m->host_path = strdup(f[1]);
+    m->readonly = !strcmp(f[2], "ro");
+    st->mounts[st->n_mounts++] = m;
+  }
   return st;
 }
 

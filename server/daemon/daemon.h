@@ -63,6 +63,14 @@ int vd_send_empty(vrpc_call *call, const ProtobufCMessageDescriptor *desc, vs_er
 /* The CRI's sandbox and container handlers (cri_pods.c). */
 struct runtime_v1_RuntimeService_handlers;
 void vd_cri_pod_handlers(struct runtime_v1_RuntimeService_handlers *h);
+/* Host paths of CRI mounts staged for a sandbox's VM (cri_mounts.c): a
+ * sandbox's staging directory (out: PATH_MAX bytes), a mount bound into
+ * it (entry), and their undoing. */
+struct Runtime__V1__Mount;
+int vd_cri_staging_new(vd_daemon *d, char *out, vs_err *err);
+int vd_cri_stage(const char *staging, const struct Runtime__V1__Mount *m, char *entry, vs_err *err);
+void vd_cri_unstage(const char *entry);
+void vd_cri_staging_remove(const char *staging);
 /* Exec, Attach and PortForward (cri_stream.c), and the streaming server's
  * backend over d's runtime. */
 void vd_cri_stream_handlers(struct runtime_v1_RuntimeService_handlers *h);

@@ -262,7 +262,7 @@ int rt_guest_create(rt_container *c, vs_err *err) {
   size_t nm = c->spec->n_mounts;
   Vessel__V1__Mount *guest = calloc(nm ? nm : 1, sizeof *guest);
   Vessel__V1__Mount **gp = calloc(nm ? nm : 1, sizeof *gp);
-  char(*tags)[64] = calloc(nm ? nm : 1, sizeof *tags);
+  char(*tags)[4200] = calloc(nm ? nm : 1, sizeof *tags);
   static char *const opts[4] = {"trans=virtio", "version=9p2000.L", "msize=262144", "ro"};
   int rc;
   if (!guest || !gp || !tags) {
@@ -274,10 +274,10 @@ int rt_guest_create(rt_container *c, vs_err *err) {
     guest[i] = *m;
     gp[i] = &guest[i];
     if (!is_volume(m)) continue;
-    if (c->pod) { /* a bind of the pod's mount of that volume (pod_volumes) */
-      for (size_t k = 0; k < vs->n_mounts; k++)
-        if (!strcmp(vs->mounts[k]->source, m->source))
-          snprintf(tags[i], sizeof tags[i], POD_VOLUMES "/vol%zu", k);
+    if (c->pod) { /* a bind of (a path in) the pod's mount of that volume (pod_volumes) */
+      const char *rest = "";
+      int k = rt_pod_volume(vs, m->source, &rest);
+      snprintf(tags[i], sizeof tags[i], POD_VOLUMES "/vol%d%s", k, rest);
       guest[i].type = (char *)"bind";
       guest[i].source = tags[i];
       guest[i].options = (char **)opts + 3; /* "ro" */

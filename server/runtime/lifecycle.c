@@ -114,7 +114,9 @@ static int validate(const Vessel__V1__ContainersCreateRequest *req, vs_err *err)
       if (!*m->source || m->source[0] != '/')
         return vs_err_set(err, VS_INVALID_ARGUMENT, "volume %s: host path \"%s\" must be absolute",
                           m->destination, m->source);
-      if (stat(m->source, &st) < 0 || !S_ISDIR(st.st_mode))
+      /* a directory (a share of the VM); in a pod also a file in one of
+       * its volumes (rt_pod_join checks where) */
+      if (stat(m->source, &st) < 0 || !(S_ISDIR(st.st_mode) || (*req->pod_id && S_ISREG(st.st_mode))))
         return vs_err_set(err, VS_INVALID_ARGUMENT, "volume %s: host path %s is not a directory",
                           m->destination, m->source);
     } else if (strcmp(m->type, "tmpfs") != 0) {

@@ -47,13 +47,26 @@ static rt_container **members(rt_container *pod, size_t *n) {
 
 /* ---- a container in a pod ---- */
 
-/* Host directories: the pod's volumes only (the VM's shares are fixed). */
+int rt_pod_volume(const Vessel__V1__ContainersCreateRequest *pod, const char *source,
+                  const char **rest) {
+  for (size_t k = 0; k < pod->n_mounts; k++) {
+    const char *v = pod->mounts[k]->source;
+    size_t n = strlen(v);
+    if (!strncmp(source, v, n) && (!source[n] || (source[n] == '/' && !strstr(source + n, "/..")))) {
+      *rest = source + n;
+      return (int)k;
+    }
+  }
+  return -1;
+}
+
+/* Host directories: the pod's volumes, or paths in them, only (the VM's
+ * shares are fixed). */
 static int check_mounts(const rt_container *c, const rt_container *pod, vs_err *err) {
-  const Vessel__V1__ContainersCreateRequest *ps = pod->spec;
   for (size_t i = 0; i < c->spec->n_mounts; i++) {
     const Vessel__V1__Mount *m = c->spec->mounts[i];
-    int known = !strcmp(m->type, "tmpfs");
-    for (size_t k = 0; !known && k < ps->n_mounts; k++) known = !strcmp(ps->mounts[k]->source, m->source);
+    const char *rest;
+    int known = !strcmp(m->type, "tmpfs") || rt_pod_volume(pod->spec, m->source, &rest) >= 0;
     if (!known)
       return vs_err_set(err, VS_INVALID_ARGUMENT,
                         "mount %s: host directory %s is not a volume of pod %s (PodsCreateRequest.volumes)",

@@ -375,6 +375,10 @@ void rt_pod_end_streams(rt_container *pod);
 void rt_pod_slot_path(rt_container *pod, int i, char *out);
 /* The guest device of slot i. */
 void rt_pod_slot_device(int i, char out[16]);
+/* The index of the pod's volume (pod: its spec) that source is, or is a
+ * path in (*rest: "" or "/sub/path"); -1 if none. */
+int rt_pod_volume(const Vessel__V1__ContainersCreateRequest *pod, const char *source,
+                  const char **rest);
 /* A container in a pod, after a vesseld restart: c->pod set from its
  * pod_id; 0 if the pod is there. */
 int rt_pod_relink(rt_container *c);

@@ -284,7 +284,9 @@ char **vm_build_argv(const vm_config *c, const char *initrd, vm_accel accel, vs_
   /* Host directories over virtio-9p (the guest mounts them by tag). */
   for (size_t i = 0; i < c->n_shares; i++) {
     add(&b, "-fsdev");
-    add(&b, "local,id=fs%zu,path=%s,security_model=none%s", i,
+    /* multidevs=remap: files of mounts under the share (staged CRI mounts)
+     * keep distinct inode numbers in the guest */
+    add(&b, "local,id=fs%zu,path=%s,security_model=none,multidevs=remap%s", i,
         qesc(c->shares[i].path, e1, sizeof e1), c->shares[i].read_only ? ",readonly=on" : "");
     add(&b, "-device");
     add(&b, "virtio-9p-device,fsdev=fs%zu,mount_tag=%s", i, c->shares[i].tag);

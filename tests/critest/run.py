@@ -73,6 +73,9 @@ def tree(files: dict[str, bytes]) -> bytes:
             b"nobody:x:65534:65534:nobody:/home:/bin/false\n" + passwd, mode=0o644)
         add("etc/group", b"root:x:0:\nwww-data:x:33:\nusers:x:100:\nnogroup:x:65534:\n" + group, mode=0o644)
         add("var/www/index.html", b"<html>hello from vessel</html>\n", mode=0o644)
+        # Debian's busybox has no pgrep applet; critest's execSync spec runs one
+        add("bin/pgrep", b'#!/bin/sh\nfor d in /proc/[0-9]*; do\n'
+            b'  [ "$(cat $d/comm 2>/dev/null)" = "$1" ] && echo ${d#/proc/}\ndone\n')
         for name, data in files.items():
             add(name, data, mode=0o644)
     return buf.getvalue()
@@ -85,6 +88,8 @@ def images() -> dict[str, tuple[dict, dict[str, bytes]]]:
         E2E + "busybox:1.29-2": (shell, {}),
         E2E + "nginx:1.14-2": ({**shell, "Cmd": ["httpd", "-f", "-p", "80", "-h", "/var/www"],
                                "ExposedPorts": {"80/tcp": {}}}, {}),
+        E2E + "httpd:2.4.39-4": ({**shell, "Cmd": ["httpd", "-f", "-p", "80", "-h", "/var/www"],
+                                 "ExposedPorts": {"80/tcp": {}}}, {}),
         "registry.k8s.io/pause:3.9": ({**shell, "Cmd": ["sleep", "2147483647"]}, {}),
         "k8s.gcr.io/pause:3.9": ({**shell, "Cmd": ["sleep", "2147483647"]}, {}),
         TOOLS + "test-image-predefined-group:latest": ({**shell, "User": "1000"}, {
@@ -123,6 +128,8 @@ def main() -> int:
     ap.add_argument("--focus", default="", help="ginkgo focus regexp (default: every spec)")
     ap.add_argument("--websocket", action="store_true", help="exec/attach/port-forward over WebSocket")
     ap.add_argument("--critest", default=shutil.which("critest") or "critest")
+    ap.add_argument("--keep", action="store_true",
+                    help="set up, print how to reach it, and wait (for debugging) instead of running critest")
     args = ap.parse_args()
     kernel, initrd = os.environ.get("VESSEL_KERNEL", ""), os.environ.get("VESSEL_INITRD", "")
     assert kernel and initrd, "VESSEL_KERNEL and VESSEL_INITRD must be set"
@@ -167,6 +174,13 @@ def main() -> int:
             shutil.copy(f"{tmp}/ca.crt", f"{root}/certs.d/{h}/ca.crt")
         sock = f"unix://{tmp}/cri.sock"
         vd = Vesseld("--kernel", kernel, "--initrd", initrd, "--cri-listen", sock, root=root, netns=ns)
+        if args.keep:
+            print(f"critest: namespace {ns}, CRI {sock}; crictl: ip netns exec {ns} crictl "
+                  f"--runtime-endpoint {sock} --image-endpoint {sock} ...; ^C ends", flush=True)
+            try:
+                time.sleep(1 << 30)
+            except KeyboardInterrupt:
+                return 0
         cmd = [*inns, args.critest, "--runtime-endpoint", sock, "--image-endpoint", sock,
                "--ginkgo.no-color", "--ginkgo.junit-report", f"{tmp}/junit.xml"]
         if args.focus:

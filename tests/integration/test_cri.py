@@ -404,6 +404,62 @@ def test_streaming_exec_attach_port_forward(vm_env):
         e.crictl("rmp", "-f", sid, check=False)
 
 
+def test_container_mounts(vm_env):
+    """ContainerConfig.mounts: host directories and files (also through a
+    symlink), read-write (the host sees the writes) and read-only, in
+    ContainerStatus; removing the container removes its mounts from the
+    node; what a VM cannot do is refused by name."""
+    e, tmp = vm_env, vm_env.tmp
+    data = tmp / "hostdata"
+    data.mkdir()
+    (data / "in.txt").write_text("from the host\n")
+    (tmp / "single.conf").write_text("one file\n")
+    link = tmp / "data-link"
+    link.symlink_to(data)
+    ro = tmp / "rodata"
+    ro.mkdir()
+    (ro / "x").write_text("x\n")
+    pod = write_json(tmp, "mpod.json", {"metadata": {"name": "m", "uid": "um", "namespace": "n"}})
+    sid = e.crictl("runp", pod).stdout.strip()
+    try:
+        ctr = write_json(tmp, "mctr.json", {
+            "metadata": {"name": "m"}, "image": {"image": "busybox"}, "args": ["sleep", "600"],
+            "mounts": [{"container_path": "/data", "host_path": str(link)},
+                       {"container_path": "/etc/single.conf", "host_path": str(tmp / "single.conf"),
+                        "readonly": True},
+                       {"container_path": "/ro", "host_path": str(ro), "readonly": True}]})
+        cid = e.crictl("create", "--no-pull", sid, ctr, pod).stdout.strip()
+        e.crictl("start", cid)
+        ex = lambda cmd: e.crictl("exec", "-s", cid, "sh", "-c", cmd, check=False)
+        assert ex("cat /data/in.txt /etc/single.conf").stdout.rstrip("\n") == "from the host\none file"
+        assert ex("echo from the vm > /data/out.txt").returncode == 0
+        assert (data / "out.txt").read_text() == "from the vm\n"
+        r = ex("touch /ro/y 2>&1; cat /ro/x")
+        assert "Read-only file system" in r.stdout and "x\n" in r.stdout, r.stdout
+        assert not (ro / "y").exists()
+        st = json.loads(e.crictl("inspect", "-o", "json", cid).stdout)["status"]
+        assert [(m["containerPath"], m["hostPath"], m.get("readonly", False)) for m in st["mounts"]] == [
+            ("/data", str(link), False), ("/etc/single.conf", str(tmp / "single.conf"), True),
+            ("/ro", str(ro), True)], st["mounts"]
+        # (vesseld's mount namespace: `ip netns exec` gives it one of its own)
+        staged = lambda: [l for l in open(f"/proc/{e.d.proc.pid}/mountinfo") if "/cri-mounts/" in l]
+        assert len(staged()) == 3
+        e.crictl("rm", "-f", cid)
+        assert staged() == []
+        assert (data / "in.txt").exists()  # the host's files stay
+        for bad, word in [({"container_path": "/p", "host_path": str(data), "propagation": 2}, "propagation"),
+                          ({"container_path": "/p", "host_path": str(tmp / "missing")}, "missing"),
+                          ({"container_path": "rel", "host_path": str(data)}, "container_path")]:
+            cfg = write_json(tmp, "mbad.json", {"metadata": {"name": "bad"}, "image": {"image": "busybox"},
+                                                "mounts": [bad]})
+            r = e.crictl("create", "--no-pull", sid, cfg, pod, check=False)
+            assert r.returncode != 0 and word in r.stderr, r.stderr
+        assert staged() == []
+    finally:
+        e.crictl("rmp", "-f", sid, check=False)
+    assert not [l for l in open(f"/proc/{e.d.proc.pid}/mountinfo") if "/cri-mounts/" in l]
+
+
 def test_the_cri_leaves_no_fds_or_threads_behind(vm_env):
     """A daemon left running for months: sandboxes with a container, an
     ExecSync, stats and an events stream that is dropped return vesseld's

@@ -875,7 +875,8 @@ type ContainersCreateRequest struct {
 	// RESOURCE_EXHAUSTED). What is the pod's is not set here: networks,
 	// ports, hostname, dns, extra_hosts, kernel and no_template are
 	// INVALID_ARGUMENT with a pod_id, and so is a host directory mount that
-	// is not one of the pod's volumes (PodsCreateRequest.volumes);
+	// is not one of the pod's volumes (PodsCreateRequest.volumes) or a path
+	// in one;
 	// resources are cgroup limits inside the pod's VM (its vCPUs and memory
 	// at most). Its init exiting does not end the VM; a Start of the
 	// STOPPED container creates it again in the pod over its kept disk.

@@ -269,8 +269,8 @@ type PodsCreateRequest struct {
 	// 16): Mount.source is the host directory (absolute, existing; type
 	// "bind" or empty), option "ro" makes it read-only for all; destination
 	// is not used. A container in the pod mounts one with a bind Mount of
-	// the same source and a destination of its own; containers mounting the
-	// same volume see each other's writes.
+	// the same source, or of a path in it, and a destination of its own;
+	// containers mounting the same volume see each other's writes.
 	Volumes []*Mount `protobuf:"bytes,11,rep,name=volumes,proto3" json:"volumes,omitempty"`
 	// One PID namespace for all its containers (as Kubernetes'
 	// shareProcessNamespace): each sees the others' processes and may signal
