@@ -88,7 +88,9 @@ def images() -> dict[str, tuple[dict, dict[str, bytes]]]:
         E2E + "busybox:1.29-2": (shell, {}),
         E2E + "nginx:1.14-2": ({**shell, "Cmd": ["httpd", "-f", "-p", "80", "-h", "/var/www"],
                                "ExposedPorts": {"80/tcp": {}}}, {}),
-        E2E + "httpd:2.4.39-4": ({**shell, "Cmd": ["httpd", "-f", "-p", "80", "-h", "/var/www"],
+        # Apache's image says "httpd" in its log as it starts; a spec looks for it
+        E2E + "httpd:2.4.39-4": ({**shell, "Cmd": ["sh", "-c", "echo 'httpd: serving /var/www on port 80' >&2; "
+                                                   "exec httpd -f -p 80 -h /var/www"],
                                  "ExposedPorts": {"80/tcp": {}}}, {}),
         "registry.k8s.io/pause:3.9": ({**shell, "Cmd": ["sleep", "2147483647"]}, {}),
         "k8s.gcr.io/pause:3.9": ({**shell, "Cmd": ["sleep", "2147483647"]}, {}),
