@@ -48,6 +48,20 @@ for t in "${GO_TOOLS[@]}"; do
   [ -x "/usr/local/bin/$name" ] || { echo "setup: go install $t" >&2; $SUDO env GOBIN=/usr/local/bin "$GO" install "$t" >&2; }
 done
 
+# critest, cri-tools' CRI validation suite: a Go test binary of the same
+# module as crictl, built from its source on the module proxy.
+CRI_TOOLS=v1.37.0
+if [ ! -x /usr/local/bin/critest ]; then
+  echo "setup: build critest $CRI_TOOLS" >&2
+  src=$(cd /tmp && GOFLAGS=-mod=mod "$GO" mod download -json "sigs.k8s.io/cri-tools@$CRI_TOOLS" |
+        sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  build=$(mktemp -d)
+  cp -r "$src/." "$build" && chmod -R u+w "$build"
+  (cd "$build" && "$GO" test -c -o critest ./cmd/critest >&2)
+  $SUDO mv "$build/critest" /usr/local/bin/critest
+  rm -rf "$build"
+fi
+
 # The Go client's module dependencies, so its tests need no download later.
 (cd "$(dirname "$0")/../clients/go" && "$GO" mod download >&2)
 

@@ -184,8 +184,20 @@ int ct_create(agent *a, const ct_spec *s, sp_rootfs *r, sp_exec *x, vs_err *err)
   c->rootfs_mounted = 1;
 
   if (write_bundle(c, s, err) < 0) goto fail;
-  for (size_t i = 0; i < s->n_sysctls; i++)
-    if (sy_sysctl(s->sysctl_keys[i], s->sysctl_values[i], err) < 0) goto fail;
+  for (size_t i = 0; i < s->n_sysctls; i++) {
+    const char *k = s->sysctl_keys[i], *v = s->sysctl_values[i];
+    if (!sy_sysctl_ipc(k)) { /* the VM's (its network is the pod's) */
+      if (sy_sysctl(k, v, err) < 0) goto fail;
+      continue;
+    }
+    if (r->n_sysctls == SP_MAX_SYSCTLS || strlen(v) >= sizeof r->sysctls[0].value) {
+      vs_err_set(err, VS_INVALID_ARGUMENT, "sysctl %s: at most %d IPC sysctls of values < 96 bytes",
+                 k, SP_MAX_SYSCTLS);
+      goto fail;
+    }
+    if (sy_sysctl_path(k, r->sysctls[r->n_sysctls].path, sizeof r->sysctls[0].path, err) < 0) goto fail;
+    snprintf(r->sysctls[r->n_sysctls++].value, sizeof r->sysctls[0].value, "%s", v);
+  }
   if (cg_create(c->cgroup, &s->limits, err) < 0 || cg_allow_devices(c->cgroup, err) < 0) goto fail;
   cg_read_key(c->cgroup, "memory.events", "oom_kill", &c->oom_kills_seen);
   if (ct_prepare_exec(c, s->user, x, err) < 0) goto fail;

@@ -472,6 +472,13 @@ static void init_child(const sp_rootfs *r, const sp_exec *x, int status_w, int s
     while (n < 0 && errno == EINTR);
     close(go_r);
   }
+  for (size_t i = 0; i < r->n_sysctls; i++) { /* this IPC namespace's own */
+    int fd = open(r->sysctls[i].path, O_WRONLY | O_CLOEXEC);
+    size_t len = strlen(r->sysctls[i].value);
+    if (fd < 0 || write(fd, r->sysctls[i].value, len) != (ssize_t)len)
+      fail(status_w, 3, 1, "sysctl %s=%s: %s", r->sysctls[i].path + 10, r->sysctls[i].value, errname(errno));
+    close(fd);
+  }
   setup_root(r, status_w);
   put_all(status_w, "R", 1);
   char b;

@@ -25,6 +25,7 @@ extern "C" {
 
 #define SP_MAX_RLIMITS 16
 #define SP_MAX_MOUNTS 64
+#define SP_MAX_SYSCTLS 16
 
 typedef struct sp_exec {
   char **argv; /* NULL-terminated, owned */
@@ -67,6 +68,11 @@ typedef struct sp_rootfs {
   char hostname[64];
   int readonly;
   sp_mount mounts[SP_MAX_MOUNTS];
+  /* sysctls of its IPC namespace, written by the child once it has it */
+  struct {
+    char path[160], value[96];
+  } sysctls[SP_MAX_SYSCTLS];
+  size_t n_sysctls;
   size_t n_mounts;
 } sp_rootfs;
 

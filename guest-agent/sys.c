@@ -50,17 +50,28 @@ int sy_add_entropy(const void *data, size_t len, vs_err *err) {
   return rc;
 }
 
-int sy_sysctl(const char *key, const char *value, vs_err *err) {
-  char path[512];
+int sy_sysctl_path(const char *key, char *path, size_t size, vs_err *err) {
   if (!key || !*key || strstr(key, "..") || key[0] == '/')
     return vs_err_set(err, VS_INVALID_ARGUMENT, "bad sysctl key \"%s\"", key ? key : "");
-  int n = snprintf(path, sizeof path, "/proc/sys/%s", key);
-  if (n < 0 || (size_t)n >= sizeof path) return vs_err_set(err, VS_INVALID_ARGUMENT, "key too long");
+  int n = snprintf(path, size, "/proc/sys/%s", key);
+  if (n < 0 || (size_t)n >= size) return vs_err_set(err, VS_INVALID_ARGUMENT, "key too long");
   /* Dotted keys use '/' as separator; slashed ones are already paths. */
   if (!strchr(key, '/'))
     for (char *p = path + 10; *p; p++)
       if (*p == '.') *p = '/';
   if (access(path, F_OK) < 0) return vs_err_set(err, VS_NOT_FOUND, "unknown sysctl %s", key);
+  return 0;
+}
+
+int sy_sysctl_ipc(const char *key) {
+  const char *k = key + (strncmp(key, "kernel/", 7) && strncmp(key, "kernel.", 7) ? 0 : 7);
+  return (k != key && (!strncmp(k, "shm", 3) || !strncmp(k, "msg", 3) || !strcmp(k, "sem"))) ||
+         !strncmp(key, "fs.mqueue.", 10) || !strncmp(key, "fs/mqueue/", 10);
+}
+
+int sy_sysctl(const char *key, const char *value, vs_err *err) {
+  char path[512];
+  if (sy_sysctl_path(key, path, sizeof path, err) < 0) return -1;
   if (fs_write_file(path, value, strlen(value), 0644, 0, err) < 0) {
     if (err && err->code == VS_INTERNAL) err->code = VS_INVALID_ARGUMENT;
     return -1;

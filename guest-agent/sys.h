@@ -19,6 +19,11 @@ int sy_add_entropy(const void *data, size_t len, vs_err *err);
 
 /* key dotted or slashed; NOT_FOUND for an unknown key. */
 int sy_sysctl(const char *key, const char *value, vs_err *err);
+/* /proc/sys/... of key (checked: no "..", exists). */
+int sy_sysctl_path(const char *key, char *path, size_t size, vs_err *err);
+/* 1 for the keys of an IPC namespace (kernel.shm*, kernel.msg*,
+ * kernel.sem, fs.mqueue.*): those are set in the container's own. */
+int sy_sysctl_ipc(const char *key);
 
 /* Parses MemTotal/MemAvailable out of /proc/meminfo text (bytes). */
 int sy_parse_meminfo(const char *text, uint64_t *total, uint64_t *avail);

@@ -357,6 +357,8 @@ static int create_container(vrpc_call *call, void *ctx, vs_err *err) {
        check_profile(sc->seccomp, "ContainerConfig.linux.security_context.seccomp", err) < 0 ||
        check_profile(sc->apparmor, "ContainerConfig.linux.security_context.apparmor", err) < 0))
     rc = -1;
+  if (rc == 0 && sc && sc->run_as_group && !sc->run_as_user && !*sc->run_as_username)
+    rc = vs_err_set(err, VS_INVALID_ARGUMENT, "%s.run_as_group is set without run_as_user or run_as_username", who);
   if (rc == 0 && sc && sc->capabilities && sc->capabilities->n_add_ambient_capabilities)
     rc = vs_err_set(err, VS_UNIMPLEMENTED,
                     "%s.capabilities.add_ambient_capabilities: not supported yet", who);
@@ -509,10 +511,15 @@ static int stop_container(vrpc_call *call, void *ctx, vs_err *err) {
   vd_daemon *d = ctx;
   RECV(Runtime__V1__StopContainerRequest, req);
   /* timeout: seconds before SIGKILL; 0 = at once. */
+  vs_err e;
   int rc = rt_stop(d->runtime, req->container_id, req->timeout > 0 ? 0 : SIGKILL,
-                   req->timeout > 0 ? req->timeout * 1000 : 1, -1, NULL, err);
+                   req->timeout > 0 ? req->timeout * 1000 : 1, -1, NULL, &e);
   vrpc_msg_free(req_msg);
-  return rc < 0 ? -1 : vd_send_empty(call, &runtime__v1__stop_container_response__descriptor, err);
+  if (rc < 0 && e.code != VS_NOT_FOUND) { /* idempotent, as the CRI asks */
+    *err = e;
+    return -1;
+  }
+  return vd_send_empty(call, &runtime__v1__stop_container_response__descriptor, err);
 }
 
 static int remove_container(vrpc_call *call, void *ctx, vs_err *err) {

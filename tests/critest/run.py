@@ -73,12 +73,31 @@ def tree(files: dict[str, bytes]) -> bytes:
             b"nobody:x:65534:65534:nobody:/home:/bin/false\n" + passwd, mode=0o644)
         add("etc/group", b"root:x:0:\nwww-data:x:33:\nusers:x:100:\nnogroup:x:65534:\n" + group, mode=0o644)
         add("var/www/index.html", b"<html>hello from vessel</html>\n", mode=0o644)
-        # Debian's busybox has no pgrep applet; critest's execSync spec runs one
+        # Debian's busybox has no pgrep or ipcs applet; specs run them
         add("bin/pgrep", b'#!/bin/sh\nfor d in /proc/[0-9]*; do\n'
             b'  [ "$(cat $d/comm 2>/dev/null)" = "$1" ] && echo ${d#/proc/}\ndone\n')
+        add("bin/ipcs", b'#!/bin/sh\n# ipcs -m: the shared memory segments of this IPC namespace\n'
+            b'echo "------ Shared Memory Segments --------"\necho "key shmid owner perms bytes nattch"\n'
+            b'tail -n +2 /proc/sysvipc/shm | while read key id perms size cpid lpid natt uid rest; do\n'
+            b'  echo "$key $id $uid $perms $size $natt"\ndone\n')
         for name, data in files.items():
-            add(name, data, mode=0o644)
+            if name.startswith("usr/local/bin/"):
+                add("usr"), add("usr/local"), add("usr/local/bin")
+            add(name, data, mode=0o4755 if name.startswith("usr/local/bin/") else 0o644)
     return buf.getvalue()
+
+
+def nnp_binary() -> bytes:
+    """What the nonewprivs image runs, setuid root: prints its effective uid."""
+    d = tempfile.mkdtemp()
+    try:
+        with open(f"{d}/nnp.c", "w") as f:
+            f.write('#include <stdio.h>\n#include <unistd.h>\n'
+                    'int main(void) { printf("Effective uid: %d\\n", (int)geteuid()); return 0; }\n')
+        sh("gcc", "-static", "-O2", "-o", f"{d}/nnp", f"{d}/nnp.c")
+        return open(f"{d}/nnp", "rb").read()
+    finally:
+        shutil.rmtree(d)
 
 
 def images() -> dict[str, tuple[dict, dict[str, bytes]]]:
@@ -86,8 +105,13 @@ def images() -> dict[str, tuple[dict, dict[str, bytes]]]:
     shell = {"Cmd": ["sh"], "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]}
     out = {
         E2E + "busybox:1.29-2": (shell, {}),
-        E2E + "nginx:1.14-2": ({**shell, "Cmd": ["httpd", "-f", "-p", "80", "-h", "/var/www"],
+        # nginx's PID 1 is its "master process", which a spec looks for
+        E2E + "nginx:1.14-2": ({**shell, "Cmd": ["sh", "-c", "trap 'kill $!; exit 0' TERM; "
+                                                 "httpd -f -p 80 -h /var/www & wait; : nginx master process"],
                                "ExposedPorts": {"80/tcp": {}}}, {}),
+        # prints its effective uid: 0 when setuid escalation is allowed
+        E2E + "nonewprivs:1.3": ({**shell, "User": "1000", "Cmd": ["/usr/local/bin/nnp"]},
+                                 {"usr/local/bin/nnp": nnp_binary()}),
         # Apache's image says "httpd" in its log as it starts; a spec looks for it
         E2E + "httpd:2.4.39-4": ({**shell, "Cmd": ["sh", "-c", "echo 'httpd: serving /var/www on port 80' >&2; "
                                                    "exec httpd -f -p 80 -h /var/www"],
@@ -130,6 +154,7 @@ def main() -> int:
     ap.add_argument("--focus", default="", help="ginkgo focus regexp (default: every spec)")
     ap.add_argument("--websocket", action="store_true", help="exec/attach/port-forward over WebSocket")
     ap.add_argument("--critest", default=shutil.which("critest") or "critest")
+    ap.add_argument("--log", help="critest's whole output to this file (else its last 20 kB are printed)")
     ap.add_argument("--keep", action="store_true",
                     help="set up, print how to reach it, and wait (for debugging) instead of running critest")
     args = ap.parse_args()
@@ -165,9 +190,15 @@ def main() -> int:
         lay = Layout(f"{tmp}/layout")
         for i, (ref, (config, files)) in enumerate(images().items()):
             layers = [tree(dict(files))]
-            lay.tag(lay.image(layers, config_extra=config), f"img{i}")
-            sh(*inns, "skopeo", "copy", "-q", "--dest-cert-dir", f"{tmp}/trust", f"oci:{tmp}/layout:img{i}",
-               f"docker://{ref}", stdout=subprocess.DEVNULL)
+            if ":" in ref and "/test-image-tag" in ref:
+                # as upstream: an index over linux/amd64 and linux/arm64 (the
+                # arm64 entry is never run here), so a pull picks the node's
+                lay.multi([lay.image(layers, arch=a, config_extra=config) for a in ("amd64", "arm64")],
+                          f"img{i}")
+            else:
+                lay.tag(lay.image(layers, config_extra=config), f"img{i}")
+            sh(*inns, "skopeo", "copy", "-q", "--all", "--dest-cert-dir", f"{tmp}/trust",
+               f"oci:{tmp}/layout:img{i}", f"docker://{ref}", stdout=subprocess.DEVNULL)
         print(f"critest: {len(images())} test images in the registry ({time.time() - t0:.0f} s)", flush=True)
 
         root = f"{tmp}/root"
@@ -190,7 +221,11 @@ def main() -> int:
         if args.websocket:
             cmd += ["--websocket-exec", "--websocket-attach", "--websocket-portforward"]
         out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout
-        print(out[-20000:])
+        if args.log:
+            with open(args.log, "w") as f:
+                f.write(out)
+        else:
+            print(out[-20000:])
         failed = re.findall(r"^\s*\[FAIL\] .*?\] (.*?)(?: \[Conformance\])?$", out, re.M)
         m = re.search(r"(\d+) Passed \| (\d+) Failed \| \d+ Pending \| (\d+) Skipped", out)
         if not m:
