@@ -287,17 +287,19 @@ static const char *const readonly_paths[] = {
     "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
 };
 
-static void mask_paths(int sw) {
-  for (size_t i = 0; i < sizeof masked_paths / sizeof *masked_paths; i++) {
+static void mask_paths(const sp_rootfs *r, int sw) {
+  size_t nm = r->custom_paths ? r->n_masked : sizeof masked_paths / sizeof *masked_paths;
+  size_t nr = r->custom_paths ? r->n_ro_paths : sizeof readonly_paths / sizeof *readonly_paths;
+  for (size_t i = 0; i < nm; i++) {
     struct stat st;
-    const char *p = masked_paths[i];
+    const char *p = r->custom_paths ? r->masked[i] : masked_paths[i];
     if (stat(p, &st) < 0) continue;
     int rc = S_ISDIR(st.st_mode) ? mount("tmpfs", p, "tmpfs", MS_RDONLY, "size=0k")
                                  : mount("/dev/null", p, NULL, MS_BIND, NULL);
     if (rc < 0) fail(sw, 13, 1, "mask %s: %s", p, errname(errno));
   }
-  for (size_t i = 0; i < sizeof readonly_paths / sizeof *readonly_paths; i++) {
-    const char *p = readonly_paths[i];
+  for (size_t i = 0; i < nr; i++) {
+    const char *p = r->custom_paths ? r->ro_paths[i] : readonly_paths[i];
     if (access(p, F_OK) < 0) continue;
     if (mount(p, p, NULL, MS_BIND | MS_REC, NULL) < 0 ||
         mount(NULL, p, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
@@ -360,7 +362,7 @@ static void setup_root(const sp_rootfs *r, int sw) {
   if (syscall(SYS_pivot_root, ".", ".") < 0) fail(sw, 13, 1, "pivot_root: %s", errname(errno));
   if (umount2(".", MNT_DETACH) < 0) fail(sw, 13, 1, "umount old root: %s", errname(errno));
   if (chdir("/") < 0) fail(sw, 13, 1, "chdir /: %s", errname(errno));
-  mask_paths(sw);
+  mask_paths(r, sw);
   if (r->readonly && mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0)
     fail(sw, 13, 1, "remount / read-only: %s", errname(errno));
 }

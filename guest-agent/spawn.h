@@ -26,6 +26,7 @@ extern "C" {
 #define SP_MAX_RLIMITS 16
 #define SP_MAX_MOUNTS 64
 #define SP_MAX_SYSCTLS 16
+#define SP_MAX_PATHS 32
 
 typedef struct sp_exec {
   char **argv; /* NULL-terminated, owned */
@@ -68,6 +69,10 @@ typedef struct sp_rootfs {
   char hostname[64];
   int readonly;
   sp_mount mounts[SP_MAX_MOUNTS];
+  /* masked and read-only paths (custom: these lists, else the defaults) */
+  int custom_paths;
+  char masked[SP_MAX_PATHS][256], ro_paths[SP_MAX_PATHS][256];
+  size_t n_masked, n_ro_paths;
   /* sysctls of its IPC namespace, written by the child once it has it */
   struct {
     char path[160], value[96];

@@ -109,6 +109,29 @@ static int create_container(vrpc_call *call, void *ctx, vs_err *err) {
     snprintf(sm->target, sizeof sm->target, "%s", m->destination);
     r->n_mounts++;
   }
+  const Vessel__V1__PathRestrictions *pr = req->path_restrictions;
+  if (pr) {
+    r->custom_paths = 1;
+    char *const *lists[2] = {pr->masked, pr->readonly};
+    size_t ns[2] = {pr->n_masked, pr->n_readonly};
+    for (int l = 0; l < 2; l++) {
+      if (ns[l] > SP_MAX_PATHS) {
+        vs_err_set(err, VS_INVALID_ARGUMENT, "path_restrictions: at most %d paths a list", SP_MAX_PATHS);
+        goto out;
+      }
+      for (size_t i = 0; i < ns[l]; i++) {
+        const char *p = lists[l][i];
+        if (p[0] != '/' || strstr(p, "..") || strlen(p) >= sizeof r->masked[0]) {
+          vs_err_set(err, VS_INVALID_ARGUMENT, "path_restrictions: \"%s\" is not an absolute path "
+                     "without \"..\" under 256 bytes", p);
+          goto out;
+        }
+        snprintf(l ? r->ro_paths[i] : r->masked[i], sizeof r->masked[0], "%s", p);
+      }
+    }
+    r->n_masked = pr->n_masked;
+    r->n_ro_paths = pr->n_readonly;
+  }
   if (svc_exec_from_spec(req->process, &x, &u, gids, err) < 0) goto out;
   ct_spec s;
   memset(&s, 0, sizeof s);
@@ -295,7 +318,7 @@ static int start_process(vrpc_call *call, void *ctx, vs_err *err) {
   return vrpc_send(call, &resp.base, err);
 }
 
-/* 1 if pid catches sig, 0 if not, -1 if it is gone. */
+/* 1 if pid catches (or ignores) sig, 0 if neither, -1 if it is gone. */
 static int catches(pid_t pid, int sig) {
   char path[64], line[256];
   snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
@@ -303,10 +326,9 @@ static int catches(pid_t pid, int sig) {
   if (!f) return -1;
   int r = -1;
   while (fgets(line, sizeof line, f))
-    if (!strncmp(line, "SigCgt:", 7)) {
+    if (!strncmp(line, "SigIgn:", 7) || !strncmp(line, "SigCgt:", 7)) {
       unsigned long long mask = strtoull(line + 7, NULL, 16);
-      r = (int)((mask >> (sig - 1)) & 1);
-      break;
+      r = (r > 0) | (int)((mask >> (sig - 1)) & 1);
     }
   fclose(f);
   return r;
@@ -345,7 +367,7 @@ static void redeliver(pid_t pid, int sig) {
     nanosleep(&ts, NULL);
     int c = catches(pid, sig);
     if (c < 0) return;
-    if (c == 1) {
+    if (c == 1) { /* (an ignore set meanwhile ignores this one too) */
       kill(pid, sig);
       return;
     }

@@ -363,6 +363,7 @@ static int create_container(vrpc_call *call, void *ctx, vs_err *err) {
     rc = vs_err_set(err, VS_UNIMPLEMENTED,
                     "%s.capabilities.add_ambient_capabilities: not supported yet", who);
   Vessel__V1__User user = VESSEL__V1__USER__INIT;
+  Vessel__V1__PathRestrictions paths = VESSEL__V1__PATH_RESTRICTIONS__INIT;
   Vessel__V1__Capabilities caps = VESSEL__V1__CAPABILITIES__INIT;
   uint32_t *gids = NULL;
   char uname[300] = "";
@@ -389,6 +390,14 @@ static int create_container(vrpc_call *call, void *ctx, vs_err *err) {
     }
     ps.no_new_privileges = sc->no_new_privs;
     c.read_only_rootfs = sc->readonly_rootfs;
+    /* kubelet's lists, exactly (empty both: vessel's defaults) */
+    if (sc->n_masked_paths || sc->n_readonly_paths) {
+      paths.masked = sc->masked_paths;
+      paths.n_masked = sc->n_masked_paths;
+      paths.readonly = sc->readonly_paths;
+      paths.n_readonly = sc->n_readonly_paths;
+      c.path_restrictions = &paths;
+    }
   }
   /* The sandbox's sysctls (its namespaces are the VM's: they apply there). */
   const Runtime__V1__LinuxPodSandboxConfig *sl =

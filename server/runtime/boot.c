@@ -20,7 +20,6 @@
 #define BOOT_TIMEOUT_MS 60000
 /* Where a pod's VM mounts its volumes. */
 #define POD_VOLUMES "/run/vessel/volumes"
-#define MAX_SHARES 16
 
 int rt_agent(rt_container *c, const vrpc_method *m, const ProtobufCMessage *req,
              ProtobufCMessage **resp, int64_t timeout_ms, vs_err *err) {
@@ -65,23 +64,30 @@ static int is_read_only(const Vessel__V1__Mount *m) {
 
 int rt_boot(rt_container *c, const char *rootfs_src, vs_err *err) {
   rt_runtime *rt = c->rt;
-  char root[4400], console[4400], tags[MAX_SHARES][24];
+  char root[4400], console[4400], tags[RT_MAX_SHARES][24];
   snprintf(root, sizeof root, "%s/rootfs.ext4", c->dir);
   snprintf(console, sizeof console, "%s/console.log", c->dir);
-  vm_share shares[MAX_SHARES];
+  vm_share shares[RT_MAX_SHARES];
   size_t n_shares = 0;
   for (size_t i = 0; i < c->spec->n_mounts; i++) {
     const Vessel__V1__Mount *m = c->spec->mounts[i];
     if (!is_volume(m)) continue;
-    if (n_shares == MAX_SHARES)
-      return vs_err_set(err, VS_INVALID_ARGUMENT, "at most %d host-directory volumes", MAX_SHARES);
+    if (n_shares == RT_MAX_SHARES)
+      return vs_err_set(err, VS_INVALID_ARGUMENT, "at most %d host-directory volumes", RT_MAX_SHARES);
     snprintf(tags[n_shares], sizeof tags[0], "vol%zu", i);
     shares[n_shares] = (vm_share){m->source, tags[n_shares], is_read_only(m)};
     n_shares++;
   }
-  rt_vm_kind kind = {c->vcpus, c->memory_mib, (int)c->n_nics, c->is_pod ? c->n_slots : 0};
-  /* Not with volumes: their devices are not in a template. */
-  int pooled = !c->spec->no_template && !n_shares;
+  /* Volumes tagged vol0..vol<n-1> (none skipped by a tmpfs mount): a
+   * template with that many shares serves; warm spares have none. */
+  int shares_in_order = 1;
+  for (size_t i = 0; i < n_shares; i++) {
+    char want[24];
+    snprintf(want, sizeof want, "vol%zu", i);
+    if (strcmp(tags[i], want)) shares_in_order = 0;
+  }
+  rt_vm_kind kind = {c->vcpus, c->memory_mib, (int)c->n_nics, c->is_pod ? c->n_slots : 0, (int)n_shares};
+  int pooled = !c->spec->no_template && shares_in_order;
   vm_disk slots[RT_MAX_SLOTS];
   char slot_paths[RT_MAX_SLOTS][4400];
   for (int i = 0; c->is_pod && i < c->n_slots; i++) {
@@ -90,7 +96,7 @@ int rt_boot(rt_container *c, const char *rootfs_src, vs_err *err) {
   }
   rt_pool_vm got;
   memset(&got, 0, sizeof got);
-  if (rootfs_src && pooled &&
+  if (rootfs_src && pooled && !n_shares &&
       rt_pool_take_spare(rt, &kind, rootfs_src, root, console,
                          c->n_nics ? c->nics[0].bridge : NULL, &got)) {
     pthread_mutex_lock(&c->mu);
@@ -181,7 +187,7 @@ static int guest_names(rt_container *c, vs_err *err) {
   }
   vrpc_msg_free(&r->base);
   for (size_t i = 0; i < c->n_nics && rc == 0; i++) { /* out of the way first */
-    char want[16];
+    char want[24];
     rt_nic_ifname(i, want);
     snprintf(tmp[i], sizeof tmp[i], "vsl%u", (unsigned)i);
     if (!strcmp(names[i], want)) tmp[i][0] = '\0'; /* right already */
@@ -315,6 +321,7 @@ int rt_guest_create(rt_container *c, vs_err *err) {
   req.hosts = vs->extra_hosts;
   req.n_hosts = vs->n_extra_hosts;
   req.resources = c->spec->resources;
+  req.path_restrictions = c->spec->path_restrictions;
   req.n_sysctls = c->spec->n_sysctls;
   req.sysctls = (Vessel__V1__AgentCreateContainerRequest__SysctlsEntry **)c->spec->sysctls;
   req.process = c->spec->process;

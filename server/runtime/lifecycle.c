@@ -125,6 +125,19 @@ static int validate(const Vessel__V1__ContainersCreateRequest *req, vs_err *err)
                         m->destination, m->type);
     }
   }
+  const Vessel__V1__PathRestrictions *pr = req->path_restrictions;
+  for (int l = 0; pr && l < 2; l++) {
+    char *const *v = l ? pr->readonly : pr->masked;
+    size_t n = l ? pr->n_readonly : pr->n_masked;
+    if (n > 32)
+      return vs_err_set(err, VS_INVALID_ARGUMENT, "path_restrictions.%s: at most 32 paths",
+                        l ? "readonly" : "masked");
+    for (size_t i = 0; i < n; i++)
+      if (v[i][0] != '/' || strstr(v[i], "..") || strlen(v[i]) >= 256)
+        return vs_err_set(err, VS_INVALID_ARGUMENT,
+                          "path_restrictions.%s: \"%s\" is not an absolute path without \"..\" "
+                          "under 256 bytes", l ? "readonly" : "masked", v[i]);
+  }
   if (rt_check_vm_spec(req, err) < 0) return -1;
   const Vessel__V1__RestartPolicy *rp = req->restart_policy;
   if (rp) {

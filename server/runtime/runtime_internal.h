@@ -281,11 +281,16 @@ void rt_detach_vm(rt_container *c);
 typedef struct rt_vm_kind {
   int vcpus, memory_mib, n_nics;
   int n_slots; /* a pod's disk slots (no root disk); 0 for a container */
+  /* 9p shares tagged vol0..vol<n-1>: a template has them (unmounted, so
+   * a restore may point them at other host directories) */
+  int n_shares;
 } rt_vm_kind;
 /* Every disk a VM is made with (a root disk, a pod's slot) is this large
  * (sparse): a restored guest keeps the capacity it saw, and root
  * filesystems fit in it. */
 #define RT_DISK_BYTES (64ll << 30)
+/* Host directories (9p shares) a VM may have. */
+#define RT_MAX_SHARES 16
 /* A VM handed out by the pool: running, its agent answering, its clock and
  * entropy fresh. */
 typedef struct rt_pool_vm {

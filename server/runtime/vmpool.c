@@ -42,7 +42,7 @@ void rt_template_mac(size_t i, char out[18]) {
 typedef struct rt_template {
   char dir[4200], state[4300], disk[4300];
   char inputs[4096]; /* what the key hashes; kept beside the state */
-  int n_nics, n_slots, memory_mib, vcpus;
+  int n_nics, n_slots, memory_mib, vcpus, n_shares;
 } rt_template;
 
 typedef struct rt_spare rt_spare;
@@ -111,12 +111,17 @@ static void template_paths(rt_runtime *rt, const rt_vm_kind *k, rt_template *t) 
     size_t l = strlen(t->inputs);
     snprintf(t->inputs + l, sizeof t->inputs - l, "|slots %d", k->n_slots);
   }
+  if (k->n_shares) {
+    size_t l = strlen(t->inputs);
+    snprintf(t->inputs + l, sizeof t->inputs - l, "|shares %d", k->n_shares);
+  }
   oci_sha256_bytes(t->inputs, strlen(t->inputs), d);
   snprintf(t->dir, sizeof t->dir, "%s/templates/%.24s", rt->root, d + 7);
   snprintf(t->state, sizeof t->state, "%s/state", t->dir);
   snprintf(t->disk, sizeof t->disk, "%s/placeholder.img", t->dir);
   t->n_nics = k->n_nics;
   t->n_slots = k->n_slots;
+  t->n_shares = k->n_shares;
   t->memory_mib = k->memory_mib;
   t->vcpus = k->vcpus;
 }
@@ -174,6 +179,19 @@ static void *build_main(void *arg) {
     vc.disks = slots;
     vc.n_disks = (size_t)t->n_slots;
   }
+  /* Its shares: empty directories; the guest never mounts them here (a 9p
+   * device that is not mounted migrates, and a restore points it at the
+   * VM's own directories). */
+  char share_dirs[RT_MAX_SHARES][4400], share_tags[RT_MAX_SHARES][16];
+  vm_share shares[RT_MAX_SHARES];
+  for (int i = 0; i < t->n_shares && i < RT_MAX_SHARES; i++) {
+    snprintf(share_dirs[i], sizeof share_dirs[i], "%s/share%d", t->dir, i);
+    snprintf(share_tags[i], sizeof share_tags[i], "vol%d", i);
+    mkdir(share_dirs[i], 0700);
+    shares[i] = (vm_share){share_dirs[i], share_tags[i], 0};
+  }
+  vc.shares = shares;
+  vc.n_shares = (size_t)t->n_shares;
   vc.qmp_socket = qmp;
   v = vm_start(&vc, &err);
   ok = v && vm_wait_ready(v, 60000, &err) == 0;
@@ -430,7 +448,9 @@ static void *spare_main(void *arg) {
 /* Restores a spare of t's kind in the background unless one is there. */
 static void spare_refill(rt_runtime *rt, const rt_template *t) {
   rt_pool *pool = rt->pool;
-  if (t->n_nics > 1 || t->n_slots) return; /* rare, or a pod's: the spare stays as it is */
+  /* rare, or a pod's, or with host directories fixed at its start: the
+   * spare stays as it is */
+  if (t->n_nics > 1 || t->n_slots || t->n_shares) return;
   pthread_mutex_lock(&pool->mu);
   /* The spare follows the kind of VM last started (its inputs may also
    * have changed: a new kernel or initramfs); one of another kind goes. */

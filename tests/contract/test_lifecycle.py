@@ -248,6 +248,27 @@ def test_read_only_rootfs(c):
         ct.delete(force=True)
 
 
+def test_path_restrictions(c):
+    """ContainersCreateRequest.path_restrictions: absent = the default set
+    (/sys/firmware masked, /proc/sys read-only); present = exactly its lists
+    (a directory masked by an empty tmpfs, a file by /dev/null, read-only
+    paths; the defaults no longer apply); bad paths INVALID_ARGUMENT."""
+    probe = ("[ $(ls /sys/firmware | wc -l) = 0 ] && echo fw=masked || echo fw=visible; "
+             "echo 0 > /proc/sys/vm/overcommit_memory 2>/dev/null && echo sys=rw || echo sys=ro; "
+             "echo www=$(ls /var/www | wc -l) group=$(cat /etc/group | wc -c); "
+             "touch /tmp/x 2>/dev/null && echo tmp=rw || echo tmp=ro")
+    out = c.containers.run(IMAGE, ["sh", "-c", probe]).stdout.decode().split()
+    assert out[:3] == ["fw=masked", "sys=ro", "www=1"] and out[3] != "group=0", out
+    assert out[4] == "tmp=rw", out
+    out = c.containers.run(IMAGE, ["sh", "-c", probe], masked_paths=["/var/www", "/etc/group"],
+                           readonly_paths=["/tmp"]).stdout.decode().split()
+    assert out == ["fw=visible", "sys=rw", "www=0", "group=0", "tmp=ro"], out
+    for bad in (["relative"], ["/a/../b"]):
+        with pytest.raises(vessel.VesselError) as e:
+            c.containers.create(IMAGE, ["true"], masked_paths=bad)
+        assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and "path_restrictions" in str(e.value)
+
+
 def test_update_changes_limits_in_place_and_keeps_them(c):
     """Containers.Update: 'memory_bytes, milli_cpus and pids_max replace
     the current ones (0 = unlimited), kept for later starts'; above the VM

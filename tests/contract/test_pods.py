@@ -240,16 +240,20 @@ def test_pod_stop_and_what_a_container_in_a_pod_does_not_set(c):
 
 def test_a_pods_volumes_are_shared_by_its_containers(c, tmp_path):
     """PodsCreateRequest.volumes: 'containers mounting the same volume see
-    each other's writes'; "ro" is read-only for all."""
+    each other's writes'; "ro" is read-only for all; a container may mount
+    a path in a volume (a directory or a file), not outside one."""
     shared, ro = tmp_path / "shared", tmp_path / "ro"
     shared.mkdir()
     ro.mkdir()
     (ro / "given").write_text("from the host\n")
+    (ro / "sub").mkdir()
+    (ro / "sub" / "deep").write_text("deeper\n")
     os.chmod(shared, 0o777)
     c.pods.create("pod7", volumes=[str(shared), f"{ro}:ro"])
     try:
         w = c.containers.create(IMAGE, ["sleep", "600"], id="w", pod="pod7",
-                                mounts=[f"{shared}:/out", f"{ro}:/in"])
+                                mounts=[f"{shared}:/out", f"{ro}:/in", f"{ro}/sub:/sub",
+                                        f"{ro}/given:/etc/given"])
         r = c.containers.create(IMAGE, ["sleep", "600"], id="r", pod="pod7",
                                 mounts=[f"{shared}:/data"])
         w.start()
@@ -260,6 +264,10 @@ def test_a_pods_volumes_are_shared_by_its_containers(c, tmp_path):
         assert sh(w, "cat /in/given").strip() == "from the host"
         assert "Read-only" in sh(w, "echo x > /in/nope")
         assert not (ro / "nope").exists()
+        assert sh(w, "cat /sub/deep /etc/given") == "deeper\nfrom the host\n"
+        with pytest.raises(vessel.VesselError) as e:  # outside every volume
+            c.containers.create(IMAGE, ["true"], pod="pod7", mounts=[f"{tmp_path}:/t"])
+        assert "not a volume of pod" in str(e.value)
     finally:
         c.pods.delete("pod7", force=True)
 

@@ -2592,9 +2592,12 @@ type AgentCreateContainerRequest struct {
 	// a container's init is then not PID 1.
 	SharePid bool `protobuf:"varint,10,opt,name=share_pid,json=sharePid,proto3" json:"share_pid,omitempty"`
 	// The same for the IPC namespace (a pod's share_ipc).
-	ShareIpc      bool `protobuf:"varint,11,opt,name=share_ipc,json=shareIpc,proto3" json:"share_ipc,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ShareIpc bool `protobuf:"varint,11,opt,name=share_ipc,json=shareIpc,proto3" json:"share_ipc,omitempty"`
+	// Masked and read-only paths; absent = the default set
+	// (ContainersCreateRequest.path_restrictions).
+	PathRestrictions *PathRestrictions `protobuf:"bytes,12,opt,name=path_restrictions,json=pathRestrictions,proto3" json:"path_restrictions,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *AgentCreateContainerRequest) Reset() {
@@ -2702,6 +2705,13 @@ func (x *AgentCreateContainerRequest) GetShareIpc() bool {
 		return x.ShareIpc
 	}
 	return false
+}
+
+func (x *AgentCreateContainerRequest) GetPathRestrictions() *PathRestrictions {
+	if x != nil {
+		return x.PathRestrictions
+	}
+	return nil
 }
 
 // Response of Agent.CreateContainer.
@@ -4160,7 +4170,7 @@ const file_vessel_v1_agent_proto_rawDesc = "" +
 	"\x1aAgentConfigureHostsRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12/\n" +
 	"\aentries\x18\x02 \x03(\v2\x15.vessel.v1.HostsEntryR\aentries\"\x1d\n" +
-	"\x1bAgentConfigureHostsResponse\"\xaa\x04\n" +
+	"\x1bAgentConfigureHostsResponse\"\xf4\x04\n" +
 	"\x1bAgentCreateContainerRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12(\n" +
 	"\x06rootfs\x18\x02 \x01(\v2\x10.vessel.v1.MountR\x06rootfs\x12(\n" +
@@ -4173,7 +4183,8 @@ const file_vessel_v1_agent_proto_rawDesc = "" +
 	"\aprocess\x18\t \x01(\v2\x16.vessel.v1.ProcessSpecR\aprocess\x12\x1b\n" +
 	"\tshare_pid\x18\n" +
 	" \x01(\bR\bsharePid\x12\x1b\n" +
-	"\tshare_ipc\x18\v \x01(\bR\bshareIpc\x1a:\n" +
+	"\tshare_ipc\x18\v \x01(\bR\bshareIpc\x12H\n" +
+	"\x11path_restrictions\x18\f \x01(\v2\x1b.vessel.v1.PathRestrictionsR\x10pathRestrictions\x1a:\n" +
 	"\fSysctlsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x1e\n" +
@@ -4404,11 +4415,12 @@ var file_vessel_v1_agent_proto_goTypes = []any{
 	(*HostsEntry)(nil),                      // 83: vessel.v1.HostsEntry
 	(*Resources)(nil),                       // 84: vessel.v1.Resources
 	(*ProcessSpec)(nil),                     // 85: vessel.v1.ProcessSpec
-	(*ExitStatus)(nil),                      // 86: vessel.v1.ExitStatus
-	(*ConsoleSize)(nil),                     // 87: vessel.v1.ConsoleSize
-	(*StdioFrame)(nil),                      // 88: vessel.v1.StdioFrame
-	(*Event)(nil),                           // 89: vessel.v1.Event
-	(*Statistics)(nil),                      // 90: vessel.v1.Statistics
+	(*PathRestrictions)(nil),                // 86: vessel.v1.PathRestrictions
+	(*ExitStatus)(nil),                      // 87: vessel.v1.ExitStatus
+	(*ConsoleSize)(nil),                     // 88: vessel.v1.ConsoleSize
+	(*StdioFrame)(nil),                      // 89: vessel.v1.StdioFrame
+	(*Event)(nil),                           // 90: vessel.v1.Event
+	(*Statistics)(nil),                      // 91: vessel.v1.Statistics
 }
 var file_vessel_v1_agent_proto_depIdxs = []int32{
 	77, // 0: vessel.v1.AgentMountRequest.mount:type_name -> vessel.v1.Mount
@@ -4432,91 +4444,92 @@ var file_vessel_v1_agent_proto_depIdxs = []int32{
 	84, // 18: vessel.v1.AgentCreateContainerRequest.resources:type_name -> vessel.v1.Resources
 	76, // 19: vessel.v1.AgentCreateContainerRequest.sysctls:type_name -> vessel.v1.AgentCreateContainerRequest.SysctlsEntry
 	85, // 20: vessel.v1.AgentCreateContainerRequest.process:type_name -> vessel.v1.ProcessSpec
-	84, // 21: vessel.v1.AgentUpdateContainerRequest.resources:type_name -> vessel.v1.Resources
-	85, // 22: vessel.v1.AgentCreateProcessRequest.process:type_name -> vessel.v1.ProcessSpec
-	86, // 23: vessel.v1.AgentWaitProcessResponse.exit_status:type_name -> vessel.v1.ExitStatus
-	87, // 24: vessel.v1.AgentResizeProcessRequest.size:type_name -> vessel.v1.ConsoleSize
-	68, // 25: vessel.v1.AgentStdioRequest.open:type_name -> vessel.v1.AgentStdioOpen
-	88, // 26: vessel.v1.AgentStdioRequest.frame:type_name -> vessel.v1.StdioFrame
-	88, // 27: vessel.v1.AgentStdioResponse.frame:type_name -> vessel.v1.StdioFrame
-	86, // 28: vessel.v1.AgentStdioResponse.exit:type_name -> vessel.v1.ExitStatus
-	89, // 29: vessel.v1.AgentEventsResponse.event:type_name -> vessel.v1.Event
-	90, // 30: vessel.v1.AgentStatisticsResponse.statistics:type_name -> vessel.v1.Statistics
-	3,  // 31: vessel.v1.Agent.Mount:input_type -> vessel.v1.AgentMountRequest
-	5,  // 32: vessel.v1.Agent.Umount:input_type -> vessel.v1.AgentUmountRequest
-	7,  // 33: vessel.v1.Agent.Mkdir:input_type -> vessel.v1.AgentMkdirRequest
-	9,  // 34: vessel.v1.Agent.WriteFile:input_type -> vessel.v1.AgentWriteFileRequest
-	11, // 35: vessel.v1.Agent.Stat:input_type -> vessel.v1.AgentStatRequest
-	14, // 36: vessel.v1.Agent.CopyIn:input_type -> vessel.v1.AgentCopyInRequest
-	16, // 37: vessel.v1.Agent.CopyOut:input_type -> vessel.v1.AgentCopyOutRequest
-	18, // 38: vessel.v1.Agent.Sync:input_type -> vessel.v1.AgentSyncRequest
-	20, // 39: vessel.v1.Agent.Sysctl:input_type -> vessel.v1.AgentSysctlRequest
-	22, // 40: vessel.v1.Agent.SetTime:input_type -> vessel.v1.AgentSetTimeRequest
-	24, // 41: vessel.v1.Agent.AddEntropy:input_type -> vessel.v1.AgentAddEntropyRequest
-	26, // 42: vessel.v1.Agent.SetupEmulator:input_type -> vessel.v1.AgentSetupEmulatorRequest
-	28, // 43: vessel.v1.Agent.Info:input_type -> vessel.v1.AgentInfoRequest
-	30, // 44: vessel.v1.Agent.Shutdown:input_type -> vessel.v1.AgentShutdownRequest
-	32, // 45: vessel.v1.Agent.LinkSet:input_type -> vessel.v1.AgentLinkSetRequest
-	34, // 46: vessel.v1.Agent.AddressAdd:input_type -> vessel.v1.AgentAddressAddRequest
-	36, // 47: vessel.v1.Agent.RouteAdd:input_type -> vessel.v1.AgentRouteAddRequest
-	38, // 48: vessel.v1.Agent.DefaultRouteAdd:input_type -> vessel.v1.AgentDefaultRouteAddRequest
-	40, // 49: vessel.v1.Agent.ConfigureInterface:input_type -> vessel.v1.AgentConfigureInterfaceRequest
-	42, // 50: vessel.v1.Agent.ListInterfaces:input_type -> vessel.v1.AgentListInterfacesRequest
-	44, // 51: vessel.v1.Agent.ConfigureDns:input_type -> vessel.v1.AgentConfigureDnsRequest
-	46, // 52: vessel.v1.Agent.ConfigureHosts:input_type -> vessel.v1.AgentConfigureHostsRequest
-	48, // 53: vessel.v1.Agent.CreateContainer:input_type -> vessel.v1.AgentCreateContainerRequest
-	50, // 54: vessel.v1.Agent.DeleteContainer:input_type -> vessel.v1.AgentDeleteContainerRequest
-	52, // 55: vessel.v1.Agent.UpdateContainer:input_type -> vessel.v1.AgentUpdateContainerRequest
-	54, // 56: vessel.v1.Agent.CreateProcess:input_type -> vessel.v1.AgentCreateProcessRequest
-	56, // 57: vessel.v1.Agent.StartProcess:input_type -> vessel.v1.AgentStartProcessRequest
-	58, // 58: vessel.v1.Agent.SignalProcess:input_type -> vessel.v1.AgentSignalProcessRequest
-	60, // 59: vessel.v1.Agent.WaitProcess:input_type -> vessel.v1.AgentWaitProcessRequest
-	62, // 60: vessel.v1.Agent.ResizeProcess:input_type -> vessel.v1.AgentResizeProcessRequest
-	64, // 61: vessel.v1.Agent.CloseStdin:input_type -> vessel.v1.AgentCloseStdinRequest
-	66, // 62: vessel.v1.Agent.DeleteProcess:input_type -> vessel.v1.AgentDeleteProcessRequest
-	69, // 63: vessel.v1.Agent.Stdio:input_type -> vessel.v1.AgentStdioRequest
-	71, // 64: vessel.v1.Agent.Events:input_type -> vessel.v1.AgentEventsRequest
-	73, // 65: vessel.v1.Agent.Statistics:input_type -> vessel.v1.AgentStatisticsRequest
-	4,  // 66: vessel.v1.Agent.Mount:output_type -> vessel.v1.AgentMountResponse
-	6,  // 67: vessel.v1.Agent.Umount:output_type -> vessel.v1.AgentUmountResponse
-	8,  // 68: vessel.v1.Agent.Mkdir:output_type -> vessel.v1.AgentMkdirResponse
-	10, // 69: vessel.v1.Agent.WriteFile:output_type -> vessel.v1.AgentWriteFileResponse
-	12, // 70: vessel.v1.Agent.Stat:output_type -> vessel.v1.AgentStatResponse
-	15, // 71: vessel.v1.Agent.CopyIn:output_type -> vessel.v1.AgentCopyInResponse
-	17, // 72: vessel.v1.Agent.CopyOut:output_type -> vessel.v1.AgentCopyOutResponse
-	19, // 73: vessel.v1.Agent.Sync:output_type -> vessel.v1.AgentSyncResponse
-	21, // 74: vessel.v1.Agent.Sysctl:output_type -> vessel.v1.AgentSysctlResponse
-	23, // 75: vessel.v1.Agent.SetTime:output_type -> vessel.v1.AgentSetTimeResponse
-	25, // 76: vessel.v1.Agent.AddEntropy:output_type -> vessel.v1.AgentAddEntropyResponse
-	27, // 77: vessel.v1.Agent.SetupEmulator:output_type -> vessel.v1.AgentSetupEmulatorResponse
-	29, // 78: vessel.v1.Agent.Info:output_type -> vessel.v1.AgentInfoResponse
-	31, // 79: vessel.v1.Agent.Shutdown:output_type -> vessel.v1.AgentShutdownResponse
-	33, // 80: vessel.v1.Agent.LinkSet:output_type -> vessel.v1.AgentLinkSetResponse
-	35, // 81: vessel.v1.Agent.AddressAdd:output_type -> vessel.v1.AgentAddressAddResponse
-	37, // 82: vessel.v1.Agent.RouteAdd:output_type -> vessel.v1.AgentRouteAddResponse
-	39, // 83: vessel.v1.Agent.DefaultRouteAdd:output_type -> vessel.v1.AgentDefaultRouteAddResponse
-	41, // 84: vessel.v1.Agent.ConfigureInterface:output_type -> vessel.v1.AgentConfigureInterfaceResponse
-	43, // 85: vessel.v1.Agent.ListInterfaces:output_type -> vessel.v1.AgentListInterfacesResponse
-	45, // 86: vessel.v1.Agent.ConfigureDns:output_type -> vessel.v1.AgentConfigureDnsResponse
-	47, // 87: vessel.v1.Agent.ConfigureHosts:output_type -> vessel.v1.AgentConfigureHostsResponse
-	49, // 88: vessel.v1.Agent.CreateContainer:output_type -> vessel.v1.AgentCreateContainerResponse
-	51, // 89: vessel.v1.Agent.DeleteContainer:output_type -> vessel.v1.AgentDeleteContainerResponse
-	53, // 90: vessel.v1.Agent.UpdateContainer:output_type -> vessel.v1.AgentUpdateContainerResponse
-	55, // 91: vessel.v1.Agent.CreateProcess:output_type -> vessel.v1.AgentCreateProcessResponse
-	57, // 92: vessel.v1.Agent.StartProcess:output_type -> vessel.v1.AgentStartProcessResponse
-	59, // 93: vessel.v1.Agent.SignalProcess:output_type -> vessel.v1.AgentSignalProcessResponse
-	61, // 94: vessel.v1.Agent.WaitProcess:output_type -> vessel.v1.AgentWaitProcessResponse
-	63, // 95: vessel.v1.Agent.ResizeProcess:output_type -> vessel.v1.AgentResizeProcessResponse
-	65, // 96: vessel.v1.Agent.CloseStdin:output_type -> vessel.v1.AgentCloseStdinResponse
-	67, // 97: vessel.v1.Agent.DeleteProcess:output_type -> vessel.v1.AgentDeleteProcessResponse
-	70, // 98: vessel.v1.Agent.Stdio:output_type -> vessel.v1.AgentStdioResponse
-	72, // 99: vessel.v1.Agent.Events:output_type -> vessel.v1.AgentEventsResponse
-	74, // 100: vessel.v1.Agent.Statistics:output_type -> vessel.v1.AgentStatisticsResponse
-	66, // [66:101] is the sub-list for method output_type
-	31, // [31:66] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	86, // 21: vessel.v1.AgentCreateContainerRequest.path_restrictions:type_name -> vessel.v1.PathRestrictions
+	84, // 22: vessel.v1.AgentUpdateContainerRequest.resources:type_name -> vessel.v1.Resources
+	85, // 23: vessel.v1.AgentCreateProcessRequest.process:type_name -> vessel.v1.ProcessSpec
+	87, // 24: vessel.v1.AgentWaitProcessResponse.exit_status:type_name -> vessel.v1.ExitStatus
+	88, // 25: vessel.v1.AgentResizeProcessRequest.size:type_name -> vessel.v1.ConsoleSize
+	68, // 26: vessel.v1.AgentStdioRequest.open:type_name -> vessel.v1.AgentStdioOpen
+	89, // 27: vessel.v1.AgentStdioRequest.frame:type_name -> vessel.v1.StdioFrame
+	89, // 28: vessel.v1.AgentStdioResponse.frame:type_name -> vessel.v1.StdioFrame
+	87, // 29: vessel.v1.AgentStdioResponse.exit:type_name -> vessel.v1.ExitStatus
+	90, // 30: vessel.v1.AgentEventsResponse.event:type_name -> vessel.v1.Event
+	91, // 31: vessel.v1.AgentStatisticsResponse.statistics:type_name -> vessel.v1.Statistics
+	3,  // 32: vessel.v1.Agent.Mount:input_type -> vessel.v1.AgentMountRequest
+	5,  // 33: vessel.v1.Agent.Umount:input_type -> vessel.v1.AgentUmountRequest
+	7,  // 34: vessel.v1.Agent.Mkdir:input_type -> vessel.v1.AgentMkdirRequest
+	9,  // 35: vessel.v1.Agent.WriteFile:input_type -> vessel.v1.AgentWriteFileRequest
+	11, // 36: vessel.v1.Agent.Stat:input_type -> vessel.v1.AgentStatRequest
+	14, // 37: vessel.v1.Agent.CopyIn:input_type -> vessel.v1.AgentCopyInRequest
+	16, // 38: vessel.v1.Agent.CopyOut:input_type -> vessel.v1.AgentCopyOutRequest
+	18, // 39: vessel.v1.Agent.Sync:input_type -> vessel.v1.AgentSyncRequest
+	20, // 40: vessel.v1.Agent.Sysctl:input_type -> vessel.v1.AgentSysctlRequest
+	22, // 41: vessel.v1.Agent.SetTime:input_type -> vessel.v1.AgentSetTimeRequest
+	24, // 42: vessel.v1.Agent.AddEntropy:input_type -> vessel.v1.AgentAddEntropyRequest
+	26, // 43: vessel.v1.Agent.SetupEmulator:input_type -> vessel.v1.AgentSetupEmulatorRequest
+	28, // 44: vessel.v1.Agent.Info:input_type -> vessel.v1.AgentInfoRequest
+	30, // 45: vessel.v1.Agent.Shutdown:input_type -> vessel.v1.AgentShutdownRequest
+	32, // 46: vessel.v1.Agent.LinkSet:input_type -> vessel.v1.AgentLinkSetRequest
+	34, // 47: vessel.v1.Agent.AddressAdd:input_type -> vessel.v1.AgentAddressAddRequest
+	36, // 48: vessel.v1.Agent.RouteAdd:input_type -> vessel.v1.AgentRouteAddRequest
+	38, // 49: vessel.v1.Agent.DefaultRouteAdd:input_type -> vessel.v1.AgentDefaultRouteAddRequest
+	40, // 50: vessel.v1.Agent.ConfigureInterface:input_type -> vessel.v1.AgentConfigureInterfaceRequest
+	42, // 51: vessel.v1.Agent.ListInterfaces:input_type -> vessel.v1.AgentListInterfacesRequest
+	44, // 52: vessel.v1.Agent.ConfigureDns:input_type -> vessel.v1.AgentConfigureDnsRequest
+	46, // 53: vessel.v1.Agent.ConfigureHosts:input_type -> vessel.v1.AgentConfigureHostsRequest
+	48, // 54: vessel.v1.Agent.CreateContainer:input_type -> vessel.v1.AgentCreateContainerRequest
+	50, // 55: vessel.v1.Agent.DeleteContainer:input_type -> vessel.v1.AgentDeleteContainerRequest
+	52, // 56: vessel.v1.Agent.UpdateContainer:input_type -> vessel.v1.AgentUpdateContainerRequest
+	54, // 57: vessel.v1.Agent.CreateProcess:input_type -> vessel.v1.AgentCreateProcessRequest
+	56, // 58: vessel.v1.Agent.StartProcess:input_type -> vessel.v1.AgentStartProcessRequest
+	58, // 59: vessel.v1.Agent.SignalProcess:input_type -> vessel.v1.AgentSignalProcessRequest
+	60, // 60: vessel.v1.Agent.WaitProcess:input_type -> vessel.v1.AgentWaitProcessRequest
+	62, // 61: vessel.v1.Agent.ResizeProcess:input_type -> vessel.v1.AgentResizeProcessRequest
+	64, // 62: vessel.v1.Agent.CloseStdin:input_type -> vessel.v1.AgentCloseStdinRequest
+	66, // 63: vessel.v1.Agent.DeleteProcess:input_type -> vessel.v1.AgentDeleteProcessRequest
+	69, // 64: vessel.v1.Agent.Stdio:input_type -> vessel.v1.AgentStdioRequest
+	71, // 65: vessel.v1.Agent.Events:input_type -> vessel.v1.AgentEventsRequest
+	73, // 66: vessel.v1.Agent.Statistics:input_type -> vessel.v1.AgentStatisticsRequest
+	4,  // 67: vessel.v1.Agent.Mount:output_type -> vessel.v1.AgentMountResponse
+	6,  // 68: vessel.v1.Agent.Umount:output_type -> vessel.v1.AgentUmountResponse
+	8,  // 69: vessel.v1.Agent.Mkdir:output_type -> vessel.v1.AgentMkdirResponse
+	10, // 70: vessel.v1.Agent.WriteFile:output_type -> vessel.v1.AgentWriteFileResponse
+	12, // 71: vessel.v1.Agent.Stat:output_type -> vessel.v1.AgentStatResponse
+	15, // 72: vessel.v1.Agent.CopyIn:output_type -> vessel.v1.AgentCopyInResponse
+	17, // 73: vessel.v1.Agent.CopyOut:output_type -> vessel.v1.AgentCopyOutResponse
+	19, // 74: vessel.v1.Agent.Sync:output_type -> vessel.v1.AgentSyncResponse
+	21, // 75: vessel.v1.Agent.Sysctl:output_type -> vessel.v1.AgentSysctlResponse
+	23, // 76: vessel.v1.Agent.SetTime:output_type -> vessel.v1.AgentSetTimeResponse
+	25, // 77: vessel.v1.Agent.AddEntropy:output_type -> vessel.v1.AgentAddEntropyResponse
+	27, // 78: vessel.v1.Agent.SetupEmulator:output_type -> vessel.v1.AgentSetupEmulatorResponse
+	29, // 79: vessel.v1.Agent.Info:output_type -> vessel.v1.AgentInfoResponse
+	31, // 80: vessel.v1.Agent.Shutdown:output_type -> vessel.v1.AgentShutdownResponse
+	33, // 81: vessel.v1.Agent.LinkSet:output_type -> vessel.v1.AgentLinkSetResponse
+	35, // 82: vessel.v1.Agent.AddressAdd:output_type -> vessel.v1.AgentAddressAddResponse
+	37, // 83: vessel.v1.Agent.RouteAdd:output_type -> vessel.v1.AgentRouteAddResponse
+	39, // 84: vessel.v1.Agent.DefaultRouteAdd:output_type -> vessel.v1.AgentDefaultRouteAddResponse
+	41, // 85: vessel.v1.Agent.ConfigureInterface:output_type -> vessel.v1.AgentConfigureInterfaceResponse
+	43, // 86: vessel.v1.Agent.ListInterfaces:output_type -> vessel.v1.AgentListInterfacesResponse
+	45, // 87: vessel.v1.Agent.ConfigureDns:output_type -> vessel.v1.AgentConfigureDnsResponse
+	47, // 88: vessel.v1.Agent.ConfigureHosts:output_type -> vessel.v1.AgentConfigureHostsResponse
+	49, // 89: vessel.v1.Agent.CreateContainer:output_type -> vessel.v1.AgentCreateContainerResponse
+	51, // 90: vessel.v1.Agent.DeleteContainer:output_type -> vessel.v1.AgentDeleteContainerResponse
+	53, // 91: vessel.v1.Agent.UpdateContainer:output_type -> vessel.v1.AgentUpdateContainerResponse
+	55, // 92: vessel.v1.Agent.CreateProcess:output_type -> vessel.v1.AgentCreateProcessResponse
+	57, // 93: vessel.v1.Agent.StartProcess:output_type -> vessel.v1.AgentStartProcessResponse
+	59, // 94: vessel.v1.Agent.SignalProcess:output_type -> vessel.v1.AgentSignalProcessResponse
+	61, // 95: vessel.v1.Agent.WaitProcess:output_type -> vessel.v1.AgentWaitProcessResponse
+	63, // 96: vessel.v1.Agent.ResizeProcess:output_type -> vessel.v1.AgentResizeProcessResponse
+	65, // 97: vessel.v1.Agent.CloseStdin:output_type -> vessel.v1.AgentCloseStdinResponse
+	67, // 98: vessel.v1.Agent.DeleteProcess:output_type -> vessel.v1.AgentDeleteProcessResponse
+	70, // 99: vessel.v1.Agent.Stdio:output_type -> vessel.v1.AgentStdioResponse
+	72, // 100: vessel.v1.Agent.Events:output_type -> vessel.v1.AgentEventsResponse
+	74, // 101: vessel.v1.Agent.Statistics:output_type -> vessel.v1.AgentStatisticsResponse
+	67, // [67:102] is the sub-list for method output_type
+	32, // [32:67] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_vessel_v1_agent_proto_init() }

@@ -880,9 +880,17 @@ type ContainersCreateRequest struct {
 	// resources are cgroup limits inside the pod's VM (its vCPUs and memory
 	// at most). Its init exiting does not end the VM; a Start of the
 	// STOPPED container creates it again in the pod over its kept disk.
-	PodId         string `protobuf:"bytes,21,opt,name=pod_id,json=podId,proto3" json:"pod_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PodId string `protobuf:"bytes,21,opt,name=pod_id,json=podId,proto3" json:"pod_id,omitempty"`
+	// What its processes may not see or change of /proc and /sys. Absent =
+	// the default set: masked /proc/asound, /proc/acpi, /proc/kcore,
+	// /proc/keys, /proc/latency_stats, /proc/timer_list, /proc/timer_stats,
+	// /proc/sched_debug, /proc/scsi, /sys/firmware,
+	// /sys/devices/virtual/powercap; read-only /proc/bus, /proc/fs,
+	// /proc/irq, /proc/sys, /proc/sysrq-trigger. Present = exactly its
+	// lists (empty lists: nothing restricted).
+	PathRestrictions *PathRestrictions `protobuf:"bytes,22,opt,name=path_restrictions,json=pathRestrictions,proto3" json:"path_restrictions,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ContainersCreateRequest) Reset() {
@@ -1060,6 +1068,13 @@ func (x *ContainersCreateRequest) GetPodId() string {
 		return x.PodId
 	}
 	return ""
+}
+
+func (x *ContainersCreateRequest) GetPathRestrictions() *PathRestrictions {
+	if x != nil {
+		return x.PathRestrictions
+	}
+	return nil
 }
 
 // Restarts applied by vesseld, Docker's policies: a restart is a Start of
@@ -3276,7 +3291,7 @@ const file_vessel_v1_containers_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"(\n" +
 	"\x12EntrypointOverride\x12\x12\n" +
-	"\x04args\x18\x01 \x03(\tR\x04args\"\xaf\b\n" +
+	"\x04args\x18\x01 \x03(\tR\x04args\"\xf9\b\n" +
 	"\x17ContainersCreateRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05image\x18\x02 \x01(\tR\x05image\x12/\n" +
@@ -3304,7 +3319,8 @@ const file_vessel_v1_containers_proto_rawDesc = "" +
 	"\x11rootfs_free_bytes\x18\x12 \x01(\x03R\x0frootfsFreeBytes\x12?\n" +
 	"\x0erestart_policy\x18\x13 \x01(\v2\x18.vessel.v1.RestartPolicyR\rrestartPolicy\x12(\n" +
 	"\x10read_only_rootfs\x18\x14 \x01(\bR\x0ereadOnlyRootfs\x12\x15\n" +
-	"\x06pod_id\x18\x15 \x01(\tR\x05podId\x1a9\n" +
+	"\x06pod_id\x18\x15 \x01(\tR\x05podId\x12H\n" +
+	"\x11path_restrictions\x18\x16 \x01(\v2\x1b.vessel.v1.PathRestrictionsR\x10pathRestrictions\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
@@ -3539,11 +3555,12 @@ var file_vessel_v1_containers_proto_goTypes = []any{
 	(*Mount)(nil),                        // 54: vessel.v1.Mount
 	(*Dns)(nil),                          // 55: vessel.v1.Dns
 	(*HostsEntry)(nil),                   // 56: vessel.v1.HostsEntry
-	(*StdioFrame)(nil),                   // 57: vessel.v1.StdioFrame
-	(*ConsoleSize)(nil),                  // 58: vessel.v1.ConsoleSize
-	(*Statistics)(nil),                   // 59: vessel.v1.Statistics
-	(StdioStream)(0),                     // 60: vessel.v1.StdioStream
-	(*FileInfo)(nil),                     // 61: vessel.v1.FileInfo
+	(*PathRestrictions)(nil),             // 57: vessel.v1.PathRestrictions
+	(*StdioFrame)(nil),                   // 58: vessel.v1.StdioFrame
+	(*ConsoleSize)(nil),                  // 59: vessel.v1.ConsoleSize
+	(*Statistics)(nil),                   // 60: vessel.v1.Statistics
+	(StdioStream)(0),                     // 61: vessel.v1.StdioStream
+	(*FileInfo)(nil),                     // 62: vessel.v1.FileInfo
 }
 var file_vessel_v1_containers_proto_depIdxs = []int32{
 	2,  // 0: vessel.v1.PortMapping.protocol:type_name -> vessel.v1.PortProtocol
@@ -3574,67 +3591,68 @@ var file_vessel_v1_containers_proto_depIdxs = []int32{
 	47, // 25: vessel.v1.ContainersCreateRequest.labels:type_name -> vessel.v1.ContainersCreateRequest.LabelsEntry
 	48, // 26: vessel.v1.ContainersCreateRequest.sysctls:type_name -> vessel.v1.ContainersCreateRequest.SysctlsEntry
 	9,  // 27: vessel.v1.ContainersCreateRequest.restart_policy:type_name -> vessel.v1.RestartPolicy
-	6,  // 28: vessel.v1.ContainersCreateResponse.container:type_name -> vessel.v1.Container
-	6,  // 29: vessel.v1.ContainersStartResponse.container:type_name -> vessel.v1.Container
-	52, // 30: vessel.v1.ContainersExecRequest.process:type_name -> vessel.v1.ProcessSpec
-	15, // 31: vessel.v1.ContainersAttachRequest.open:type_name -> vessel.v1.ContainersAttachOpen
-	57, // 32: vessel.v1.ContainersAttachRequest.frame:type_name -> vessel.v1.StdioFrame
-	58, // 33: vessel.v1.ContainersAttachRequest.resize:type_name -> vessel.v1.ConsoleSize
-	57, // 34: vessel.v1.ContainersAttachResponse.frame:type_name -> vessel.v1.StdioFrame
-	50, // 35: vessel.v1.ContainersAttachResponse.exit:type_name -> vessel.v1.ExitStatus
-	50, // 36: vessel.v1.ContainersWaitResponse.exit_status:type_name -> vessel.v1.ExitStatus
-	58, // 37: vessel.v1.ContainersResizeRequest.size:type_name -> vessel.v1.ConsoleSize
-	50, // 38: vessel.v1.ContainersStopResponse.exit_status:type_name -> vessel.v1.ExitStatus
-	6,  // 39: vessel.v1.ContainersListResponse.containers:type_name -> vessel.v1.Container
-	6,  // 40: vessel.v1.ContainersInspectResponse.container:type_name -> vessel.v1.Container
-	59, // 41: vessel.v1.ContainersStatsResponse.statistics:type_name -> vessel.v1.Statistics
-	53, // 42: vessel.v1.ContainersUpdateRequest.resources:type_name -> vessel.v1.Resources
-	6,  // 43: vessel.v1.ContainersUpdateResponse.container:type_name -> vessel.v1.Container
-	51, // 44: vessel.v1.ContainersLogsRequest.since:type_name -> google.protobuf.Timestamp
-	51, // 45: vessel.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
-	60, // 46: vessel.v1.LogEntry.stream:type_name -> vessel.v1.StdioStream
-	39, // 47: vessel.v1.ContainersLogsResponse.entries:type_name -> vessel.v1.LogEntry
-	41, // 48: vessel.v1.ContainersCopyInRequest.header:type_name -> vessel.v1.ContainersCopyInHeader
-	61, // 49: vessel.v1.ContainersCopyOutResponse.info:type_name -> vessel.v1.FileInfo
-	8,  // 50: vessel.v1.Containers.Create:input_type -> vessel.v1.ContainersCreateRequest
-	11, // 51: vessel.v1.Containers.Start:input_type -> vessel.v1.ContainersStartRequest
-	13, // 52: vessel.v1.Containers.Exec:input_type -> vessel.v1.ContainersExecRequest
-	16, // 53: vessel.v1.Containers.Attach:input_type -> vessel.v1.ContainersAttachRequest
-	18, // 54: vessel.v1.Containers.Signal:input_type -> vessel.v1.ContainersSignalRequest
-	20, // 55: vessel.v1.Containers.Wait:input_type -> vessel.v1.ContainersWaitRequest
-	22, // 56: vessel.v1.Containers.Resize:input_type -> vessel.v1.ContainersResizeRequest
-	24, // 57: vessel.v1.Containers.CloseStdin:input_type -> vessel.v1.ContainersCloseStdinRequest
-	26, // 58: vessel.v1.Containers.Stop:input_type -> vessel.v1.ContainersStopRequest
-	28, // 59: vessel.v1.Containers.Delete:input_type -> vessel.v1.ContainersDeleteRequest
-	30, // 60: vessel.v1.Containers.List:input_type -> vessel.v1.ContainersListRequest
-	32, // 61: vessel.v1.Containers.Inspect:input_type -> vessel.v1.ContainersInspectRequest
-	34, // 62: vessel.v1.Containers.Stats:input_type -> vessel.v1.ContainersStatsRequest
-	36, // 63: vessel.v1.Containers.Update:input_type -> vessel.v1.ContainersUpdateRequest
-	38, // 64: vessel.v1.Containers.Logs:input_type -> vessel.v1.ContainersLogsRequest
-	42, // 65: vessel.v1.Containers.CopyIn:input_type -> vessel.v1.ContainersCopyInRequest
-	44, // 66: vessel.v1.Containers.CopyOut:input_type -> vessel.v1.ContainersCopyOutRequest
-	10, // 67: vessel.v1.Containers.Create:output_type -> vessel.v1.ContainersCreateResponse
-	12, // 68: vessel.v1.Containers.Start:output_type -> vessel.v1.ContainersStartResponse
-	14, // 69: vessel.v1.Containers.Exec:output_type -> vessel.v1.ContainersExecResponse
-	17, // 70: vessel.v1.Containers.Attach:output_type -> vessel.v1.ContainersAttachResponse
-	19, // 71: vessel.v1.Containers.Signal:output_type -> vessel.v1.ContainersSignalResponse
-	21, // 72: vessel.v1.Containers.Wait:output_type -> vessel.v1.ContainersWaitResponse
-	23, // 73: vessel.v1.Containers.Resize:output_type -> vessel.v1.ContainersResizeResponse
-	25, // 74: vessel.v1.Containers.CloseStdin:output_type -> vessel.v1.ContainersCloseStdinResponse
-	27, // 75: vessel.v1.Containers.Stop:output_type -> vessel.v1.ContainersStopResponse
-	29, // 76: vessel.v1.Containers.Delete:output_type -> vessel.v1.ContainersDeleteResponse
-	31, // 77: vessel.v1.Containers.List:output_type -> vessel.v1.ContainersListResponse
-	33, // 78: vessel.v1.Containers.Inspect:output_type -> vessel.v1.ContainersInspectResponse
-	35, // 79: vessel.v1.Containers.Stats:output_type -> vessel.v1.ContainersStatsResponse
-	37, // 80: vessel.v1.Containers.Update:output_type -> vessel.v1.ContainersUpdateResponse
-	40, // 81: vessel.v1.Containers.Logs:output_type -> vessel.v1.ContainersLogsResponse
-	43, // 82: vessel.v1.Containers.CopyIn:output_type -> vessel.v1.ContainersCopyInResponse
-	45, // 83: vessel.v1.Containers.CopyOut:output_type -> vessel.v1.ContainersCopyOutResponse
-	67, // [67:84] is the sub-list for method output_type
-	50, // [50:67] is the sub-list for method input_type
-	50, // [50:50] is the sub-list for extension type_name
-	50, // [50:50] is the sub-list for extension extendee
-	0,  // [0:50] is the sub-list for field type_name
+	57, // 28: vessel.v1.ContainersCreateRequest.path_restrictions:type_name -> vessel.v1.PathRestrictions
+	6,  // 29: vessel.v1.ContainersCreateResponse.container:type_name -> vessel.v1.Container
+	6,  // 30: vessel.v1.ContainersStartResponse.container:type_name -> vessel.v1.Container
+	52, // 31: vessel.v1.ContainersExecRequest.process:type_name -> vessel.v1.ProcessSpec
+	15, // 32: vessel.v1.ContainersAttachRequest.open:type_name -> vessel.v1.ContainersAttachOpen
+	58, // 33: vessel.v1.ContainersAttachRequest.frame:type_name -> vessel.v1.StdioFrame
+	59, // 34: vessel.v1.ContainersAttachRequest.resize:type_name -> vessel.v1.ConsoleSize
+	58, // 35: vessel.v1.ContainersAttachResponse.frame:type_name -> vessel.v1.StdioFrame
+	50, // 36: vessel.v1.ContainersAttachResponse.exit:type_name -> vessel.v1.ExitStatus
+	50, // 37: vessel.v1.ContainersWaitResponse.exit_status:type_name -> vessel.v1.ExitStatus
+	59, // 38: vessel.v1.ContainersResizeRequest.size:type_name -> vessel.v1.ConsoleSize
+	50, // 39: vessel.v1.ContainersStopResponse.exit_status:type_name -> vessel.v1.ExitStatus
+	6,  // 40: vessel.v1.ContainersListResponse.containers:type_name -> vessel.v1.Container
+	6,  // 41: vessel.v1.ContainersInspectResponse.container:type_name -> vessel.v1.Container
+	60, // 42: vessel.v1.ContainersStatsResponse.statistics:type_name -> vessel.v1.Statistics
+	53, // 43: vessel.v1.ContainersUpdateRequest.resources:type_name -> vessel.v1.Resources
+	6,  // 44: vessel.v1.ContainersUpdateResponse.container:type_name -> vessel.v1.Container
+	51, // 45: vessel.v1.ContainersLogsRequest.since:type_name -> google.protobuf.Timestamp
+	51, // 46: vessel.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	61, // 47: vessel.v1.LogEntry.stream:type_name -> vessel.v1.StdioStream
+	39, // 48: vessel.v1.ContainersLogsResponse.entries:type_name -> vessel.v1.LogEntry
+	41, // 49: vessel.v1.ContainersCopyInRequest.header:type_name -> vessel.v1.ContainersCopyInHeader
+	62, // 50: vessel.v1.ContainersCopyOutResponse.info:type_name -> vessel.v1.FileInfo
+	8,  // 51: vessel.v1.Containers.Create:input_type -> vessel.v1.ContainersCreateRequest
+	11, // 52: vessel.v1.Containers.Start:input_type -> vessel.v1.ContainersStartRequest
+	13, // 53: vessel.v1.Containers.Exec:input_type -> vessel.v1.ContainersExecRequest
+	16, // 54: vessel.v1.Containers.Attach:input_type -> vessel.v1.ContainersAttachRequest
+	18, // 55: vessel.v1.Containers.Signal:input_type -> vessel.v1.ContainersSignalRequest
+	20, // 56: vessel.v1.Containers.Wait:input_type -> vessel.v1.ContainersWaitRequest
+	22, // 57: vessel.v1.Containers.Resize:input_type -> vessel.v1.ContainersResizeRequest
+	24, // 58: vessel.v1.Containers.CloseStdin:input_type -> vessel.v1.ContainersCloseStdinRequest
+	26, // 59: vessel.v1.Containers.Stop:input_type -> vessel.v1.ContainersStopRequest
+	28, // 60: vessel.v1.Containers.Delete:input_type -> vessel.v1.ContainersDeleteRequest
+	30, // 61: vessel.v1.Containers.List:input_type -> vessel.v1.ContainersListRequest
+	32, // 62: vessel.v1.Containers.Inspect:input_type -> vessel.v1.ContainersInspectRequest
+	34, // 63: vessel.v1.Containers.Stats:input_type -> vessel.v1.ContainersStatsRequest
+	36, // 64: vessel.v1.Containers.Update:input_type -> vessel.v1.ContainersUpdateRequest
+	38, // 65: vessel.v1.Containers.Logs:input_type -> vessel.v1.ContainersLogsRequest
+	42, // 66: vessel.v1.Containers.CopyIn:input_type -> vessel.v1.ContainersCopyInRequest
+	44, // 67: vessel.v1.Containers.CopyOut:input_type -> vessel.v1.ContainersCopyOutRequest
+	10, // 68: vessel.v1.Containers.Create:output_type -> vessel.v1.ContainersCreateResponse
+	12, // 69: vessel.v1.Containers.Start:output_type -> vessel.v1.ContainersStartResponse
+	14, // 70: vessel.v1.Containers.Exec:output_type -> vessel.v1.ContainersExecResponse
+	17, // 71: vessel.v1.Containers.Attach:output_type -> vessel.v1.ContainersAttachResponse
+	19, // 72: vessel.v1.Containers.Signal:output_type -> vessel.v1.ContainersSignalResponse
+	21, // 73: vessel.v1.Containers.Wait:output_type -> vessel.v1.ContainersWaitResponse
+	23, // 74: vessel.v1.Containers.Resize:output_type -> vessel.v1.ContainersResizeResponse
+	25, // 75: vessel.v1.Containers.CloseStdin:output_type -> vessel.v1.ContainersCloseStdinResponse
+	27, // 76: vessel.v1.Containers.Stop:output_type -> vessel.v1.ContainersStopResponse
+	29, // 77: vessel.v1.Containers.Delete:output_type -> vessel.v1.ContainersDeleteResponse
+	31, // 78: vessel.v1.Containers.List:output_type -> vessel.v1.ContainersListResponse
+	33, // 79: vessel.v1.Containers.Inspect:output_type -> vessel.v1.ContainersInspectResponse
+	35, // 80: vessel.v1.Containers.Stats:output_type -> vessel.v1.ContainersStatsResponse
+	37, // 81: vessel.v1.Containers.Update:output_type -> vessel.v1.ContainersUpdateResponse
+	40, // 82: vessel.v1.Containers.Logs:output_type -> vessel.v1.ContainersLogsResponse
+	43, // 83: vessel.v1.Containers.CopyIn:output_type -> vessel.v1.ContainersCopyInResponse
+	45, // 84: vessel.v1.Containers.CopyOut:output_type -> vessel.v1.ContainersCopyOutResponse
+	68, // [68:85] is the sub-list for method output_type
+	51, // [51:68] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_vessel_v1_containers_proto_init() }

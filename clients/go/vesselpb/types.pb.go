@@ -632,6 +632,66 @@ func (x *Capabilities) GetDrop() []string {
 	return nil
 }
 
+// Paths inside a container kept from its processes (OCI's
+// linux.maskedPaths and readonlyPaths). Each entry absolute, without "..",
+// under 256 bytes; at most 32 per list (INVALID_ARGUMENT). A path that does
+// not exist in the container is skipped.
+type PathRestrictions struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Hidden: an empty read-only tmpfs over a directory, /dev/null over a
+	// file.
+	Masked []string `protobuf:"bytes,1,rep,name=masked,proto3" json:"masked,omitempty"`
+	// Read-only (bound over itself, remounted read-only, nosuid, nodev,
+	// noexec).
+	Readonly      []string `protobuf:"bytes,2,rep,name=readonly,proto3" json:"readonly,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PathRestrictions) Reset() {
+	*x = PathRestrictions{}
+	mi := &file_vessel_v1_types_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PathRestrictions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PathRestrictions) ProtoMessage() {}
+
+func (x *PathRestrictions) ProtoReflect() protoreflect.Message {
+	mi := &file_vessel_v1_types_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PathRestrictions.ProtoReflect.Descriptor instead.
+func (*PathRestrictions) Descriptor() ([]byte, []int) {
+	return file_vessel_v1_types_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *PathRestrictions) GetMasked() []string {
+	if x != nil {
+		return x.Masked
+	}
+	return nil
+}
+
+func (x *PathRestrictions) GetReadonly() []string {
+	if x != nil {
+		return x.Readonly
+	}
+	return nil
+}
+
 // Size of a pseudo-terminal, in character cells.
 type ConsoleSize struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -645,7 +705,7 @@ type ConsoleSize struct {
 
 func (x *ConsoleSize) Reset() {
 	*x = ConsoleSize{}
-	mi := &file_vessel_v1_types_proto_msgTypes[5]
+	mi := &file_vessel_v1_types_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -657,7 +717,7 @@ func (x *ConsoleSize) String() string {
 func (*ConsoleSize) ProtoMessage() {}
 
 func (x *ConsoleSize) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_types_proto_msgTypes[5]
+	mi := &file_vessel_v1_types_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -670,7 +730,7 @@ func (x *ConsoleSize) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsoleSize.ProtoReflect.Descriptor instead.
 func (*ConsoleSize) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_vessel_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ConsoleSize) GetRows() uint32 {
@@ -724,7 +784,7 @@ type ProcessSpec struct {
 
 func (x *ProcessSpec) Reset() {
 	*x = ProcessSpec{}
-	mi := &file_vessel_v1_types_proto_msgTypes[6]
+	mi := &file_vessel_v1_types_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -736,7 +796,7 @@ func (x *ProcessSpec) String() string {
 func (*ProcessSpec) ProtoMessage() {}
 
 func (x *ProcessSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_types_proto_msgTypes[6]
+	mi := &file_vessel_v1_types_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -749,7 +809,7 @@ func (x *ProcessSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessSpec.ProtoReflect.Descriptor instead.
 func (*ProcessSpec) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_vessel_v1_types_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ProcessSpec) GetArgs() []string {
@@ -850,7 +910,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_vessel_v1_types_proto_msgTypes[7]
+	mi := &file_vessel_v1_types_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -862,7 +922,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_types_proto_msgTypes[7]
+	mi := &file_vessel_v1_types_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -875,7 +935,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_vessel_v1_types_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Mount) GetType() string {
@@ -923,7 +983,7 @@ type StdioFrame struct {
 
 func (x *StdioFrame) Reset() {
 	*x = StdioFrame{}
-	mi := &file_vessel_v1_types_proto_msgTypes[8]
+	mi := &file_vessel_v1_types_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -935,7 +995,7 @@ func (x *StdioFrame) String() string {
 func (*StdioFrame) ProtoMessage() {}
 
 func (x *StdioFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_types_proto_msgTypes[8]
+	mi := &file_vessel_v1_types_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -948,7 +1008,7 @@ func (x *StdioFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StdioFrame.ProtoReflect.Descriptor instead.
 func (*StdioFrame) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_types_proto_rawDescGZIP(), []int{8}
+	return file_vessel_v1_types_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StdioFrame) GetStream() StdioStream {
@@ -994,7 +1054,7 @@ type ExitStatus struct {
 
 func (x *ExitStatus) Reset() {
 	*x = ExitStatus{}
-	mi := &file_vessel_v1_types_proto_msgTypes[9]
+	mi := &file_vessel_v1_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1006,7 +1066,7 @@ func (x *ExitStatus) String() string {
 func (*ExitStatus) ProtoMessage() {}
 
 func (x *ExitStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_types_proto_msgTypes[9]
+	mi := &file_vessel_v1_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1019,7 +1079,7 @@ func (x *ExitStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExitStatus.ProtoReflect.Descriptor instead.
 func (*ExitStatus) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_types_proto_rawDescGZIP(), []int{9}
+	return file_vessel_v1_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ExitStatus) GetCode() int32 {
@@ -1092,7 +1152,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_vessel_v1_types_proto_msgTypes[10]
+	mi := &file_vessel_v1_types_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1104,7 +1164,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_types_proto_msgTypes[10]
+	mi := &file_vessel_v1_types_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1117,7 +1177,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_types_proto_rawDescGZIP(), []int{10}
+	return file_vessel_v1_types_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Event) GetSequence() uint64 {
@@ -1209,7 +1269,7 @@ type Route struct {
 
 func (x *Route) Reset() {
 	*x = Route{}
-	mi := &file_vessel_v1_types_proto_msgTypes[11]
+	mi := &file_vessel_v1_types_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1221,7 +1281,7 @@ func (x *Route) String() string {
 func (*Route) ProtoMessage() {}
 
 func (x *Route) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_types_proto_msgTypes[11]
+	mi := &file_vessel_v1_types_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1234,7 +1294,7 @@ func (x *Route) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Route.ProtoReflect.Descriptor instead.
 func (*Route) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_types_proto_rawDescGZIP(), []int{11}
+	return file_vessel_v1_types_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Route) GetDestination() string {
@@ -1293,7 +1353,7 @@ type NetworkInterface struct {
 
 func (x *NetworkInterface) Reset() {
 	*x = NetworkInterface{}
-	mi := &file_vessel_v1_types_proto_msgTypes[12]
+	mi := &file_vessel_v1_types_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1305,7 +1365,7 @@ func (x *NetworkInterface) String() string {
 func (*NetworkInterface) ProtoMessage() {}
 
 func (x *NetworkInterface) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_types_proto_msgTypes[12]
+	mi := &file_vessel_v1_types_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1318,7 +1378,7 @@ func (x *NetworkInterface) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkInterface.ProtoReflect.Descriptor instead.
 func (*NetworkInterface) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_types_proto_rawDescGZIP(), []int{12}
+	return file_vessel_v1_types_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *NetworkInterface) GetName() string {
@@ -1399,7 +1459,7 @@ type Dns struct {
 
 func (x *Dns) Reset() {
 	*x = Dns{}
-	mi := &file_vessel_v1_types_proto_msgTypes[13]
+	mi := &file_vessel_v1_types_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1411,7 +1471,7 @@ func (x *Dns) String() string {
 func (*Dns) ProtoMessage() {}
 
 func (x *Dns) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_types_proto_msgTypes[13]
+	mi := &file_vessel_v1_types_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1424,7 +1484,7 @@ func (x *Dns) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Dns.ProtoReflect.Descriptor instead.
 func (*Dns) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_types_proto_rawDescGZIP(), []int{13}
+	return file_vessel_v1_types_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Dns) GetNameservers() []string {
@@ -1461,7 +1521,7 @@ type HostsEntry struct {
 
 func (x *HostsEntry) Reset() {
 	*x = HostsEntry{}
-	mi := &file_vessel_v1_types_proto_msgTypes[14]
+	mi := &file_vessel_v1_types_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1473,7 +1533,7 @@ func (x *HostsEntry) String() string {
 func (*HostsEntry) ProtoMessage() {}
 
 func (x *HostsEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_types_proto_msgTypes[14]
+	mi := &file_vessel_v1_types_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1486,7 +1546,7 @@ func (x *HostsEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostsEntry.ProtoReflect.Descriptor instead.
 func (*HostsEntry) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_types_proto_rawDescGZIP(), []int{14}
+	return file_vessel_v1_types_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *HostsEntry) GetIp() string {
@@ -1528,7 +1588,7 @@ type Resources struct {
 
 func (x *Resources) Reset() {
 	*x = Resources{}
-	mi := &file_vessel_v1_types_proto_msgTypes[15]
+	mi := &file_vessel_v1_types_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1600,7 @@ func (x *Resources) String() string {
 func (*Resources) ProtoMessage() {}
 
 func (x *Resources) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_types_proto_msgTypes[15]
+	mi := &file_vessel_v1_types_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1613,7 @@ func (x *Resources) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resources.ProtoReflect.Descriptor instead.
 func (*Resources) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_types_proto_rawDescGZIP(), []int{15}
+	return file_vessel_v1_types_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Resources) GetMilliCpus() int64 {
@@ -1614,7 +1674,7 @@ type CpuStatistics struct {
 
 func (x *CpuStatistics) Reset() {
 	*x = CpuStatistics{}
-	mi := &file_vessel_v1_types_proto_msgTypes[16]
+	mi := &file_vessel_v1_types_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1626,7 +1686,7 @@ func (x *CpuStatistics) String() string {
 func (*CpuStatistics) ProtoMessage() {}
 
 func (x *CpuStatistics) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_types_proto_msgTypes[16]
+	mi := &file_vessel_v1_types_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1639,7 +1699,7 @@ func (x *CpuStatistics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CpuStatistics.ProtoReflect.Descriptor instead.
 func (*CpuStatistics) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_types_proto_rawDescGZIP(), []int{16}
+	return file_vessel_v1_types_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CpuStatistics) GetUsageUsec() uint64 {
@@ -1715,7 +1775,7 @@ type MemoryStatistics struct {
 
 func (x *MemoryStatistics) Reset() {
 	*x = MemoryStatistics{}
-	mi := &file_vessel_v1_types_proto_msgTypes[17]
+	mi := &file_vessel_v1_types_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1727,7 +1787,7 @@ func (x *MemoryStatistics) String() string {
 func (*MemoryStatistics) ProtoMessage() {}
 
 func (x *MemoryStatistics) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_types_proto_msgTypes[17]
+	mi := &file_vessel_v1_types_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1740,7 +1800,7 @@ func (x *MemoryStatistics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemoryStatistics.ProtoReflect.Descriptor instead.
 func (*MemoryStatistics) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_types_proto_rawDescGZIP(), []int{17}
+	return file_vessel_v1_types_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *MemoryStatistics) GetUsageBytes() uint64 {
@@ -1809,7 +1869,7 @@ type IoStatistics struct {
 
 func (x *IoStatistics) Reset() {
 	*x = IoStatistics{}
-	mi := &file_vessel_v1_types_proto_msgTypes[18]
+	mi := &file_vessel_v1_types_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1821,7 +1881,7 @@ func (x *IoStatistics) String() string {
 func (*IoStatistics) ProtoMessage() {}
 
 func (x *IoStatistics) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_types_proto_msgTypes[18]
+	mi := &file_vessel_v1_types_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1834,7 +1894,7 @@ func (x *IoStatistics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IoStatistics.ProtoReflect.Descriptor instead.
 func (*IoStatistics) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_types_proto_rawDescGZIP(), []int{18}
+	return file_vessel_v1_types_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *IoStatistics) GetReadBytes() uint64 {
@@ -1878,7 +1938,7 @@ type PidsStatistics struct {
 
 func (x *PidsStatistics) Reset() {
 	*x = PidsStatistics{}
-	mi := &file_vessel_v1_types_proto_msgTypes[19]
+	mi := &file_vessel_v1_types_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1890,7 +1950,7 @@ func (x *PidsStatistics) String() string {
 func (*PidsStatistics) ProtoMessage() {}
 
 func (x *PidsStatistics) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_types_proto_msgTypes[19]
+	mi := &file_vessel_v1_types_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1903,7 +1963,7 @@ func (x *PidsStatistics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PidsStatistics.ProtoReflect.Descriptor instead.
 func (*PidsStatistics) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_types_proto_rawDescGZIP(), []int{19}
+	return file_vessel_v1_types_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PidsStatistics) GetCurrent() uint64 {
@@ -1947,7 +2007,7 @@ type NetworkStatistics struct {
 
 func (x *NetworkStatistics) Reset() {
 	*x = NetworkStatistics{}
-	mi := &file_vessel_v1_types_proto_msgTypes[20]
+	mi := &file_vessel_v1_types_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1959,7 +2019,7 @@ func (x *NetworkStatistics) String() string {
 func (*NetworkStatistics) ProtoMessage() {}
 
 func (x *NetworkStatistics) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_types_proto_msgTypes[20]
+	mi := &file_vessel_v1_types_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1972,7 +2032,7 @@ func (x *NetworkStatistics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkStatistics.ProtoReflect.Descriptor instead.
 func (*NetworkStatistics) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_types_proto_rawDescGZIP(), []int{20}
+	return file_vessel_v1_types_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *NetworkStatistics) GetInterface() string {
@@ -2063,7 +2123,7 @@ type Statistics struct {
 
 func (x *Statistics) Reset() {
 	*x = Statistics{}
-	mi := &file_vessel_v1_types_proto_msgTypes[21]
+	mi := &file_vessel_v1_types_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2075,7 +2135,7 @@ func (x *Statistics) String() string {
 func (*Statistics) ProtoMessage() {}
 
 func (x *Statistics) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_types_proto_msgTypes[21]
+	mi := &file_vessel_v1_types_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2088,7 +2148,7 @@ func (x *Statistics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Statistics.ProtoReflect.Descriptor instead.
 func (*Statistics) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_types_proto_rawDescGZIP(), []int{21}
+	return file_vessel_v1_types_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Statistics) GetContainerId() string {
@@ -2165,7 +2225,7 @@ type FileInfo struct {
 
 func (x *FileInfo) Reset() {
 	*x = FileInfo{}
-	mi := &file_vessel_v1_types_proto_msgTypes[22]
+	mi := &file_vessel_v1_types_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2177,7 +2237,7 @@ func (x *FileInfo) String() string {
 func (*FileInfo) ProtoMessage() {}
 
 func (x *FileInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_types_proto_msgTypes[22]
+	mi := &file_vessel_v1_types_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2190,7 +2250,7 @@ func (x *FileInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileInfo.ProtoReflect.Descriptor instead.
 func (*FileInfo) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_types_proto_rawDescGZIP(), []int{22}
+	return file_vessel_v1_types_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *FileInfo) GetPath() string {
@@ -2280,7 +2340,10 @@ const file_vessel_v1_types_proto_rawDesc = "" +
 	"\x04hard\x18\x03 \x01(\x04R\x04hard\"4\n" +
 	"\fCapabilities\x12\x10\n" +
 	"\x03add\x18\x01 \x03(\tR\x03add\x12\x12\n" +
-	"\x04drop\x18\x02 \x03(\tR\x04drop\"5\n" +
+	"\x04drop\x18\x02 \x03(\tR\x04drop\"F\n" +
+	"\x10PathRestrictions\x12\x16\n" +
+	"\x06masked\x18\x01 \x03(\tR\x06masked\x12\x1a\n" +
+	"\breadonly\x18\x02 \x03(\tR\breadonly\"5\n" +
 	"\vConsoleSize\x12\x12\n" +
 	"\x04rows\x18\x01 \x01(\rR\x04rows\x12\x12\n" +
 	"\x04cols\x18\x02 \x01(\rR\x04cols\"\xfb\x02\n" +
@@ -2482,7 +2545,7 @@ func file_vessel_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_vessel_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_vessel_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_vessel_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_vessel_v1_types_proto_goTypes = []any{
 	(StdioStream)(0),              // 0: vessel.v1.StdioStream
 	(EventType)(0),                // 1: vessel.v1.EventType
@@ -2492,49 +2555,50 @@ var file_vessel_v1_types_proto_goTypes = []any{
 	(*User)(nil),                  // 5: vessel.v1.User
 	(*Rlimit)(nil),                // 6: vessel.v1.Rlimit
 	(*Capabilities)(nil),          // 7: vessel.v1.Capabilities
-	(*ConsoleSize)(nil),           // 8: vessel.v1.ConsoleSize
-	(*ProcessSpec)(nil),           // 9: vessel.v1.ProcessSpec
-	(*Mount)(nil),                 // 10: vessel.v1.Mount
-	(*StdioFrame)(nil),            // 11: vessel.v1.StdioFrame
-	(*ExitStatus)(nil),            // 12: vessel.v1.ExitStatus
-	(*Event)(nil),                 // 13: vessel.v1.Event
-	(*Route)(nil),                 // 14: vessel.v1.Route
-	(*NetworkInterface)(nil),      // 15: vessel.v1.NetworkInterface
-	(*Dns)(nil),                   // 16: vessel.v1.Dns
-	(*HostsEntry)(nil),            // 17: vessel.v1.HostsEntry
-	(*Resources)(nil),             // 18: vessel.v1.Resources
-	(*CpuStatistics)(nil),         // 19: vessel.v1.CpuStatistics
-	(*MemoryStatistics)(nil),      // 20: vessel.v1.MemoryStatistics
-	(*IoStatistics)(nil),          // 21: vessel.v1.IoStatistics
-	(*PidsStatistics)(nil),        // 22: vessel.v1.PidsStatistics
-	(*NetworkStatistics)(nil),     // 23: vessel.v1.NetworkStatistics
-	(*Statistics)(nil),            // 24: vessel.v1.Statistics
-	(*FileInfo)(nil),              // 25: vessel.v1.FileInfo
-	nil,                           // 26: vessel.v1.Descriptor.AnnotationsEntry
-	nil,                           // 27: vessel.v1.Event.AttributesEntry
-	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
+	(*PathRestrictions)(nil),      // 8: vessel.v1.PathRestrictions
+	(*ConsoleSize)(nil),           // 9: vessel.v1.ConsoleSize
+	(*ProcessSpec)(nil),           // 10: vessel.v1.ProcessSpec
+	(*Mount)(nil),                 // 11: vessel.v1.Mount
+	(*StdioFrame)(nil),            // 12: vessel.v1.StdioFrame
+	(*ExitStatus)(nil),            // 13: vessel.v1.ExitStatus
+	(*Event)(nil),                 // 14: vessel.v1.Event
+	(*Route)(nil),                 // 15: vessel.v1.Route
+	(*NetworkInterface)(nil),      // 16: vessel.v1.NetworkInterface
+	(*Dns)(nil),                   // 17: vessel.v1.Dns
+	(*HostsEntry)(nil),            // 18: vessel.v1.HostsEntry
+	(*Resources)(nil),             // 19: vessel.v1.Resources
+	(*CpuStatistics)(nil),         // 20: vessel.v1.CpuStatistics
+	(*MemoryStatistics)(nil),      // 21: vessel.v1.MemoryStatistics
+	(*IoStatistics)(nil),          // 22: vessel.v1.IoStatistics
+	(*PidsStatistics)(nil),        // 23: vessel.v1.PidsStatistics
+	(*NetworkStatistics)(nil),     // 24: vessel.v1.NetworkStatistics
+	(*Statistics)(nil),            // 25: vessel.v1.Statistics
+	(*FileInfo)(nil),              // 26: vessel.v1.FileInfo
+	nil,                           // 27: vessel.v1.Descriptor.AnnotationsEntry
+	nil,                           // 28: vessel.v1.Event.AttributesEntry
+	(*timestamppb.Timestamp)(nil), // 29: google.protobuf.Timestamp
 }
 var file_vessel_v1_types_proto_depIdxs = []int32{
-	26, // 0: vessel.v1.Descriptor.annotations:type_name -> vessel.v1.Descriptor.AnnotationsEntry
+	27, // 0: vessel.v1.Descriptor.annotations:type_name -> vessel.v1.Descriptor.AnnotationsEntry
 	3,  // 1: vessel.v1.Descriptor.platform:type_name -> vessel.v1.Platform
 	5,  // 2: vessel.v1.ProcessSpec.user:type_name -> vessel.v1.User
-	8,  // 3: vessel.v1.ProcessSpec.console_size:type_name -> vessel.v1.ConsoleSize
+	9,  // 3: vessel.v1.ProcessSpec.console_size:type_name -> vessel.v1.ConsoleSize
 	6,  // 4: vessel.v1.ProcessSpec.rlimits:type_name -> vessel.v1.Rlimit
 	7,  // 5: vessel.v1.ProcessSpec.capabilities:type_name -> vessel.v1.Capabilities
 	0,  // 6: vessel.v1.StdioFrame.stream:type_name -> vessel.v1.StdioStream
-	28, // 7: vessel.v1.ExitStatus.exited_at:type_name -> google.protobuf.Timestamp
-	28, // 8: vessel.v1.Event.timestamp:type_name -> google.protobuf.Timestamp
+	29, // 7: vessel.v1.ExitStatus.exited_at:type_name -> google.protobuf.Timestamp
+	29, // 8: vessel.v1.Event.timestamp:type_name -> google.protobuf.Timestamp
 	1,  // 9: vessel.v1.Event.type:type_name -> vessel.v1.EventType
-	12, // 10: vessel.v1.Event.exit_status:type_name -> vessel.v1.ExitStatus
-	27, // 11: vessel.v1.Event.attributes:type_name -> vessel.v1.Event.AttributesEntry
-	14, // 12: vessel.v1.NetworkInterface.routes:type_name -> vessel.v1.Route
-	28, // 13: vessel.v1.Statistics.timestamp:type_name -> google.protobuf.Timestamp
-	19, // 14: vessel.v1.Statistics.cpu:type_name -> vessel.v1.CpuStatistics
-	20, // 15: vessel.v1.Statistics.memory:type_name -> vessel.v1.MemoryStatistics
-	21, // 16: vessel.v1.Statistics.io:type_name -> vessel.v1.IoStatistics
-	22, // 17: vessel.v1.Statistics.pids:type_name -> vessel.v1.PidsStatistics
-	23, // 18: vessel.v1.Statistics.networks:type_name -> vessel.v1.NetworkStatistics
-	28, // 19: vessel.v1.FileInfo.mtime:type_name -> google.protobuf.Timestamp
+	13, // 10: vessel.v1.Event.exit_status:type_name -> vessel.v1.ExitStatus
+	28, // 11: vessel.v1.Event.attributes:type_name -> vessel.v1.Event.AttributesEntry
+	15, // 12: vessel.v1.NetworkInterface.routes:type_name -> vessel.v1.Route
+	29, // 13: vessel.v1.Statistics.timestamp:type_name -> google.protobuf.Timestamp
+	20, // 14: vessel.v1.Statistics.cpu:type_name -> vessel.v1.CpuStatistics
+	21, // 15: vessel.v1.Statistics.memory:type_name -> vessel.v1.MemoryStatistics
+	22, // 16: vessel.v1.Statistics.io:type_name -> vessel.v1.IoStatistics
+	23, // 17: vessel.v1.Statistics.pids:type_name -> vessel.v1.PidsStatistics
+	24, // 18: vessel.v1.Statistics.networks:type_name -> vessel.v1.NetworkStatistics
+	29, // 19: vessel.v1.FileInfo.mtime:type_name -> google.protobuf.Timestamp
 	2,  // 20: vessel.v1.FileInfo.type:type_name -> vessel.v1.FileType
 	21, // [21:21] is the sub-list for method output_type
 	21, // [21:21] is the sub-list for method input_type
@@ -2554,7 +2618,7 @@ func file_vessel_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vessel_v1_types_proto_rawDesc), len(file_vessel_v1_types_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   25,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

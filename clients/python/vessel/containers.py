@@ -508,7 +508,9 @@ class Containers:
                extra_hosts: Optional[Mapping[str, str]] = None,
                sysctls: Optional[Mapping[str, str]] = None, rootfs_free_bytes: int = 0,
                no_template: bool = False, restart: str = "", read_only: bool = False,
-               pod: str = "", timeout: Optional[float] = None) -> Container:
+               pod: str = "", masked_paths: Optional[Sequence[str]] = None,
+               readonly_paths: Optional[Sequence[str]] = None,
+               timeout: Optional[float] = None) -> Container:
         """Creates a container from a local image and boots its VM; returns
         a Container handle (state CREATED; call ``start()``).
 
@@ -522,7 +524,9 @@ class Containers:
         extra_hosts: {"name": "ip"}. id/name: the container ID (default
         generated). restart: "no", "on-failure[:N]", "always" or
         "unless-stopped". read_only: a read-only root filesystem. pod: create
-        it in this running pod (see client.pods).
+        it in this running pod (see client.pods). masked_paths /
+        readonly_paths: replace the default restricted paths (either given:
+        both lists exactly as given).
         """
         if entrypoint is None:
             ep = None
@@ -541,7 +545,10 @@ class Containers:
                          for h, ip in (extra_hosts or {}).items()],
             labels=labels or {}, auto_remove=auto_remove, kernel=kernel,
             no_template=no_template, sysctls=sysctls or {}, rootfs_free_bytes=rootfs_free_bytes,
-            restart_policy=restart_policy(restart), read_only_rootfs=read_only, pod_id=pod)
+            restart_policy=restart_policy(restart), read_only_rootfs=read_only, pod_id=pod,
+            path_restrictions=(types_pb2.PathRestrictions(masked=masked_paths or [],
+                                                          readonly=readonly_paths or [])
+                               if masked_paths is not None or readonly_paths is not None else None))
         return Container(self, call(self.stub.Create, req, self._t(timeout)).container)
 
     def get(self, container_id: str) -> Container:
