@@ -222,8 +222,10 @@ static int stop_pod_sandbox(vrpc_call *call, void *ctx, vs_err *err) {
   vd_daemon *d = ctx;
   RECV(Runtime__V1__StopPodSandboxRequest, req);
   vs_err e;
-  /* Idempotent, as the CRI asks: a missing sandbox is no error. */
-  int rc = rt_pod_stop(d->runtime, req->pod_sandbox_id, 0, 0, &e);
+  /* Idempotent, as the CRI asks: a missing sandbox is no error. kubelet
+   * has stopped the containers with their grace periods before: what
+   * still runs is killed at once (as containerd does). */
+  int rc = rt_pod_stop(d->runtime, req->pod_sandbox_id, SIGKILL, 1, &e);
   vrpc_msg_free(req_msg);
   if (rc < 0 && e.code != VS_NOT_FOUND) {
     *err = e;
