@@ -148,7 +148,7 @@ static int of_repository(const char *nm, const char *repo, size_t rl) {
 
 /* The image an ImageSpec names (a reference, normalised as containerd's:
  * busybox = docker.io/library/busybox:latest, or an ID); 0 if none. */
-static int find(vd_daemon *d, const Runtime__V1__ImageSpec *spec, img_info *out, vs_err *err) {
+int vd_cri_find_image(vd_daemon *d, const Runtime__V1__ImageSpec *spec, img_info *out, vs_err *err) {
   if (!spec || !*spec->image)
     return vs_err_set(err, VS_INVALID_ARGUMENT, "ImageSpec.image is empty");
   vs_err e;
@@ -198,7 +198,7 @@ static int list_images(vrpc_call *call, void *ctx, vs_err *err) {
   img_info want;
   int only = 0, rc = 0;
   if (req->filter && req->filter->image && *req->filter->image->image) {
-    only = find(d, req->filter->image, &want, err);
+    only = vd_cri_find_image(d, req->filter->image, &want, err);
     if (only < 0) rc = -1;
   }
   if (rc == 0) rc = img_list(d->images, &all, &n, err);
@@ -224,7 +224,7 @@ static int image_status(vrpc_call *call, void *ctx, vs_err *err) {
   vd_daemon *d = ctx;
   RECV(Runtime__V1__ImageStatusRequest, req);
   img_info info;
-  int found = find(d, req->image, &info, err), rc = found < 0 ? -1 : 0;
+  int found = vd_cri_find_image(d, req->image, &info, err), rc = found < 0 ? -1 : 0;
   Runtime__V1__ImageStatusResponse r = RUNTIME__V1__IMAGE_STATUS_RESPONSE__INIT;
   Runtime__V1__ImageStatusResponse__InfoEntry e = RUNTIME__V1__IMAGE_STATUS_RESPONSE__INFO_ENTRY__INIT,
                                               *ep = &e;
@@ -283,7 +283,7 @@ static int remove_image(vrpc_call *call, void *ctx, vs_err *err) {
   vd_daemon *d = ctx;
   RECV(Runtime__V1__RemoveImageRequest, req);
   img_info info;
-  int found = find(d, req->image, &info, err), rc = found < 0 ? -1 : 0;
+  int found = vd_cri_find_image(d, req->image, &info, err), rc = found < 0 ? -1 : 0;
   /* By ID or name, the whole image goes (every name: CRI removes images,
    * not tags); absent is no error. */
   if (found > 0) {

@@ -410,6 +410,16 @@ static int create_container(vrpc_call *call, void *ctx, vs_err *err) {
   if (rc == 0) {
     c.pod_id = req->pod_sandbox_id;
     c.image = cfg->image->image;
+    /* the CRI's image ID (ImageStatus.id, PullImage's image_ref), which
+     * ContainerStatus.image_id must repeat: for an index, not the
+     * platform's manifest the container runs */
+    img_info im;
+    vs_err ignore;
+    if (vd_cri_find_image(d, cfg->image, &im, &ignore) > 0) {
+      PBMAP_ADD(&c, labels, vessel__v1__containers_create_request__labels_entry, KEY "image-id",
+                im.target.digest);
+      img_info_free(&im);
+    }
     if (cfg->n_command) { /* command replaces the entrypoint, args the cmd */
       ep.args = cfg->command;
       ep.n_args = cfg->n_command;
@@ -549,6 +559,12 @@ static int remove_container(vrpc_call *call, void *ctx, vs_err *err) {
   return vd_send_empty(call, &runtime__v1__remove_container_response__descriptor, err);
 }
 
+/* Its image's CRI ID (set at create), else the manifest it runs. */
+static const char *ct_image_id(const Vessel__V1__Container *c) {
+  const char *id = pbmap_get((void *const *)c->labels, c->n_labels, KEY "image-id");
+  return id ? id : c->image_digest;
+}
+
 static Runtime__V1__ContainerState ct_state(const Vessel__V1__Container *c) {
   switch (c->state) {
     case VESSEL__V1__CONTAINER_STATE__CONTAINER_STATE_CREATED: return RUNTIME__V1__CONTAINER_STATE__CONTAINER_CREATED;
@@ -587,8 +603,8 @@ static Runtime__V1__ContainerStatus *ct_status(const Vessel__V1__Container *c) {
   st->started_at = ns_of(c->started_at);
   st->finished_at = ns_of(c->finished_at);
   st->image = ct_image(c);
-  st->image_ref = strdup(c->image_digest);
-  st->image_id = strdup(c->image_digest);
+  st->image_ref = strdup(ct_image_id(c));
+  st->image_id = strdup(ct_image_id(c));
   const char *reason = "", *message = "";
   if (c->exit_status) {
     st->exit_code = c->exit_status->signal ? 128 + c->exit_status->signal : c->exit_status->code;
@@ -655,8 +671,8 @@ static int list_containers(vrpc_call *call, void *ctx, vs_err *err) {
     m->pod_sandbox_id = strdup(c->pod_id);
     m->metadata = ct_metadata(c);
     m->image = ct_image(c);
-    m->image_ref = strdup(c->image_digest);
-    m->image_id = strdup(c->image_digest);
+    m->image_ref = strdup(ct_image_id(c));
+    m->image_id = strdup(ct_image_id(c));
     m->state = ct_state(c);
     m->created_at = ns_of(c->created_at);
     PBMAP_COPY(m, labels, runtime__v1__container__labels_entry, c->labels, c->n_labels, NULL, KEY);

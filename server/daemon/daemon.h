@@ -63,6 +63,11 @@ int vd_send_empty(vrpc_call *call, const ProtobufCMessageDescriptor *desc, vs_er
 /* The CRI's sandbox and container handlers (cri_pods.c). */
 struct runtime_v1_RuntimeService_handlers;
 void vd_cri_pod_handlers(struct runtime_v1_RuntimeService_handlers *h);
+/* The image a CRI ImageSpec names (containerd's normalisation, an ID, or
+ * name@digest): 1 with out (img_info_free), 0 if none, -1 on error. */
+struct Runtime__V1__ImageSpec;
+int vd_cri_find_image(vd_daemon *d, const struct Runtime__V1__ImageSpec *spec, img_info *out,
+                      vs_err *err);
 /* Host paths of CRI mounts staged for a sandbox's VM (cri_mounts.c): a
  * sandbox's staging directory (out: PATH_MAX bytes), a mount bound into
  * it (entry), and their undoing. */

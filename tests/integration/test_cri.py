@@ -468,8 +468,10 @@ def test_the_cri_leaves_no_fds_or_threads_behind(vm_env):
     pid = e.d.proc.pid
     counts = lambda: (len(os.listdir(f"/proc/{pid}/fd")), len(os.listdir(f"/proc/{pid}/task")))
     pod = write_json(tmp, "leak-pod.json", {"metadata": {"name": "leak", "uid": "u", "namespace": "n"}})
+    os.makedirs(tmp / "leak-mount", exist_ok=True)
     ctr = write_json(tmp, "leak-ctr.json", {"metadata": {"name": "c"}, "image": {"image": "busybox"},
-                                            "args": ["sleep", "600"]})
+                                            "args": ["sleep", "600"],
+                                            "mounts": [{"container_path": "/m", "host_path": str(tmp / "leak-mount")}]})
 
     def life():
         sid = e.crictl("runp", pod).stdout.strip()
@@ -514,3 +516,4 @@ def test_the_cri_leaves_no_fds_or_threads_behind(vm_env):
     while counts() != base and time.time() < deadline:
         time.sleep(0.5)
     assert counts() == base, (counts(), base)
+    assert not [l for l in open(f"/proc/{pid}/mountinfo") if "/cri-mounts/" in l]
