@@ -40,6 +40,9 @@ const char vd_usage[] =
     "  --cri-stream-address IP:PORT\n"
     "                        where the CRI's exec/attach/port-forward URLs point\n"
     "                        (default 127.0.0.1:0, a free port on loopback)\n"
+    "  --cri-stream-url-ttl SECONDS\n"
+    "                        how long such a URL stays valid (default 60; each\n"
+    "                        works once)\n"
     "  --trace-agent-calls FILE\n"
     "                        append \"<host RPC> <agent RPC>\" to FILE for every\n"
     "                        call to a guest agent (for tests and debugging)\n"
@@ -80,7 +83,7 @@ int vd_config_validate(const vd_config *c, vs_err *err) {
 }
 
 int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
-  enum { ROOT = 1, LISTEN, CERT, KEY, CA, INSECURE, VERSION, HELP, KERNEL, INITRD, QEMU, MAXCALLS, SOCKGROUP, MINSPEED, TRACE, DNSUP, CRI, CRISTREAM };
+  enum { ROOT = 1, LISTEN, CERT, KEY, CA, INSECURE, VERSION, HELP, KERNEL, INITRD, QEMU, MAXCALLS, SOCKGROUP, MINSPEED, TRACE, DNSUP, CRI, CRISTREAM, CRITTL };
   static const struct option opts[] = {
       {"root", required_argument, NULL, ROOT},
       {"listen", required_argument, NULL, LISTEN},
@@ -98,6 +101,7 @@ int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
       {"dns-upstream", required_argument, NULL, DNSUP},
       {"cri-listen", required_argument, NULL, CRI},
       {"cri-stream-address", required_argument, NULL, CRISTREAM},
+      {"cri-stream-url-ttl", required_argument, NULL, CRITTL},
       {"version", no_argument, NULL, VERSION},
       {"help", no_argument, NULL, HELP},
       {NULL, 0, NULL, 0},
@@ -133,6 +137,14 @@ int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
         c->cri_listen = optarg;
         break;
       case CRISTREAM: c->cri_stream_address = optarg; break;
+      case CRITTL: {
+        char *end;
+        long n = strtol(optarg, &end, 10);
+        if (*end || n < 1 || n > 86400)
+          return vs_err_set(err, VS_INVALID_ARGUMENT, "--cri-stream-url-ttl %s: give seconds, 1..86400", optarg);
+        c->cri_stream_ttl = (int)n;
+        break;
+      }
       case DNSUP:
         if (c->n_dns_upstreams == 3)
           return vs_err_set(err, VS_INVALID_ARGUMENT, "at most 3 --dns-upstream flags");

@@ -56,4 +56,20 @@ TEST(Config, RejectsBadInput) {
   EXPECT_EQ(Parse({"stray"}, &c, &e), -1);
 }
 
+TEST(Config, CriStreaming) {
+  vd_config c;
+  vs_err e;
+  ASSERT_EQ(Parse({}, &c, &e), 0) << e.msg;
+  EXPECT_STREQ(c.cri_stream_address, "127.0.0.1:0");
+  EXPECT_EQ(c.cri_stream_ttl, 0);  // the streaming server's 60 s
+  ASSERT_EQ(Parse({"--cri-stream-address", "127.0.0.1:10010", "--cri-stream-url-ttl", "5"}, &c, &e), 0)
+      << e.msg;
+  EXPECT_STREQ(c.cri_stream_address, "127.0.0.1:10010");
+  EXPECT_EQ(c.cri_stream_ttl, 5);
+  for (const char *bad : {"0", "-3", "5s", "86401"}) {
+    EXPECT_EQ(Parse({"--cri-stream-url-ttl", bad}, &c, &e), -1) << bad;
+    EXPECT_NE(std::string(e.msg).find("--cri-stream-url-ttl"), std::string::npos) << e.msg;
+  }
+}
+
 }  // namespace

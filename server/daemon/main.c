@@ -184,7 +184,7 @@ int main(int argc, char **argv) {
   if (d.cfg.cri_listen) {
     const vrpc_descriptor_pool *cri_pools[] = {&cri_proto_pool, &grpc_proto_pool};
     unlink(d.cfg.cri_listen + 7);
-    if (!(d.stream = ss_start(d.cfg.cri_stream_address, &sb, &err)) ||
+    if (!(d.stream = ss_start(d.cfg.cri_stream_address, d.cfg.cri_stream_ttl, &sb, &err)) ||
         !(cri = vrpc_server_new(&so, &err)) || vd_cri_register(cri, &d, &err) < 0 ||
         vrpc_health_register(cri, &err) < 0 || vrpc_reflection_register(cri, cri_pools, 2, &err) < 0 ||
         vrpc_server_listen(cri, d.cfg.cri_listen, NULL, NULL, &err) < 0 || vrpc_server_start(cri, &err) < 0) {

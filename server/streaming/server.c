@@ -31,6 +31,7 @@ struct ss_server {
   struct MHD_Daemon *mhd;
   ss_backend b;
   char base[96];
+  int ttl_ms;
   pthread_mutex_t mu;
   token *tokens;
   size_t n_tokens;
@@ -102,7 +103,7 @@ int ss_url(ss_server *srv, const ss_request *r, char *url, size_t n, vs_err *err
     return vs_err_set(err, VS_INTERNAL, "streaming: cannot make a token");
   }
   for (int i = 0; i < 16; i++) snprintf(t->key + 2 * i, 3, "%02x", rnd[i]);
-  t->expires_ms = now_ms() + SS_TOKEN_TTL_S * 1000;
+  t->expires_ms = now_ms() + srv->ttl_ms;
   pthread_mutex_lock(&srv->mu);
   expire(srv);
   int full = srv->n_tokens >= MAX_TOKENS;
@@ -310,7 +311,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   *con_cls = NULL;
 }
 
-ss_server *ss_start(const char *addr, const ss_backend *b, vs_err *err) {
+ss_server *ss_start(const char *addr, int ttl_s, const ss_backend *b, vs_err *err) {
   char host[64];
   const char *colon = strrchr(addr, ':');
   struct sockaddr_in sin = {.sin_family = AF_INET};
@@ -337,6 +338,7 @@ ss_server *ss_start(const char *addr, const ss_backend *b, vs_err *err) {
     return NULL;
   }
   srv->b = *b;
+  srv->ttl_ms = (ttl_s > 0 ? ttl_s : SS_TOKEN_TTL_S) * 1000;
   pthread_mutex_init(&srv->mu, NULL);
   /* poll(), not select(): vesseld's descriptors go past FD_SETSIZE */
   srv->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |

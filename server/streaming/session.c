@@ -339,7 +339,7 @@ void ss_session_run(ss_session *s, int sock, const char *extra, size_t n) {
      * a slow client slows the workers, not vesseld's memory. */
     struct pollfd p[2] = {{s->fd, POLLIN | (ws_pending ? POLLOUT : 0), 0},
                           {ws_pending ? -1 : s->wake_fd, POLLIN, 0}};
-    int timeout = s->pre_len || (s->ready && !s->started) ? (s->pre_len ? 0 : 50) : 1000;
+    int timeout = s->pre_len ? 0 : s->ready && !s->started ? 50 : 1000;
     if (poll(p, 2, timeout) < 0 && errno != EINTR) break;
     if (s->pre_len || (p[0].revents & (POLLIN | POLLHUP | POLLERR))) read_input(s);
     if (!s->closed && (p[1].revents & POLLIN)) drain(s);

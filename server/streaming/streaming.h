@@ -7,7 +7,8 @@
  * WebSocket framing wslay's, SPDY header compression zlib's; the SPDY
  * framing and the Kubernetes protocols are written here.
  *
- * A URL's token is good for one connection within SS_TOKEN_TTL_S seconds.
+ * A URL's token is good for one connection within the server's token TTL
+ * (SS_TOKEN_TTL_S seconds unless given).
  * What runs behind a URL is the backend's (the runtime's). */
 #ifndef VESSEL_SERVER_STREAMING_STREAMING_H
 #define VESSEL_SERVER_STREAMING_STREAMING_H
@@ -58,8 +59,9 @@ typedef struct ss_backend {
 
 typedef struct ss_server ss_server;
 
-/* Serves HTTP on addr ("127.0.0.1:0": an ephemeral port on loopback). */
-ss_server *ss_start(const char *addr, const ss_backend *b, vs_err *err);
+/* Serves HTTP on addr ("127.0.0.1:0": an ephemeral port on loopback);
+ * its URLs expire after ttl_s seconds (0 = SS_TOKEN_TTL_S). */
+ss_server *ss_start(const char *addr, int ttl_s, const ss_backend *b, vs_err *err);
 /* "http://127.0.0.1:<port>" */
 const char *ss_base_url(const ss_server *s);
 /* A one-use URL for r (copied). RESOURCE_EXHAUSTED when too many wait. */

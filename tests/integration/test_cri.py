@@ -99,13 +99,15 @@ def vm_env(tmp_path_factory):
     assert kernel and initrd, "VESSEL_KERNEL and VESSEL_INITRD must be set"
     tmp = tmp_path_factory.mktemp("crivm")
     sock = "unix://" + str(tmp / "cri.sock")
-    with Vesseld("--kernel", kernel, "--initrd", initrd, "--cri-listen", sock, netns=True) as d, \
+    with Vesseld("--kernel", kernel, "--initrd", initrd, "--cri-listen", sock,
+                 "--cri-stream-url-ttl", str(URL_TTL), netns=True) as d, \
             vessel.Client(d.address, timeout=180) as c:
         c.images.load(busybox_image_tar(str(tmp)), reference="docker.io/library/busybox:latest")
         yield Env(d, tmp, sock)
 
 
 HOST_PORT = 18080
+URL_TTL = 10  # seconds a streaming URL stays valid (--cri-stream-url-ttl)
 
 
 def write_json(tmp, name, doc):
@@ -393,13 +395,17 @@ def test_streaming_exec_attach_port_forward(vm_env):
         r = grpcurl({"container_id": w_id, "cmd": ["true"], "stdout": True}, "Exec")
         url = json.loads(r.stdout)["url"]
         assert url.startswith("http://127.0.0.1:") and "/exec/" in url, url
-        get = lambda: e.d.in_netns("/usr/bin/python3", "-c",
-                                   "import urllib.request,urllib.error\n"
-                                   f"try: urllib.request.urlopen(urllib.request.Request('{url}', method='POST'))\n"
-                                   "except urllib.error.HTTPError as x: print(x.code, x.read().decode())",
-                                   capture_output=True, text=True).stdout
-        assert get().startswith("400 "), "a request that does not upgrade is refused"
-        assert get().startswith("404 ") and "once" in get(), "the URL was used"
+        get = lambda u: e.d.in_netns("/usr/bin/python3", "-c",
+                                     "import urllib.request,urllib.error\n"
+                                     f"try: urllib.request.urlopen(urllib.request.Request('{u}', method='POST'))\n"
+                                     "except urllib.error.HTTPError as x: print(x.code, x.read().decode())",
+                                     capture_output=True, text=True).stdout
+        assert get(url).startswith("400 "), "a request that does not upgrade is refused"
+        assert get(url).startswith("404 ") and "once" in get(url), "the URL was used"
+        # a URL not used within --cri-stream-url-ttl is gone
+        late = json.loads(grpcurl({"container_id": w_id, "cmd": ["true"], "stdout": True}, "Exec").stdout)["url"]
+        time.sleep(URL_TTL + 1)
+        assert get(late).startswith("404 "), "an expired URL"
     finally:
         e.crictl("rmp", "-f", sid, check=False)
 
