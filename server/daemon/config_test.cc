@@ -8,13 +8,14 @@
 namespace {
 
 int Parse(std::vector<std::string> args, vd_config *c, vs_err *e) {
-  std::vector<char *> argv;
-  args.insert(args.begin(), "vesseld");
-  for (auto &a : args) argv.push_back(const_cast<char *>(a.c_str()));
-  argv.push_back(nullptr);
+  // optarg points into argv: its strings outlive the call (until the next)
   static std::vector<std::string> keep;
-  keep = args;  // optarg points into argv
-  return vd_config_parse(c, (int)args.size(), argv.data(), e);
+  keep = std::move(args);
+  keep.insert(keep.begin(), "vesseld");
+  std::vector<char *> argv;
+  for (auto &a : keep) argv.push_back(const_cast<char *>(a.c_str()));
+  argv.push_back(nullptr);
+  return vd_config_parse(c, (int)keep.size(), argv.data(), e);
 }
 
 TEST(Config, Defaults) {

@@ -290,6 +290,48 @@ def run_on_pty(argv, rows, cols, send=b"", timeout=60):
     return out.decode(errors="replace"), p.wait(timeout=10)
 
 
+# A minimal WebSocket client (RFC 6455) that asks for v4.channel.k8s.io
+# only, reads the server's frames to its close and prints [protocol,
+# [channel, text], ...] as JSON.
+WS_V4_CLIENT = r'''
+import base64, json, os, socket, sys, urllib.parse
+u = urllib.parse.urlparse(sys.argv[1])
+s = socket.create_connection((u.hostname, u.port), timeout=30)
+key = base64.b64encode(os.urandom(16)).decode()
+s.sendall((f"GET {u.path} HTTP/1.1\r\nHost: {u.netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+           "Sec-WebSocket-Protocol: v4.channel.k8s.io\r\n\r\n").encode())
+buf = b""
+while b"\r\n\r\n" not in buf:
+    buf += s.recv(4096)
+head, buf = buf.split(b"\r\n\r\n", 1)
+proto = [l.split(b": ", 1)[1].decode() for l in head.split(b"\r\n") if l.lower().startswith(b"sec-websocket-protocol")]
+out = [proto]
+def need(n):
+    global buf
+    while len(buf) < n:
+        c = s.recv(65536)
+        if not c:
+            raise EOFError
+        buf += c
+while True:
+    need(2)
+    op, n = buf[0] & 15, buf[1] & 127
+    o = 2
+    if n == 126:
+        need(4); n = int.from_bytes(buf[2:4], "big"); o = 4
+    elif n == 127:
+        need(10); n = int.from_bytes(buf[2:10], "big"); o = 10
+    need(o + n)
+    payload, buf = buf[o:o + n], buf[o + n:]
+    if op == 8:
+        break
+    if op == 2 and payload:
+        out.append([payload[0], payload[1:].decode()])
+print(json.dumps(out))
+'''
+
+
 def attach_and_type(e, cid, transport, line):
     """crictl attach -i: types line, reads what the container printed,
     then closes stdin, which detaches (exit 0); the output."""
@@ -402,6 +444,17 @@ def test_streaming_exec_attach_port_forward(vm_env):
                                      capture_output=True, text=True).stdout
         assert get(url).startswith("400 "), "a request that does not upgrade is refused"
         assert get(url).startswith("404 ") and "once" in get(url), "the URL was used"
+        # v4.channel.k8s.io over WebSocket (crictl speaks v5): a client
+        # written here reads the channels and the status
+        url = json.loads(grpcurl({"container_id": w_id, "cmd": ["sh", "-c", "echo v4-out; exit 7"],
+                                  "stdout": True, "stderr": True}, "Exec").stdout)["url"]
+        got = e.d.in_netns("/usr/bin/python3", "-c", WS_V4_CLIENT, url, capture_output=True, text=True)
+        frames = json.loads(got.stdout or "null")
+        assert frames and frames[0] == ["v4.channel.k8s.io"], (frames, got.stderr)
+        out = "".join(d for ch, d in frames[1:] if ch == 1)
+        status = json.loads("".join(d for ch, d in frames[1:] if ch == 3))
+        assert out == "v4-out\n" and status["reason"] == "NonZeroExitCode", frames
+        assert status["details"]["causes"] == [{"reason": "ExitCode", "message": "7"}], status
         # a URL not used within --cri-stream-url-ttl is gone
         late = json.loads(grpcurl({"container_id": w_id, "cmd": ["true"], "stdout": True}, "Exec").stdout)["url"]
         time.sleep(URL_TTL + 1)
