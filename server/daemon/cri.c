@@ -127,25 +127,6 @@ static Runtime__V1__Image *image_msg(const img_info *list, size_t n, size_t firs
   return m;
 }
 
-/* "sha256:<64 hex>" or the 64 hex alone: an image ID. */
-static int is_id(const char *s) {
-  if (!strncmp(s, "sha256:", 7)) s += 7;
-  return strlen(s) == 64 && strspn(s, "0123456789abcdef") == 64;
-}
-
-/* Whether stored name nm ("host/path:tag") is of repository repo (rl
- * bytes as a client wrote it: in full, or short as busybox for
- * docker.io/library/busybox). */
-static int of_repository(const char *nm, const char *repo, size_t rl) {
-  char r[1024];
-  snprintf(r, sizeof r, "%s", nm);
-  char *colon = strrchr(r, ':'), *slash = strrchr(r, '/');
-  if (colon && (!slash || colon > slash)) *colon = 0; /* the tag off */
-  size_t len = strlen(r);
-  return (len == rl && !strncmp(r, repo, rl)) ||
-         (len > rl && r[len - rl - 1] == '/' && !strncmp(r + len - rl, repo, rl));
-}
-
 /* The image an ImageSpec names (a reference, normalised as containerd's:
  * busybox = docker.io/library/busybox:latest, or an ID); 0 if none. */
 int vd_cri_find_image(vd_daemon *d, const Runtime__V1__ImageSpec *spec, img_info *out, vs_err *err) {
@@ -154,24 +135,7 @@ int vd_cri_find_image(vd_daemon *d, const Runtime__V1__ImageSpec *spec, img_info
   vs_err e;
   oci_platform host;
   memset(&host, 0, sizeof host);
-  const char *ref = spec->image, *at = strstr(ref, "@sha256:");
-  char name[1024] = "";
-  if (is_id(ref) || at) {
-    /* by ID, under any of its names; by repository digest (name@digest),
-     * under a name of that repository */
-    img_info *all;
-    size_t n;
-    if (img_list(d->images, &all, &n, err) < 0) return -1;
-    const char *hex = at ? at + 8 : ref + (strncmp(ref, "sha256:", 7) ? 0 : 7);
-    size_t rl = at ? (size_t)(at - ref) : 0;
-    for (size_t i = 0; i < n && !*name; i++)
-      if (!strcmp(all[i].target.digest + 7, hex) && (!at || of_repository(all[i].name, ref, rl)))
-        snprintf(name, sizeof name, "%s", all[i].name);
-    img_list_free(all, n);
-    if (!*name && !at) return 0;
-    if (*name) ref = name; /* else name@digest as the store keeps a pull by digest */
-  }
-  if (img_inspect(d->images, ref, &host, out, &e) == 0) return 1;
+  if (img_inspect(d->images, spec->image, &host, out, &e) == 0) return 1;
   if (e.code == VS_NOT_FOUND) return 0;
   *err = e;
   return -1;

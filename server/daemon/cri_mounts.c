@@ -20,14 +20,20 @@
 #include "runtime/v1/api.pb-c.h"
 #include "server/daemon/daemon.h"
 
-int vd_cri_staging_new(vd_daemon *d, char *out, vs_err *err) {
+/* out (PATH_MAX): dir/<16 random hex digits>. */
+static int new_name(const char *dir, char *out, vs_err *err) {
   uint8_t r[8];
   if (getrandom(r, sizeof r, 0) != sizeof r) return vs_err_errno(err, VS_INTERNAL, errno, "getrandom");
-  snprintf(out, PATH_MAX, "%s/cri-mounts", d->cfg.root);
-  mkdir(out, 0700);
-  size_t n = strlen(out);
-  snprintf(out + n, PATH_MAX - n, "/%02x%02x%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3], r[4],
-           r[5], r[6], r[7]);
+  int n = snprintf(out, PATH_MAX, "%s/", dir);
+  for (int i = 0; i < 8 && n > 0 && n + 3 < PATH_MAX; i++) n += snprintf(out + n, 3, "%02x", r[i]);
+  return 0;
+}
+
+int vd_cri_staging_new(vd_daemon *d, char *out, vs_err *err) {
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof dir, "%s/cri-mounts", d->cfg.root);
+  mkdir(dir, 0700);
+  if (new_name(dir, out, err) < 0) return -1;
   if (mkdir(out, 0700) < 0) return vs_err_errno(err, VS_INTERNAL, errno, "mkdir %s", out);
   return 0;
 }
@@ -70,10 +76,7 @@ int vd_cri_stage(const char *staging, const Runtime__V1__Mount *m, char *entry, 
   struct stat st;
   if (!*m->host_path || !realpath(m->host_path, real) || stat(real, &st) < 0)
     return vs_err_errno(err, VS_NOT_FOUND, errno, "Mount.host_path %s", m->host_path);
-  uint8_t r[8];
-  if (getrandom(r, sizeof r, 0) != sizeof r) return vs_err_errno(err, VS_INTERNAL, errno, "getrandom");
-  snprintf(entry, PATH_MAX, "%s/%02x%02x%02x%02x%02x%02x%02x%02x", staging, r[0], r[1], r[2], r[3],
-           r[4], r[5], r[6], r[7]);
+  if (new_name(staging, entry, err) < 0) return -1;
   int made = S_ISDIR(st.st_mode) ? mkdir(entry, 0700) : close(open(entry, O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (made < 0) return vs_err_errno(err, VS_INTERNAL, errno, "create %s", entry);
   if (mount(real, entry, NULL, MS_BIND | MS_REC, NULL) < 0 ||

@@ -34,22 +34,37 @@ static int64_t now_ns(void) {
   return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
-/* Annotation key of sandbox id, copied to out ("" if none). */
-static void pod_annotation(vd_daemon *d, const char *id, const char *key, char *out, size_t n) {
-  vs_err ignore;
-  Vessel__V1__Pod *p = rt_pod_describe(d->runtime, id, &ignore);
-  const char *v = p ? pbmap_get((void *const *)p->annotations, p->n_annotations, key) : NULL;
+/* Annotation key of pod p (may be NULL), copied to out ("" if none). */
+static void annotation_of(const Vessel__V1__Pod *p, const char *key, char *out, size_t n) {
+  const char *v = p ? PBMAP_GET(p, annotations, key) : NULL;
   snprintf(out, n, "%s", v ? v : "");
-  if (p) protobuf_c_message_free_unpacked(&p->base, NULL);
 }
 
-/* A container's staged mounts (labels KEY "mount.<i>": container path,
- * host path, "ro"/"rw", staged entry, tab-separated): unstaged. */
+/* A staged mount's record, label KEY "mount.<i>" (written at create):
+ * container path, host path, "ro"/"rw", staged entry, tab-separated. 1
+ * with f filled; 0 for any other label. */
+static int mount_record(const Vessel__V1__Container__LabelsEntry *l, char f[4][PATH_MAX]) {
+  return !strncmp(l->key, KEY "mount.", sizeof KEY "mount." - 1) &&
+         sscanf(l->value, "%4095[^\t]\t%4095[^\t]\t%2s\t%4095[^\t]", f[0], f[1], f[2], f[3]) == 4;
+}
+
+/* Undoes a container's staged mounts. */
 static void unstage_mounts(const Vessel__V1__Container *c) {
-  for (size_t i = 0; i < c->n_labels; i++) {
-    const char *v = c->labels[i]->value, *entry = strrchr(v, '\t');
-    if (!strncmp(c->labels[i]->key, KEY "mount.", sizeof KEY "mount." - 1) && entry) vd_cri_unstage(entry + 1);
+  char f[4][PATH_MAX];
+  for (size_t i = 0; i < c->n_labels; i++)
+    if (mount_record(c->labels[i], f)) vd_cri_unstage(f[3]);
+}
+
+/* Stop and Remove are idempotent in the CRI: a sandbox or container that
+ * is not there is no error. Sends desc's empty response unless rc failed
+ * otherwise (e). */
+static int send_unless_failed(vrpc_call *call, int rc, const vs_err *e,
+                              const ProtobufCMessageDescriptor *desc, vs_err *err) {
+  if (rc < 0 && e->code != VS_NOT_FOUND) {
+    *err = *e;
+    return -1;
   }
+  return vd_send_empty(call, desc, err);
 }
 
 /* ---- security: what a VM can honour, and what it refuses by name ---- */
@@ -222,16 +237,11 @@ static int stop_pod_sandbox(vrpc_call *call, void *ctx, vs_err *err) {
   vd_daemon *d = ctx;
   RECV(Runtime__V1__StopPodSandboxRequest, req);
   vs_err e;
-  /* Idempotent, as the CRI asks: a missing sandbox is no error. kubelet
-   * has stopped the containers with their grace periods before: what
-   * still runs is killed at once (as containerd does). */
+  /* kubelet has stopped the containers with their grace periods before:
+   * what still runs is killed at once (as containerd does). */
   int rc = rt_pod_stop(d->runtime, req->pod_sandbox_id, SIGKILL, 1, &e);
   vrpc_msg_free(req_msg);
-  if (rc < 0 && e.code != VS_NOT_FOUND) {
-    *err = e;
-    return -1;
-  }
-  return vd_send_empty(call, &runtime__v1__stop_pod_sandbox_response__descriptor, err);
+  return send_unless_failed(call, rc, &e, &runtime__v1__stop_pod_sandbox_response__descriptor, err);
 }
 
 static int remove_pod_sandbox(vrpc_call *call, void *ctx, vs_err *err) {
@@ -239,15 +249,13 @@ static int remove_pod_sandbox(vrpc_call *call, void *ctx, vs_err *err) {
   RECV(Runtime__V1__RemovePodSandboxRequest, req);
   vs_err e;
   char staging[PATH_MAX];
-  pod_annotation(d, req->pod_sandbox_id, KEY "staging", staging, sizeof staging);
+  Vessel__V1__Pod *p = rt_pod_describe(d->runtime, req->pod_sandbox_id, &e);
+  annotation_of(p, KEY "staging", staging, sizeof staging);
+  if (p) protobuf_c_message_free_unpacked(&p->base, NULL);
   int rc = rt_pod_delete(d->runtime, req->pod_sandbox_id, 1, &e);
   if (rc == 0 && *staging) vd_cri_staging_remove(staging); /* its containers' mounts too */
   vrpc_msg_free(req_msg);
-  if (rc < 0 && e.code != VS_NOT_FOUND) {
-    *err = e;
-    return -1;
-  }
-  return vd_send_empty(call, &runtime__v1__remove_pod_sandbox_response__descriptor, err);
+  return send_unless_failed(call, rc, &e, &runtime__v1__remove_pod_sandbox_response__descriptor, err);
 }
 
 /* The CRI's status of pod p (free with protobuf_c_message_free_unpacked). */
@@ -321,14 +329,14 @@ static int list_pod_sandbox(vrpc_call *call, void *ctx, vs_err *err) {
 
 /* ---- containers ---- */
 
-/* kubelet's <log_directory>/<log_path> for a container of the sandbox ("" if
+/* kubelet's <log_directory>/<log_path> for a container of sandbox p ("" if
  * either is empty). */
-static void log_file(vd_daemon *d, const char *sandbox, const char *log_path, char *out, size_t n) {
+static void log_file(const Vessel__V1__Pod *p, const char *log_path, char *out, size_t n) {
+  char dir[PATH_MAX];
+  annotation_of(p, KEY "log-directory", dir, sizeof dir);
   out[0] = '\0';
-  char dir[PATH_MAX] = "";
-  if (*log_path && log_path[0] != '/') pod_annotation(d, sandbox, KEY "log-directory", dir, sizeof dir);
   if (log_path[0] == '/') snprintf(out, n, "%s", log_path);
-  else if (*dir) snprintf(out, n, "%s/%s", dir, log_path);
+  else if (*log_path && *dir) snprintf(out, n, "%s/%s", dir, log_path);
 }
 
 static int create_container(vrpc_call *call, void *ctx, vs_err *err) {
@@ -456,9 +464,12 @@ static int create_container(vrpc_call *call, void *ctx, vs_err *err) {
     if (cfg->stdin) /* for Attach: whether stdin is there and closes with the first client's */
       PBMAP_ADD(&c, labels, vessel__v1__containers_create_request__labels_entry, KEY "stdin",
                 cfg->stdin_once ? "once" : "1");
-    log_file(d, req->pod_sandbox_id, cfg->log_path, log, sizeof log);
+    /* (no sandbox: rt_create says so) */
+    Vessel__V1__Pod *pod = rt_pod_describe(d->runtime, req->pod_sandbox_id, &ignore);
+    log_file(pod, cfg->log_path, log, sizeof log);
+    annotation_of(pod, KEY "staging", staging, sizeof staging);
+    if (pod) protobuf_c_message_free_unpacked(&pod->base, NULL);
     if (cfg->n_mounts) { /* host paths, staged into the sandbox's volume */
-      pod_annotation(d, req->pod_sandbox_id, KEY "staging", staging, sizeof staging);
       mounts = calloc(cfg->n_mounts, sizeof *mounts);
       mp = calloc(cfg->n_mounts, sizeof *mp);
       entries = calloc(cfg->n_mounts, sizeof *entries);
@@ -536,11 +547,7 @@ static int stop_container(vrpc_call *call, void *ctx, vs_err *err) {
   int rc = rt_stop(d->runtime, req->container_id, req->timeout > 0 ? 0 : SIGKILL,
                    req->timeout > 0 ? req->timeout * 1000 : 1, -1, NULL, &e);
   vrpc_msg_free(req_msg);
-  if (rc < 0 && e.code != VS_NOT_FOUND) { /* idempotent, as the CRI asks */
-    *err = e;
-    return -1;
-  }
-  return vd_send_empty(call, &runtime__v1__stop_container_response__descriptor, err);
+  return send_unless_failed(call, rc, &e, &runtime__v1__stop_container_response__descriptor, err);
 }
 
 static int remove_container(vrpc_call *call, void *ctx, vs_err *err) {
@@ -552,11 +559,7 @@ static int remove_container(vrpc_call *call, void *ctx, vs_err *err) {
   if (rc == 0 && c) unstage_mounts(c);
   if (c) protobuf_c_message_free_unpacked(&c->base, NULL);
   vrpc_msg_free(req_msg);
-  if (rc < 0 && e.code != VS_NOT_FOUND) {
-    *err = e;
-    return -1;
-  }
-  return vd_send_empty(call, &runtime__v1__remove_container_response__descriptor, err);
+  return send_unless_failed(call, rc, &e, &runtime__v1__remove_container_response__descriptor, err);
 }
 
 /* Its image's CRI ID (set at create), else the manifest it runs. */
@@ -618,11 +621,9 @@ static Runtime__V1__ContainerStatus *ct_status(const Vessel__V1__Container *c) {
   PBMAP_COPY(st, labels, runtime__v1__container_status__labels_entry, c->labels, c->n_labels, NULL, KEY);
   PBMAP_COPY(st, annotations, runtime__v1__container_status__annotations_entry, c->labels, c->n_labels, ANNOTATION, NULL);
   st->mounts = calloc(c->n_labels + 1, sizeof *st->mounts);
-  for (size_t i = 0; st->mounts && i < c->n_labels; i++) { /* KEY "mount.<i>" records */
+  for (size_t i = 0; st->mounts && i < c->n_labels; i++) {
     char f[4][PATH_MAX];
-    if (strncmp(c->labels[i]->key, KEY "mount.", sizeof KEY "mount." - 1) ||
-        sscanf(c->labels[i]->value, "%4095[^\t]\t%4095[^\t]\t%2s\t%4095[^\t]", f[0], f[1], f[2], f[3]) != 4)
-      continue;
+    if (!mount_record(c->labels[i], f)) continue;
     Runtime__V1__Mount *m = malloc(sizeof *m);
     runtime__v1__mount__init(m);
     m->container_path = strdup(f[0]);

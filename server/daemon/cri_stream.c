@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/pbmap.h"
 #include "cri_proto_rpc.h"
 #include "runtime/v1/api.pb-c.h"
 #include "server/daemon/daemon.h"
@@ -126,13 +127,6 @@ void vd_stream_backend(vd_daemon *d, ss_backend *b) {
 
 /* ---- the CRI calls ---- */
 
-/* A CRI container's value of label key ("" if none). */
-static const char *label(const Vessel__V1__Container *c, const char *key) {
-  for (size_t i = 0; i < c->n_labels; i++)
-    if (!strcmp(c->labels[i]->key, key)) return c->labels[i]->value;
-  return "";
-}
-
 /* The container, running; FAILED_PRECONDITION otherwise. */
 static Vessel__V1__Container *running_container(vd_daemon *d, const char *id, vs_err *err) {
   Vessel__V1__Container *c = rt_describe(d->runtime, id, err);
@@ -185,18 +179,20 @@ static int attach(vrpc_call *call, void *ctx, vs_err *err) {
   RECV(Runtime__V1__AttachRequest, req);
   int rc = check_stdio(req->stdin, req->stdout, req->stderr, req->tty, err);
   Vessel__V1__Container *c = rc == 0 ? running_container(d, req->container_id, err) : NULL;
-  const char *in = c ? label(c, "io.vessel.cri/stdin") : "";
-  if (c && req->stdin && !*in) {
-    vs_err_set(err, VS_FAILED_PRECONDITION,
-               "AttachRequest.stdin: container %s was created without stdin (ContainerConfig.stdin)",
-               c->id);
-  } else if (c) {
+  /* ContainerConfig.stdin, kept at create: "1", or "once" with stdin_once */
+  const char *in = c ? PBMAP_GET(c, labels, "io.vessel.cri/stdin") : NULL;
+  if (!c)
+    rc = -1;
+  else if (req->stdin && !in)
+    rc = vs_err_set(err, VS_FAILED_PRECONDITION,
+                    "AttachRequest.stdin: container %s was created without stdin (ContainerConfig.stdin)",
+                    c->id);
+  if (rc == 0) {
     ss_request r = {.kind = SS_ATTACH, .id = c->id, .tty = req->tty, .in = req->stdin,
-                    .out = req->stdout, .err = req->stderr, .stdin_once = !strcmp(in, "once")};
+                    .out = req->stdout, .err = req->stderr, .stdin_once = in && !strcmp(in, "once")};
     Runtime__V1__AttachResponse resp = RUNTIME__V1__ATTACH_RESPONSE__INIT;
     rc = send_url(call, d, &r, &resp.base, &resp.url, err);
   }
-  if (!c || (req->stdin && !*in)) rc = -1;
   if (c) protobuf_c_message_free_unpacked(&c->base, NULL);
   vrpc_msg_free(req_msg);
   return rc;

@@ -263,6 +263,31 @@ static int query(img_store *s, const char *sql, const char *arg, ref_row **out, 
 
 #define COLS "SELECT name, digest, media_type, size, updated FROM images "
 
+/* The names of repository ref (its domain and path) that point at
+ * ref->digest: "name@digest" of an image pulled by tag. */
+static int repository_rows(img_store *s, const oci_ref *ref, ref_row **rows, size_t *n,
+                           vs_err *err) {
+  if (query(s, COLS "WHERE digest = ? ORDER BY name", ref->digest, rows, n, err) < 0) return -1;
+  size_t k = 0;
+  for (size_t i = 0; i < *n; i++) {
+    oci_ref r;
+    vs_err ignore;
+    int same = oci_ref_parse((*rows)[i].name, &r, &ignore) == 0;
+    if (same) {
+      same = !strcmp(r.domain, ref->domain) && !strcmp(r.path, ref->path);
+      oci_ref_free(&r);
+    }
+    if (same) {
+      (*rows)[k++] = (*rows)[i];
+    } else {
+      free((*rows)[i].name);
+      oci_descriptor_free(&(*rows)[i].target);
+    }
+  }
+  *n = k;
+  return 0;
+}
+
 /* Resolves what a user typed to stored rows: a reference, a digest (all its
  * names), or a digest prefix of >= 12 hex digits. */
 static int resolve(img_store *s, const char *key, ref_row **rows, size_t *n, vs_err *err) {
@@ -298,6 +323,10 @@ static int resolve(img_store *s, const char *key, ref_row **rows, size_t *n, vs_
     free(name);
     name = oci_ref_string(&ref);
     rc = query(s, COLS "WHERE name = ?", name, rows, n, err);
+  }
+  if (rc == 0 && !*n && ref.digest) {
+    free(*rows);
+    rc = repository_rows(s, &ref, rows, n, err);
   }
   if (rc == 0 && !*n) rc = vs_err_set(err, VS_NOT_FOUND, "no local image %s", name);
   free(name);

@@ -69,6 +69,10 @@ int rt_boot(rt_container *c, const char *rootfs_src, vs_err *err) {
   snprintf(console, sizeof console, "%s/console.log", c->dir);
   vm_share shares[RT_MAX_SHARES];
   size_t n_shares = 0;
+  /* Volumes tagged vol0..vol<n-1> (none after a tmpfs mount, whose index
+   * a tag skips): a template with that many shares serves; warm spares
+   * have none. */
+  int shares_in_order = 1;
   for (size_t i = 0; i < c->spec->n_mounts; i++) {
     const Vessel__V1__Mount *m = c->spec->mounts[i];
     if (!is_volume(m)) continue;
@@ -76,15 +80,8 @@ int rt_boot(rt_container *c, const char *rootfs_src, vs_err *err) {
       return vs_err_set(err, VS_INVALID_ARGUMENT, "at most %d host-directory volumes", RT_MAX_SHARES);
     snprintf(tags[n_shares], sizeof tags[0], "vol%zu", i);
     shares[n_shares] = (vm_share){m->source, tags[n_shares], is_read_only(m)};
+    shares_in_order &= i == n_shares;
     n_shares++;
-  }
-  /* Volumes tagged vol0..vol<n-1> (none skipped by a tmpfs mount): a
-   * template with that many shares serves; warm spares have none. */
-  int shares_in_order = 1;
-  for (size_t i = 0; i < n_shares; i++) {
-    char want[24];
-    snprintf(want, sizeof want, "vol%zu", i);
-    if (strcmp(tags[i], want)) shares_in_order = 0;
   }
   rt_vm_kind kind = {c->vcpus, c->memory_mib, (int)c->n_nics, c->is_pod ? c->n_slots : 0, (int)n_shares};
   int pooled = !c->spec->no_template && shares_in_order;

@@ -20,7 +20,7 @@ int rc_channel(const ss_session *s, uint32_t stream) {
 }
 
 /* A metav1.Status: success (code 0), a non-zero exit, or an error. */
-static char *status(const ss_session *s, int code, const char *error) {
+static char *status(int code, const char *error) {
   json_t *o = json_object();
   json_object_set_new(o, "metadata", json_object());
   json_object_set_new(o, "status", json_string(!error && !code ? "Success" : "Failure"));
@@ -38,7 +38,6 @@ static char *status(const ss_session *s, int code, const char *error) {
     json_object_set_new(o, "details", json_pack("{s:[{s:s,s:s}]}", "causes", "reason", "ExitCode",
                                                 "message", num));
   }
-  (void)s;
   char *out = json_dumps(o, JSON_COMPACT);
   json_decref(o);
   return out;
@@ -64,11 +63,11 @@ static void *pump(void *arg) {
     pthread_mutex_unlock(&s->mu);
     if (r == 0) {
       __atomic_store_n(&s->exited, 1, __ATOMIC_RELEASE);
-      st = status(s, s->req.kind == SS_EXEC ? code : 0, NULL);
+      st = status(s->req.kind == SS_EXEC ? code : 0, NULL);
     } else if (detached) {
-      st = status(s, 0, NULL);
+      st = status(0, NULL);
     } else if (!cancelled) {
-      st = status(s, 0, err.msg);
+      st = status(0, err.msg);
     }
     break;
   }
@@ -77,14 +76,19 @@ static void *pump(void *arg) {
   return NULL;
 }
 
+/* Ends the session with an error status (msg) instead of a process. */
+static void fail(ss_session *s, const char *msg) {
+  char *st = status(0, msg);
+  rc_end(s, st);
+  free(st);
+}
+
 /* Every stream the request needs exists: start (exec) or attach. */
 static void start(ss_session *s) {
   s->started = 1;
   vs_err err;
   if (s->b->open(s->b->ctx, &s->req, &s->proc, &err) < 0) {
-    char *st = status(s, 0, err.msg);
-    rc_end(s, st);
-    free(st);
+    fail(s, err.msg);
     return;
   }
   s->proc_open = 1;
@@ -96,18 +100,23 @@ static void start(ss_session *s) {
   s->held_len = 0;
   if (s->held_eof) rc_eof(s, CH_STDIN);
   if (pthread_create(&s->pump, NULL, pump, s) != 0) {
-    char *st = status(s, 0, "cannot start a thread");
-    rc_end(s, st);
-    free(st);
+    fail(s, "cannot start a thread");
     return;
   }
   s->pump_started = 1;
 }
 
+/* The channels the request needs: stdin, stdout, stderr (not with a
+ * terminal), error, resize (a terminal). */
+static int wants(const ss_session *s, int ch) {
+  const ss_request *r = &s->req;
+  int want[CH_N] = {r->in, r->out, r->err && !r->tty, 1, r->tty};
+  return want[ch];
+}
+
 void rc_begin(ss_session *s) {
-  int want[CH_N] = {s->req.in, s->req.out, s->req.err && !s->req.tty, 1, s->req.tty};
   for (int i = 0; i < CH_N; i++) {
-    s->have[i] = want[i];
+    s->have[i] = wants(s, i);
     s->ch[i] = (uint32_t)i;
   }
   /* the first writable channel gets an empty message: "connected" */
@@ -138,9 +147,8 @@ void rc_stream(ss_session *s, uint32_t id, const spdy_headers *h) {
       s->ch[i] = id;
     }
   if (s->ready) return;
-  int want[CH_N] = {s->req.in, s->req.out, s->req.err && !s->req.tty, 1, s->req.tty};
   for (int i = 0; i < CH_N; i++)
-    if (want[i] && !s->have[i]) return;
+    if (wants(s, i) && !s->have[i]) return;
   s->ready = 1;
 }
 
@@ -191,6 +199,15 @@ void rc_input(ss_session *s, int ch, const void *data, size_t len) {
     resize_in(s, data, len);
 }
 
+/* Ends the pump's wait for output, saying why (*why: detached or
+ * cancelled, read by the pump under s->mu). */
+static void stop_pump(ss_session *s, int *why) {
+  pthread_mutex_lock(&s->mu);
+  *why = 1;
+  pthread_mutex_unlock(&s->mu);
+  ss_signal(s->cancel_fd);
+}
+
 /* The client has closed its stdin: the process's closes too (an exec, or
  * an attach with stdin_once); a plain attach ends (detaches). */
 void rc_eof(ss_session *s, int ch) {
@@ -200,12 +217,7 @@ void rc_eof(ss_session *s, int ch) {
   if (s->req.kind == SS_EXEC || s->req.stdin_once) {
     s->b->write_stdin(s->proc, "", 0, 1, &err);
   } else {
-    pthread_mutex_lock(&s->mu);
-    s->detached = 1;
-    pthread_mutex_unlock(&s->mu);
-    uint64_t one = 1;
-    ssize_t n = write(s->cancel_fd, &one, sizeof one);
-    (void)n;
+    stop_pump(s, &s->detached);
   }
 }
 
@@ -219,12 +231,7 @@ void rc_end(ss_session *s, const char *st) {
 
 void rc_teardown(ss_session *s) {
   if (s->pump_started) {
-    pthread_mutex_lock(&s->mu);
-    s->cancelled = 1;
-    pthread_mutex_unlock(&s->mu);
-    uint64_t one = 1;
-    ssize_t n = write(s->cancel_fd, &one, sizeof one);
-    (void)n;
+    stop_pump(s, &s->cancelled);
     pthread_join(s->pump, NULL);
     s->pump_started = 0;
   }

@@ -45,12 +45,6 @@ typedef struct conn_state {
   ss_session *s;
 } conn_state;
 
-static int64_t now_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 void ss_request_free(ss_request *r) {
   free((char *)r->id);
   for (size_t i = 0; i < r->n_cmd; i++) free(r->cmd[i]);
@@ -80,7 +74,7 @@ int ss_request_copy(const ss_request *in, ss_request *out) {
 
 /* With srv->mu held. */
 static void expire(ss_server *srv) {
-  int64_t now = now_ms();
+  int64_t now = ss_now_ms();
   for (token **p = &srv->tokens; *p;) {
     token *t = *p;
     if (t->expires_ms > now) {
@@ -103,7 +97,7 @@ int ss_url(ss_server *srv, const ss_request *r, char *url, size_t n, vs_err *err
     return vs_err_set(err, VS_INTERNAL, "streaming: cannot make a token");
   }
   for (int i = 0; i < 16; i++) snprintf(t->key + 2 * i, 3, "%02x", rnd[i]);
-  t->expires_ms = now_ms() + srv->ttl_ms;
+  t->expires_ms = ss_now_ms() + srv->ttl_ms;
   pthread_mutex_lock(&srv->mu);
   expire(srv);
   int full = srv->n_tokens >= MAX_TOKENS;

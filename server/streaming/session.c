@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "server/streaming/streaming_internal.h"
@@ -16,10 +17,16 @@
 #define WRITE_TIMEOUT_MS 60000  /* a client that stops reading this long is gone */
 #define CREATE_TIMEOUT_MS 30000 /* SPDY: the streams must all exist by then */
 
-static void wake(int fd) {
+void ss_signal(int fd) {
   uint64_t one = 1;
   ssize_t n = write(fd, &one, sizeof one);
   (void)n;
+}
+
+int64_t ss_now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
 ss_session *ss_session_new(const ss_backend *b, ss_request *req, int proto, int ws_version) {
@@ -76,7 +83,7 @@ void ss_push(ss_session *s, uint32_t handle, int flags, void *conn, const void *
     else s->head = i;
     s->tail = i;
     s->queued += len;
-    wake(s->wake_fd);
+    ss_signal(s->wake_fd);
   }
   pthread_mutex_unlock(&s->mu);
 }
@@ -305,12 +312,6 @@ static void drain(ss_session *s) {
   }
 }
 
-static int64_t now_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 void ss_session_run(ss_session *s, int sock, const char *extra, size_t n) {
   s->fd = sock;
   s->pre = extra;
@@ -323,9 +324,9 @@ void ss_session_run(ss_session *s, int sock, const char *extra, size_t n) {
     else wslay_event_config_set_max_recv_msg_length(s->ws, 1u << 20);
   }
   if (!s->closed && s->proto == SS_WS_CHANNELS) rc_begin(s);
-  int64_t create_by = now_ms() + CREATE_TIMEOUT_MS;
+  int64_t create_by = ss_now_ms() + CREATE_TIMEOUT_MS;
   while (!s->closed) {
-    if (s->req.kind != SS_PORT_FORWARD) rc_maybe_start(s, now_ms());
+    if (s->req.kind != SS_PORT_FORWARD) rc_maybe_start(s, ss_now_ms());
     int ws_pending = s->ws && wslay_event_want_write(s->ws);
     if (s->ending && !ws_pending) {
       /* wslay sends control frames first: the close goes in only after
@@ -346,7 +347,7 @@ void ss_session_run(ss_session *s, int sock, const char *extra, size_t n) {
     if (!s->closed && s->ws && wslay_event_want_write(s->ws) && wslay_event_send(s->ws) != 0)
       s->closed = 1;
     /* SPDY remotecommand: the client creates its streams first */
-    if (s->req.kind != SS_PORT_FORWARD && !s->started && now_ms() > create_by) s->closed = 1;
+    if (s->req.kind != SS_PORT_FORWARD && !s->started && ss_now_ms() > create_by) s->closed = 1;
   }
   /* workers first (they may wait on the queue), then what they left */
   pthread_mutex_lock(&s->mu);

@@ -111,6 +111,10 @@ void pf_fin(ss_session *s, uint32_t id, int reset);
 void pf_done(ss_session *s, pf_conn *c);
 void pf_teardown(ss_session *s);
 
+/* CLOCK_MONOTONIC in ms; one count added to eventfd fd. */
+int64_t ss_now_ms(void);
+void ss_signal(int fd);
+
 void ss_request_free(ss_request *r);
 int ss_request_copy(const ss_request *in, ss_request *out);
 

@@ -27,7 +27,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
-from oci_layout import Layout  # noqa: E402
+from oci_layout import Layout, tar_add  # noqa: E402
 from vesseld import Vesseld  # noqa: E402
 
 HOSTS = ["gcr.io", "registry.k8s.io", "k8s.gcr.io"]
@@ -41,39 +41,38 @@ CANNOT_PASS = {
 }
 
 
-def tree(files: dict[str, bytes]) -> bytes:
-    """A layer: busybox-static with every applet, users and groups as the
-    upstream busybox image has them (www-data 33, users 100), and files."""
+PASSWD = (b"root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33:www-data:/var/www:/bin/false\n"
+          b"nobody:x:65534:65534:nobody:/home:/bin/false\n")
+GROUP = b"root:x:0:\nwww-data:x:33:\nusers:x:100:\nnogroup:x:65534:\n"
+
+
+def layer(fill) -> bytes:
+    """A tar layer; fill(add) adds its entries (oci_layout.tar_add's)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        fill(lambda *a, **kw: tar_add(t, *a, **kw))
+    return buf.getvalue()
+
+
+def base_layer() -> bytes:
+    """What every test image starts from: busybox-static with every applet,
+    users and groups as the upstream busybox image has them (www-data 33,
+    users 100)."""
     with open("/bin/busybox", "rb") as f:
         bb = f.read()
     applets = subprocess.run(["/bin/busybox", "--list"], capture_output=True, text=True,
                              check=True).stdout.split()
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as t:
-        def add(name, data=None, link=None, mode=0o755):
-            info = tarfile.TarInfo(name)
-            info.mtime = 1700000000
-            if link:
-                info.type, info.linkname = tarfile.SYMTYPE, link
-            elif data is None:
-                info.type, info.mode = tarfile.DIRTYPE, mode
-            else:
-                info.size, info.mode = len(data), mode
-            t.addfile(info, io.BytesIO(data) if data is not None else None)
+
+    def fill(add):
         for d in ["bin", "etc", "root", "var", "var/www", "home", "proc", "sys", "dev", "run"]:
             add(d)
         add("tmp", mode=0o1777)
         add("bin/busybox", bb)
         for a in applets:  # hard links, as in the busybox image (a mask of one hides only it)
             if a != "busybox":
-                info = tarfile.TarInfo(f"bin/{a}")
-                info.mtime, info.type, info.linkname = 1700000000, tarfile.LNKTYPE, "bin/busybox"
-                t.addfile(info)
-        passwd = files.pop("etc/passwd", b"")
-        group = files.pop("etc/group", b"")
-        add("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33:www-data:/var/www:/bin/false\n"
-            b"nobody:x:65534:65534:nobody:/home:/bin/false\n" + passwd, mode=0o644)
-        add("etc/group", b"root:x:0:\nwww-data:x:33:\nusers:x:100:\nnogroup:x:65534:\n" + group, mode=0o644)
+                add(f"bin/{a}", link="bin/busybox", hard=True)
+        add("etc/passwd", PASSWD, mode=0o644)
+        add("etc/group", GROUP, mode=0o644)
         add("var/www/index.html", b"<html>hello from vessel</html>\n", mode=0o644)
         # Debian's busybox has no pgrep or ipcs applet; specs run them
         add("bin/pgrep", b'#!/bin/sh\nfor d in /proc/[0-9]*; do\n'
@@ -82,11 +81,22 @@ def tree(files: dict[str, bytes]) -> bytes:
             b'echo "------ Shared Memory Segments --------"\necho "key shmid owner perms bytes nattch"\n'
             b'tail -n +2 /proc/sysvipc/shm | while read key id perms size cpid lpid natt uid rest; do\n'
             b'  echo "$key $id $uid $perms $size $natt"\ndone\n')
+    return layer(fill)
+
+
+def own_layer(files: dict[str, bytes]) -> bytes:
+    """An image's own files over the base: etc/passwd and etc/group entries
+    are added to the base's; usr/local/bin/ programs are setuid root."""
+    def fill(add):
         for name, data in files.items():
-            if name.startswith("usr/local/bin/"):
+            if name in ("etc/passwd", "etc/group"):
+                add(name, (PASSWD if name == "etc/passwd" else GROUP) + data, mode=0o644)
+            elif name.startswith("usr/local/bin/"):
                 add("usr"), add("usr/local"), add("usr/local/bin")
-            add(name, data, mode=0o4755 if name.startswith("usr/local/bin/") else 0o644)
-    return buf.getvalue()
+                add(name, data, mode=0o4755)
+            else:
+                add(name, data, mode=0o644)
+    return layer(fill)
 
 
 def nnp_binary() -> bytes:
@@ -190,8 +200,9 @@ def main() -> int:
         os.makedirs(f"{tmp}/trust")  # skopeo reads every *.crt there as a CA (and *.key as a client's)
         shutil.copy(f"{tmp}/ca.crt", f"{tmp}/trust/ca.crt")
         lay = Layout(f"{tmp}/layout")
+        base = base_layer()
         for i, (ref, (config, files)) in enumerate(images().items()):
-            layers = [tree(dict(files))]
+            layers = [base, own_layer(files)]
             if ":" in ref and "/test-image-tag" in ref:
                 # as upstream: an index over linux/amd64 and linux/arm64 (the
                 # arm64 entry is never run here), so a pull picks the node's

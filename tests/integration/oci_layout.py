@@ -36,6 +36,21 @@ def tar_layer(files: dict[str, bytes | None], mode: int = 0o755) -> bytes:
     return buf.getvalue()
 
 
+def tar_add(t: tarfile.TarFile, name: str, data: bytes | None = None, link: str | None = None,
+            mode: int = 0o755, hard: bool = False):
+    """One entry, mtime fixed: a file (data), a symbolic link (link; a hard
+    link with hard=True) or else a directory."""
+    info = tarfile.TarInfo(name)
+    info.mtime = 1700000000
+    if link:
+        info.type, info.linkname = (tarfile.LNKTYPE if hard else tarfile.SYMTYPE), link
+    elif data is None:
+        info.type, info.mode = tarfile.DIRTYPE, mode
+    else:
+        info.size, info.mode = len(data), mode
+    t.addfile(info, io.BytesIO(data) if data is not None else None)
+
+
 def busybox_layer() -> bytes:
     with open(BUSYBOX, "rb") as f:
         bb = f.read()

@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 import vessel
-from oci_layout import Layout, tar_layer
+from oci_layout import Layout, tar_add, tar_layer
 from vesseld import Vesseld, wait_for
 from vessel.v1 import containers_pb2 as cp
 from vessel.v1 import events_pb2, images_pb2, types_pb2
@@ -31,16 +31,7 @@ def busybox_image_tar(tmp, config_extra=None, without=()) -> bytes:
         bb = f.read()
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as t:
-        def add(name, data=None, link=None, mode=0o755):
-            info = tarfile.TarInfo(name)
-            info.mtime = 1700000000
-            if link:
-                info.type, info.linkname = tarfile.SYMTYPE, link
-            elif data is None:
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-            else:
-                info.size, info.mode = len(data), mode
-            t.addfile(info, io.BytesIO(data) if data is not None else None)
+        add = lambda *a, **kw: tar_add(t, *a, **kw)
         for d in ["bin", "etc", "tmp", "root", "var", "var/www"]:
             add(d)
         add("bin/busybox", bb)

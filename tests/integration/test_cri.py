@@ -73,6 +73,9 @@ def test_images_pull_list_inspect_remove(env):
         st = json.loads(env.crictl("inspecti", "-o", "json", ref).stdout)
         assert st["status"]["id"] == digest and int(st["status"]["size"]) > 0, st
         assert st["info"]["layers"] == 1 and st["info"]["name"] == ref, st["info"]  # verbose
+        # by ID and by repository digest too (pulled by tag)
+        for other in (digest, f"{reg.host}/cri/busybox@{digest}"):
+            assert json.loads(env.crictl("inspecti", "-o", "json", other).stdout)["status"]["id"] == digest
         # The same image under Docker Hub's name is found by its short name.
         c.images.tag(ref, "docker.io/library/busybox:latest")
         st = json.loads(env.crictl("inspecti", "-o", "json", "busybox").stdout)

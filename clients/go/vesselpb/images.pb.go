@@ -1110,7 +1110,9 @@ func (x *ImagesListResponse) GetImages() []*Image {
 // Request of Images.Inspect.
 type ImagesInspectRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Reference, digest or digest prefix of a local image.
+	// Reference, digest or digest prefix of a local image. A reference
+	// name@digest also finds that digest stored under a tag of the same
+	// repository (pulled by tag).
 	Reference string `protobuf:"bytes,1,opt,name=reference,proto3" json:"reference,omitempty"`
 	// Platform to describe for an index. Absent = the host's platform.
 	Platform      *Platform `protobuf:"bytes,2,opt,name=platform,proto3" json:"platform,omitempty"`
