@@ -43,6 +43,13 @@ const char vd_usage[] =
     "  --cri-stream-url-ttl SECONDS\n"
     "                        how long such a URL stays valid (default 60; each\n"
     "                        works once)\n"
+    "  --spares N            warm VMs kept ready, at most (default 8; 0: none):\n"
+    "                        as many as containers started in the last 30 s\n"
+    "  --template-memory shared|copy\n"
+    "                        VMs restored from a template map its RAM file\n"
+    "                        copy-on-write (shared, the default) or load their\n"
+    "                        own copy (copy: freed memory goes back to the host)\n"
+    "  --tb-size MIB         TCG translation cache per VM (default: QEMU's)\n"
     "  --trace-agent-calls FILE\n"
     "                        append \"<host RPC> <agent RPC>\" to FILE for every\n"
     "                        call to a guest agent (for tests and debugging)\n"
@@ -82,8 +89,18 @@ int vd_config_validate(const vd_config *c, vs_err *err) {
   return 0;
 }
 
+/* A whole number within [lo, hi] for flag, or -1 with err. */
+static int int_flag(const char *flag, const char *arg, long lo, long hi, int *out, vs_err *err) {
+  char *end;
+  long n = strtol(arg, &end, 10);
+  if (!*arg || *end || n < lo || n > hi)
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "--%s %s: give a number %ld..%ld", flag, arg, lo, hi);
+  *out = (int)n;
+  return 0;
+}
+
 int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
-  enum { ROOT = 1, LISTEN, CERT, KEY, CA, INSECURE, VERSION, HELP, KERNEL, INITRD, QEMU, MAXCALLS, SOCKGROUP, MINSPEED, TRACE, DNSUP, CRI, CRISTREAM, CRITTL };
+  enum { ROOT = 1, LISTEN, CERT, KEY, CA, INSECURE, VERSION, HELP, KERNEL, INITRD, QEMU, MAXCALLS, SOCKGROUP, MINSPEED, TRACE, DNSUP, CRI, CRISTREAM, CRITTL, SPARES, TPLMEM, TBSIZE };
   static const struct option opts[] = {
       {"root", required_argument, NULL, ROOT},
       {"listen", required_argument, NULL, LISTEN},
@@ -102,6 +119,9 @@ int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
       {"cri-listen", required_argument, NULL, CRI},
       {"cri-stream-address", required_argument, NULL, CRISTREAM},
       {"cri-stream-url-ttl", required_argument, NULL, CRITTL},
+      {"spares", required_argument, NULL, SPARES},
+      {"template-memory", required_argument, NULL, TPLMEM},
+      {"tb-size", required_argument, NULL, TBSIZE},
       {"version", no_argument, NULL, VERSION},
       {"help", no_argument, NULL, HELP},
       {NULL, 0, NULL, 0},
@@ -110,6 +130,7 @@ int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
   c->root = VD_DEFAULT_ROOT;
   c->max_calls_per_connection = 512;
   c->cri_stream_address = "127.0.0.1:0";
+  c->spares = 8;
   optind = 1;
   opterr = 0;
   for (;;) {
@@ -137,28 +158,29 @@ int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
         c->cri_listen = optarg;
         break;
       case CRISTREAM: c->cri_stream_address = optarg; break;
-      case CRITTL: {
-        char *end;
-        long n = strtol(optarg, &end, 10);
-        if (*end || n < 1 || n > 86400)
-          return vs_err_set(err, VS_INVALID_ARGUMENT, "--cri-stream-url-ttl %s: give seconds, 1..86400", optarg);
-        c->cri_stream_ttl = (int)n;
+      case CRITTL:
+        if (int_flag("cri-stream-url-ttl", optarg, 1, 86400, &c->cri_stream_ttl, err) < 0) return -1;
         break;
-      }
+      case SPARES:
+        if (int_flag("spares", optarg, 0, 256, &c->spares, err) < 0) return -1;
+        break;
+      case TBSIZE:
+        if (int_flag("tb-size", optarg, 1, 4096, &c->tb_size_mib, err) < 0) return -1;
+        break;
+      case TPLMEM:
+        if (strcmp(optarg, "shared") && strcmp(optarg, "copy"))
+          return vs_err_set(err, VS_INVALID_ARGUMENT, "--template-memory %s: give shared or copy", optarg);
+        c->template_memory_copy = !strcmp(optarg, "copy");
+        break;
       case DNSUP:
         if (c->n_dns_upstreams == 3)
           return vs_err_set(err, VS_INVALID_ARGUMENT, "at most 3 --dns-upstream flags");
         c->dns_upstreams[c->n_dns_upstreams++] = optarg;
         break;
-      case MAXCALLS: {
-        char *end;
-        long n = strtol(optarg, &end, 10);
-        if (*end || n < 1 || n > 1000000)
-          return vs_err_set(err, VS_INVALID_ARGUMENT,
-                            "--max-calls-per-connection %s: give a number 1..1000000", optarg);
-        c->max_calls_per_connection = (int)n;
+      case MAXCALLS:
+        if (int_flag("max-calls-per-connection", optarg, 1, 1000000, &c->max_calls_per_connection, err) < 0)
+          return -1;
         break;
-      }
       case MINSPEED: {
         char *end, *end2 = NULL;
         long b = strtol(optarg, &end, 10), t = *end == '/' ? strtol(end + 1, &end2, 10) : 0;

@@ -30,6 +30,9 @@ typedef struct vd_config {
   const char *cri_stream_address; /* IPv4:port of its streaming server */
   int cri_stream_ttl;             /* seconds its URLs stay valid; 0 = 60 */
   char *dns_upstreams[3];        /* rt_config.dns_upstreams */
+  int spares;                    /* --spares: warm VMs at most (0: none) */
+  int template_memory_copy;      /* rt_config.template_memory_copy */
+  int tb_size_mib;               /* rt_config.tb_size_mib */
   size_t n_dns_upstreams;
   int show_help, show_version;
 } vd_config;

@@ -149,7 +149,10 @@ int main(int argc, char **argv) {
                     .qemu = d.cfg.qemu, .images = d.images, .networks = d.networks,
                     .events = d.events, .trace_agent_calls = d.cfg.trace_agent_calls,
                     .dns_upstreams = d.cfg.dns_upstreams,
-                    .n_dns_upstreams = d.cfg.n_dns_upstreams};
+                    .n_dns_upstreams = d.cfg.n_dns_upstreams,
+                    .template_memory_copy = d.cfg.template_memory_copy,
+                    .tb_size_mib = d.cfg.tb_size_mib,
+                    .max_spares = d.cfg.spares ? d.cfg.spares : -1};
     d.runtime = rt_open(&rc, &err);
   }
   if (!d.runtime) {

@@ -38,6 +38,11 @@ typedef struct rt_config {
    * nameservers of /etc/resolv.conf. */
   char *const *dns_upstreams;
   size_t n_dns_upstreams;
+  /* VMs restored from a template load their own copy of its RAM instead
+   * of mapping its RAM file copy-on-write (vmpool.c). */
+  int template_memory_copy;
+  int tb_size_mib; /* TCG translation cache per VM; 0 = QEMU's default */
+  int max_spares;  /* warm spares at most; 0 = 8, negative = none */
 } rt_config;
 
 typedef struct rt_runtime rt_runtime;

@@ -7,6 +7,14 @@
  * until then, and whenever a restore fails, containers cold-boot. The key
  * hashes every input, so a new kernel or initramfs means a new template;
  * templates of inputs no longer in use are pruned when vesseld starts.
+ *
+ * A template's guest RAM is a file (<template>/ram) that every VM restored
+ * from it maps copy-on-write (cfg.template_memory_copy = 0): the pages a
+ * container never writes (the kernel, vminitd, what they set up) are held
+ * once in the page cache for all of them, and a restore reads only the
+ * devices' state. The file never changes once built: a new build renames a
+ * new file over it, and removing it leaves running VMs their mapping.
+ * With template_memory_copy each VM loads its own copy of RAM instead.
  * Warm spares, restored from a template ahead of need, are at the end. */
 #include <dirent.h>
 #include <errno.h>
@@ -28,7 +36,7 @@
 #include "vessel_proto_rpc.h"
 
 /* Bump when what a template holds changes. */
-#define TEMPLATE_FORMAT "vessel-template-1"
+#define TEMPLATE_FORMAT "vessel-template-2"
 /* Spares are made in the background, niced, so that they hardly slow the
  * containers running meanwhile (10: about a tenth of a CPU against a busy
  * one; never starved); a spare taken over gets its priority back. (Not
@@ -40,19 +48,32 @@ void rt_template_mac(size_t i, char out[18]) {
 }
 
 typedef struct rt_template {
-  char dir[4200], state[4300], disk[4300];
+  char dir[4200], state[4300], disk[4300], ram[4300];
+  int shared_ram; /* restores map ram copy-on-write */
   char inputs[4096]; /* what the key hashes; kept beside the state */
   int n_nics, n_slots, memory_mib, vcpus, n_shares;
 } rt_template;
 
 typedef struct rt_spare rt_spare;
 
+/* Starts remembered to size the spare pool by. */
+#define DEMAND_MAX 256
+
 struct rt_pool {
   pthread_mutex_t mu;
-  int building;        /* template builds running */
-  rt_spare *spare;     /* a warm VM ready to be taken */
-  int spares_building; /* spare restores running */
+  pthread_cond_t cv;    /* wakes the spare keeper */
+  int building;         /* template builds running */
+  rt_spare *spares;     /* warm VMs ready to be taken, all of kind */
+  int n_spares;
+  int spare_building;   /* the keeper is restoring one */
   unsigned spare_seq;
+  rt_template kind;     /* what spares are made of: the kind last started */
+  int have_kind;
+  int64_t starts[DEMAND_MAX]; /* ring of recent starts of that kind (ms) */
+  size_t n_starts;
+  int stop;
+  pthread_t keeper;
+  int keeper_running;
 };
 
 void rt_trace_call(void *arg, const vrpc_method *m) {
@@ -76,6 +97,8 @@ void rt_vm_config(rt_runtime *rt, vm_config *vc, int vcpus, int memory_mib, cons
   vc->agent_socket = agent_socket;
   vc->console_log = console;
   vc->record = 1; /* every QEMU of vesseld's: found again if vesseld dies */
+  vc->free_page_reporting = 1; /* not for shared template RAM: template_vm */
+  vc->tb_size_mib = rt->cfg.tb_size_mib;
   if (rt->trace_fd >= 0) {
     vc->on_call = rt_trace_call;
     vc->on_call_arg = rt;
@@ -105,8 +128,10 @@ static void shared_inputs(rt_runtime *rt, char *out, size_t n) {
 static void template_paths(rt_runtime *rt, const rt_vm_kind *k, rt_template *t) {
   char shared[2600], d[72];
   shared_inputs(rt, shared, sizeof shared);
-  snprintf(t->inputs, sizeof t->inputs, "%s%d|%d|%d|%s", shared, k->memory_mib, k->vcpus,
-           k->n_nics, vm_kvm_usable() ? "kvm" : "tcg");
+  t->shared_ram = !rt->cfg.template_memory_copy;
+  snprintf(t->inputs, sizeof t->inputs, "%s%d|%d|%d|%s|ram %s|tb %d", shared, k->memory_mib,
+           k->vcpus, k->n_nics, vm_kvm_usable() ? "kvm" : "tcg", t->shared_ram ? "shared" : "copy",
+           rt->cfg.tb_size_mib);
   if (k->n_slots) { /* a pod's: its slots for a root disk */
     size_t l = strlen(t->inputs);
     snprintf(t->inputs + l, sizeof t->inputs - l, "|slots %d", k->n_slots);
@@ -119,11 +144,23 @@ static void template_paths(rt_runtime *rt, const rt_vm_kind *k, rt_template *t) 
   snprintf(t->dir, sizeof t->dir, "%s/templates/%.24s", rt->root, d + 7);
   snprintf(t->state, sizeof t->state, "%s/state", t->dir);
   snprintf(t->disk, sizeof t->disk, "%s/placeholder.img", t->dir);
+  snprintf(t->ram, sizeof t->ram, "%s/ram", t->dir);
   t->n_nics = k->n_nics;
   t->n_slots = k->n_slots;
   t->n_shares = k->n_shares;
   t->memory_mib = k->memory_mib;
   t->vcpus = k->vcpus;
+}
+
+/* vc restores t: with shared RAM, the template's RAM file copy-on-write
+ * (and no free page reporting, which would punch holes into it). */
+static void template_vm(const rt_template *t, vm_config *vc) {
+  vc->incoming = t->state;
+  if (t->shared_ram) {
+    vc->ram_file = t->ram;
+    vc->ram_shared = 0;
+    vc->free_page_reporting = 0;
+  }
 }
 
 typedef struct build_job {
@@ -139,10 +176,14 @@ static void *build_main(void *arg) {
   vs_err_set(&err, VS_INTERNAL, "cannot create its disk");
   int ok = 0;
   vm *v = NULL;
-  char tmp[4400], sock[4200], qmp[4200], console[4400], taps[VM_MAX_NICS][16], macs[VM_MAX_NICS][18];
+  char tmp[4400], ram_tmp[4400], sock[4200], qmp[4200], console[4400], taps[VM_MAX_NICS][16],
+      macs[VM_MAX_NICS][18];
   vm_nic nics[VM_MAX_NICS];
   size_t n_taps = 0;
   snprintf(tmp, sizeof tmp, "%s.tmp", t->state);
+  /* a new file: VMs restored from an earlier build map the old one */
+  snprintf(ram_tmp, sizeof ram_tmp, "%s.tmp", t->ram);
+  unlink(ram_tmp);
   snprintf(console, sizeof console, "%s/console.log", t->dir);
   char d[72];
   oci_sha256_bytes(t->dir, strlen(t->dir), d);
@@ -193,6 +234,11 @@ static void *build_main(void *arg) {
   vc.shares = shares;
   vc.n_shares = (size_t)t->n_shares;
   vc.qmp_socket = qmp;
+  if (t->shared_ram) {
+    vc.ram_file = ram_tmp;
+    vc.ram_shared = 1;
+    vc.free_page_reporting = 0;
+  }
   v = vm_start(&vc, &err);
   ok = v && vm_wait_ready(v, 60000, &err) == 0;
   if (ok) {
@@ -202,7 +248,7 @@ static void *build_main(void *arg) {
     snprintf(inputs, sizeof inputs, "%s/inputs", t->dir);
     ok = vm_save(v, qmp, tmp, &err) == 0 &&
          vs_write_atomic(inputs, t->inputs, strlen(t->inputs), 0600, &err) == 0 &&
-         rename(tmp, t->state) == 0;
+         (!t->shared_ram || rename(ram_tmp, t->ram) == 0) && rename(tmp, t->state) == 0;
   }
   if (v) {
     vm_kill(v);
@@ -215,6 +261,7 @@ static void *build_main(void *arg) {
 fail:
   if (fd >= 0) close(fd);
   unlink(tmp);
+  unlink(ram_tmp);
 out:
   for (size_t i = 0; i < n_taps; i++) rt_tap_delete(taps[i]);
   if (!ok) vs_log("vesseld", VS_LOG_WARN, "template %s not built: %s", t->dir, err.msg);
@@ -280,13 +327,26 @@ static void templates_prune(rt_runtime *rt) {
 
 /* ---- warm spares ----
  * Under TCG a fresh QEMU translates every guest code path on its first
- * run: most of a restore's ~0.3 s is the restored agent's first calls. A
+ * run: most of a restore's time is the restored agent's first calls. A
  * spare is a VM restored from a template ahead of need, its agent already
  * warm, with a placeholder disk and a tap of its own; a container of the
  * same kind takes it over (its rootfs copied into that disk, the tap added
- * to its bridge) and a new spare is restored in the background. */
+ * to its bridge).
+ *
+ * The pool is sized by demand: as many spares as containers of that kind
+ * started in the last DEMAND_WINDOW_MS (at least 1, at most cfg.max_spares,
+ * and none while the host's available memory is below the VM's size plus
+ * SPARE_MEM_RESERVE_MIB). One keeper thread, niced, owns making and ending
+ * them: it restores one at a time (running containers keep the CPU), and
+ * ends the ones demand no longer asks for. Spares follow the kind of VM
+ * last started; those of another kind go. */
+
+#define DEMAND_WINDOW_MS 30000
+#define SPARE_MEM_RESERVE_MIB 1024
+#define DEFAULT_MAX_SPARES 8
 
 struct rt_spare {
+  rt_spare *next;
   vm *v;
   char dir[4200], disk[4300], console[4300], sock[4200], tap[16];
   char inputs[4096];
@@ -381,40 +441,36 @@ static void spare_free(rt_spare *s) {
   free(s);
 }
 
-static void *spare_main(void *arg) {
-  build_job *j = arg;
-  rt_runtime *rt = j->rt;
+/* Restores one spare of t's kind, warm; NULL if that failed. */
+static rt_spare *spare_make(rt_runtime *rt, const rt_template *t) {
   rt_pool *pool = rt->pool;
-  nice_this_thread();
   rt_spare *s = calloc(1, sizeof *s);
+  if (!s) return NULL;
   vs_err err;
-  int ok = s != NULL;
-  if (ok) {
-    pthread_mutex_lock(&pool->mu);
-    unsigned seq = ++pool->spare_seq;
-    pthread_mutex_unlock(&pool->mu);
-    snprintf(s->dir, sizeof s->dir, "%s/spares/%u", rt->root, seq);
-    snprintf(s->disk, sizeof s->disk, "%s/rootfs.ext4", s->dir);
-    snprintf(s->console, sizeof s->console, "%s/console.log", s->dir);
-    snprintf(s->inputs, sizeof s->inputs, "%s", j->t.inputs);
-    char d[72];
-    oci_sha256_bytes(s->dir, strlen(s->dir), d);
-    snprintf(s->sock, sizeof s->sock, "%s/run/s%.12s.sock", rt->root, d + 7);
-    if (j->t.n_nics) snprintf(s->tap, sizeof s->tap, "vs%.12s", d + 7);
-    /* Its disk holds an empty ext4 until a container's replaces it: the
-     * warm-up mounts it (the guest sees the template's disk size anyway). */
-    rfs_options o;
-    rfs_options_init(&o);
-    o.size_bytes = 8 << 20;
-    ok = vs_mkdir_p(s->dir, 0700, &err) == 0 && rfs_build(NULL, 0, s->disk, &o, NULL, &err) == 0 &&
-         truncate(s->disk, RT_DISK_BYTES) == 0; /* QEMU sizes the disk by the file */
-    if (ok && s->tap[0]) ok = rt_tap_create(s->tap, NULL, &err) == 0;
-    if (!ok) s->tap[0] = '\0';
-  }
+  pthread_mutex_lock(&pool->mu);
+  unsigned seq = ++pool->spare_seq;
+  pthread_mutex_unlock(&pool->mu);
+  snprintf(s->dir, sizeof s->dir, "%s/spares/%u", rt->root, seq);
+  snprintf(s->disk, sizeof s->disk, "%s/rootfs.ext4", s->dir);
+  snprintf(s->console, sizeof s->console, "%s/console.log", s->dir);
+  snprintf(s->inputs, sizeof s->inputs, "%s", t->inputs);
+  char d[72];
+  oci_sha256_bytes(s->dir, strlen(s->dir), d);
+  snprintf(s->sock, sizeof s->sock, "%s/run/s%.12s.sock", rt->root, d + 7);
+  if (t->n_nics) snprintf(s->tap, sizeof s->tap, "vs%.12s", d + 7);
+  /* Its disk holds an empty ext4 until a container's replaces it: the
+   * warm-up mounts it (the guest sees the template's disk size anyway). */
+  rfs_options o;
+  rfs_options_init(&o);
+  o.size_bytes = 8 << 20;
+  int ok = vs_mkdir_p(s->dir, 0700, &err) == 0 && rfs_build(NULL, 0, s->disk, &o, NULL, &err) == 0 &&
+           truncate(s->disk, RT_DISK_BYTES) == 0; /* QEMU sizes the disk by the file */
+  if (ok && s->tap[0]) ok = rt_tap_create(s->tap, NULL, &err) == 0;
+  if (!ok) s->tap[0] = '\0';
   if (ok) {
     vm_config vc;
-    rt_vm_config(rt, &vc, j->t.vcpus, j->t.memory_mib, s->disk, s->sock, s->console);
-    vc.incoming = j->t.state;
+    rt_vm_config(rt, &vc, t->vcpus, t->memory_mib, s->disk, s->sock, s->console);
+    template_vm(t, &vc);
     char mac[18];
     rt_template_mac(0, mac);
     vm_nic nic = {s->tap, mac};
@@ -433,34 +489,109 @@ static void *spare_main(void *arg) {
     snprintf(text, sizeof text, "%d", (int)vm_pid(s->v));
     ok = vs_write_atomic(pid, text, strlen(text), 0600, &err) == 0;
   }
-  pthread_mutex_lock(&pool->mu);
-  if (ok && !rt_closing(rt) && !pool->spare) {
-    pool->spare = s;
-    s = NULL;
-  }
-  pool->spares_building--;
-  pthread_mutex_unlock(&pool->mu);
-  spare_free(s); /* not needed (any more) */
-  free(j);
+  if (ok) return s;
+  vs_log("vesseld", VS_LOG_WARN, "warm spare not made: %s", err.msg);
+  spare_free(s);
   return NULL;
 }
 
-/* Restores a spare of t's kind in the background unless one is there. */
-static void spare_refill(rt_runtime *rt, const rt_template *t) {
+static long mem_available_mib(void) {
+  FILE *f = fopen("/proc/meminfo", "re");
+  char line[256];
+  long kib = -1;
+  while (f && kib < 0 && fgets(line, sizeof line, f))
+    if (sscanf(line, "MemAvailable: %ld kB", &kib) != 1) kib = -1;
+  if (f) fclose(f);
+  return kib < 0 ? 0 : kib / 1024;
+}
+
+/* How many spares demand asks for now (pool->mu held). */
+static int spares_wanted(rt_runtime *rt, int64_t now) {
   rt_pool *pool = rt->pool;
-  /* rare, or a pod's, or with host directories fixed at its start: the
-   * spare stays as it is */
-  if (t->n_nics > 1 || t->n_slots || t->n_shares) return;
+  if (!pool->have_kind || rt_closing(rt)) return 0;
+  int n = 0;
+  for (size_t i = 0; i < pool->n_starts && i < DEMAND_MAX; i++)
+    n += now - pool->starts[i] <= DEMAND_WINDOW_MS;
+  int max = rt->cfg.max_spares < 0 ? 0 : rt->cfg.max_spares ? rt->cfg.max_spares : DEFAULT_MAX_SPARES;
+  if (n < 1) n = 1;
+  return n > max ? max : n;
+}
+
+/* The keeper: makes spares up to what demand asks for, one at a time, and
+ * ends those it no longer asks for. */
+static void *keeper_main(void *arg) {
+  rt_runtime *rt = arg;
+  rt_pool *pool = rt->pool;
+  nice_this_thread();
   pthread_mutex_lock(&pool->mu);
-  /* The spare follows the kind of VM last started (its inputs may also
-   * have changed: a new kernel or initramfs); one of another kind goes. */
-  rt_spare *old = pool->spare && strcmp(pool->spare->inputs, t->inputs) ? pool->spare : NULL;
-  if (old) pool->spare = NULL;
-  int busy = rt_closing(rt) || pool->spare || pool->spares_building;
-  if (!busy) pool->spares_building++;
+  while (!pool->stop) {
+    int64_t now = rt_mono_ms();
+    int want = spares_wanted(rt, now);
+    long avail = pool->have_kind ? mem_available_mib() : 0;
+    if (pool->have_kind && avail < pool->kind.memory_mib + SPARE_MEM_RESERVE_MIB) want = 0;
+    if (pool->n_spares > want) { /* the oldest goes first: it is at the end */
+      rt_spare **pp = &pool->spares;
+      while ((*pp)->next) pp = &(*pp)->next;
+      rt_spare *old = *pp;
+      *pp = NULL;
+      pool->n_spares--;
+      pthread_mutex_unlock(&pool->mu);
+      spare_free(old);
+      pthread_mutex_lock(&pool->mu);
+      continue;
+    }
+    rt_template t = pool->kind;
+    if (pool->n_spares < want && access(t.state, R_OK) == 0) {
+      pool->spare_building = 1;
+      pthread_mutex_unlock(&pool->mu);
+      rt_spare *s = spare_make(rt, &t);
+      pthread_mutex_lock(&pool->mu);
+      pool->spare_building = 0;
+      if (s && !pool->stop && pool->have_kind && !strcmp(pool->kind.inputs, s->inputs)) {
+        s->next = pool->spares;
+        pool->spares = s;
+        pool->n_spares++;
+        s = NULL;
+      }
+      if (s) {
+        pthread_mutex_unlock(&pool->mu);
+        spare_free(s);
+        pthread_mutex_lock(&pool->mu);
+      }
+      continue;
+    }
+    /* below target with no template yet: look again soon */
+    struct timespec until = rt_deadline(pool->n_spares < want ? 500 : 5000);
+    pthread_cond_timedwait(&pool->cv, &pool->mu, &until);
+  }
   pthread_mutex_unlock(&pool->mu);
-  spare_free(old);
-  if (!busy) start_job(rt, t, spare_main, &pool->spares_building);
+  return NULL;
+}
+
+/* A container of kind t starts: demand for spares of that kind. Spares
+ * of another kind go (pool->mu held; returns them to free unlocked). */
+static rt_spare *spare_demand(rt_runtime *rt, const rt_template *t) {
+  rt_pool *pool = rt->pool;
+  rt_spare *old = NULL;
+  if (!pool->have_kind || strcmp(pool->kind.inputs, t->inputs)) {
+    old = pool->spares;
+    pool->spares = NULL;
+    pool->n_spares = 0;
+    pool->n_starts = 0;
+    pool->kind = *t;
+    pool->have_kind = 1;
+  }
+  pool->starts[pool->n_starts++ % DEMAND_MAX] = rt_mono_ms();
+  pthread_cond_signal(&pool->cv);
+  return old;
+}
+
+static void spares_free(rt_spare *s) {
+  while (s) {
+    rt_spare *next = s->next;
+    spare_free(s);
+    s = next;
+  }
 }
 
 /* Makes spare s the VM of a container: rootfs_src copied into the disk it
@@ -498,20 +629,24 @@ int rt_pool_take_spare(rt_runtime *rt, const rt_vm_kind *k, const char *rootfs_s
                        rt_pool_vm *out) {
   rt_template t;
   template_paths(rt, k, &t);
+  /* rare, or a pod's, or with host directories fixed at its start: no spares */
+  if (t.n_nics > 1 || t.n_slots || t.n_shares) return 0;
   rt_pool *pool = rt->pool;
   pthread_mutex_lock(&pool->mu);
-  rt_spare *s = pool->spare;
-  if (s && strcmp(s->inputs, t.inputs) == 0) pool->spare = NULL;
-  else s = NULL;
+  rt_spare *old = spare_demand(rt, &t);
+  rt_spare *s = pool->spares;
+  if (s) {
+    pool->spares = s->next;
+    pool->n_spares--;
+    s->next = NULL;
+  }
   pthread_mutex_unlock(&pool->mu);
+  spares_free(old);
   int64_t t0 = rt_mono_ms();
   vs_err err;
   int ok = s && spare_claim(s, rootfs_src, root, console, bridge, out, &err) == 0;
   if (s && !ok) vs_log("vesseld", VS_LOG_WARN, "warm spare not usable: %s", err.msg);
-  if (ok) {
-    out->boot_ms = rt_mono_ms() - t0;
-    spare_refill(rt, &t);
-  }
+  if (ok) out->boot_ms = rt_mono_ms() - t0;
   return ok;
 }
 
@@ -520,7 +655,7 @@ int rt_pool_restore(rt_runtime *rt, const rt_vm_kind *k, const vm_config *vc, rt
   template_paths(rt, k, &t);
   if (!template_ready(rt, &t)) return 0;
   vm_config tc = *vc;
-  tc.incoming = t.state;
+  template_vm(&t, &tc);
   vm_nic nics[VM_MAX_NICS]; /* the template's MACs: the guest gets its own after */
   char macs[VM_MAX_NICS][18];
   for (size_t i = 0; i < vc->n_nics && i < VM_MAX_NICS; i++) {
@@ -533,7 +668,6 @@ int rt_pool_restore(rt_runtime *rt, const rt_vm_kind *k, const vm_config *vc, rt
   if (v && vm_wait_ready(v, 10000, &err) == 0 && rt_guest_refresh(vm_channel(v), &err) == 0) {
     out->v = v;
     out->boot_ms = vm_ready_ms(v);
-    spare_refill(rt, &t);
     return 1;
   }
   vs_log("vesseld", VS_LOG_WARN, "template restore failed, cold boot: %s", err.msg);
@@ -546,33 +680,43 @@ int rt_pool_restore(rt_runtime *rt, const rt_vm_kind *k, const vm_config *vc, rt
 }
 
 int rt_pool_open(rt_runtime *rt, vs_err *err) {
-  rt->pool = calloc(1, sizeof *rt->pool);
-  if (!rt->pool) return vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
-  pthread_mutex_init(&rt->pool->mu, NULL);
+  rt_pool *pool = calloc(1, sizeof *pool);
+  if (!pool) return vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+  pthread_mutex_init(&pool->mu, NULL);
+  pthread_cond_init(&pool->cv, NULL);
+  rt->pool = pool;
   templates_prune(rt);
   /* Spares of a vesseld that did not end them (killed): their QEMUs and
    * taps went with the orphans (rt_reap_orphans); their files go here. */
   char dir[4200];
   snprintf(dir, sizeof dir, "%s/spares", rt->root);
   vs_rm_rf(dir);
+  int rc = pthread_create(&pool->keeper, NULL, keeper_main, rt);
+  if (rc) {
+    rt_pool_close(rt);
+    return vs_err_errno(err, VS_RESOURCE_EXHAUSTED, rc, "spare keeper thread");
+  }
+  pool->keeper_running = 1;
   return 0;
 }
 
 void rt_pool_close(rt_runtime *rt) {
   rt_pool *pool = rt->pool;
   if (!pool) return;
-  for (int i = 0; i < 900; i++) { /* template and spare builds in flight finish first */
+  pthread_mutex_lock(&pool->mu);
+  pool->stop = 1;
+  pthread_cond_signal(&pool->cv);
+  pthread_mutex_unlock(&pool->mu);
+  if (pool->keeper_running) pthread_join(pool->keeper, NULL); /* a spare being made ends first */
+  for (int i = 0; i < 900; i++) { /* template builds in flight finish first */
     pthread_mutex_lock(&pool->mu);
-    int b = pool->building + pool->spares_building;
+    int b = pool->building;
     pthread_mutex_unlock(&pool->mu);
     if (!b) break;
     usleep(100000);
   }
-  pthread_mutex_lock(&pool->mu);
-  rt_spare *s = pool->spare;
-  pool->spare = NULL;
-  pthread_mutex_unlock(&pool->mu);
-  spare_free(s);
+  spares_free(pool->spares);
+  pthread_cond_destroy(&pool->cv);
   pthread_mutex_destroy(&pool->mu);
   free(pool);
   rt->pool = NULL;

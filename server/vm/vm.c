@@ -38,6 +38,7 @@ struct vm {
    * reused at once, so it is watched and signalled through a pidfd. */
   int pidfd;
   char record[120]; /* its record file, "" if none */
+  int ram_shared;   /* guest RAM is a file it writes to: vm_save leaves RAM out */
 };
 
 /* "pid\nsocket\ntap tap...\n", replaced atomically. */
@@ -202,13 +203,23 @@ char **vm_build_argv(const vm_config *c, const char *initrd, vm_accel accel, vs_
   add(&b, "-M");
   add(&b, "microvm,x-option-roms=off,isa-serial=on,rtc=on");
   add(&b, "-accel");
-  add(&b, "%s", accel == VM_ACCEL_KVM ? "kvm" : "tcg");
+  if (accel == VM_ACCEL_KVM) add(&b, "kvm");
+  else if (c->tb_size_mib > 0) add(&b, "tcg,tb-size=%d", c->tb_size_mib);
+  else add(&b, "tcg");
   add(&b, "-cpu");
   add(&b, "%s", accel == VM_ACCEL_KVM ? "host" : "max");
   add(&b, "-smp");
   add(&b, "%d", c->vcpus > 0 ? c->vcpus : 1);
+  int mib = c->memory_mib > 0 ? c->memory_mib : 256;
   add(&b, "-m");
-  add(&b, "%dM", c->memory_mib > 0 ? c->memory_mib : 256);
+  add(&b, "%dM", mib);
+  if (c->ram_file) {
+    add(&b, "-object");
+    add(&b, "memory-backend-file,id=ram,size=%dM,mem-path=%s,share=%s", mib,
+        qesc(c->ram_file, e1, sizeof e1), c->ram_shared ? "on" : "off");
+    add(&b, "-machine");
+    add(&b, "memory-backend=ram");
+  }
   add(&b, "-nodefaults");
   add(&b, "-no-user-config");
   add(&b, "-nographic");
@@ -264,11 +275,18 @@ char **vm_build_argv(const vm_config *c, const char *initrd, vm_accel accel, vs_
   add(&b, "virtserialport,chardev=agent,name=vessel.agent");
   add(&b, "-device");
   add(&b, "virtio-rng-device");
+  add(&b, "-device");
+  add(&b, "virtio-balloon-device,free-page-reporting=%s", c->free_page_reporting ? "on" : "off");
   if (c->qmp_socket) {
     add(&b, "-qmp");
     add(&b, "unix:%s,server=on,wait=off", qesc(c->qmp_socket, e1, sizeof e1));
   }
-  if (c->incoming) { /* QEMU runs "cat PATH" itself: keep the path plain */
+  if (c->incoming && c->ram_file) { /* x-ignore-shared is set over QMP first */
+    add(&b, "-qmp");
+    add(&b, "unix:%s.qmp,server=on,wait=off", qesc(c->agent_socket, e1, sizeof e1));
+    add(&b, "-incoming");
+    add(&b, "defer");
+  } else if (c->incoming) { /* QEMU runs "cat PATH" itself: keep the path plain */
     add(&b, "-incoming");
     add(&b, "exec:cat %s", c->incoming);
   }
@@ -400,6 +418,61 @@ static int safe_path(const char *p) {
   return 1;
 }
 
+/* One QMP command; 0 when a "return" (not an "error") came back. The reply
+ * (events skipped) is left in buf. */
+static int qmp_cmd(FILE *f, const char *json, char *buf, size_t n) {
+  fputs(json, f);
+  fputc('\n', f);
+  fflush(f);
+  while (fgets(buf, (int)n, f)) {
+    if (strstr(buf, "\"event\"")) continue;
+    return strstr(buf, "\"return\"") ? 0 : -1;
+  }
+  return -1;
+}
+
+/* A QMP connection past the greeting and capabilities negotiation, or
+ * NULL. QEMU creates the socket while it starts: retried until timeout_ms
+ * has passed or QEMU is gone. */
+static FILE *qmp_open(vm *v, const char *path, int timeout_ms) {
+  int64_t deadline = now_ms() + timeout_ms;
+  int fd;
+  while ((fd = connect_sock(path)) < 0) {
+    if (reap(v, 0) || now_ms() > deadline) return NULL;
+    sleep_ms(2);
+  }
+  FILE *f = fdopen(fd, "r+");
+  char buf[4096];
+  if (!f) close(fd);
+  if (f && fgets(buf, sizeof buf, f) && /* greeting */
+      qmp_cmd(f, "{\"execute\":\"qmp_capabilities\"}", buf, sizeof buf) == 0)
+    return f;
+  if (f) fclose(f);
+  return NULL;
+}
+
+static const char IGNORE_SHARED[] =
+    "{\"execute\":\"migrate-set-capabilities\",\"arguments\":{\"capabilities\":"
+    "[{\"capability\":\"x-ignore-shared\",\"state\":true}]}}";
+
+/* Restores a snapshot whose RAM is the VM's RAM file: QEMU waits
+ * (-incoming defer) until told that RAM is not in the stream. */
+static int restore_incoming(vm *v, const vm_config *c, vs_err *err) {
+  char path[120], buf[4096], cmd[4600];
+  snprintf(path, sizeof path, "%s.qmp", c->agent_socket);
+  FILE *f = qmp_open(v, path, 10000);
+  if (!f) return fail_with_log(v, VS_FAILED_PRECONDITION, err, "vm: no QMP to restore through");
+  snprintf(cmd, sizeof cmd,
+           "{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"exec:cat %s\"}}",
+           c->incoming);
+  int rc = 0;
+  if (qmp_cmd(f, IGNORE_SHARED, buf, sizeof buf) < 0 || qmp_cmd(f, cmd, buf, sizeof buf) < 0)
+    rc = vs_err_set(err, VS_INTERNAL, "vm: QMP restore: %.200s", buf);
+  fclose(f);
+  unlink(path); /* nothing else talks to this QEMU's QMP */
+  return rc;
+}
+
 vm *vm_start(const vm_config *c, vs_err *err) {
   if (c->incoming && !safe_path(c->incoming)) {
     vs_err_set(err, VS_INVALID_ARGUMENT, "vm: snapshot path %s has unsafe characters", c->incoming);
@@ -409,9 +482,16 @@ vm *vm_start(const vm_config *c, vs_err *err) {
     vs_err_set(err, VS_INVALID_ARGUMENT, "vm: kernel and agent_socket are required");
     return NULL;
   }
-  if (strlen(c->agent_socket) >= sizeof((struct sockaddr_un *)0)->sun_path) {
-    vs_err_set(err, VS_INVALID_ARGUMENT, "vm: agent socket path too long (max 107 bytes): %s",
+  /* +4: a restore's QMP socket is <agent_socket>.qmp */
+  if (strlen(c->agent_socket) + 4 >= sizeof((struct sockaddr_un *)0)->sun_path) {
+    vs_err_set(err, VS_INVALID_ARGUMENT, "vm: agent socket path too long (max 103 bytes): %s",
                c->agent_socket);
+    return NULL;
+  }
+  if (c->ram_file && (c->free_page_reporting || (c->incoming && c->ram_shared))) {
+    vs_err_set(err, VS_INVALID_ARGUMENT,
+               c->free_page_reporting ? "vm: free page reporting would punch holes into the RAM file"
+                                      : "vm: a restore would write into the snapshot's RAM file");
     return NULL;
   }
   const char *paths[] = {c->kernel, c->initrd, c->initrd_extra, c->root_disk};
@@ -426,6 +506,7 @@ vm *vm_start(const vm_config *c, vs_err *err) {
     return NULL;
   }
   v->pidfd = -1;
+  v->ram_shared = c->ram_file && c->ram_shared;
   snprintf(v->sock, sizeof v->sock, "%s", c->agent_socket);
   if (c->console_log) snprintf(v->log, sizeof v->log, "%s", c->console_log);
   vm_accel accel = c->accel;
@@ -499,6 +580,11 @@ vm *vm_start(const vm_config *c, vs_err *err) {
   vm_argv_free(argv);
   v->pid = pid;
   if (v->record[0] && record_write(v->record, pid, c, err) < 0) {
+    vm_kill(v);
+    vm_free(v);
+    return NULL;
+  }
+  if (c->incoming && c->ram_file && restore_incoming(v, c, err) < 0) {
     vm_kill(v);
     vm_free(v);
     return NULL;
@@ -647,30 +733,19 @@ vm *vm_adopt(pid_t pid, const char *agent_socket, const char *console_log, int r
   return v;
 }
 
-/* One QMP command; 0 when a "return" (not an "error") came back. The reply
- * (events skipped) is left in buf. */
-static int qmp_cmd(FILE *f, const char *json, char *buf, size_t n) {
-  fputs(json, f);
-  fputc('\n', f);
-  fflush(f);
-  while (fgets(buf, (int)n, f)) {
-    if (strstr(buf, "\"event\"")) continue;
-    return strstr(buf, "\"return\"") ? 0 : -1;
-  }
-  return -1;
-}
-
 int vm_save(vm *v, const char *qmp_socket, const char *state_path, vs_err *err) {
   if (!safe_path(state_path))
     return vs_err_set(err, VS_INVALID_ARGUMENT, "snapshot path %s has unsafe characters", state_path);
-  int fd = connect_sock(qmp_socket);
-  if (fd < 0) return vs_err_errno(err, VS_UNAVAILABLE, errno, "QMP %s", qmp_socket);
-  FILE *f = fdopen(fd, "r+");
+  FILE *f = qmp_open(v, qmp_socket, 0);
   char buf[4096], cmd[4600];
   int rc = 0;
-  if (!f || !fgets(buf, sizeof buf, f) || /* greeting */
-      qmp_cmd(f, "{\"execute\":\"qmp_capabilities\"}", buf, sizeof buf) < 0) {
-    rc = vs_err_set(err, VS_UNAVAILABLE, "QMP handshake failed");
+  if (!f) {
+    rc = vs_err_set(err, VS_UNAVAILABLE, "QMP %s: handshake failed", qmp_socket);
+    goto out;
+  }
+  /* RAM that is a file stays out of the stream: the file is the RAM */
+  if (v->ram_shared && qmp_cmd(f, IGNORE_SHARED, buf, sizeof buf) < 0) {
+    rc = vs_err_set(err, VS_INTERNAL, "QMP x-ignore-shared: %.200s", buf);
     goto out;
   }
   snprintf(cmd, sizeof cmd,
@@ -691,7 +766,6 @@ done:
   qmp_cmd(f, "{\"execute\":\"quit\"}", buf, sizeof buf);
 out:
   if (f) fclose(f);
-  else close(fd);
   vm_kill(v);
   return rc;
 }

@@ -82,6 +82,25 @@ typedef struct vm_config {
    * restored VM must have the same devices (disk, NIC, ...) and memory. */
   const char *qmp_socket;
   const char *incoming;
+  /* Guest RAM in a file (memory-backend-file) instead of anonymous memory.
+   * ram_shared: the guest's writes go to the file (a template being built;
+   * vm_save then leaves RAM out of the snapshot, which the file holds).
+   * Otherwise the file is mapped copy-on-write: pages the guest never
+   * writes stay shared with every other VM mapping it, so the file must not
+   * change while a VM maps it (replace it by rename; unlinking is safe).
+   * With incoming, the snapshot must have been saved from a VM whose RAM
+   * was this file, shared (QEMU: x-ignore-shared, set over QMP at
+   * <agent_socket>.qmp, which is removed once restoring began). */
+  const char *ram_file;
+  int ram_shared;
+  /* The guest reports memory it freed (virtio-balloon free page reporting)
+   * and QEMU hands it back to the host. Every VM has the balloon device
+   * (a snapshot's devices must match its restore's); not with ram_file:
+   * QEMU 7.2 discards RAM of a file by punching holes into the file, which
+   * would zero pages of every VM sharing it. */
+  int free_page_reporting;
+  /* TCG's translation cache in MiB (-accel tcg,tb-size); 0: QEMU's default. */
+  int tb_size_mib;
   /* Scheduling niceness of QEMU (0: vesseld's), e.g. for VMs made ahead of
    * need, which should not slow the VMs in use; vm_renice changes it. */
   int nice;

@@ -90,6 +90,57 @@ TEST(VmTail, LastLines) {
   EXPECT_STREQ(out, "three\nfour");
 }
 
+// Template RAM: written to the file while the template runs, mapped
+// copy-on-write by a restore (which waits for x-ignore-shared over QMP);
+// every VM has the balloon, reporting freed memory only without a RAM file.
+TEST(VmArgv, RamFileAndBalloon) {
+  vm_config c = {};
+  c.kernel = "/k/vmlinux";
+  c.agent_socket = "/run/v/a.sock";
+  c.memory_mib = 256;
+  c.ram_file = "/t/ram";
+  c.ram_shared = 1;
+  auto t = Argv(c, VM_ACCEL_TCG);
+  EXPECT_TRUE(Has(t, "memory-backend-file,id=ram,size=256M,mem-path=/t/ram,share=on"));
+  EXPECT_TRUE(Has(t, "memory-backend=ram"));
+  EXPECT_TRUE(Has(t, "virtio-balloon-device,free-page-reporting=off"));
+  c.ram_shared = 0;
+  c.incoming = "/t/state";
+  auto r = Argv(c, VM_ACCEL_TCG);
+  EXPECT_TRUE(Has(r, "mem-path=/t/ram,share=off"));
+  EXPECT_TRUE(Has(r, "defer"));
+  EXPECT_TRUE(Has(r, "unix:/run/v/a.sock.qmp,server=on,wait=off"));
+  EXPECT_FALSE(Has(r, "exec:cat"));  // given over QMP
+  vm_config a = {};
+  a.kernel = "/k/vmlinux";
+  a.agent_socket = "/run/v/a.sock";
+  a.free_page_reporting = 1;
+  a.tb_size_mib = 32;
+  auto b = Argv(a, VM_ACCEL_TCG);
+  EXPECT_TRUE(Has(b, "free-page-reporting=on"));
+  EXPECT_FALSE(Has(b, "memory-backend"));
+  EXPECT_TRUE(Has(b, "tcg,tb-size=32"));
+  EXPECT_FALSE(Has(Argv(a, VM_ACCEL_KVM), "tb-size"));
+}
+
+// What QEMU 7.2 would do wrong is refused before it starts.
+TEST(VmStart, RamFileConflictsAreRefused) {
+  vm_config c = {};
+  c.kernel = "/k/vmlinux";
+  c.agent_socket = "/tmp/vessel-vm-unit.sock";
+  c.ram_file = "/t/ram";
+  c.free_page_reporting = 1;  // would punch holes into the shared file
+  vs_err err;
+  EXPECT_EQ(vm_start(&c, &err), nullptr);
+  EXPECT_EQ(err.code, VS_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(err.msg).find("punch holes"), std::string::npos) << err.msg;
+  c.free_page_reporting = 0;
+  c.ram_shared = 1;
+  c.incoming = "/t/state";  // a restore writing into its template's RAM
+  EXPECT_EQ(vm_start(&c, &err), nullptr);
+  EXPECT_EQ(err.code, VS_INVALID_ARGUMENT);
+}
+
 TEST(VmStart, MissingKernelIsNotFound) {
   vm_config c = {};
   c.kernel = "/nonexistent/vmlinux";

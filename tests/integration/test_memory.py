@@ -1,0 +1,191 @@
+"""Host memory of container VMs (real vesseld, QEMU, kernel, vminitd):
+VMs restored from a template share its RAM file copy-on-write, write only
+their own copies, survive the template's removal; with --template-memory
+copy (and in cold-booted VMs) memory the guest frees goes back to the host;
+the warm-spare pool grows with demand and shrinks back."""
+import glob
+import hashlib
+import os
+import shutil
+import time
+
+import pytest
+
+import vessel
+from test_containers import INITRD, KERNEL, busybox_image_tar, run_existing, wait_for_template
+from vesseld import Vesseld, wait_for
+from vessel.v1 import containers_pb2 as cp
+from vessel.v1 import images_pb2, types_pb2
+
+
+def daemon_with_image(tmp, *flags):
+    d = Vesseld("--kernel", KERNEL, "--initrd", INITRD, *flags, netns=True)
+    c = vessel.Client(d.address, timeout=180)
+    c.images.Import(iter([
+        images_pb2.ImagesImportRequest(header=images_pb2.ImagesImportHeader(reference="busybox:test")),
+        images_pb2.ImagesImportRequest(data=busybox_image_tar(tmp))]), timeout=60)
+    c.daemon = d
+    return d, c
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    d, c = daemon_with_image(str(tmp_path_factory.mktemp("img")))
+    with d, c:
+        yield c
+
+
+def start(c, cid, args=("sleep", "600"), **kw):
+    ct = c.containers.Create(cp.ContainersCreateRequest(
+        id=cid, image="busybox:test", process=types_pb2.ProcessSpec(args=list(args)), **kw),
+        timeout=180).container
+    c.containers.Start(cp.ContainersStartRequest(container_id=cid))
+    return ct
+
+
+def sh(c, cid, script, timeout=120):
+    """Runs sh -c script in the container; (exit code, stdout)."""
+    ex = c.containers.Exec(cp.ContainersExecRequest(
+        container_id=cid, process=types_pb2.ProcessSpec(args=["sh", "-c", script])))
+    out, code = b"", None
+    for m in c.containers.Attach(iter([cp.ContainersAttachRequest(open=cp.ContainersAttachOpen(
+            container_id=cid, exec_id=ex.exec_id, logs=True))]), timeout=timeout):
+        if m.HasField("frame") and m.frame.stream == types_pb2.STDIO_STREAM_STDOUT:
+            out += m.frame.data
+        elif m.HasField("exit"):
+            code = m.exit.code
+    return code, out
+
+
+def mappings(pid):
+    """{path: {field: kB}} of /proc/pid/smaps, summed per path."""
+    maps, cur = {}, None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split()
+            if "-" in head[0] and len(head) >= 5 and ":" not in head[0]:
+                cur = maps.setdefault(" ".join(head[5:]) if len(head) > 5 else "[anon]", {})
+            elif line[0].isupper() and head[-1] == "kB":
+                cur[head[0].rstrip(":")] = cur.get(head[0].rstrip(":"), 0) + int(head[1])
+    return maps
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+
+
+def digest(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def test_restored_vms_share_the_template_ram_and_write_their_own(shared):
+    """Two VMs restored from one template map its RAM file; each writes a
+    different 32 MiB pattern into its guest RAM (tmpfs) at the same guest
+    moment and reads back only its own; the file never changes."""
+    c = shared
+    assert wait_for_template(c)
+    rams = glob.glob(os.path.join(c.daemon.root, "templates", "*", "ram"))
+    assert len(rams) == 1
+    before = digest(rams[0])
+    a = start(c, "sha")
+    b = start(c, "shb")
+    assert a.vm.boot_mode == b.vm.boot_mode == cp.BOOT_MODE_TEMPLATE
+    for ct in (a, b):
+        m = mappings(ct.vm.qemu_pid).get(rams[0])
+        assert m and m["Rss"] > 4096, m  # the guest's pages come from the file
+        # ... and the other VM's too (dirty while the template's writes are not on disk yet)
+        assert m.get("Shared_Clean", 0) + m.get("Shared_Dirty", 0) > 2048, m
+    fill = "yes {} | head -c 33554432 > /dev/shm/p && md5sum < /dev/shm/p"
+    want = {k: hashlib.md5(((k + "\n") * (33554432 // 2)).encode()).hexdigest() for k in "AB"}
+    assert sh(c, "sha", fill.format("A")) == (0, f"{want['A']}  -\n".encode())
+    assert sh(c, "shb", fill.format("B")) == (0, f"{want['B']}  -\n".encode())
+    # read again after both wrote: each still sees only its own
+    assert sh(c, "sha", "md5sum < /dev/shm/p") == (0, f"{want['A']}  -\n".encode())
+    assert sh(c, "shb", "md5sum < /dev/shm/p") == (0, f"{want['B']}  -\n".encode())
+    for ct in (a, b):  # what each wrote is private to its QEMU
+        assert mappings(ct.vm.qemu_pid)[rams[0]]["Private_Dirty"] > 32 * 1024
+    assert digest(rams[0]) == before
+    for cid in ("sha", "shb"):
+        c.containers.Delete(cp.ContainersDeleteRequest(container_id=cid, force=True))
+
+
+def test_template_removed_while_vms_run_from_it(shared):
+    """Removing a template (as vesseld's pruning does) leaves the VMs
+    restored from it their RAM: they keep running programs that live in
+    the template's pages; once the spares made before are used, the next
+    VMs cold-boot until it is rebuilt, and then restore from the new one."""
+    c = shared
+    assert wait_for_template(c)
+    ct = start(c, "orphan")
+    assert ct.vm.boot_mode == cp.BOOT_MODE_TEMPLATE
+    shutil.rmtree(os.path.join(c.daemon.root, "templates"))
+    maps = mappings(ct.vm.qemu_pid)
+    assert any(p.endswith("/ram (deleted)") for p in maps), list(maps)
+    assert sh(c, "orphan", "echo still; md5sum /bin/busybox >/dev/null && echo ok") == (0, b"still\nok\n")
+    modes = []
+    while cp.BOOT_MODE_COLD not in modes and len(modes) < 20:
+        ct = c.containers.Create(cp.ContainersCreateRequest(
+            image="busybox:test", process=types_pb2.ProcessSpec(args=["echo", "after"])),
+            timeout=180).container
+        modes.append(ct.vm.boot_mode)
+        status, out, _, _ = run_existing(c, ct.id)
+        assert (status.code, out) == (0, b"after\n")
+        c.containers.Delete(cp.ContainersDeleteRequest(container_id=ct.id, force=True))
+    assert cp.BOOT_MODE_COLD in modes, modes
+    assert wait_for(lambda: glob.glob(os.path.join(c.daemon.root, "templates", "*", "ram")), timeout=120)
+    assert wait_for_template(c)
+    assert sh(c, "orphan", "echo alive") == (0, b"alive\n")
+    c.containers.Delete(cp.ContainersDeleteRequest(container_id="orphan", force=True))
+
+
+def test_freed_memory_goes_back_to_the_host(tmp_path):
+    """--template-memory copy: a container's VM that filled 200 MiB and
+    freed it gives it back (free page reporting); its QEMU's resident size
+    falls to near where it was."""
+    d, c = daemon_with_image(str(tmp_path), "--template-memory", "copy")
+    with d, c:
+        assert wait_for_template(c, resources=types_pb2.Resources(memory_bytes=512 << 20))
+        ct = start(c, "fat", resources=types_pb2.Resources(memory_bytes=512 << 20),
+                   mounts=[types_pb2.Mount(type="tmpfs", destination="/big", options=["size=300m"])])
+        assert ct.vm.boot_mode == cp.BOOT_MODE_TEMPLATE
+        pid = ct.vm.qemu_pid
+        assert not any(p.endswith("/ram") for p in mappings(pid))  # its own copy
+        time.sleep(3)
+        base = rss_kb(pid)
+        assert sh(c, "fat", "dd if=/dev/urandom of=/big/x bs=1M count=200 2>/dev/null; echo $?") \
+            == (0, b"0\n")
+        full = rss_kb(pid)
+        assert full - base > 180 * 1024, (base, full)
+        assert sh(c, "fat", "rm /big/x && echo freed") == (0, b"freed\n")
+        assert wait_for(lambda: rss_kb(pid) - base < 48 * 1024, timeout=60), (base, full, rss_kb(pid))
+        c.containers.Delete(cp.ContainersDeleteRequest(container_id="fat", force=True))
+
+
+def spares(c):
+    return glob.glob(os.path.join(c.daemon.root, "spares", "*", "qemu.pid"))
+
+
+def test_spare_pool_follows_demand(tmp_path):
+    """Starts in a burst grow the pool of warm spares (up to --spares);
+    with no starts for the demand window (30 s) it shrinks back to one."""
+    d, c = daemon_with_image(str(tmp_path), "--spares", "3")
+    with d, c:
+        assert wait_for_template(c)
+        for i in range(5):
+            start(c, f"burst{i}", args=["true"])
+        assert wait_for(lambda: len(spares(c)) == 3, timeout=90), spares(c)  # capped at --spares
+        time.sleep(3)
+        assert len(spares(c)) == 3
+        for i in range(5):
+            c.containers.Delete(cp.ContainersDeleteRequest(container_id=f"burst{i}", force=True))
+        assert wait_for(lambda: len(spares(c)) == 1, timeout=60), spares(c)  # demand window passed
+    d2, c2 = daemon_with_image(str(tmp_path / "none"), "--spares", "0")
+    with d2, c2:
+        assert wait_for_template(c2)
+        time.sleep(5)
+        assert spares(c2) == []
