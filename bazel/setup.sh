@@ -12,7 +12,7 @@ DEB_PACKAGES=(
   libext2fs-dev libsqlite3-dev libmicrohttpd-dev libwslay-dev
   # runtime peers and tools
   openssl ca-certificates iproute2 iptables tmux e2fsprogs busybox-static qemu-system-x86 qemu-utils
-  docker-registry skopeo umoci cpio crun
+  docker-registry skopeo umoci cpio runc
   # python clients and tests run on Debian's python3 (matches protoc 3.21)
   python3 python3-grpcio python3-protobuf python3-pytest python3-jwt python3-cryptography python3-bcrypt zstd
   # rootfs builder fuzzing (server/ext4/fuzz/run.sh): clang with libFuzzer

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -572,6 +573,10 @@ vm *vm_start(const vm_config *c, vs_err *err) {
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     if (c->nice) setpriority(PRIO_PROCESS, 0, c->nice);
+    /* No transparent huge pages: QEMU asks for them for its translation
+     * cache, where each 2 MiB one is resident whole however little of it
+     * holds code (measured: ~3 MiB less per idle VM). */
+    prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0);
     execvp(argv[0], argv);
     fprintf(stderr, "vm: exec %s: %s\n", argv[0], strerror(errno));
     _exit(127);
