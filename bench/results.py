@@ -9,11 +9,14 @@ import subprocess
 PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results.json")
 
 
-def machine() -> str:
+def machine() -> dict:
+    """Cores, CPU model and accelerator (kvm only with hardware
+    virtualisation and a usable /dev/kvm, as vessel decides; else tcg)."""
     info = open("/proc/cpuinfo").read()
     cpu = next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("model name")), "?")
-    hw = " vmx" in info or " svm" in info
-    return f"{os.cpu_count()} CPUs, {cpu}" + ("" if hw else ", TCG")
+    flags = next((l for l in info.splitlines() if l.startswith("flags")), "").split()
+    kvm = ("vmx" in flags or "svm" in flags) and os.access("/dev/kvm", os.R_OK | os.W_OK)
+    return {"cores": os.cpu_count(), "cpu": cpu, "accel": "kvm" if kvm else "tcg"}
 
 
 def record(section: str, data: dict) -> dict:

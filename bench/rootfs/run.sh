@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# bench/rootfs: OCI image -> ext4 image, vessel-rootfs vs umoci unpack +
-# mke2fs -t ext4 -d. A benchmark, not a test: prints medians and the ratio.
+# bench/rootfs: OCI image -> ext4 image, vessel-rootfs against two peers:
+# (A) umoci unpack + mke2fs -t ext4 -d, (B) umoci raw unpack + mke2fs -t ext4 -d
+# (bench.py says what each does). A benchmark, not a test: prints medians and
+# the ratios.
 #
 #   bench/rootfs/run.sh [RUNS]      (default 5)
 #
@@ -20,6 +22,7 @@ if [ ! -f "$dir/image/layers.txt" ]; then
   /usr/bin/python3 bench/rootfs/mkimage.py "$dir/image" --files 60000 --mbytes 600 --layers 3 >&2
 fi
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%d GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . || echo +dirty), date: $(date +%F)"
 echo "tools: $(umoci --version 2>&1 | head -1), $(mke2fs -V 2>&1 | head -1)"
 /usr/bin/python3 bench/rootfs/bench.py "$dir.vessel-rootfs" "$dir/image" "$dir/work" "$runs"
 rm -rf "$dir/work"
