@@ -43,8 +43,11 @@ const char vd_usage[] =
     "  --cri-stream-url-ttl SECONDS\n"
     "                        how long such a URL stays valid (default 60; each\n"
     "                        works once)\n"
-    "  --spares N            warm VMs kept ready, at most (default 8; 0: none):\n"
-    "                        as many as containers started in the last 30 s\n"
+    "  --spares N            warm VMs kept ready, at most (default 20; 0: none):\n"
+    "                        as many as the largest burst of starts (within\n"
+    "                        10 s) of the last --spares-memory seconds\n"
+    "  --spares-memory SECONDS\n"
+    "                        how long a burst keeps the pool large (default 120)\n"
     "  --template-memory shared|copy\n"
     "                        VMs restored from a template map its RAM file\n"
     "                        copy-on-write (shared, the default) or load their\n"
@@ -100,7 +103,7 @@ static int int_flag(const char *flag, const char *arg, long lo, long hi, int *ou
 }
 
 int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
-  enum { ROOT = 1, LISTEN, CERT, KEY, CA, INSECURE, VERSION, HELP, KERNEL, INITRD, QEMU, MAXCALLS, SOCKGROUP, MINSPEED, TRACE, DNSUP, CRI, CRISTREAM, CRITTL, SPARES, TPLMEM, TBSIZE };
+  enum { ROOT = 1, LISTEN, CERT, KEY, CA, INSECURE, VERSION, HELP, KERNEL, INITRD, QEMU, MAXCALLS, SOCKGROUP, MINSPEED, TRACE, DNSUP, CRI, CRISTREAM, CRITTL, SPARES, SPAREMEM, TPLMEM, TBSIZE };
   static const struct option opts[] = {
       {"root", required_argument, NULL, ROOT},
       {"listen", required_argument, NULL, LISTEN},
@@ -120,6 +123,7 @@ int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
       {"cri-stream-address", required_argument, NULL, CRISTREAM},
       {"cri-stream-url-ttl", required_argument, NULL, CRITTL},
       {"spares", required_argument, NULL, SPARES},
+      {"spares-memory", required_argument, NULL, SPAREMEM},
       {"template-memory", required_argument, NULL, TPLMEM},
       {"tb-size", required_argument, NULL, TBSIZE},
       {"version", no_argument, NULL, VERSION},
@@ -130,7 +134,7 @@ int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
   c->root = VD_DEFAULT_ROOT;
   c->max_calls_per_connection = 512;
   c->cri_stream_address = "127.0.0.1:0";
-  c->spares = 8;
+  c->spares = 20;
   optind = 1;
   opterr = 0;
   for (;;) {
@@ -163,6 +167,9 @@ int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
         break;
       case SPARES:
         if (int_flag("spares", optarg, 0, 256, &c->spares, err) < 0) return -1;
+        break;
+      case SPAREMEM:
+        if (int_flag("spares-memory", optarg, 1, 86400, &c->spares_memory_s, err) < 0) return -1;
         break;
       case TBSIZE:
         if (int_flag("tb-size", optarg, 1, 4096, &c->tb_size_mib, err) < 0) return -1;

@@ -31,6 +31,7 @@ typedef struct vd_config {
   int cri_stream_ttl;             /* seconds its URLs stay valid; 0 = 60 */
   char *dns_upstreams[3];        /* rt_config.dns_upstreams */
   int spares;                    /* --spares: warm VMs at most (0: none) */
+  int spares_memory_s;           /* rt_config.spare_memory_s */
   int template_memory_copy;      /* rt_config.template_memory_copy */
   int tb_size_mib;               /* rt_config.tb_size_mib */
   size_t n_dns_upstreams;

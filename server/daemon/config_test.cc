@@ -77,12 +77,14 @@ TEST(Config, SparesAndTemplateMemory) {
   vd_config c;
   vs_err e;
   ASSERT_EQ(Parse({}, &c, &e), 0) << e.msg;
-  EXPECT_EQ(c.spares, 8);
+  EXPECT_EQ(c.spares, 20);
   EXPECT_EQ(c.template_memory_copy, 0);
   EXPECT_EQ(c.tb_size_mib, 0);
-  ASSERT_EQ(Parse({"--spares", "0", "--template-memory", "copy", "--tb-size", "64"}, &c, &e), 0)
+  ASSERT_EQ(Parse({"--spares", "0", "--template-memory", "copy", "--tb-size", "64",
+                   "--spares-memory", "15"}, &c, &e), 0)
       << e.msg;
   EXPECT_EQ(c.spares, 0);
+  EXPECT_EQ(c.spares_memory_s, 15);
   EXPECT_EQ(c.template_memory_copy, 1);
   EXPECT_EQ(c.tb_size_mib, 64);
   EXPECT_EQ(Parse({"--spares", "-1"}, &c, &e), -1);

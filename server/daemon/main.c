@@ -152,7 +152,8 @@ int main(int argc, char **argv) {
                     .n_dns_upstreams = d.cfg.n_dns_upstreams,
                     .template_memory_copy = d.cfg.template_memory_copy,
                     .tb_size_mib = d.cfg.tb_size_mib,
-                    .max_spares = d.cfg.spares ? d.cfg.spares : -1};
+                    .max_spares = d.cfg.spares ? d.cfg.spares : -1,
+                    .spare_memory_s = d.cfg.spares_memory_s};
     d.runtime = rt_open(&rc, &err);
   }
   if (!d.runtime) {

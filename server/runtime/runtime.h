@@ -42,7 +42,8 @@ typedef struct rt_config {
    * of mapping its RAM file copy-on-write (vmpool.c). */
   int template_memory_copy;
   int tb_size_mib; /* TCG translation cache per VM; 0 = QEMU's default */
-  int max_spares;  /* warm spares at most; 0 = 8, negative = none */
+  int max_spares;  /* warm spares at most; 0 = 20, negative = none */
+  int spare_memory_s; /* how long a burst of starts sizes the pool; 0 = 120 */
 } rt_config;
 
 typedef struct rt_runtime rt_runtime;

@@ -333,17 +333,20 @@ static void templates_prune(rt_runtime *rt) {
  * same kind takes it over (its rootfs copied into that disk, the tap added
  * to its bridge).
  *
- * The pool is sized by demand: as many spares as containers of that kind
- * started in the last DEMAND_WINDOW_MS (at least 1, at most cfg.max_spares,
+ * The pool is sized by demand: as many spares as the most containers of
+ * that kind started within BURST_MS of each other during the last
+ * cfg.spare_memory_s seconds (default DEFAULT_DEMAND_S): a burst seen once
+ * is met by spares for a while after. At least 1, at most cfg.max_spares,
  * and none while the host's available memory is below the VM's size plus
- * SPARE_MEM_RESERVE_MIB). One keeper thread, niced, owns making and ending
+ * SPARE_MEM_RESERVE_MIB. One keeper thread, niced, owns making and ending
  * them: it restores one at a time (running containers keep the CPU), and
  * ends the ones demand no longer asks for. Spares follow the kind of VM
  * last started; those of another kind go. */
 
-#define DEMAND_WINDOW_MS 30000
+#define BURST_MS 10000
+#define DEFAULT_DEMAND_S 120
 #define SPARE_MEM_RESERVE_MIB 1024
-#define DEFAULT_MAX_SPARES 8
+#define DEFAULT_MAX_SPARES 20
 
 struct rt_spare {
   rt_spare *next;
@@ -509,9 +512,16 @@ static long mem_available_mib(void) {
 static int spares_wanted(rt_runtime *rt, int64_t now) {
   rt_pool *pool = rt->pool;
   if (!pool->have_kind || rt_closing(rt)) return 0;
-  int n = 0;
-  for (size_t i = 0; i < pool->n_starts && i < DEMAND_MAX; i++)
-    n += now - pool->starts[i] <= DEMAND_WINDOW_MS;
+  int64_t memory = (rt->cfg.spare_memory_s > 0 ? rt->cfg.spare_memory_s : DEFAULT_DEMAND_S) * 1000ll;
+  size_t have = pool->n_starts < DEMAND_MAX ? pool->n_starts : DEMAND_MAX;
+  int n = 0; /* the largest burst: starts within BURST_MS after one start */
+  for (size_t i = 0; i < have; i++) {
+    int64_t t = pool->starts[i];
+    if (now - t > memory) continue;
+    int k = 0;
+    for (size_t j = 0; j < have; j++) k += pool->starts[j] >= t && pool->starts[j] - t < BURST_MS;
+    if (k > n) n = k;
+  }
   int max = rt->cfg.max_spares < 0 ? 0 : rt->cfg.max_spares ? rt->cfg.max_spares : DEFAULT_MAX_SPARES;
   if (n < 1) n = 1;
   return n > max ? max : n;

@@ -172,8 +172,8 @@ def spares(c):
 
 def test_spare_pool_follows_demand(tmp_path):
     """Starts in a burst grow the pool of warm spares (up to --spares);
-    with no starts for the demand window (30 s) it shrinks back to one."""
-    d, c = daemon_with_image(str(tmp_path), "--spares", "3")
+    --spares-memory seconds after the burst it shrinks back to one."""
+    d, c = daemon_with_image(str(tmp_path), "--spares", "3", "--spares-memory", "20")
     with d, c:
         assert wait_for_template(c)
         for i in range(5):
@@ -183,7 +183,7 @@ def test_spare_pool_follows_demand(tmp_path):
         assert len(spares(c)) == 3
         for i in range(5):
             c.containers.Delete(cp.ContainersDeleteRequest(container_id=f"burst{i}", force=True))
-        assert wait_for(lambda: len(spares(c)) == 1, timeout=60), spares(c)  # demand window passed
+        assert wait_for(lambda: len(spares(c)) == 1, timeout=60), spares(c)  # the burst is forgotten
     d2, c2 = daemon_with_image(str(tmp_path / "none"), "--spares", "0")
     with d2, c2:
         assert wait_for_template(c2)
