@@ -75,6 +75,37 @@ def rss_kb(pid):
         return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
 
 
+def ram_range(pid, path):
+    """(start, end) of the mapping of path in pid."""
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            if line.rstrip("\n").endswith(path):
+                lo, hi = line.split()[0].split("-")
+                return int(lo, 16), int(hi, 16)
+    raise AssertionError(f"{path} not mapped by {pid}")
+
+
+def private_pages(pid, lo, hi):
+    """Page offsets in [lo, hi) that pid has a private copy of (present,
+    not a page of the file: /proc/pid/pagemap bits 63 and 61)."""
+    n = (hi - lo) // 4096
+    with open(f"/proc/{pid}/pagemap", "rb") as f:
+        f.seek(lo // 4096 * 8)
+        raw = f.read(n * 8)
+    out = set()
+    for i in range(n):
+        e = int.from_bytes(raw[i * 8:i * 8 + 8], "little")
+        if e >> 63 & 1 and not e >> 61 & 1:
+            out.add(i)
+    return out
+
+
+def page(pid, addr):
+    with open(f"/proc/{pid}/mem", "rb") as f:
+        f.seek(addr)
+        return f.read(4096)
+
+
 def digest(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -109,6 +140,15 @@ def test_restored_vms_share_the_template_ram_and_write_their_own(shared):
     assert sh(c, "shb", "md5sum < /dev/shm/p") == (0, f"{want['B']}  -\n".encode())
     for ct in (a, b):  # what each wrote is private to its QEMU
         assert mappings(ct.vm.qemu_pid)[rams[0]]["Private_Dirty"] > 32 * 1024
+    # The same guest-physical pages hold A's pattern in one QEMU and B's in
+    # the other: both were restored from one state, so their kernels placed
+    # the tmpfs pages alike.
+    (alo, ahi), (blo, bhi) = ram_range(a.vm.qemu_pid, rams[0]), ram_range(b.vm.qemu_pid, rams[0])
+    both = private_pages(a.vm.qemu_pid, alo, ahi) & private_pages(b.vm.qemu_pid, blo, bhi)
+    pa, pb = b"A\n" * 2048, b"B\n" * 2048
+    same = [i for i in sorted(both)
+            if page(a.vm.qemu_pid, alo + i * 4096) == pa and page(b.vm.qemu_pid, blo + i * 4096) == pb]
+    assert len(same) > 1024, len(same)  # > 4 MiB of guest addresses written by both, each its own
     assert digest(rams[0]) == before
     for cid in ("sha", "shb"):
         c.containers.Delete(cp.ContainersDeleteRequest(container_id=cid, force=True))
