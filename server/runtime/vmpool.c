@@ -65,7 +65,6 @@ struct rt_pool {
   int building;         /* template builds running */
   rt_spare *spares;     /* warm VMs ready to be taken, all of kind */
   int n_spares;
-  int spare_building;   /* the keeper is restoring one */
   unsigned spare_seq;
   rt_template kind;     /* what spares are made of: the kind last started */
   int have_kind;
@@ -550,28 +549,27 @@ static void *keeper_main(void *arg) {
       pthread_mutex_lock(&pool->mu);
       continue;
     }
-    rt_template t = pool->kind;
-    if (pool->n_spares < want && access(t.state, R_OK) == 0) {
-      pool->spare_building = 1;
+    int wait_ms = pool->n_spares < want ? 500 : 5000; /* below target: no template yet? */
+    if (pool->n_spares < want && access(pool->kind.state, R_OK) == 0) {
+      rt_template t = pool->kind;
       pthread_mutex_unlock(&pool->mu);
       rt_spare *s = spare_make(rt, &t);
       pthread_mutex_lock(&pool->mu);
-      pool->spare_building = 0;
       if (s && !pool->stop && pool->have_kind && !strcmp(pool->kind.inputs, s->inputs)) {
         s->next = pool->spares;
         pool->spares = s;
         pool->n_spares++;
-        s = NULL;
+        continue;
       }
-      if (s) {
+      if (s) { /* of a kind no longer wanted */
         pthread_mutex_unlock(&pool->mu);
         spare_free(s);
         pthread_mutex_lock(&pool->mu);
+        continue;
       }
-      continue;
+      wait_ms = 2000; /* it failed (logged): not again at once */
     }
-    /* below target with no template yet: look again soon */
-    struct timespec until = rt_deadline(pool->n_spares < want ? 500 : 5000);
+    struct timespec until = rt_deadline(wait_ms);
     pthread_cond_timedwait(&pool->cv, &pool->mu, &until);
   }
   pthread_mutex_unlock(&pool->mu);
