@@ -13,6 +13,8 @@ DEB_PACKAGES=(
   # runtime peers and tools
   openssl ca-certificates iproute2 iptables tmux e2fsprogs busybox-static qemu-system-x86 qemu-utils
   docker-registry skopeo umoci cpio runc
+  # user-mode emulators for foreign-architecture images (server/runtime/emulate.c)
+  qemu-user-static
   # python clients and tests run on Debian's python3 (matches protoc 3.21)
   python3 python3-grpcio python3-protobuf python3-pytest python3-jwt python3-cryptography python3-bcrypt zstd
   # rootfs builder fuzzing (server/ext4/fuzz/run.sh): clang with libFuzzer
@@ -64,6 +66,16 @@ fi
 
 # The Go client's module dependencies, so its tests need no download later.
 (cd "$(dirname "$0")/../clients/go" && "$GO" mod download >&2)
+
+# Debian's arm64 busybox-static, from which the tests build an arm64 image
+# (tests/integration/test_platforms.py): the .deb only, not installed.
+debs=/var/cache/vessel/debs
+if ! ls "$debs"/busybox-static_*_arm64.deb >/dev/null 2>&1; then
+  dpkg --print-foreign-architectures | grep -qx arm64 || $SUDO dpkg --add-architecture arm64
+  $SUDO apt-get update -qq
+  $SUDO mkdir -p "$debs"
+  (cd "$debs" && $SUDO apt-get download -q busybox-static:arm64 >&2)
+fi
 
 # Kubernetes' CRI definitions (runtime.v1), from the k8s.io/cri-api module on
 # the Go module proxy, where //proto/cri reads them (not kept in this

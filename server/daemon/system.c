@@ -175,6 +175,19 @@ static int info(vrpc_call *call, void *ctx, vs_err *err) {
   rt_default_resources(d->runtime, &def.milli_cpus, &def.memory_bytes);
   r.default_resources = &def;
   r.template_boot = 1; /* VMs start from templates and warm spares (no_template opts out) */
+  char plats[8][32];
+  Vessel__V1__Platform pl[8], *plp[8];
+  size_t np = rt_emu_platforms(plats, 8);
+  for (size_t i = 0; i < np; i++) {
+    vessel__v1__platform__init(&pl[i]);
+    char *slash = strchr(plats[i], '/');
+    *slash = '\0';
+    pl[i].os = plats[i];
+    pl[i].architecture = slash + 1;
+    plp[i] = &pl[i];
+  }
+  r.platforms = plp;
+  r.n_platforms = np;
   return vrpc_send(call, &r.base, err);
 }
 

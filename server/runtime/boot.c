@@ -84,7 +84,15 @@ int rt_boot(rt_container *c, const char *rootfs_src, vs_err *err) {
     n_shares++;
   }
   rt_vm_kind kind = {c->vcpus, c->memory_mib, (int)c->n_nics, c->is_pod ? c->n_slots : 0, (int)n_shares};
-  int pooled = !c->spec->no_template && shares_in_order;
+  /* A foreign image's VM has the emulators' disk: never a template's or
+   * a spare's (they have none), always booted with it. */
+  int emulated = 0;
+  char emu_disk[4300];
+  if (rt_emu_check(c->platform, &emulated, err) < 0 ||
+      (emulated && rt_emu_disk(c->rt, emu_disk, sizeof emu_disk, err) < 0))
+    return -1;
+  vm_disk emu = {emu_disk, 1};
+  int pooled = !c->spec->no_template && shares_in_order && !emulated;
   vm_disk slots[RT_MAX_SLOTS];
   char slot_paths[RT_MAX_SLOTS][4400];
   for (int i = 0; c->is_pod && i < c->n_slots; i++) {
@@ -126,6 +134,9 @@ int rt_boot(rt_container *c, const char *rootfs_src, vs_err *err) {
     vc.root_disk = NULL;
     vc.disks = slots;
     vc.n_disks = (size_t)c->n_slots;
+  } else if (emulated) { /* vdb */
+    vc.disks = &emu;
+    vc.n_disks = 1;
   }
   int restored = pooled && rt_pool_restore(rt, &kind, &vc, &got);
   vm *v = restored ? got.v : NULL;
@@ -241,6 +252,9 @@ int rt_configure_guest(rt_container *c, vs_err *err) {
     if (rt_agent(c, &vessel_v1_Agent_ConfigureInterface, &req.base, NULL, AGENT_TIMEOUT_MS, err) < 0)
       return vs_err_wrap(err, "configure %s (network %s)", eth, n->network);
   }
+  int emulated = 0;
+  if (!c->is_pod && rt_emu_check(c->platform, &emulated, err) < 0) return -1;
+  if (emulated && rt_emu_setup(c, err) < 0) return -1;
   return c->is_pod ? pod_volumes(c, err) : rt_guest_create(c, err);
 }
 

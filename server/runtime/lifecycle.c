@@ -261,6 +261,16 @@ int rt_create(rt_runtime *rt, const Vessel__V1__ContainersCreateRequest *req, ch
   }
   img_info info;
   if (img_inspect(rt->cfg.images, req->image, &plat, &info, err) < 0) return -1;
+  char platform[80];
+  int emulated;
+  oci_platform_format(&info.platform, platform, sizeof platform);
+  if (rt_emu_check(platform, &emulated, err) < 0 ||
+      (emulated && *req->pod_id &&
+       vs_err_set(err, VS_UNIMPLEMENTED, "pod_id: a pod's containers are of the host's platform, "
+                                         "not %s", platform) < 0)) {
+    img_info_free(&info);
+    return -1;
+  }
   rt_container *c = rt_container_new(rt);
   if (!c) {
     img_info_free(&info);
@@ -828,6 +838,7 @@ rt_runtime *rt_open(const rt_config *cfg, vs_err *err) {
   if (!rt->cfg.memory_mib) rt->cfg.memory_mib = 256;
   snprintf(rt->root, sizeof rt->root, "%s", cfg->root);
   pthread_mutex_init(&rt->mu, NULL);
+  pthread_mutex_init(&rt->emu_mu, NULL);
   pthread_cond_init(&rt->bg_cv, NULL);
   rt->trace_fd = -1;
   if (cfg->trace_agent_calls &&
@@ -896,6 +907,7 @@ void rt_close(rt_runtime *rt) {
   if (rt->trace_fd >= 0) close(rt->trace_fd);
   pthread_cond_destroy(&rt->bg_cv);
   pthread_mutex_destroy(&rt->mu);
+  pthread_mutex_destroy(&rt->emu_mu);
   free(rt);
 }
 

@@ -48,6 +48,10 @@ typedef struct rt_config {
 
 typedef struct rt_runtime rt_runtime;
 
+/* The platforms whose images this host runs, "os/arch": its own first,
+ * then those it has user-mode emulators for (emulate.c); how many. */
+size_t rt_emu_platforms(char out[][32], size_t max);
+
 /* Loads the containers recorded under <root>/containers. */
 rt_runtime *rt_open(const rt_config *cfg, vs_err *err);
 /* Stops relaying and frees; running VMs are left running. */

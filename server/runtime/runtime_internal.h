@@ -210,6 +210,7 @@ struct rt_runtime {
   int trace_fd;         /* cfg.trace_agent_calls, opened; -1 = none */
   dns_server *dns;      /* the networks' DNS (hostnet.c) */
   size_t n_bridges;
+  pthread_mutex_t emu_mu; /* one build of the emulators' disk (emulate.c) */
 };
 
 int rt_closing(rt_runtime *rt);
@@ -276,6 +277,19 @@ int rt_readopt_vm(rt_container *c, vs_err *err);
 void rt_reap_orphans(rt_runtime *rt);
 /* Leaves c's VM running for a later vesseld (at close). */
 void rt_detach_vm(rt_container *c);
+
+/* emulate.c: foreign-architecture images through user-mode emulation. */
+/* The host's architecture, OCI spelling ("amd64", "arm64"). */
+const char *rt_emu_host_arch(void);
+/* platform ("linux/arm64", "linux/arm/v7"): *emulated = 0 when native, 1
+ * when an emulator runs it; FAILED_PRECONDITION naming both platforms when
+ * neither. */
+int rt_emu_check(const char *platform, int *emulated, vs_err *err);
+/* The emulators' read-only ext4 disk (built once per set of emulators). */
+int rt_emu_disk(rt_runtime *rt, char *out, size_t n, vs_err *err);
+/* In c's fresh VM: mounts the emulators' disk (/dev/vdb) and registers
+ * them with binfmt_misc. */
+int rt_emu_setup(rt_container *c, vs_err *err);
 
 /* vmpool.c: templates and warm spares, keyed by what the VM is made of. */
 typedef struct rt_vm_kind {

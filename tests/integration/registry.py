@@ -20,7 +20,10 @@ def free_port() -> int:
 
 class Registry:
     def __init__(self, htpasswd: tuple[str, str] | None = None, tls_dir: str | None = None,
-                 token: dict | None = None):
+                 token: dict | None = None, netns: str | None = None):
+        """netns: serve on the loopback of that network namespace (one a
+        test made, e.g. a vesseld's) instead of the host's."""
+        self.netns = netns
         self.tmp = tempfile.mkdtemp(prefix="vsl-reg-", dir="/tmp")
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
@@ -47,21 +50,30 @@ class Registry:
                     f"storage:\n  filesystem:\n    rootdirectory: {self.tmp}/data\n"
                     "  delete:\n    enabled: true\n"
                     f"http:\n  addr: 127.0.0.1:{self.port}\n{tls}" + auth)
-        self.proc = subprocess.Popen(["docker-registry", "serve", cfg],
+        self.proc = subprocess.Popen(self.in_netns("docker-registry", "serve", cfg),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         scheme = "https" if tls_dir else "http"
         deadline = time.monotonic() + 20
         while True:
             try:
-                s = socket.create_connection(("127.0.0.1", self.port), timeout=1)
-                s.close()
+                if netns:
+                    subprocess.run(self.in_netns(
+                        "/usr/bin/python3", "-c", "import socket; socket.create_connection("
+                        f"('127.0.0.1', {self.port}), timeout=1)"), check=True,
+                        stderr=subprocess.DEVNULL)
+                else:
+                    socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 break
-            except OSError:
+            except (OSError, subprocess.CalledProcessError):
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("docker-registry did not start: " +
                                        self.proc.stderr.read().decode(errors="replace"))
                 time.sleep(0.05)
         self.url = f"{scheme}://{self.host}"
+
+    def in_netns(self, *cmd: str) -> list[str]:
+        """cmd, run in the registry's network namespace."""
+        return ["ip", "netns", "exec", self.netns, *cmd] if self.netns else list(cmd)
 
     def stop(self):
         if self.proc.poll() is None:

@@ -60,7 +60,9 @@ def load_image(c, tmp):
 def daemon(tmp_path_factory):
     assert KERNEL and os.path.exists(KERNEL), "VESSEL_KERNEL must name the guest kernel"
     assert INITRD and os.path.exists(INITRD), "VESSEL_INITRD must name the initramfs"
-    with Vesseld("--kernel", KERNEL, "--initrd", INITRD, netns=True) as d, \
+    # One spare: the pool's size follows demand (each spare holds its agent
+    # connection), and what it frees as it shrinks is test_memory's.
+    with Vesseld("--kernel", KERNEL, "--initrd", INITRD, "--spares", "1", netns=True) as d, \
             vessel.Client(d.address, timeout=180) as c:
         load_image(c, tmp_path_factory.mktemp("img"))
         c.daemon = d

@@ -304,7 +304,12 @@ type SystemInfoResponse struct {
 	// Template (snapshot clone) booting is enabled.
 	TemplateBoot bool `protobuf:"varint,18,opt,name=template_boot,json=templateBoot,proto3" json:"template_boot,omitempty"`
 	// When vesseld started.
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	// Platforms whose images this host runs: its own first (natively), then
+	// those it has user-mode emulators for (Debian's qemu-user-static in
+	// /usr/bin), e.g. linux/arm64 on an amd64 host. An image of another
+	// platform is refused at Create with FAILED_PRECONDITION.
+	Platforms     []*Platform `protobuf:"bytes,20,rep,name=platforms,proto3" json:"platforms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -468,6 +473,13 @@ func (x *SystemInfoResponse) GetTemplateBoot() bool {
 func (x *SystemInfoResponse) GetStartedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *SystemInfoResponse) GetPlatforms() []*Platform {
+	if x != nil {
+		return x.Platforms
 	}
 	return nil
 }
@@ -644,7 +656,7 @@ const file_vessel_v1_system_proto_rawDesc = "" +
 	"\farchitecture\x18\x04 \x01(\tR\farchitecture\x12\x1d\n" +
 	"\n" +
 	"is_default\x18\x05 \x01(\bR\tisDefault\"\x13\n" +
-	"\x11SystemInfoRequest\"\xf2\x05\n" +
+	"\x11SystemInfoRequest\"\xa5\x06\n" +
 	"\x12SystemInfoResponse\x12\x19\n" +
 	"\broot_dir\x18\x01 \x01(\tR\arootDir\x12\x1e\n" +
 	"\n" +
@@ -669,7 +681,8 @@ const file_vessel_v1_system_proto_rawDesc = "" +
 	"\x11default_resources\x18\x11 \x01(\v2\x14.vessel.v1.ResourcesR\x10defaultResources\x12#\n" +
 	"\rtemplate_boot\x18\x12 \x01(\bR\ftemplateBoot\x129\n" +
 	"\n" +
-	"started_at\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"\x18\n" +
+	"started_at\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x121\n" +
+	"\tplatforms\x18\x14 \x03(\v2\x13.vessel.v1.PlatformR\tplatforms\"\x18\n" +
 	"\x16SystemDiskUsageRequest\"\xee\x02\n" +
 	"\x17SystemDiskUsageResponse\x12!\n" +
 	"\fimages_bytes\x18\x01 \x01(\x03R\vimagesBytes\x12!\n" +
@@ -708,23 +721,25 @@ var file_vessel_v1_system_proto_goTypes = []any{
 	(*SystemDiskUsageResponse)(nil), // 6: vessel.v1.SystemDiskUsageResponse
 	(*timestamppb.Timestamp)(nil),   // 7: google.protobuf.Timestamp
 	(*Resources)(nil),               // 8: vessel.v1.Resources
+	(*Platform)(nil),                // 9: vessel.v1.Platform
 }
 var file_vessel_v1_system_proto_depIdxs = []int32{
 	7, // 0: vessel.v1.SystemVersionResponse.build_time:type_name -> google.protobuf.Timestamp
 	2, // 1: vessel.v1.SystemInfoResponse.kernels:type_name -> vessel.v1.KernelInfo
 	8, // 2: vessel.v1.SystemInfoResponse.default_resources:type_name -> vessel.v1.Resources
 	7, // 3: vessel.v1.SystemInfoResponse.started_at:type_name -> google.protobuf.Timestamp
-	0, // 4: vessel.v1.System.Version:input_type -> vessel.v1.SystemVersionRequest
-	3, // 5: vessel.v1.System.Info:input_type -> vessel.v1.SystemInfoRequest
-	5, // 6: vessel.v1.System.DiskUsage:input_type -> vessel.v1.SystemDiskUsageRequest
-	1, // 7: vessel.v1.System.Version:output_type -> vessel.v1.SystemVersionResponse
-	4, // 8: vessel.v1.System.Info:output_type -> vessel.v1.SystemInfoResponse
-	6, // 9: vessel.v1.System.DiskUsage:output_type -> vessel.v1.SystemDiskUsageResponse
-	7, // [7:10] is the sub-list for method output_type
-	4, // [4:7] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	9, // 4: vessel.v1.SystemInfoResponse.platforms:type_name -> vessel.v1.Platform
+	0, // 5: vessel.v1.System.Version:input_type -> vessel.v1.SystemVersionRequest
+	3, // 6: vessel.v1.System.Info:input_type -> vessel.v1.SystemInfoRequest
+	5, // 7: vessel.v1.System.DiskUsage:input_type -> vessel.v1.SystemDiskUsageRequest
+	1, // 8: vessel.v1.System.Version:output_type -> vessel.v1.SystemVersionResponse
+	4, // 9: vessel.v1.System.Info:output_type -> vessel.v1.SystemInfoResponse
+	6, // 10: vessel.v1.System.DiskUsage:output_type -> vessel.v1.SystemDiskUsageResponse
+	8, // [8:11] is the sub-list for method output_type
+	5, // [5:8] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_vessel_v1_system_proto_init() }
