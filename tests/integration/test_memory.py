@@ -235,7 +235,8 @@ def test_spare_pool_follows_demand(tmp_path):
         assert wait_for(lambda: len(spares(c)) == 1, timeout=60), spares(c)  # the burst is forgotten
         time.sleep(1)
         fds, threads = fds_threads(d.proc.pid)
-        assert abs(fds - base[0]) <= 1 and abs(threads - base[1]) <= 1, (base, fds, threads)
+        # (the base may still count a container's teardown in flight)
+        assert fds <= base[0] + 1 and threads <= base[1] + 1, (base, fds, threads)
     d2, c2 = daemon_with_image(str(tmp_path / "none"), "--spares", "0")
     with d2, c2:
         assert wait_for_template(c2)
