@@ -83,16 +83,17 @@ int rt_boot(rt_container *c, const char *rootfs_src, vs_err *err) {
     shares_in_order &= i == n_shares;
     n_shares++;
   }
-  rt_vm_kind kind = {c->vcpus, c->memory_mib, (int)c->n_nics, c->is_pod ? c->n_slots : 0, (int)n_shares};
-  /* A foreign image's VM has the emulators' disk: never a template's or
-   * a spare's (they have none), always booted with it. */
+  /* A foreign image's VM has the emulators' disk: a template of its own
+   * kind has it too (spares do not). */
   int emulated = 0;
   char emu_disk[4300];
   if (rt_emu_check(c->platform, &emulated, err) < 0 ||
       (emulated && rt_emu_disk(c->rt, emu_disk, sizeof emu_disk, err) < 0))
     return -1;
   vm_disk emu = {emu_disk, 1};
-  int pooled = !c->spec->no_template && shares_in_order && !emulated;
+  rt_vm_kind kind = {c->vcpus, c->memory_mib, (int)c->n_nics, c->is_pod ? c->n_slots : 0,
+                     (int)n_shares, emulated ? emu_disk : NULL};
+  int pooled = !c->spec->no_template && shares_in_order;
   vm_disk slots[RT_MAX_SLOTS];
   char slot_paths[RT_MAX_SLOTS][4400];
   for (int i = 0; c->is_pod && i < c->n_slots; i++) {
@@ -254,7 +255,13 @@ int rt_configure_guest(rt_container *c, vs_err *err) {
   }
   int emulated = 0;
   if (!c->is_pod && rt_emu_check(c->platform, &emulated, err) < 0) return -1;
-  if (emulated && rt_emu_setup(c, err) < 0) return -1;
+  if (emulated && !c->from_template) { /* a template's restore has them already */
+    pthread_mutex_lock(&c->mu);
+    vrpc_channel *ch = c->vm ? vm_channel(c->vm) : NULL;
+    pthread_mutex_unlock(&c->mu);
+    if (!ch) return vs_err_set(err, VS_UNAVAILABLE, "container %s has no running VM", c->id);
+    if (rt_emu_setup(ch, err) < 0) return -1;
+  }
   return c->is_pod ? pod_volumes(c, err) : rt_guest_create(c, err);
 }
 

@@ -6,9 +6,12 @@
  * reach the guest on a read-only disk (/dev/vdb, after the root disk)
  * attached only to the VMs of such images: <root>/emulators/<key>.ext4,
  * built once from the host's emulators (the key hashes their names, sizes
- * and times). The guest registers them with flag F: the kernel opens each
- * interpreter at registration, so it runs inside any container's mount
- * namespace. */
+ * and times). The guest registers them with flags P and F, as Debian does:
+ * F, the kernel opens each interpreter at registration, so it runs inside
+ * any container's mount namespace; P, the program keeps its argv[0]
+ * (busybox's applets need it), which Debian's QEMU expects when its name
+ * ends in "-binfmt-P", so the files are named <arch>-binfmt-P. A template of such VMs is made with the disk mounted and the
+ * emulators registered: its restores have them already. */
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
@@ -118,7 +121,9 @@ static int write_tar(const char *tar_path, vs_err *err) {
       break;
     }
     struct archive_entry *e = archive_entry_new();
-    archive_entry_set_pathname(e, strrchr(path, '/') + 1);
+    char name[48];
+    snprintf(name, sizeof name, "%s-binfmt-P", ARCHES[i].qemu);
+    archive_entry_set_pathname(e, name);
     archive_entry_set_size(e, st.st_size);
     archive_entry_set_filetype(e, AE_IFREG);
     archive_entry_set_perm(e, 0755);
@@ -137,8 +142,8 @@ static int write_tar(const char *tar_path, vs_err *err) {
 }
 
 int rt_emu_disk(rt_runtime *rt, char *out, size_t n, vs_err *err) {
-  char key[4096] = "", d[72];
-  size_t k = 0;
+  char key[4096] = "binfmt-P|", d[72];
+  size_t k = strlen(key);
   for (size_t i = 0; i < N_ARCHES; i++) {
     char p[64];
     struct stat st;
@@ -170,7 +175,7 @@ int rt_emu_disk(rt_runtime *rt, char *out, size_t n, vs_err *err) {
   return rc;
 }
 
-int rt_emu_setup(rt_container *c, vs_err *err) {
+int rt_emu_setup(vrpc_channel *ch, vs_err *err) {
   Vessel__V1__Mount m = VESSEL__V1__MOUNT__INIT;
   static char *ro[1] = {"ro"};
   m.type = (char *)"ext4";
@@ -181,13 +186,16 @@ int rt_emu_setup(rt_container *c, vs_err *err) {
   Vessel__V1__AgentMountRequest mr = VESSEL__V1__AGENT_MOUNT_REQUEST__INIT;
   mr.mount = &m;
   mr.mkdir = 1;
-  if (rt_agent(c, &vessel_v1_Agent_Mount, &mr.base, NULL, AGENT_TIMEOUT_MS, err) < 0)
+  vrpc_call_opts o = {AGENT_TIMEOUT_MS, NULL};
+  ProtobufCMessage *resp = NULL;
+  if (vrpc_unary(ch, &vessel_v1_Agent_Mount, &mr.base, &resp, &o, err) < 0)
     return vs_err_wrap(err, "mount the emulators");
+  vrpc_msg_free(resp);
   for (size_t i = 0; i < N_ARCHES; i++) {
     if (!emu_of(ARCHES[i].oci)) continue;
     char name[32], interp[128];
     snprintf(name, sizeof name, "qemu-%s", ARCHES[i].qemu);
-    snprintf(interp, sizeof interp, EMU_MOUNT "/qemu-%s-static", ARCHES[i].qemu);
+    snprintf(interp, sizeof interp, EMU_MOUNT "/%s-binfmt-P", ARCHES[i].qemu);
     Vessel__V1__AgentSetupEmulatorRequest r = VESSEL__V1__AGENT_SETUP_EMULATOR_REQUEST__INIT;
     r.name = name;
     r.type = VESSEL__V1__BINFMT_TYPE__BINFMT_TYPE_MAGIC;
@@ -196,9 +204,11 @@ int rt_emu_setup(rt_container *c, vs_err *err) {
     r.mask.data = (uint8_t *)ARCHES[i].mask;
     r.mask.len = sizeof ARCHES[i].mask;
     r.interpreter = interp;
-    r.flags = (char *)"F";
-    if (rt_agent(c, &vessel_v1_Agent_SetupEmulator, &r.base, NULL, AGENT_TIMEOUT_MS, err) < 0)
+    r.flags = (char *)"PF";
+    resp = NULL;
+    if (vrpc_unary(ch, &vessel_v1_Agent_SetupEmulator, &r.base, &resp, &o, err) < 0)
       return vs_err_wrap(err, "register %s", name);
+    vrpc_msg_free(resp);
   }
   return 0;
 }

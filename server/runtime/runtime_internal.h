@@ -287,9 +287,9 @@ const char *rt_emu_host_arch(void);
 int rt_emu_check(const char *platform, int *emulated, vs_err *err);
 /* The emulators' read-only ext4 disk (built once per set of emulators). */
 int rt_emu_disk(rt_runtime *rt, char *out, size_t n, vs_err *err);
-/* In c's fresh VM: mounts the emulators' disk (/dev/vdb) and registers
- * them with binfmt_misc. */
-int rt_emu_setup(rt_container *c, vs_err *err);
+/* In a fresh VM (its agent channel): mounts the emulators' disk (/dev/vdb)
+ * and registers them with binfmt_misc. */
+int rt_emu_setup(vrpc_channel *ch, vs_err *err);
 
 /* vmpool.c: templates and warm spares, keyed by what the VM is made of. */
 typedef struct rt_vm_kind {
@@ -298,6 +298,9 @@ typedef struct rt_vm_kind {
   /* 9p shares tagged vol0..vol<n-1>: a template has them (unmounted, so
    * a restore may point them at other host directories) */
   int n_shares;
+  /* The emulators' disk (vdb, emulate.c) of a foreign image's VM, or NULL:
+   * its template has it, mounted and registered with binfmt_misc. */
+  const char *emu_disk;
 } rt_vm_kind;
 /* Every disk a VM is made with (a root disk, a pod's slot) is this large
  * (sparse): a restored guest keeps the capacity it saw, and root

@@ -49,6 +49,7 @@ void rt_template_mac(size_t i, char out[18]) {
 
 typedef struct rt_template {
   char dir[4200], state[4300], disk[4300], ram[4300];
+  char emu_disk[4300]; /* the emulators' disk (vdb), or "" */
   int shared_ram; /* restores map ram copy-on-write */
   char inputs[4096]; /* what the key hashes; kept beside the state */
   int n_nics, n_slots, memory_mib, vcpus, n_shares;
@@ -139,6 +140,11 @@ static void template_paths(rt_runtime *rt, const rt_vm_kind *k, rt_template *t) 
     size_t l = strlen(t->inputs);
     snprintf(t->inputs + l, sizeof t->inputs - l, "|shares %d", k->n_shares);
   }
+  snprintf(t->emu_disk, sizeof t->emu_disk, "%s", k->emu_disk ? k->emu_disk : "");
+  if (k->emu_disk) { /* its name is its emulators' hash */
+    size_t l = strlen(t->inputs);
+    snprintf(t->inputs + l, sizeof t->inputs - l, "|emu %s", k->emu_disk);
+  }
   oci_sha256_bytes(t->inputs, strlen(t->inputs), d);
   snprintf(t->dir, sizeof t->dir, "%s/templates/%.24s", rt->root, d + 7);
   snprintf(t->state, sizeof t->state, "%s/state", t->dir);
@@ -214,10 +220,14 @@ static void *build_main(void *arg) {
   rt_vm_config(rt, &vc, t->vcpus, t->memory_mib, t->disk, sock, console);
   vc.nics = nics;
   vc.n_nics = n_taps;
+  vm_disk emu = {t->emu_disk, 1};
   if (t->n_slots) {
     vc.root_disk = NULL;
     vc.disks = slots;
     vc.n_disks = (size_t)t->n_slots;
+  } else if (t->emu_disk[0]) {
+    vc.disks = &emu;
+    vc.n_disks = 1;
   }
   /* Its shares: empty directories; the guest never mounts them here (a 9p
    * device that is not mounted migrates, and a restore points it at the
@@ -239,7 +249,8 @@ static void *build_main(void *arg) {
     vc.free_page_reporting = 0;
   }
   v = vm_start(&vc, &err);
-  ok = v && vm_wait_ready(v, 60000, &err) == 0;
+  ok = v && vm_wait_ready(v, 60000, &err) == 0 &&
+       (!t->emu_disk[0] || rt_emu_setup(vm_channel(v), &err) == 0);
   if (ok) {
     vm_detach(v); /* the agent sees the host leave and waits for the next */
     usleep(300000);
@@ -637,8 +648,9 @@ int rt_pool_take_spare(rt_runtime *rt, const rt_vm_kind *k, const char *rootfs_s
                        rt_pool_vm *out) {
   rt_template t;
   template_paths(rt, k, &t);
-  /* rare, or a pod's, or with host directories fixed at its start: no spares */
-  if (t.n_nics > 1 || t.n_slots || t.n_shares) return 0;
+  /* rare, or a pod's, or with host directories fixed at its start, or
+   * emulating: no spares */
+  if (t.n_nics > 1 || t.n_slots || t.n_shares || t.emu_disk[0]) return 0;
   rt_pool *pool = rt->pool;
   pthread_mutex_lock(&pool->mu);
   rt_spare *old = spare_demand(rt, &t);

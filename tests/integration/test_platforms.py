@@ -23,13 +23,15 @@ APPLETS = ["sh", "uname", "cat", "sleep", "true", "echo"]
 ARM64_DEB = glob.glob("/var/cache/vessel/debs/busybox-static_*_arm64.deb")
 
 
-def busybox_tree(busybox: bytes) -> bytes:
+def busybox_tree(busybox: bytes, extra: dict | None = None) -> bytes:
     import io
     import tarfile
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as t:
         tar_add(t, "bin")
         tar_add(t, "bin/busybox", busybox)
+        for name, data in (extra or {}).items():
+            tar_add(t, name, data)
         for a in APPLETS:
             tar_add(t, f"bin/{a}", link="busybox")
     return buf.getvalue()
@@ -46,7 +48,9 @@ def env(tmp_path_factory):
         amd = f.read()
     lay = Layout(str(tmp / "layout"))
     cfg = {"Env": ["PATH=/bin"]}
-    lay.multi([lay.image([busybox_tree(amd)], arch="amd64", config_extra=cfg),
+    # the amd64 image also holds the arm64 busybox: it must not run there
+    lay.multi([lay.image([busybox_tree(amd, {"bin/arm64-busybox": arm})], arch="amd64",
+                         config_extra=cfg),
                lay.image([busybox_tree(arm)], arch="arm64", config_extra=cfg),
                lay.image([busybox_tree(amd)], arch="mips64le", config_extra=cfg)], "multi")
     with Vesseld("--kernel", KERNEL, "--initrd", INITRD, netns=True) as d, \
@@ -99,11 +103,31 @@ def test_arm64_image_runs_through_the_emulator(env):
     pull(c)  # the host's platform: amd64
     status, out = run(c, ["uname", "-m"])
     assert (status.code, out) == (0, b"x86_64\n")
+    native_vm_cannot_run_arm64 = ["sh", "-c", "/bin/arm64-busybox true 2>/dev/null; echo $?"]
+    status, out = run(c, native_vm_cannot_run_arm64)
+    assert status.code == 0 and out != b"0\n", out
     with pytest.raises(grpc.RpcError):  # not pulled for arm64 yet
         run(c, ["true"], platform=ARM64)
     pull(c, ARM64)
     status, out = run(c, ["uname", "-m"], platform=ARM64)
     assert (status.code, out) == (0, b"aarch64\n")
+    # Emulating VMs get a template of their own (with the emulators
+    # registered): restored ones run arm64 too, and native images never get
+    # such a VM.
+    for _ in range(60):
+        ct = c.containers.Create(cp.ContainersCreateRequest(
+            image=c.ref, platform=ARM64, process=types_pb2.ProcessSpec(args=["uname", "-m"])),
+            timeout=180).container
+        status, out, _, _ = run_existing(c, ct.id)
+        c.containers.Delete(cp.ContainersDeleteRequest(container_id=ct.id, force=True))
+        assert (status.code, out) == (0, b"aarch64\n"), ct.vm.boot_mode
+        if ct.vm.boot_mode == cp.BOOT_MODE_TEMPLATE:
+            break
+        time.sleep(1)
+    assert ct.vm.boot_mode == cp.BOOT_MODE_TEMPLATE
+    for _ in range(3):
+        status, out = run(c, native_vm_cannot_run_arm64)
+        assert status.code == 0 and out != b"0\n", out
     assert run(c, ["sh", "-c", "exit 7"], platform=ARM64)[0].code == 7
     status, out = run(c, ["cat"], platform=ARM64, stdin=b"through qemu-aarch64\n")
     assert (status.code, out) == (0, b"through qemu-aarch64\n")
@@ -111,9 +135,8 @@ def test_arm64_image_runs_through_the_emulator(env):
     # init needs one), an exec without
     ct = c.containers.Create(cp.ContainersCreateRequest(
         image=c.ref, platform=ARM64, process=types_pb2.ProcessSpec(
-            args=["sh", "-c", "trap 'exit 3' TERM; while :; do sleep 1; done"])),
+            args=["sh", "-c", "trap 'exit 3' TERM; sleep 600 & wait"])),
         timeout=180).container
-    assert ct.vm.boot_mode == cp.BOOT_MODE_COLD  # never a native VM's template or spare
     c.containers.Start(cp.ContainersStartRequest(container_id=ct.id))
     ex = c.containers.Exec(cp.ContainersExecRequest(
         container_id=ct.id, exec_id="s", process=types_pb2.ProcessSpec(args=["sleep", "600"])))
