@@ -17,6 +17,8 @@ DEB_PACKAGES=(
   qemu-user-static
   # python clients and tests run on Debian's python3 (matches protoc 3.21)
   python3 python3-grpcio python3-protobuf python3-pytest python3-jwt python3-cryptography python3-bcrypt zstd
+  # vesselctl's zsh completion is tested in zsh
+  zsh
   # rootfs builder fuzzing (server/ext4/fuzz/run.sh): clang with libFuzzer
   clang libclang-rt-14-dev
   # guest kernel build (kernel/build.sh) from Debian's kernel source

@@ -42,6 +42,7 @@ static const char usage[] =
     "  network create|ls|rm ...\n"
     "  system info|df\n"
     "  version\n"
+    "  completion bash|zsh              a shell completion script: source <(vesselctl completion bash)\n"
     "\n"
     "Global flags:\n"
     "  --host ADDR      unix:///path or tcp://host:port (env VESSEL_HOST;\n"
@@ -154,6 +155,8 @@ typedef struct verb {
   /* Verbs that parse no options with getopt: the flags they take (" -a
    * --all "); any other argument starting with '-' is a usage error. */
   const char *flags;
+  /* Its sub-commands (" pull push "), for shell completion. */
+  const char *subs;
 } verb;
 
 int vc_check_flags(const char *name, const char *flags, int argc, char **argv) {
@@ -185,16 +188,82 @@ static int verb_help(const char *name) {
   return 0;
 }
 
+#define IMAGE_SUBS " pull push ls rm tag inspect save load prune "
+static int vc_completion(vc_ctx *c, int argc, char **argv);
+
 static const verb verbs[] = {
-    {"run", vc_run, NULL},        {"create", vc_create, NULL},   {"start", vc_start, NULL},
-    {"exec", vc_exec, NULL},      {"ps", vc_ps, " -a --all "},   {"logs", vc_logs, NULL},
-    {"stop", vc_stop, NULL},      {"kill", vc_kill, NULL},       {"rm", vc_rm, NULL},
-    {"inspect", vc_inspect, " "}, {"stats", vc_stats, " "},      {"cp", vc_cp, " "},
-    {"events", vc_events, NULL},  {"image", vc_image, NULL},     {"images", vc_image, NULL},
-    {"login", vc_login, NULL},    {"logout", vc_logout, " "},    {"rootfs", vc_rootfs, NULL},
-    {"network", vc_network, NULL}, {"system", vc_system, " "},   {"version", vc_version, " "},
-    {"pod", vc_pod, NULL},        {"update", vc_update, NULL},
+    {"run", vc_run, NULL, NULL},
+    {"create", vc_create, NULL, NULL},
+    {"start", vc_start, NULL, NULL},
+    {"exec", vc_exec, NULL, NULL},
+    {"ps", vc_ps, " -a --all ", NULL},
+    {"logs", vc_logs, NULL, NULL},
+    {"stop", vc_stop, NULL, NULL},
+    {"kill", vc_kill, NULL, NULL},
+    {"rm", vc_rm, NULL, NULL},
+    {"inspect", vc_inspect, " ", NULL},
+    {"stats", vc_stats, " ", NULL},
+    {"cp", vc_cp, " ", NULL},
+    {"events", vc_events, NULL, NULL},
+    {"image", vc_image, NULL, IMAGE_SUBS},
+    {"images", vc_image, NULL, IMAGE_SUBS},
+    {"login", vc_login, NULL, NULL},
+    {"logout", vc_logout, " ", NULL},
+    {"rootfs", vc_rootfs, NULL, " create "},
+    {"network", vc_network, NULL, " create ls rm "},
+    {"system", vc_system, " ", " info df "},
+    {"version", vc_version, " ", NULL},
+    {"pod", vc_pod, NULL, " create ls inspect stop rm stats "},
+    {"update", vc_update, NULL, NULL},
+    {"completion", vc_completion, " ", " bash zsh "},
 };
+#define N_VERBS (sizeof verbs / sizeof verbs[0])
+
+static const char global_flags[] = "--host --tls-ca --tls-cert --tls-key --json --help";
+
+/* "completion bash|zsh": a completion script made from the verb table
+ * (zsh runs the same function through bashcompinit). */
+static int vc_completion(vc_ctx *c, int argc, char **argv) {
+  (void)c;
+  int zsh = argc == 2 && !strcmp(argv[1], "zsh");
+  if (argc != 2 || (!zsh && strcmp(argv[1], "bash")))
+    return vc_usage_error("completion", "give bash or zsh");
+  if (zsh) /* bash's completion function through zsh's bashcompinit */
+    printf("(( $+functions[compdef] )) || { autoload -U +X compinit && compinit -u; }\n"
+           "autoload -U +X bashcompinit && bashcompinit\n");
+  printf("_vesselctl() {\n"
+         "  local cur=${COMP_WORDS[COMP_CWORD]} i=1 verb=\n"
+         "  while [ $i -lt $COMP_CWORD ]; do\n"
+         "    case ${COMP_WORDS[i]} in\n"
+         "      --host|--tls-ca|--tls-cert|--tls-key) i=$((i+1)) ;;\n"
+         "      -*) ;;\n"
+         "      *) verb=${COMP_WORDS[i]}; break ;;\n"
+         "    esac\n"
+         "    i=$((i+1))\n"
+         "  done\n"
+         "  if [ -z \"$verb\" ]; then\n"
+         "    case $cur in\n"
+         "      -*) COMPREPLY=($(compgen -W \"%s\" -- \"$cur\")) ;;\n"
+         "      *) COMPREPLY=($(compgen -W \"",
+         global_flags);
+  for (size_t i = 0; i < N_VERBS; i++) printf("%s%s", i ? " " : "", verbs[i].name);
+  printf("\" -- \"$cur\")) ;;\n"
+         "    esac\n"
+         "    return\n"
+         "  fi\n"
+         "  local words=\n"
+         "  case $verb in\n");
+  for (size_t i = 0; i < N_VERBS; i++)
+    if (verbs[i].subs || (verbs[i].flags && strcmp(verbs[i].flags, " ")))
+      printf("    %s) [ $((COMP_CWORD - i)) -eq 1 ] && words=\"%s\" || words=\"%s\" ;;\n",
+             verbs[i].name, verbs[i].subs ? verbs[i].subs : verbs[i].flags,
+             verbs[i].flags && strcmp(verbs[i].flags, " ") ? verbs[i].flags : "");
+  printf("  esac\n"
+         "  [ -n \"$words\" ] && COMPREPLY=($(compgen -W \"$words\" -- \"$cur\"))\n"
+         "}\n"
+         "complete -o default -F _vesselctl vesselctl\n");
+  return 0;
+}
 
 int main(int argc, char **argv) {
   vc_ctx c;
@@ -234,7 +303,7 @@ int main(int argc, char **argv) {
   static const char *const own_help[] = {"run", "create", "exec", "image", "images"};
   for (size_t i = 0; asks_help && i < sizeof own_help / sizeof own_help[0]; i++)
     if (!strcmp(argv[optind], own_help[i])) asks_help = 0;
-  for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+  for (size_t i = 0; i < N_VERBS; i++)
     if (!strcmp(argv[optind], verbs[i].name)) {
       if (asks_help) return verb_help(verbs[i].name);
       if (vc_check_flags(verbs[i].name, verbs[i].flags, argc - optind, argv + optind)) return 2;

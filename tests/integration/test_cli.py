@@ -259,3 +259,33 @@ def test_pods(env):
     assert ctl(env, "pod", "rm", "-f", "cp1").returncode == 0
     r = ctl(env, "pod", "inspect", "cp1")
     assert r.returncode == 1 and b"NOT_FOUND" in r.stderr
+
+
+def complete(shell_cmd: list[str], script: str, words: list[str]) -> list[str]:
+    """COMPREPLY of vesselctl's completion function for words (the last is
+    the one being completed)."""
+    arr = " ".join(f"'{w}'" for w in words)
+    prog = (f"{script}; COMP_WORDS=({arr}); COMP_CWORD={len(words) - 1}; _vesselctl; "
+            "echo \"${COMPREPLY[@]}\"")
+    out = subprocess.run([*shell_cmd, prog], capture_output=True, text=True, check=True)
+    got = out.stdout.split()
+    if shell_cmd[0] == "zsh":  # bashcompinit leaves matching the typed prefix to zsh itself
+        got = [w for w in got if w.startswith(words[-1])]
+    return got
+
+
+def test_completion_from_the_verb_table():
+    """`vesselctl completion bash|zsh`: verbs, sub-commands, flags."""
+    for shell, cmd in (("bash", ["bash", "-c"]), ("zsh", ["zsh", "-c"])):
+        script = f"source <({VESSELCTL} completion {shell})"
+        if shell == "zsh":  # as bashcompinit calls it: arrays from 0
+            script += "; setopt ksharrays"
+        assert complete(cmd, script, ["vesselctl", "im"]) == ["image", "images"], shell
+        assert complete(cmd, script, ["vesselctl", "--host", "unix:///x", "image", "p"]) == \
+            ["pull", "push", "prune"], shell
+        assert complete(cmd, script, ["vesselctl", "pod", ""]) == \
+            ["create", "ls", "inspect", "stop", "rm", "stats"], shell
+        assert complete(cmd, script, ["vesselctl", "ps", "-"]) == ["-a", "--all"], shell
+        assert complete(cmd, script, ["vesselctl", "--js"]) == ["--json"], shell
+    bad = subprocess.run([VESSELCTL, "completion", "fish"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "bash or zsh" in bad.stderr
