@@ -1,6 +1,10 @@
 /* JSON for any protobuf-c message, walked through its descriptor (the
- * CLI's --json output; protobuf-c has no JSON of its own). */
+ * CLI's --json output; protobuf-c has no JSON of its own), in protobuf's
+ * proto3 JSON mapping, as grpcurl and every protobuf library print it:
+ * lowerCamelCase field names, enums by name, 64-bit integers as strings,
+ * bytes as base64, Timestamps as RFC 3339, default values left out. */
 #include <inttypes.h>
+#include <math.h>
 #include <string.h>
 
 #include <openssl/evp.h>
@@ -25,6 +29,20 @@ static void str(FILE *o, const char *s, size_t n) {
   fputc('"', o);
 }
 
+/* protoc's json_name: foo_bar_baz -> "fooBarBaz". */
+static void json_name(FILE *o, const char *name) {
+  fputc('"', o);
+  for (int up = 0; *name; name++) {
+    if (*name == '_') {
+      up = 1;
+      continue;
+    }
+    fputc(up && *name >= 'a' && *name <= 'z' ? *name - 'a' + 'A' : *name, o);
+    up = 0;
+  }
+  fputc('"', o);
+}
+
 static void pad(FILE *o, int n) {
   fputc('\n', o);
   for (int i = 0; i < n; i++) fputc(' ', o);
@@ -38,14 +56,20 @@ static void value(FILE *o, const ProtobufCFieldDescriptor *f, const void *p, int
     case PROTOBUF_C_TYPE_SFIXED32: fprintf(o, "%" PRId32, *(const int32_t *)p); break;
     case PROTOBUF_C_TYPE_UINT32:
     case PROTOBUF_C_TYPE_FIXED32: fprintf(o, "%" PRIu32, *(const uint32_t *)p); break;
-    /* 64-bit integers as numbers (readable; the proto3 mapping would quote) */
+    /* 64-bit integers as strings: JSON numbers are doubles to most readers */
     case PROTOBUF_C_TYPE_INT64:
     case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64: fprintf(o, "%" PRId64, *(const int64_t *)p); break;
+    case PROTOBUF_C_TYPE_SFIXED64: fprintf(o, "\"%" PRId64 "\"", *(const int64_t *)p); break;
     case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64: fprintf(o, "%" PRIu64, *(const uint64_t *)p); break;
-    case PROTOBUF_C_TYPE_FLOAT: fprintf(o, "%g", (double)*(const float *)p); break;
-    case PROTOBUF_C_TYPE_DOUBLE: fprintf(o, "%g", *(const double *)p); break;
+    case PROTOBUF_C_TYPE_FIXED64: fprintf(o, "\"%" PRIu64 "\"", *(const uint64_t *)p); break;
+    case PROTOBUF_C_TYPE_FLOAT:
+    case PROTOBUF_C_TYPE_DOUBLE: {
+      double v = f->type == PROTOBUF_C_TYPE_FLOAT ? (double)*(const float *)p : *(const double *)p;
+      if (isnan(v)) fputs("\"NaN\"", o);
+      else if (isinf(v)) fputs(v > 0 ? "\"Infinity\"" : "\"-Infinity\"", o);
+      else fprintf(o, f->type == PROTOBUF_C_TYPE_FLOAT ? "%.9g" : "%.17g", v);
+      break;
+    }
     case PROTOBUF_C_TYPE_BOOL: fputs(*(const protobuf_c_boolean *)p ? "true" : "false", o); break;
     case PROTOBUF_C_TYPE_ENUM: {
       const ProtobufCEnumValue *ev =
@@ -124,14 +148,20 @@ static size_t elem_size(const ProtobufCFieldDescriptor *f) {
 void vc_json(FILE *o, const ProtobufCMessage *m, int indent) {
   const ProtobufCMessageDescriptor *d = m->descriptor;
   const char *base = (const char *)m;
-  /* google.protobuf.Timestamp reads best as RFC 3339. */
+  /* google.protobuf.Timestamp: RFC 3339, UTC, 0, 3, 6 or 9 digits of
+   * fraction */
   if (!strcmp(d->name, "google.protobuf.Timestamp")) {
     int64_t secs = *(const int64_t *)(base + d->fields[0].offset);
+    int32_t nanos = *(const int32_t *)(base + d->fields[1].offset);
     time_t t = (time_t)secs;
     struct tm tm;
     char buf[64];
     gmtime_r(&t, &tm);
-    strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (nanos % 1000000 == 0 && nanos) n += (size_t)snprintf(buf + n, sizeof buf - n, ".%03d", nanos / 1000000);
+    else if (nanos % 1000 == 0 && nanos) n += (size_t)snprintf(buf + n, sizeof buf - n, ".%06d", nanos / 1000);
+    else if (nanos) n += (size_t)snprintf(buf + n, sizeof buf - n, ".%09d", nanos);
+    snprintf(buf + n, sizeof buf - n, "Z");
     str(o, buf, strlen(buf));
     return;
   }
@@ -143,7 +173,7 @@ void vc_json(FILE *o, const ProtobufCMessage *m, int indent) {
     if (!first) fputc(',', o);
     first = 0;
     pad(o, indent + 2);
-    str(o, f->name, strlen(f->name));
+    json_name(o, f->name);
     fputs(": ", o);
     if (f->label != PROTOBUF_C_LABEL_REPEATED) {
       value(o, f, base + f->offset, indent + 2);

@@ -113,7 +113,7 @@ int vc_version(vc_ctx *c, int argc, char **argv) {
   if (!c->json) printf("vesselctl %s\n", VC_VERSION);
   if (vc_call(c, &vessel_v1_System_Version, &req.base, &m) < 0) return 1;
   if (c->json) {
-    printf("{\"client_version\":\"%s\",\"server\":", VC_VERSION);
+    printf("{\"clientVersion\":\"%s\",\"server\":", VC_VERSION);
     vc_json(stdout, m, 0);
     printf("}\n");
     vrpc_msg_free(m);

@@ -60,7 +60,7 @@ def test_json_inspect_and_errors(env):
     assert cid == "js"
     doc = json.loads(ctl(env, "inspect", "js").stdout)
     assert doc["id"] == "js" and doc["state"] == "CONTAINER_STATE_CREATED"
-    assert doc["networks"][0]["ip_address"].startswith("10.88.")
+    assert doc["networks"][0]["ipAddress"].startswith("10.88.")
     listed = json.loads(ctl(env, "--json", "ps", "-a").stdout)
     assert [c["id"] for c in listed["containers"]] == ["js"]
     r = ctl(env, "rm", "js")  # created: deleting it needs -f
@@ -189,7 +189,7 @@ def test_unknown_flags_are_usage_errors(env):
 
 def test_json_for_version_and_events_fields(env):
     doc = json.loads(ctl(env, "--json", "version").stdout)
-    assert doc["client_version"] and doc["server"]["api_version"], doc
+    assert doc["clientVersion"] and doc["server"]["apiVersion"], doc
 
 
 def test_exit_codes_of_run_and_exec(env):
@@ -246,12 +246,12 @@ def test_pods(env):
     listed = ctl(env, "pod", "ls").stdout.decode()
     assert "cp1" in listed and "1/2" in listed and "cliphost" in listed, listed
     doc = json.loads(ctl(env, "pod", "inspect", "cp1").stdout)
-    assert doc["id"] == "cp1" and doc["container_ids"] == ["inpod"] and doc["labels"] == {"team": "x"}
+    assert doc["id"] == "cp1" and doc["containerIds"] == ["inpod"] and doc["labels"] == {"team": "x"}
     stats = json.loads(ctl(env, "pod", "stats", "cp1").stdout)
-    assert [s["container_id"] for s in stats["containers"]] == ["inpod"], stats
-    assert json.loads(ctl(env, "inspect", "inpod").stdout)["pod_id"] == "cp1"
+    assert [s["containerId"] for s in stats["containers"]] == ["inpod"], stats
+    assert json.loads(ctl(env, "inspect", "inpod").stdout)["podId"] == "cp1"
     assert ctl(env, "update", "--memory", "100000000", "inpod").returncode == 0
-    assert int(json.loads(ctl(env, "inspect", "inpod").stdout)["resources"]["memory_bytes"]) == 100000000
+    assert json.loads(ctl(env, "inspect", "inpod").stdout)["resources"]["memoryBytes"] == "100000000"
     r = ctl(env, "pod", "rm", "cp1")  # it has a container
     assert r.returncode == 1 and b"FAILED_PRECONDITION" in r.stderr, r.stderr
     assert ctl(env, "pod", "stop", "-t", "1", "cp1").returncode == 0
@@ -289,3 +289,25 @@ def test_completion_from_the_verb_table():
         assert complete(cmd, script, ["vesselctl", "--js"]) == ["--json"], shell
     bad = subprocess.run([VESSELCTL, "completion", "fish"], capture_output=True, text=True)
     assert bad.returncode == 2 and "bash or zsh" in bad.stderr
+
+
+def test_json_is_protobufs_own_mapping(env):
+    """--json prints the proto3 JSON mapping: what protobuf's json_format
+    (and grpcurl) make of the same message, key for key."""
+    from google.protobuf import json_format
+    import vessel
+    from vessel.v1 import containers_pb2 as cp, system_pb2
+    ctl(env, "image", "load", "-i", env.archive, "--name", "cli/pj:1")
+    ctl(env, "create", "--name", "pj", "-e", "A=1", "--memory", "300000000", "cli/pj:1", "sleep", "5")
+    with vessel.Client(env.address) as c:
+        want_ct = json_format.MessageToDict(c.stubs.containers.Inspect(
+            cp.ContainersInspectRequest(container_id="pj")).container)
+        want_ps = json_format.MessageToDict(c.stubs.containers.List(cp.ContainersListRequest(all=True)))
+        want_v = json_format.MessageToDict(c.stubs.system.Version(system_pb2.SystemVersionRequest()))
+    got_ct = json.loads(ctl(env, "inspect", "pj").stdout)
+    assert got_ct == want_ct
+    assert got_ct["resources"]["memoryBytes"] == "300000000"  # 64-bit: a string
+    assert got_ct["state"] == "CONTAINER_STATE_CREATED" and "createdAt" in got_ct
+    assert json.loads(ctl(env, "--json", "ps", "-a").stdout) == want_ps
+    assert json.loads(ctl(env, "--json", "version").stdout)["server"] == want_v
+    assert ctl(env, "rm", "-f", "pj").returncode == 0
