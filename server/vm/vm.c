@@ -462,7 +462,10 @@ static int restore_incoming(vm *v, const vm_config *c, vs_err *err) {
   char path[120], buf[4096], cmd[4600];
   snprintf(path, sizeof path, "%s.qmp", c->agent_socket);
   FILE *f = qmp_open(v, path, 10000);
-  if (!f) return fail_with_log(v, VS_FAILED_PRECONDITION, err, "vm: no QMP to restore through");
+  if (!f) {
+    unlink(path);
+    return fail_with_log(v, VS_FAILED_PRECONDITION, err, "vm: no QMP to restore through");
+  }
   snprintf(cmd, sizeof cmd,
            "{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"exec:cat %s\"}}",
            c->incoming);
