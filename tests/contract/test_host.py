@@ -128,3 +128,28 @@ def test_events_since_and_after_sequence_together_are_refused(h):
     t = Timestamp()
     t.FromSeconds(1)
     assert code(lambda: drain(subscribe(h, since=t, after_sequence=5), 1)) == S.INVALID_ARGUMENT
+
+
+def test_info_platforms_and_foreign_images_refused(h, tmp_path):
+    """Info.platforms: 'its own first (natively), then those it has
+    user-mode emulators for (qemu-user-static in /usr/bin)'; 'an image of
+    another platform is refused at Create with FAILED_PRECONDITION'."""
+    import os
+    from oci_layout import Layout, busybox_layer
+    from vessel.v1 import containers_pb2 as cp, images_pb2
+    arches = {"arm64": "aarch64", "arm": "arm", "riscv64": "riscv64", "ppc64le": "ppc64le",
+              "s390x": "s390x"}
+    got = [(p.os, p.architecture) for p in h.system.Info(system_pb2.SystemInfoRequest()).platforms]
+    assert got[0] == ("linux", "amd64")
+    assert sorted(got[1:]) == sorted(("linux", a) for a, q in arches.items()
+                                     if os.access(f"/usr/bin/qemu-{q}-static", os.X_OK))
+    lay = Layout(str(tmp_path / "layout"))
+    lay.tag(lay.image([busybox_layer()], arch="mips64le"), "mips")
+    h.stubs.images.Import(iter([images_pb2.ImagesImportRequest(header=images_pb2.ImagesImportHeader(
+        reference="host/mips:1")), images_pb2.ImagesImportRequest(data=lay.archive())]))
+    with pytest.raises(grpc.RpcError) as e:
+        h.stubs.containers.Create(cp.ContainersCreateRequest(
+            image="host/mips:1", platform=types_pb2.Platform(os="linux", architecture="mips64le"),
+            process=types_pb2.ProcessSpec(args=["true"])))
+    assert e.value.code() == S.FAILED_PRECONDITION
+    assert "linux/mips64le" in e.value.details() and "linux/amd64" in e.value.details()
