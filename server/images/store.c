@@ -83,6 +83,8 @@ int img_count(img_store *s) {
 }
 
 int img_set_ref(img_store *s, const char *name, const oci_descriptor *t, vs_err *err) {
+  /* The blobs it names must survive a crash before the name does. */
+  if (cs_sync(s->cs, err) < 0) return -1;
   sqlite3_stmt *st;
   int rc = sqlite3_prepare_v2(s->db,
                               "INSERT INTO images(name,digest,media_type,size,updated) VALUES(?,?,?,?,?)"
