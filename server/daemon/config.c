@@ -20,7 +20,14 @@ const char vd_usage[] =
     "                        the port controls vesseld; logs a warning)\n"
     "  --kernel FILE         guest kernel for container VMs (kernel/build.sh)\n"
     "  --initrd FILE         vminitd initramfs (//guest-agent:initramfs)\n"
-    "  --qemu FILE           QEMU binary (default qemu-system-x86_64 on PATH)\n"
+    "  --qemu FILE           QEMU binary (default qemu-system-x86_64 on PATH,\n"
+    "                        qemu-system-aarch64 for arm64 guests)\n"
+    "  --guest-arch x86_64|arm64\n"
+    "                        the VMs' architecture (default the host's); with\n"
+    "                        another one, --kernel and --initrd are that arch's\n"
+    "                        (kernel/build.sh --arch arm64, //guest-agent:\n"
+    "                        initramfs_arm64), VMs run under TCG, images are\n"
+    "                        pulled for it and no user-mode emulation is used\n"
     "  --socket-group NAME   group that may use the unix sockets (mode 0660,\n"
     "                        owner root; default vesseld's own group)\n"
     "  --max-calls-per-connection N\n"
@@ -103,7 +110,7 @@ static int int_flag(const char *flag, const char *arg, long lo, long hi, int *ou
 }
 
 int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
-  enum { ROOT = 1, LISTEN, CERT, KEY, CA, INSECURE, VERSION, HELP, KERNEL, INITRD, QEMU, MAXCALLS, SOCKGROUP, MINSPEED, TRACE, DNSUP, CRI, CRISTREAM, CRITTL, SPARES, SPAREMEM, TPLMEM, TBSIZE };
+  enum { ROOT = 1, LISTEN, CERT, KEY, CA, INSECURE, VERSION, HELP, KERNEL, INITRD, QEMU, MAXCALLS, SOCKGROUP, MINSPEED, TRACE, DNSUP, CRI, CRISTREAM, CRITTL, SPARES, SPAREMEM, TPLMEM, TBSIZE, GUESTARCH };
   static const struct option opts[] = {
       {"root", required_argument, NULL, ROOT},
       {"listen", required_argument, NULL, LISTEN},
@@ -126,6 +133,7 @@ int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
       {"spares-memory", required_argument, NULL, SPAREMEM},
       {"template-memory", required_argument, NULL, TPLMEM},
       {"tb-size", required_argument, NULL, TBSIZE},
+      {"guest-arch", required_argument, NULL, GUESTARCH},
       {"version", no_argument, NULL, VERSION},
       {"help", no_argument, NULL, HELP},
       {NULL, 0, NULL, 0},
@@ -173,6 +181,10 @@ int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
         break;
       case TBSIZE:
         if (int_flag("tb-size", optarg, 1, 4096, &c->tb_size_mib, err) < 0) return -1;
+        break;
+      case GUESTARCH:
+        if (vm_arch_parse(optarg, &c->guest_arch) < 0)
+          return vs_err_set(err, VS_INVALID_ARGUMENT, "--guest-arch %s: give x86_64 or arm64", optarg);
         break;
       case TPLMEM:
         if (strcmp(optarg, "shared") && strcmp(optarg, "copy"))

@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "common/vs_err.h"
+#include "server/vm/vm.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -34,6 +35,7 @@ typedef struct vd_config {
   int spares_memory_s;           /* rt_config.spare_memory_s */
   int template_memory_copy;      /* rt_config.template_memory_copy */
   int tb_size_mib;               /* rt_config.tb_size_mib */
+  vm_arch guest_arch;            /* --guest-arch: rt_config.guest_arch */
   size_t n_dns_upstreams;
   int show_help, show_version;
 } vd_config;

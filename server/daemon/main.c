@@ -153,8 +153,15 @@ int main(int argc, char **argv) {
                     .template_memory_copy = d.cfg.template_memory_copy,
                     .tb_size_mib = d.cfg.tb_size_mib,
                     .max_spares = d.cfg.spares ? d.cfg.spares : -1,
-                    .spare_memory_s = d.cfg.spares_memory_s};
+                    .spare_memory_s = d.cfg.spares_memory_s,
+                    .guest_arch = d.cfg.guest_arch};
     d.runtime = rt_open(&rc, &err);
+  }
+  char native[1][32]; /* the VMs' own platform: what a pull without one means */
+  if (d.runtime && rt_emu_platforms(d.runtime, native, 1) == 1 &&
+      img_set_native(d.images, native[0], &err) < 0) {
+    rt_close(d.runtime);
+    d.runtime = NULL;
   }
   if (!d.runtime) {
     LOG(VS_LOG_ERROR, "%s", err.msg);
