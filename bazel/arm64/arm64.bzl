@@ -1,8 +1,9 @@
 """Files built for an arm64 guest from the default (host) build.
 
-`arm64_files(name, srcs)` builds srcs with the cross toolchain of
-//bazel/arm64 (a configuration transition), so a host test can carry an
-arm64 vminitd/initramfs as data and `bazel build //...` builds both."""
+`arm64_file(name, src, out)` builds src with the cross toolchain of
+//bazel/arm64 (a configuration transition) and names the result out in this
+package, so a host test can carry the arm64 initramfs beside the host's as
+data and `bazel build //...` builds both."""
 
 def _to_arm64(settings, attr):
     # copt/linkopt dropped: the sanitizers of --config=asan are the host's
@@ -25,14 +26,24 @@ _arm64 = transition(
     ],
 )
 
-def _arm64_files_impl(ctx):
-    files = depset(transitive = [s[DefaultInfo].files for s in ctx.attr.srcs])
-    return [DefaultInfo(files = files, runfiles = ctx.runfiles(transitive_files = files))]
+def _arm64_file_impl(ctx):
+    src = ctx.attr.src[0][DefaultInfo].files.to_list()
+    if len(src) != 1:
+        fail("arm64_file: src must be one file")
+    out = ctx.actions.declare_file(ctx.attr.out)
+    ctx.actions.run_shell(
+        inputs = src,
+        outputs = [out],
+        command = "cp \"$1\" \"$2\"",
+        arguments = [src[0].path, out.path],
+    )
+    return [DefaultInfo(files = depset([out]), runfiles = ctx.runfiles(files = [out]))]
 
-arm64_files = rule(
-    implementation = _arm64_files_impl,
+arm64_file = rule(
+    implementation = _arm64_file_impl,
     attrs = {
-        "srcs": attr.label_list(cfg = _arm64, allow_files = True),
+        "src": attr.label(cfg = _arm64, allow_single_file = True),
+        "out": attr.string(mandatory = True),
         "_allowlist_function_transition": attr.label(
             default = "@bazel_tools//tools/allowlists/function_transition_allowlist",
         ),
