@@ -41,7 +41,7 @@ Vessel__V1__VmInfo *rt_vm_info(rt_container *c) {
                                   : VESSEL__V1__BOOT_MODE__BOOT_MODE_COLD;
   v->vcpus = (uint32_t)c->vcpus;
   v->memory_bytes = (int64_t)c->memory_mib << 20;
-  v->accelerator = strdup(vm_kvm_usable() ? "kvm" : "tcg");
+  v->accelerator = strdup(c->rt->cfg.accel == VM_ACCEL_KVM ? "kvm" : "tcg");
   v->boot_duration_ms = c->boot_ms;
   return v;
 }
