@@ -108,6 +108,11 @@ Vessel__V1__Container *rt_describe_locked(rt_container *c) {
     m->restart_policy = (Vessel__V1__RestartPolicy *)rt_copy_msg(&c->spec->restart_policy->base);
   m->restart_count = c->restart_count;
   m->read_only_rootfs = c->spec->read_only_rootfs;
+  m->log = malloc(sizeof *m->log);
+  if (m->log) {
+    vessel__v1__log_config__init(m->log);
+    rt_log_limits(c, &m->log->max_size_bytes, &m->log->max_files);
+  }
   if (c->spec->n_mounts) m->mounts = calloc(c->spec->n_mounts, sizeof *m->mounts);
   for (size_t i = 0; m->mounts && i < c->spec->n_mounts; i++)
     m->mounts[m->n_mounts++] = (Vessel__V1__Mount *)rt_copy_msg(&c->spec->mounts[i]->base);
