@@ -154,8 +154,13 @@ int main(int argc, char **argv) {
     socket_gid = (long)g->gr_gid;
   }
 
+  /* Before the root is touched: --accel kvm without KVM leaves nothing. */
+  if (decide_accel(&d, &err) < 0) {
+    LOG(VS_LOG_ERROR, "%s", err.msg);
+    return 1;
+  }
   int lock_fd = lock_root(d.cfg.root, &err);
-  if (lock_fd < 0 || decide_accel(&d, &err) < 0) {
+  if (lock_fd < 0) {
     LOG(VS_LOG_ERROR, "%s", err.msg);
     return 1;
   }
