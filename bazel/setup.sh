@@ -25,6 +25,10 @@ DEB_PACKAGES=(
   clang libclang-rt-14-dev
   # guest kernel build (kernel/build.sh) from Debian's kernel source
   linux-source-6.1 flex bison bc libelf-dev
+  # arm64 guests: the cross compilers, the arm64 libraries vminitd links
+  # statically (//bazel/arm64), QEMU for arm64 machines
+  gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-system-arm
+  libgrpc-dev:arm64 libprotobuf-c-dev:arm64 libssl-dev:arm64 zlib1g-dev:arm64
 )
 GO_TOOLS=(
   google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.6
@@ -36,6 +40,9 @@ GO_TOOLS=(
 
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
+
+# arm64 packages (above, and busybox-static:arm64 below) come through multiarch.
+dpkg --print-foreign-architectures | grep -qx arm64 || $SUDO dpkg --add-architecture arm64
 
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
@@ -75,7 +82,6 @@ fi
 # (tests/integration/test_platforms.py): the .deb only, not installed.
 debs=/var/cache/vessel/debs
 if ! ls "$debs"/busybox-static_*_arm64.deb >/dev/null 2>&1; then
-  dpkg --print-foreign-architectures | grep -qx arm64 || $SUDO dpkg --add-architecture arm64
   $SUDO apt-get update -qq
   $SUDO mkdir -p "$debs"
   (cd "$debs" && $SUDO apt-get download -q busybox-static:arm64 >&2)

@@ -6,9 +6,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash bazel/setup.sh || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
-# The guest kernels: built (~10 min) or fetched once per machine, cached by
-# content hash under /var/cache/vessel; instant afterwards.
-bash kernel/ensure.sh || { echo "kernel build failed"; echo "0 passed, 1 failed"; exit 1; }
+# The guest kernels (x86_64 and arm64): built (~10 + ~15 min) or fetched once
+# per machine, cached by content hash under /var/cache/vessel; instant
+# afterwards.
+bash kernel/ensure.sh --arm64 || { echo "kernel build failed"; echo "0 passed, 1 failed"; exit 1; }
 
 log=$(mktemp /tmp/vessel-tests-XXXXXX.log)
 trap 'rm -f "$log"' EXIT

@@ -36,6 +36,11 @@ int cs_blob_path(cs_store *cs, const char *digest, char *buf, size_t n);
  * manifests and configs). *data is NUL-terminated; free() it. */
 int cs_read(cs_store *cs, const char *digest, size_t max, char **data, size_t *len, vs_err *err);
 
+/* Makes the names of the blobs committed so far durable (one fsync of the
+ * blob directory for a whole pull instead of one per blob): call it before
+ * recording anything that refers to them. */
+int cs_sync(cs_store *cs, vs_err *err);
+
 /* Stores bytes; with expected non-NULL they must hash to it (DATA_LOSS
  * otherwise). The digest is written to out (may be NULL). */
 int cs_put(cs_store *cs, const void *data, size_t len, const char *expected, char out[72],
@@ -51,8 +56,9 @@ int64_t cs_writer_offset(cs_writer *w);
 int cs_writer_write(cs_writer *w, const void *data, size_t len, vs_err *err);
 /* Drops what was written so far (the source could not resume). */
 int cs_writer_restart(cs_writer *w, vs_err *err);
-/* Verifies size and digest, makes the blob durable and visible; frees w.
- * On mismatch the partial data is discarded and DATA_LOSS returned. */
+/* Verifies size and digest, makes the blob's bytes durable (fsync) and the
+ * blob visible; frees w. On mismatch the partial data is discarded and
+ * DATA_LOSS returned. The new name is durable after cs_sync. */
 int cs_writer_commit(cs_writer *w, vs_err *err);
 /* Frees w; keep_partial=1 keeps the bytes for a later resume (not an
  * empty partial, nor one whose write failed for want of space). */

@@ -92,6 +92,33 @@ TEST_F(ContentTest, IngestResumesAfterInterruption) {
   EXPECT_EQ(cs_writer_open(cs_, d.c_str(), (int64_t)blob.size(), &w, &e), 1);
 }
 
+// Small pieces are gathered before they are written; big ones go straight
+// through; both land in order, and a restart drops what was gathered.
+TEST_F(ContentTest, SmallAndBigPiecesLandInOrder) {
+  std::string blob(6 << 20, '\0');
+  for (size_t i = 0; i < blob.size(); i++) blob[i] = (char)(i * 31 + (i >> 12));
+  std::string d = Digest(blob);
+  vs_err e;
+  cs_writer *w;
+  ASSERT_EQ(cs_writer_open(cs_, d.c_str(), (int64_t)blob.size(), &w, &e), 0);
+  ASSERT_EQ(cs_writer_write(w, "junk", 4, &e), 0);
+  ASSERT_EQ(cs_writer_restart(w, &e), 0);
+  size_t off = 0;
+  for (; off < (3u << 20) + 100; off += 16384)
+    ASSERT_EQ(cs_writer_write(w, blob.data() + off, 16384, &e), 0);
+  ASSERT_EQ(cs_writer_write(w, blob.data() + off, 2 << 20, &e), 0);  // bigger than the buffer
+  off += 2 << 20;
+  ASSERT_EQ(cs_writer_write(w, blob.data() + off, blob.size() - off, &e), 0);
+  EXPECT_EQ(cs_writer_offset(w), (int64_t)blob.size());
+  ASSERT_EQ(cs_writer_commit(w, &e), 0) << e.msg;
+  ASSERT_EQ(cs_sync(cs_, &e), 0);
+  char path[4200];
+  cs_blob_path(cs_, d.c_str(), path, sizeof path);
+  std::ifstream f(path, std::ios::binary);
+  std::string got((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_TRUE(got == blob);
+}
+
 TEST_F(ContentTest, MismatchIsDataLossAndNothingVisible) {
   std::string d = Digest("expected");
   vs_err e;

@@ -29,7 +29,14 @@ const char vd_usage[] =
     "                        the port controls vesseld; logs a warning)\n"
     "  --kernel FILE         guest kernel for container VMs (kernel/build.sh)\n"
     "  --initrd FILE         vminitd initramfs (//guest-agent:initramfs)\n"
-    "  --qemu FILE           QEMU binary (default qemu-system-x86_64 on PATH)\n"
+    "  --qemu FILE           QEMU binary (default qemu-system-x86_64 on PATH,\n"
+    "                        qemu-system-aarch64 for arm64 guests)\n"
+    "  --guest-arch x86_64|arm64\n"
+    "                        the VMs' architecture (default the host's); with\n"
+    "                        another one, --kernel and --initrd are that arch's\n"
+    "                        (kernel/build.sh --arch arm64, //guest-agent:\n"
+    "                        initramfs_arm64), VMs run under TCG, images are\n"
+    "                        pulled for it and no user-mode emulation is used\n"
     "  --socket-group NAME   group that may use the unix sockets (mode 0660,\n"
     "                        owner root; default vesseld's own group)\n"
     "  --max-calls-per-connection N\n"
@@ -120,7 +127,7 @@ static int int_flag(const char *flag, const char *arg, long lo, long hi, int *ou
 }
 
 /* The flags; a config file names them too (without the dashes). */
-enum { ROOT = 1, LISTEN, CERT, KEY, CA, INSECURE, VERSION, HELP, KERNEL, INITRD, QEMU, MAXCALLS, SOCKGROUP, MINSPEED, TRACE, DNSUP, CRI, CRISTREAM, CRITTL, SPARES, SPAREMEM, TPLMEM, TBSIZE, CONFIG, ACCEL, LOGSIZE, LOGFILES };
+enum { ROOT = 1, LISTEN, CERT, KEY, CA, INSECURE, VERSION, HELP, KERNEL, INITRD, QEMU, MAXCALLS, SOCKGROUP, MINSPEED, TRACE, DNSUP, CRI, CRISTREAM, CRITTL, SPARES, SPAREMEM, TPLMEM, TBSIZE, GUESTARCH, CONFIG, ACCEL, LOGSIZE, LOGFILES };
 static const struct option opts[] = {
     {"root", required_argument, NULL, ROOT},
     {"listen", required_argument, NULL, LISTEN},
@@ -143,6 +150,7 @@ static const struct option opts[] = {
     {"spares-memory", required_argument, NULL, SPAREMEM},
     {"template-memory", required_argument, NULL, TPLMEM},
     {"tb-size", required_argument, NULL, TBSIZE},
+    {"guest-arch", required_argument, NULL, GUESTARCH},
     {"config", required_argument, NULL, CONFIG},
     {"accel", required_argument, NULL, ACCEL},
     {"log-max-size", required_argument, NULL, LOGSIZE},
@@ -196,6 +204,10 @@ static int apply(vd_config *c, int o, char *arg, int from_file, vs_err *err) {
     case SPARES: return int_flag("spares", arg, 0, 256, &c->spares, err);
     case SPAREMEM: return int_flag("spares-memory", arg, 1, 86400, &c->spares_memory_s, err);
     case TBSIZE: return int_flag("tb-size", arg, 1, 4096, &c->tb_size_mib, err);
+    case GUESTARCH:
+      if (vm_arch_parse(arg, &c->guest_arch) < 0)
+        return vs_err_set(err, VS_INVALID_ARGUMENT, "--guest-arch %s: give x86_64 or arm64", arg);
+      break;
     case TPLMEM:
       if (strcmp(arg, "shared") && strcmp(arg, "copy"))
         return vs_err_set(err, VS_INVALID_ARGUMENT, "--template-memory %s: give shared or copy", arg);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "common/vs_err.h"
+#include "server/vm/vm.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -36,6 +37,7 @@ typedef struct vd_config {
   int spares_memory_s;           /* rt_config.spare_memory_s */
   int template_memory_copy;      /* rt_config.template_memory_copy */
   int tb_size_mib;               /* rt_config.tb_size_mib */
+  vm_arch guest_arch;            /* --guest-arch: rt_config.guest_arch */
   size_t n_dns_upstreams;
   const char *config;            /* --config FILE, or NULL */
   const char *accel;             /* --accel: "auto" (default), "kvm" or "tcg" */

@@ -238,4 +238,19 @@ TEST(Config, AccelAndLogDefaults) {
   EXPECT_EQ(Parse({"--log-max-files", "0"}, &c, &e), -1);
 }
 
+TEST(Config, GuestArch) {
+  vd_config c;
+  vs_err e;
+  ASSERT_EQ(Parse({}, &c, &e), 0) << e.msg;
+  EXPECT_EQ(c.guest_arch, VM_ARCH_HOST);
+  ASSERT_EQ(Parse({"--guest-arch", "arm64"}, &c, &e), 0) << e.msg;
+  EXPECT_EQ(c.guest_arch, VM_ARCH_ARM64);
+  ASSERT_EQ(Parse({"--guest-arch", "aarch64"}, &c, &e), 0) << e.msg;
+  EXPECT_EQ(c.guest_arch, VM_ARCH_ARM64);
+  ASSERT_EQ(Parse({"--guest-arch", "amd64"}, &c, &e), 0) << e.msg;
+  EXPECT_EQ(c.guest_arch, VM_ARCH_X86_64);
+  EXPECT_EQ(Parse({"--guest-arch", "mips"}, &c, &e), -1);
+  EXPECT_NE(std::string(e.msg).find("--guest-arch mips"), std::string::npos) << e.msg;
+}
+
 }  // namespace

@@ -30,7 +30,7 @@ static int decide_accel(vd_daemon *d, vs_err *err) {
   const char *want = d->cfg.accel;
   vm_accel w = !strcmp(want, "kvm") ? VM_ACCEL_KVM : !strcmp(want, "tcg") ? VM_ACCEL_TCG : VM_ACCEL_AUTO;
   char why[512];
-  if (vm_accel_decide(d->cfg.qemu, w, 5000, &d->accel, why, sizeof why, err) < 0)
+  if (vm_accel_decide(d->cfg.qemu, d->cfg.guest_arch, w, 5000, &d->accel, why, sizeof why, err) < 0)
     return vs_err_wrap(err, "--accel kvm");
   if (w == VM_ACCEL_AUTO)
     snprintf(d->accel_reason, sizeof d->accel_reason, "%s", why);
@@ -180,8 +180,15 @@ int main(int argc, char **argv) {
                     .spare_memory_s = d.cfg.spares_memory_s,
                     .accel = d.accel,
                     .log_max_bytes = d.cfg.log_max_bytes,
-                    .log_max_files = d.cfg.log_max_files};
+                    .log_max_files = d.cfg.log_max_files,
+                    .guest_arch = d.cfg.guest_arch};
     d.runtime = rt_open(&rc, &err);
+  }
+  char native[1][32]; /* the VMs' own platform: what a pull without one means */
+  if (d.runtime && rt_emu_platforms(d.runtime, native, 1) == 1 &&
+      img_set_native(d.images, native[0], &err) < 0) {
+    rt_close(d.runtime);
+    d.runtime = NULL;
   }
   if (!d.runtime) {
     LOG(VS_LOG_ERROR, "%s", err.msg);

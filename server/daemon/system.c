@@ -164,7 +164,7 @@ static int info(vrpc_call *call, void *ctx, vs_err *err) {
   r.template_boot = 1; /* VMs start from templates and warm spares (no_template opts out) */
   char plats[8][32];
   Vessel__V1__Platform pl[8], *plp[8];
-  size_t np = rt_emu_platforms(plats, 8);
+  size_t np = rt_emu_platforms(d->runtime, plats, 8);
   for (size_t i = 0; i < np; i++) {
     vessel__v1__platform__init(&pl[i]);
     char *slash = strchr(plats[i], '/');

@@ -21,6 +21,10 @@ typedef struct img_store img_store;
 /* Opens <root>/images.db and <root>/content; credentials of Login are kept
  * in <root>/auth.json, registry CAs are read from <root>/certs.d/<host>/. */
 img_store *img_open(const char *root, vs_err *err);
+/* The platform pulls and lookups choose when a request names none: the
+ * host's (oci_platform_host) unless set here, e.g. "linux/arm64" for a
+ * vesseld whose VMs are arm64 (--guest-arch). Call before serving. */
+int img_set_native(img_store *s, const char *platform, vs_err *err);
 void img_close(img_store *s);
 cs_store *img_content(img_store *s);
 

@@ -23,7 +23,11 @@ struct img_store {
   cs_store *cs;
   pthread_mutex_t mu; /* GC vs. recording references; guards pins */
   img_pin *pins;
+  oci_platform native; /* what a request without a platform means */
 };
+
+/* want, or the store's native platform where want names no architecture. */
+void img_want(const img_store *s, const oci_platform *want, oci_platform *out);
 
 int img_build_info(img_store *s, const char *name, const oci_descriptor *target,
                    const oci_platform *want, int64_t updated, img_info *info, vs_err *err);

@@ -185,7 +185,9 @@ int img_pull(img_store *s, const char *reference, const img_pull_opts *o, img_in
   oci_kind kind = oci_kind_of(top.media_type);
   if (kind == OCI_KIND_INDEX) {
     if (oci_index_parse(body, len, &idx, err) < 0) goto out;
-    const oci_descriptor *sel = oci_index_select(&idx, &o->platform, err);
+    oci_platform want;
+    img_want(s, &o->platform, &want);
+    const oci_descriptor *sel = oci_index_select(&idx, &want, err);
     if (!sel) {
       vs_err_wrap(err, "pull %s", name);
       goto out;

@@ -20,6 +20,7 @@ img_store *img_open(const char *root, vs_err *err) {
   snprintf(s->root, sizeof s->root, "%s", root);
   snprintf(s->auth_path, sizeof s->auth_path, "%s/auth.json", root);
   snprintf(s->certs_dir, sizeof s->certs_dir, "%s/certs.d", root);
+  oci_platform_host(&s->native);
   pthread_mutex_init(&s->mu, NULL);
   char path[4200];
   snprintf(path, sizeof path, "%s/content", root);
@@ -82,7 +83,27 @@ int img_count(img_store *s) {
   return n;
 }
 
+int img_set_native(img_store *s, const char *platform, vs_err *err) {
+  oci_platform p;
+  if (oci_platform_parse(platform, &p, err) < 0) return -1;
+  if (!p.os[0] || !p.arch[0])
+    return vs_err_set(err, VS_INVALID_ARGUMENT, "platform \"%s\": give os/arch", platform);
+  s->native = p;
+  return 0;
+}
+
+void img_want(const img_store *s, const oci_platform *want, oci_platform *out) {
+  *out = *want;
+  if (!out->os[0]) snprintf(out->os, sizeof out->os, "%s", s->native.os);
+  if (!out->arch[0]) {
+    snprintf(out->arch, sizeof out->arch, "%s", s->native.arch);
+    snprintf(out->variant, sizeof out->variant, "%s", s->native.variant);
+  }
+}
+
 int img_set_ref(img_store *s, const char *name, const oci_descriptor *t, vs_err *err) {
+  /* The blobs it names must survive a crash before the name does. */
+  if (cs_sync(s->cs, err) < 0) return -1;
   sqlite3_stmt *st;
   int rc = sqlite3_prepare_v2(s->db,
                               "INSERT INTO images(name,digest,media_type,size,updated) VALUES(?,?,?,?,?)"
@@ -184,9 +205,10 @@ int img_build_info(img_store *s, const char *name, const oci_descriptor *target,
   for (size_t i = 0; info->platforms && i < idx.n_manifests; i++)
     if (idx.manifests[i].has_platform && cs_exists(s->cs, idx.manifests[i].digest, NULL))
       info->platforms[info->n_platforms++] = idx.manifests[i].platform;
-  oci_platform none;
+  oci_platform none, w;
   memset(&none, 0, sizeof none);
-  const oci_descriptor *md = oci_index_select(&idx, want ? want : &none, err);
+  img_want(s, want ? want : &none, &w);
+  const oci_descriptor *md = oci_index_select(&idx, &w, err);
   if (!md || !cs_exists(s->cs, md->digest, NULL)) {
     if (md) {
       char p[80];

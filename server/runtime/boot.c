@@ -87,7 +87,7 @@ int rt_boot(rt_container *c, const char *rootfs_src, vs_err *err) {
    * kind has it too (spares do not). */
   int emulated = 0;
   char emu_disk[4300];
-  if (rt_emu_check(c->platform, &emulated, err) < 0 ||
+  if (rt_emu_check(c->rt, c->platform, &emulated, err) < 0 ||
       (emulated && rt_emu_disk(c->rt, emu_disk, sizeof emu_disk, err) < 0))
     return -1;
   vm_disk emu = {emu_disk, 1};
@@ -254,7 +254,7 @@ int rt_configure_guest(rt_container *c, vs_err *err) {
       return vs_err_wrap(err, "configure %s (network %s)", eth, n->network);
   }
   int emulated = 0;
-  if (!c->is_pod && rt_emu_check(c->platform, &emulated, err) < 0) return -1;
+  if (!c->is_pod && rt_emu_check(c->rt, c->platform, &emulated, err) < 0) return -1;
   if (emulated && !c->from_template) { /* a template's restore has them already */
     pthread_mutex_lock(&c->mu);
     vrpc_channel *ch = c->vm ? vm_channel(c->vm) : NULL;

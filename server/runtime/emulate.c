@@ -77,25 +77,41 @@ static const emu_arch *emu_of(const char *arch) {
   return NULL;
 }
 
-int rt_emu_check(const char *platform, int *emulated, vs_err *err) {
+/* The emulators are host binaries: only VMs of the host's architecture can
+ * run them. */
+static int emulates(const rt_runtime *rt) {
+  return !strcmp(vm_arch_name(rt->cfg.guest_arch), vm_arch_name(VM_ARCH_HOST));
+}
+
+const char *rt_native_arch(const rt_runtime *rt) {
+  return !strcmp(vm_arch_name(rt->cfg.guest_arch), "arm64") ? "arm64" : "amd64";
+}
+
+int rt_emu_check(const rt_runtime *rt, const char *platform, int *emulated, vs_err *err) {
   char arch[32] = "";
   const char *slash = strchr(platform, '/');
   if (slash) snprintf(arch, sizeof arch, "%.*s", (int)strcspn(slash + 1, "/"), slash + 1);
   *emulated = 0;
-  if (!strcmp(arch, rt_emu_host_arch()) || !*arch) return 0;
+  const char *native = rt_native_arch(rt);
+  if (!strcmp(arch, native) || !*arch) return 0;
+  if (!emulates(rt))
+    return vs_err_set(err, VS_FAILED_PRECONDITION,
+                      "image platform %s cannot run in this vesseld's linux/%s VMs (--guest-arch "
+                      "%s: no user-mode emulators in a VM not of the host's architecture)",
+                      platform, native, vm_arch_name(rt->cfg.guest_arch));
   if (strncmp(platform, "linux/", 6) != 0 || !emu_of(arch))
     return vs_err_set(err, VS_FAILED_PRECONDITION,
                       "image platform %s cannot run on this linux/%s host (no user-mode emulator "
                       "for it in " EMU_DIR ")",
-                      platform, rt_emu_host_arch());
+                      platform, native);
   *emulated = 1;
   return 0;
 }
 
-size_t rt_emu_platforms(char out[][32], size_t max) {
+size_t rt_emu_platforms(const rt_runtime *rt, char out[][32], size_t max) {
   size_t n = 0;
-  if (n < max) snprintf(out[n++], 32, "linux/%s", rt_emu_host_arch());
-  for (size_t i = 0; i < N_ARCHES && n < max; i++)
+  if (n < max) snprintf(out[n++], 32, "linux/%s", rt_native_arch(rt));
+  for (size_t i = 0; emulates(rt) && i < N_ARCHES && n < max; i++)
     if (emu_of(ARCHES[i].oci)) snprintf(out[n++], 32, "linux/%s", ARCHES[i].oci);
   return n;
 }

@@ -277,7 +277,7 @@ int rt_create(rt_runtime *rt, const Vessel__V1__ContainersCreateRequest *req, ch
   char platform[80];
   int emulated;
   oci_platform_format(&info.platform, platform, sizeof platform);
-  if (rt_emu_check(platform, &emulated, err) < 0 ||
+  if (rt_emu_check(rt, platform, &emulated, err) < 0 ||
       (emulated && *req->pod_id &&
        vs_err_set(err, VS_UNIMPLEMENTED, "pod_id: a pod's containers are of the host's platform, "
                                          "not %s", platform) < 0)) {

@@ -53,13 +53,17 @@ typedef struct rt_config {
    * defaults. */
   int64_t log_max_bytes;
   int log_max_files;
+  /* The VMs' architecture (VM_ARCH_HOST: the host's). kernel/initrd must
+   * be built for it; images pulled without a platform are of it. */
+  vm_arch guest_arch;
 } rt_config;
 
 typedef struct rt_runtime rt_runtime;
 
-/* The platforms whose images this host runs, "os/arch": its own first,
- * then those it has user-mode emulators for (emulate.c); how many. */
-size_t rt_emu_platforms(char out[][32], size_t max);
+/* The platforms whose images rt runs, "os/arch": its VMs' own first, then
+ * those the host has user-mode emulators for (emulate.c; only when the VMs
+ * are of the host's architecture); how many. */
+size_t rt_emu_platforms(const rt_runtime *rt, char out[][32], size_t max);
 
 /* Loads the containers recorded under <root>/containers. */
 rt_runtime *rt_open(const rt_config *cfg, vs_err *err);

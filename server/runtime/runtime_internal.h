@@ -281,10 +281,12 @@ void rt_detach_vm(rt_container *c);
 /* emulate.c: foreign-architecture images through user-mode emulation. */
 /* The host's architecture, OCI spelling ("amd64", "arm64"). */
 const char *rt_emu_host_arch(void);
-/* platform ("linux/arm64", "linux/arm/v7"): *emulated = 0 when native, 1
- * when an emulator runs it; FAILED_PRECONDITION naming both platforms when
- * neither. */
-int rt_emu_check(const char *platform, int *emulated, vs_err *err);
+/* The architecture of rt's VMs (--guest-arch), OCI spelling. */
+const char *rt_native_arch(const rt_runtime *rt);
+/* platform ("linux/arm64", "linux/arm/v7"): *emulated = 0 when native to
+ * rt's VMs, 1 when an emulator runs it (VMs of the host's architecture
+ * only); FAILED_PRECONDITION naming both platforms when neither. */
+int rt_emu_check(const rt_runtime *rt, const char *platform, int *emulated, vs_err *err);
 /* The emulators' read-only ext4 disk (built once per set of emulators). */
 int rt_emu_disk(rt_runtime *rt, char *out, size_t n, vs_err *err);
 /* In a fresh VM (its agent channel): mounts the emulators' disk (/dev/vdb)

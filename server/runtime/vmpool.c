@@ -88,6 +88,7 @@ void rt_trace_call(void *arg, const vrpc_method *m) {
 void rt_vm_config(rt_runtime *rt, vm_config *vc, int vcpus, int memory_mib, const char *disk,
                   const char *agent_socket, const char *console) {
   memset(vc, 0, sizeof *vc);
+  vc->arch = rt->cfg.guest_arch;
   vc->qemu = rt->cfg.qemu;
   vc->kernel = rt->cfg.kernel;
   vc->initrd = rt->cfg.initrd;
@@ -123,7 +124,7 @@ static void shared_inputs(rt_runtime *rt, char *out, size_t n) {
   char a[1200], b[1200];
   file_id(rt->cfg.kernel, a, sizeof a);
   file_id(rt->cfg.initrd, b, sizeof b);
-  snprintf(out, n, "%s|%s|%s|", TEMPLATE_FORMAT, a, b);
+  snprintf(out, n, "%s|%s|%s|%s|", TEMPLATE_FORMAT, vm_arch_name(rt->cfg.guest_arch), a, b);
 }
 
 static void template_paths(rt_runtime *rt, const rt_vm_kind *k, rt_template *t) {

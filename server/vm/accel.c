@@ -198,8 +198,8 @@ int vm_probe_run(const char *qemu, vm_accel accel, int timeout_ms, int64_t *took
                     len ? buf : "QEMU exited without output");
 }
 
-int vm_accel_decide(const char *qemu, vm_accel want, int timeout_ms, vm_accel *out, char *reason,
-                    size_t n, vs_err *err) {
+int vm_accel_decide(const char *qemu, vm_arch arch, vm_accel want, int timeout_ms, vm_accel *out,
+                    char *reason, size_t n, vs_err *err) {
   if (want == VM_ACCEL_TCG) {
     *out = VM_ACCEL_TCG;
     snprintf(reason, n, "TCG asked for: KVM not probed");
@@ -208,8 +208,13 @@ int vm_accel_decide(const char *qemu, vm_accel want, int timeout_ms, vm_accel *o
   char why[512];
   int64_t ms = 0;
   vs_err perr;
-  if (vm_kvm_host_check("/dev/kvm", "/proc/cpuinfo", why, sizeof why) &&
-      vm_probe_run(qemu, VM_ACCEL_KVM, timeout_ms, &ms, &perr) == 0) {
+  if (arch != VM_ARCH_HOST && arch != vm_host_arch())
+    snprintf(why, sizeof why, "%s guests on an %s host run under TCG", vm_arch_name(arch),
+             vm_arch_name(VM_ARCH_HOST));
+  else if (vm_host_arch() != VM_ARCH_X86_64) /* the probe guest is x86 code */
+    snprintf(why, sizeof why, "KVM is probed on x86_64 hosts only");
+  else if (vm_kvm_host_check("/dev/kvm", "/proc/cpuinfo", why, sizeof why) &&
+           vm_probe_run(qemu, VM_ACCEL_KVM, timeout_ms, &ms, &perr) == 0) {
     *out = VM_ACCEL_KVM;
     snprintf(reason, n, "a KVM guest answered in %lld ms", (long long)ms);
     return 0;

@@ -126,11 +126,11 @@ TEST(AccelDecide, FollowsTheHost) {
   vm_accel a = VM_ACCEL_AUTO;
   char reason[512], why[512];
   vs_err err;
-  ASSERT_EQ(vm_accel_decide(nullptr, VM_ACCEL_TCG, 5000, &a, reason, sizeof reason, &err), 0);
+  ASSERT_EQ(vm_accel_decide(nullptr, VM_ARCH_HOST, VM_ACCEL_TCG, 5000, &a, reason, sizeof reason, &err), 0);
   EXPECT_EQ(a, VM_ACCEL_TCG);
   int host_ok = vm_kvm_host_check("/dev/kvm", "/proc/cpuinfo", why, sizeof why);
-  ASSERT_EQ(vm_accel_decide(nullptr, VM_ACCEL_AUTO, 5000, &a, reason, sizeof reason, &err), 0);
-  int kvm_rc = vm_accel_decide(nullptr, VM_ACCEL_KVM, 5000, &a, reason, sizeof reason, &err);
+  ASSERT_EQ(vm_accel_decide(nullptr, VM_ARCH_HOST, VM_ACCEL_AUTO, 5000, &a, reason, sizeof reason, &err), 0);
+  int kvm_rc = vm_accel_decide(nullptr, VM_ARCH_HOST, VM_ACCEL_KVM, 5000, &a, reason, sizeof reason, &err);
   if (!host_ok) {
     EXPECT_EQ(kvm_rc, -1);
     EXPECT_EQ(err.code, VS_FAILED_PRECONDITION);
@@ -142,11 +142,26 @@ TEST(AccelDecide, FollowsTheHost) {
     EXPECT_NE(std::string(err.msg).find("KVM guest"), std::string::npos) << err.msg;
   }
   // auto falls back with the reason.
-  ASSERT_EQ(vm_accel_decide(nullptr, VM_ACCEL_AUTO, 5000, &a, reason, sizeof reason, &err), 0);
+  ASSERT_EQ(vm_accel_decide(nullptr, VM_ARCH_HOST, VM_ACCEL_AUTO, 5000, &a, reason, sizeof reason, &err), 0);
   if (kvm_rc < 0) {
     EXPECT_EQ(a, VM_ACCEL_TCG);
     EXPECT_EQ(std::string(reason), std::string(err.msg));
   }
+}
+
+// Guests of another architecture never get KVM, whatever the host has.
+TEST(AccelDecide, ForeignGuestsRunUnderTcg) {
+  vm_accel a = VM_ACCEL_AUTO;
+  char reason[512];
+  vs_err err;
+  vm_arch other = vm_host_arch() == VM_ARCH_X86_64 ? VM_ARCH_ARM64 : VM_ARCH_X86_64;
+  std::string want = std::string(vm_arch_name(other)) + " guests on an " +
+                     vm_arch_name(VM_ARCH_HOST) + " host run under TCG";
+  ASSERT_EQ(vm_accel_decide(nullptr, other, VM_ACCEL_AUTO, 5000, &a, reason, sizeof reason, &err), 0);
+  EXPECT_EQ(a, VM_ACCEL_TCG);
+  EXPECT_EQ(std::string(reason), "KVM is not usable: " + want);
+  EXPECT_EQ(vm_accel_decide(nullptr, other, VM_ACCEL_KVM, 5000, &a, reason, sizeof reason, &err), -1);
+  EXPECT_EQ(std::string(err.msg), "KVM is not usable: " + want);
 }
 
 TEST(AccelDecide, VmStartWantsADecision) {

@@ -3,6 +3,7 @@
  *   vessel-vm --kernel K --initrd I --socket S [--root DISK] [--console LOG]
  *             [--stock] [--initrd-extra M] [--disk D]... [--vcpus N]
  *             [--memory MIB] [--tap T] [--mac M] [--accel auto|tcg|kvm]
+ *             [--arch x86_64|arm64]
  *             [--cmdline ARGS] [--timeout MS]
  *             [--exec "CMD ARGS"] [--detach]
  *
@@ -89,7 +90,12 @@ int main(int argc, char **argv) {
     else if (OPT("--disk") && c.n_disks < 8) disks[c.n_disks++] = (vm_disk){v, 0};
     else if (OPT("--accel"))
       c.accel = strcmp(v, "kvm") == 0 ? VM_ACCEL_KVM : strcmp(v, "tcg") == 0 ? VM_ACCEL_TCG : VM_ACCEL_AUTO;
-    else if (strcmp(a, "--stock") == 0) c.flavour = VM_KERNEL_STOCK;
+    else if (OPT("--arch")) {
+      if (vm_arch_parse(v, &c.arch) < 0) {
+        fprintf(stderr, "vessel-vm: --arch %s: give x86_64 or arm64\n", v);
+        return 2;
+      }
+    } else if (strcmp(a, "--stock") == 0) c.flavour = VM_KERNEL_STOCK;
     else if (strcmp(a, "--detach") == 0) detach = 1;
     else {
       fprintf(stderr, "vessel-vm: unknown or incomplete option %s\n", a);
@@ -101,7 +107,7 @@ int main(int argc, char **argv) {
   c.nics = nics;
   vs_err err;
   char why[512];
-  if (vm_accel_decide(c.qemu, c.accel, 5000, &c.accel, why, sizeof why, &err) < 0) {
+  if (vm_accel_decide(c.qemu, c.arch, c.accel, 5000, &c.accel, why, sizeof why, &err) < 0) {
     fprintf(stderr, "vessel-vm: %s\n", err.msg);
     return 1;
   }

@@ -94,6 +94,30 @@ static void sleep_ms(int ms) {
   nanosleep(&ts, NULL);
 }
 
+vm_arch vm_host_arch(void) {
+#if defined(__aarch64__)
+  return VM_ARCH_ARM64;
+#else
+  return VM_ARCH_X86_64;
+#endif
+}
+
+const char *vm_arch_name(vm_arch a) {
+  if (a == VM_ARCH_HOST) a = vm_host_arch();
+  return a == VM_ARCH_ARM64 ? "arm64" : "x86_64";
+}
+
+int vm_arch_parse(const char *s, vm_arch *out) {
+  if (!strcmp(s, "x86_64") || !strcmp(s, "amd64")) *out = VM_ARCH_X86_64;
+  else if (!strcmp(s, "arm64") || !strcmp(s, "aarch64")) *out = VM_ARCH_ARM64;
+  else return -1;
+  return 0;
+}
+
+static vm_arch guest_arch(const vm_config *c) {
+  return c->arch == VM_ARCH_HOST ? vm_host_arch() : c->arch;
+}
+
 long vm_host_tsc_khz(void) {
   FILE *f = fopen("/proc/cpuinfo", "re");
   if (!f) return 0;
@@ -188,16 +212,21 @@ char **vm_build_argv(const vm_config *c, const char *initrd, vm_accel accel, vs_
   }
   argv_b b = {0};
   char e1[4200];
-  add(&b, "%s", c->qemu ? c->qemu : "qemu-system-x86_64");
-  /* microvm: no PCI, no firmware option ROMs; ISA serial for the console. */
+  int arm = guest_arch(c) == VM_ARCH_ARM64;
+  add(&b, "%s", c->qemu ? c->qemu : arm ? "qemu-system-aarch64" : "qemu-system-x86_64");
   add(&b, "-M");
-  add(&b, "microvm,x-option-roms=off,isa-serial=on,rtc=on");
+  if (arm) /* virt: its virtio-mmio slots take the same -device virtio-*-device */
+    add(&b, "virt,gic-version=max");
+  else /* microvm: no PCI, no firmware option ROMs; ISA serial for the console. */
+    add(&b, "microvm,x-option-roms=off,isa-serial=on,rtc=on");
   add(&b, "-accel");
   if (accel == VM_ACCEL_KVM) add(&b, "kvm");
   else if (c->tb_size_mib > 0) add(&b, "tcg,tb-size=%d", c->tb_size_mib);
   else add(&b, "tcg");
   add(&b, "-cpu");
-  add(&b, "%s", accel == VM_ACCEL_KVM ? "host" : "max");
+  /* TCG arm64 "max" with pointer authentication done by QEMU's own cheap
+   * algorithm instead of the architected cipher (~2x faster guest code). */
+  add(&b, "%s", accel == VM_ACCEL_KVM ? "host" : arm ? "max,pauth-impdef=on" : "max");
   add(&b, "-smp");
   add(&b, "%d", c->vcpus > 0 ? c->vcpus : 1);
   int mib = c->memory_mib > 0 ? c->memory_mib : 256;
@@ -222,8 +251,9 @@ char **vm_build_argv(const vm_config *c, const char *initrd, vm_accel accel, vs_
     add(&b, "%s", initrd);
   }
   char cmd[2048];
-  int n = snprintf(cmd, sizeof cmd, "console=ttyS0 quiet panic=-1 rdinit=/sbin/vminitd");
-  if (accel != VM_ACCEL_KVM) {
+  int n = snprintf(cmd, sizeof cmd, "console=%s quiet panic=-1 rdinit=/sbin/vminitd",
+                   arm ? "ttyAMA0" : "ttyS0");
+  if (accel != VM_ACCEL_KVM && !arm) {
     long khz = vm_host_tsc_khz();
     if (khz > 0) n += snprintf(cmd + n, sizeof cmd - (size_t)n, " tsc_early_khz=%ld", khz);
   }
@@ -507,6 +537,13 @@ vm *vm_start(const vm_config *c, vs_err *err) {
   snprintf(v->sock, sizeof v->sock, "%s", c->agent_socket);
   if (c->console_log) snprintf(v->log, sizeof v->log, "%s", c->console_log);
   vm_accel accel = c->accel;
+  int foreign = guest_arch(c) != vm_host_arch();
+  if (foreign && accel == VM_ACCEL_KVM) {
+    vs_err_set(err, VS_INVALID_ARGUMENT, "vm: an %s guest cannot use KVM on an %s host",
+               vm_arch_name(c->arch), vm_arch_name(VM_ARCH_HOST));
+    free(v);
+    return NULL;
+  }
   const char *initrd = c->initrd;
   if (c->initrd && c->initrd_extra) {
     /* QEMU takes one initrd; the kernel unpacks concatenated archives. */

@@ -36,6 +36,22 @@ typedef enum vm_accel {
   VM_ACCEL_KVM = 2,
 } vm_accel;
 
+/* The guest's architecture. An arm64 guest boots kernel/build.sh's arm64
+ * Image with an arm64 initramfs on qemu-system-aarch64 -M virt: under KVM on
+ * an arm64 host, under TCG elsewhere (a foreign guest never gets KVM). */
+typedef enum vm_arch {
+  VM_ARCH_HOST = 0, /* the host's own */
+  VM_ARCH_X86_64 = 1,
+  VM_ARCH_ARM64 = 2,
+} vm_arch;
+
+/* The host's architecture (VM_ARCH_X86_64 or VM_ARCH_ARM64). */
+vm_arch vm_host_arch(void);
+/* "x86_64" / "arm64" (VM_ARCH_HOST: the host's). */
+const char *vm_arch_name(vm_arch a);
+/* Parses "x86_64"/"amd64" or "arm64"/"aarch64"; -1 if neither. */
+int vm_arch_parse(const char *s, vm_arch *out);
+
 typedef struct vm_disk {
   const char *path; /* raw image */
   int read_only;
@@ -59,8 +75,9 @@ typedef struct vm_nic {
 #define VM_MAX_NICS 4
 
 typedef struct vm_config {
-  const char *qemu;          /* NULL = "qemu-system-x86_64" from PATH */
-  const char *kernel;        /* vmlinux / bzImage / vmlinuz */
+  vm_arch arch;              /* the guest's */
+  const char *qemu;          /* NULL = qemu-system-x86_64 / -aarch64 from PATH */
+  const char *kernel;        /* vmlinux / bzImage / vmlinuz; arm64: Image */
   vm_flavour flavour;
   const char *initrd;        /* initramfs.cpio */
   const char *initrd_extra;  /* appended archive (stock kernel modules), or NULL */
@@ -181,17 +198,19 @@ void vm_free(vm *v);
 
 /* ---- the accelerator (accel.c) ---- */
 
-/* Decides the accelerator of every VM, once (at vesseld's start):
+/* Decides the accelerator of every VM (of guest architecture arch), once
+ * (at vesseld's start):
  *   want TCG: TCG, nothing probed;
- *   want AUTO: KVM if /dev/kvm opens read-write, /proc/cpuinfo shows vmx or
- *     svm, and the probe guest answers under KVM within timeout_ms; else
- *     TCG, reason saying why KVM is not usable;
+ *   want AUTO: KVM if the guests are of the host's architecture, the host
+ *     is x86_64 (the probe guest is x86 code), /dev/kvm opens read-write,
+ *     /proc/cpuinfo shows vmx or svm, and the probe guest answers under KVM
+ *     within timeout_ms; else TCG, reason saying why KVM is not usable;
  *   want KVM: the same checks; KVM not usable is FAILED_PRECONDITION with
  *     the reason.
  * reason gets a sentence for people ("KVM is not usable: /dev/kvm absent",
  * "a KVM guest answered in 80 ms"). */
-int vm_accel_decide(const char *qemu, vm_accel want, int timeout_ms, vm_accel *out, char *reason,
-                    size_t n, vs_err *err);
+int vm_accel_decide(const char *qemu, vm_arch arch, vm_accel want, int timeout_ms, vm_accel *out,
+                    char *reason, size_t n, vs_err *err);
 
 /* The probe's parts, exposed for tests. */
 /* 1 if dev opens read-write and cpuinfo's flags show vmx or svm; else 0

@@ -46,7 +46,9 @@ class VmBoot : public testing::Test {
     cfg.console_log = log.c_str();
     char why[512];
     vs_err err;
-    ASSERT_EQ(vm_accel_decide(nullptr, VM_ACCEL_AUTO, 5000, &cfg.accel, why, sizeof why, &err), 0)
+    ASSERT_EQ(vm_accel_decide(nullptr, VM_ARCH_HOST, VM_ACCEL_AUTO, 5000, &cfg.accel, why,
+                              sizeof why, &err),
+              0)
         << err.msg;
   }
   void TearDown() override { system(("rm -rf " + dir).c_str()); }

@@ -124,6 +124,49 @@ TEST(VmArgv, RamFileAndBalloon) {
 }
 
 // What QEMU 7.2 would do wrong is refused before it starts.
+TEST(VmArgv, Arm64GuestOnVirt) {
+  vm_config c = {};
+  c.arch = VM_ARCH_ARM64;
+  c.kernel = "/k/Image";
+  c.agent_socket = "/tmp/s";
+  c.root_disk = "/img/root.ext4";
+  auto v = Argv(c, VM_ACCEL_TCG);
+  EXPECT_EQ(v[0], "qemu-system-aarch64");
+  EXPECT_TRUE(Has(v, "virt,gic-version=max"));
+  EXPECT_FALSE(Has(v, "microvm"));
+  EXPECT_TRUE(Has(v, "max,pauth-impdef=on"));
+  EXPECT_TRUE(Has(v, "console=ttyAMA0"));
+  EXPECT_FALSE(Has(v, "tsc_early_khz="));  // an x86 clock matter
+  // The same virtio-mmio devices as on microvm.
+  EXPECT_TRUE(Has(v, "virtio-blk-device,drive=d0"));
+  EXPECT_TRUE(Has(v, "name=vessel.agent"));
+  c.qemu = "/opt/qemu-system-aarch64";
+  EXPECT_EQ(Argv(c, VM_ACCEL_TCG)[0], "/opt/qemu-system-aarch64");
+}
+
+TEST(VmArch, NamesAndParsing) {
+  vm_arch a;
+  ASSERT_EQ(vm_arch_parse("aarch64", &a), 0);
+  EXPECT_EQ(a, VM_ARCH_ARM64);
+  ASSERT_EQ(vm_arch_parse("amd64", &a), 0);
+  EXPECT_EQ(a, VM_ARCH_X86_64);
+  EXPECT_EQ(vm_arch_parse("riscv64", &a), -1);
+  EXPECT_STREQ(vm_arch_name(VM_ARCH_ARM64), "arm64");
+  EXPECT_STREQ(vm_arch_name(VM_ARCH_HOST), vm_arch_name(vm_host_arch()));
+}
+
+TEST(VmStart, ForeignGuestGetsNoKvm) {
+  vm_config c = {};
+  c.arch = vm_host_arch() == VM_ARCH_ARM64 ? VM_ARCH_X86_64 : VM_ARCH_ARM64;
+  c.kernel = "/dev/null";
+  c.agent_socket = "/tmp/vessel-vm-unit.sock";
+  c.accel = VM_ACCEL_KVM;
+  vs_err err;
+  EXPECT_EQ(vm_start(&c, &err), nullptr);
+  EXPECT_EQ(err.code, VS_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(err.msg).find("cannot use KVM"), std::string::npos) << err.msg;
+}
+
 TEST(VmStart, RamFileConflictsAreRefused) {
   vm_config c = {};
   c.kernel = "/k/vmlinux";

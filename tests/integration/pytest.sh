@@ -12,5 +12,9 @@ if [ -e "$ws/guest-agent/initramfs.cpio" ]; then
   export VESSEL_INITRD=$ws/guest-agent/initramfs.cpio
   src=$(cd "$(dirname "$(readlink -f "$ws/tests/integration/pytest.sh")")/../.." && pwd)
   export VESSEL_KERNEL=${VESSEL_KERNEL:-$(bash "$src/kernel/build.sh" | tail -n 1)/vmlinux}
+  if [ -e "$ws/guest-agent/initramfs_arm64.cpio" ]; then # arm64 guests too
+    export VESSEL_INITRD_ARM64=$ws/guest-agent/initramfs_arm64.cpio
+    export VESSEL_KERNEL_ARM64=$(bash "$src/kernel/build.sh" --arch arm64 | tail -n 1)/Image
+  fi
 fi
 exec /usr/bin/python3 -m pytest -p no:cacheprovider -q -rfE "$@"

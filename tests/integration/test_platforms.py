@@ -58,7 +58,7 @@ def env(tmp_path_factory):
         ref = f"{reg.host}/plat/busybox:1"
         subprocess.run(reg.in_netns("skopeo", "copy", "-q", "--all", "--dest-tls-verify=false",
                                     f"oci:{lay.path}:multi", f"docker://{ref}"), check=True)
-        c.ref, c.daemon = ref, d
+        c.ref, c.daemon, c.layout = ref, d, lay.path
         yield c
 
 
@@ -159,3 +159,35 @@ def test_unsupported_platform_is_refused(env):
             image=c.ref, platform=mips, process=types_pb2.ProcessSpec(args=["true"])), timeout=60)
     assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "linux/mips64le" in e.value.details() and "linux/amd64" in e.value.details()
+
+
+def test_arm64_guest_runs_arm64_images_natively(env):
+    """vesseld --guest-arch arm64: arm64 VMs (the arm64 kernel and the
+    cross-built vminitd on qemu-system-aarch64 -M virt), images pulled for
+    arm64 without asking, nothing emulated."""
+    kernel, initrd = os.environ.get("VESSEL_KERNEL_ARM64"), os.environ.get("VESSEL_INITRD_ARM64")
+    assert kernel and initrd, "pytest.sh finds the arm64 kernel and initramfs"
+    with Vesseld("--kernel", kernel, "--initrd", initrd, "--guest-arch", "arm64",
+                 netns=True) as d, Registry(netns=d.netns) as reg, \
+            vessel.Client(d.address, timeout=300) as c:
+        c.ref = f"{reg.host}/plat/busybox:1"
+        subprocess.run(reg.in_netns("skopeo", "copy", "-q", "--all", "--dest-tls-verify=false",
+                                    f"oci:{env.layout}:multi", f"docker://{c.ref}"), check=True)
+        plats = [(p.os, p.architecture) for p in c.system.Info(system_pb2.SystemInfoRequest()).platforms]
+        assert plats == [("linux", "arm64")]  # the host's emulators are x86 binaries
+        pull(c)  # no platform: the VMs' own
+        status, out = run(c, ["uname", "-m"])
+        assert (status.code, out) == (0, b"aarch64\n")
+        # the kernel is the arm64 one, not the emulator's idea of it
+        status, out = run(c, ["cat", "/proc/cpuinfo"])
+        assert status.code == 0 and b"CPU architecture: 8" in out, out[:300]
+        assert run(c, ["sh", "-c", "exit 5"])[0].code == 5
+        status, out = run(c, ["cat"], stdin=b"arm64 guest\n")
+        assert (status.code, out) == (0, b"arm64 guest\n")
+        amd64 = types_pb2.Platform(os="linux", architecture="amd64")
+        pull(c, amd64)
+        with pytest.raises(grpc.RpcError) as e:
+            c.containers.Create(cp.ContainersCreateRequest(
+                image=c.ref, platform=amd64, process=types_pb2.ProcessSpec(args=["true"])), timeout=60)
+        assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "linux/amd64" in e.value.details() and "linux/arm64" in e.value.details()

@@ -62,6 +62,8 @@ class AgentVM:
         args = [env("VESSEL_VM"), "--kernel", self.kernel, "--initrd", env("VESSEL_INITRAMFS"),
                 "--socket", self.sock, "--console", self.console, "--memory", str(memory),
                 "--vcpus", str(vcpus), "--timeout", "60000", "--detach"]
+        if os.environ.get("VESSEL_GUEST_ARCH"):
+            args += ["--arch", os.environ["VESSEL_GUEST_ARCH"]]
         if rootfs:
             self.root = os.path.join(self.dir, "root.img")
             subprocess.run([os.path.join(HERE, "mkrootfs.sh"), self.root], check=True,

@@ -1,6 +1,8 @@
 """vminitd in a real VM (vessel kernel, QEMU microvm), driven through the
 vessel.v1.Agent API: containers, processes, stdio, signals, users, limits,
-events, system RPCs."""
+events, system RPCs. With VESSEL_GUEST_ARCH=arm64 (//tests/vm:agent_arm64_test)
+the same tests run in an arm64 VM (qemu-system-aarch64 -M virt) with the
+cross-built vminitd and arm64 containers."""
 import hashlib
 import os
 import re
@@ -20,7 +22,7 @@ def test_info(vm):
     assert i.api_version == "vessel.v1"
     assert i.agent_version
     assert i.kernel_release.endswith("-vessel")
-    assert i.machine == "x86_64"
+    assert i.machine == {"arm64": "aarch64"}.get(os.environ.get("VESSEL_GUEST_ARCH"), "x86_64")
     assert i.cpus == 2
     assert 400 << 20 < i.memory_total_bytes <= 512 << 20
     assert 0 < i.memory_available_bytes <= i.memory_total_bytes
