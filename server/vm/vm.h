@@ -37,8 +37,9 @@ typedef enum vm_accel {
 } vm_accel;
 
 /* The guest's architecture. An arm64 guest boots kernel/build.sh's arm64
- * Image with an arm64 initramfs on qemu-system-aarch64 -M virt: under KVM on
- * an arm64 host, under TCG elsewhere (a foreign guest never gets KVM). */
+ * Image with an arm64 initramfs on qemu-system-aarch64 -M virt, under TCG
+ * (a foreign guest never gets KVM; vm_accel_decide probes KVM on x86_64
+ * hosts only, so an arm64 host runs its own guests under TCG too). */
 typedef enum vm_arch {
   VM_ARCH_HOST = 0, /* the host's own */
   VM_ARCH_X86_64 = 1,
