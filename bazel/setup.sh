@@ -9,7 +9,7 @@ DEB_PACKAGES=(
   protobuf-compiler protobuf-c-compiler libprotobuf-c-dev libprotobuf-dev
   libgrpc-dev libgrpc++-dev protobuf-compiler-grpc libgtest-dev
   libssl-dev libcurl4-openssl-dev libarchive-dev libjansson-dev libzstd-dev zlib1g-dev
-  libext2fs-dev libsqlite3-dev libmicrohttpd-dev libwslay-dev
+  libext2fs-dev libsqlite3-dev libmicrohttpd-dev libwslay-dev libsystemd-dev
   # runtime peers and tools
   openssl ca-certificates iproute2 iptables tmux e2fsprogs busybox-static qemu-system-x86 qemu-utils
   docker-registry skopeo umoci cpio runc
@@ -17,6 +17,8 @@ DEB_PACKAGES=(
   qemu-user-static
   # python clients and tests run on Debian's python3 (matches protoc 3.21)
   python3 python3-grpcio python3-protobuf python3-pytest python3-jwt python3-cryptography python3-bcrypt zstd
+  # packaging/systemd: the unit is checked with systemd-analyze verify
+  systemd
   # vesselctl's zsh completion is tested in zsh
   zsh
   # rootfs builder fuzzing (server/ext4/fuzz/run.sh): clang with libFuzzer

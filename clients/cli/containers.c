@@ -11,6 +11,7 @@
 #include <sys/ioctl.h>
 #include <termios.h>
 #include <time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "clients/cli/vesselctl.h"
@@ -41,6 +42,10 @@ static const char run_usage[] =
     "      --restart POLICY   no, on-failure[:N], always or unless-stopped\n"
     "      --read-only        mount the root filesystem read-only\n"
     "      --tmpfs PATH       a tmpfs mount (repeatable)\n"
+    "      --log-max-size BYTES  rotate its log file past this size (suffixes k, m, g;\n"
+    "                         default: vesseld's --log-max-size)\n"
+    "      --log-max-files N  log files kept, the current one included (1..100;\n"
+    "                         default: vesseld's --log-max-files)\n"
     "exit codes: the process's (128+N if killed by signal N); 125 not created or\n"
     "started, 126 the command cannot be invoked, 127 the command was not found\n";
 
@@ -81,7 +86,9 @@ static int parse_run(int argc, char **argv, Vessel__V1__ContainersCreateRequest 
       {"no-template", no_argument, NULL, 'T'}, {"restart", required_argument, NULL, 'r'},
       {"read-only", no_argument, NULL, 'O'},   {"tmpfs", required_argument, NULL, 'F'},
       {"pod", required_argument, NULL, 'D'},
+      {"log-max-size", required_argument, NULL, 'L'}, {"log-max-files", required_argument, NULL, 'K'},
       {NULL, 0, NULL, 0}};
+  static Vessel__V1__LogConfig log;
   static Vessel__V1__RestartPolicy restart;
   static Vessel__V1__Resources res;
   static Vessel__V1__User user;
@@ -164,6 +171,18 @@ static int parse_run(int argc, char **argv, Vessel__V1__ContainersCreateRequest 
       }
       case 'T': req->no_template = 1; break;
       case 'O': req->read_only_rootfs = 1; break;
+      case 'L':
+      case 'K': {
+        if (!req->log) vessel__v1__log_config__init(&log), req->log = &log;
+        char *end;
+        long long n = strtoll(optarg, &end, 10);
+        if (ch == 'L' && (log.max_size_bytes = parse_size(optarg)) <= 0)
+          return vc_usage_error(verb, "log-max-size %s: give bytes (suffixes k, m, g)", optarg), -1;
+        if (ch == 'K' && (*end || end == optarg || n < 1 || n > 100))
+          return vc_usage_error(verb, "log-max-files %s: give 1..100", optarg), -1;
+        if (ch == 'K') log.max_files = (int32_t)n;
+        break;
+      }
       case 'r': {
         vessel__v1__restart_policy__init(&restart);
         char *s = strdup(optarg), *n = strchr(s, ':');
@@ -518,17 +537,88 @@ static int on_logs(void *arg, const ProtobufCMessage *m) {
   return 0;
 }
 
+/* A time for --since/--until: RFC 3339 ("2026-12-03T05:00:00Z",
+ * fractions and +hh:mm offsets too), Unix seconds ("1764738000.5"), or a
+ * duration ago ("90s", "10m", "1h30m"). 0, or -1 if it is none of them. */
+static int parse_when(const char *s, Google__Protobuf__Timestamp *t) {
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  struct tm tm;
+  memset(&tm, 0, sizeof tm);
+  const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+  if (p) {
+    int64_t sec = (int64_t)timegm(&tm), ns = 0;
+    if (*p == '.') { /* digits exactly: a double would round nanoseconds */
+      int64_t scale = 100000000;
+      for (p++; *p >= '0' && *p <= '9'; p++, scale /= 10) ns += (*p - '0') * scale;
+    }
+    if (*p == '+' || *p == '-') {
+      int hh, mm;
+      if (sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2 || strlen(p) != 6) return -1;
+      sec -= (*p == '+' ? 1 : -1) * (int64_t)(hh * 3600 + mm * 60);
+    } else if (strcmp(p, "Z") && strcmp(p, "z")) {
+      return -1;
+    }
+    t->seconds = sec;
+    t->nanos = (int32_t)ns;
+    return 0;
+  }
+  char *end;
+  double v = strtod(s, &end);
+  if (end != s && !*end && v >= 0) { /* Unix seconds */
+    t->seconds = (int64_t)v;
+    t->nanos = (int32_t)((v - (double)t->seconds) * 1e9);
+    return 0;
+  }
+  double ago = 0; /* a duration: number+unit, repeated */
+  for (p = s; *p;) {
+    double n = strtod(p, &end);
+    if (end == p || n < 0) return -1;
+    double unit = *end == 'h' ? 3600 : *end == 'm' ? 60 : *end == 's' ? 1 : 0;
+    if (!unit) return -1;
+    ago += n * unit;
+    p = end + 1;
+  }
+  if (p == s) return -1;
+  double at = (double)now.tv_sec + now.tv_nsec / 1e9 - ago;
+  t->seconds = (int64_t)at;
+  t->nanos = (int32_t)((at - (double)t->seconds) * 1e9);
+  return 0;
+}
+
 int vc_logs(vc_ctx *c, int argc, char **argv) {
+  static const char logs_usage[] =
+      "usage: logs [-f] [--tail N] [--since T] [--until T] ID\n"
+      "  T: RFC 3339 (2026-12-03T05:00:00Z), Unix seconds, or a duration ago (10m, 1h30m)";
   Vessel__V1__ContainersLogsRequest req;
   vessel__v1__containers_logs_request__init(&req);
+  Google__Protobuf__Timestamp since, until;
   static const struct option o[] = {{"follow", no_argument, NULL, 'f'},
-                                    {"tail", required_argument, NULL, 'T'}, {NULL, 0, NULL, 0}};
+                                    {"tail", required_argument, NULL, 'T'},
+                                    {"since", required_argument, NULL, 'S'},
+                                    {"until", required_argument, NULL, 'U'},
+                                    {NULL, 0, NULL, 0}};
   int ch;
   optind = 1;
   while ((ch = getopt_long(argc, argv, "+f", o, NULL)) != -1) {
-    if (ch == 'f') req.follow = 1;
-    else if (ch == 'T') req.tail = strtoll(optarg, NULL, 10);
-    else return vc_usage_error("logs", "usage: logs [-f] [--tail N] ID");
+    char *end;
+    if (ch == 'f') {
+      req.follow = 1;
+    } else if (ch == 'T') {
+      req.tail = strtoll(optarg, &end, 10);
+      if (*end || end == optarg || req.tail < 0)
+        return vc_usage_error("logs", "tail %s: give a number of lines (0: all)", optarg);
+    } else if (ch == 'S' || ch == 'U') {
+      Google__Protobuf__Timestamp *t = ch == 'S' ? &since : &until;
+      google__protobuf__timestamp__init(t);
+      if (parse_when(optarg, t) < 0)
+        return vc_usage_error("logs", "%s %s: not a time\n%s", ch == 'S' ? "since" : "until",
+                              optarg, logs_usage);
+      if (ch == 'S') req.since = t;
+      else req.until = t;
+    } else {
+      return vc_usage_error("logs", "%s", logs_usage);
+    }
   }
   if (optind != argc - 1) return vc_usage_error("logs", "give one container");
   req.container_id = argv[optind];

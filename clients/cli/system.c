@@ -80,9 +80,9 @@ int vc_system(vc_ctx *c, int argc, char **argv) {
     char mem[32];
     vc_human_size((int64_t)r->memory_bytes, mem, sizeof mem);
     printf("Root:          %s\nContainers:    %u (running %u, created %u, stopped %u)\n"
-           "Images:        %u\nAccelerator:   %s\nHost:          %s, kernel %s, %s, %u CPUs, %s\n",
+           "Images:        %u\nAccelerator:   %s (%s)\nHost:          %s, kernel %s, %s, %u CPUs, %s\n",
            r->root_dir, r->containers, r->containers_running, r->containers_created,
-           r->containers_stopped, r->images, r->accelerator, r->host_os, r->host_kernel,
+           r->containers_stopped, r->images, r->accelerator, r->accelerator_reason, r->host_os, r->host_kernel,
            r->host_architecture, r->cpus, mem);
     for (size_t i = 0; i < r->n_listen_addresses; i++) printf("Listening on:  %s\n", r->listen_addresses[i]);
     vrpc_msg_free(m);

@@ -343,6 +343,7 @@ type LogsOptions struct {
 	Follow bool      // keep streaming until the container stops (or ctx ends)
 	Tail   int64     // only the last N stored entries; 0 = all
 	Since  time.Time // only entries at or after this time; zero = all
+	Until  time.Time // only entries at or before this time; zero = all (ends a Follow)
 }
 
 // Logs calls fn with each entry of init's output log, oldest first. With
@@ -353,6 +354,9 @@ func (c *Client) Logs(ctx context.Context, id string, o LogsOptions, fn func(*ve
 	req := &vesselpb.ContainersLogsRequest{ContainerId: id, Follow: o.Follow, Tail: o.Tail}
 	if !o.Since.IsZero() {
 		req.Since = timestamppb.New(o.Since)
+	}
+	if !o.Until.IsZero() {
+		req.Until = timestamppb.New(o.Until)
 	}
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()

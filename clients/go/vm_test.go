@@ -391,6 +391,14 @@ func TestRunExecLogsEvents(t *testing.T) {
 	if strings.Join(logged, "") != "started\n" {
 		t.Fatalf("logs: %q", logged)
 	}
+	// Until before the first entry: none of them.
+	var early []string
+	if err := c.Logs(ctx, "go-long", vessel.LogsOptions{Until: time.Unix(1, 0)}, func(e *vesselpb.LogEntry) error {
+		early = append(early, string(e.Data))
+		return nil
+	}); err != nil || len(early) != 0 {
+		t.Fatalf("logs until 1970: %q %v", early, err)
+	}
 	stats, err := c.Stats(ctx, "go-long")
 	if err != nil || stats.Memory.GetUsageBytes() == 0 {
 		t.Fatalf("stats: %v %v", stats, err)

@@ -397,6 +397,7 @@ static int logs(vrpc_call *call, void *ctx, vs_err *err) {
     memset(&o, 0, sizeof o);
     o.tail = req->tail > 0 ? req->tail : -1;
     o.since_ns = req->since ? req->since->seconds * 1000000000 + req->since->nanos : 0;
+    o.until_ns = req->until ? req->until->seconds * 1000000000 + req->until->nanos : 0;
     o.streams = (req->include_stdout ? LG_STDOUT : 0) | (req->include_stderr ? LG_STDERR : 0);
     o.follow = req->follow;
     o.cancel_fd = vrpc_cancel_fd(call);

@@ -27,6 +27,8 @@ typedef struct vd_daemon {
   net_store *networks; /* <root>/networks */
   rt_runtime *runtime; /* <root>/containers */
   ss_server *stream;   /* the CRI's streaming server, with --cri-listen */
+  vm_accel accel;      /* every VM's, decided at start (--accel) */
+  char accel_reason[600];
   /* probed at the first System.Info, under probe_mu */
   pthread_mutex_t probe_mu;
   int probed;

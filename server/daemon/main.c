@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "common/rpc.h"
@@ -22,6 +23,26 @@
 #include "vessel_proto_rpc.h"
 
 #define LOG(level, ...) vs_log("vesseld", level, __VA_ARGS__)
+
+/* --accel: decided once, here, for every VM (vm_accel_decide probes KVM).
+ * KVM asked for but unusable stops vesseld with the reason. */
+static int decide_accel(vd_daemon *d, vs_err *err) {
+  const char *want = d->cfg.accel;
+  vm_accel w = !strcmp(want, "kvm") ? VM_ACCEL_KVM : !strcmp(want, "tcg") ? VM_ACCEL_TCG : VM_ACCEL_AUTO;
+  char why[512];
+  if (vm_accel_decide(d->cfg.qemu, d->cfg.guest_arch, w, 5000, &d->accel, why, sizeof why, err) < 0)
+    return vs_err_wrap(err, "--accel kvm");
+  if (w == VM_ACCEL_AUTO)
+    snprintf(d->accel_reason, sizeof d->accel_reason, "%s", why);
+  else
+    snprintf(d->accel_reason, sizeof d->accel_reason, "chosen by --accel %s%s%s", want,
+             w == VM_ACCEL_KVM ? ": " : "", w == VM_ACCEL_KVM ? why : "");
+  if (w == VM_ACCEL_AUTO && d->accel == VM_ACCEL_TCG)
+    LOG(VS_LOG_WARN, "VMs run under TCG (emulation, much slower than KVM): %s", why);
+  else
+    LOG(VS_LOG_INFO, "accelerator %s: %s", d->accel == VM_ACCEL_KVM ? "kvm" : "tcg", d->accel_reason);
+  return 0;
+}
 
 /* One vesseld per root: a second one would corrupt the stores. */
 static int lock_root(const char *root, vs_err *err) {
@@ -92,12 +113,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "vesseld: %s\n\n%s", err.msg, vd_usage);
     return 2;
   }
-  if (d.cfg.show_help) {
-    fputs(vd_usage, stdout);
-    return 0;
-  }
-  if (d.cfg.show_version) {
-    printf("vesseld %s (API %s)\n", VESSEL_VERSION, VESSEL_API_VERSION);
+  if (d.cfg.show_help || d.cfg.show_version) {
+    if (d.cfg.show_help) fputs(vd_usage, stdout);
+    else printf("vesseld %s (API %s)\n", VESSEL_VERSION, VESSEL_API_VERSION);
+    vd_config_free(&d.cfg);
     return 0;
   }
   clock_gettime(CLOCK_REALTIME, &d.started);
@@ -135,6 +154,11 @@ int main(int argc, char **argv) {
     socket_gid = (long)g->gr_gid;
   }
 
+  /* Before the root is touched: --accel kvm without KVM leaves nothing. */
+  if (decide_accel(&d, &err) < 0) {
+    LOG(VS_LOG_ERROR, "%s", err.msg);
+    return 1;
+  }
   int lock_fd = lock_root(d.cfg.root, &err);
   if (lock_fd < 0) {
     LOG(VS_LOG_ERROR, "%s", err.msg);
@@ -154,6 +178,9 @@ int main(int argc, char **argv) {
                     .tb_size_mib = d.cfg.tb_size_mib,
                     .max_spares = d.cfg.spares ? d.cfg.spares : -1,
                     .spare_memory_s = d.cfg.spares_memory_s,
+                    .accel = d.accel,
+                    .log_max_bytes = d.cfg.log_max_bytes,
+                    .log_max_files = d.cfg.log_max_files,
                     .guest_arch = d.cfg.guest_arch};
     d.runtime = rt_open(&rc, &err);
   }
@@ -216,10 +243,13 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < d.n_listen; i++)
     LOG(VS_LOG_INFO, "listening on %s", d.listen_uris[i]);
   LOG(VS_LOG_INFO, "vesseld %s ready (root %s)", VESSEL_VERSION, d.cfg.root);
+  /* Type=notify: systemd counts vesseld started once it serves. */
+  sd_notify(0, "READY=1");
 
   int sig = 0;
   sigwait(&sigs, &sig);
   LOG(VS_LOG_INFO, "signal %d: shutting down", sig);
+  sd_notify(0, "STOPPING=1");
   if (cri) vrpc_server_shutdown(cri, 2000);
   vrpc_server_shutdown(srv, 2000);
   vrpc_server_free(cri);
@@ -234,5 +264,6 @@ int main(int argc, char **argv) {
     if (!vd_is_tcp(d.cfg.listen[i])) unlink(d.cfg.listen[i] + 7);
   close(lock_fd);
   LOG(VS_LOG_INFO, "stopped");
+  vd_config_free(&d.cfg);
   return 0;
 }

@@ -25,20 +25,6 @@ static int version(vrpc_call *call, void *ctx, vs_err *err) {
   return vrpc_send(call, &r.base, err);
 }
 
-/* "kvm" only with hardware virtualisation; a /dev/kvm without vmx/svm (a
- * software hypervisor) is slower than TCG or fails. */
-static const char *accelerator(void) {
-  FILE *f = fopen("/proc/cpuinfo", "r");
-  if (!f) return "tcg";
-  char line[4096];
-  int hw = 0;
-  while (!hw && fgets(line, sizeof line, f))
-    if (strncmp(line, "flags", 5) == 0 && (strstr(line, " vmx") || strstr(line, " svm")))
-      hw = 1;
-  fclose(f);
-  return hw && access("/dev/kvm", R_OK | W_OK) == 0 ? "kvm" : "tcg";
-}
-
 static void os_pretty_name(char *buf, size_t n) {
   snprintf(buf, n, "Linux");
   FILE *f = fopen("/etc/os-release", "r");
@@ -137,7 +123,8 @@ static int info(vrpc_call *call, void *ctx, vs_err *err) {
   started.nanos = (int32_t)d->started.tv_nsec;
 
   r.root_dir = (char *)d->cfg.root;
-  r.accelerator = (char *)accelerator();
+  r.accelerator = (char *)(d->accel == VM_ACCEL_KVM ? "kvm" : "tcg");
+  r.accelerator_reason = d->accel_reason;
   r.host_os = os;
   r.host_kernel = u.release;
   r.host_architecture = (char *)oci_arch(u.machine);

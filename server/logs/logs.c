@@ -47,8 +47,13 @@ lg_writer *lg_open(const char *dir, int64_t max_bytes, int max_files, vs_err *er
     return NULL;
   }
   snprintf(w->dir, sizeof w->dir, "%s", dir);
-  w->max_bytes = max_bytes > 0 ? max_bytes : 10 << 20;
-  w->max_files = max_files > 0 ? max_files : 3;
+  if (max_files > LG_MAX_FILES) {
+    vs_err_set(err, VS_INVALID_ARGUMENT, "logs: at most %d files, not %d", LG_MAX_FILES, max_files);
+    free(w);
+    return NULL;
+  }
+  w->max_bytes = max_bytes > 0 ? max_bytes : LG_DEFAULT_MAX_BYTES;
+  w->max_files = max_files > 0 ? max_files : LG_DEFAULT_MAX_FILES;
   char p[4100];
   path_of(dir, 0, p, sizeof p);
   w->fd = open(p, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
@@ -376,7 +381,9 @@ static int emit(void *arg, const char *line, size_t len) {
   lg_entry e;
   if (parse_line(line, len, &e) < 0) return 0; /* a torn last line: skip */
   int stop = 0;
-  int want = (!r->o->streams || (r->o->streams & e.stream)) && e.time_ns >= r->o->since_ns;
+  int late = r->o->until_ns && e.time_ns > r->o->until_ns;
+  int want = (!r->o->streams || (r->o->streams & e.stream)) && e.time_ns >= r->o->since_ns && !late;
+  if (late && r->o->follow && !r->counting) stop = 1; /* what follows is later still */
   if (want) {
     if (r->counting) r->count++;
     else if (r->skip > 0) r->skip--;
@@ -384,6 +391,12 @@ static int emit(void *arg, const char *line, size_t len) {
   }
   free(e.data);
   return stop;
+}
+
+static int64_t realtime_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 int lg_read(const char *dir, const lg_read_opts *o, int (*fn)(void *, const lg_entry *),
@@ -431,7 +444,7 @@ int lg_read(const char *dir, const lg_read_opts *o, int (*fn)(void *, const lg_e
   while (fd >= 0 || (o->follow && !stop)) {
     if (fd >= 0) stop = read_lines(fd, &off, &lb, emit, &r) != 0;
     if (stop || !o->follow) break;
-    int finished = o->done && o->done(o->done_arg);
+    int finished = (o->done && o->done(o->done_arg)) || (o->until_ns && realtime_ns() > o->until_ns);
     struct stat now;
     if (fd >= 0 && fstat(fd, &st0) == 0 && stat(p, &now) == 0 && now.st_ino != st0.st_ino) {
       read_lines(fd, &off, &lb, emit, &r); /* rest of the rotated file */

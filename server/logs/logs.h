@@ -23,8 +23,15 @@ typedef struct lg_writer lg_writer;
  * its last "partial" (not ending in '\n'). */
 #define LG_LINE_MAX 16384
 
+/* Rotation defaults (max_bytes / max_files of 0). */
+#define LG_DEFAULT_MAX_BYTES (10 << 20)
+#define LG_DEFAULT_MAX_FILES 3
+/* Files lg_read reads at most: max_files above it are refused. */
+#define LG_MAX_FILES 100
+
 /* Appends to <dir>/container.log; when it passes max_bytes it becomes
- * container.log.1 (older ones shift, at most max_files files in all). */
+ * container.log.1 (older ones shift, at most max_files files in all; a
+ * file holds at least one record). */
 lg_writer *lg_open(const char *dir, int64_t max_bytes, int max_files, vs_err *err);
 /* Output of one stream, in chunks as it arrived: a record per completed
  * line (or LG_LINE_MAX bytes); the rest waits for more. Thread-safe. */
@@ -52,6 +59,8 @@ typedef struct lg_entry {
   size_t len;
 } lg_entry;
 
+/* Records pass the filters (streams, since_ns, until_ns); tail then keeps
+ * the last N of those, whichever rotated files they are in. */
 typedef struct lg_read_opts {
   int64_t tail;     /* last N records (-1 = all) */
   int64_t since_ns; /* records at or after (0 = any) */
@@ -62,6 +71,9 @@ typedef struct lg_read_opts {
    * arrived (the container exited). May be NULL. */
   int (*done)(void *arg);
   void *done_arg;
+  /* Records at or before (0 = any). Following stops at the first record
+   * after it, or once the clock passes it. */
+  int64_t until_ns;
 } lg_read_opts;
 
 /* Calls fn for each record in order, across rotated files; fn returning

@@ -41,7 +41,7 @@ Vessel__V1__VmInfo *rt_vm_info(rt_container *c) {
                                   : VESSEL__V1__BOOT_MODE__BOOT_MODE_COLD;
   v->vcpus = (uint32_t)c->vcpus;
   v->memory_bytes = (int64_t)c->memory_mib << 20;
-  v->accelerator = strdup(vm_kvm_usable() ? "kvm" : "tcg");
+  v->accelerator = strdup(c->rt->cfg.accel == VM_ACCEL_KVM ? "kvm" : "tcg");
   v->boot_duration_ms = c->boot_ms;
   return v;
 }
@@ -108,6 +108,11 @@ Vessel__V1__Container *rt_describe_locked(rt_container *c) {
     m->restart_policy = (Vessel__V1__RestartPolicy *)rt_copy_msg(&c->spec->restart_policy->base);
   m->restart_count = c->restart_count;
   m->read_only_rootfs = c->spec->read_only_rootfs;
+  m->log = malloc(sizeof *m->log);
+  if (m->log) {
+    vessel__v1__log_config__init(m->log);
+    rt_log_limits(c, &m->log->max_size_bytes, &m->log->max_files);
+  }
   if (c->spec->n_mounts) m->mounts = calloc(c->spec->n_mounts, sizeof *m->mounts);
   for (size_t i = 0; m->mounts && i < c->spec->n_mounts; i++)
     m->mounts[m->n_mounts++] = (Vessel__V1__Mount *)rt_copy_msg(&c->spec->mounts[i]->base);

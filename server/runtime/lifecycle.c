@@ -138,6 +138,11 @@ static int validate(const Vessel__V1__ContainersCreateRequest *req, vs_err *err)
                           "path_restrictions.%s: \"%s\" is not an absolute path without \"..\" "
                           "under 256 bytes", l ? "readonly" : "masked", v[i]);
   }
+  const Vessel__V1__LogConfig *lc = req->log;
+  if (lc && (lc->max_size_bytes < 0 || lc->max_files < 0 || lc->max_files > LG_MAX_FILES))
+    return vs_err_set(err, VS_INVALID_ARGUMENT,
+                      "log: max_size_bytes %lld, max_files %d: give sizes >= 0 and 0..%d files (0: "
+                      "vesseld's default)", (long long)lc->max_size_bytes, lc->max_files, LG_MAX_FILES);
   if (rt_check_vm_spec(req, err) < 0) return -1;
   const Vessel__V1__RestartPolicy *rp = req->restart_policy;
   if (rp) {
@@ -229,8 +234,16 @@ static int create_in(rt_container *c, const Vessel__V1__ContainersCreateRequest 
   snprintf(logs, sizeof logs, "%s/logs", c->dir);
   if (mkdir(c->dir, 0700) < 0 || mkdir(logs, 0700) < 0)
     return vs_err_errno(err, VS_INTERNAL, errno, "mkdir %s", c->dir);
+  /* The log's rotation is fixed now: vesseld's defaults may change. */
+  if (!c->spec->log) {
+    if (!(c->spec->log = malloc(sizeof *c->spec->log)))
+      return vs_err_set(err, VS_RESOURCE_EXHAUSTED, "out of memory");
+    vessel__v1__log_config__init(c->spec->log);
+  }
+  rt_log_limits(c, &c->spec->log->max_size_bytes, &c->spec->log->max_files);
   if (rt_save_spec(c, err) < 0 || rt_save(c, err) < 0) return -1;
-  if (!(c->logs = lg_open(logs, 0, 0, err))) return -1;
+  if (!(c->logs = lg_open(logs, c->spec->log->max_size_bytes, c->spec->log->max_files, err)))
+    return -1;
   c->init.log = c->logs;
   /* rootfs: the image's cached ext4, copied (reflink or sparse) at boot */
   uint64_t free_bytes = req->rootfs_free_bytes > 0 ? (uint64_t)req->rootfs_free_bytes : 1ull << 30;
@@ -912,6 +925,17 @@ void rt_close(rt_runtime *rt) {
 }
 
 /* ---- queries ---- */
+
+void rt_log_limits(const rt_container *c, int64_t *max_bytes, int32_t *max_files) {
+  const Vessel__V1__LogConfig *lc = c->spec->log;
+  const rt_config *cfg = &c->rt->cfg;
+  *max_bytes = lc && lc->max_size_bytes > 0 ? lc->max_size_bytes
+               : cfg->log_max_bytes > 0     ? cfg->log_max_bytes
+                                            : LG_DEFAULT_MAX_BYTES;
+  *max_files = lc && lc->max_files > 0 ? lc->max_files
+               : cfg->log_max_files > 0 ? cfg->log_max_files
+                                        : LG_DEFAULT_MAX_FILES;
+}
 
 int rt_log_dir(rt_runtime *rt, const char *id, char *buf, size_t n, vs_err *err) {
   rt_container *c = rt_get(rt, id, err);

@@ -45,6 +45,14 @@ typedef struct rt_config {
   int tb_size_mib; /* TCG translation cache per VM; 0 = QEMU's default */
   int max_spares;  /* warm spares at most; 0 = 20, negative = none */
   int spare_memory_s; /* how long a burst of starts sizes the pool; 0 = 120 */
+  /* Every VM's accelerator (KVM or TCG), decided once by vm_accel_decide;
+   * it is part of the templates' key. */
+  vm_accel accel;
+  /* Containers' logs rotate past log_max_bytes, log_max_files files at
+   * most, unless a container's LogConfig says otherwise; 0 = server/logs'
+   * defaults. */
+  int64_t log_max_bytes;
+  int log_max_files;
   /* The VMs' architecture (VM_ARCH_HOST: the host's). kernel/initrd must
    * be built for it; images pulled without a platform are of it. */
   vm_arch guest_arch;

@@ -423,6 +423,9 @@ int rt_signal_number(const char *name);
 void rt_set_str(char **field, const char *v);
 /* Deep copy of any message (pack + unpack). */
 ProtobufCMessage *rt_copy_msg(const ProtobufCMessage *m);
+/* The rotation of c's log: its spec's LogConfig, else vesseld's defaults
+ * (rt_config), else server/logs' (lifecycle.c). */
+void rt_log_limits(const rt_container *c, int64_t *max_bytes, int32_t *max_files);
 
 /* stdio.c */
 void rt_proc_init(rt_proc *p, const char *id);

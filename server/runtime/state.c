@@ -332,7 +332,10 @@ static rt_container *load_one(rt_runtime *rt, const char *dir, const char *id, i
   }
   json_decref(j);
   snprintf(p, sizeof p, "%s/logs", c->dir);
-  c->logs = lg_open(p, 0, 0, NULL);
+  int64_t log_bytes;
+  int32_t log_files;
+  rt_log_limits(c, &log_bytes, &log_files); /* (fixed at create since LogConfig) */
+  c->logs = lg_open(p, log_bytes, log_files, NULL);
   c->init.log = c->logs;
   vs_err lerr;
   if (c->logs && c->cri_log[0] && lg_set_cri_path(c->logs, c->cri_log, &lerr) < 0)

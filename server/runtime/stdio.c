@@ -338,7 +338,7 @@ rt_attach *rt_attach_open(rt_runtime *rt, const char *id, const char *exec_id, i
   pthread_mutex_lock(&p->out_mu);
   if (flags & RT_ATTACH_LOGS) {
     if (!p->id[0]) {
-      lg_read_opts o = {-1, 0, 0, 0, -1, NULL, NULL};
+      lg_read_opts o = {-1, 0, 0, 0, -1, NULL, NULL, 0};
       vs_err ignore;
       char dir[4300];
       snprintf(dir, sizeof dir, "%s/logs", c->dir);

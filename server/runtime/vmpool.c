@@ -100,6 +100,7 @@ void rt_vm_config(rt_runtime *rt, vm_config *vc, int vcpus, int memory_mib, cons
   vc->record = 1; /* every QEMU of vesseld's: found again if vesseld dies */
   vc->free_page_reporting = 1; /* not for shared template RAM: template_vm */
   vc->tb_size_mib = rt->cfg.tb_size_mib;
+  vc->accel = rt->cfg.accel;
   if (rt->trace_fd >= 0) {
     vc->on_call = rt_trace_call;
     vc->on_call_arg = rt;
@@ -131,7 +132,7 @@ static void template_paths(rt_runtime *rt, const rt_vm_kind *k, rt_template *t) 
   shared_inputs(rt, shared, sizeof shared);
   t->shared_ram = !rt->cfg.template_memory_copy;
   snprintf(t->inputs, sizeof t->inputs, "%s%d|%d|%d|%s|ram %s|tb %d", shared, k->memory_mib,
-           k->vcpus, k->n_nics, vm_kvm_usable() ? "kvm" : "tcg", t->shared_ram ? "shared" : "copy",
+           k->vcpus, k->n_nics, rt->cfg.accel == VM_ACCEL_KVM ? "kvm" : "tcg", t->shared_ram ? "shared" : "copy",
            rt->cfg.tb_size_mib);
   if (k->n_slots) { /* a pod's: its slots for a root disk */
     size_t l = strlen(t->inputs);

@@ -106,6 +106,11 @@ int main(int argc, char **argv) {
   c.disks = disks;
   c.nics = nics;
   vs_err err;
+  char why[512];
+  if (vm_accel_decide(c.qemu, c.arch, c.accel, 5000, &c.accel, why, sizeof why, &err) < 0) {
+    fprintf(stderr, "vessel-vm: %s\n", err.msg);
+    return 1;
+  }
   int64_t t0 = now_ms();
   vm *v = vm_start(&c, &err);
   if (!v) {

@@ -118,17 +118,6 @@ static vm_arch guest_arch(const vm_config *c) {
   return c->arch == VM_ARCH_HOST ? vm_host_arch() : c->arch;
 }
 
-int vm_kvm_usable(void) {
-  FILE *f = fopen("/proc/cpuinfo", "re");
-  if (!f) return 0;
-  char line[8192];
-  int hw = 0;
-  while (!hw && fgets(line, sizeof line, f))
-    if (strncmp(line, "flags", 5) == 0 && (strstr(line, " vmx") || strstr(line, " svm"))) hw = 1;
-  fclose(f);
-  return hw && access("/dev/kvm", R_OK | W_OK) == 0;
-}
-
 long vm_host_tsc_khz(void) {
   FILE *f = fopen("/proc/cpuinfo", "re");
   if (!f) return 0;
@@ -516,6 +505,10 @@ vm *vm_start(const vm_config *c, vs_err *err) {
     vs_err_set(err, VS_INVALID_ARGUMENT, "vm: kernel and agent_socket are required");
     return NULL;
   }
+  if (c->accel != VM_ACCEL_KVM && c->accel != VM_ACCEL_TCG) {
+    vs_err_set(err, VS_INVALID_ARGUMENT, "vm: no accelerator decided (vm_accel_decide)");
+    return NULL;
+  }
   /* +4: a restore's QMP socket is <agent_socket>.qmp */
   if (strlen(c->agent_socket) + 4 >= sizeof((struct sockaddr_un *)0)->sun_path) {
     vs_err_set(err, VS_INVALID_ARGUMENT, "vm: agent socket path too long (max 103 bytes): %s",
@@ -551,7 +544,6 @@ vm *vm_start(const vm_config *c, vs_err *err) {
     free(v);
     return NULL;
   }
-  if (accel == VM_ACCEL_AUTO) accel = !foreign && vm_kvm_usable() ? VM_ACCEL_KVM : VM_ACCEL_TCG;
   const char *initrd = c->initrd;
   if (c->initrd && c->initrd_extra) {
     /* QEMU takes one initrd; the kernel unpacks concatenated archives. */

@@ -8,14 +8,14 @@
  *   vm_stop(v, 5000, &err);              Agent.Shutdown, SIGKILL after timeout
  *   vm_free(v);
  *
- * TCG is used when the CPU shows no vmx/svm (a /dev/kvm without them is a
- * software hypervisor that is slower or fails), KVM otherwise.
- * Under TCG the kernel gets tsc_early_khz=<host TSC> against the microvm
+ * The accelerator is decided once by the caller (vm_accel_decide: a real
+ * probe) and given in every vm_config. Under TCG the kernel gets tsc_early_khz=<host TSC> against the microvm
  * boot hang ("Unable to calibrate against PIT"). */
 #ifndef VESSEL_SERVER_VM_VM_H
 #define VESSEL_SERVER_VM_VM_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "common/rpc.h"
@@ -31,14 +31,15 @@ typedef enum vm_flavour {
 } vm_flavour;
 
 typedef enum vm_accel {
-  VM_ACCEL_AUTO = 0,
+  VM_ACCEL_AUTO = 0, /* only for vm_accel_decide; vm_start refuses it */
   VM_ACCEL_TCG = 1,
   VM_ACCEL_KVM = 2,
 } vm_accel;
 
 /* The guest's architecture. An arm64 guest boots kernel/build.sh's arm64
- * Image with an arm64 initramfs on qemu-system-aarch64 -M virt: under KVM on
- * an arm64 host, under TCG elsewhere (a foreign guest never gets KVM). */
+ * Image with an arm64 initramfs on qemu-system-aarch64 -M virt, under TCG
+ * (a foreign guest never gets KVM; vm_accel_decide probes KVM on x86_64
+ * hosts only, so an arm64 host runs its own guests under TCG too). */
 typedef enum vm_arch {
   VM_ARCH_HOST = 0, /* the host's own */
   VM_ARCH_X86_64 = 1,
@@ -93,7 +94,7 @@ typedef struct vm_config {
   const vm_nic *nics;        /* virtio-net NICs, at most VM_MAX_NICS */
   size_t n_nics;
   const char *console_log;   /* guest serial console and QEMU's stderr */
-  vm_accel accel;
+  vm_accel accel;            /* KVM or TCG, from vm_accel_decide */
   /* Snapshots: qmp_socket makes QEMU listen for QMP (vm_save needs it);
    * incoming restores a state saved by vm_save instead of booting. The
    * restored VM must have the same devices (disk, NIC, ...) and memory. */
@@ -196,9 +197,41 @@ int vm_reconnect(vm *v, vs_err *err);
  * record file goes too). */
 void vm_free(vm *v);
 
+/* ---- the accelerator (accel.c) ---- */
+
+/* Decides the accelerator of every VM (of guest architecture arch), once
+ * (at vesseld's start):
+ *   want TCG: TCG, nothing probed;
+ *   want AUTO: KVM if the guests are of the host's architecture, the host
+ *     is x86_64 (the probe guest is x86 code), /dev/kvm opens read-write,
+ *     /proc/cpuinfo shows vmx or svm, and the probe guest answers under KVM
+ *     within timeout_ms; else TCG, reason saying why KVM is not usable;
+ *   want KVM: the same checks; KVM not usable is FAILED_PRECONDITION with
+ *     the reason.
+ * reason gets a sentence for people ("KVM is not usable: /dev/kvm absent",
+ * "a KVM guest answered in 80 ms"). */
+int vm_accel_decide(const char *qemu, vm_arch arch, vm_accel want, int timeout_ms, vm_accel *out,
+                    char *reason, size_t n, vs_err *err);
+
+/* The probe's parts, exposed for tests. */
+/* 1 if dev opens read-write and cpuinfo's flags show vmx or svm; else 0
+ * with why ("/dev/kvm absent", "no vmx/svm in /proc/cpuinfo ..."). */
+int vm_kvm_host_check(const char *dev, const char *cpuinfo, char *why, size_t n);
+/* The probe guest: firmware that, from the x86 reset vector in real mode,
+ * writes VM_PROBE_ANSWER to COM1 (0x3f8), then 0x2a to isa-debug-exit
+ * (0xf4): QEMU exits with status 85. */
+#define VM_PROBE_FIRMWARE_SIZE 65536
+#define VM_PROBE_ANSWER "vessel accel probe: ok\n"
+void vm_probe_firmware(unsigned char fw[VM_PROBE_FIRMWARE_SIZE]);
+/* QEMU's argv for it (microvm, the CPU model VMs get under accel; COM1 on
+ * stdout); free with vm_argv_free. */
+char **vm_probe_argv(const char *qemu, vm_accel accel, const char *firmware);
+/* Boots the probe guest under accel: 0 once it answered (took_ms: from
+ * QEMU's start), else DEADLINE_EXCEEDED ("KVM guest did not answer in N s")
+ * or FAILED_PRECONDITION (QEMU failed), with QEMU's output. */
+int vm_probe_run(const char *qemu, vm_accel accel, int timeout_ms, int64_t *took_ms, vs_err *err);
+
 /* Helpers exposed for tests. */
-/* 1 when /proc/cpuinfo shows vmx or svm and /dev/kvm is usable. */
-int vm_kvm_usable(void);
 /* Host TSC frequency in kHz from /proc/cpuinfo, 0 if unknown. */
 long vm_host_tsc_khz(void);
 /* Builds QEMU's argv (NULL-terminated, strings owned by the returned

@@ -44,6 +44,12 @@ class VmBoot : public testing::Test {
     cfg.initrd = "guest-agent/initramfs.cpio";
     cfg.agent_socket = sock.c_str();
     cfg.console_log = log.c_str();
+    char why[512];
+    vs_err err;
+    ASSERT_EQ(vm_accel_decide(nullptr, VM_ARCH_HOST, VM_ACCEL_AUTO, 5000, &cfg.accel, why,
+                              sizeof why, &err),
+              0)
+        << err.msg;
   }
   void TearDown() override { system(("rm -rf " + dir).c_str()); }
 

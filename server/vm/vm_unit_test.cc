@@ -171,6 +171,7 @@ TEST(VmStart, RamFileConflictsAreRefused) {
   vm_config c = {};
   c.kernel = "/k/vmlinux";
   c.agent_socket = "/tmp/vessel-vm-unit.sock";
+  c.accel = VM_ACCEL_TCG;
   c.ram_file = "/t/ram";
   c.free_page_reporting = 1;  // would punch holes into the shared file
   vs_err err;
@@ -188,6 +189,7 @@ TEST(VmStart, MissingKernelIsNotFound) {
   vm_config c = {};
   c.kernel = "/nonexistent/vmlinux";
   c.agent_socket = "/tmp/vessel-vm-unit.sock";
+  c.accel = VM_ACCEL_TCG;
   vs_err err;
   EXPECT_EQ(vm_start(&c, &err), nullptr);
   EXPECT_EQ(err.code, VS_NOT_FOUND);

@@ -110,3 +110,35 @@ def test_unknown_container_is_not_found(c):
     with pytest.raises(grpc.RpcError) as e:
         logs(c, "no-such-container")
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_until_and_tail_of_what_the_filters_let_through(c):
+    """until: 'Only entries at or before this time'; tail: the last N of
+    those since, until and the include_* flags let through."""
+    ct = ran(c, "for i in 1 2 3 4 5 6; do echo l$i; done")
+    try:
+        every = logs(c, ct.id)
+        data = [e.data for e in every]
+        cut = every[3].time
+        assert [e.data for e in logs(c, ct.id, until=cut)] == data[:4]
+        assert [e.data for e in logs(c, ct.id, until=cut, tail=2)] == data[2:4]
+        assert [e.data for e in logs(c, ct.id, since=every[1].time, until=cut)] == data[1:4]
+        assert logs(c, ct.id, since=every[4].time, until=cut) == []
+    finally:
+        ct.delete()
+
+
+def test_log_config_shows_the_rotation_in_effect(c):
+    """Container.log: 'as in effect: the Create request's, vesseld's
+    defaults filled in at Create'; LogConfig: 'Negative: INVALID_ARGUMENT',
+    max_files 'above 100: INVALID_ARGUMENT'."""
+    ct = c.containers.create(IMAGE, ["true"], log_max_size=8192)
+    try:
+        got = c.containers.inspect(ct.id).log
+        assert got.max_size_bytes == 8192 and got.max_files == 3  # vesseld's default
+    finally:
+        ct.delete(force=True)
+    for bad in (cp.LogConfig(max_size_bytes=-1), cp.LogConfig(max_files=101)):
+        with pytest.raises(grpc.RpcError) as e:
+            c.containers.stub.Create(cp.ContainersCreateRequest(image=IMAGE, log=bad), timeout=60)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -271,3 +271,62 @@ def test_info_reports_kernel_qemu_defaults_networks_and_templates(tmp_path):
     assert info.default_resources.memory_bytes == 192 << 20
     assert info.networks == 1  # the built-in "default"
     assert info.template_boot
+
+
+def _kvm_unusable_reason() -> str | None:
+    """What vesseld's probe must find on this host before booting anything,
+    or None when the host looks KVM-capable (then the probe guest decides)."""
+    if not os.path.exists("/dev/kvm"):
+        return "/dev/kvm absent"
+    try:
+        os.close(os.open("/dev/kvm", os.O_RDWR))
+    except OSError as e:
+        return f"/dev/kvm: {e.strerror}"
+    flags = [l for l in open("/proc/cpuinfo") if l.startswith("flags")]
+    if not any(" vmx" in l or " svm" in l for l in flags):
+        return "no vmx/svm in /proc/cpuinfo"
+    return None
+
+
+def test_accel_auto_says_why():
+    """--accel auto (the default): decided once at start by the probe;
+    System.Info names the choice and the reason, a fallback to TCG is
+    logged as a warning with it."""
+    want = _kvm_unusable_reason()
+    with Vesseld() as d, vessel.Client(d.address) as c:
+        info = c.info()
+    if want is not None:
+        assert info.accelerator == "tcg"
+        assert info.accelerator_reason.startswith("KVM is not usable: " + want), \
+            info.accelerator_reason
+        assert "WARN" in d.log and "VMs run under TCG" in d.log and want in d.log
+    elif info.accelerator == "kvm":
+        assert info.accelerator_reason.startswith("a KVM guest answered in ")
+    else:
+        assert "KVM guest" in info.accelerator_reason
+
+
+def test_accel_kvm_refuses_to_start_without_kvm():
+    want = _kvm_unusable_reason()
+    if want is None:
+        pytest.skip("this host looks KVM-capable: --accel kvm may start")
+    r = subprocess.run([vesseld_path(), "--root", "/tmp/vsl-nokvm", "--listen",
+                        "unix:///tmp/vsl-nokvm.sock", "--accel", "kvm"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1, r.stderr
+    assert "--accel kvm: KVM is not usable: " + want in r.stderr
+    # Refused before anything was made: no root, no socket.
+    assert not os.path.exists("/tmp/vsl-nokvm") and not os.path.exists("/tmp/vsl-nokvm.sock")
+
+
+def test_accel_tcg_is_taken_without_probing():
+    with Vesseld("--accel", "tcg") as d, vessel.Client(d.address) as c:
+        info = c.info()
+    assert info.accelerator == "tcg"
+    assert info.accelerator_reason == "chosen by --accel tcg"
+    assert "VMs run under TCG" not in d.log  # asked for: no warning
+
+
+def test_bad_accel_flag_is_refused():
+    r = subprocess.run([vesseld_path(), "--accel", "fast"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--accel fast: give kvm, tcg or auto" in r.stderr

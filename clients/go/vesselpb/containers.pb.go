@@ -545,7 +545,10 @@ type Container struct {
 	// The root filesystem is mounted read-only.
 	ReadOnlyRootfs bool `protobuf:"varint,24,opt,name=read_only_rootfs,json=readOnlyRootfs,proto3" json:"read_only_rootfs,omitempty"`
 	// The pod it runs in; empty for a container with a VM of its own.
-	PodId         string `protobuf:"bytes,25,opt,name=pod_id,json=podId,proto3" json:"pod_id,omitempty"`
+	PodId string `protobuf:"bytes,25,opt,name=pod_id,json=podId,proto3" json:"pod_id,omitempty"`
+	// Its log's rotation, as in effect: the Create request's, vesseld's
+	// defaults (--log-max-size, --log-max-files) filled in at Create.
+	Log           *LogConfig `protobuf:"bytes,26,opt,name=log,proto3" json:"log,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -755,6 +758,74 @@ func (x *Container) GetPodId() string {
 	return ""
 }
 
+func (x *Container) GetLog() *LogConfig {
+	if x != nil {
+		return x.Log
+	}
+	return nil
+}
+
+// How a container's output log (see Containers.Logs) is kept on the host:
+// one current file, rotated when the next record would take it past
+// max_size_bytes (a file holds at least one record), and the newest
+// rotated ones, max_files files in all; the oldest is deleted.
+type LogConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Size at which the current file is rotated, bytes. 0 = vesseld's default
+	// (--log-max-size, 10 MiB unless set). Negative: INVALID_ARGUMENT.
+	MaxSizeBytes int64 `protobuf:"varint,1,opt,name=max_size_bytes,json=maxSizeBytes,proto3" json:"max_size_bytes,omitempty"`
+	// Files kept, the current one included, 1..100. 0 = vesseld's default
+	// (--log-max-files, 3 unless set). Negative or above 100:
+	// INVALID_ARGUMENT.
+	MaxFiles      int32 `protobuf:"varint,2,opt,name=max_files,json=maxFiles,proto3" json:"max_files,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogConfig) Reset() {
+	*x = LogConfig{}
+	mi := &file_vessel_v1_containers_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogConfig) ProtoMessage() {}
+
+func (x *LogConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_vessel_v1_containers_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogConfig.ProtoReflect.Descriptor instead.
+func (*LogConfig) Descriptor() ([]byte, []int) {
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *LogConfig) GetMaxSizeBytes() int64 {
+	if x != nil {
+		return x.MaxSizeBytes
+	}
+	return 0
+}
+
+func (x *LogConfig) GetMaxFiles() int32 {
+	if x != nil {
+		return x.MaxFiles
+	}
+	return 0
+}
+
 // Replacement for the image ENTRYPOINT (wrapper: presence matters).
 type EntrypointOverride struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -766,7 +837,7 @@ type EntrypointOverride struct {
 
 func (x *EntrypointOverride) Reset() {
 	*x = EntrypointOverride{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[4]
+	mi := &file_vessel_v1_containers_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -778,7 +849,7 @@ func (x *EntrypointOverride) String() string {
 func (*EntrypointOverride) ProtoMessage() {}
 
 func (x *EntrypointOverride) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[4]
+	mi := &file_vessel_v1_containers_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -791,7 +862,7 @@ func (x *EntrypointOverride) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntrypointOverride.ProtoReflect.Descriptor instead.
 func (*EntrypointOverride) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{4}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *EntrypointOverride) GetArgs() []string {
@@ -889,13 +960,17 @@ type ContainersCreateRequest struct {
 	// /proc/irq, /proc/sys, /proc/sysrq-trigger. Present = exactly its
 	// lists (empty lists: nothing restricted).
 	PathRestrictions *PathRestrictions `protobuf:"bytes,22,opt,name=path_restrictions,json=pathRestrictions,proto3" json:"path_restrictions,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Rotation of its output log; absent or 0 fields = vesseld's defaults.
+	// Fixed at Create (Container.log shows the values in effect). In a pod
+	// too: each container has a log of its own.
+	Log           *LogConfig `protobuf:"bytes,23,opt,name=log,proto3" json:"log,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ContainersCreateRequest) Reset() {
 	*x = ContainersCreateRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[5]
+	mi := &file_vessel_v1_containers_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -907,7 +982,7 @@ func (x *ContainersCreateRequest) String() string {
 func (*ContainersCreateRequest) ProtoMessage() {}
 
 func (x *ContainersCreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[5]
+	mi := &file_vessel_v1_containers_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -920,7 +995,7 @@ func (x *ContainersCreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersCreateRequest.ProtoReflect.Descriptor instead.
 func (*ContainersCreateRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{5}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ContainersCreateRequest) GetId() string {
@@ -1077,6 +1152,13 @@ func (x *ContainersCreateRequest) GetPathRestrictions() *PathRestrictions {
 	return nil
 }
 
+func (x *ContainersCreateRequest) GetLog() *LogConfig {
+	if x != nil {
+		return x.Log
+	}
+	return nil
+}
+
 // Restarts applied by vesseld, Docker's policies: a restart is a Start of
 // the STOPPED container (a fresh VM over its kept root filesystem). They
 // wait 100 ms, doubling after each restart up to 1 minute, back to 100 ms
@@ -1101,7 +1183,7 @@ type RestartPolicy struct {
 
 func (x *RestartPolicy) Reset() {
 	*x = RestartPolicy{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[6]
+	mi := &file_vessel_v1_containers_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1113,7 +1195,7 @@ func (x *RestartPolicy) String() string {
 func (*RestartPolicy) ProtoMessage() {}
 
 func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[6]
+	mi := &file_vessel_v1_containers_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1126,7 +1208,7 @@ func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
 func (*RestartPolicy) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{6}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RestartPolicy) GetName() string {
@@ -1154,7 +1236,7 @@ type ContainersCreateResponse struct {
 
 func (x *ContainersCreateResponse) Reset() {
 	*x = ContainersCreateResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[7]
+	mi := &file_vessel_v1_containers_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1166,7 +1248,7 @@ func (x *ContainersCreateResponse) String() string {
 func (*ContainersCreateResponse) ProtoMessage() {}
 
 func (x *ContainersCreateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[7]
+	mi := &file_vessel_v1_containers_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1179,7 +1261,7 @@ func (x *ContainersCreateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersCreateResponse.ProtoReflect.Descriptor instead.
 func (*ContainersCreateResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{7}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ContainersCreateResponse) GetContainer() *Container {
@@ -1200,7 +1282,7 @@ type ContainersStartRequest struct {
 
 func (x *ContainersStartRequest) Reset() {
 	*x = ContainersStartRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[8]
+	mi := &file_vessel_v1_containers_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1212,7 +1294,7 @@ func (x *ContainersStartRequest) String() string {
 func (*ContainersStartRequest) ProtoMessage() {}
 
 func (x *ContainersStartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[8]
+	mi := &file_vessel_v1_containers_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1225,7 +1307,7 @@ func (x *ContainersStartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersStartRequest.ProtoReflect.Descriptor instead.
 func (*ContainersStartRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{8}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ContainersStartRequest) GetContainerId() string {
@@ -1246,7 +1328,7 @@ type ContainersStartResponse struct {
 
 func (x *ContainersStartResponse) Reset() {
 	*x = ContainersStartResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[9]
+	mi := &file_vessel_v1_containers_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1258,7 +1340,7 @@ func (x *ContainersStartResponse) String() string {
 func (*ContainersStartResponse) ProtoMessage() {}
 
 func (x *ContainersStartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[9]
+	mi := &file_vessel_v1_containers_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1271,7 +1353,7 @@ func (x *ContainersStartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersStartResponse.ProtoReflect.Descriptor instead.
 func (*ContainersStartResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{9}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ContainersStartResponse) GetContainer() *Container {
@@ -1299,7 +1381,7 @@ type ContainersExecRequest struct {
 
 func (x *ContainersExecRequest) Reset() {
 	*x = ContainersExecRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[10]
+	mi := &file_vessel_v1_containers_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1311,7 +1393,7 @@ func (x *ContainersExecRequest) String() string {
 func (*ContainersExecRequest) ProtoMessage() {}
 
 func (x *ContainersExecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[10]
+	mi := &file_vessel_v1_containers_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1324,7 +1406,7 @@ func (x *ContainersExecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersExecRequest.ProtoReflect.Descriptor instead.
 func (*ContainersExecRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{10}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ContainersExecRequest) GetContainerId() string {
@@ -1361,7 +1443,7 @@ type ContainersExecResponse struct {
 
 func (x *ContainersExecResponse) Reset() {
 	*x = ContainersExecResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[11]
+	mi := &file_vessel_v1_containers_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1373,7 +1455,7 @@ func (x *ContainersExecResponse) String() string {
 func (*ContainersExecResponse) ProtoMessage() {}
 
 func (x *ContainersExecResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[11]
+	mi := &file_vessel_v1_containers_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1386,7 +1468,7 @@ func (x *ContainersExecResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersExecResponse.ProtoReflect.Descriptor instead.
 func (*ContainersExecResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{11}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ContainersExecResponse) GetExecId() string {
@@ -1427,7 +1509,7 @@ type ContainersAttachOpen struct {
 
 func (x *ContainersAttachOpen) Reset() {
 	*x = ContainersAttachOpen{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[12]
+	mi := &file_vessel_v1_containers_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1439,7 +1521,7 @@ func (x *ContainersAttachOpen) String() string {
 func (*ContainersAttachOpen) ProtoMessage() {}
 
 func (x *ContainersAttachOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[12]
+	mi := &file_vessel_v1_containers_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1452,7 +1534,7 @@ func (x *ContainersAttachOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersAttachOpen.ProtoReflect.Descriptor instead.
 func (*ContainersAttachOpen) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{12}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ContainersAttachOpen) GetContainerId() string {
@@ -1514,7 +1596,7 @@ type ContainersAttachRequest struct {
 
 func (x *ContainersAttachRequest) Reset() {
 	*x = ContainersAttachRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[13]
+	mi := &file_vessel_v1_containers_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1526,7 +1608,7 @@ func (x *ContainersAttachRequest) String() string {
 func (*ContainersAttachRequest) ProtoMessage() {}
 
 func (x *ContainersAttachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[13]
+	mi := &file_vessel_v1_containers_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1539,7 +1621,7 @@ func (x *ContainersAttachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersAttachRequest.ProtoReflect.Descriptor instead.
 func (*ContainersAttachRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{13}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ContainersAttachRequest) GetKind() isContainersAttachRequest_Kind {
@@ -1617,7 +1699,7 @@ type ContainersAttachResponse struct {
 
 func (x *ContainersAttachResponse) Reset() {
 	*x = ContainersAttachResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[14]
+	mi := &file_vessel_v1_containers_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1629,7 +1711,7 @@ func (x *ContainersAttachResponse) String() string {
 func (*ContainersAttachResponse) ProtoMessage() {}
 
 func (x *ContainersAttachResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[14]
+	mi := &file_vessel_v1_containers_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1642,7 +1724,7 @@ func (x *ContainersAttachResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersAttachResponse.ProtoReflect.Descriptor instead.
 func (*ContainersAttachResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{14}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ContainersAttachResponse) GetKind() isContainersAttachResponse_Kind {
@@ -1705,7 +1787,7 @@ type ContainersSignalRequest struct {
 
 func (x *ContainersSignalRequest) Reset() {
 	*x = ContainersSignalRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[15]
+	mi := &file_vessel_v1_containers_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1717,7 +1799,7 @@ func (x *ContainersSignalRequest) String() string {
 func (*ContainersSignalRequest) ProtoMessage() {}
 
 func (x *ContainersSignalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[15]
+	mi := &file_vessel_v1_containers_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1730,7 +1812,7 @@ func (x *ContainersSignalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersSignalRequest.ProtoReflect.Descriptor instead.
 func (*ContainersSignalRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{15}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ContainersSignalRequest) GetContainerId() string {
@@ -1770,7 +1852,7 @@ type ContainersSignalResponse struct {
 
 func (x *ContainersSignalResponse) Reset() {
 	*x = ContainersSignalResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[16]
+	mi := &file_vessel_v1_containers_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1782,7 +1864,7 @@ func (x *ContainersSignalResponse) String() string {
 func (*ContainersSignalResponse) ProtoMessage() {}
 
 func (x *ContainersSignalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[16]
+	mi := &file_vessel_v1_containers_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1795,7 +1877,7 @@ func (x *ContainersSignalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersSignalResponse.ProtoReflect.Descriptor instead.
 func (*ContainersSignalResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{16}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{17}
 }
 
 // Request of Containers.Wait.
@@ -1811,7 +1893,7 @@ type ContainersWaitRequest struct {
 
 func (x *ContainersWaitRequest) Reset() {
 	*x = ContainersWaitRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[17]
+	mi := &file_vessel_v1_containers_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1823,7 +1905,7 @@ func (x *ContainersWaitRequest) String() string {
 func (*ContainersWaitRequest) ProtoMessage() {}
 
 func (x *ContainersWaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[17]
+	mi := &file_vessel_v1_containers_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1836,7 +1918,7 @@ func (x *ContainersWaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersWaitRequest.ProtoReflect.Descriptor instead.
 func (*ContainersWaitRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{17}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ContainersWaitRequest) GetContainerId() string {
@@ -1864,7 +1946,7 @@ type ContainersWaitResponse struct {
 
 func (x *ContainersWaitResponse) Reset() {
 	*x = ContainersWaitResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[18]
+	mi := &file_vessel_v1_containers_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1876,7 +1958,7 @@ func (x *ContainersWaitResponse) String() string {
 func (*ContainersWaitResponse) ProtoMessage() {}
 
 func (x *ContainersWaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[18]
+	mi := &file_vessel_v1_containers_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1889,7 +1971,7 @@ func (x *ContainersWaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersWaitResponse.ProtoReflect.Descriptor instead.
 func (*ContainersWaitResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{18}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ContainersWaitResponse) GetExitStatus() *ExitStatus {
@@ -1914,7 +1996,7 @@ type ContainersResizeRequest struct {
 
 func (x *ContainersResizeRequest) Reset() {
 	*x = ContainersResizeRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[19]
+	mi := &file_vessel_v1_containers_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1926,7 +2008,7 @@ func (x *ContainersResizeRequest) String() string {
 func (*ContainersResizeRequest) ProtoMessage() {}
 
 func (x *ContainersResizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[19]
+	mi := &file_vessel_v1_containers_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1939,7 +2021,7 @@ func (x *ContainersResizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersResizeRequest.ProtoReflect.Descriptor instead.
 func (*ContainersResizeRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{19}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ContainersResizeRequest) GetContainerId() string {
@@ -1972,7 +2054,7 @@ type ContainersResizeResponse struct {
 
 func (x *ContainersResizeResponse) Reset() {
 	*x = ContainersResizeResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[20]
+	mi := &file_vessel_v1_containers_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1984,7 +2066,7 @@ func (x *ContainersResizeResponse) String() string {
 func (*ContainersResizeResponse) ProtoMessage() {}
 
 func (x *ContainersResizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[20]
+	mi := &file_vessel_v1_containers_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1997,7 +2079,7 @@ func (x *ContainersResizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersResizeResponse.ProtoReflect.Descriptor instead.
 func (*ContainersResizeResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{20}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{21}
 }
 
 // Request of Containers.CloseStdin.
@@ -2013,7 +2095,7 @@ type ContainersCloseStdinRequest struct {
 
 func (x *ContainersCloseStdinRequest) Reset() {
 	*x = ContainersCloseStdinRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[21]
+	mi := &file_vessel_v1_containers_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2025,7 +2107,7 @@ func (x *ContainersCloseStdinRequest) String() string {
 func (*ContainersCloseStdinRequest) ProtoMessage() {}
 
 func (x *ContainersCloseStdinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[21]
+	mi := &file_vessel_v1_containers_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2038,7 +2120,7 @@ func (x *ContainersCloseStdinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersCloseStdinRequest.ProtoReflect.Descriptor instead.
 func (*ContainersCloseStdinRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{21}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ContainersCloseStdinRequest) GetContainerId() string {
@@ -2064,7 +2146,7 @@ type ContainersCloseStdinResponse struct {
 
 func (x *ContainersCloseStdinResponse) Reset() {
 	*x = ContainersCloseStdinResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[22]
+	mi := &file_vessel_v1_containers_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2076,7 +2158,7 @@ func (x *ContainersCloseStdinResponse) String() string {
 func (*ContainersCloseStdinResponse) ProtoMessage() {}
 
 func (x *ContainersCloseStdinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[22]
+	mi := &file_vessel_v1_containers_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2089,7 +2171,7 @@ func (x *ContainersCloseStdinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersCloseStdinResponse.ProtoReflect.Descriptor instead.
 func (*ContainersCloseStdinResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{22}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{23}
 }
 
 // Request of Containers.Stop.
@@ -2109,7 +2191,7 @@ type ContainersStopRequest struct {
 
 func (x *ContainersStopRequest) Reset() {
 	*x = ContainersStopRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[23]
+	mi := &file_vessel_v1_containers_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2121,7 +2203,7 @@ func (x *ContainersStopRequest) String() string {
 func (*ContainersStopRequest) ProtoMessage() {}
 
 func (x *ContainersStopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[23]
+	mi := &file_vessel_v1_containers_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2134,7 +2216,7 @@ func (x *ContainersStopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersStopRequest.ProtoReflect.Descriptor instead.
 func (*ContainersStopRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{23}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ContainersStopRequest) GetContainerId() string {
@@ -2169,7 +2251,7 @@ type ContainersStopResponse struct {
 
 func (x *ContainersStopResponse) Reset() {
 	*x = ContainersStopResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[24]
+	mi := &file_vessel_v1_containers_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2181,7 +2263,7 @@ func (x *ContainersStopResponse) String() string {
 func (*ContainersStopResponse) ProtoMessage() {}
 
 func (x *ContainersStopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[24]
+	mi := &file_vessel_v1_containers_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2194,7 +2276,7 @@ func (x *ContainersStopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersStopResponse.ProtoReflect.Descriptor instead.
 func (*ContainersStopResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{24}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ContainersStopResponse) GetExitStatus() *ExitStatus {
@@ -2217,7 +2299,7 @@ type ContainersDeleteRequest struct {
 
 func (x *ContainersDeleteRequest) Reset() {
 	*x = ContainersDeleteRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[25]
+	mi := &file_vessel_v1_containers_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2229,7 +2311,7 @@ func (x *ContainersDeleteRequest) String() string {
 func (*ContainersDeleteRequest) ProtoMessage() {}
 
 func (x *ContainersDeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[25]
+	mi := &file_vessel_v1_containers_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2242,7 +2324,7 @@ func (x *ContainersDeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersDeleteRequest.ProtoReflect.Descriptor instead.
 func (*ContainersDeleteRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{25}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ContainersDeleteRequest) GetContainerId() string {
@@ -2268,7 +2350,7 @@ type ContainersDeleteResponse struct {
 
 func (x *ContainersDeleteResponse) Reset() {
 	*x = ContainersDeleteResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[26]
+	mi := &file_vessel_v1_containers_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2280,7 +2362,7 @@ func (x *ContainersDeleteResponse) String() string {
 func (*ContainersDeleteResponse) ProtoMessage() {}
 
 func (x *ContainersDeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[26]
+	mi := &file_vessel_v1_containers_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2293,7 +2375,7 @@ func (x *ContainersDeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersDeleteResponse.ProtoReflect.Descriptor instead.
 func (*ContainersDeleteResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{26}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{27}
 }
 
 // Request of Containers.List.
@@ -2312,7 +2394,7 @@ type ContainersListRequest struct {
 
 func (x *ContainersListRequest) Reset() {
 	*x = ContainersListRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[27]
+	mi := &file_vessel_v1_containers_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2324,7 +2406,7 @@ func (x *ContainersListRequest) String() string {
 func (*ContainersListRequest) ProtoMessage() {}
 
 func (x *ContainersListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[27]
+	mi := &file_vessel_v1_containers_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2337,7 +2419,7 @@ func (x *ContainersListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersListRequest.ProtoReflect.Descriptor instead.
 func (*ContainersListRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{27}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ContainersListRequest) GetFilters() []string {
@@ -2365,7 +2447,7 @@ type ContainersListResponse struct {
 
 func (x *ContainersListResponse) Reset() {
 	*x = ContainersListResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[28]
+	mi := &file_vessel_v1_containers_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2377,7 +2459,7 @@ func (x *ContainersListResponse) String() string {
 func (*ContainersListResponse) ProtoMessage() {}
 
 func (x *ContainersListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[28]
+	mi := &file_vessel_v1_containers_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2390,7 +2472,7 @@ func (x *ContainersListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersListResponse.ProtoReflect.Descriptor instead.
 func (*ContainersListResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{28}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ContainersListResponse) GetContainers() []*Container {
@@ -2411,7 +2493,7 @@ type ContainersInspectRequest struct {
 
 func (x *ContainersInspectRequest) Reset() {
 	*x = ContainersInspectRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[29]
+	mi := &file_vessel_v1_containers_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2423,7 +2505,7 @@ func (x *ContainersInspectRequest) String() string {
 func (*ContainersInspectRequest) ProtoMessage() {}
 
 func (x *ContainersInspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[29]
+	mi := &file_vessel_v1_containers_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2436,7 +2518,7 @@ func (x *ContainersInspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersInspectRequest.ProtoReflect.Descriptor instead.
 func (*ContainersInspectRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{29}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ContainersInspectRequest) GetContainerId() string {
@@ -2457,7 +2539,7 @@ type ContainersInspectResponse struct {
 
 func (x *ContainersInspectResponse) Reset() {
 	*x = ContainersInspectResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[30]
+	mi := &file_vessel_v1_containers_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2469,7 +2551,7 @@ func (x *ContainersInspectResponse) String() string {
 func (*ContainersInspectResponse) ProtoMessage() {}
 
 func (x *ContainersInspectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[30]
+	mi := &file_vessel_v1_containers_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2482,7 +2564,7 @@ func (x *ContainersInspectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersInspectResponse.ProtoReflect.Descriptor instead.
 func (*ContainersInspectResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{30}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ContainersInspectResponse) GetContainer() *Container {
@@ -2503,7 +2585,7 @@ type ContainersStatsRequest struct {
 
 func (x *ContainersStatsRequest) Reset() {
 	*x = ContainersStatsRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[31]
+	mi := &file_vessel_v1_containers_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2515,7 +2597,7 @@ func (x *ContainersStatsRequest) String() string {
 func (*ContainersStatsRequest) ProtoMessage() {}
 
 func (x *ContainersStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[31]
+	mi := &file_vessel_v1_containers_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2528,7 +2610,7 @@ func (x *ContainersStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersStatsRequest.ProtoReflect.Descriptor instead.
 func (*ContainersStatsRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{31}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ContainersStatsRequest) GetContainerId() string {
@@ -2549,7 +2631,7 @@ type ContainersStatsResponse struct {
 
 func (x *ContainersStatsResponse) Reset() {
 	*x = ContainersStatsResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[32]
+	mi := &file_vessel_v1_containers_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2561,7 +2643,7 @@ func (x *ContainersStatsResponse) String() string {
 func (*ContainersStatsResponse) ProtoMessage() {}
 
 func (x *ContainersStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[32]
+	mi := &file_vessel_v1_containers_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2574,7 +2656,7 @@ func (x *ContainersStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersStatsResponse.ProtoReflect.Descriptor instead.
 func (*ContainersStatsResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{32}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ContainersStatsResponse) GetStatistics() *Statistics {
@@ -2597,7 +2679,7 @@ type ContainersUpdateRequest struct {
 
 func (x *ContainersUpdateRequest) Reset() {
 	*x = ContainersUpdateRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[33]
+	mi := &file_vessel_v1_containers_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2609,7 +2691,7 @@ func (x *ContainersUpdateRequest) String() string {
 func (*ContainersUpdateRequest) ProtoMessage() {}
 
 func (x *ContainersUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[33]
+	mi := &file_vessel_v1_containers_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2622,7 +2704,7 @@ func (x *ContainersUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersUpdateRequest.ProtoReflect.Descriptor instead.
 func (*ContainersUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{33}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ContainersUpdateRequest) GetContainerId() string {
@@ -2650,7 +2732,7 @@ type ContainersUpdateResponse struct {
 
 func (x *ContainersUpdateResponse) Reset() {
 	*x = ContainersUpdateResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[34]
+	mi := &file_vessel_v1_containers_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2662,7 +2744,7 @@ func (x *ContainersUpdateResponse) String() string {
 func (*ContainersUpdateResponse) ProtoMessage() {}
 
 func (x *ContainersUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[34]
+	mi := &file_vessel_v1_containers_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2675,7 +2757,7 @@ func (x *ContainersUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersUpdateResponse.ProtoReflect.Descriptor instead.
 func (*ContainersUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{34}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ContainersUpdateResponse) GetContainer() *Container {
@@ -2692,7 +2774,8 @@ type ContainersLogsRequest struct {
 	ContainerId string `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
 	// Keep streaming new output until the container stops.
 	Follow bool `protobuf:"varint,2,opt,name=follow,proto3" json:"follow,omitempty"`
-	// Only the last N stored entries; 0 = all.
+	// Only the last N stored entries (of those since, until and the
+	// include_* flags let through); 0 = all.
 	Tail int64 `protobuf:"varint,3,opt,name=tail,proto3" json:"tail,omitempty"`
 	// Only entries at or after this time; absent = no lower bound. Set it to
 	// now with follow to get only new output.
@@ -2701,13 +2784,18 @@ type ContainersLogsRequest struct {
 	IncludeStdout bool `protobuf:"varint,5,opt,name=include_stdout,json=includeStdout,proto3" json:"include_stdout,omitempty"`
 	// Include stderr entries. If both include_* are false, both are included.
 	IncludeStderr bool `protobuf:"varint,6,opt,name=include_stderr,json=includeStderr,proto3" json:"include_stderr,omitempty"`
+	// Only entries at or before this time; absent = no upper bound. With
+	// follow the stream ends at the first entry after it, or once vesseld's
+	// clock passes it. since, until and the streams filter first; tail then
+	// keeps the last N entries of what passed, across rotated files.
+	Until         *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=until,proto3" json:"until,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ContainersLogsRequest) Reset() {
 	*x = ContainersLogsRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[35]
+	mi := &file_vessel_v1_containers_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2719,7 +2807,7 @@ func (x *ContainersLogsRequest) String() string {
 func (*ContainersLogsRequest) ProtoMessage() {}
 
 func (x *ContainersLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[35]
+	mi := &file_vessel_v1_containers_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2732,7 +2820,7 @@ func (x *ContainersLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersLogsRequest.ProtoReflect.Descriptor instead.
 func (*ContainersLogsRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{35}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ContainersLogsRequest) GetContainerId() string {
@@ -2777,6 +2865,13 @@ func (x *ContainersLogsRequest) GetIncludeStderr() bool {
 	return false
 }
 
+func (x *ContainersLogsRequest) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
 // One line of container output.
 type LogEntry struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2796,7 +2891,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[36]
+	mi := &file_vessel_v1_containers_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2808,7 +2903,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[36]
+	mi := &file_vessel_v1_containers_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2821,7 +2916,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{36}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *LogEntry) GetTime() *timestamppb.Timestamp {
@@ -2863,7 +2958,7 @@ type ContainersLogsResponse struct {
 
 func (x *ContainersLogsResponse) Reset() {
 	*x = ContainersLogsResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[37]
+	mi := &file_vessel_v1_containers_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2875,7 +2970,7 @@ func (x *ContainersLogsResponse) String() string {
 func (*ContainersLogsResponse) ProtoMessage() {}
 
 func (x *ContainersLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[37]
+	mi := &file_vessel_v1_containers_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2888,7 +2983,7 @@ func (x *ContainersLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersLogsResponse.ProtoReflect.Descriptor instead.
 func (*ContainersLogsResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{37}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ContainersLogsResponse) GetEntries() []*LogEntry {
@@ -2918,7 +3013,7 @@ type ContainersCopyInHeader struct {
 
 func (x *ContainersCopyInHeader) Reset() {
 	*x = ContainersCopyInHeader{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[38]
+	mi := &file_vessel_v1_containers_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2930,7 +3025,7 @@ func (x *ContainersCopyInHeader) String() string {
 func (*ContainersCopyInHeader) ProtoMessage() {}
 
 func (x *ContainersCopyInHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[38]
+	mi := &file_vessel_v1_containers_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2943,7 +3038,7 @@ func (x *ContainersCopyInHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersCopyInHeader.ProtoReflect.Descriptor instead.
 func (*ContainersCopyInHeader) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{38}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ContainersCopyInHeader) GetContainerId() string {
@@ -2997,7 +3092,7 @@ type ContainersCopyInRequest struct {
 
 func (x *ContainersCopyInRequest) Reset() {
 	*x = ContainersCopyInRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[39]
+	mi := &file_vessel_v1_containers_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3009,7 +3104,7 @@ func (x *ContainersCopyInRequest) String() string {
 func (*ContainersCopyInRequest) ProtoMessage() {}
 
 func (x *ContainersCopyInRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[39]
+	mi := &file_vessel_v1_containers_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3022,7 +3117,7 @@ func (x *ContainersCopyInRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersCopyInRequest.ProtoReflect.Descriptor instead.
 func (*ContainersCopyInRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{39}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ContainersCopyInRequest) GetKind() isContainersCopyInRequest_Kind {
@@ -3079,7 +3174,7 @@ type ContainersCopyInResponse struct {
 
 func (x *ContainersCopyInResponse) Reset() {
 	*x = ContainersCopyInResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[40]
+	mi := &file_vessel_v1_containers_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3091,7 +3186,7 @@ func (x *ContainersCopyInResponse) String() string {
 func (*ContainersCopyInResponse) ProtoMessage() {}
 
 func (x *ContainersCopyInResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[40]
+	mi := &file_vessel_v1_containers_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3104,7 +3199,7 @@ func (x *ContainersCopyInResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersCopyInResponse.ProtoReflect.Descriptor instead.
 func (*ContainersCopyInResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{40}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ContainersCopyInResponse) GetBytesReceived() int64 {
@@ -3127,7 +3222,7 @@ type ContainersCopyOutRequest struct {
 
 func (x *ContainersCopyOutRequest) Reset() {
 	*x = ContainersCopyOutRequest{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[41]
+	mi := &file_vessel_v1_containers_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3139,7 +3234,7 @@ func (x *ContainersCopyOutRequest) String() string {
 func (*ContainersCopyOutRequest) ProtoMessage() {}
 
 func (x *ContainersCopyOutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[41]
+	mi := &file_vessel_v1_containers_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3152,7 +3247,7 @@ func (x *ContainersCopyOutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersCopyOutRequest.ProtoReflect.Descriptor instead.
 func (*ContainersCopyOutRequest) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{41}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ContainersCopyOutRequest) GetContainerId() string {
@@ -3182,7 +3277,7 @@ type ContainersCopyOutResponse struct {
 
 func (x *ContainersCopyOutResponse) Reset() {
 	*x = ContainersCopyOutResponse{}
-	mi := &file_vessel_v1_containers_proto_msgTypes[42]
+	mi := &file_vessel_v1_containers_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3194,7 +3289,7 @@ func (x *ContainersCopyOutResponse) String() string {
 func (*ContainersCopyOutResponse) ProtoMessage() {}
 
 func (x *ContainersCopyOutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vessel_v1_containers_proto_msgTypes[42]
+	mi := &file_vessel_v1_containers_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3207,7 +3302,7 @@ func (x *ContainersCopyOutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainersCopyOutResponse.ProtoReflect.Descriptor instead.
 func (*ContainersCopyOutResponse) Descriptor() ([]byte, []int) {
-	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{42}
+	return file_vessel_v1_containers_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ContainersCopyOutResponse) GetInfo() *FileInfo {
@@ -3254,7 +3349,7 @@ const file_vessel_v1_containers_proto_rawDesc = "" +
 	"\fmemory_bytes\x18\x06 \x01(\x03R\vmemoryBytes\x12 \n" +
 	"\vaccelerator\x18\a \x01(\tR\vaccelerator\x12\x1b\n" +
 	"\tvsock_cid\x18\b \x01(\rR\bvsockCid\x12(\n" +
-	"\x10boot_duration_ms\x18\t \x01(\x03R\x0ebootDurationMs\"\xee\b\n" +
+	"\x10boot_duration_ms\x18\t \x01(\x03R\x0ebootDurationMs\"\x96\t\n" +
 	"\tContainer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05image\x18\x02 \x01(\tR\x05image\x12!\n" +
@@ -3286,12 +3381,16 @@ const file_vessel_v1_containers_proto_rawDesc = "" +
 	"\x0erestart_policy\x18\x16 \x01(\v2\x18.vessel.v1.RestartPolicyR\rrestartPolicy\x12#\n" +
 	"\rrestart_count\x18\x17 \x01(\x05R\frestartCount\x12(\n" +
 	"\x10read_only_rootfs\x18\x18 \x01(\bR\x0ereadOnlyRootfs\x12\x15\n" +
-	"\x06pod_id\x18\x19 \x01(\tR\x05podId\x1a9\n" +
+	"\x06pod_id\x18\x19 \x01(\tR\x05podId\x12&\n" +
+	"\x03log\x18\x1a \x01(\v2\x14.vessel.v1.LogConfigR\x03log\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"(\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"N\n" +
+	"\tLogConfig\x12$\n" +
+	"\x0emax_size_bytes\x18\x01 \x01(\x03R\fmaxSizeBytes\x12\x1b\n" +
+	"\tmax_files\x18\x02 \x01(\x05R\bmaxFiles\"(\n" +
 	"\x12EntrypointOverride\x12\x12\n" +
-	"\x04args\x18\x01 \x03(\tR\x04args\"\xf9\b\n" +
+	"\x04args\x18\x01 \x03(\tR\x04args\"\xa1\t\n" +
 	"\x17ContainersCreateRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05image\x18\x02 \x01(\tR\x05image\x12/\n" +
@@ -3320,7 +3419,8 @@ const file_vessel_v1_containers_proto_rawDesc = "" +
 	"\x0erestart_policy\x18\x13 \x01(\v2\x18.vessel.v1.RestartPolicyR\rrestartPolicy\x12(\n" +
 	"\x10read_only_rootfs\x18\x14 \x01(\bR\x0ereadOnlyRootfs\x12\x15\n" +
 	"\x06pod_id\x18\x15 \x01(\tR\x05podId\x12H\n" +
-	"\x11path_restrictions\x18\x16 \x01(\v2\x1b.vessel.v1.PathRestrictionsR\x10pathRestrictions\x1a9\n" +
+	"\x11path_restrictions\x18\x16 \x01(\v2\x1b.vessel.v1.PathRestrictionsR\x10pathRestrictions\x12&\n" +
+	"\x03log\x18\x17 \x01(\v2\x14.vessel.v1.LogConfigR\x03log\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
@@ -3414,14 +3514,15 @@ const file_vessel_v1_containers_proto_rawDesc = "" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x122\n" +
 	"\tresources\x18\x02 \x01(\v2\x14.vessel.v1.ResourcesR\tresources\"N\n" +
 	"\x18ContainersUpdateResponse\x122\n" +
-	"\tcontainer\x18\x01 \x01(\v2\x14.vessel.v1.ContainerR\tcontainer\"\xe6\x01\n" +
+	"\tcontainer\x18\x01 \x01(\v2\x14.vessel.v1.ContainerR\tcontainer\"\x98\x02\n" +
 	"\x15ContainersLogsRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\x12\x12\n" +
 	"\x04tail\x18\x03 \x01(\x03R\x04tail\x120\n" +
 	"\x05since\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12%\n" +
 	"\x0einclude_stdout\x18\x05 \x01(\bR\rincludeStdout\x12%\n" +
-	"\x0einclude_stderr\x18\x06 \x01(\bR\rincludeStderr\"\x98\x01\n" +
+	"\x0einclude_stderr\x18\x06 \x01(\bR\rincludeStderr\x120\n" +
+	"\x05until\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x05until\"\x98\x01\n" +
 	"\bLogEntry\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12.\n" +
 	"\x06stream\x18\x02 \x01(\x0e2\x16.vessel.v1.StdioStreamR\x06stream\x12\x12\n" +
@@ -3496,7 +3597,7 @@ func file_vessel_v1_containers_proto_rawDescGZIP() []byte {
 }
 
 var file_vessel_v1_containers_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_vessel_v1_containers_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_vessel_v1_containers_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_vessel_v1_containers_proto_goTypes = []any{
 	(ContainerState)(0),                  // 0: vessel.v1.ContainerState
 	(BootMode)(0),                        // 1: vessel.v1.BootMode
@@ -3505,154 +3606,158 @@ var file_vessel_v1_containers_proto_goTypes = []any{
 	(*PortMapping)(nil),                  // 4: vessel.v1.PortMapping
 	(*VmInfo)(nil),                       // 5: vessel.v1.VmInfo
 	(*Container)(nil),                    // 6: vessel.v1.Container
-	(*EntrypointOverride)(nil),           // 7: vessel.v1.EntrypointOverride
-	(*ContainersCreateRequest)(nil),      // 8: vessel.v1.ContainersCreateRequest
-	(*RestartPolicy)(nil),                // 9: vessel.v1.RestartPolicy
-	(*ContainersCreateResponse)(nil),     // 10: vessel.v1.ContainersCreateResponse
-	(*ContainersStartRequest)(nil),       // 11: vessel.v1.ContainersStartRequest
-	(*ContainersStartResponse)(nil),      // 12: vessel.v1.ContainersStartResponse
-	(*ContainersExecRequest)(nil),        // 13: vessel.v1.ContainersExecRequest
-	(*ContainersExecResponse)(nil),       // 14: vessel.v1.ContainersExecResponse
-	(*ContainersAttachOpen)(nil),         // 15: vessel.v1.ContainersAttachOpen
-	(*ContainersAttachRequest)(nil),      // 16: vessel.v1.ContainersAttachRequest
-	(*ContainersAttachResponse)(nil),     // 17: vessel.v1.ContainersAttachResponse
-	(*ContainersSignalRequest)(nil),      // 18: vessel.v1.ContainersSignalRequest
-	(*ContainersSignalResponse)(nil),     // 19: vessel.v1.ContainersSignalResponse
-	(*ContainersWaitRequest)(nil),        // 20: vessel.v1.ContainersWaitRequest
-	(*ContainersWaitResponse)(nil),       // 21: vessel.v1.ContainersWaitResponse
-	(*ContainersResizeRequest)(nil),      // 22: vessel.v1.ContainersResizeRequest
-	(*ContainersResizeResponse)(nil),     // 23: vessel.v1.ContainersResizeResponse
-	(*ContainersCloseStdinRequest)(nil),  // 24: vessel.v1.ContainersCloseStdinRequest
-	(*ContainersCloseStdinResponse)(nil), // 25: vessel.v1.ContainersCloseStdinResponse
-	(*ContainersStopRequest)(nil),        // 26: vessel.v1.ContainersStopRequest
-	(*ContainersStopResponse)(nil),       // 27: vessel.v1.ContainersStopResponse
-	(*ContainersDeleteRequest)(nil),      // 28: vessel.v1.ContainersDeleteRequest
-	(*ContainersDeleteResponse)(nil),     // 29: vessel.v1.ContainersDeleteResponse
-	(*ContainersListRequest)(nil),        // 30: vessel.v1.ContainersListRequest
-	(*ContainersListResponse)(nil),       // 31: vessel.v1.ContainersListResponse
-	(*ContainersInspectRequest)(nil),     // 32: vessel.v1.ContainersInspectRequest
-	(*ContainersInspectResponse)(nil),    // 33: vessel.v1.ContainersInspectResponse
-	(*ContainersStatsRequest)(nil),       // 34: vessel.v1.ContainersStatsRequest
-	(*ContainersStatsResponse)(nil),      // 35: vessel.v1.ContainersStatsResponse
-	(*ContainersUpdateRequest)(nil),      // 36: vessel.v1.ContainersUpdateRequest
-	(*ContainersUpdateResponse)(nil),     // 37: vessel.v1.ContainersUpdateResponse
-	(*ContainersLogsRequest)(nil),        // 38: vessel.v1.ContainersLogsRequest
-	(*LogEntry)(nil),                     // 39: vessel.v1.LogEntry
-	(*ContainersLogsResponse)(nil),       // 40: vessel.v1.ContainersLogsResponse
-	(*ContainersCopyInHeader)(nil),       // 41: vessel.v1.ContainersCopyInHeader
-	(*ContainersCopyInRequest)(nil),      // 42: vessel.v1.ContainersCopyInRequest
-	(*ContainersCopyInResponse)(nil),     // 43: vessel.v1.ContainersCopyInResponse
-	(*ContainersCopyOutRequest)(nil),     // 44: vessel.v1.ContainersCopyOutRequest
-	(*ContainersCopyOutResponse)(nil),    // 45: vessel.v1.ContainersCopyOutResponse
-	nil,                                  // 46: vessel.v1.Container.LabelsEntry
-	nil,                                  // 47: vessel.v1.ContainersCreateRequest.LabelsEntry
-	nil,                                  // 48: vessel.v1.ContainersCreateRequest.SysctlsEntry
-	(*Platform)(nil),                     // 49: vessel.v1.Platform
-	(*ExitStatus)(nil),                   // 50: vessel.v1.ExitStatus
-	(*timestamppb.Timestamp)(nil),        // 51: google.protobuf.Timestamp
-	(*ProcessSpec)(nil),                  // 52: vessel.v1.ProcessSpec
-	(*Resources)(nil),                    // 53: vessel.v1.Resources
-	(*Mount)(nil),                        // 54: vessel.v1.Mount
-	(*Dns)(nil),                          // 55: vessel.v1.Dns
-	(*HostsEntry)(nil),                   // 56: vessel.v1.HostsEntry
-	(*PathRestrictions)(nil),             // 57: vessel.v1.PathRestrictions
-	(*StdioFrame)(nil),                   // 58: vessel.v1.StdioFrame
-	(*ConsoleSize)(nil),                  // 59: vessel.v1.ConsoleSize
-	(*Statistics)(nil),                   // 60: vessel.v1.Statistics
-	(StdioStream)(0),                     // 61: vessel.v1.StdioStream
-	(*FileInfo)(nil),                     // 62: vessel.v1.FileInfo
+	(*LogConfig)(nil),                    // 7: vessel.v1.LogConfig
+	(*EntrypointOverride)(nil),           // 8: vessel.v1.EntrypointOverride
+	(*ContainersCreateRequest)(nil),      // 9: vessel.v1.ContainersCreateRequest
+	(*RestartPolicy)(nil),                // 10: vessel.v1.RestartPolicy
+	(*ContainersCreateResponse)(nil),     // 11: vessel.v1.ContainersCreateResponse
+	(*ContainersStartRequest)(nil),       // 12: vessel.v1.ContainersStartRequest
+	(*ContainersStartResponse)(nil),      // 13: vessel.v1.ContainersStartResponse
+	(*ContainersExecRequest)(nil),        // 14: vessel.v1.ContainersExecRequest
+	(*ContainersExecResponse)(nil),       // 15: vessel.v1.ContainersExecResponse
+	(*ContainersAttachOpen)(nil),         // 16: vessel.v1.ContainersAttachOpen
+	(*ContainersAttachRequest)(nil),      // 17: vessel.v1.ContainersAttachRequest
+	(*ContainersAttachResponse)(nil),     // 18: vessel.v1.ContainersAttachResponse
+	(*ContainersSignalRequest)(nil),      // 19: vessel.v1.ContainersSignalRequest
+	(*ContainersSignalResponse)(nil),     // 20: vessel.v1.ContainersSignalResponse
+	(*ContainersWaitRequest)(nil),        // 21: vessel.v1.ContainersWaitRequest
+	(*ContainersWaitResponse)(nil),       // 22: vessel.v1.ContainersWaitResponse
+	(*ContainersResizeRequest)(nil),      // 23: vessel.v1.ContainersResizeRequest
+	(*ContainersResizeResponse)(nil),     // 24: vessel.v1.ContainersResizeResponse
+	(*ContainersCloseStdinRequest)(nil),  // 25: vessel.v1.ContainersCloseStdinRequest
+	(*ContainersCloseStdinResponse)(nil), // 26: vessel.v1.ContainersCloseStdinResponse
+	(*ContainersStopRequest)(nil),        // 27: vessel.v1.ContainersStopRequest
+	(*ContainersStopResponse)(nil),       // 28: vessel.v1.ContainersStopResponse
+	(*ContainersDeleteRequest)(nil),      // 29: vessel.v1.ContainersDeleteRequest
+	(*ContainersDeleteResponse)(nil),     // 30: vessel.v1.ContainersDeleteResponse
+	(*ContainersListRequest)(nil),        // 31: vessel.v1.ContainersListRequest
+	(*ContainersListResponse)(nil),       // 32: vessel.v1.ContainersListResponse
+	(*ContainersInspectRequest)(nil),     // 33: vessel.v1.ContainersInspectRequest
+	(*ContainersInspectResponse)(nil),    // 34: vessel.v1.ContainersInspectResponse
+	(*ContainersStatsRequest)(nil),       // 35: vessel.v1.ContainersStatsRequest
+	(*ContainersStatsResponse)(nil),      // 36: vessel.v1.ContainersStatsResponse
+	(*ContainersUpdateRequest)(nil),      // 37: vessel.v1.ContainersUpdateRequest
+	(*ContainersUpdateResponse)(nil),     // 38: vessel.v1.ContainersUpdateResponse
+	(*ContainersLogsRequest)(nil),        // 39: vessel.v1.ContainersLogsRequest
+	(*LogEntry)(nil),                     // 40: vessel.v1.LogEntry
+	(*ContainersLogsResponse)(nil),       // 41: vessel.v1.ContainersLogsResponse
+	(*ContainersCopyInHeader)(nil),       // 42: vessel.v1.ContainersCopyInHeader
+	(*ContainersCopyInRequest)(nil),      // 43: vessel.v1.ContainersCopyInRequest
+	(*ContainersCopyInResponse)(nil),     // 44: vessel.v1.ContainersCopyInResponse
+	(*ContainersCopyOutRequest)(nil),     // 45: vessel.v1.ContainersCopyOutRequest
+	(*ContainersCopyOutResponse)(nil),    // 46: vessel.v1.ContainersCopyOutResponse
+	nil,                                  // 47: vessel.v1.Container.LabelsEntry
+	nil,                                  // 48: vessel.v1.ContainersCreateRequest.LabelsEntry
+	nil,                                  // 49: vessel.v1.ContainersCreateRequest.SysctlsEntry
+	(*Platform)(nil),                     // 50: vessel.v1.Platform
+	(*ExitStatus)(nil),                   // 51: vessel.v1.ExitStatus
+	(*timestamppb.Timestamp)(nil),        // 52: google.protobuf.Timestamp
+	(*ProcessSpec)(nil),                  // 53: vessel.v1.ProcessSpec
+	(*Resources)(nil),                    // 54: vessel.v1.Resources
+	(*Mount)(nil),                        // 55: vessel.v1.Mount
+	(*Dns)(nil),                          // 56: vessel.v1.Dns
+	(*HostsEntry)(nil),                   // 57: vessel.v1.HostsEntry
+	(*PathRestrictions)(nil),             // 58: vessel.v1.PathRestrictions
+	(*StdioFrame)(nil),                   // 59: vessel.v1.StdioFrame
+	(*ConsoleSize)(nil),                  // 60: vessel.v1.ConsoleSize
+	(*Statistics)(nil),                   // 61: vessel.v1.Statistics
+	(StdioStream)(0),                     // 62: vessel.v1.StdioStream
+	(*FileInfo)(nil),                     // 63: vessel.v1.FileInfo
 }
 var file_vessel_v1_containers_proto_depIdxs = []int32{
 	2,  // 0: vessel.v1.PortMapping.protocol:type_name -> vessel.v1.PortProtocol
 	1,  // 1: vessel.v1.VmInfo.boot_mode:type_name -> vessel.v1.BootMode
-	49, // 2: vessel.v1.Container.platform:type_name -> vessel.v1.Platform
+	50, // 2: vessel.v1.Container.platform:type_name -> vessel.v1.Platform
 	0,  // 3: vessel.v1.Container.state:type_name -> vessel.v1.ContainerState
-	50, // 4: vessel.v1.Container.exit_status:type_name -> vessel.v1.ExitStatus
-	51, // 5: vessel.v1.Container.created_at:type_name -> google.protobuf.Timestamp
-	51, // 6: vessel.v1.Container.started_at:type_name -> google.protobuf.Timestamp
-	51, // 7: vessel.v1.Container.finished_at:type_name -> google.protobuf.Timestamp
-	46, // 8: vessel.v1.Container.labels:type_name -> vessel.v1.Container.LabelsEntry
-	52, // 9: vessel.v1.Container.process:type_name -> vessel.v1.ProcessSpec
-	53, // 10: vessel.v1.Container.resources:type_name -> vessel.v1.Resources
-	54, // 11: vessel.v1.Container.mounts:type_name -> vessel.v1.Mount
+	51, // 4: vessel.v1.Container.exit_status:type_name -> vessel.v1.ExitStatus
+	52, // 5: vessel.v1.Container.created_at:type_name -> google.protobuf.Timestamp
+	52, // 6: vessel.v1.Container.started_at:type_name -> google.protobuf.Timestamp
+	52, // 7: vessel.v1.Container.finished_at:type_name -> google.protobuf.Timestamp
+	47, // 8: vessel.v1.Container.labels:type_name -> vessel.v1.Container.LabelsEntry
+	53, // 9: vessel.v1.Container.process:type_name -> vessel.v1.ProcessSpec
+	54, // 10: vessel.v1.Container.resources:type_name -> vessel.v1.Resources
+	55, // 11: vessel.v1.Container.mounts:type_name -> vessel.v1.Mount
 	3,  // 12: vessel.v1.Container.networks:type_name -> vessel.v1.NetworkAttachment
 	4,  // 13: vessel.v1.Container.ports:type_name -> vessel.v1.PortMapping
 	5,  // 14: vessel.v1.Container.vm:type_name -> vessel.v1.VmInfo
-	9,  // 15: vessel.v1.Container.restart_policy:type_name -> vessel.v1.RestartPolicy
-	49, // 16: vessel.v1.ContainersCreateRequest.platform:type_name -> vessel.v1.Platform
-	52, // 17: vessel.v1.ContainersCreateRequest.process:type_name -> vessel.v1.ProcessSpec
-	7,  // 18: vessel.v1.ContainersCreateRequest.entrypoint:type_name -> vessel.v1.EntrypointOverride
-	53, // 19: vessel.v1.ContainersCreateRequest.resources:type_name -> vessel.v1.Resources
-	54, // 20: vessel.v1.ContainersCreateRequest.mounts:type_name -> vessel.v1.Mount
-	3,  // 21: vessel.v1.ContainersCreateRequest.networks:type_name -> vessel.v1.NetworkAttachment
-	4,  // 22: vessel.v1.ContainersCreateRequest.ports:type_name -> vessel.v1.PortMapping
-	55, // 23: vessel.v1.ContainersCreateRequest.dns:type_name -> vessel.v1.Dns
-	56, // 24: vessel.v1.ContainersCreateRequest.extra_hosts:type_name -> vessel.v1.HostsEntry
-	47, // 25: vessel.v1.ContainersCreateRequest.labels:type_name -> vessel.v1.ContainersCreateRequest.LabelsEntry
-	48, // 26: vessel.v1.ContainersCreateRequest.sysctls:type_name -> vessel.v1.ContainersCreateRequest.SysctlsEntry
-	9,  // 27: vessel.v1.ContainersCreateRequest.restart_policy:type_name -> vessel.v1.RestartPolicy
-	57, // 28: vessel.v1.ContainersCreateRequest.path_restrictions:type_name -> vessel.v1.PathRestrictions
-	6,  // 29: vessel.v1.ContainersCreateResponse.container:type_name -> vessel.v1.Container
-	6,  // 30: vessel.v1.ContainersStartResponse.container:type_name -> vessel.v1.Container
-	52, // 31: vessel.v1.ContainersExecRequest.process:type_name -> vessel.v1.ProcessSpec
-	15, // 32: vessel.v1.ContainersAttachRequest.open:type_name -> vessel.v1.ContainersAttachOpen
-	58, // 33: vessel.v1.ContainersAttachRequest.frame:type_name -> vessel.v1.StdioFrame
-	59, // 34: vessel.v1.ContainersAttachRequest.resize:type_name -> vessel.v1.ConsoleSize
-	58, // 35: vessel.v1.ContainersAttachResponse.frame:type_name -> vessel.v1.StdioFrame
-	50, // 36: vessel.v1.ContainersAttachResponse.exit:type_name -> vessel.v1.ExitStatus
-	50, // 37: vessel.v1.ContainersWaitResponse.exit_status:type_name -> vessel.v1.ExitStatus
-	59, // 38: vessel.v1.ContainersResizeRequest.size:type_name -> vessel.v1.ConsoleSize
-	50, // 39: vessel.v1.ContainersStopResponse.exit_status:type_name -> vessel.v1.ExitStatus
-	6,  // 40: vessel.v1.ContainersListResponse.containers:type_name -> vessel.v1.Container
-	6,  // 41: vessel.v1.ContainersInspectResponse.container:type_name -> vessel.v1.Container
-	60, // 42: vessel.v1.ContainersStatsResponse.statistics:type_name -> vessel.v1.Statistics
-	53, // 43: vessel.v1.ContainersUpdateRequest.resources:type_name -> vessel.v1.Resources
-	6,  // 44: vessel.v1.ContainersUpdateResponse.container:type_name -> vessel.v1.Container
-	51, // 45: vessel.v1.ContainersLogsRequest.since:type_name -> google.protobuf.Timestamp
-	51, // 46: vessel.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
-	61, // 47: vessel.v1.LogEntry.stream:type_name -> vessel.v1.StdioStream
-	39, // 48: vessel.v1.ContainersLogsResponse.entries:type_name -> vessel.v1.LogEntry
-	41, // 49: vessel.v1.ContainersCopyInRequest.header:type_name -> vessel.v1.ContainersCopyInHeader
-	62, // 50: vessel.v1.ContainersCopyOutResponse.info:type_name -> vessel.v1.FileInfo
-	8,  // 51: vessel.v1.Containers.Create:input_type -> vessel.v1.ContainersCreateRequest
-	11, // 52: vessel.v1.Containers.Start:input_type -> vessel.v1.ContainersStartRequest
-	13, // 53: vessel.v1.Containers.Exec:input_type -> vessel.v1.ContainersExecRequest
-	16, // 54: vessel.v1.Containers.Attach:input_type -> vessel.v1.ContainersAttachRequest
-	18, // 55: vessel.v1.Containers.Signal:input_type -> vessel.v1.ContainersSignalRequest
-	20, // 56: vessel.v1.Containers.Wait:input_type -> vessel.v1.ContainersWaitRequest
-	22, // 57: vessel.v1.Containers.Resize:input_type -> vessel.v1.ContainersResizeRequest
-	24, // 58: vessel.v1.Containers.CloseStdin:input_type -> vessel.v1.ContainersCloseStdinRequest
-	26, // 59: vessel.v1.Containers.Stop:input_type -> vessel.v1.ContainersStopRequest
-	28, // 60: vessel.v1.Containers.Delete:input_type -> vessel.v1.ContainersDeleteRequest
-	30, // 61: vessel.v1.Containers.List:input_type -> vessel.v1.ContainersListRequest
-	32, // 62: vessel.v1.Containers.Inspect:input_type -> vessel.v1.ContainersInspectRequest
-	34, // 63: vessel.v1.Containers.Stats:input_type -> vessel.v1.ContainersStatsRequest
-	36, // 64: vessel.v1.Containers.Update:input_type -> vessel.v1.ContainersUpdateRequest
-	38, // 65: vessel.v1.Containers.Logs:input_type -> vessel.v1.ContainersLogsRequest
-	42, // 66: vessel.v1.Containers.CopyIn:input_type -> vessel.v1.ContainersCopyInRequest
-	44, // 67: vessel.v1.Containers.CopyOut:input_type -> vessel.v1.ContainersCopyOutRequest
-	10, // 68: vessel.v1.Containers.Create:output_type -> vessel.v1.ContainersCreateResponse
-	12, // 69: vessel.v1.Containers.Start:output_type -> vessel.v1.ContainersStartResponse
-	14, // 70: vessel.v1.Containers.Exec:output_type -> vessel.v1.ContainersExecResponse
-	17, // 71: vessel.v1.Containers.Attach:output_type -> vessel.v1.ContainersAttachResponse
-	19, // 72: vessel.v1.Containers.Signal:output_type -> vessel.v1.ContainersSignalResponse
-	21, // 73: vessel.v1.Containers.Wait:output_type -> vessel.v1.ContainersWaitResponse
-	23, // 74: vessel.v1.Containers.Resize:output_type -> vessel.v1.ContainersResizeResponse
-	25, // 75: vessel.v1.Containers.CloseStdin:output_type -> vessel.v1.ContainersCloseStdinResponse
-	27, // 76: vessel.v1.Containers.Stop:output_type -> vessel.v1.ContainersStopResponse
-	29, // 77: vessel.v1.Containers.Delete:output_type -> vessel.v1.ContainersDeleteResponse
-	31, // 78: vessel.v1.Containers.List:output_type -> vessel.v1.ContainersListResponse
-	33, // 79: vessel.v1.Containers.Inspect:output_type -> vessel.v1.ContainersInspectResponse
-	35, // 80: vessel.v1.Containers.Stats:output_type -> vessel.v1.ContainersStatsResponse
-	37, // 81: vessel.v1.Containers.Update:output_type -> vessel.v1.ContainersUpdateResponse
-	40, // 82: vessel.v1.Containers.Logs:output_type -> vessel.v1.ContainersLogsResponse
-	43, // 83: vessel.v1.Containers.CopyIn:output_type -> vessel.v1.ContainersCopyInResponse
-	45, // 84: vessel.v1.Containers.CopyOut:output_type -> vessel.v1.ContainersCopyOutResponse
-	68, // [68:85] is the sub-list for method output_type
-	51, // [51:68] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	10, // 15: vessel.v1.Container.restart_policy:type_name -> vessel.v1.RestartPolicy
+	7,  // 16: vessel.v1.Container.log:type_name -> vessel.v1.LogConfig
+	50, // 17: vessel.v1.ContainersCreateRequest.platform:type_name -> vessel.v1.Platform
+	53, // 18: vessel.v1.ContainersCreateRequest.process:type_name -> vessel.v1.ProcessSpec
+	8,  // 19: vessel.v1.ContainersCreateRequest.entrypoint:type_name -> vessel.v1.EntrypointOverride
+	54, // 20: vessel.v1.ContainersCreateRequest.resources:type_name -> vessel.v1.Resources
+	55, // 21: vessel.v1.ContainersCreateRequest.mounts:type_name -> vessel.v1.Mount
+	3,  // 22: vessel.v1.ContainersCreateRequest.networks:type_name -> vessel.v1.NetworkAttachment
+	4,  // 23: vessel.v1.ContainersCreateRequest.ports:type_name -> vessel.v1.PortMapping
+	56, // 24: vessel.v1.ContainersCreateRequest.dns:type_name -> vessel.v1.Dns
+	57, // 25: vessel.v1.ContainersCreateRequest.extra_hosts:type_name -> vessel.v1.HostsEntry
+	48, // 26: vessel.v1.ContainersCreateRequest.labels:type_name -> vessel.v1.ContainersCreateRequest.LabelsEntry
+	49, // 27: vessel.v1.ContainersCreateRequest.sysctls:type_name -> vessel.v1.ContainersCreateRequest.SysctlsEntry
+	10, // 28: vessel.v1.ContainersCreateRequest.restart_policy:type_name -> vessel.v1.RestartPolicy
+	58, // 29: vessel.v1.ContainersCreateRequest.path_restrictions:type_name -> vessel.v1.PathRestrictions
+	7,  // 30: vessel.v1.ContainersCreateRequest.log:type_name -> vessel.v1.LogConfig
+	6,  // 31: vessel.v1.ContainersCreateResponse.container:type_name -> vessel.v1.Container
+	6,  // 32: vessel.v1.ContainersStartResponse.container:type_name -> vessel.v1.Container
+	53, // 33: vessel.v1.ContainersExecRequest.process:type_name -> vessel.v1.ProcessSpec
+	16, // 34: vessel.v1.ContainersAttachRequest.open:type_name -> vessel.v1.ContainersAttachOpen
+	59, // 35: vessel.v1.ContainersAttachRequest.frame:type_name -> vessel.v1.StdioFrame
+	60, // 36: vessel.v1.ContainersAttachRequest.resize:type_name -> vessel.v1.ConsoleSize
+	59, // 37: vessel.v1.ContainersAttachResponse.frame:type_name -> vessel.v1.StdioFrame
+	51, // 38: vessel.v1.ContainersAttachResponse.exit:type_name -> vessel.v1.ExitStatus
+	51, // 39: vessel.v1.ContainersWaitResponse.exit_status:type_name -> vessel.v1.ExitStatus
+	60, // 40: vessel.v1.ContainersResizeRequest.size:type_name -> vessel.v1.ConsoleSize
+	51, // 41: vessel.v1.ContainersStopResponse.exit_status:type_name -> vessel.v1.ExitStatus
+	6,  // 42: vessel.v1.ContainersListResponse.containers:type_name -> vessel.v1.Container
+	6,  // 43: vessel.v1.ContainersInspectResponse.container:type_name -> vessel.v1.Container
+	61, // 44: vessel.v1.ContainersStatsResponse.statistics:type_name -> vessel.v1.Statistics
+	54, // 45: vessel.v1.ContainersUpdateRequest.resources:type_name -> vessel.v1.Resources
+	6,  // 46: vessel.v1.ContainersUpdateResponse.container:type_name -> vessel.v1.Container
+	52, // 47: vessel.v1.ContainersLogsRequest.since:type_name -> google.protobuf.Timestamp
+	52, // 48: vessel.v1.ContainersLogsRequest.until:type_name -> google.protobuf.Timestamp
+	52, // 49: vessel.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	62, // 50: vessel.v1.LogEntry.stream:type_name -> vessel.v1.StdioStream
+	40, // 51: vessel.v1.ContainersLogsResponse.entries:type_name -> vessel.v1.LogEntry
+	42, // 52: vessel.v1.ContainersCopyInRequest.header:type_name -> vessel.v1.ContainersCopyInHeader
+	63, // 53: vessel.v1.ContainersCopyOutResponse.info:type_name -> vessel.v1.FileInfo
+	9,  // 54: vessel.v1.Containers.Create:input_type -> vessel.v1.ContainersCreateRequest
+	12, // 55: vessel.v1.Containers.Start:input_type -> vessel.v1.ContainersStartRequest
+	14, // 56: vessel.v1.Containers.Exec:input_type -> vessel.v1.ContainersExecRequest
+	17, // 57: vessel.v1.Containers.Attach:input_type -> vessel.v1.ContainersAttachRequest
+	19, // 58: vessel.v1.Containers.Signal:input_type -> vessel.v1.ContainersSignalRequest
+	21, // 59: vessel.v1.Containers.Wait:input_type -> vessel.v1.ContainersWaitRequest
+	23, // 60: vessel.v1.Containers.Resize:input_type -> vessel.v1.ContainersResizeRequest
+	25, // 61: vessel.v1.Containers.CloseStdin:input_type -> vessel.v1.ContainersCloseStdinRequest
+	27, // 62: vessel.v1.Containers.Stop:input_type -> vessel.v1.ContainersStopRequest
+	29, // 63: vessel.v1.Containers.Delete:input_type -> vessel.v1.ContainersDeleteRequest
+	31, // 64: vessel.v1.Containers.List:input_type -> vessel.v1.ContainersListRequest
+	33, // 65: vessel.v1.Containers.Inspect:input_type -> vessel.v1.ContainersInspectRequest
+	35, // 66: vessel.v1.Containers.Stats:input_type -> vessel.v1.ContainersStatsRequest
+	37, // 67: vessel.v1.Containers.Update:input_type -> vessel.v1.ContainersUpdateRequest
+	39, // 68: vessel.v1.Containers.Logs:input_type -> vessel.v1.ContainersLogsRequest
+	43, // 69: vessel.v1.Containers.CopyIn:input_type -> vessel.v1.ContainersCopyInRequest
+	45, // 70: vessel.v1.Containers.CopyOut:input_type -> vessel.v1.ContainersCopyOutRequest
+	11, // 71: vessel.v1.Containers.Create:output_type -> vessel.v1.ContainersCreateResponse
+	13, // 72: vessel.v1.Containers.Start:output_type -> vessel.v1.ContainersStartResponse
+	15, // 73: vessel.v1.Containers.Exec:output_type -> vessel.v1.ContainersExecResponse
+	18, // 74: vessel.v1.Containers.Attach:output_type -> vessel.v1.ContainersAttachResponse
+	20, // 75: vessel.v1.Containers.Signal:output_type -> vessel.v1.ContainersSignalResponse
+	22, // 76: vessel.v1.Containers.Wait:output_type -> vessel.v1.ContainersWaitResponse
+	24, // 77: vessel.v1.Containers.Resize:output_type -> vessel.v1.ContainersResizeResponse
+	26, // 78: vessel.v1.Containers.CloseStdin:output_type -> vessel.v1.ContainersCloseStdinResponse
+	28, // 79: vessel.v1.Containers.Stop:output_type -> vessel.v1.ContainersStopResponse
+	30, // 80: vessel.v1.Containers.Delete:output_type -> vessel.v1.ContainersDeleteResponse
+	32, // 81: vessel.v1.Containers.List:output_type -> vessel.v1.ContainersListResponse
+	34, // 82: vessel.v1.Containers.Inspect:output_type -> vessel.v1.ContainersInspectResponse
+	36, // 83: vessel.v1.Containers.Stats:output_type -> vessel.v1.ContainersStatsResponse
+	38, // 84: vessel.v1.Containers.Update:output_type -> vessel.v1.ContainersUpdateResponse
+	41, // 85: vessel.v1.Containers.Logs:output_type -> vessel.v1.ContainersLogsResponse
+	44, // 86: vessel.v1.Containers.CopyIn:output_type -> vessel.v1.ContainersCopyInResponse
+	46, // 87: vessel.v1.Containers.CopyOut:output_type -> vessel.v1.ContainersCopyOutResponse
+	71, // [71:88] is the sub-list for method output_type
+	54, // [54:71] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_vessel_v1_containers_proto_init() }
@@ -3661,16 +3766,16 @@ func file_vessel_v1_containers_proto_init() {
 		return
 	}
 	file_vessel_v1_types_proto_init()
-	file_vessel_v1_containers_proto_msgTypes[13].OneofWrappers = []any{
+	file_vessel_v1_containers_proto_msgTypes[14].OneofWrappers = []any{
 		(*ContainersAttachRequest_Open)(nil),
 		(*ContainersAttachRequest_Frame)(nil),
 		(*ContainersAttachRequest_Resize)(nil),
 	}
-	file_vessel_v1_containers_proto_msgTypes[14].OneofWrappers = []any{
+	file_vessel_v1_containers_proto_msgTypes[15].OneofWrappers = []any{
 		(*ContainersAttachResponse_Frame)(nil),
 		(*ContainersAttachResponse_Exit)(nil),
 	}
-	file_vessel_v1_containers_proto_msgTypes[39].OneofWrappers = []any{
+	file_vessel_v1_containers_proto_msgTypes[40].OneofWrappers = []any{
 		(*ContainersCopyInRequest_Header)(nil),
 		(*ContainersCopyInRequest_Data)(nil),
 	}
@@ -3680,7 +3785,7 @@ func file_vessel_v1_containers_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vessel_v1_containers_proto_rawDesc), len(file_vessel_v1_containers_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   46,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -282,7 +282,10 @@ type SystemInfoResponse struct {
 	Networks uint32 `protobuf:"varint,7,opt,name=networks,proto3" json:"networks,omitempty"`
 	// Guest kernels available.
 	Kernels []*KernelInfo `protobuf:"bytes,8,rep,name=kernels,proto3" json:"kernels,omitempty"`
-	// Accelerator used for new VMs: "kvm" or "tcg".
+	// Accelerator every VM uses: "kvm" or "tcg". Decided once when vesseld
+	// starts (--accel kvm|tcg|auto, auto the default): KVM when /dev/kvm
+	// opens read-write, the CPU shows vmx or svm and a probe guest booted
+	// under KVM answers in time; else TCG (see accelerator_reason).
 	Accelerator string `protobuf:"bytes,9,opt,name=accelerator,proto3" json:"accelerator,omitempty"`
 	// QEMU version, e.g. "7.2.0".
 	QemuVersion string `protobuf:"bytes,10,opt,name=qemu_version,json=qemuVersion,proto3" json:"qemu_version,omitempty"`
@@ -309,9 +312,14 @@ type SystemInfoResponse struct {
 	// those it has user-mode emulators for (Debian's qemu-user-static in
 	// /usr/bin), e.g. linux/arm64 on an amd64 host. An image of another
 	// platform is refused at Create with FAILED_PRECONDITION.
-	Platforms     []*Platform `protobuf:"bytes,20,rep,name=platforms,proto3" json:"platforms,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Platforms []*Platform `protobuf:"bytes,20,rep,name=platforms,proto3" json:"platforms,omitempty"`
+	// Why `accelerator` was chosen, for people: "chosen by --accel tcg", or
+	// with auto "a KVM guest answered in 80 ms" or "KVM is not usable: " and
+	// what failed ("/dev/kvm absent", "no vmx/svm in /proc/cpuinfo ...",
+	// "KVM guest did not answer in 5 s: ...").
+	AcceleratorReason string `protobuf:"bytes,21,opt,name=accelerator_reason,json=acceleratorReason,proto3" json:"accelerator_reason,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *SystemInfoResponse) Reset() {
@@ -482,6 +490,13 @@ func (x *SystemInfoResponse) GetPlatforms() []*Platform {
 		return x.Platforms
 	}
 	return nil
+}
+
+func (x *SystemInfoResponse) GetAcceleratorReason() string {
+	if x != nil {
+		return x.AcceleratorReason
+	}
+	return ""
 }
 
 // Request of System.DiskUsage.
@@ -656,7 +671,7 @@ const file_vessel_v1_system_proto_rawDesc = "" +
 	"\farchitecture\x18\x04 \x01(\tR\farchitecture\x12\x1d\n" +
 	"\n" +
 	"is_default\x18\x05 \x01(\bR\tisDefault\"\x13\n" +
-	"\x11SystemInfoRequest\"\xa5\x06\n" +
+	"\x11SystemInfoRequest\"\xd4\x06\n" +
 	"\x12SystemInfoResponse\x12\x19\n" +
 	"\broot_dir\x18\x01 \x01(\tR\arootDir\x12\x1e\n" +
 	"\n" +
@@ -682,7 +697,8 @@ const file_vessel_v1_system_proto_rawDesc = "" +
 	"\rtemplate_boot\x18\x12 \x01(\bR\ftemplateBoot\x129\n" +
 	"\n" +
 	"started_at\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x121\n" +
-	"\tplatforms\x18\x14 \x03(\v2\x13.vessel.v1.PlatformR\tplatforms\"\x18\n" +
+	"\tplatforms\x18\x14 \x03(\v2\x13.vessel.v1.PlatformR\tplatforms\x12-\n" +
+	"\x12accelerator_reason\x18\x15 \x01(\tR\x11acceleratorReason\"\x18\n" +
 	"\x16SystemDiskUsageRequest\"\xee\x02\n" +
 	"\x17SystemDiskUsageResponse\x12!\n" +
 	"\fimages_bytes\x18\x01 \x01(\x03R\vimagesBytes\x12!\n" +

@@ -510,6 +510,7 @@ class Containers:
                no_template: bool = False, restart: str = "", read_only: bool = False,
                pod: str = "", masked_paths: Optional[Sequence[str]] = None,
                readonly_paths: Optional[Sequence[str]] = None,
+               log_max_size: int = 0, log_max_files: int = 0,
                timeout: Optional[float] = None) -> Container:
         """Creates a container from a local image and boots its VM; returns
         a Container handle (state CREATED; call ``start()``).
@@ -526,7 +527,8 @@ class Containers:
         "unless-stopped". read_only: a read-only root filesystem. pod: create
         it in this running pod (see client.pods). masked_paths /
         readonly_paths: replace the default restricted paths (either given:
-        both lists exactly as given).
+        both lists exactly as given). log_max_size (bytes) / log_max_files:
+        the rotation of its output log (0 = vesseld's defaults).
         """
         if entrypoint is None:
             ep = None
@@ -548,7 +550,9 @@ class Containers:
             restart_policy=restart_policy(restart), read_only_rootfs=read_only, pod_id=pod,
             path_restrictions=(types_pb2.PathRestrictions(masked=masked_paths or [],
                                                           readonly=readonly_paths or [])
-                               if masked_paths is not None or readonly_paths is not None else None))
+                               if masked_paths is not None or readonly_paths is not None else None),
+            log=(cp.LogConfig(max_size_bytes=log_max_size, max_files=log_max_files)
+                 if log_max_size or log_max_files else None))
         return Container(self, call(self.stub.Create, req, self._t(timeout)).container)
 
     def get(self, container_id: str) -> Container:
@@ -688,15 +692,17 @@ class Containers:
         return call(self.stub.Stats, req, self._t(timeout)).statistics
 
     def logs(self, container_id: str, follow: bool = False, tail: int = 0, since: TimeLike = None,
-             stdout: bool = True, stderr: bool = True,
+             stdout: bool = True, stderr: bool = True, until: TimeLike = None,
              timeout: Optional[float] = None) -> Stream[cp.LogEntry]:
         """Init's output log as LogEntry records (``.data`` one line,
         ``.stream``, ``.time``). follow: keep streaming until the container
         stops (cancel() or leaving a ``with`` block ends it early). tail: only
-        the last N entries. since: a datetime, epoch seconds or Timestamp."""
+        the last N entries (of those the other filters let through).
+        since / until: entries at or after / at or before (a datetime, epoch
+        seconds or Timestamp); with follow, until also ends the stream."""
         req = cp.ContainersLogsRequest(container_id=container_id, follow=follow, tail=tail,
-                                       since=_timestamp(since), include_stdout=stdout,
-                                       include_stderr=stderr)
+                                       since=_timestamp(since), until=_timestamp(until),
+                                       include_stdout=stdout, include_stderr=stderr)
         return Stream(self.stub.Logs(req, timeout=timeout), lambda m: m.entries)
 
     def copy_in(self, container_id: str, path: str, archive: Union[PathOrFile, bytes],
