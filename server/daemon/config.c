@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "server/metrics/metrics.h"
+
 const char vd_usage[] =
     "usage: vesseld [flags]\n"
     "\n"
@@ -60,6 +62,9 @@ const char vd_usage[] =
     "                        copy-on-write (shared, the default) or load their\n"
     "                        own copy (copy: freed memory goes back to the host)\n"
     "  --tb-size MIB         TCG translation cache per VM (default: QEMU's)\n"
+    "  --metrics-listen URI  serve Prometheus metrics (text format) at /metrics\n"
+    "                        there: tcp://HOST:PORT or unix:///PATH (off by\n"
+    "                        default; e.g. tcp://127.0.0.1:9323)\n"
     "  --trace-agent-calls FILE\n"
     "                        append \"<host RPC> <agent RPC>\" to FILE for every\n"
     "                        call to a guest agent (for tests and debugging)\n"
@@ -110,7 +115,7 @@ static int int_flag(const char *flag, const char *arg, long lo, long hi, int *ou
 }
 
 int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
-  enum { ROOT = 1, LISTEN, CERT, KEY, CA, INSECURE, VERSION, HELP, KERNEL, INITRD, QEMU, MAXCALLS, SOCKGROUP, MINSPEED, TRACE, DNSUP, CRI, CRISTREAM, CRITTL, SPARES, SPAREMEM, TPLMEM, TBSIZE, GUESTARCH };
+  enum { ROOT = 1, LISTEN, CERT, KEY, CA, INSECURE, VERSION, HELP, KERNEL, INITRD, QEMU, MAXCALLS, SOCKGROUP, MINSPEED, TRACE, DNSUP, CRI, CRISTREAM, CRITTL, SPARES, SPAREMEM, TPLMEM, TBSIZE, GUESTARCH, METRICS };
   static const struct option opts[] = {
       {"root", required_argument, NULL, ROOT},
       {"listen", required_argument, NULL, LISTEN},
@@ -134,6 +139,7 @@ int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
       {"template-memory", required_argument, NULL, TPLMEM},
       {"tb-size", required_argument, NULL, TBSIZE},
       {"guest-arch", required_argument, NULL, GUESTARCH},
+      {"metrics-listen", required_argument, NULL, METRICS},
       {"version", no_argument, NULL, VERSION},
       {"help", no_argument, NULL, HELP},
       {NULL, 0, NULL, 0},
@@ -170,6 +176,10 @@ int vd_config_parse(vd_config *c, int argc, char **argv, vs_err *err) {
         c->cri_listen = optarg;
         break;
       case CRISTREAM: c->cri_stream_address = optarg; break;
+      case METRICS:
+        if (mt_check_uri(optarg, err) < 0) return vs_err_wrap(err, "--metrics-listen");
+        c->metrics_listen = optarg;
+        break;
       case CRITTL:
         if (int_flag("cri-stream-url-ttl", optarg, 1, 86400, &c->cri_stream_ttl, err) < 0) return -1;
         break;

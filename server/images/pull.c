@@ -142,21 +142,29 @@ int img_pull(img_store *s, const char *reference, const img_pull_opts *o, img_in
   memset(&def, 0, sizeof def);
   if (!o) o = &def;
   memset(out, 0, sizeof *out);
+  double t0 = img_clock();
   oci_ref ref;
-  if (oci_ref_parse(reference, &ref, err) < 0) return -1;
+  if (oci_ref_parse(reference, &ref, err) < 0) {
+    mt_add(mt_with1(s->m_pull_errors, vs_code_name(err->code)), 1);
+    mt_observe(s->m_pull_secs, img_clock() - t0);
+    return -1;
+  }
   char *name = oci_ref_string(&ref);
   char *user, *pass;
   img_creds(s, ref.domain, o->username, o->password, &user, &pass);
   reg_options ro = {.insecure = o->insecure, .certs_dir = s->certs_dir, .username = user,
                     .password = pass, .min_speed = o->min_speed,
                     .min_speed_secs = o->min_speed_secs, .cancelled = o->cancelled,
-                    .cancel_arg = o->cancel_arg};
+                    .cancel_arg = o->cancel_arg, .received = img_pull_received,
+                    .received_arg = s};
   reg_client *rc = reg_client_new(&ref, &ro, err);
   free(user);
   free(pass);
   if (!rc) {
     oci_ref_free(&ref);
     free(name);
+    mt_add(mt_with1(s->m_pull_errors, vs_code_name(err->code)), 1);
+    mt_observe(s->m_pull_secs, img_clock() - t0);
     return -1;
   }
   pull p;
@@ -268,6 +276,8 @@ out:
   reg_client_free(rc);
   oci_ref_free(&ref);
   free(name);
+  if (result < 0) mt_add(mt_with1(s->m_pull_errors, vs_code_name(err->code)), 1);
+  mt_observe(s->m_pull_secs, img_clock() - t0);
   return result;
 }
 
