@@ -60,7 +60,7 @@ mt_family *mt_histogram(mt_registry *r, const char *name, const char *help,
                         const char *const *labels, const double *buckets, size_t n_buckets,
                         vs_err *err);
 
-/* Bucket bounds for durations in seconds: 5 ms .. 60 s. */
+/* Bucket bounds for durations in seconds: 1 ms .. 60 s. */
 extern const double mt_seconds_buckets[];
 extern const size_t mt_n_seconds_buckets;
 
