@@ -4,10 +4,10 @@ its HTTP API, while a real vesseld pulls from a local docker-registry and
 runs containers and a pod in real VMs. Everything listens on the loopback
 of a network namespace the test makes (vesseld's); a second vesseld
 serves its metrics on a unix socket."""
+import glob
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -19,7 +19,7 @@ import pytest
 
 import vessel
 from registry import Registry
-from test_containers import INITRD, KERNEL, busybox_image_tar
+from test_containers import INITRD, KERNEL, busybox_image_tar, run_existing
 from vesseld import Vesseld, vesseld_path, wait_for
 from vessel.v1 import containers_pb2 as cp
 from vessel.v1 import images_pb2, system_pb2, types_pb2
@@ -258,41 +258,91 @@ def test_pulls(env):
     p.eventually('sum(vessel_rpc_requests_total{method="/vessel.v1.Images/Pull"})', 2)
 
 
-def ctl(c, *args):
-    return subprocess.run([VESSELCTL, "--host", c.daemon.address, *args], capture_output=True,
-                          text=True, timeout=180)
+PATHS = ("spare", "template", "cold")
 
 
-def test_runs_count_vm_starts_by_path_and_rpcs(env):
+def starts(s: dict) -> dict:
+    return {p: s[f'vessel_vm_starts_total{{path="{p}"}}'] for p in PATHS}
+
+
+def start_one(c, **create):
+    """Creates, runs and deletes a container; returns its boot mode and
+    what vessel_vm_starts_total gained meanwhile, by path."""
+    before = starts(scrape(c))
+    ct = c.containers.Create(cp.ContainersCreateRequest(
+        image=c.ref, process=types_pb2.ProcessSpec(args=["true"]), **create), timeout=180).container
+    status, _, _, _ = run_existing(c, ct.id)
+    assert status.code == 0
+    c.containers.Delete(cp.ContainersDeleteRequest(container_id=ct.id), timeout=60)
+    after = starts(scrape(c))
+    return ct.vm.boot_mode, {p: after[p] - before[p] for p in PATHS if after[p] != before[p]}
+
+
+def test_runs_count_vm_starts_by_path_and_rpcs(env, tmp_path):
     c = env
     assert VESSELCTL, "VESSELCTL names vesselctl (bazel test sets it)"
     if not scrape(c)["vessel_pull_bytes_total"]:  # test_pulls did not run before
         for _ in c.images.Pull(images_pb2.ImagesPullRequest(reference=c.ref, insecure=True),
                                timeout=120):
             pass
-    before = scrape(c)
-    starts = lambda s: {p: s[f'vessel_vm_starts_total{{path="{p}"}}'] for p in
-                        ("spare", "template", "cold")}
-    assert sum(starts(before).values()) == 0
-    # The first start of a kind boots cold (and builds its template); later
-    # ones restore it or take a warm spare.
-    runs = 0
-    while True:
-        r = ctl(c, "run", "--rm", c.ref, "true")
-        assert r.returncode == 0, r.stderr
-        runs += 1
-        now = starts(scrape(c))
-        if now["cold"] >= 1 and now["spare"] + now["template"] >= 1:
+    assert sum(starts(scrape(c)).values()) == 0
+    seen = {}
+
+    def check(mode, gained):
+        """Each start counts once, under the path its boot mode says."""
+        if mode == cp.BOOT_MODE_COLD:
+            assert gained == {"cold": 1}
+        else:
+            assert mode == cp.BOOT_MODE_TEMPLATE and gained in ({"spare": 1}, {"template": 1})
+        for k, v in gained.items():
+            seen[k] = seen.get(k, 0) + v
+    # The first start of a kind boots cold (and has its template built: a
+    # failed build is tried again at the next cold start, so start until
+    # one restores).
+    mode, gained = start_one(c)
+    assert (mode, gained) == (cp.BOOT_MODE_COLD, {"cold": 1})
+    check(mode, gained)
+    for _ in range(60):
+        mode, gained = start_one(c)
+        check(mode, gained)
+        if mode == cp.BOOT_MODE_TEMPLATE:
             break
-        assert runs < 30, now
         time.sleep(1)
+    assert mode == cp.BOOT_MODE_TEMPLATE
+    # Warm spares are restored from it; a start takes one over.
+    spares = os.path.join(c.daemon.root, "spares", "*", "qemu.pid")
+    for _ in range(5):
+        if seen.get("spare"):
+            break
+        wait_for(lambda: glob.glob(spares), timeout=60)
+        check(*start_one(c))
+    assert seen.get("spare"), seen
+    # A container with a volume never takes a spare (they have no shares):
+    # cold until its kind's template is built, then restored from it.
+    vol = types_pb2.Mount(type="bind", source=str(tmp_path), destination="/data")
+    for _ in range(60):
+        mode, gained = start_one(c, mounts=[vol])
+        assert gained == ({"template": 1} if mode == cp.BOOT_MODE_TEMPLATE else {"cold": 1})
+        check(mode, gained)
+        if mode == cp.BOOT_MODE_TEMPLATE:
+            break
+        time.sleep(1)
+    assert mode == cp.BOOT_MODE_TEMPLATE
+    # vesselctl run --rm counts like any other.
+    before = sum(starts(scrape(c)).values())
+    r = subprocess.run([VESSELCTL, "--host", c.daemon.address, "run", "--rm", c.ref, "true"],
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
     s = scrape(c)
     got = starts(s)
-    assert sum(got.values()) == runs
+    runs = sum(got.values())
+    assert runs == before + 1
+    assert got["spare"] >= 1 and got["template"] >= 1 and got["cold"] >= 2
+    assert all(seen[p] <= got[p] <= seen[p] + 1 for p in PATHS), (seen, got)
     for path, n in got.items():
         assert s[f'vessel_vm_start_duration_seconds_count{{path="{path}"}}'] == n
         assert s[f'vessel_vm_start_duration_seconds_bucket{{path="{path}",le="+Inf"}}'] == n
-    assert s['vessel_vm_start_duration_seconds_sum{path="cold"}'] > 0.05  # a boot is no instant
+    assert s['vessel_vm_start_duration_seconds_sum{path="cold"}'] > 0.05 * got["cold"]
     assert s[f'vessel_rpc_requests_total{{method="{CREATE}",code="OK"}}'] == runs
     assert s[f'vessel_rpc_duration_seconds_count{{method="{CREATE}"}}'] == runs
     assert s["vessel_rootfs_builds_total"] == 1  # then cached
@@ -300,14 +350,13 @@ def test_runs_count_vm_starts_by_path_and_rpcs(env):
     assert s["vessel_rootfs_build_errors_total"] == 0
     p = c.prom
     p.eventually("sum(vessel_vm_starts_total)", runs)
-    p.eventually('vessel_vm_starts_total{path="cold"}', got["cold"])
-    p.eventually('vessel_vm_starts_total{path="spare"} + ignoring(path) '
-                 'vessel_vm_starts_total{path="template"}', got["spare"] + got["template"])
+    for path in PATHS:
+        p.eventually(f'vessel_vm_starts_total{{path="{path}"}}', got[path])
     p.eventually(f'vessel_rpc_requests_total{{method="{CREATE}",code="OK"}}', runs)
     p.eventually(f'vessel_rpc_duration_seconds_count{{method="{CREATE}"}}', runs)
     p.eventually("sum(vessel_vm_start_duration_seconds_count)", runs)
     p.eventually("vessel_rootfs_builds_total", 1)
-    # A quantile of the boot durations is a real number of seconds.
+    # A quantile of the cold boots is a real number of seconds.
     q = p.value('histogram_quantile(0.5, vessel_vm_start_duration_seconds_bucket{path="cold"})')
     assert q is not None and 0 < q <= 60
 
