@@ -13,6 +13,8 @@ DEB_PACKAGES=(
   # runtime peers and tools
   openssl ca-certificates iproute2 iptables tmux e2fsprogs busybox-static qemu-system-x86 qemu-utils
   docker-registry skopeo umoci cpio runc
+  # scrapes vesseld's --metrics-listen in tests/integration/test_metrics.py
+  prometheus
   # user-mode emulators for foreign-architecture images (server/runtime/emulate.c)
   qemu-user-static
   # python clients and tests run on Debian's python3 (matches protoc 3.21)

@@ -101,6 +101,13 @@ typedef struct vrpc_server_opts {
   int unix_mode;
   int has_unix_gid;
   unsigned unix_gid;
+  /* Called as each call ends, once its status was sent, for metrics: its
+   * method (NULL: a path no registered service has), the status code sent
+   * and the nanoseconds since the call arrived. On the handler's thread, or
+   * for a call refused at once (RESOURCE_EXHAUSTED) on the poller's: it
+   * must be quick and must not block. */
+  void (*on_done)(void *arg, const vrpc_method *m, vs_code code, int64_t ns);
+  void *on_done_arg;
 } vrpc_server_opts;
 
 vrpc_server *vrpc_server_new(const vrpc_server_opts *opts, vs_err *err);

@@ -56,6 +56,8 @@ struct vrpc_call {
   char **md_pairs; /* key, value, ..., NULL (copied from request_md) */
   int initial_md_sent;
   int status_sent;
+  vs_code status_code; /* the one sent, once status_sent */
+  int64_t arrived_ns;  /* CLOCK_MONOTONIC */
   int close_cancelled;
   vrpc_op close_op;
 

@@ -68,6 +68,9 @@ struct vrpc_server {
   vrpc_tag shutdown_tag;
   int shutdown_done;
 
+  void (*on_done)(void *arg, const vrpc_method *m, vs_code code, int64_t ns);
+  void *on_done_arg;
+
   /* under mu: calls in flight per connection */
   int max_per_peer;
   int unix_mode;
@@ -127,6 +130,8 @@ vrpc_server *vrpc_server_new(const vrpc_server_opts *opts, vs_err *err) {
   s->max_message = opts && opts->max_message_bytes ? opts->max_message_bytes
                                                    : VRPC_DEFAULT_MAX_MESSAGE;
   s->max_per_peer = opts ? opts->max_calls_per_connection : 0;
+  s->on_done = opts ? opts->on_done : NULL;
+  s->on_done_arg = opts ? opts->on_done_arg : NULL;
   s->unix_mode = opts && opts->unix_mode ? opts->unix_mode : 0660;
   s->unix_gid = opts && opts->has_unix_gid ? (long)opts->unix_gid : -1;
   s->accept_stop = -1;
@@ -311,6 +316,7 @@ static void send_status(vrpc_call *c, vs_code code, const char *msg) {
     return;
   }
   c->status_sent = 1;
+  c->status_code = code;
   grpc_slice details = grpc_slice_from_copied_string(msg ? msg : "");
   grpc_op ops[2];
   memset(ops, 0, sizeof ops);
@@ -340,6 +346,12 @@ int vrpc_server_finish(vrpc_call *c, const vs_err *status) {
 static void finish_server_call(vrpc_call *c, vs_code code, const char *msg) {
   send_status(c, code, msg);
   vrpc_op_wait(&c->close_op);
+}
+
+static int64_t now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
 static __thread const vrpc_method *current_method;
@@ -372,6 +384,10 @@ static void *handler_main(void *arg) {
       vs_err_set(&err, VS_UNKNOWN, "%s failed without a reason", e->method->path);
   }
   finish_server_call(c, err.code, err.msg);
+  /* The status sent: a handler's vrpc_server_finish may have sent another
+   * than the one it returned. */
+  if (s->on_done) s->on_done(s->on_done_arg, e ? e->method : NULL, c->status_code,
+                             now_ns() - c->arrived_ns);
   peer_leave(s, c->peer);
 
   grpc_call_unref(c->call);
@@ -429,6 +445,14 @@ static void peer_leave(vrpc_server *s, const char *peer) {
   pthread_mutex_unlock(&s->mu);
 }
 
+/* A call answered RESOURCE_EXHAUSTED before any handler ran, to on_done. */
+static void report_refused(vrpc_server *s, const grpc_call_details *d) {
+  if (!s->on_done) return;
+  const vrpc_entry *e = find_entry(s, (const char *)GRPC_SLICE_START_PTR(d->method),
+                                   GRPC_SLICE_LENGTH(d->method));
+  s->on_done(s->on_done_arg, e ? e->method : NULL, VS_RESOURCE_EXHAUSTED, 0);
+}
+
 /* Placeholder method until dispatch picks the real one (unknown paths). */
 static const vrpc_method unknown_method = {"(unknown)", VRPC_UNARY, NULL, NULL};
 
@@ -460,11 +484,13 @@ static void slot_done(vrpc_tag *t, int ok) {
     if (!over) peer_leave(s, peer);
     gpr_free(peer);
     grpc_call_cancel_with_status(slot->call, GRPC_STATUS_RESOURCE_EXHAUSTED, msg, NULL);
+    report_refused(s, &slot->details);
     grpc_call_unref(slot->call);
     grpc_call_details_destroy(&slot->details);
     grpc_metadata_array_destroy(&slot->md);
   } else {
     c->server_side = 1;
+    c->arrived_ns = now_ns();
     c->srv = s;
     c->peer = peer; /* counted in s->peers until the handler ends */
     c->call = slot->call;
@@ -499,6 +525,7 @@ static void slot_done(vrpc_tag *t, int ok) {
        * cancel, and let the close op's completion be ignored. */
       grpc_call_cancel_with_status(c->call, GRPC_STATUS_RESOURCE_EXHAUSTED,
                                    "too many concurrent calls", NULL);
+      report_refused(s, &c->details);
       pthread_mutex_lock(&s->mu);
       s->active--;
       pthread_mutex_unlock(&s->mu);

@@ -8,8 +8,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 extern "C" {
@@ -579,5 +581,85 @@ TEST_F(RpcTest, CallsInFlightAreLimitedPerConnection) {
   std::string text;
   EXPECT_EQ(Echo(make("again"), &text), 0);
   EXPECT_EQ(text, "again");
+}
+
+// on_done sees every call as it ends: its method (NULL for an unknown
+// path), the status sent (also one a handler sent early with
+// vrpc_server_finish) and how long it took.
+struct Done {
+  std::mutex mu;
+  std::vector<std::tuple<std::string, vs_code, int64_t>> calls;
+  size_t Count() {
+    std::lock_guard<std::mutex> l(mu);
+    return calls.size();
+  }
+};
+
+TEST_F(RpcTest, OnDoneReportsMethodStatusAndDuration) {
+  vs_err err;
+  vrpc_server_free(srv_);
+  Done done;
+  vrpc_server_opts o = {};
+  o.on_done = [](void *arg, const vrpc_method *m, vs_code code, int64_t ns) {
+    auto *d = static_cast<Done *>(arg);
+    std::lock_guard<std::mutex> l(d->mu);
+    d->calls.emplace_back(m ? m->path : "(null)", code, ns);
+  };
+  o.on_done_arg = &done;
+  srv_ = vrpc_server_new(&o, &err);
+  ASSERT_NE(srv_, nullptr) << err.msg;
+  ASSERT_EQ(vessel_test_Test_register(srv_, &kHandlers, &ctx_, &err), 0) << err.msg;
+  Start();
+  EXPECT_EQ(Echo(make("fast"), nullptr), 0);
+  Msg slow = make("slow", 0, 200);
+  slow.fail_code = VS_NOT_FOUND;
+  EXPECT_EQ(Echo(slow, nullptr), VS_NOT_FOUND);
+  static const vrpc_method bogus = {"/vessel.test.Test/Nope", VRPC_UNARY,
+                                    &vessel__test__msg__descriptor,
+                                    &vessel__test__msg__descriptor};
+  Msg req = make("x");
+  ProtobufCMessage *resp;
+  EXPECT_EQ(vrpc_unary(ch_, &bogus, &req.base, &resp, nullptr, &err), -1);
+  // The report follows the status the client already has: wait for it.
+  for (int i = 0; i < 5000 && done.Count() < 3; i++) usleep(1000);
+  ASSERT_EQ(done.Count(), 3u);
+  std::lock_guard<std::mutex> l(done.mu);
+  EXPECT_EQ(std::get<0>(done.calls[0]), "/vessel.test.Test/Unary");
+  EXPECT_EQ(std::get<1>(done.calls[0]), VS_OK);
+  EXPECT_LT(std::get<2>(done.calls[0]), 150 * 1000000LL);
+  EXPECT_EQ(std::get<0>(done.calls[1]), "/vessel.test.Test/Unary");
+  EXPECT_EQ(std::get<1>(done.calls[1]), VS_NOT_FOUND);
+  EXPECT_GE(std::get<2>(done.calls[1]), 200 * 1000000LL);
+  EXPECT_EQ(std::get<0>(done.calls[2]), "(null)");
+  EXPECT_EQ(std::get<1>(done.calls[2]), VS_UNIMPLEMENTED);
+}
+
+// A call refused for the per-connection limit is reported too.
+TEST_F(RpcTest, OnDoneReportsCallsRefusedAtOnce) {
+  vs_err err;
+  vrpc_server_free(srv_);
+  Done done;
+  vrpc_server_opts o = {};
+  o.max_calls_per_connection = 1;
+  o.on_done = [](void *arg, const vrpc_method *m, vs_code code, int64_t ns) {
+    auto *d = static_cast<Done *>(arg);
+    std::lock_guard<std::mutex> l(d->mu);
+    d->calls.emplace_back(m ? m->path : "(null)", code, ns);
+  };
+  o.on_done_arg = &done;
+  srv_ = vrpc_server_new(&o, &err);
+  ASSERT_NE(srv_, nullptr) << err.msg;
+  ASSERT_EQ(vessel_test_Test_register(srv_, &kHandlers, &ctx_, &err), 0) << err.msg;
+  Start();
+  std::thread t([&] { EXPECT_EQ(Echo(make("slow", 0, 500), nullptr, 30000), 0); });
+  while (ctx_.handled.load() < 1) usleep(1000);
+  EXPECT_EQ(Echo(make("refused"), nullptr), VS_RESOURCE_EXHAUSTED);
+  t.join();
+  for (int i = 0; i < 5000 && done.Count() < 2; i++) usleep(1000);
+  ASSERT_EQ(done.Count(), 2u);
+  std::lock_guard<std::mutex> l(done.mu);
+  EXPECT_EQ(std::get<0>(done.calls[0]), "/vessel.test.Test/Unary");
+  EXPECT_EQ(std::get<1>(done.calls[0]), VS_RESOURCE_EXHAUSTED);
+  EXPECT_EQ(std::get<1>(done.calls[1]), VS_OK);
 }
 }  // namespace

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "server/metrics/metrics.h"
+
 const char vd_usage[] =
     "usage: vesseld [flags]\n"
     "\n"
@@ -77,6 +79,9 @@ const char vd_usage[] =
     "                        suffixes; default 10M); a container's own setting wins\n"
     "  --log-max-files N     rotated log files kept per container, the current one\n"
     "                        included (1..100, default 3)\n"
+    "  --metrics-listen URI  serve Prometheus metrics (text format) at /metrics\n"
+    "                        there: tcp://HOST:PORT or unix:///PATH (off by\n"
+    "                        default; e.g. tcp://127.0.0.1:9323)\n"
     "  --trace-agent-calls FILE\n"
     "                        append \"<host RPC> <agent RPC>\" to FILE for every\n"
     "                        call to a guest agent (for tests and debugging)\n"
@@ -127,7 +132,7 @@ static int int_flag(const char *flag, const char *arg, long lo, long hi, int *ou
 }
 
 /* The flags; a config file names them too (without the dashes). */
-enum { ROOT = 1, LISTEN, CERT, KEY, CA, INSECURE, VERSION, HELP, KERNEL, INITRD, QEMU, MAXCALLS, SOCKGROUP, MINSPEED, TRACE, DNSUP, CRI, CRISTREAM, CRITTL, SPARES, SPAREMEM, TPLMEM, TBSIZE, GUESTARCH, CONFIG, ACCEL, LOGSIZE, LOGFILES };
+enum { ROOT = 1, LISTEN, CERT, KEY, CA, INSECURE, VERSION, HELP, KERNEL, INITRD, QEMU, MAXCALLS, SOCKGROUP, MINSPEED, TRACE, DNSUP, CRI, CRISTREAM, CRITTL, SPARES, SPAREMEM, TPLMEM, TBSIZE, GUESTARCH, CONFIG, ACCEL, LOGSIZE, LOGFILES, METRICS };
 static const struct option opts[] = {
     {"root", required_argument, NULL, ROOT},
     {"listen", required_argument, NULL, LISTEN},
@@ -151,6 +156,7 @@ static const struct option opts[] = {
     {"template-memory", required_argument, NULL, TPLMEM},
     {"tb-size", required_argument, NULL, TBSIZE},
     {"guest-arch", required_argument, NULL, GUESTARCH},
+    {"metrics-listen", required_argument, NULL, METRICS},
     {"config", required_argument, NULL, CONFIG},
     {"accel", required_argument, NULL, ACCEL},
     {"log-max-size", required_argument, NULL, LOGSIZE},
@@ -204,6 +210,10 @@ static int apply(vd_config *c, int o, char *arg, int from_file, vs_err *err) {
     case SPARES: return int_flag("spares", arg, 0, 256, &c->spares, err);
     case SPAREMEM: return int_flag("spares-memory", arg, 1, 86400, &c->spares_memory_s, err);
     case TBSIZE: return int_flag("tb-size", arg, 1, 4096, &c->tb_size_mib, err);
+    case METRICS:
+      if (mt_check_uri(arg, err) < 0) return vs_err_wrap(err, "--metrics-listen");
+      c->metrics_listen = arg;
+      break;
     case GUESTARCH:
       if (vm_arch_parse(arg, &c->guest_arch) < 0)
         return vs_err_set(err, VS_INVALID_ARGUMENT, "--guest-arch %s: give x86_64 or arm64", arg);

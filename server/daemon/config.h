@@ -30,6 +30,7 @@ typedef struct vd_config {
   int pull_min_speed, pull_min_speed_secs; /* 0 = the registry client's default */
   const char *trace_agent_calls; /* rt_config.trace_agent_calls */
   const char *cri_listen;        /* unix:// URI of the CRI server, or NULL */
+  const char *metrics_listen;    /* where /metrics is served (mt_server_start), or NULL */
   const char *cri_stream_address; /* IPv4:port of its streaming server */
   int cri_stream_ttl;             /* seconds its URLs stay valid; 0 = 60 */
   char *dns_upstreams[3];        /* rt_config.dns_upstreams */

@@ -253,4 +253,25 @@ TEST(Config, GuestArch) {
   EXPECT_NE(std::string(e.msg).find("--guest-arch mips"), std::string::npos) << e.msg;
 }
 
+TEST(Config, MetricsListen) {
+  vd_config c;
+  vs_err e;
+  ASSERT_EQ(Parse({}, &c, &e), 0) << e.msg;
+  EXPECT_EQ(c.metrics_listen, nullptr);  // off by default
+  ASSERT_EQ(Parse({"--metrics-listen", "tcp://127.0.0.1:9323"}, &c, &e), 0) << e.msg;
+  EXPECT_STREQ(c.metrics_listen, "tcp://127.0.0.1:9323");
+  ASSERT_EQ(Parse({"--metrics-listen", "unix:///run/vessel/metrics.sock"}, &c, &e), 0) << e.msg;
+  EXPECT_STREQ(c.metrics_listen, "unix:///run/vessel/metrics.sock");
+  // Plaintext TCP is fine here (read-only numbers), unlike --listen.
+  ASSERT_EQ(Parse({"--metrics-listen", "tcp://0.0.0.0:9323"}, &c, &e), 0) << e.msg;
+  for (const char *bad : {"127.0.0.1:9323", "tcp://127.0.0.1", "tcp://127.0.0.1:99999",
+                          "unix://metrics.sock", "http://127.0.0.1:9323/metrics"}) {
+    EXPECT_EQ(Parse({"--metrics-listen", bad}, &c, &e), -1) << bad;
+    EXPECT_EQ(e.code, VS_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(e.msg).find("--metrics-listen"), std::string::npos) << e.msg;
+    EXPECT_NE(std::string(e.msg).find(bad), std::string::npos) << e.msg;
+  }
+  EXPECT_EQ(Parse({"--metrics-listen"}, &c, &e), -1);
+}
+
 }  // namespace

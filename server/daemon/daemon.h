@@ -9,6 +9,7 @@
 #include "server/daemon/config.h"
 #include "server/events/events.h"
 #include "server/images/images.h"
+#include "server/metrics/metrics.h"
 #include "server/net/net.h"
 #include "server/runtime/runtime.h"
 #include "server/streaming/streaming.h"
@@ -29,6 +30,10 @@ typedef struct vd_daemon {
   ss_server *stream;   /* the CRI's streaming server, with --cri-listen */
   vm_accel accel;      /* every VM's, decided at start (--accel) */
   char accel_reason[600];
+  mt_registry *metrics;      /* with --metrics-listen, else NULL (nothing recorded) */
+  mt_family *m_rpc_calls;    /* {method, code} */
+  mt_family *m_rpc_secs;     /* {method} */
+  mt_server *metrics_server; /* serving it, once everything else is up */
   /* probed at the first System.Info, under probe_mu */
   pthread_mutex_t probe_mu;
   int probed;
@@ -84,5 +89,10 @@ void vd_cri_stream_handlers(struct runtime_v1_RuntimeService_handlers *h);
 void vd_stream_backend(vd_daemon *d, ss_backend *b);
 /* Registers vessel.v1.Images. */
 int vd_images_register(vrpc_server *srv, vd_daemon *d, vs_err *err);
+/* With --metrics-listen: d->metrics with vesseld's own series (process,
+ * RPCs); the libraries add theirs when given it. */
+int vd_metrics_open(vd_daemon *d, vs_err *err);
+/* vrpc_server_opts.on_done (arg: d): counts and times RPCs by method. */
+void vd_metrics_rpc_done(void *arg, const vrpc_method *m, vs_code code, int64_t ns);
 
 #endif

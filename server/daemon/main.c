@@ -165,7 +165,17 @@ int main(int argc, char **argv) {
     return 1;
   }
 
+  /* Metrics (with --metrics-listen) are recorded from the start; they are
+   * served once everything else is up. */
+  if (vd_metrics_open(&d, &err) < 0) {
+    LOG(VS_LOG_ERROR, "%s", err.msg);
+    return 1;
+  }
   d.images = img_open(d.cfg.root, &err);
+  if (d.images && d.metrics && img_metrics(d.images, d.metrics, &err) < 0) {
+    img_close(d.images);
+    d.images = NULL;
+  }
   d.events = d.images ? evb_new(4096, &err) : NULL;
   d.networks = d.events ? net_open(d.cfg.root, &err) : NULL;
   if (d.networks) {
@@ -181,7 +191,7 @@ int main(int argc, char **argv) {
                     .accel = d.accel,
                     .log_max_bytes = d.cfg.log_max_bytes,
                     .log_max_files = d.cfg.log_max_files,
-                    .guest_arch = d.cfg.guest_arch};
+                    .guest_arch = d.cfg.guest_arch, .metrics = d.metrics};
     d.runtime = rt_open(&rc, &err);
   }
   char native[1][32]; /* the VMs' own platform: what a pull without one means */
@@ -192,12 +202,14 @@ int main(int argc, char **argv) {
   }
   if (!d.runtime) {
     LOG(VS_LOG_ERROR, "%s", err.msg);
+    mt_registry_free(d.metrics);
     return 1;
   }
   pthread_mutex_init(&d.probe_mu, NULL);
   vrpc_server_opts so = {.max_calls_per_connection = d.cfg.max_calls_per_connection,
                          .unix_mode = 0660, .has_unix_gid = socket_gid >= 0,
-                         .unix_gid = (unsigned)socket_gid};
+                         .unix_gid = (unsigned)socket_gid,
+                         .on_done = d.metrics ? vd_metrics_rpc_done : NULL, .on_done_arg = &d};
   vrpc_server *srv = vrpc_server_new(&so, &err);
   const vrpc_descriptor_pool *pools[] = {&vessel_proto_pool, &grpc_proto_pool};
   if (!srv || vd_system_register(srv, &d, &err) < 0 || vd_images_register(srv, &d, &err) < 0 ||
@@ -213,6 +225,7 @@ int main(int argc, char **argv) {
     rt_close(d.runtime);
     evb_free(d.events);
     net_close(d.networks);
+    mt_registry_free(d.metrics);
     return 1;
   }
   /* Kubernetes' CRI, on a server (and socket) of its own when asked. */
@@ -235,11 +248,28 @@ int main(int argc, char **argv) {
       img_close(d.images);
       evb_free(d.events);
       net_close(d.networks);
+      mt_registry_free(d.metrics);
       return 1;
     }
     LOG(VS_LOG_INFO, "serving the CRI (runtime.v1) on %s, streaming on %s", d.cfg.cri_listen,
         ss_base_url(d.stream));
   }
+  if (d.metrics && !(d.metrics_server = mt_server_start(d.metrics, d.cfg.metrics_listen, &err))) {
+    LOG(VS_LOG_ERROR, "--metrics-listen %s: %s", d.cfg.metrics_listen, err.msg);
+    if (cri) vrpc_server_shutdown(cri, 0);
+    vrpc_server_shutdown(srv, 0);
+    vrpc_server_free(cri);
+    vrpc_server_free(srv);
+    ss_stop(d.stream);
+    rt_close(d.runtime);
+    img_close(d.images);
+    evb_free(d.events);
+    net_close(d.networks);
+    mt_registry_free(d.metrics);
+    return 1;
+  }
+  if (d.metrics_server)
+    LOG(VS_LOG_INFO, "serving metrics on %s/metrics", mt_server_uri(d.metrics_server));
   for (size_t i = 0; i < d.n_listen; i++)
     LOG(VS_LOG_INFO, "listening on %s", d.listen_uris[i]);
   LOG(VS_LOG_INFO, "vesseld %s ready (root %s)", VESSEL_VERSION, d.cfg.root);
@@ -249,6 +279,8 @@ int main(int argc, char **argv) {
   int sig = 0;
   sigwait(&sigs, &sig);
   LOG(VS_LOG_INFO, "signal %d: shutting down", sig);
+  /* Metrics first: its collectors read the runtime and the image store. */
+  mt_server_stop(d.metrics_server);
   sd_notify(0, "STOPPING=1");
   if (cri) vrpc_server_shutdown(cri, 2000);
   vrpc_server_shutdown(srv, 2000);
@@ -262,6 +294,7 @@ int main(int argc, char **argv) {
   net_close(d.networks);
   for (size_t i = 0; i < d.cfg.n_listen; i++)
     if (!vd_is_tcp(d.cfg.listen[i])) unlink(d.cfg.listen[i] + 7);
+  mt_registry_free(d.metrics); /* after the servers: their on_done records in it */
   close(lock_fd);
   LOG(VS_LOG_INFO, "stopped");
   vd_config_free(&d.cfg);

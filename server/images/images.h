@@ -10,6 +10,7 @@
 
 #include "common/vs_err.h"
 #include "server/content/content.h"
+#include "server/metrics/metrics.h"
 #include "server/oci/oci.h"
 
 #ifdef __cplusplus
@@ -27,6 +28,12 @@ img_store *img_open(const char *root, vs_err *err);
 int img_set_native(img_store *s, const char *platform, vs_err *err);
 void img_close(img_store *s);
 cs_store *img_content(img_store *s);
+
+/* Records in r (metrics.c): pulls (bytes received, durations, failures by
+ * status code), rootfs builds (count, durations, failures) and, at each
+ * rendering, the content store's size. Call once, before the store is
+ * used; stop rendering before img_close. */
+int img_metrics(img_store *s, mt_registry *r, vs_err *err);
 
 /* A local image as List/Inspect show it. */
 typedef struct img_info {

@@ -24,10 +24,20 @@ struct img_store {
   pthread_mutex_t mu; /* GC vs. recording references; guards pins */
   img_pin *pins;
   oci_platform native; /* what a request without a platform means */
+  /* metrics.c: series (all NULL without img_metrics) */
+  mt_series *m_pull_bytes, *m_pull_secs;
+  mt_family *m_pull_errors; /* by code */
+  mt_series *m_rootfs_builds, *m_rootfs_errors, *m_rootfs_secs;
+  mt_series *m_content_bytes;
 };
 
 /* want, or the store's native platform where want names no architecture. */
 void img_want(const img_store *s, const oci_platform *want, oci_platform *out);
+
+/* metrics.c: a monotonic clock in seconds, for durations. */
+double img_clock(void);
+/* Counts received bytes of a pull (reg_options.received; arg: the store). */
+void img_pull_received(void *arg, size_t n);
 
 int img_build_info(img_store *s, const char *name, const oci_descriptor *target,
                    const oci_platform *want, int64_t updated, img_info *info, vs_err *err);

@@ -136,28 +136,38 @@ static int fetch_doc(img_store *s, reg_client *rc, const char *ref, char **body,
   return 0;
 }
 
+/* A pull that began at t0 ends with rc: its duration, and its code if it
+ * failed, to the metrics. */
+static int pull_done(img_store *s, double t0, int rc, const vs_err *err) {
+  if (rc < 0) mt_add(mt_with1(s->m_pull_errors, vs_code_name(err->code)), 1);
+  mt_observe(s->m_pull_secs, img_clock() - t0);
+  return rc;
+}
+
 int img_pull(img_store *s, const char *reference, const img_pull_opts *o, img_info *out,
              vs_err *err) {
   img_pull_opts def;
   memset(&def, 0, sizeof def);
   if (!o) o = &def;
   memset(out, 0, sizeof *out);
+  double t0 = img_clock();
   oci_ref ref;
-  if (oci_ref_parse(reference, &ref, err) < 0) return -1;
+  if (oci_ref_parse(reference, &ref, err) < 0) return pull_done(s, t0, -1, err);
   char *name = oci_ref_string(&ref);
   char *user, *pass;
   img_creds(s, ref.domain, o->username, o->password, &user, &pass);
   reg_options ro = {.insecure = o->insecure, .certs_dir = s->certs_dir, .username = user,
                     .password = pass, .min_speed = o->min_speed,
                     .min_speed_secs = o->min_speed_secs, .cancelled = o->cancelled,
-                    .cancel_arg = o->cancel_arg};
+                    .cancel_arg = o->cancel_arg, .received = img_pull_received,
+                    .received_arg = s};
   reg_client *rc = reg_client_new(&ref, &ro, err);
   free(user);
   free(pass);
   if (!rc) {
     oci_ref_free(&ref);
     free(name);
-    return -1;
+    return pull_done(s, t0, -1, err);
   }
   pull p;
   memset(&p, 0, sizeof p);
@@ -268,7 +278,7 @@ out:
   reg_client_free(rc);
   oci_ref_free(&ref);
   free(name);
-  return result;
+  return pull_done(s, t0, result, err);
 }
 
 int img_login(img_store *s, const char *server, const char *username, const char *password,

@@ -64,9 +64,15 @@ int img_rootfs(img_store *s, const char *reference, const oci_platform *platform
     rfs_options_init(&o);
     o.size_bytes = size_bytes;
     o.free_bytes = size_bytes ? 0 : free_bytes;
-    if (rc == 0 && rfs_build(layers, info.n_layers, path, &o, NULL, err) < 0) {
-      vs_err_wrap(err, "rootfs of %s", info.name);
-      rc = -1;
+    if (rc == 0) {
+      double t0 = img_clock();
+      if (rfs_build(layers, info.n_layers, path, &o, NULL, err) < 0) {
+        vs_err_wrap(err, "rootfs of %s", info.name);
+        rc = -1;
+        mt_add(s->m_rootfs_errors, 1);
+      }
+      mt_add(s->m_rootfs_builds, 1);
+      mt_observe(s->m_rootfs_secs, img_clock() - t0);
     }
   }
   free(layers);

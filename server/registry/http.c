@@ -54,6 +54,8 @@ reg_client *reg_client_new(const oci_ref *ref, const reg_options *o, vs_err *err
   c->min_speed_secs = o->min_speed_secs > 0 ? o->min_speed_secs : 30;
   c->cancelled = o->cancelled;
   c->cancel_arg = o->cancel_arg;
+  c->received = o->received;
+  c->received_arg = o->received_arg;
   if (o->username) c->username = strdup(o->username);
   if (o->password) c->password = strdup(o->password);
   snprintf(c->scheme, sizeof c->scheme, "https");
@@ -149,6 +151,7 @@ static size_t on_body(char *p, size_t sz, size_t n, void *arg) {
   size_t len = sz * n;
   if (!r->status) curl_easy_getinfo(r->curl, CURLINFO_RESPONSE_CODE, &r->status);
   if (r->status >= 200 && r->status < 300) {
+    if (r->client->received) r->client->received(r->client->received_arg, len);
     if (!r->sink) return len;
     if (!r->started && r->on_start && r->on_start(r, r->sink_arg) < 0) {
       r->sink_error = 1;

@@ -38,6 +38,11 @@ typedef struct reg_options {
    * and between retries: non-zero ends the request at once, CANCELLED. */
   int (*cancelled)(void *arg);
   void *cancel_arg;
+  /* Told of the body bytes of every successful response as they arrive
+   * (manifests and blobs, a retry's too): a count of bytes received. From
+   * the downloading thread; must be quick. NULL = not told. */
+  void (*received)(void *arg, size_t n);
+  void *received_arg;
 } reg_options;
 
 typedef struct reg_client reg_client;

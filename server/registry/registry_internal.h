@@ -21,6 +21,8 @@ struct reg_client {
   int min_speed, min_speed_secs;
   int (*cancelled)(void *arg);
   void *cancel_arg;
+  void (*received)(void *arg, size_t n);
+  void *received_arg;
   char *username, *password;
   char *cafile;
 

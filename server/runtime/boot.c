@@ -64,6 +64,7 @@ static int is_read_only(const Vessel__V1__Mount *m) {
 
 int rt_boot(rt_container *c, const char *rootfs_src, vs_err *err) {
   rt_runtime *rt = c->rt;
+  double t0 = rt_metrics_clock();
   char root[4400], console[4400], tags[RT_MAX_SHARES][24];
   snprintf(root, sizeof root, "%s/rootfs.ext4", c->dir);
   snprintf(console, sizeof console, "%s/console.log", c->dir);
@@ -113,6 +114,7 @@ int rt_boot(rt_container *c, const char *rootfs_src, vs_err *err) {
     c->qemu_pid = vm_pid(got.v);
     c->boot_ms = got.boot_ms;
     pthread_mutex_unlock(&c->mu);
+    rt_metrics_vm_start(rt, RT_START_SPARE, t0);
     return 0;
   }
   if (rootfs_src && rfs_copy_writable(rootfs_src, root, err) < 0) return -1;
@@ -159,6 +161,7 @@ int rt_boot(rt_container *c, const char *rootfs_src, vs_err *err) {
   c->qemu_pid = vm_pid(v);
   c->boot_ms = vm_ready_ms(v);
   pthread_mutex_unlock(&c->mu);
+  rt_metrics_vm_start(rt, restored ? RT_START_TEMPLATE : RT_START_COLD, t0);
   return 0;
 }
 

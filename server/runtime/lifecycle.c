@@ -865,8 +865,8 @@ rt_runtime *rt_open(const rt_config *cfg, vs_err *err) {
   snprintf(run, sizeof run, "%s/run", rt->root);
   rt_container **again = NULL;
   size_t n_again = 0;
-  if (vs_mkdir_p(run, 0700, err) < 0 || rt_ports_open(rt, err) < 0 || rt_dns_open(rt, err) < 0 ||
-      rt_load(rt, &again, &n_again, err) < 0) {
+  if (rt_metrics_open(rt, err) < 0 || vs_mkdir_p(run, 0700, err) < 0 || rt_ports_open(rt, err) < 0 ||
+      rt_dns_open(rt, err) < 0 || rt_load(rt, &again, &n_again, err) < 0) {
     rt_close(rt);
     return NULL;
   }
@@ -885,7 +885,7 @@ rt_runtime *rt_open(const rt_config *cfg, vs_err *err) {
   resume_restarts(rt);
   /* Every QEMU on record is a container's by now, or nobody's: ended. */
   rt_reap_orphans(rt);
-  if (rt_console_open(rt, err) < 0 || rt_pool_open(rt, err) < 0) {
+  if (rt_console_open(rt, err) < 0 || rt_pool_open(rt, err) < 0 || rt_metrics_collect(rt, err) < 0) {
     rt_close(rt);
     return NULL;
   }

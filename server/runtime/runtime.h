@@ -12,6 +12,7 @@
 #include "common/vs_err.h"
 #include "server/events/events.h"
 #include "server/images/images.h"
+#include "server/metrics/metrics.h"
 #include "server/net/net.h"
 #include "server/vm/vm.h"
 #include "vessel/v1/containers.pb-c.h"
@@ -56,6 +57,9 @@ typedef struct rt_config {
   /* The VMs' architecture (VM_ARCH_HOST: the host's). kernel/initrd must
    * be built for it; images pulled without a platform are of it. */
   vm_arch guest_arch;
+  /* Where the runtime records its metrics (metrics.c), or NULL. Its
+   * collector reads the runtime: stop rendering before rt_close. */
+  mt_registry *metrics;
 } rt_config;
 
 typedef struct rt_runtime rt_runtime;

@@ -20,6 +20,7 @@
  *   describe.c   the API's view;    spec.c  process specs
  *   pod.c        pods: a VM (an rt_container with is_pod) holding several
  *                containers, each on a disk slot of it
+ *   metrics.c    containers by state, pods, VM starts by path
  *
  * Lock order (take left before right, never the other way):
  *   pod->op  >  c->op  >  c->vm_lock  >  rt->mu  >  p->out_mu  >  c->mu  >
@@ -211,7 +212,23 @@ struct rt_runtime {
   dns_server *dns;      /* the networks' DNS (hostnet.c) */
   size_t n_bridges;
   pthread_mutex_t emu_mu; /* one build of the emulators' disk (emulate.c) */
+  /* metrics.c: series in cfg.metrics (all NULL without one) */
+  mt_series *m_containers[6]; /* by rt_state */
+  mt_series *m_pods;
+  mt_series *m_starts[3], *m_start_secs[3]; /* by rt_start_path */
 };
+
+/* metrics.c */
+/* How a container's VM started (rt_boot). */
+typedef enum rt_start_path { RT_START_SPARE, RT_START_TEMPLATE, RT_START_COLD } rt_start_path;
+/* The runtime's series in rt->cfg.metrics, if any. */
+int rt_metrics_open(rt_runtime *rt, vs_err *err);
+/* From then on, containers and pods are counted at each rendering. */
+int rt_metrics_collect(rt_runtime *rt, vs_err *err);
+/* A monotonic clock in seconds, for durations. */
+double rt_metrics_clock(void);
+/* A VM started by path, asked for at t0 (rt_metrics_clock). */
+void rt_metrics_vm_start(rt_runtime *rt, rt_start_path path, double t0);
 
 int rt_closing(rt_runtime *rt);
 int64_t rt_mono_ms(void);
