@@ -1,6 +1,7 @@
 #include "clients/cli/clientcfg.h"
 
 #include <gtest/gtest.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
@@ -264,6 +265,75 @@ TEST_F(ClientCfgTest, SaveCreatesThePrivateDirectory) {
   ASSERT_EQ(stat((dir_ + "/new/deeper").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0700u);
   EXPECT_NE(Read().find("\"unix:///a.sock\""), std::string::npos);
+}
+
+/* std::string with every `from` replaced by `to`. */
+std::string Subst(std::string s, const std::string &from, const std::string &to) {
+  for (size_t at = 0; (at = s.find(from, at)) != std::string::npos; at += to.size())
+    s.replace(at, from.size(), to);
+  return s;
+}
+
+const char *Str(json_t *o, const char *key) { return json_string_value(json_object_get(o, key)); }
+
+// clients/testdata/config_cases.json: the cases the Python and Go clients
+// check as well.
+TEST_F(ClientCfgTest, SharedCases) {
+  json_error_t je;
+  json_t *doc = json_load_file("clients/testdata/config_cases.json", 0, &je);
+  ASSERT_NE(doc, nullptr) << je.text;
+  json_t *cases = json_object_get(doc, "cases");
+  ASSERT_GT(json_array_size(cases), 20u);
+  size_t i;
+  json_t *tc;
+  json_array_foreach(cases, i, tc) {
+    std::string name = Str(tc, "name");
+    SCOPED_TRACE(name);
+    ASSERT_EQ(system(("rm -rf " + dir_ + "/vessel").c_str()), 0);
+    if (json_t *file = json_object_get(tc, "file")) {
+      char *text = json_dumps(file, JSON_ENCODE_ANY);
+      Write(text);
+      free(text);
+    } else if (Str(tc, "file_text")) {
+      Write(Str(tc, "file_text"));
+    }
+    json_t *env = json_object_get(tc, "env"), *tls = json_object_get(tc, "tls");
+    vcfg_inputs in = {};
+    in.host = Str(tc, "host");
+    in.context = Str(tc, "context");
+    in.tls_ca = Str(tls, "ca");
+    in.tls_cert = Str(tls, "cert");
+    in.tls_key = Str(tls, "key");
+    in.env_host = Str(env, "VESSEL_HOST");
+    in.env_context = Str(env, "VESSEL_CONTEXT");
+    in.env_tls_ca = Str(env, "VESSEL_TLS_CA");
+    in.env_tls_cert = Str(env, "VESSEL_TLS_CERT");
+    in.env_tls_key = Str(env, "VESSEL_TLS_KEY");
+    vcfg_endpoint ep;
+    vs_err e;
+    int rc = Resolve(in, &ep, &e);
+    if (const char *want_err = Str(tc, "error")) {
+      EXPECT_EQ(rc, -1);
+      if (rc == -1) {
+        std::string want = Subst(want_err, "CONFIG", path_);
+        EXPECT_NE(std::string(e.msg).find(want), std::string::npos) << e.msg << "\nwant: " << want;
+      }
+      continue;
+    }
+    ASSERT_EQ(rc, 0) << e.msg;
+    json_t *want = json_object_get(tc, "want");
+    auto field = [&](const char *key) {
+      const char *v = Str(want, key);
+      return Subst(v ? v : "", "DIR", dir_ + "/vessel");
+    };
+    EXPECT_EQ(ep.host, field("host"));
+    EXPECT_EQ(ep.tls_ca, field("tls_ca"));
+    EXPECT_EQ(ep.tls_cert, field("tls_cert"));
+    EXPECT_EQ(ep.tls_key, field("tls_key"));
+    EXPECT_EQ(ep.server_name, field("server_name"));
+    if (Str(want, "source")) EXPECT_EQ(ep.source, field("source"));
+  }
+  json_decref(doc);
 }
 
 }  // namespace
