@@ -8,8 +8,9 @@
  *   3. VESSEL_CONTEXT, a context of the contexts file,
  *   4. the file's current context,
  *   5. unix:///run/vessel/vessel.sock.
- * Explicit TLS files (--tls-ca, --tls-cert, --tls-key) replace the ones
- * that came with the address. TLS applies to tcp:// only.
+ * Explicit TLS files (--tls-ca, --tls-cert, --tls-key) replace the three
+ * that came with the address (a context's server_name, which has no flag,
+ * stays). TLS applies to tcp:// only.
  *
  * The contexts file, $XDG_CONFIG_HOME/vessel/config (else
  * ~/.config/vessel/config), is JSON:

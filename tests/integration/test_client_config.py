@@ -194,6 +194,20 @@ def test_contexts_file_written_by_vesselctl(world, client, home):
 
 
 @pytest.mark.parametrize("client", CLIENTS)
+def test_context_server_name_is_checked(world, client, home):
+    """A context's server_name is the name checked in vesseld's certificate
+    (valid for localhost and 127.0.0.1, not for other.example)."""
+    for name, sni in (("ok", "localhost"), ("bad", "other.example")):
+        r = ctl(home, "context", "create", name, "--host", world.tcp.tcp_address,
+                "--tls-ca", f"{world.certs}/ca.pem", "--tls-cert", f"{world.certs}/client.pem",
+                "--tls-key", f"{world.certs}/client.key", "--tls-server-name", sni)
+        assert r.returncode == 0, r.stderr
+    assert ask(world, client, client_env(home), context="ok")[:2] == (0, world.tcp.root)
+    rc, root, err = ask(world, client, client_env(home), context="bad")
+    assert (rc, root) == (1, None), err
+
+
+@pytest.mark.parametrize("client", CLIENTS)
 def test_xdg_config_home_is_honoured(world, client, home, tmp_path):
     make_contexts(world, home, current="a")
     xdg = tmp_path / "xdg"
