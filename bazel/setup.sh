@@ -21,6 +21,9 @@ DEB_PACKAGES=(
   python3 python3-grpcio python3-protobuf python3-pytest python3-jwt python3-cryptography python3-bcrypt zstd
   # packaging/systemd: the unit is checked with systemd-analyze verify
   systemd
+  # the Python client's wheel, built offline and installed into a fresh venv
+  # (tests/integration/test_client_config.py)
+  python3-build python3-setuptools python3-wheel python3-venv python3-pip
   # vesselctl's zsh completion is tested in zsh
   zsh
   # rootfs builder fuzzing (server/ext4/fuzz/run.sh): clang with libFuzzer

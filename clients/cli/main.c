@@ -45,10 +45,12 @@ static const char usage[] =
     "  system info|df\n"
     "  version\n"
     "  completion bash|zsh              a shell completion script: source <(vesselctl completion bash)\n"
+    "  context ls|use NAME|create NAME --host ADDR [--tls-...]|rm NAME...\n"
+    "                                   named vesselds in ~/.config/vessel/config\n"
     "\n"
     "Global flags:\n"
-    "  --host ADDR      unix:///path or tcp://host:port (env VESSEL_HOST;\n"
-    "                   default unix:///run/vessel/vessel.sock)\n"
+    "  --host ADDR      unix:///path or tcp://host:port\n"
+    "  --context NAME   a context of the contexts file (not with --host)\n"
     "  --tls-ca FILE    CA of vesseld's certificate (TCP)\n"
     "  --tls-cert FILE  client certificate (TCP; vesseld requires one)\n"
     "  --tls-key FILE   client key\n"
@@ -57,12 +59,19 @@ static const char usage[] =
     "                   integers as strings); inspect prints it always\n"
     "  -h, --help       this text; COMMAND --help for a command's\n"
     "\n"
+    "Which vesseld: --host or --context; else VESSEL_HOST (TLS files from\n"
+    "VESSEL_TLS_CA, VESSEL_TLS_CERT, VESSEL_TLS_KEY); else VESSEL_CONTEXT; else\n"
+    "the current context of $XDG_CONFIG_HOME/vessel/config (~/.config/vessel/config);\n"
+    "else unix:///run/vessel/vessel.sock. --tls-* replace the TLS files that came\n"
+    "with the address.\n"
+    "\n"
     "Exit codes: 0 success; 1 a failed request (the message names the gRPC\n"
     "status); 2 a usage error (unknown command or flag). run, start -a and exec\n"
     "exit with the process's code (128+N when killed by signal N), or: 125 the\n"
     "container could not be created or started, 126 the command cannot be\n"
     "invoked (not executable; exec: any failure to start it), 127 the command\n"
-    "was not found.\n";
+    "was not found. A configuration naming no usable vesseld (unknown context,\n"
+    "malformed contexts file, TCP without TLS files) is a usage error.\n";
 
 vrpc_channel *vc_channel(vc_ctx *c) {
   if (c->ch) return c->ch;
@@ -87,9 +96,11 @@ int vc_fail(vc_ctx *c, const vs_err *err) {
     hint = tls_failed ? " (the TLS handshake failed: vesseld requires a client certificate "
                         "signed by its --tls-client-ca (--tls-cert, --tls-key), and --tls-ca "
                         "must be the CA of vesseld's certificate)"
-                      : " (is vesseld running? see --host)";
+                      : " (is vesseld running? address from ";
   if (c) c->last_err = *err;
-  fprintf(stderr, "vesselctl: %s%s [%s]\n", err->msg, hint, vs_code_name(err->code));
+  fprintf(stderr, "vesselctl: %s%s%s%s [%s]\n", err->msg, hint,
+          *hint && !tls_failed ? c->ep.source : "", *hint && !tls_failed ? ")" : "",
+          vs_code_name(err->code));
   return 1;
 }
 
@@ -220,10 +231,11 @@ static const verb verbs[] = {
     {"pod", vc_pod, NULL, " create ls inspect stop rm stats "},
     {"update", vc_update, NULL, NULL},
     {"completion", vc_completion, " ", " bash zsh "},
+    {"context", vc_context, NULL, " ls use create rm "},
 };
 #define N_VERBS (sizeof verbs / sizeof verbs[0])
 
-static const char global_flags[] = "--host --tls-ca --tls-cert --tls-key --json --help";
+static const char global_flags[] = "--host --context --tls-ca --tls-cert --tls-key --json --help";
 
 /* "completion bash|zsh": a completion script made from the verb table
  * (zsh runs the same function through bashcompinit). */
@@ -239,7 +251,7 @@ static int vc_completion(vc_ctx *c, int argc, char **argv) {
          "  local cur=${COMP_WORDS[COMP_CWORD]} i=1 verb=\n"
          "  while [ $i -lt $COMP_CWORD ]; do\n"
          "    case ${COMP_WORDS[i]} in\n"
-         "      --host|--tls-ca|--tls-cert|--tls-key) i=$((i+1)) ;;\n"
+         "      --host|--context|--tls-ca|--tls-cert|--tls-key) i=$((i+1)) ;;\n"
          "      -*) ;;\n"
          "      *) verb=${COMP_WORDS[i]}; break ;;\n"
          "    esac\n"
@@ -269,25 +281,52 @@ static int vc_completion(vc_ctx *c, int argc, char **argv) {
   return 0;
 }
 
+/* Verbs that never dial vesseld: no address needs resolving for them. */
+static int dials(const verb *v) { return v->fn != vc_completion && v->fn != vc_context; }
+
+/* The address and TLS files from flags, VESSEL_* and the contexts file:
+ * 0, or 2 after printing why none is usable. */
+static int resolve(vc_ctx *c) {
+  vs_err err;
+  if (vcfg_resolve(&c->cfg, &c->ep, &err) < 0) {
+    fprintf(stderr, "vesselctl: %s\n", err.msg);
+    return 2;
+  }
+  c->host = c->ep.host;
+  c->use_tls = c->ep.use_tls;
+  c->tls.ca_file = c->ep.tls_ca[0] ? c->ep.tls_ca : NULL;
+  c->tls.cert_file = c->ep.tls_cert[0] ? c->ep.tls_cert : NULL;
+  c->tls.key_file = c->ep.tls_key[0] ? c->ep.tls_key : NULL;
+  c->tls.server_name = c->ep.server_name[0] ? c->ep.server_name : NULL;
+  return 0;
+}
+
 int main(int argc, char **argv) {
   vc_ctx c;
   memset(&c, 0, sizeof c);
-  c.host = getenv("VESSEL_HOST");
-  if (!c.host || !*c.host) c.host = "unix:///run/vessel/vessel.sock";
-  enum { HOST = 1, CA, CERT, KEY, JSON };
+  c.cfg.env_host = getenv("VESSEL_HOST");
+  c.cfg.env_context = getenv("VESSEL_CONTEXT");
+  c.cfg.env_tls_ca = getenv("VESSEL_TLS_CA");
+  c.cfg.env_tls_cert = getenv("VESSEL_TLS_CERT");
+  c.cfg.env_tls_key = getenv("VESSEL_TLS_KEY");
+  if (vcfg_path(getenv("XDG_CONFIG_HOME"), getenv("HOME"), c.cfg_path, sizeof c.cfg_path,
+                &c.cfg_err) == 0)
+    c.cfg.path = c.cfg_path;
+  enum { HOST = 1, CONTEXT, CA, CERT, KEY, JSON };
   static const struct option opts[] = {
-      {"host", required_argument, NULL, HOST}, {"tls-ca", required_argument, NULL, CA},
-      {"tls-cert", required_argument, NULL, CERT}, {"tls-key", required_argument, NULL, KEY},
-      {"json", no_argument, NULL, JSON},         {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0}};
+      {"host", required_argument, NULL, HOST},     {"context", required_argument, NULL, CONTEXT},
+      {"tls-ca", required_argument, NULL, CA},     {"tls-cert", required_argument, NULL, CERT},
+      {"tls-key", required_argument, NULL, KEY},   {"json", no_argument, NULL, JSON},
+      {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
   int o;
   /* '+': stop at the command; its flags are its own */
   while ((o = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
     switch (o) {
-      case HOST: c.host = optarg; break;
-      case CA: c.tls.ca_file = optarg, c.use_tls = 1; break;
-      case CERT: c.tls.cert_file = optarg, c.use_tls = 1; break;
-      case KEY: c.tls.key_file = optarg, c.use_tls = 1; break;
+      case HOST: c.cfg.host = optarg; break;
+      case CONTEXT: c.cfg.context = optarg; break;
+      case CA: c.cfg.tls_ca = optarg; break;
+      case CERT: c.cfg.tls_cert = optarg; break;
+      case KEY: c.cfg.tls_key = optarg; break;
       case JSON: c.json = 1; break;
       case 'h': fputs(usage, stdout); return 0;
       default: fputs(usage, stderr); return 2;
@@ -297,20 +336,16 @@ int main(int argc, char **argv) {
     fputs(usage, stderr);
     return 2;
   }
-  if (!strncmp(c.host, "tcp://", 6) && !c.use_tls) {
-    fprintf(stderr, "vesselctl: %s is TCP: give --tls-ca, --tls-cert and --tls-key "
-                    "(vesseld requires mutual TLS)\n", c.host);
-    return 2;
-  }
   int asks_help = optind + 1 < argc && (!strcmp(argv[optind + 1], "--help") ||
                                         !strcmp(argv[optind + 1], "-h"));
-  static const char *const own_help[] = {"run", "create", "exec", "image", "images"};
+  static const char *const own_help[] = {"run", "create", "exec", "image", "images", "context"};
   for (size_t i = 0; asks_help && i < sizeof own_help / sizeof own_help[0]; i++)
     if (!strcmp(argv[optind], own_help[i])) asks_help = 0;
   for (size_t i = 0; i < N_VERBS; i++)
     if (!strcmp(argv[optind], verbs[i].name)) {
       if (asks_help) return verb_help(verbs[i].name);
       if (vc_check_flags(verbs[i].name, verbs[i].flags, argc - optind, argv + optind)) return 2;
+      if (dials(&verbs[i]) && resolve(&c)) return 2;
       int rc = verbs[i].fn(&c, argc - optind, argv + optind);
       vrpc_channel_free(c.ch);
       return rc;

@@ -6,11 +6,16 @@
 
 #define VC_VERSION "0.1.0"
 
+#include "clients/cli/clientcfg.h"
 #include "common/rpc.h"
 
 typedef struct vc_ctx {
-  const char *host;
-  vrpc_tls tls;
+  vcfg_inputs cfg;     /* flags, VESSEL_* and the contexts file's path */
+  vs_err cfg_err;      /* why cfg.path is NULL */
+  char cfg_path[4096];
+  vcfg_endpoint ep;    /* resolved from cfg before a verb that dials runs */
+  const char *host;    /* ep.host */
+  vrpc_tls tls;        /* ep's files */
   int use_tls;
   int json;
   vrpc_channel *ch; /* dialled on first use */
@@ -66,5 +71,6 @@ int vc_network(vc_ctx *c, int argc, char **argv);
 int vc_pod(vc_ctx *c, int argc, char **argv);
 int vc_system(vc_ctx *c, int argc, char **argv);
 int vc_version(vc_ctx *c, int argc, char **argv);
+int vc_context(vc_ctx *c, int argc, char **argv);
 
 #endif

@@ -47,15 +47,18 @@ type TLS struct {
 }
 
 type options struct {
-	tls      *TLS
-	insecure bool
-	dial     []grpc.DialOption
+	tls         *TLS
+	insecure    bool
+	dial        []grpc.DialOption
+	host        string // FromEnv only
+	contextName string // FromEnv only
 }
 
 // Option configures Dial.
 type Option func(*options)
 
-// WithTLS connects over TLS with a client certificate (mutual TLS).
+// WithTLS connects over TLS with a client certificate (mutual TLS). With
+// FromEnv it replaces the TLS files that came with the address.
 func WithTLS(t TLS) Option { return func(o *options) { o.tls = &t } }
 
 // WithInsecure allows plaintext TCP (vesseld started with --insecure-tcp).

@@ -487,8 +487,8 @@ func TestExampleGo(t *testing.T) {
 		t.Fatalf("build examples/go: %v\n%s", err, out)
 	}
 	runs := map[string][]string{
-		"unix": {"VESSEL_ADDRESS=" + e.unix},
-		"tcp+mtls": {"VESSEL_ADDRESS=" + e.tcp, "VESSEL_TLS_CA=" + e.certs + "/ca.pem",
+		"unix": {"VESSEL_HOST=" + e.unix},
+		"tcp+mtls": {"VESSEL_HOST=" + e.tcp, "VESSEL_TLS_CA=" + e.certs + "/ca.pem",
 			"VESSEL_TLS_CERT=" + e.certs + "/client.pem", "VESSEL_TLS_KEY=" + e.certs + "/client.key"},
 	}
 	for how, env := range runs {
@@ -510,7 +510,7 @@ func TestExampleGo(t *testing.T) {
 	}
 	// A failing command's exit code comes through.
 	cmd := exec.Command(bin, "sh", "-c", "exit 7")
-	cmd.Env = append(os.Environ(), "VESSEL_ADDRESS="+e.unix, "VESSEL_IMAGE="+testImage)
+	cmd.Env = append(os.Environ(), "VESSEL_HOST="+e.unix, "VESSEL_IMAGE="+testImage)
 	if err := cmd.Run(); err == nil || cmd.ProcessState.ExitCode() != 7 {
 		t.Fatalf("example with exit 7: %v", err)
 	}

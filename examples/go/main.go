@@ -3,8 +3,9 @@
 //
 //	go run . [command args...]      (default: sh -c 'echo hello from $(hostname)')
 //
-//	VESSEL_ADDRESS  vesseld to talk to (default unix:///run/vessel/vessel.sock,
-//	                or tcp://HOST:PORT with the three files below)
+//	VESSEL_HOST     vesseld to talk to (unix:///PATH, or tcp://HOST:PORT with
+//	                the three files below); else VESSEL_CONTEXT or the current
+//	                context of `vesselctl context`; else the local socket
 //	VESSEL_TLS_CA, VESSEL_TLS_CERT, VESSEL_TLS_KEY   PEM files for TCP + mutual TLS
 //	VESSEL_IMAGE    image to run (default docker.io/library/busybox:latest;
 //	                pulled when it is not local yet)
@@ -42,14 +43,14 @@ func main() {
 }
 
 func run(ctx context.Context) (int, error) {
-	address := getenv("VESSEL_ADDRESS", vessel.DefaultAddress)
 	image := getenv("VESSEL_IMAGE", "docker.io/library/busybox:latest")
-	var opts []vessel.Option
-	if ca := os.Getenv("VESSEL_TLS_CA"); ca != "" {
-		opts = append(opts, vessel.WithTLS(vessel.TLS{CAFile: ca,
-			CertFile: os.Getenv("VESSEL_TLS_CERT"), KeyFile: os.Getenv("VESSEL_TLS_KEY")}))
+	// The vesseld vesselctl would talk to (VESSEL_HOST, VESSEL_CONTEXT, the
+	// contexts file); vessel.Dial(ctx, address, ...) names one outright.
+	ep, err := vessel.ResolveEndpoint(vessel.Config{})
+	if err != nil {
+		return 0, err
 	}
-	c, err := vessel.Dial(ctx, address, opts...)
+	c, err := vessel.FromEnv(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -59,7 +60,7 @@ func run(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	fmt.Printf("%d local image(s) at %s:\n", len(images), address)
+	fmt.Printf("%d local image(s) at %s (from %s):\n", len(images), ep.Host, ep.Source)
 	for _, img := range images {
 		fmt.Printf("  %-50s %.19s  %d bytes\n", img.Name, img.Target.GetDigest(), img.Size)
 	}

@@ -2,8 +2,9 @@
 """Runs a command in a container VM, then starts a second container and
 streams its log while it writes.
 
-    VESSEL_ADDRESS  vesseld to talk to (default unix:///run/vessel/vessel.sock,
-                    or tcp://HOST:PORT with the three files below)
+    VESSEL_HOST     vesseld to talk to (unix:///PATH, or tcp://HOST:PORT with
+                    the three files below); else VESSEL_CONTEXT or the current
+                    context of `vesselctl context`; else the local socket
     VESSEL_TLS_CA, VESSEL_TLS_CERT, VESSEL_TLS_KEY   PEM files for TCP + mutual TLS
     VESSEL_IMAGE    image to use (default docker.io/library/busybox:latest;
                     pulled when it is not local yet)
@@ -18,12 +19,9 @@ from vessel.v1 import types_pb2
 
 
 def connect() -> vessel.Client:
-    address = os.environ.get("VESSEL_ADDRESS", vessel.DEFAULT_ADDRESS)
-    tls = None
-    if os.environ.get("VESSEL_TLS_CA"):
-        tls = vessel.TLS(os.environ["VESSEL_TLS_CA"], os.environ.get("VESSEL_TLS_CERT"),
-                         os.environ.get("VESSEL_TLS_KEY"))
-    return vessel.Client(address, tls=tls, timeout=120)
+    # The vesseld vesselctl would talk to (VESSEL_HOST, VESSEL_CONTEXT, the
+    # contexts file); vessel.Client(address, tls=...) names one outright.
+    return vessel.from_env(timeout=120)
 
 
 def show_progress(p) -> None:

@@ -442,8 +442,8 @@ def test_example_run_and_logs_over_unix_and_remote_mtls(vm, certs):
     example = os.path.join(SRC, "examples", "python", "run_and_logs.py")
     good = os.path.join(certs, "good")
     runs = {
-        "unix": {"VESSEL_ADDRESS": vm.daemon.address, "VESSEL_IMAGE": IMAGE},
-        "tcp": {"VESSEL_ADDRESS": vm.daemon.tcp_address, "VESSEL_IMAGE": IMAGE,
+        "unix": {"VESSEL_HOST": vm.daemon.address, "VESSEL_IMAGE": IMAGE},
+        "tcp": {"VESSEL_HOST": vm.daemon.tcp_address, "VESSEL_IMAGE": IMAGE,
                 "VESSEL_TLS_CA": f"{good}/ca.pem", "VESSEL_TLS_CERT": f"{good}/client.pem",
                 "VESSEL_TLS_KEY": f"{good}/client.key"},
     }
@@ -451,7 +451,7 @@ def test_example_run_and_logs_over_unix_and_remote_mtls(vm, certs):
         r = _python(vm, example, env, netns=how == "tcp")
         assert r.returncode == 0, f"{how}:\n{r.stdout}\n{r.stderr}"
         out = r.stdout
-        assert f"at {env['VESSEL_ADDRESS']}" in out
+        assert f"at {env['VESSEL_HOST']}" in out
         assert "run: exit code 0, output: 'hello from a VM\\nLinux\\n'" in out, out
         for line in ["log[out]: tick 1", "log[out]: tick 2", "log[out]: tick 3", "log[err]: done"]:
             assert line in out, out

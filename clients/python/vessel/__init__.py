@@ -11,11 +11,17 @@ Over TCP with mutual TLS::
 
     vessel.Client("tcp://host:7443", tls=vessel.TLS("ca.pem", "client.pem", "client.key"))
 
+Or as vesselctl chooses (VESSEL_HOST, VESSEL_CONTEXT, the contexts file of
+``vesselctl context``; see vessel.config)::
+
+    client = vessel.from_env()
+
 Every failed call raises VesselError (``.code`` is the grpc.StatusCode);
 subclasses such as NotFoundError name the common codes. The generated
 messages and stubs live in ``vessel.v1`` (never edited by hand).
 """
 from vessel.client import DEFAULT_ADDRESS, TLS, Client, Networks
+from vessel.config import ConfigError, Endpoint, config_path, from_env, resolve
 from vessel.containers import (Container, ContainerError, Containers, Output, Process, RunResult,
                                process_spec)
 from vessel.errors import (AlreadyExistsError, DeadlineExceededError, FailedPreconditionError,
@@ -28,7 +34,8 @@ from vessel._streams import Stream
 __version__ = "0.1.0"
 
 __all__ = [
-    "Client", "TLS", "DEFAULT_ADDRESS",
+    "Client", "TLS", "DEFAULT_ADDRESS", "from_env", "resolve", "config_path", "Endpoint",
+    "ConfigError",
     "Images", "Containers", "Container", "Process", "Output", "RunResult", "ContainerError",
     "Events", "Networks", "Stream", "process_spec", "event_type", "event_type_name",
     "VesselError", "InvalidArgumentError", "NotFoundError", "AlreadyExistsError",
