@@ -175,8 +175,8 @@ typedef struct build_job {
   rt_template t;
 } build_job;
 
-static void *build_main(void *arg) {
-  build_job *j = arg;
+/* One attempt at building j's template; 1 if it was built. */
+static int build_once(build_job *j) {
   rt_runtime *rt = j->rt;
   rt_template *t = &j->t;
   vs_err err;
@@ -277,6 +277,20 @@ fail:
 out:
   for (size_t i = 0; i < n_taps; i++) rt_tap_delete(taps[i]);
   if (!ok) vs_log("vesseld", VS_LOG_WARN, "template %s not built: %s", t->dir, err.msg);
+  return ok;
+}
+
+/* A failed build is tried twice more, 3 and 6 s later (under heavy load a
+ * save has been seen to lose QEMU's QMP connection): until a template
+ * exists every VM of its kind cold-boots, and nothing else would ask for
+ * it again before the next VM of that kind. Not once vesseld is closing. */
+static void *build_main(void *arg) {
+  build_job *j = arg;
+  rt_runtime *rt = j->rt;
+  for (int attempt = 1; !build_once(j) && attempt < 3; attempt++) {
+    for (int i = 0; i < 30 * attempt && !rt_closing(rt); i++) usleep(100000);
+    if (rt_closing(rt)) break;
+  }
   pthread_mutex_lock(&rt->pool->mu);
   rt->pool->building--;
   pthread_mutex_unlock(&rt->pool->mu);

@@ -792,7 +792,11 @@ int vm_save(vm *v, const char *qmp_socket, const char *state_path, vs_err *err) 
     goto out;
   }
   for (int i = 0; i < 6000; i++) { /* up to 60 s */
-    if (qmp_cmd(f, "{\"execute\":\"query-migrate\"}", buf, sizeof buf) < 0) break;
+    if (qmp_cmd(f, "{\"execute\":\"query-migrate\"}", buf, sizeof buf) < 0) {
+      rc = vs_err_set(err, VS_INTERNAL, "saving the VM state: QMP went away (QEMU %s)",
+                      reap(v, 0) ? "exited" : "still running");
+      goto out;
+    }
     if (strstr(buf, "\"completed\"")) goto done;
     if (strstr(buf, "\"failed\"") || strstr(buf, "\"cancelled\"")) break;
     sleep_ms(10);
