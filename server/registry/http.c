@@ -34,6 +34,15 @@ static int is_local(const char *host) {
 
 static int tls_failure(CURLcode cc) { return cc == CURLE_SSL_CONNECT_ERROR; }
 
+/* TLS that checks nothing, and so loads no CA bundle (parsing the system's
+ * ~140 certificates costs tens of ms per handle). */
+static void no_verify(CURL *h) {
+  curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+  curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+  curl_easy_setopt(h, CURLOPT_CAINFO, NULL);
+  curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
+}
+
 /* A local registry may speak plain HTTP: ask once whether it speaks TLS at
  * all, without loading the CA bundle for it (a verified first attempt
  * parses every system certificate, ~35 ms, only to fail on an HTTP port).
@@ -48,10 +57,7 @@ static void probe_scheme(reg_client *c) {
   curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L);
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-  curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
-  curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
-  curl_easy_setopt(h, CURLOPT_CAINFO, NULL);
-  curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
+  no_verify(h);
   if (tls_failure(curl_easy_perform(h))) snprintf(c->scheme, sizeof c->scheme, "http");
   curl_easy_cleanup(h);
 }
@@ -323,13 +329,7 @@ static CURLcode perform(reg_client *c, reg_req *r, const char *url, int auth) {
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
   if (c->insecure) {
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
-    /* Nothing is verified: no CA bundle to parse (~140 certificates, tens
-     * of ms on each HTTPS attempt an insecure registry's HTTP fallback
-     * starts with). */
-    curl_easy_setopt(h, CURLOPT_CAINFO, NULL);
-    curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
+    no_verify(h);
   } else if (c->cafile) {
     curl_easy_setopt(h, CURLOPT_CAINFO, c->cafile);
   }

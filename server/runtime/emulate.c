@@ -77,14 +77,17 @@ static const emu_arch *emu_of(const char *arch) {
   return NULL;
 }
 
-/* The emulators are host binaries: only VMs of the host's architecture can
- * run them. */
-static int emulates(const rt_runtime *rt) {
-  return !strcmp(vm_arch_name(rt->cfg.guest_arch), vm_arch_name(VM_ARCH_HOST));
+/* The architecture of rt's VMs. */
+static vm_arch guest(const rt_runtime *rt) {
+  return rt->cfg.guest_arch == VM_ARCH_HOST ? vm_host_arch() : rt->cfg.guest_arch;
 }
 
+/* The emulators are host binaries: only VMs of the host's architecture can
+ * run them. */
+static int emulates(const rt_runtime *rt) { return guest(rt) == vm_host_arch(); }
+
 const char *rt_native_arch(const rt_runtime *rt) {
-  return !strcmp(vm_arch_name(rt->cfg.guest_arch), "arm64") ? "arm64" : "amd64";
+  return guest(rt) == VM_ARCH_ARM64 ? "arm64" : "amd64";
 }
 
 int rt_emu_check(const rt_runtime *rt, const char *platform, int *emulated, vs_err *err) {

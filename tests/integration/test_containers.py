@@ -55,16 +55,22 @@ def busybox_image_tar(tmp, config_extra=None, without=()) -> bytes:
 def env(tmp_path_factory):
     assert KERNEL and os.path.exists(KERNEL), "VESSEL_KERNEL must name the guest kernel"
     assert INITRD and os.path.exists(INITRD), "VESSEL_INITRD must name the initramfs"
-    data = busybox_image_tar(str(tmp_path_factory.mktemp("img")))
-    with Vesseld("--kernel", KERNEL, "--initrd", INITRD, netns=True) as d, \
-            vessel.Client(d.address, timeout=180) as c:
-        def gen():
-            yield images_pb2.ImagesImportRequest(
-                header=images_pb2.ImagesImportHeader(reference="busybox:test"))
-            yield images_pb2.ImagesImportRequest(data=data)
-        c.images.Import(gen(), timeout=60)
-        c.daemon = d
+    d, c = daemon_with_image(str(tmp_path_factory.mktemp("img")))
+    with d, c:
         yield c
+
+
+def daemon_with_image(tmp, *flags):
+    """A vesseld (in a network namespace of its own, with the guest kernel
+    and initramfs and these flags) holding busybox:test, and a client of it
+    (c.daemon is the vesseld); both to be used in a with."""
+    d = Vesseld("--kernel", KERNEL, "--initrd", INITRD, *flags, netns=True)
+    c = vessel.Client(d.address, timeout=180)
+    c.images.Import(iter([
+        images_pb2.ImagesImportRequest(header=images_pb2.ImagesImportHeader(reference="busybox:test")),
+        images_pb2.ImagesImportRequest(data=busybox_image_tar(tmp))]), timeout=60)
+    c.daemon = d
+    return d, c
 
 
 def run_existing(c, cid):

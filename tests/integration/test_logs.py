@@ -10,10 +10,7 @@ import grpc
 import pytest
 
 import vessel
-from test_containers import INITRD, KERNEL, busybox_image_tar
-from vesseld import Vesseld
-from vessel.v1 import containers_pb2 as cp
-from vessel.v1 import images_pb2
+from test_containers import INITRD, KERNEL, daemon_with_image
 
 VESSELCTL = os.environ.get("VESSELCTL", "")
 LINES = 600
@@ -27,16 +24,9 @@ SCRIPT = (f"i=0; while [ $i -lt {LINES} ]; do echo \"line $i {PAD}\"; "
 def env(tmp_path_factory):
     assert KERNEL and os.path.exists(KERNEL), "VESSEL_KERNEL must name the guest kernel"
     assert INITRD and os.path.exists(INITRD), "VESSEL_INITRD must name the initramfs"
-    data = busybox_image_tar(str(tmp_path_factory.mktemp("img")))
-    with Vesseld("--kernel", KERNEL, "--initrd", INITRD, "--log-max-size", "64K",
-                 "--log-max-files", "5", "--spares", "0", netns=True) as d, \
-            vessel.Client(d.address, timeout=180) as c:
-        def gen():
-            yield images_pb2.ImagesImportRequest(
-                header=images_pb2.ImagesImportHeader(reference="busybox:test"))
-            yield images_pb2.ImagesImportRequest(data=data)
-        c.images.Import(gen(), timeout=60)
-        c.daemon = d
+    d, c = daemon_with_image(str(tmp_path_factory.mktemp("img")), "--log-max-size", "64K",
+                             "--log-max-files", "5", "--spares", "0")
+    with d, c:
         yield c
 
 

@@ -11,21 +11,10 @@ import time
 
 import pytest
 
-import vessel
-from test_containers import INITRD, KERNEL, busybox_image_tar, run_existing, wait_for_template
-from vesseld import Vesseld, wait_for
+from test_containers import daemon_with_image, run_existing, wait_for_template
+from vesseld import wait_for
 from vessel.v1 import containers_pb2 as cp
-from vessel.v1 import images_pb2, types_pb2
-
-
-def daemon_with_image(tmp, *flags):
-    d = Vesseld("--kernel", KERNEL, "--initrd", INITRD, *flags, netns=True)
-    c = vessel.Client(d.address, timeout=180)
-    c.images.Import(iter([
-        images_pb2.ImagesImportRequest(header=images_pb2.ImagesImportHeader(reference="busybox:test")),
-        images_pb2.ImagesImportRequest(data=busybox_image_tar(tmp))]), timeout=60)
-    c.daemon = d
-    return d, c
+from vessel.v1 import types_pb2
 
 
 @pytest.fixture(scope="module")
