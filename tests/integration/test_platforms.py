@@ -135,12 +135,19 @@ def test_arm64_image_runs_through_the_emulator(env):
     # init needs one), an exec without
     ct = c.containers.Create(cp.ContainersCreateRequest(
         image=c.ref, platform=ARM64, process=types_pb2.ProcessSpec(
-            args=["sh", "-c", "trap 'exit 3' TERM; sleep 600 & wait"])),
+            args=["sh", "-c", "trap 'exit 3' TERM; echo trapped; sleep 600 & wait"])),
         timeout=180).container
     c.containers.Start(cp.ContainersStartRequest(container_id=ct.id))
+    # the signal goes once the emulated shell has its handler (a fixed sleep
+    # was not always long enough on a loaded host)
+    seen = b""
+    for m in c.containers.Logs(cp.ContainersLogsRequest(container_id=ct.id, follow=True), timeout=120):
+        seen += b"".join(e.data for e in m.entries)
+        if b"trapped\n" in seen:
+            break
     ex = c.containers.Exec(cp.ContainersExecRequest(
         container_id=ct.id, exec_id="s", process=types_pb2.ProcessSpec(args=["sleep", "600"])))
-    time.sleep(2)
+    # (an exec without a handler dies of the signal whenever it comes)
     c.containers.Signal(cp.ContainersSignalRequest(container_id=ct.id, exec_id=ex.exec_id, signal=15))
     st = c.containers.Wait(cp.ContainersWaitRequest(container_id=ct.id, exec_id="s"), timeout=60).exit_status
     assert st.signal == 15, st
