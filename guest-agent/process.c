@@ -330,6 +330,23 @@ int pr_wait(agent *a, ag_process *p, int (*cancelled)(void *), void *arg, vs_err
   return 0;
 }
 
+int pr_exited_within(agent *a, ag_process *p, int ms) {
+  struct timespec dl;
+  clock_gettime(CLOCK_REALTIME, &dl);
+  dl.tv_sec += ms / 1000;
+  dl.tv_nsec += (ms % 1000) * 1000000L;
+  if (dl.tv_nsec >= 1000000000L) {
+    dl.tv_sec++;
+    dl.tv_nsec -= 1000000000L;
+  }
+  pthread_mutex_lock(&a->mu);
+  while (p->state != AG_EXITED && pthread_cond_timedwait(&a->cv, &a->mu, &dl) == 0) {
+  }
+  int exited = p->state == AG_EXITED;
+  pthread_mutex_unlock(&a->mu);
+  return exited;
+}
+
 int pr_resize(agent *a, ag_process *p, unsigned rows, unsigned cols, vs_err *err) {
   if (rows == 0 || cols == 0 || rows > 65535 || cols > 65535)
     return vs_err_set(err, VS_INVALID_ARGUMENT, "bad console size %ux%u", rows, cols);

@@ -12,7 +12,7 @@ import time
 import grpc
 import pytest
 
-from agentvm import A, T, STDOUT, STDIN, request_stream
+from agentvm import A, T, STDOUT, STDERR, STDIN, request_stream
 
 SIGTERM, SIGKILL = 15, 9
 ARM64 = os.environ.get("VESSEL_GUEST_ARCH") == "arm64"
@@ -98,6 +98,35 @@ def test_output_of_fast_exit_is_not_lost(vm):
         assert exit_.code == 0
     finally:
         vm.delete("t-fast")
+
+
+def test_output_ends_with_eof_or_with_the_exit(vm):
+    """A stream the process closes while it lives on ends with an eof frame
+    (before the process exits); output that ends with the process is ended
+    by the exit itself."""
+    vm.create("t-eof", ["sh", "-c", "exec >&-; echo closed >&2; sleep 1; echo gone >&2"])
+    try:
+        q, reqs = request_stream(A.AgentStdioRequest(open=A.AgentStdioOpen(container_id="t-eof")))
+        it = vm.stub.Stdio(reqs, timeout=60)
+        vm.stub.StartProcess(A.AgentStartProcessRequest(container_id="t-eof"), timeout=30)
+        seen = []
+        for r in it:
+            if r.HasField("frame"):
+                seen.append(("eof" if r.frame.eof else "data", r.frame.stream, r.frame.data))
+            else:
+                seen.append(("exit", r.exit.code, b""))
+                q.put(None)
+        q.put(None)
+        kinds = [(k, s) for k, s, _ in seen]
+        assert kinds.index(("eof", STDOUT)) < kinds.index(("exit", 0)), seen
+        assert b"".join(d for k, s, d in seen if k == "data" and s == STDERR) == b"closed\ngone\n"
+        assert ("data", STDOUT) not in kinds, seen
+        # stderr ended as the process exited: the exit ended it
+        assert kinds[-1] == ("exit", 0), seen
+    finally:
+        vm.delete("t-eof")
+    out, err, ex = vm.run("t-true", ["true"])
+    assert (out, err, ex.code) == (b"", b"", 0)
 
 
 def test_tty_term_and_resize(vm):
