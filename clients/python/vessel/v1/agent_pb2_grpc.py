@@ -549,9 +549,12 @@ class AgentServicer(object):
         requests:  first `open` (exactly once), then stdin `frame`s; a frame
         with eof closes stdin. Half-closing the request stream only
         detaches, it does not close stdin.
-        responses: stdout/stderr `frame`s (each stream ends with an eof frame),
-        then one `exit` once the process has exited and all its
-        output was sent; then the server ends the call with OK.
+        responses: stdout/stderr `frame`s, then one `exit` once the process
+        has exited and all its output was sent; then the server
+        ends the call with OK. A stream that ends while the process
+        lives on ends with an eof frame; output that ends as the
+        process exits (both streams closed, the exit within
+        100 ms) is ended by the `exit` alone, without eof frames.
         The agent reads a process's output only while a Stdio stream is open, so
         output is never lost: an unattached process blocks once its pipe buffer
         is full. vesseld therefore opens Stdio before StartProcess. At most one
