@@ -480,7 +480,8 @@ class AgentServicer(object):
         """---- Processes ----
 
         Prepares an additional process in a running container (exec). Its stdio
-        pipes (or pty) exist from now on; start it with StartProcess.
+        pipes (or pty) exist from now on; start it with StartProcess (or here,
+        with `start`).
         Errors: NOT_FOUND (container), ALREADY_EXISTS (process_id in use),
         FAILED_PRECONDITION (container's init not running), INVALID_ARGUMENT.
         """
