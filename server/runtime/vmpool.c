@@ -561,6 +561,22 @@ static void *keeper_main(void *arg) {
   nice_this_thread();
   pthread_mutex_lock(&pool->mu);
   while (!pool->stop) {
+    /* A spare whose QEMU died (killed, out of memory) is no spare: it goes
+     * (reaped, its files removed) and the pool makes up for it. */
+    for (rt_spare **pp = &pool->spares; *pp;) {
+      rt_spare *s = *pp;
+      if (vm_running(s->v)) {
+        pp = &s->next;
+        continue;
+      }
+      *pp = s->next;
+      pool->n_spares--;
+      pthread_mutex_unlock(&pool->mu);
+      vs_log("vesseld", VS_LOG_WARN, "warm spare %s: its QEMU exited; replaced", s->dir);
+      spare_free(s);
+      pthread_mutex_lock(&pool->mu);
+      pp = &pool->spares; /* the list may have changed meanwhile */
+    }
     int64_t now = rt_mono_ms();
     int want = spares_wanted(rt, now);
     long avail = pool->have_kind ? mem_available_mib() : 0;

@@ -687,6 +687,7 @@ int vm_wait_ready(vm *v, int timeout_ms, vs_err *err) {
 }
 
 vrpc_channel *vm_channel(vm *v) { return v->ch; }
+int vm_running(vm *v) { return v->pid && !reap(v, 0); }
 pid_t vm_pid(vm *v) { return v->pid; }
 int64_t vm_ready_ms(vm *v) { return v->ready_ms; }
 

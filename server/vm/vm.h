@@ -176,6 +176,9 @@ int vm_save(vm *v, const char *qmp_socket, const char *state_path, vs_err *err);
 /* Kills QEMU at once (SIGKILL) and reaps it. */
 void vm_kill(vm *v);
 
+/* 1 while QEMU runs; 0 once it has exited (it is reaped then). */
+int vm_running(vm *v);
+
 /* Drops the agent connection but leaves QEMU running (another client, e.g.
  * a restarted vesseld, may connect to the socket; the agent serves it). */
 void vm_detach(vm *v);

@@ -7,6 +7,7 @@ import glob
 import hashlib
 import os
 import shutil
+import signal
 import time
 
 import pytest
@@ -226,6 +227,15 @@ def test_spare_pool_follows_demand(tmp_path):
         fds, threads = fds_threads(d.proc.pid)
         # (the base may still count a container's teardown in flight)
         assert fds <= base[0] + 1 and threads <= base[1] + 1, (base, fds, threads)
+        # a spare whose QEMU dies is reaped (no zombie), its files go, and
+        # another takes its place
+        [dead] = spares(c)
+        pid = int(open(dead).read())
+        os.kill(pid, signal.SIGKILL)
+        assert wait_for(lambda: not os.path.exists(f"/proc/{pid}") and not os.path.exists(dead)
+                        and len(spares(c)) == 1, timeout=60), (pid, spares(c))
+        start(c, "after", args=["true"])
+        c.containers.Delete(cp.ContainersDeleteRequest(container_id="after", force=True))
     d2, c2 = daemon_with_image(str(tmp_path / "none"), "--spares", "0")
     with d2, c2:
         assert wait_for_template(c2)
