@@ -222,34 +222,9 @@ static int update_container(vrpc_call *call, void *ctx, vs_err *err) {
   return vrpc_send(call, &resp.base, err);
 }
 
-/* Finds (container, process) and takes a reference; NOT_FOUND otherwise. */
-static ag_process *get_process(agent *a, const char *cid, const char *pid, ag_container **cout,
-                               vs_err *err) {
-  pthread_mutex_lock(&a->mu);
-  ag_container *c = ag_find_container(a, cid);
-  ag_process *p = c && !c->creating && !c->deleting ? ag_find_process(c, pid) : NULL;
-  if (p) p->refs++;
-  pthread_mutex_unlock(&a->mu);
-  if (!c) vs_err_set(err, VS_NOT_FOUND, "no container %s", cid);
-  else if (!p) vs_err_set(err, VS_NOT_FOUND, "no process %s in container %s", pid, cid);
-  if (cout) *cout = c;
-  return p;
-}
-
-static void put_process(agent *a, ag_process *p) {
-  pthread_mutex_lock(&a->mu);
-  p->refs--;
-  pthread_cond_broadcast(&a->cv);
-  pthread_mutex_unlock(&a->mu);
-}
-
 static int create_process(vrpc_call *call, void *ctx, vs_err *err) {
   agent *a = ctx;
   SVC_RECV(call, Vessel__V1__AgentCreateProcessRequest, req, err);
-  char cid[AG_ID_MAX + 1], pid_[AG_ID_MAX + 1];
-  snprintf(cid, sizeof cid, "%s", req->container_id);
-  snprintf(pid_, sizeof pid_, "%s", req->process_id);
-  int start = req->start;
   sp_exec x;
   memset(&x, 0, sizeof x);
   ct_user u;
@@ -303,17 +278,28 @@ out:
   vrpc_msg_free(req_msg);
   if (rc < 0) return -1;
   Vessel__V1__AgentCreateProcessResponse resp = VESSEL__V1__AGENT_CREATE_PROCESS_RESPONSE__INIT;
-  if (start) { /* as StartProcess: the same lookup, the same start */
-    ag_container *c;
-    ag_process *sp = get_process(a, cid, pid_, &c, err);
-    if (!sp) return -1;
-    pid_t pid = 0;
-    rc = pr_start(a, c, sp, &pid, err);
-    put_process(a, sp);
-    if (rc < 0) return -1;
-    resp.pid = pid;
-  }
   return vrpc_send(call, &resp.base, err);
+}
+
+/* Finds (container, process) and takes a reference; NOT_FOUND otherwise. */
+static ag_process *get_process(agent *a, const char *cid, const char *pid, ag_container **cout,
+                               vs_err *err) {
+  pthread_mutex_lock(&a->mu);
+  ag_container *c = ag_find_container(a, cid);
+  ag_process *p = c && !c->creating && !c->deleting ? ag_find_process(c, pid) : NULL;
+  if (p) p->refs++;
+  pthread_mutex_unlock(&a->mu);
+  if (!c) vs_err_set(err, VS_NOT_FOUND, "no container %s", cid);
+  else if (!p) vs_err_set(err, VS_NOT_FOUND, "no process %s in container %s", pid, cid);
+  if (cout) *cout = c;
+  return p;
+}
+
+static void put_process(agent *a, ag_process *p) {
+  pthread_mutex_lock(&a->mu);
+  p->refs--;
+  pthread_cond_broadcast(&a->cv);
+  pthread_mutex_unlock(&a->mu);
 }
 
 static int start_process(vrpc_call *call, void *ctx, vs_err *err) {

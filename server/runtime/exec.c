@@ -134,40 +134,18 @@ static int exec_in(rt_container *c, const char *exec_id, const Vessel__V1__Proce
   c->execs = proc;
   pthread_mutex_unlock(&c->mu);
 
-  /* Created and started in one call (its output waits in the guest's
-   * pipes until the Stdio stream below reads it): a round trip fewer than
-   * CreateProcess, Stdio, StartProcess. */
   Vessel__V1__AgentCreateProcessRequest req;
   vessel__v1__agent_create_process_request__init(&req);
   req.container_id = c->id;
   req.process_id = eid;
   req.process = p;
-  req.start = 1;
-  ProtobufCMessage *resp = NULL;
-  int rc = rt_agent(c, &vessel_v1_Agent_CreateProcess, &req.base, &resp, AGENT_TIMEOUT_MS, err);
+  int rc = rt_agent(c, &vessel_v1_Agent_CreateProcess, &req.base, NULL, AGENT_TIMEOUT_MS, err);
   protobuf_c_message_free_unpacked(&p->base, NULL);
-  int started = rc == 0;
-  if (started) {
-    pthread_mutex_lock(&c->mu);
-    proc->pid = ((Vessel__V1__AgentCreateProcessResponse *)resp)->pid;
-    proc->started = 1;
-    pthread_mutex_unlock(&c->mu);
-    vrpc_msg_free(resp);
-    rc = rt_proc_open_stdio(c, proc, exec_exited, err);
-  }
+  if (rc == 0) rc = rt_start_process(c, proc, exec_exited, err);
   if (rc < 0) { /* a failed exec leaves no trace */
     pthread_mutex_lock(&c->mu);
     unlink_proc(c, proc);
     pthread_mutex_unlock(&c->mu);
-    if (started) { /* running without a stream to report its end: ended */
-      Vessel__V1__AgentSignalProcessRequest k;
-      vessel__v1__agent_signal_process_request__init(&k);
-      k.container_id = c->id;
-      k.process_id = eid;
-      k.signal = SIGKILL;
-      vs_err ignore;
-      rt_agent(c, &vessel_v1_Agent_SignalProcess, &k.base, NULL, 5000, &ignore);
-    }
     delete_in_guest(c, eid);
     rt_proc_free(proc);
     free(proc);

@@ -184,49 +184,6 @@ def wait(vm, cid, pid=""):
     return vm.stub.WaitProcess(A.AgentWaitProcessRequest(container_id=cid, process_id=pid), timeout=60).exit_status
 
 
-def test_create_process_with_start(vm, sleeper):
-    """CreateProcess with start: running when the call returns (its PID
-    answered), its output kept until a Stdio stream opened afterwards reads
-    it; a start that fails fails the call and leaves the process created."""
-    r = vm.stub.CreateProcess(A.AgentCreateProcessRequest(
-        container_id=sleeper, process_id="p-started", start=True,
-        process=T.ProcessSpec(args=["sh", "-c", "echo early; echo $$ >&2"])), timeout=30)
-    assert r.pid > 0
-    st = wait(vm, sleeper, "p-started")
-    assert st.code == 0
-    out, err, code = b"", b"", None  # a stream opened after it exited
-    for m in vm.stub.Stdio(iter([A.AgentStdioRequest(open=A.AgentStdioOpen(
-            container_id=sleeper, process_id="p-started"))]), timeout=30):
-        if m.HasField("frame"):
-            if m.frame.stream == STDOUT:
-                out += m.frame.data
-            else:
-                err += m.frame.data
-        else:
-            code = m.exit.code
-    assert (out, code) == (b"early\n", 0)
-    assert int(err) > 0  # its PID in the container's namespace
-    with pytest.raises(grpc.RpcError) as e:  # started already
-        vm.stub.StartProcess(A.AgentStartProcessRequest(container_id=sleeper, process_id="p-started"), timeout=30)
-    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    vm.stub.DeleteProcess(A.AgentDeleteProcessRequest(container_id=sleeper, process_id="p-started"), timeout=10)
-    r = vm.stub.CreateProcess(A.AgentCreateProcessRequest(
-        container_id=sleeper, process_id="p-created", process=T.ProcessSpec(args=["true"])), timeout=30)
-    assert r.pid == 0  # created, not started
-    vm.stub.DeleteProcess(A.AgentDeleteProcessRequest(container_id=sleeper, process_id="p-created"), timeout=10)
-    with pytest.raises(grpc.RpcError) as e:
-        vm.stub.CreateProcess(A.AgentCreateProcessRequest(
-            container_id=sleeper, process_id="p-missing", start=True,
-            process=T.ProcessSpec(args=["/no/such/binary"])), timeout=30)
-    assert e.value.code() == grpc.StatusCode.NOT_FOUND and "/no/such/binary" in e.value.details()
-    with pytest.raises(grpc.RpcError) as e:  # it exists: created, its start failed
-        vm.stub.CreateProcess(A.AgentCreateProcessRequest(
-            container_id=sleeper, process_id="p-missing", process=T.ProcessSpec(args=["true"])), timeout=30)
-    assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS
-    assert wait(vm, sleeper, "p-missing").code == 127
-    vm.stub.DeleteProcess(A.AgentDeleteProcessRequest(container_id=sleeper, process_id="p-missing"), timeout=10)
-
-
 def test_sigterm_and_sigkill(vm, sleeper):
     vm.stub.CreateProcess(A.AgentCreateProcessRequest(
         container_id=sleeper, process_id="p-term", process=T.ProcessSpec(args=["sleep", "1000"])), timeout=30)

@@ -2944,12 +2944,7 @@ type AgentCreateProcessRequest struct {
 	// [A-Za-z0-9][A-Za-z0-9_.-]{0,127}.
 	ProcessId string `protobuf:"bytes,2,opt,name=process_id,json=processId,proto3" json:"process_id,omitempty"`
 	// What to run (final: no merging happens in the agent).
-	Process *ProcessSpec `protobuf:"bytes,3,opt,name=process,proto3" json:"process,omitempty"`
-	// Also start it, as a StartProcess right after would (one round trip
-	// fewer): its output waits in its pipes until a Stdio stream reads it.
-	// A start that fails fails the call with StartProcess's error and leaves
-	// the process created, as that StartProcess would.
-	Start         bool `protobuf:"varint,4,opt,name=start,proto3" json:"start,omitempty"`
+	Process       *ProcessSpec `protobuf:"bytes,3,opt,name=process,proto3" json:"process,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3005,19 +3000,9 @@ func (x *AgentCreateProcessRequest) GetProcess() *ProcessSpec {
 	return nil
 }
 
-func (x *AgentCreateProcessRequest) GetStart() bool {
-	if x != nil {
-		return x.Start
-	}
-	return false
-}
-
 // Response of Agent.CreateProcess.
 type AgentCreateProcessResponse struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// With `start`: PID of the started process in the guest's (agent's) PID
-	// namespace; else 0.
-	Pid           int32 `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
+	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3050,13 +3035,6 @@ func (x *AgentCreateProcessResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use AgentCreateProcessResponse.ProtoReflect.Descriptor instead.
 func (*AgentCreateProcessResponse) Descriptor() ([]byte, []int) {
 	return file_vessel_v1_agent_proto_rawDescGZIP(), []int{52}
-}
-
-func (x *AgentCreateProcessResponse) GetPid() int32 {
-	if x != nil {
-		return x.Pid
-	}
-	return 0
 }
 
 // Request of Agent.StartProcess.
@@ -4218,15 +4196,13 @@ const file_vessel_v1_agent_proto_rawDesc = "" +
 	"\x1bAgentUpdateContainerRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x122\n" +
 	"\tresources\x18\x02 \x01(\v2\x14.vessel.v1.ResourcesR\tresources\"\x1e\n" +
-	"\x1cAgentUpdateContainerResponse\"\xa5\x01\n" +
+	"\x1cAgentUpdateContainerResponse\"\x8f\x01\n" +
 	"\x19AgentCreateProcessRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x1d\n" +
 	"\n" +
 	"process_id\x18\x02 \x01(\tR\tprocessId\x120\n" +
-	"\aprocess\x18\x03 \x01(\v2\x16.vessel.v1.ProcessSpecR\aprocess\x12\x14\n" +
-	"\x05start\x18\x04 \x01(\bR\x05start\".\n" +
-	"\x1aAgentCreateProcessResponse\x12\x10\n" +
-	"\x03pid\x18\x01 \x01(\x05R\x03pid\"\\\n" +
+	"\aprocess\x18\x03 \x01(\v2\x16.vessel.v1.ProcessSpecR\aprocess\"\x1c\n" +
+	"\x1aAgentCreateProcessResponse\"\\\n" +
 	"\x18AgentStartProcessRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x1d\n" +
 	"\n" +

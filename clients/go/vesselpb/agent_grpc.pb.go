@@ -191,8 +191,7 @@ type AgentClient interface {
 	// then OOM-kills. Errors: NOT_FOUND (container).
 	UpdateContainer(ctx context.Context, in *AgentUpdateContainerRequest, opts ...grpc.CallOption) (*AgentUpdateContainerResponse, error)
 	// Prepares an additional process in a running container (exec). Its stdio
-	// pipes (or pty) exist from now on; start it with StartProcess (or here,
-	// with `start`).
+	// pipes (or pty) exist from now on; start it with StartProcess.
 	// Errors: NOT_FOUND (container), ALREADY_EXISTS (process_id in use),
 	// FAILED_PRECONDITION (container's init not running), INVALID_ARGUMENT.
 	CreateProcess(ctx context.Context, in *AgentCreateProcessRequest, opts ...grpc.CallOption) (*AgentCreateProcessResponse, error)
@@ -765,8 +764,7 @@ type AgentServer interface {
 	// then OOM-kills. Errors: NOT_FOUND (container).
 	UpdateContainer(context.Context, *AgentUpdateContainerRequest) (*AgentUpdateContainerResponse, error)
 	// Prepares an additional process in a running container (exec). Its stdio
-	// pipes (or pty) exist from now on; start it with StartProcess (or here,
-	// with `start`).
+	// pipes (or pty) exist from now on; start it with StartProcess.
 	// Errors: NOT_FOUND (container), ALREADY_EXISTS (process_id in use),
 	// FAILED_PRECONDITION (container's init not running), INVALID_ARGUMENT.
 	CreateProcess(context.Context, *AgentCreateProcessRequest) (*AgentCreateProcessResponse, error)

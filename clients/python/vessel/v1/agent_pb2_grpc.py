@@ -480,8 +480,7 @@ class AgentServicer(object):
         """---- Processes ----
 
         Prepares an additional process in a running container (exec). Its stdio
-        pipes (or pty) exist from now on; start it with StartProcess (or here,
-        with `start`).
+        pipes (or pty) exist from now on; start it with StartProcess.
         Errors: NOT_FOUND (container), ALREADY_EXISTS (process_id in use),
         FAILED_PRECONDITION (container's init not running), INVALID_ARGUMENT.
         """
