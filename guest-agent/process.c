@@ -310,26 +310,6 @@ int pr_signal(agent *a, ag_container *c, ag_process *p, int sig, int all, vs_err
   return rc;
 }
 
-int pr_wait(agent *a, ag_process *p, int (*cancelled)(void *), void *arg, vs_err *err) {
-  pthread_mutex_lock(&a->mu);
-  while (p->state != AG_EXITED) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 100 * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&a->cv, &a->mu, &ts);
-    if (p->state != AG_EXITED && cancelled && cancelled(arg)) {
-      pthread_mutex_unlock(&a->mu);
-      return vs_err_set(err, VS_CANCELLED, "wait cancelled");
-    }
-  }
-  pthread_mutex_unlock(&a->mu);
-  return 0;
-}
-
 int pr_exited_within(agent *a, ag_process *p, int ms) {
   struct timespec dl;
   clock_gettime(CLOCK_REALTIME, &dl);
@@ -345,6 +325,12 @@ int pr_exited_within(agent *a, ag_process *p, int ms) {
   int exited = p->state == AG_EXITED;
   pthread_mutex_unlock(&a->mu);
   return exited;
+}
+
+int pr_wait(agent *a, ag_process *p, int (*cancelled)(void *), void *arg, vs_err *err) {
+  while (!pr_exited_within(a, p, 100))
+    if (cancelled && cancelled(arg)) return vs_err_set(err, VS_CANCELLED, "wait cancelled");
+  return 0;
 }
 
 int pr_resize(agent *a, ag_process *p, unsigned rows, unsigned cols, vs_err *err) {

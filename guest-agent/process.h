@@ -26,11 +26,11 @@ int pr_start(agent *a, ag_container *c, ag_process *p, pid_t *pid, vs_err *err);
 
 int pr_signal(agent *a, ag_container *c, ag_process *p, int sig, int all, vs_err *err);
 
+/* 1 if p has exited or exits within ms. */
+int pr_exited_within(agent *a, ag_process *p, int ms);
 /* Blocks until p exited; cancelled() is polled every 100 ms (returns
  * nonzero to stop waiting -> CANCELLED). Caller must hold a reference. */
 int pr_wait(agent *a, ag_process *p, int (*cancelled)(void *), void *arg, vs_err *err);
-/* 1 if p has exited or exits within ms. */
-int pr_exited_within(agent *a, ag_process *p, int ms);
 
 /* Fills st with how p exited (ts is the storage for its time). */
 void pr_exit_status(agent *a, ag_process *p, Vessel__V1__ExitStatus *st,

@@ -131,8 +131,8 @@ int sio_serve(agent *a, vrpc_call *call, vs_err *err) {
   pthread_t in_thread;
   int have_in = pthread_create(&in_thread, NULL, stdin_main, &s) == 0;
 
-  int out_stream = VESSEL__V1__STDIO_STREAM__STDIO_STREAM_STDOUT;
-  int err_stream = VESSEL__V1__STDIO_STREAM__STDIO_STREAM_STDERR;
+  const int stream[2] = {VESSEL__V1__STDIO_STREAM__STDIO_STREAM_STDOUT,
+                         VESSEL__V1__STDIO_STREAM__STDIO_STREAM_STDERR}; /* by poll index */
   int *out_slot = p->terminal ? &p->pty_master : &p->stdout_r;
   int out_fd = p->terminal ? -1 : take(a, out_slot);
   int err_fd = p->terminal ? -1 : take(a, &p->stderr_r);
@@ -146,8 +146,8 @@ int sio_serve(agent *a, vrpc_call *call, vs_err *err) {
   int pending_eof[2] = {0, 0}; /* ended with the other: sent unless the exit follows */
   /* Output already consumed by an earlier stream: still end each stream
    * with its eof frame. */
-  if (!out_open) rc = send_frame(call, out_stream, NULL, 0, 1, err);
-  if (rc == 0 && !p->terminal && !err_open) rc = send_frame(call, err_stream, NULL, 0, 1, err);
+  if (!out_open) rc = send_frame(call, stream[0], NULL, 0, 1, err);
+  if (rc == 0 && !p->terminal && !err_open) rc = send_frame(call, stream[1], NULL, 0, 1, err);
   char *buf = malloc(FRAME);
   int cancel = vrpc_cancel_fd(call);
   while (rc == 0 && (out_open || err_open)) {
@@ -177,7 +177,7 @@ int sio_serve(agent *a, vrpc_call *call, vs_err *err) {
         if (i == 0) out_fd = -1;
         else err_fd = -1;
       } else {
-        rc = send_frame(call, i == 0 ? out_stream : err_stream, buf, (size_t)n, 0, err);
+        rc = send_frame(call, stream[i], buf, (size_t)n, 0, err);
       }
     }
     /* A stream that ends while the other goes on gets its eof now; the last
@@ -185,7 +185,7 @@ int sio_serve(agent *a, vrpc_call *call, vs_err *err) {
      * (two messages fewer per exec, each ~1 ms of a TCG guest). */
     for (int i = 0; i < 2; i++) {
       if (rc == 0 && ended[i] && (out_open || err_open))
-        rc = send_frame(call, i == 0 ? out_stream : err_stream, NULL, 0, 1, err);
+        rc = send_frame(call, stream[i], NULL, 0, 1, err);
       pending_eof[i] |= ended[i] && !(out_open || err_open);
     }
   }
@@ -193,7 +193,7 @@ int sio_serve(agent *a, vrpc_call *call, vs_err *err) {
   if (rc == 0 && (pending_eof[0] || pending_eof[1]) &&
       !pr_exited_within(a, p, EXIT_ENDS_OUTPUT_MS)) /* it lives on without output */
     for (int i = 0; i < 2 && rc == 0; i++)
-      if (pending_eof[i]) rc = send_frame(call, i == 0 ? out_stream : err_stream, NULL, 0, 1, err);
+      if (pending_eof[i]) rc = send_frame(call, stream[i], NULL, 0, 1, err);
   if (rc == 0) rc = pr_wait(a, p, is_cancelled, call, err);
   if (rc == 0) {
     Google__Protobuf__Timestamp ts;
