@@ -2,7 +2,7 @@
  * signal, wait, resize, close stdin. A finished exec is forgotten (here and
  * in the guest: Agent.DeleteProcess) once its exit reached a client, after
  * a short grace for other clients of the same exec, or EXEC_EXPIRE_MS
- * after it exited if no client ever asked. */
+ * after it exited if no client ever asked; upkeep.c's thread does that. */
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -99,7 +99,6 @@ int rt_start_process(rt_container *c, rt_proc *p, rt_exit_fn on_exit, vs_err *er
 
 static int exec_in(rt_container *c, const char *exec_id, const Vessel__V1__ProcessSpec *spec,
                    char exec_out[128], int *pid, vs_err *err) {
-  rt_execs_reap(c);
   pthread_mutex_lock(&c->mu);
   int running = c->state == RT_RUNNING;
   pthread_mutex_unlock(&c->mu);

@@ -885,7 +885,7 @@ rt_runtime *rt_open(const rt_config *cfg, vs_err *err) {
   resume_restarts(rt);
   /* Every QEMU on record is a container's by now, or nobody's: ended. */
   rt_reap_orphans(rt);
-  if (rt_console_open(rt, err) < 0 || rt_pool_open(rt, err) < 0 || rt_metrics_collect(rt, err) < 0) {
+  if (rt_upkeep_open(rt, err) < 0 || rt_pool_open(rt, err) < 0 || rt_metrics_collect(rt, err) < 0) {
     rt_close(rt);
     return NULL;
   }
@@ -902,7 +902,7 @@ void rt_close(rt_runtime *rt) {
   while (rt->bg) pthread_cond_wait(&rt->bg_cv, &rt->mu);
   pthread_mutex_unlock(&rt->mu);
   rt_pool_close(rt);
-  rt_console_close(rt);
+  rt_upkeep_close(rt);
   /* Running VMs stay running: their relays end (streams first, the channel
    * after) and the connection is dropped. A restarted vesseld re-adopts
    * them. */

@@ -11,7 +11,8 @@
  *   exec.c       processes: exec, signal, wait, resize, stdin; finished
  *                execs are forgotten
  *   copy.c       copies in and out (the agent's CopyIn/CopyOut)
- *   console.c    console logs kept bounded
+ *   upkeep.c     one thread, every second: console logs kept bounded,
+ *                finished execs forgotten
  *   stdio.c      the relay and attachers: reports an exit through a
  *                callback, never tears a VM down, never looks a container up
  *   events.c     events to the bus
@@ -201,10 +202,10 @@ struct rt_runtime {
   int closing; /* vesseld is exiting: relays end quietly, VMs live on (atomic) */
   int bg;       /* auto-removals and policy restarts in flight (under mu) */
   pthread_cond_t bg_cv; /* bg dropped, or closing: a waiting restart ends */
-  /* console.c: the thread keeping console logs bounded (under mu) */
-  pthread_t console_thread;
-  pthread_cond_t console_cv;
-  int console_running, console_stop;
+  /* upkeep.c: its thread (stop and cv under mu) */
+  pthread_t upkeep_thread;
+  pthread_cond_t upkeep_cv;
+  int upkeep_running, upkeep_stop;
   rt_pool *pool;   /* templates and warm spares (vmpool.c) */
   rt_ports *ports; /* the published-port proxy (ports.c) */
   char bridges[32][16]; /* bridges set up by this vesseld (skip the checks) */
@@ -367,9 +368,9 @@ void rt_execs_reap(rt_container *c);
 /* The process (init for ""), with c->mu held; NOT_FOUND otherwise. */
 rt_proc *rt_proc_of(rt_container *c, const char *exec_id, vs_err *err);
 
-/* console.c: starts / stops the console log keeper. */
-int rt_console_open(rt_runtime *rt, vs_err *err);
-void rt_console_close(rt_runtime *rt);
+/* upkeep.c: starts / stops the upkeep thread (console logs, finished execs). */
+int rt_upkeep_open(rt_runtime *rt, vs_err *err);
+void rt_upkeep_close(rt_runtime *rt);
 
 /* lifecycle.c, shared with pod.c */
 /* Background work of a container on a thread of its own (it holds a
