@@ -33,7 +33,7 @@ static void upkeep_all(rt_runtime *rt) {
   rt_put_all(all, n);
 }
 
-static void *keeper_main(void *arg) {
+static void *upkeep_main(void *arg) {
   rt_runtime *rt = arg;
   pthread_mutex_lock(&rt->mu);
   while (!rt->upkeep_stop) {
@@ -50,7 +50,7 @@ static void *keeper_main(void *arg) {
 
 int rt_upkeep_open(rt_runtime *rt, vs_err *err) {
   pthread_cond_init(&rt->upkeep_cv, NULL);
-  int rc = pthread_create(&rt->upkeep_thread, NULL, keeper_main, rt);
+  int rc = pthread_create(&rt->upkeep_thread, NULL, upkeep_main, rt);
   if (rc != 0) return vs_err_errno(err, VS_RESOURCE_EXHAUSTED, rc, "upkeep thread");
   rt->upkeep_running = 1;
   return 0;
