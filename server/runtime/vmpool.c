@@ -280,8 +280,7 @@ out:
   return ok;
 }
 
-/* A failed build is tried twice more, 3 and 6 s later (under heavy load a
- * save has been seen to lose QEMU's QMP connection): until a template
+/* A failed build is tried twice more, 3 and 6 s later: until a template
  * exists every VM of its kind cold-boots, and nothing else would ask for
  * it again before the next VM of that kind. Not once vesseld is closing. */
 static void *build_main(void *arg) {

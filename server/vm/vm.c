@@ -438,37 +438,14 @@ static int safe_path(const char *p) {
   return 1;
 }
 
-/* One QMP command; 0 when a "return" (not an "error") came back. The reply
- * (events skipped) is left in buf. */
-static int qmp_cmd(FILE *f, const char *json, char *buf, size_t n) {
-  fputs(json, f);
-  fputc('\n', f);
-  fflush(f);
-  while (fgets(buf, (int)n, f)) {
-    if (strstr(buf, "\"event\"")) continue;
-    return strstr(buf, "\"return\"") ? 0 : -1;
-  }
-  return -1;
-}
-
-/* A QMP connection past the greeting and capabilities negotiation, or
- * NULL. QEMU creates the socket while it starts: retried until timeout_ms
- * has passed or QEMU is gone. */
-static FILE *qmp_open(vm *v, const char *path, int timeout_ms) {
+static vm_qmp *qmp_open(vm *v, const char *path, int timeout_ms) {
   int64_t deadline = now_ms() + timeout_ms;
   int fd;
   while ((fd = connect_sock(path)) < 0) {
     if (reap(v, 0) || now_ms() > deadline) return NULL;
     sleep_ms(2);
   }
-  FILE *f = fdopen(fd, "r+");
-  char buf[4096];
-  if (!f) close(fd);
-  if (f && fgets(buf, sizeof buf, f) && /* greeting */
-      qmp_cmd(f, "{\"execute\":\"qmp_capabilities\"}", buf, sizeof buf) == 0)
-    return f;
-  if (f) fclose(f);
-  return NULL;
+  return vm_qmp_open(fd);
 }
 
 static const char IGNORE_SHARED[] =
@@ -480,7 +457,7 @@ static const char IGNORE_SHARED[] =
 static int restore_incoming(vm *v, const vm_config *c, vs_err *err) {
   char path[120], buf[4096], cmd[4600];
   snprintf(path, sizeof path, "%s.qmp", c->agent_socket);
-  FILE *f = qmp_open(v, path, 10000);
+  vm_qmp *f = qmp_open(v, path, 10000);
   if (!f) {
     unlink(path);
     return fail_with_log(v, VS_FAILED_PRECONDITION, err, "vm: no QMP to restore through");
@@ -489,9 +466,9 @@ static int restore_incoming(vm *v, const vm_config *c, vs_err *err) {
            "{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"exec:cat %s\"}}",
            c->incoming);
   int rc = 0;
-  if (qmp_cmd(f, IGNORE_SHARED, buf, sizeof buf) < 0 || qmp_cmd(f, cmd, buf, sizeof buf) < 0)
+  if (vm_qmp_cmd(f, IGNORE_SHARED, buf, sizeof buf) < 0 || vm_qmp_cmd(f, cmd, buf, sizeof buf) < 0)
     rc = vs_err_set(err, VS_INTERNAL, "vm: QMP restore: %.200s", buf);
-  fclose(f);
+  vm_qmp_close(f);
   unlink(path); /* nothing else talks to this QEMU's QMP */
   return rc;
 }
@@ -774,7 +751,7 @@ vm *vm_adopt(pid_t pid, const char *agent_socket, const char *console_log, int r
 int vm_save(vm *v, const char *qmp_socket, const char *state_path, vs_err *err) {
   if (!safe_path(state_path))
     return vs_err_set(err, VS_INVALID_ARGUMENT, "snapshot path %s has unsafe characters", state_path);
-  FILE *f = qmp_open(v, qmp_socket, 0);
+  vm_qmp *f = qmp_open(v, qmp_socket, 0);
   char buf[4096], cmd[4600];
   int rc = 0;
   if (!f) {
@@ -782,19 +759,20 @@ int vm_save(vm *v, const char *qmp_socket, const char *state_path, vs_err *err) 
     goto out;
   }
   /* RAM that is a file stays out of the stream: the file is the RAM */
-  if (v->ram_shared && qmp_cmd(f, IGNORE_SHARED, buf, sizeof buf) < 0) {
+  if (v->ram_shared && vm_qmp_cmd(f, IGNORE_SHARED, buf, sizeof buf) < 0) {
     rc = vs_err_set(err, VS_INTERNAL, "QMP x-ignore-shared: %.200s", buf);
     goto out;
   }
   snprintf(cmd, sizeof cmd,
            "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"exec:cat > %s\"}}", state_path);
-  if (qmp_cmd(f, cmd, buf, sizeof buf) < 0) {
+  if (vm_qmp_cmd(f, cmd, buf, sizeof buf) < 0) {
     rc = vs_err_set(err, VS_INTERNAL, "QMP migrate: %.200s", buf);
     goto out;
   }
   for (int i = 0; i < 6000; i++) { /* up to 60 s */
-    if (qmp_cmd(f, "{\"execute\":\"query-migrate\"}", buf, sizeof buf) < 0) {
-      rc = vs_err_set(err, VS_INTERNAL, "saving the VM state: QMP went away (QEMU %s)",
+    if (vm_qmp_cmd(f, "{\"execute\":\"query-migrate\"}", buf, sizeof buf) < 0) {
+      rc = vs_err_set(err, VS_INTERNAL, "saving the VM state: %s%.200s (QEMU %s)",
+                      buf[0] ? "query-migrate: " : "QMP went away", buf,
                       reap(v, 0) ? "exited" : "still running");
       goto out;
     }
@@ -805,9 +783,9 @@ int vm_save(vm *v, const char *qmp_socket, const char *state_path, vs_err *err) 
   rc = vs_err_set(err, VS_INTERNAL, "saving the VM state failed: %.200s", buf);
   goto out;
 done:
-  qmp_cmd(f, "{\"execute\":\"quit\"}", buf, sizeof buf);
+  vm_qmp_cmd(f, "{\"execute\":\"quit\"}", buf, sizeof buf);
 out:
-  if (f) fclose(f);
+  vm_qmp_close(f);
   vm_kill(v);
   return rc;
 }

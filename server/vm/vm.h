@@ -244,6 +244,18 @@ void vm_argv_free(char **argv);
 /* Last n lines of a file into out (for error messages). */
 void vm_tail(const char *path, int n, char *out, size_t out_len);
 
+/* QMP (qmp.c): QEMU's monitor protocol, one command at a time. */
+typedef struct vm_qmp vm_qmp;
+/* Takes fd, a connected QMP socket: reads QEMU's greeting and negotiates
+ * capabilities. NULL (fd closed) if that fails. */
+vm_qmp *vm_qmp_open(int fd);
+/* Sends one command (a JSON object on one line) and reads its reply,
+ * skipping the events QEMU sends meanwhile. 0 for {"return": ...}, -1 for
+ * {"error": ...} or a connection that broke; reply (may be NULL) gets the
+ * reply's line, cut to n bytes, or "". */
+int vm_qmp_cmd(vm_qmp *q, const char *json, char *reply, size_t n);
+void vm_qmp_close(vm_qmp *q);
+
 /* Bounds what a console log costs on disk: when it holds much more than
  * keep bytes, all but its last keep bytes (4 KiB-aligned) become a hole.
  * QEMU appends on (O_APPEND): the file's size grows, its blocks do not.

@@ -2,7 +2,9 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -308,4 +310,87 @@ TEST(VmConsole, TrimKeepsTheTailAndBoundsTheBlocks) {
   // A small log is left alone.
   ASSERT_EQ(vm_console_trim(p.c_str(), 64 << 20), 0);
   EXPECT_EQ(system((std::string("rm -rf ") + tmpl).c_str()), 0);
+}
+
+// A fake QEMU on the other end of a socketpair: for each command line it
+// reads, it writes the next scripted answer (pieces written separately,
+// 20 ms apart, as a slow QEMU would).
+struct FakeQmp {
+  int fd;
+  std::vector<std::vector<std::string>> answers;
+  std::vector<std::string> got;
+};
+
+static void *FakeQmpMain(void *arg) {
+  FakeQmp *f = static_cast<FakeQmp *>(arg);
+  const char greeting[] = "{\"QMP\": {\"version\": {}, \"capabilities\": []}}\n";
+  if (write(f->fd, greeting, sizeof greeting - 1) < 0) return nullptr;
+  std::string line;
+  for (size_t i = 0; i < f->answers.size();) {
+    char c;
+    if (read(f->fd, &c, 1) != 1) break;
+    if (c != '\n') {
+      line += c;
+      continue;
+    }
+    f->got.push_back(line);
+    line.clear();
+    for (auto &piece : f->answers[i++]) {
+      if (write(f->fd, piece.data(), piece.size()) < 0) return nullptr;
+      usleep(20000);
+    }
+  }
+  shutdown(f->fd, SHUT_WR);
+  return nullptr;
+}
+
+TEST(VmQmp, EventsAroundRepliesAndLongRepliesDoNotLoseCommands) {
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  const std::string ev = "{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, \"event\": "
+                         "\"MIGRATION\", \"data\": {\"status\": \"active\"}}\n";
+  std::string longreply = "{\"return\": {\"status\": \"active\", \"pad\": \"" +
+                          std::string(10000, 'x') + "\"}}\n";
+  FakeQmp f{sv[1], {}, {}};
+  f.answers = {
+      {"{\"return\": {}}\n"},                      // qmp_capabilities
+      {"{\"return\": {}}\n" + ev.substr(0, 40)},  // a reply, then half an event in the same read
+      {ev.substr(40) + ev + "{\"return\": {\"status\": \"setup\"}}\n"},
+      {longreply + ev},                           // longer than any fixed buffer
+      {"{\"error\": {\"class\": \"GenericError\", \"desc\": \"no\"}}\n"},
+      {"{\"return\": {\"status\": \"completed\"}}\n"},
+  };
+  pthread_t t;
+  ASSERT_EQ(pthread_create(&t, nullptr, FakeQmpMain, &f), 0);
+  vm_qmp *q = vm_qmp_open(sv[0]);
+  ASSERT_NE(q, nullptr);
+  char buf[4096];
+  EXPECT_EQ(vm_qmp_cmd(q, "{\"execute\":\"migrate\"}", buf, sizeof buf), 0);
+  EXPECT_STREQ(buf, "{\"return\": {}}\n");
+  EXPECT_EQ(vm_qmp_cmd(q, "{\"execute\":\"query-migrate\"}", buf, sizeof buf), 0) << buf;
+  EXPECT_NE(strstr(buf, "\"setup\""), nullptr) << buf;
+  EXPECT_EQ(vm_qmp_cmd(q, "{\"execute\":\"query-migrate\"}", buf, sizeof buf), 0);
+  EXPECT_EQ(strlen(buf), sizeof buf - 1);  // cut to the buffer, the rest consumed
+  EXPECT_EQ(vm_qmp_cmd(q, "{\"execute\":\"bad\"}", buf, sizeof buf), -1);
+  EXPECT_NE(strstr(buf, "GenericError"), nullptr) << buf;
+  EXPECT_EQ(vm_qmp_cmd(q, "{\"execute\":\"query-migrate\"}", buf, sizeof buf), 0) << buf;
+  EXPECT_NE(strstr(buf, "\"completed\""), nullptr) << buf;
+  // The fake is done and closed its side: a broken connection is -1, "".
+  EXPECT_EQ(vm_qmp_cmd(q, "{\"execute\":\"quit\"}", buf, sizeof buf), -1);
+  EXPECT_STREQ(buf, "");
+  vm_qmp_close(q);
+  pthread_join(t, nullptr);
+  close(sv[1]);
+  ASSERT_EQ(f.got.size(), 6u);
+  EXPECT_EQ(f.got[0], "{\"execute\":\"qmp_capabilities\"}");
+  EXPECT_EQ(f.got[5], "{\"execute\":\"query-migrate\"}");
+}
+
+TEST(VmQmp, NotQmpIsRefused) {
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  ASSERT_EQ(write(sv[1], "hello\n", 6), 6);
+  close(sv[1]);
+  EXPECT_EQ(vm_qmp_open(sv[0]), nullptr);  // and sv[0] is closed
+  EXPECT_EQ(fcntl(sv[0], F_GETFD), -1);
 }
