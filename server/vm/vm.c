@@ -438,6 +438,9 @@ static int safe_path(const char *p) {
   return 1;
 }
 
+/* A QMP connection past the greeting and capabilities, or NULL. QEMU
+ * creates the socket while it starts: retried until timeout_ms has passed
+ * or QEMU is gone. */
 static vm_qmp *qmp_open(vm *v, const char *path, int timeout_ms) {
   int64_t deadline = now_ms() + timeout_ms;
   int fd;
@@ -457,8 +460,8 @@ static const char IGNORE_SHARED[] =
 static int restore_incoming(vm *v, const vm_config *c, vs_err *err) {
   char path[120], buf[4096], cmd[4600];
   snprintf(path, sizeof path, "%s.qmp", c->agent_socket);
-  vm_qmp *f = qmp_open(v, path, 10000);
-  if (!f) {
+  vm_qmp *q = qmp_open(v, path, 10000);
+  if (!q) {
     unlink(path);
     return fail_with_log(v, VS_FAILED_PRECONDITION, err, "vm: no QMP to restore through");
   }
@@ -466,9 +469,9 @@ static int restore_incoming(vm *v, const vm_config *c, vs_err *err) {
            "{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"exec:cat %s\"}}",
            c->incoming);
   int rc = 0;
-  if (vm_qmp_cmd(f, IGNORE_SHARED, buf, sizeof buf) < 0 || vm_qmp_cmd(f, cmd, buf, sizeof buf) < 0)
+  if (vm_qmp_cmd(q, IGNORE_SHARED, buf, sizeof buf) < 0 || vm_qmp_cmd(q, cmd, buf, sizeof buf) < 0)
     rc = vs_err_set(err, VS_INTERNAL, "vm: QMP restore: %.200s", buf);
-  vm_qmp_close(f);
+  vm_qmp_close(q);
   unlink(path); /* nothing else talks to this QEMU's QMP */
   return rc;
 }
@@ -751,26 +754,26 @@ vm *vm_adopt(pid_t pid, const char *agent_socket, const char *console_log, int r
 int vm_save(vm *v, const char *qmp_socket, const char *state_path, vs_err *err) {
   if (!safe_path(state_path))
     return vs_err_set(err, VS_INVALID_ARGUMENT, "snapshot path %s has unsafe characters", state_path);
-  vm_qmp *f = qmp_open(v, qmp_socket, 0);
+  vm_qmp *q = qmp_open(v, qmp_socket, 0);
   char buf[4096], cmd[4600];
   int rc = 0;
-  if (!f) {
+  if (!q) {
     rc = vs_err_set(err, VS_UNAVAILABLE, "QMP %s: handshake failed", qmp_socket);
     goto out;
   }
   /* RAM that is a file stays out of the stream: the file is the RAM */
-  if (v->ram_shared && vm_qmp_cmd(f, IGNORE_SHARED, buf, sizeof buf) < 0) {
+  if (v->ram_shared && vm_qmp_cmd(q, IGNORE_SHARED, buf, sizeof buf) < 0) {
     rc = vs_err_set(err, VS_INTERNAL, "QMP x-ignore-shared: %.200s", buf);
     goto out;
   }
   snprintf(cmd, sizeof cmd,
            "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"exec:cat > %s\"}}", state_path);
-  if (vm_qmp_cmd(f, cmd, buf, sizeof buf) < 0) {
+  if (vm_qmp_cmd(q, cmd, buf, sizeof buf) < 0) {
     rc = vs_err_set(err, VS_INTERNAL, "QMP migrate: %.200s", buf);
     goto out;
   }
   for (int i = 0; i < 6000; i++) { /* up to 60 s */
-    if (vm_qmp_cmd(f, "{\"execute\":\"query-migrate\"}", buf, sizeof buf) < 0) {
+    if (vm_qmp_cmd(q, "{\"execute\":\"query-migrate\"}", buf, sizeof buf) < 0) {
       rc = vs_err_set(err, VS_INTERNAL, "saving the VM state: %s%.200s (QEMU %s)",
                       buf[0] ? "query-migrate: " : "QMP went away", buf,
                       reap(v, 0) ? "exited" : "still running");
@@ -783,9 +786,9 @@ int vm_save(vm *v, const char *qmp_socket, const char *state_path, vs_err *err) 
   rc = vs_err_set(err, VS_INTERNAL, "saving the VM state failed: %.200s", buf);
   goto out;
 done:
-  vm_qmp_cmd(f, "{\"execute\":\"quit\"}", buf, sizeof buf);
+  vm_qmp_cmd(q, "{\"execute\":\"quit\"}", buf, sizeof buf);
 out:
-  vm_qmp_close(f);
+  vm_qmp_close(q);
   vm_kill(v);
   return rc;
 }

@@ -408,11 +408,14 @@ def test_unix_socket_and_codes(tmp_path):
             assert head.startswith(b"HTTP/1.1 200"), head
             return parse(body.decode())
         version = 'vessel_rpc_requests_total{method="/vessel.v1.System/Version",code="OK"}'
-        # The count follows the status the client already has: wait for it.
-        assert wait_for(lambda: get().get(version) == 3, timeout=5), get()
+        inspect = ('vessel_rpc_requests_total{method="/vessel.v1.Containers/Inspect",'
+                   'code="NOT_FOUND"}')
+        # A call is counted just after its status went out, which the client
+        # may already have: wait for the last one's count too.
+        counted = lambda: (lambda m: m.get(version) == 3 and m.get(inspect) == 1)(get())
+        assert wait_for(counted, timeout=5), get()
         s = get()
-        assert s['vessel_rpc_requests_total{method="/vessel.v1.Containers/Inspect",'
-                 'code="NOT_FOUND"}'] == 1
+        assert s[inspect] == 1
         assert s['vessel_rpc_duration_seconds_count{method="/vessel.v1.System/Version"}'] == 3
         assert not any("Containers/Create" in k for k in s)  # only methods called
         # A path no service has is counted as "unknown", never by its name.
