@@ -20,6 +20,8 @@
 struct vm_qmp {
   int fd;
   FILE *in;
+  char *line; /* the last line read (getline's buffer, kept) */
+  size_t cap;
 };
 
 vm_qmp *vm_qmp_open(int fd) {
@@ -32,8 +34,7 @@ vm_qmp *vm_qmp_open(int fd) {
   }
   q->fd = fd;
   q->in = in;
-  char greeting[4096];
-  if (!fgets(greeting, sizeof greeting, in) || !strstr(greeting, "\"QMP\"") ||
+  if (getline(&q->line, &q->cap, in) <= 0 || !strstr(q->line, "\"QMP\"") || /* greeting */
       vm_qmp_cmd(q, "{\"execute\":\"qmp_capabilities\"}", NULL, 0) < 0) {
     vm_qmp_close(q);
     return NULL;
@@ -54,32 +55,21 @@ static int send_all(int fd, const char *p, size_t n) {
 
 int vm_qmp_cmd(vm_qmp *q, const char *json, char *reply, size_t n) {
   if (reply && n) reply[0] = '\0';
-  size_t len = strlen(json);
-  char *line = malloc(len + 2);
-  if (!line) return -1;
-  memcpy(line, json, len);
-  memcpy(line + len, "\n", 2);
-  int rc = send_all(q->fd, line, len + 1);
-  free(line);
-  if (rc < 0) return -1;
-  char *got = NULL;
-  size_t cap = 0;
-  rc = -1;
-  while (getline(&got, &cap, q->in) > 0) {
+  if (send_all(q->fd, json, strlen(json)) < 0 || send_all(q->fd, "\n", 1) < 0) return -1;
+  while (getline(&q->line, &q->cap, q->in) > 0) {
     /* A reply is {"return": ...} or {"error": ...}; events begin with
      * their "timestamp". */
-    int ok = !strncmp(got, "{\"return\"", 9);
-    if (!ok && strncmp(got, "{\"error\"", 8)) continue;
-    if (reply && n) snprintf(reply, n, "%s", got);
-    rc = ok ? 0 : -1;
-    break;
+    int ok = !strncmp(q->line, "{\"return\"", 9);
+    if (!ok && strncmp(q->line, "{\"error\"", 8)) continue;
+    if (reply && n) snprintf(reply, n, "%s", q->line);
+    return ok ? 0 : -1;
   }
-  free(got);
-  return rc;
+  return -1;
 }
 
 void vm_qmp_close(vm_qmp *q) {
   if (!q) return;
   fclose(q->in); /* and its fd */
+  free(q->line);
   free(q);
 }

@@ -412,7 +412,9 @@ def test_unix_socket_and_codes(tmp_path):
                    'code="NOT_FOUND"}')
         # A call is counted just after its status went out, which the client
         # may already have: wait for the last one's count too.
-        counted = lambda: (lambda m: m.get(version) == 3 and m.get(inspect) == 1)(get())
+        def counted():
+            m = get()
+            return m.get(version) == 3 and m.get(inspect) == 1
         assert wait_for(counted, timeout=5), get()
         s = get()
         assert s[inspect] == 1
