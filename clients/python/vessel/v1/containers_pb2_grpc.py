@@ -174,8 +174,8 @@ class ContainersServicer(object):
         """Creates and starts an additional process in a RUNNING container. Its
         output is buffered by vesseld (up to 1 MiB) until the first Attach
         (replayed with logs=true), so attach right after Exec to see everything.
-        A finished exec is forgotten 5-6 s after its exit reached a client (by
-        Wait, or by an Attach that received all its output), or 10 minutes
+        A finished exec is forgotten 5-6 s after its exit last reached a client
+        (by Wait, or by an Attach that received all its output), or 10 minutes
         after it exited if no client asked, whether or not other calls come:
         then Wait, Attach and Signal on its exec_id answer NOT_FOUND.
         Errors: FAILED_PRECONDITION (not RUNNING), ALREADY_EXISTS (exec_id),
