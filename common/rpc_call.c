@@ -15,7 +15,6 @@
 #include <grpc/support/time.h>
 
 #include "common/rpc_internal.h"
-#include "common/vs_fs.h"
 
 /* ---- completion queue poller ---- */
 
@@ -328,12 +327,6 @@ int vrpc_recv(vrpc_call *c, ProtobufCMessage **msg, vs_err *err) {
 
 /* ---- helpers ---- */
 
-char *vrpc_read_file(const char *path, vs_err *err) {
-  char *buf = vs_read_file(path, 16 << 20, NULL, err);
-  if (!buf) err->code = VS_INVALID_ARGUMENT; /* a bad --tls-* option */
-  return buf;
-}
-
 void vrpc_size_args(grpc_channel_args *ca, grpc_arg *args, size_t max_message) {
   int max = (int)(max_message ? max_message : VRPC_DEFAULT_MAX_MESSAGE);
   args[0].type = GRPC_ARG_INTEGER;
@@ -351,21 +344,3 @@ void vrpc_size_args(grpc_channel_args *ca, grpc_arg *args, size_t max_message) {
   ca->args = args;
 }
 
-const char *vrpc_target(const char *uri, vs_err *err) {
-  if (!uri || !*uri) {
-    vs_err_set(err, VS_INVALID_ARGUMENT, "empty address");
-    return NULL;
-  }
-  if (strncmp(uri, "tcp://", 6) == 0) return uri + 6;
-  if (strncmp(uri, "unix:", 5) == 0 || strncmp(uri, "unix-abstract:", 14) == 0 ||
-      strncmp(uri, "ipv4:", 5) == 0 || strncmp(uri, "ipv6:", 5) == 0 ||
-      strncmp(uri, "dns:", 4) == 0)
-    return uri;
-  if (strstr(uri, "://")) {
-    vs_err_set(err, VS_INVALID_ARGUMENT,
-               "address %s: scheme not supported (use unix:///path or tcp://host:port)",
-               uri);
-    return NULL;
-  }
-  return uri; /* host:port */
-}

@@ -1,5 +1,5 @@
-/* Client side of vrpc: channels over unix/TCP/TLS or a connected fd, and
- * blocking calls of every kind. */
+/* Client side of vrpc: channels over a connected fd (or, through rpc_net.c,
+ * unix/TCP/TLS addresses), and blocking calls of every kind. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -34,50 +34,10 @@ static vrpc_channel *channel_alloc(vs_err *err) {
   return c;
 }
 
-static grpc_channel_credentials *client_creds(const vrpc_tls *tls, vs_err *err) {
-  if (!tls) return grpc_insecure_credentials_create();
-  char *ca = NULL, *cert = NULL, *key = NULL;
-  grpc_channel_credentials *creds = NULL;
-  if (tls->ca_file && !(ca = vrpc_read_file(tls->ca_file, err))) goto out;
-  if (tls->cert_file || tls->key_file) {
-    if (!tls->cert_file || !tls->key_file) {
-      vs_err_set(err, VS_INVALID_ARGUMENT, "a client certificate needs both cert and key");
-      goto out;
-    }
-    if (!(cert = vrpc_read_file(tls->cert_file, err))) goto out;
-    if (!(key = vrpc_read_file(tls->key_file, err))) goto out;
-  }
-  grpc_ssl_pem_key_cert_pair pair = {key, cert};
-  creds = grpc_ssl_credentials_create(ca, cert ? &pair : NULL, NULL, NULL);
-  if (!creds) vs_err_set(err, VS_INVALID_ARGUMENT, "bad TLS material");
-out:
-  free(ca);
-  free(cert);
-  free(key);
-  return creds;
-}
-
-vrpc_channel *vrpc_dial(const char *uri, const vrpc_tls *tls,
-                        const vrpc_channel_opts *opts, vs_err *err) {
-  const char *target = vrpc_target(uri, err);
-  if (!target) return NULL;
-  grpc_channel_credentials *creds = client_creds(tls, err);
-  if (!creds) return NULL;
+vrpc_channel *vrpc_channel_create(const char *target, grpc_channel_credentials *creds,
+                                  const grpc_channel_args *args, vs_err *err) {
   vrpc_channel *c = channel_alloc(err);
-  if (!c) {
-    grpc_channel_credentials_release(creds);
-    return NULL;
-  }
-  grpc_arg argv[4];
-  grpc_channel_args args;
-  vrpc_size_args(&args, argv, opts ? opts->max_message_bytes : 0);
-  if (tls && tls->server_name) {
-    argv[3].type = GRPC_ARG_STRING;
-    argv[3].key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
-    argv[3].value.string = (char *)tls->server_name;
-    args.num_args = 4;
-  }
-  c->ch = grpc_channel_create(target, creds, &args);
+  if (c) c->ch = grpc_channel_create(target, creds, args);
   grpc_channel_credentials_release(creds);
   return c;
 }

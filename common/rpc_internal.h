@@ -93,13 +93,16 @@ void vrpc_call_mark_cancelled(vrpc_call *c);
 /* Hands memory to the server, freed with it (service contexts). */
 int vrpc_server_keep(vrpc_server *srv, void *ptr, vs_err *err);
 
-/* Reads a whole file (PEM material) into a NUL-terminated buffer. */
-char *vrpc_read_file(const char *path, vs_err *err);
+/* rpc_net.c's hooks. A listener: a unix socket at unix_path (creds NULL),
+ * or target through creds (always released). */
+int vrpc_server_add_listener(vrpc_server *srv, const char *uri, const char *target,
+                             const char *unix_path, grpc_server_credentials *creds,
+                             int *bound_port, vs_err *err);
+/* A channel to target through creds (always released). */
+vrpc_channel *vrpc_channel_create(const char *target, grpc_channel_credentials *creds,
+                                  const grpc_channel_args *args, vs_err *err);
 
 /* Channel args for message sizes and flow control; args must hold 3. */
 void vrpc_size_args(grpc_channel_args *ca, grpc_arg *args, size_t max_message);
-
-/* "tcp://h:p" -> "h:p"; other URIs unchanged. Returns NULL if unsupported. */
-const char *vrpc_target(const char *uri, vs_err *err);
 
 #endif

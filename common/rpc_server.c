@@ -212,51 +212,14 @@ static int listen_unix(vrpc_server *s, const char *path, const char *uri, vs_err
   return 0;
 }
 
-int vrpc_server_listen(vrpc_server *s, const char *uri, const vrpc_tls *tls,
-                       int *bound_port, vs_err *err) {
-  if (s->started)
+int vrpc_server_add_listener(vrpc_server *s, const char *uri, const char *target,
+                             const char *unix_path, grpc_server_credentials *creds,
+                             int *bound_port, vs_err *err) {
+  if (s->started) {
+    if (creds) grpc_server_credentials_release(creds);
     return vs_err_set(err, VS_FAILED_PRECONDITION, "server already started");
-  const char *target = vrpc_target(uri, err);
-  if (!target) return -1;
-  if (strncmp(target, "unix:", 5) == 0) {
-    const char *p = target + 5;
-    if (strncmp(p, "//", 2) == 0) p += 2;
-    if (strlen(p) > 107)
-      return vs_err_set(err, VS_INVALID_ARGUMENT,
-                        "unix socket path %s is longer than 107 bytes", p);
-    if (!tls) return listen_unix(s, p, uri, err);
   }
-  grpc_server_credentials *creds;
-  if (tls) {
-    if (!tls->cert_file || !tls->key_file)
-      return vs_err_set(err, VS_INVALID_ARGUMENT,
-                        "TLS on %s needs a certificate and a key", uri);
-    char *cert = vrpc_read_file(tls->cert_file, err);
-    if (!cert) return -1;
-    char *key = vrpc_read_file(tls->key_file, err);
-    if (!key) {
-      free(cert);
-      return -1;
-    }
-    char *ca = NULL;
-    if (tls->ca_file && !(ca = vrpc_read_file(tls->ca_file, err))) {
-      free(cert);
-      free(key);
-      return -1;
-    }
-    grpc_ssl_pem_key_cert_pair pair = {key, cert};
-    creds = grpc_ssl_server_credentials_create_ex(
-        ca, &pair, 1,
-        ca ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
-           : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
-        NULL);
-    free(cert);
-    free(key);
-    free(ca);
-  } else {
-    creds = grpc_insecure_server_credentials_create();
-  }
-  if (!creds) return vs_err_set(err, VS_INVALID_ARGUMENT, "%s: bad TLS material", uri);
+  if (unix_path) return listen_unix(s, unix_path, uri, err);
   int port = grpc_server_add_http2_port(s->server, target, creds);
   grpc_server_credentials_release(creds);
   if (port <= 0)
