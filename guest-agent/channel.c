@@ -6,10 +6,12 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -205,14 +207,31 @@ typedef struct serial_ctx {
   char dev[256];
 } serial_ctx;
 
-/* Host connected = poll on the port does not report POLLHUP. */
+/* Host connected = poll on the port does not report POLLHUP; while no host
+ * is there it reports that at once, so poll cannot wait for one. The
+ * driver sends SIGIO to an O_ASYNC port's owner when the host connects or
+ * leaves: this thread owns the port and takes that signal, blocked, with
+ * sigtimedwait (a pending one is not lost between the check and the wait).
+ * Polling instead cost a VM left without its host (vesseld restarting) 8%
+ * of a host core under TCG at a 5 ms pace, still 2% at 100 ms. */
 static void wait_host(int port) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGIO);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+  struct f_owner_ex me = {F_OWNER_TID, (pid_t)syscall(SYS_gettid)};
+  int fl = fcntl(port, F_GETFL);
+  int async = fl >= 0 && fcntl(port, F_SETOWN_EX, &me) == 0 &&
+              fcntl(port, F_SETFL, fl | O_ASYNC) == 0;
   for (;;) {
     struct pollfd p = {port, POLLIN, 0};
-    int n = poll(&p, 1, 100);
-    if (n >= 0 && !(p.revents & POLLHUP)) return;
-    sleep_ms(5);
+    int n = poll(&p, 1, 0);
+    if (n >= 0 && !(p.revents & POLLHUP)) break;
+    /* Without the signal (or should it not come), look again in 1 s. */
+    struct timespec ts = {async ? 1 : 0, async ? 0 : 100 * 1000000L};
+    sigtimedwait(&set, NULL, &ts);
   }
+  if (async) fcntl(port, F_SETFL, fl);
 }
 
 static void *serial_main(void *arg) {
