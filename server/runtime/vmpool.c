@@ -36,7 +36,7 @@
 #include "vessel_proto_rpc.h"
 
 /* Bump when what a template holds changes. */
-#define TEMPLATE_FORMAT "vessel-template-2"
+#define TEMPLATE_FORMAT "vessel-template-3" /* 3: x86 TCG CPU without ERMS */
 /* Spares are made in the background, niced, so that they hardly slow the
  * containers running meanwhile (10: about a tenth of a CPU against a busy
  * one; never starved); a spare taken over gets its priority back. (Not

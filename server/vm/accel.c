@@ -75,7 +75,7 @@ void vm_probe_firmware(unsigned char fw[VM_PROBE_FIRMWARE_SIZE]) {
 
 char **vm_probe_argv(const char *qemu, vm_accel accel, const char *firmware) {
   const char *a = accel == VM_ACCEL_KVM ? "kvm" : "tcg";
-  const char *cpu = accel == VM_ACCEL_KVM ? "host" : "max"; /* as vm_build_argv */
+  const char *cpu = vm_cpu_model(accel, VM_ARCH_X86_64); /* as vm_build_argv */
   const char *fixed[] = {qemu && *qemu ? qemu : "qemu-system-x86_64",
                          "-M", "microvm,x-option-roms=off,isa-serial=on,rtc=off",
                          "-accel", a, "-cpu", cpu, "-m", "16M",

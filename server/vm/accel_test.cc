@@ -82,7 +82,7 @@ TEST(AccelProbe, ArgvUnderKvmAndTcg) {
   EXPECT_EQ(After(k, "-accel"), "kvm");
   EXPECT_EQ(After(k, "-cpu"), "host");  // what container VMs get under KVM
   EXPECT_EQ(After(t, "-accel"), "tcg");
-  EXPECT_EQ(After(t, "-cpu"), "max");
+  EXPECT_EQ(After(t, "-cpu"), "max,erms=off,fsrm=off");
   for (auto *v : {&k, &t}) {
     EXPECT_EQ(After(*v, "-M").rfind("microvm", 0), 0u);  // the machine VMs use
     EXPECT_EQ(After(*v, "-bios"), "/proc/self/fd/7");

@@ -52,6 +52,8 @@ vm_arch vm_host_arch(void);
 const char *vm_arch_name(vm_arch a);
 /* Parses "x86_64"/"amd64" or "arm64"/"aarch64"; -1 if neither. */
 int vm_arch_parse(const char *s, vm_arch *out);
+/* The -cpu a VM of arch (not VM_ARCH_HOST) gets under accel. */
+const char *vm_cpu_model(vm_accel accel, vm_arch arch);
 
 typedef struct vm_disk {
   const char *path; /* raw image */
