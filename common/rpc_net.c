@@ -11,11 +11,33 @@
 #include "common/rpc_internal.h"
 #include "common/vs_fs.h"
 
-/* Reads a whole file (PEM material) into a NUL-terminated buffer. */
+/* PEM material named by tls, each file read whole into a NUL-terminated
+ * buffer (NULL where tls names none). */
+typedef struct pem {
+  char *ca, *cert, *key;
+} pem;
+
+static void pem_free(pem *m) {
+  free(m->ca);
+  free(m->cert);
+  free(m->key);
+}
+
 static char *read_pem(const char *path, vs_err *err) {
   char *buf = vs_read_file(path, 16 << 20, NULL, err);
   if (!buf) err->code = VS_INVALID_ARGUMENT; /* a bad --tls-* option */
   return buf;
+}
+
+static int pem_load(const vrpc_tls *tls, pem *m, vs_err *err) {
+  *m = (pem){NULL, NULL, NULL};
+  if ((tls->ca_file && !(m->ca = read_pem(tls->ca_file, err))) ||
+      (tls->cert_file && !(m->cert = read_pem(tls->cert_file, err))) ||
+      (tls->key_file && !(m->key = read_pem(tls->key_file, err)))) {
+    pem_free(m);
+    return -1;
+  }
+  return 0;
 }
 
 /* "tcp://h:p" -> "h:p"; other URIs unchanged. Returns NULL if unsupported. */
@@ -45,22 +67,16 @@ static grpc_server_credentials *server_creds(const vrpc_tls *tls, const char *ur
     vs_err_set(err, VS_INVALID_ARGUMENT, "TLS on %s needs a certificate and a key", uri);
     return NULL;
   }
-  char *cert = NULL, *key = NULL, *ca = NULL;
-  grpc_server_credentials *creds = NULL;
-  if (!(cert = read_pem(tls->cert_file, err)) || !(key = read_pem(tls->key_file, err)) ||
-      (tls->ca_file && !(ca = read_pem(tls->ca_file, err))))
-    goto out;
-  grpc_ssl_pem_key_cert_pair pair = {key, cert};
-  creds = grpc_ssl_server_credentials_create_ex(
-      ca, &pair, 1,
-      ca ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
-         : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+  pem m;
+  if (pem_load(tls, &m, err) < 0) return NULL;
+  grpc_ssl_pem_key_cert_pair pair = {m.key, m.cert};
+  grpc_server_credentials *creds = grpc_ssl_server_credentials_create_ex(
+      m.ca, &pair, 1,
+      m.ca ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+           : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
       NULL);
   if (!creds) vs_err_set(err, VS_INVALID_ARGUMENT, "%s: bad TLS material", uri);
-out:
-  free(cert);
-  free(key);
-  free(ca);
+  pem_free(&m);
   return creds;
 }
 
@@ -83,24 +99,17 @@ int vrpc_server_listen(vrpc_server *s, const char *uri, const vrpc_tls *tls,
 
 static grpc_channel_credentials *client_creds(const vrpc_tls *tls, vs_err *err) {
   if (!tls) return grpc_insecure_credentials_create();
-  char *ca = NULL, *cert = NULL, *key = NULL;
-  grpc_channel_credentials *creds = NULL;
-  if (tls->ca_file && !(ca = read_pem(tls->ca_file, err))) goto out;
-  if (tls->cert_file || tls->key_file) {
-    if (!tls->cert_file || !tls->key_file) {
-      vs_err_set(err, VS_INVALID_ARGUMENT, "a client certificate needs both cert and key");
-      goto out;
-    }
-    if (!(cert = read_pem(tls->cert_file, err))) goto out;
-    if (!(key = read_pem(tls->key_file, err))) goto out;
+  if (!tls->cert_file != !tls->key_file) {
+    vs_err_set(err, VS_INVALID_ARGUMENT, "a client certificate needs both cert and key");
+    return NULL;
   }
-  grpc_ssl_pem_key_cert_pair pair = {key, cert};
-  creds = grpc_ssl_credentials_create(ca, cert ? &pair : NULL, NULL, NULL);
+  pem m;
+  if (pem_load(tls, &m, err) < 0) return NULL;
+  grpc_ssl_pem_key_cert_pair pair = {m.key, m.cert};
+  grpc_channel_credentials *creds =
+      grpc_ssl_credentials_create(m.ca, m.cert ? &pair : NULL, NULL, NULL);
   if (!creds) vs_err_set(err, VS_INVALID_ARGUMENT, "bad TLS material");
-out:
-  free(ca);
-  free(cert);
-  free(key);
+  pem_free(&m);
   return creds;
 }
 
